@@ -1,0 +1,56 @@
+"""Atomic artifact writing shared by every stage.
+
+Every file a rule writes appears atomically: it is written to a temporary file in
+the same directory and moved into place with ``os.replace`` only when complete, so
+a killed job never leaves a partial artifact that Snakemake (or a user) could
+mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from .schema import check_frame
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike, artifact: str | None = None) -> None:
+    """Check ``df`` against ``artifact``'s documented schema (if given), then write it atomically."""
+    if artifact is not None:
+        check_frame(df, artifact, where=str(path))
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.write_parquet(tmp, statistics=False)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)

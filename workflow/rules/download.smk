@@ -1,0 +1,12 @@
+rule download:
+    output:
+        "results/data/{dataset}.parquet",
+    params:
+        data=lambda w: cfg("data"),
+        seed=config.get("seed", 0),
+    log:
+        "logs/download/{dataset}.log",
+    conda:
+        "../../envs/uqroute.yaml"
+    script:
+        "../scripts/download.py"

@@ -1,0 +1,42 @@
+# SLMs: greedy answer + log-probs + hidden states + samples + p(True) + verbalized confidence.
+rule infer:
+    input:
+        data="results/data/{dataset}.parquet",
+        model=lambda w: model_dir(w.slm),
+    output:
+        generations="results/generations/{slm}/{dataset}.parquet",
+        hidden="results/generations/{slm}/{dataset}.hidden.safetensors",
+    params:
+        role="slm",
+        spec=lambda w: MODELS[w.slm],
+        inference=lambda w: cfg("inference"),
+        seed=config.get("seed", 0),
+    log:
+        "logs/infer/{slm}/{dataset}.log",
+    conda:
+        "../../envs/uqroute.yaml"
+    script:
+        "../scripts/infer.py"
+
+
+# LLMs: the greedy answer (and log-probs where available) is all routing needs.
+rule infer_llm:
+    input:
+        data="results/data/{dataset}.parquet",
+        model=lambda w: model_dir(w.llm),
+    output:
+        generations="results/generations/{llm}/{dataset}.parquet",
+    params:
+        role="llm",
+        spec=lambda w: MODELS[w.llm],
+        inference=lambda w: cfg("inference"),
+        seed=config.get("seed", 0),
+    log:
+        "logs/infer/{llm}/{dataset}.log",
+    conda:
+        "../../envs/uqroute.yaml"
+    script:
+        "../scripts/infer.py"
+
+
+ruleorder: infer > infer_llm

@@ -1,0 +1,15 @@
+rule uq:
+    input:
+        data="results/data/{dataset}.parquet",
+        generations="results/generations/{slm}/{dataset}.parquet",
+        probes="results/probes/{slm}/{dataset}.parquet",
+    output:
+        "results/uq/{slm}/{dataset}.parquet",
+    params:
+        methods=lambda w: cfg("uq")["methods"],
+    log:
+        "logs/uq/{slm}/{dataset}.log",
+    conda:
+        "../../envs/uqroute.yaml"
+    script:
+        "../scripts/uq.py"

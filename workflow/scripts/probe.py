@@ -1,0 +1,19 @@
+import sys; sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa: E702
+from _log import logged
+
+from uqroute.probes import run_probes
+
+sm = snakemake  # noqa: F821
+with logged(sm):
+    run_probes(
+        target=sm.wildcards.dataset,
+        datasets=sm.params.datasets,
+        data_paths=list(sm.input.data),
+        hidden_paths=list(sm.input.hidden),
+        correctness_paths=list(sm.input.correctness),
+        out_path=sm.output.scores,
+        trained_weights_path=sm.output.trained,
+        ood_weights_path=sm.output.ood,
+        cfg=sm.params.probe,
+        seed=sm.params.seed,
+    )
