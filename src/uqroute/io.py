@@ -54,3 +54,36 @@ def write_text(text: str, path: str | os.PathLike) -> None:
 
 def write_json(obj, path: str | os.PathLike) -> None:
     write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+
+
+def write_hidden_states(path, ids, states, *, layer: int, model: str, dataset: str) -> None:
+    """Write per-query hidden states (float16) as safetensors, keyed by query id.
+
+    ``states`` is an array of shape (len(ids), hidden_size). The format is
+    documented in docs/artifacts.md (section "hidden states").
+    """
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    states = np.asarray(states)
+    ids = [str(i) for i in ids]
+    if states.ndim != 2 or states.shape[0] != len(ids):
+        raise ValueError(f"hidden states for {model}/{dataset}: shape {states.shape} does not match {len(ids)} ids")
+    meta = {"ids": json.dumps(ids), "layer": str(int(layer)), "model": model, "dataset": dataset}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file({"hidden_states": np.ascontiguousarray(states.astype(np.float16))}, str(tmp), metadata=meta)
+
+
+def read_hidden_states(path):
+    """Read a hidden-states file → ``(ids, array float16 (n, d), metadata dict)``."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata() or {}
+        arr = f.get_tensor("hidden_states")
+    if "ids" not in meta:
+        raise ValueError(f"{path}: not a uqroute hidden-states file (no `ids` in its metadata)")
+    ids = json.loads(meta["ids"])
+    if len(ids) != arr.shape[0]:
+        raise ValueError(f"{path}: {len(ids)} ids for {arr.shape[0]} rows")
+    return ids, arr, meta

@@ -274,7 +274,7 @@ paper) at the last prompt token, i.e. the representation from which the greedy
 answer is generated. Row *i* belongs to query id `ids[i]`; the file's metadata
 holds `ids` (a JSON list), `layer` (the absolute layer index into
 `output_hidden_states`, 0 = embeddings), `model` and `dataset`. Read it with
-`uqroute.inference.read_hidden_states(path)` → `(ids, array)`.
+`uqroute.io.read_hidden_states(path)` → `(ids, array, metadata)`.
 """
 
 

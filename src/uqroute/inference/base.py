@@ -1,0 +1,55 @@
+"""The interface every generation backend implements (transformers, OpenAI-compatible API).
+
+A backend turns chat conversations into :class:`Generation` objects. The inference
+stage, the LLM judge and the benchmarks only talk to this interface, so a local
+model and a served one are interchangeable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
+Conversation = Sequence[Message]
+
+
+@dataclass
+class Generation:
+    """One generated continuation of one conversation."""
+
+    text: str
+    tokens: list[str] = field(default_factory=list)
+    # natural-log probability of each generated token (None where the backend gives none)
+    token_logprobs: list[float] | None = None
+    # entropy (nats) of the full next-token distribution at each position (local models only)
+    token_entropies: list[float] | None = None
+    # per position: {token string: logprob} of the k most likely tokens (where requested)
+    top_logprobs: list[dict[str, float]] | None = None
+    finish_reason: str = "stop"  # "stop" | "length"
+    n_prompt_tokens: int = 0
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Generate continuations for a batch of conversations.
+
+    ``generate`` returns, for each conversation, ``n`` generations. ``temperature=0``
+    means greedy decoding. ``seed`` makes sampling reproducible. ``top_logprobs=k``
+    asks for the k most likely tokens at each position (0 = none).
+    """
+
+    name: str
+
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        n: int = 1,
+        seed: int | None = None,
+        top_logprobs: int = 0,
+    ) -> list[list[Generation]]: ...
+
+    def close(self) -> None: ...
