@@ -1,6 +1,9 @@
 # Input functions and shared helpers. Paths follow src/uqroute/schema.py.
 import json
+import os
 import re
+
+from uqroute.data import get_spec
 
 DATASETS = list(config["datasets"])
 SLMS = list(config["slms"])
@@ -33,6 +36,21 @@ def cfg(section):
     return config.get(section, {})
 
 
+def download_sources(wildcards):
+    """The slice/mirror files a dataset is read from, so that editing them reruns `download`.
+
+    A file that does not exist is left out: the library then raises its own error naming it.
+    """
+    data = cfg("data")
+    source = data.get("source", "slices")
+    if source == "hub":
+        return []
+    root = data.get("slices_dir", "data/slices") if source == "slices" else data.get("mirror_dir")
+    spec = get_spec(wildcards.dataset)
+    files = [os.path.join(root, spec.split_file(s)) for s in (spec.eval_split, spec.train_split) if s]
+    return [f for f in files if os.path.exists(f)]
+
+
 def all_targets():
     targets = expand("results/data/{dataset}.parquet", dataset=DATASETS)
     targets += expand("results/generations/{model}/{dataset}.parquet", model=SLMS + LLMS, dataset=DATASETS)
@@ -40,3 +58,64 @@ def all_targets():
     targets += expand("results/uq/{slm}/{dataset}.parquet", slm=SLMS, dataset=DATASETS)
     targets += routing_targets()
     return targets
+
+
+# ---------------------------------------------------------------- cluster resources
+# Resource requests of the model-bound rules, from the config section `resources` and
+# models.<name>.params_b (see docs/slurm.md). profiles/slurm turns them into sbatch flags
+# (gpu + gpu_model -> --gpus=<model>:<n>, mem_mb -> --mem, runtime -> -t). A local
+# `--cores N` run ignores gpu, gpu_mem_mb and mem_mb unless they are limited with
+# --resources (profiles/local limits gpu to 1), so CPU-only runs are never blocked.
+# Requests grow with the attempt number, so a retried job (profile `retries`) that ran out
+# of time or host memory asks for more.
+import math
+
+
+def model_params_b(model):
+    """Billions of parameters of `model` (models.<name>.params_b); 0 when not given (base requests only)."""
+    return float(MODELS[model].get("params_b", 0)) if model else 0.0
+
+
+def runs_locally(model):
+    """True when a job runs `model` itself (a fetched model), False for API models and for no model (None)."""
+    return bool(model) and not is_api(model)
+
+
+def model_gpus(model):
+    """GPUs for a job that runs `model`: resources.gpus_per_job for local models; 0 for API models or None."""
+    return int(cfg("resources")["gpus_per_job"]) if runs_locally(model) else 0
+
+
+def model_gpu_model(model):
+    """GPU type name (resources.gpu_model), or "" (= any type) when unset or when no GPU is requested."""
+    return (cfg("resources")["gpu_model"] or "") if model_gpus(model) else ""
+
+
+def model_gpu_mem_mb(model):
+    """GPU memory the model needs in all: resources.gpu_mem_per_b_mb × params_b (0 without GPUs)."""
+    if not model_gpus(model):
+        return 0
+    return math.ceil(cfg("resources")["gpu_mem_per_b_mb"] * model_params_b(model))
+
+
+def model_mem_mb(model, attempt=1):
+    """Host memory in MB: mem_mb_base + mem_mb_per_b × params_b for local models, else mem_mb_base; × attempt."""
+    res = cfg("resources")
+    per_b = res["mem_mb_per_b"] * model_params_b(model) if runs_locally(model) else 0
+    return math.ceil((res["mem_mb_base"] + per_b) * attempt)
+
+
+def model_runtime_min(model, attempt=1):
+    """Wall time in minutes: (runtime_min_base + runtime_min_per_b × params_b) × max_new_tokens_scale × attempt.
+
+    Only the base time counts for API models (served elsewhere) and for jobs without a model (None).
+    """
+    res = cfg("resources")
+    per_b = res["runtime_min_per_b"] * model_params_b(model) if runs_locally(model) else 0
+    scale = float(MODELS[model].get("max_new_tokens_scale", 1)) if model else 1.0
+    return math.ceil((res["runtime_min_base"] + per_b) * scale * attempt)
+
+
+def judge_model_name():
+    """The judge's model name (judge.model), or None when correctness is rule-based only."""
+    return cfg("judge").get("model")

@@ -1,4 +1,6 @@
 rule download:
+    input:
+        download_sources,
     output:
         "results/data/{dataset}.parquet",
     params:

@@ -1,0 +1,136 @@
+"""Build the ``data`` artifact of one dataset (rule ``download``).
+
+Rows: the evaluation split (``role = eval``) and a seeded subsample of the
+training split (``role = train``, used only by the in-domain trained probe, which
+the paper trains "on a fixed subsample of the in-domain training set", §3.1).
+
+Selection (deterministic under ``seed``):
+
+* evaluation rows: all of them, or with ``eval_limit`` a seeded uniform sample of
+  that many rows without replacement, kept in source order. A sample rather than
+  the first rows, because several sources are sorted (MMLU by subject, the slices
+  by nothing in particular): the first N rows of MMLU are all abstract algebra.
+* training rows: a seeded uniform sample of ``train_limit`` rows, in source order.
+
+Both samples draw from ``numpy.random.default_rng`` seeded with ``(seed, dataset,
+role)``, so one dataset's sample does not change when another is added. For CoQA
+a "row" is one question (conversation turn). A limit larger than the split uses
+every row and logs that it did.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..io import write_parquet
+from ..schema import ARTIFACTS
+from .adapters import to_rows
+from .errors import DatasetError, EmptySplitError, SplitNotFoundError
+from .registry import DatasetSpec, get_spec
+from .sources import SOURCES, read_split
+
+log = logging.getLogger(__name__)
+
+__all__ = ["load_rows", "build_dataset", "select_indices"]
+
+
+def select_indices(n: int, limit: int | None, *, seed: int, dataset: str, role: str) -> np.ndarray:
+    """Sorted indices of a seeded uniform sample of ``limit`` out of ``n`` rows (all when ``limit`` is None or ≥ n)."""
+    if limit is None or limit >= n:
+        if limit is not None and limit > n:
+            log.warning("dataset %r: %s limit %d exceeds the %d available rows; using all %d", dataset, role, limit, n, n)
+        return np.arange(n)
+    seq = np.random.SeedSequence([int(seed) % 2**32, zlib.crc32(dataset.encode()), zlib.crc32(role.encode())])
+    rng = np.random.default_rng(seq)
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
+def _unified(spec: DatasetSpec, split: str, role: str, source_kw: dict) -> list[dict]:
+    rows = read_split(spec, split, **source_kw)
+    if not rows:
+        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r} ({source_kw['source']}): the split has no rows")
+    out = to_rows(spec, split, role, rows)
+    if not out:
+        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r}: no queries after adapting {len(rows)} rows")
+    return out
+
+
+def _check_limit(name: str, key: str, value, minimum: int) -> None:
+    if value is None and key == "eval_limit":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DatasetError(f"dataset {name!r}: data.{key} must be an integer ≥ {minimum}, got {value!r}")
+
+
+def load_rows(
+    name: str,
+    *,
+    seed: int = 0,
+    source: str = "slices",
+    mirror_dir: str | Path | None = None,
+    slices_dir: str | Path | None = "data/slices",
+    eval_limit: int | None = None,
+    train_limit: int = 0,
+) -> pl.DataFrame:
+    """The unified rows of dataset ``name`` (eval rows, then train rows) as a polars frame.
+
+    Arguments are the config's ``data:`` section (see ``config/schema.yaml``). A
+    missing evaluation split is an error; a missing training split logs a warning
+    and gives no training rows (the probe stage then cross-fits).
+    """
+    spec = get_spec(name)
+    if source not in SOURCES:
+        raise DatasetError(f"dataset {name!r}: unknown data.source {source!r}; use one of {', '.join(SOURCES)}")
+    _check_limit(name, "eval_limit", eval_limit, 1)
+    _check_limit(name, "train_limit", train_limit, 0)
+    source_kw = {"source": source, "mirror_dir": mirror_dir, "slices_dir": slices_dir}
+
+    eval_rows = _unified(spec, spec.eval_split, "eval", source_kw)
+    keep = select_indices(len(eval_rows), eval_limit, seed=seed, dataset=name, role="eval")
+    rows = [eval_rows[i] for i in keep]
+
+    if train_limit > 0:
+        if spec.train_split is None:
+            log.warning("dataset %r has no training split; writing no training rows (the probe stage cross-fits)", name)
+        else:
+            try:
+                train_rows = _unified(spec, spec.train_split, "train", source_kw)
+            except SplitNotFoundError as e:
+                log.warning("%s; writing no training rows (the probe stage cross-fits)", e)
+                train_rows = []
+            if train_rows:
+                keep = select_indices(len(train_rows), train_limit, seed=seed, dataset=name, role="train")
+                rows += [train_rows[i] for i in keep]
+
+    return pl.DataFrame(rows, schema=ARTIFACTS["data"].polars_schema())
+
+
+def build_dataset(
+    name: str,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    source: str = "slices",
+    mirror_dir: str | Path | None = None,
+    slices_dir: str | Path | None = "data/slices",
+    eval_limit: int | None = None,
+    train_limit: int = 0,
+) -> pl.DataFrame:
+    """Write ``results/data/{name}.parquet`` (the ``data`` artifact) atomically; return the frame.
+
+    Called by rule ``download`` with the config's ``data:`` section as keyword
+    arguments. Nothing is written when any step fails.
+    """
+    df = load_rows(
+        name, seed=seed, source=source, mirror_dir=mirror_dir, slices_dir=slices_dir,
+        eval_limit=eval_limit, train_limit=train_limit,
+    )
+    n_eval = int((df["role"] == "eval").sum())
+    log.info("dataset %r: %d eval rows, %d train rows from %s", name, n_eval, df.height - n_eval, source)
+    write_parquet(df, out, "data")
+    return df

@@ -1,0 +1,504 @@
+"""Dataset stage: registry, adapters (on real mirror rows and hand-written CoQA rows),
+prompts, selection, errors, atomic and deterministic builds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from uqroute.data import (
+    ADAPTERS,
+    DATASETS,
+    DatasetError,
+    EmptySplitError,
+    MissingColumnError,
+    RowError,
+    SplitNotFoundError,
+    UnknownDatasetError,
+    build_dataset,
+    canonical_number,
+    get_spec,
+    load_rows,
+    read_split,
+    select_indices,
+)
+from uqroute.data import prompts
+from uqroute.data.adapters import coqa_context, to_rows
+from uqroute.schema import ARTIFACTS, check_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+SLICES = ROOT / "data" / "slices"
+NAMES = [
+    "gsm8k", "aqua", "multiarith", "svamp", "math500", "boolq", "commonsenseqa", "hellaswag",
+    "openbookqa", "piqa", "socialiqa", "truthfulqa", "winogrande", "coqa", "mmlu",
+]
+MIRRORED = [n for n in NAMES if n != "coqa"]
+
+
+def find_mirror() -> Path | None:
+    """The offline mirror: $UQROUTE_DATASETS_MIRROR, else the repo root's ../shared/datasets."""
+    for cand in (os.environ.get("UQROUTE_DATASETS_MIRROR"), ROOT.parent / "shared" / "datasets"):
+        if cand and (Path(cand) / "openai__gsm8k").is_dir():
+            return Path(cand)
+    return None
+
+
+MIRROR = find_mirror()
+needs_mirror = pytest.mark.skipif(
+    MIRROR is None, reason="offline datasets mirror not found (../shared/datasets or $UQROUTE_DATASETS_MIRROR)"
+)
+
+
+def mirror_rows(name: str, split: str | None = None, n: int | None = None) -> list[dict]:
+    spec = get_spec(name)
+    rows = read_split(spec, split or spec.eval_split, source="mirror", mirror_dir=MIRROR)
+    return rows[:n] if n else rows
+
+
+def unified(name: str, split: str | None = None, n: int = 3) -> list[dict]:
+    spec = get_spec(name)
+    split = split or spec.eval_split
+    return to_rows(spec, split, "eval", mirror_rows(name, split, n))
+
+
+# ------------------------------------------------------------------ registry
+def test_registry_has_the_papers_15_datasets_in_config_schema_order():
+    assert list(DATASETS) == NAMES
+    enum = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]["datasets"]["items"]["enum"]
+    assert enum == NAMES
+    assert set(ADAPTERS) == set(NAMES)
+
+
+@pytest.mark.parametrize(
+    "name, task_type, domain, fmt, eval_split, train_split",
+    [
+        ("gsm8k", "FF", "math", "number", "test", "train"),
+        ("aqua", "MCQ", "math", "letter", "test", "train"),
+        ("math500", "FF", "math", "latex", "test", None),
+        ("boolq", "TF", "commonsense", "bool", "validation", "train"),
+        ("truthfulqa", "FF", "commonsense", "text", "validation", None),
+        ("coqa", "FF", "conversational", "text", "validation", "train"),
+        ("mmlu", "MCQ", "problem_solving", "letter", "test", "auxiliary_train"),
+        ("winogrande", "MCQ", "commonsense", "letter", "validation", "train"),
+        ("piqa", "MCQ", "commonsense", "letter", "validation", "train"),
+        ("openbookqa", "MCQ", "commonsense", "letter", "test", "train"),
+    ],
+)
+def test_registry_fields_follow_table_2(name, task_type, domain, fmt, eval_split, train_split):
+    s = get_spec(name)
+    assert (s.task_type, s.domain, s.answer_format, s.eval_split, s.train_split) == (
+        task_type, domain, fmt, eval_split, train_split,
+    )
+
+
+def test_unknown_dataset_lists_known_names():
+    with pytest.raises(UnknownDatasetError, match="unknown dataset 'gsm9k'") as e:
+        get_spec("gsm9k")
+    for n in NAMES:
+        assert n in str(e.value)
+    with pytest.raises(UnknownDatasetError):
+        load_rows("gsm9k")
+
+
+def test_spec_rejects_bad_task_type():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="task_type 'XX'"):
+        replace(get_spec("gsm8k"), task_type="XX")
+
+
+def test_spec_mirror_paths():
+    assert get_spec("gsm8k").split_file("test") == "openai__gsm8k/main/test.parquet"
+    assert get_spec("piqa").split_file("validation") == "ybisk__piqa/default/validation.parquet"
+
+
+# ------------------------------------------------------------------ helpers
+@pytest.mark.parametrize(
+    "value, expected",
+    [(5.0, "5"), ("1,250", "1250"), (0.5, "0.5"), ("-3", "-3"), ("0.50", "0.5"), (1e-05, "0.00001"),
+     ("  42 ", "42"), (-0.0, "0"), ("3.1400", "3.14"), (100, "100"), ("1e3", "1000")],
+)
+def test_canonical_number(value, expected):
+    assert canonical_number(value) == expected
+
+
+@pytest.mark.parametrize("value", ["abc", "", None, float("nan"), float("inf"), True])
+def test_canonical_number_rejects_non_numbers(value):
+    with pytest.raises(ValueError):
+        canonical_number(value)
+
+
+def test_select_indices_is_seeded_sorted_and_per_dataset():
+    a = select_indices(100, 10, seed=0, dataset="gsm8k", role="eval")
+    assert list(a) == sorted(set(a.tolist())) and len(a) == 10
+    assert list(a) == list(select_indices(100, 10, seed=0, dataset="gsm8k", role="eval"))
+    assert list(a) != list(select_indices(100, 10, seed=1, dataset="gsm8k", role="eval"))
+    assert list(a) != list(select_indices(100, 10, seed=0, dataset="svamp", role="eval"))
+    assert list(select_indices(5, None, seed=0, dataset="x", role="eval")) == [0, 1, 2, 3, 4]
+
+
+def test_select_indices_limit_larger_than_split_logs(caplog):
+    with caplog.at_level(logging.WARNING, logger="uqroute.data"):
+        out = select_indices(5, 9, seed=0, dataset="gsm8k", role="eval")
+    assert list(out) == [0, 1, 2, 3, 4]
+    assert "eval limit 9 exceeds the 5 available rows; using all 5" in caplog.text
+
+
+# ------------------------------------------------------------------ prompts
+def test_mcq_prompt_lists_lettered_options_and_asks_for_letter_only():
+    p = prompts.mcq_prompt("Q?", [{"label": "A", "text": "x"}, {"label": "B", "text": "y"}], instruction="Pick.")
+    assert p.startswith("Pick.")
+    assert "Question: Q?" in p and "\nA. x\nB. y" in p
+    assert "letter of the correct option only (A or B)" in p
+
+
+def test_tf_prompt_asks_true_or_false():
+    p = prompts.tf_prompt("is the sky blue", context="The sky is blue.")
+    assert "Passage: The sky is blue." in p and "Question: Is the sky blue?" in p
+    assert "True or False only" in p
+
+
+def test_math_and_latex_prompts():
+    assert '"Answer: <number>"' in prompts.math_prompt("1+1?")
+    assert "\\boxed{}" in prompts.latex_prompt("x?")
+    p = prompts.short_answer_prompt("Who?", context="Story.")
+    assert "Story." in p and "short answer" in p
+
+
+# ------------------------------------------------------------------ adapters on real rows
+@needs_mirror
+def test_gsm8k_answer_after_hashes():
+    r = unified("gsm8k")[0]
+    assert r["answer"] == "18" and r["question"].startswith("Janet’s ducks lay 16 eggs")
+    assert r["choices"] == [] and r["references"] == ["18"] and r["context"] is None
+    assert r["id"] == "gsm8k/test/0"
+    assert r["prompt"].endswith(r["question"]) and "Answer: <number>" in r["prompt"]
+    train = unified("gsm8k", "train", 1)[0]
+    assert train["answer"] == "72" and train["id"] == "gsm8k/train/0"
+
+
+@needs_mirror
+def test_gsm8k_thousands_separator_is_dropped():
+    rows = unified("gsm8k", n=None)
+    raw = mirror_rows("gsm8k")
+    i = next(i for i, r in enumerate(raw) if re.search(r"####\s*\d+,\d", r["answer"]))
+    assert "," not in rows[i]["answer"] and rows[i]["answer"].isdigit()
+
+
+@needs_mirror
+def test_aqua_options_and_correct_letter():
+    r = unified("aqua")[0]
+    assert r["answer"] == "A"
+    assert [c["label"] for c in r["choices"]] == list("ABCDE")
+    assert r["choices"][0]["text"] == "5(√3 + 1)" and r["choices"][4]["text"] == "None of these"
+    assert "A. 5(√3 + 1)" in r["prompt"]
+
+
+@needs_mirror
+def test_multiarith_and_svamp_numbers():
+    assert unified("multiarith")[0]["answer"] == "39"
+    s = unified("svamp")[0]
+    assert s["answer"] == "51"  # Answer 51.0
+    assert s["question"].startswith("Each pack of dvds costs 76 dollars.") and s["question"].endswith("each pack?")
+
+
+@needs_mirror
+def test_math500_latex_verbatim():
+    r = unified("math500")[0]
+    assert r["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+    assert r["question"].startswith("Convert the point $(0,3)$") and "\\boxed{}" in r["prompt"]
+
+
+@needs_mirror
+def test_boolq_passage_context_and_bool_answer():
+    rows = unified("boolq", n=None)
+    raw = mirror_rows("boolq")
+    assert rows[0]["answer"] == "False" and rows[0]["context"] == raw[0]["passage"]
+    assert {r["answer"] for r in rows} == {"True", "False"}
+    assert sum(r["answer"] == "True" for r in rows) == sum(r["answer"] for r in raw)
+    assert rows[0]["task_type"] == "TF" and "True or False" in rows[0]["prompt"]
+
+
+@needs_mirror
+def test_commonsenseqa_and_openbookqa_struct_choices():
+    c = unified("commonsenseqa")[0]
+    assert c["answer"] == "A" and c["choices"][0] == {"label": "A", "text": "bank"} and len(c["choices"]) == 5
+    o = unified("openbookqa")[0]
+    assert o["answer"] == "B" and o["choices"][1]["text"] == "quit eating lunch out"
+    assert o["question"].startswith("A person wants to start saving money")
+
+
+@needs_mirror
+def test_hellaswag_ctx_endings_string_label():
+    r = unified("hellaswag")[0]
+    assert r["question"] == "A man is sitting on a roof. he"
+    assert r["answer"] == "D" and r["choices"][3]["text"] == "starts pulling up roofing on a roof."
+    assert "most plausibly continues" in r["prompt"] and "Text: A man is sitting on a roof. he\n" in r["prompt"]
+
+
+@needs_mirror
+def test_piqa_socialiqa_winogrande_labels():
+    p = unified("piqa")[0]
+    assert p["answer"] == "A" and len(p["choices"]) == 2 and p["question"].startswith("How do I ready a guinea pig")
+    s = unified("socialiqa")[0]
+    assert s["answer"] == "C" and s["choices"][2]["text"] == "Find somewhere to go"
+    assert s["context"] == "Tracy didn't go home that evening and resisted Riley's attacks."
+    assert "Context: Tracy" in s["prompt"]
+    w = unified("winogrande")[0]
+    assert w["answer"] == "B" and [c["text"] for c in w["choices"]] == ["Sarah", "Maria"]
+    assert "_" in w["question"] and "fills the blank" in w["prompt"]
+    assert f"Sentence: {w['question']}" in w["prompt"] and "Question:" not in w["prompt"]
+    assert f"Goal: {p['question']}" in p["prompt"]
+
+
+@needs_mirror
+def test_truthfulqa_best_answer_and_references():
+    r = unified("truthfulqa")[0]
+    assert r["answer"] == "The watermelon seeds pass through your digestive system"
+    assert r["references"][0] == r["answer"] and "Nothing happens" in r["references"]
+    assert len(r["references"]) == len(set(r["references"]))
+
+
+@needs_mirror
+def test_mmlu_classlabel_int_answer():
+    r = unified("mmlu")[0]
+    assert r["answer"] == "B" and [c["text"] for c in r["choices"]] == ["0", "4", "2", "6"]
+
+
+@needs_mirror
+@pytest.mark.parametrize(
+    "name, split, column",
+    [("commonsenseqa", "test", "answerKey"), ("piqa", "test", "label"), ("winogrande", "test", "answer")],
+)
+def test_unlabeled_test_splits_are_rejected_with_row_and_column(name, split, column):
+    with pytest.raises(RowError, match=rf"dataset '{name}', split '{split}', row 0, column '{column}'"):
+        unified(name, split, 1)
+
+
+# ------------------------------------------------------------------ CoQA (hub schema, hand-written)
+COQA_ROWS = [
+    {
+        "source": "wikipedia",
+        "story": "Anna has a red bike. She rides it to school every day.",
+        "questions": ["What does Anna have?", "What color is it?", "Where does she ride it?"],
+        "answers": {"input_text": ["a bike", "red", "to school"], "answer_start": [6, 12, 30], "answer_end": [18, 15, 50]},
+    },
+    {
+        "source": "cnn",
+        "story": "The match ended 2-1.",
+        "questions": ["What was the score?"],
+        "answers": {"input_text": ["2-1"], "answer_start": [16], "answer_end": [19]},
+    },
+]
+
+
+def test_coqa_one_row_per_question_with_history():
+    rows = to_rows(get_spec("coqa"), "validation", "eval", COQA_ROWS)
+    assert [r["id"] for r in rows] == ["coqa/validation/0/0", "coqa/validation/0/1", "coqa/validation/0/2", "coqa/validation/1/0"]
+    assert [r["answer"] for r in rows] == ["a bike", "red", "to school", "2-1"]
+    assert rows[0]["context"] == COQA_ROWS[0]["story"]
+    assert rows[2]["context"] == (
+        "Anna has a red bike. She rides it to school every day.\n\n"
+        "Q: What does Anna have?\nA: a bike\nQ: What color is it?\nA: red"
+    )
+    assert rows[3]["context"] == "The match ended 2-1."  # history does not leak across stories
+    assert rows[1]["references"] == ["red"] and rows[1]["domain"] == "conversational"
+    assert rows[2]["prompt"].endswith(
+        "Question: Where does she ride it?\n\nAnswer with a short answer (a few words or one sentence), without any explanation."
+    )
+    assert "Q: What color is it?\nA: red" in rows[2]["prompt"]
+
+
+def test_coqa_mismatched_answers_is_a_row_error():
+    bad = dict(COQA_ROWS[0], answers={"input_text": ["a bike"], "answer_start": [0], "answer_end": [1]})
+    with pytest.raises(RowError, match=r"dataset 'coqa', split 'validation', row 0, column 'answers': 3 questions but 1"):
+        to_rows(get_spec("coqa"), "validation", "eval", [bad])
+
+
+def test_coqa_context_helper():
+    assert coqa_context("S", []) == "S"
+    assert coqa_context("S", [("q", "a")]) == "S\n\nQ: q\nA: a"
+
+
+COQA_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("story", pa.string()),
+        ("questions", pa.list_(pa.string())),
+        ("answers", pa.struct([("input_text", pa.list_(pa.string())), ("answer_start", pa.list_(pa.int32())), ("answer_end", pa.list_(pa.int32()))])),
+    ]
+)
+
+
+def write_split(root: Path, name: str, split: str, table: pa.Table) -> Path:
+    path = root / get_spec(name).split_file(split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def test_coqa_through_the_mirror_code_path(tmp_path):
+    write_split(tmp_path, "coqa", "validation", pa.Table.from_pylist(COQA_ROWS, schema=COQA_SCHEMA))
+    write_split(tmp_path, "coqa", "train", pa.Table.from_pylist(COQA_ROWS[:1], schema=COQA_SCHEMA))
+    df = load_rows("coqa", source="mirror", mirror_dir=tmp_path, train_limit=2, seed=0)
+    check_frame(df, "data")
+    assert df.filter(pl.col("role") == "eval").height == 4
+    train = df.filter(pl.col("role") == "train")
+    assert train.height == 2 and set(train["split"]) == {"train"}
+
+
+# ------------------------------------------------------------------ hub path (datasets.load_dataset stubbed)
+def test_hub_source_calls_load_dataset_with_id_config_split_revision(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, name=None, *, split=None, revision=None, **kw):
+        calls.append((path, name, split, revision))
+        if split != "test":
+            raise ValueError(f'Unknown split "{split}". Should be one of [\'test\'].')
+        return datasets.Dataset.from_list(
+            [{"question": "What is 1+1?", "answer": "1+1=2\n#### 2", "extra": 1}] * 3
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    df = load_rows("gsm8k", source="hub", eval_limit=2, train_limit=1)
+    assert calls == [("openai/gsm8k", "main", "test", None), ("openai/gsm8k", "main", "train", None)]
+    assert df["answer"].to_list() == ["2", "2"] and set(df["role"]) == {"eval"}
+
+
+def test_hub_source_missing_column(monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_list([{"question": "q"}]))
+    with pytest.raises(MissingColumnError, match="dataset 'gsm8k', split 'test': hub dataset openai/gsm8k/main has no column 'answer'"):
+        load_rows("gsm8k", source="hub")
+
+
+# ------------------------------------------------------------------ sources and errors (hand-built mirrors)
+def gsm8k_table(n: int) -> pa.Table:
+    return pa.table({"question": [f"q{i}?" for i in range(n)], "answer": [f"step\n#### {i}" for i in range(n)]})
+
+
+def test_missing_eval_file_names_dataset_split_file(tmp_path):
+    (tmp_path / "other").mkdir()
+    with pytest.raises(SplitNotFoundError, match=r"dataset 'gsm8k', split 'test': file .*openai__gsm8k/main/test\.parquet not found"):
+        load_rows("gsm8k", source="mirror", mirror_dir=tmp_path)
+
+
+def test_missing_mirror_dir(tmp_path):
+    with pytest.raises(SplitNotFoundError, match="mirror directory .*nope does not exist"):
+        load_rows("gsm8k", source="mirror", mirror_dir=tmp_path / "nope")
+    with pytest.raises(DatasetError, match="mirror_dir is not set"):
+        load_rows("gsm8k", source="mirror", mirror_dir=None)
+
+
+def test_missing_column_names_dataset_split_file_column(tmp_path):
+    path = write_split(tmp_path, "gsm8k", "test", pa.table({"question": ["q"], "answr": ["#### 1"]}))
+    with pytest.raises(MissingColumnError) as e:
+        load_rows("gsm8k", source="mirror", mirror_dir=tmp_path)
+    msg = str(e.value)
+    assert "dataset 'gsm8k'" in msg and "split 'test'" in msg and str(path) in msg and "no column 'answer'" in msg
+
+
+def test_empty_split(tmp_path):
+    write_split(tmp_path, "gsm8k", "test", gsm8k_table(0))
+    with pytest.raises(EmptySplitError, match="dataset 'gsm8k', split 'test' .*no rows"):
+        load_rows("gsm8k", source="mirror", mirror_dir=tmp_path)
+
+
+def test_missing_train_split_warns_and_gives_no_train_rows(tmp_path, caplog):
+    write_split(tmp_path, "gsm8k", "test", gsm8k_table(4))
+    with caplog.at_level(logging.WARNING, logger="uqroute.data"):
+        df = load_rows("gsm8k", source="mirror", mirror_dir=tmp_path, train_limit=10)
+    assert df.height == 4 and set(df["role"]) == {"eval"}
+    assert "split 'train'" in caplog.text and "writing no training rows" in caplog.text
+
+
+def test_limits_and_roles(tmp_path, caplog):
+    write_split(tmp_path, "gsm8k", "test", gsm8k_table(10))
+    write_split(tmp_path, "gsm8k", "train", gsm8k_table(6))
+    with caplog.at_level(logging.WARNING, logger="uqroute.data"):
+        df = load_rows("gsm8k", source="mirror", mirror_dir=tmp_path, eval_limit=4, train_limit=50, seed=3)
+    ev, tr = df.filter(pl.col("role") == "eval"), df.filter(pl.col("role") == "train")
+    assert ev.height == 4 and tr.height == 6
+    assert "train limit 50 exceeds the 6 available rows; using all 6" in caplog.text
+    idx = [int(i.rsplit("/", 1)[1]) for i in ev["id"]]
+    assert idx == sorted(idx)  # source order
+    assert ev["answer"].to_list() == [str(i) for i in idx]  # rows stay aligned with their ids
+    assert df["role"].to_list() == ["eval"] * 4 + ["train"] * 6
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"eval_limit": 0}, "eval_limit must be an integer ≥ 1"),
+    ({"train_limit": -1}, "train_limit must be an integer ≥ 0"),
+    ({"source": "ftp"}, "unknown data.source 'ftp'"),
+])
+def test_bad_arguments(kw, match):
+    with pytest.raises(DatasetError, match=match):
+        load_rows("gsm8k", **kw)
+
+
+def test_failed_build_leaves_no_partial_artifact(tmp_path):
+    t = gsm8k_table(5)
+    bad = pa.table({"question": t["question"], "answer": t["answer"].to_pylist()[:4] + ["no final answer"]})
+    write_split(tmp_path / "m", "gsm8k", "test", bad)
+    out = tmp_path / "results" / "data" / "gsm8k.parquet"
+    with pytest.raises(RowError, match=r"dataset 'gsm8k', split 'test', row 4, column 'answer'"):
+        build_dataset("gsm8k", out, seed=0, source="mirror", mirror_dir=tmp_path / "m", slices_dir=None,
+                      eval_limit=None, train_limit=0)
+    assert not out.exists()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+# ------------------------------------------------------------------ slices and determinism
+def test_slices_build_valid_artifacts_deterministically(tmp_path):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    kw = dict(seed=0, source="slices", mirror_dir=None, slices_dir=SLICES, eval_limit=20, train_limit=16)
+    df = build_dataset("commonsenseqa", a, **kw)
+    build_dataset("commonsenseqa", b, **kw)
+    assert a.read_bytes() == b.read_bytes()
+    back = pl.read_parquet(a)
+    check_frame(back, "data")
+    assert back.equals(df)
+    assert (back["role"] == "eval").sum() == 20 and (back["role"] == "train").sum() == 16
+    other = load_rows("commonsenseqa", **dict(kw, seed=1))
+    assert other["id"].to_list() != back["id"].to_list()
+
+
+@pytest.mark.parametrize("name", MIRRORED)
+def test_every_slice_loads_as_a_valid_artifact(name):
+    df = load_rows(name, source="slices", slices_dir=SLICES, train_limit=40)
+    check_frame(df, ARTIFACTS["data"])
+    assert (df["role"] == "eval").sum() == 40
+    spec = get_spec(name)
+    has_train = (SLICES / spec.split_file(spec.train_split)).is_file() if spec.train_split else False
+    assert (df["role"] == "train").sum() == (40 if has_train else 0)
+
+
+def test_slices_are_small():
+    total = sum(p.stat().st_size for p in SLICES.rglob("*.parquet"))
+    assert 0 < total < 2 * 1024 * 1024
+
+
+@needs_mirror
+@pytest.mark.parametrize("name", MIRRORED)
+def test_slices_are_real_mirror_rows_with_the_mirrors_schema(name):
+    spec = get_spec(name)
+    for split in (spec.eval_split, spec.train_split):
+        if split is None or not (MIRROR / spec.split_file(split)).is_file():
+            continue
+        sl = pq.read_table(SLICES / spec.split_file(split))
+        full = pq.read_table(MIRROR / spec.split_file(split))
+        assert sl.schema.equals(full.schema, check_metadata=True), f"{name}/{split}: schema differs from the mirror"
+        assert sl.num_rows == min(40, full.num_rows)
+        full_rows = {repr(r) for r in full.to_pylist()}
+        assert all(repr(r) in full_rows for r in sl.to_pylist()), f"{name}/{split}: slice row not in the mirror"
