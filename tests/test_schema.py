@@ -76,3 +76,23 @@ def test_atomic_path_keeps_previous_file_on_failure(tmp_path):
             raise RuntimeError("killed")
     assert out.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_hidden_states_roundtrip_and_bytes_are_deterministic(tmp_path):
+    import numpy as np
+
+    from uqroute.io import read_hidden_states, write_hidden_states
+
+    states = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    blobs = []
+    for i in range(3):
+        p = tmp_path / f"h{i}.safetensors"
+        write_hidden_states(p, ["a", "b", "c"], states, layer=23, model="m", dataset="d")
+        blobs.append(p.read_bytes())
+    assert blobs[0] == blobs[1] == blobs[2]
+    ids, arr, meta = read_hidden_states(tmp_path / "h0.safetensors")
+    assert ids == ["a", "b", "c"] and arr.dtype == np.float16 and meta["layer"] == "23"
+    np.testing.assert_allclose(arr, states.astype(np.float16))
+    with pytest.raises(ValueError, match="does not match 2 ids"):
+        write_hidden_states(tmp_path / "bad.safetensors", ["a", "b"], states, layer=1, model="m", dataset="d")
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -56,6 +56,30 @@ def write_json(obj, path: str | os.PathLike) -> None:
     write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 
 
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors stores ``__metadata__`` from a hash map, so its key order (and thus the
+    file's bytes) can differ between two runs with identical content. Offsets are relative
+    to the end of the header, so rewriting the header (padded with spaces to a multiple of
+    8 bytes, as the format recommends) leaves the tensors valid.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]
+
+
+def write_safetensors(tensors: dict, path, metadata: dict[str, str]) -> None:
+    """Write numpy ``tensors`` as safetensors atomically, byte-identical for identical content."""
+    from safetensors.numpy import save
+
+    blob = canonical_safetensors(save(tensors, metadata=metadata))
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        tmp.write_bytes(blob)
+
+
 def write_hidden_states(path, ids, states, *, layer: int, model: str, dataset: str) -> None:
     """Write per-query hidden states (float16) as safetensors, keyed by query id.
 
@@ -63,15 +87,13 @@ def write_hidden_states(path, ids, states, *, layer: int, model: str, dataset: s
     documented in docs/artifacts.md (section "hidden states").
     """
     import numpy as np
-    from safetensors.numpy import save_file
 
     states = np.asarray(states)
     ids = [str(i) for i in ids]
     if states.ndim != 2 or states.shape[0] != len(ids):
         raise ValueError(f"hidden states for {model}/{dataset}: shape {states.shape} does not match {len(ids)} ids")
     meta = {"ids": json.dumps(ids), "layer": str(int(layer)), "model": model, "dataset": dataset}
-    with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file({"hidden_states": np.ascontiguousarray(states.astype(np.float16))}, str(tmp), metadata=meta)
+    write_safetensors({"hidden_states": np.ascontiguousarray(states.astype(np.float16))}, path, meta)
 
 
 def read_hidden_states(path):

@@ -1,0 +1,32 @@
+"""Uncertainty probes over hidden states (paper §3.1 (7)–(8)): rule ``probe``.
+
+``run_probes`` trains the in-domain probe (``trained_probe``) and the
+leave-one-dataset-out probe (``ood_probe``) for one target dataset, writes their
+P(correct) for the target's evaluation rows and saves both as safetensors.
+``fit_probe`` / ``crossfit_predict`` / ``load_probe`` are usable on their own.
+"""
+
+from .inputs import ProbeInputError, ProbeInputs, load_probe_inputs
+from .model import build_probe
+from .run import DEFAULTS, in_domain_scores, ood_scores, run_probes
+from .train import CrossfitResult, FittedProbe, ProbeWarning, crossfit_predict, derive_seed, fit_probe
+from .weights import load_probe, save_probe
+
+__all__ = [
+    "run_probes",
+    "DEFAULTS",
+    "in_domain_scores",
+    "ood_scores",
+    "build_probe",
+    "fit_probe",
+    "crossfit_predict",
+    "CrossfitResult",
+    "FittedProbe",
+    "ProbeWarning",
+    "ProbeInputError",
+    "ProbeInputs",
+    "load_probe_inputs",
+    "save_probe",
+    "load_probe",
+    "derive_seed",
+]

@@ -1,0 +1,149 @@
+"""Rule ``probe``: the in-domain probe and the leave-one-dataset-out probe for one target dataset.
+
+In-domain (``trained_probe``, paper §3.1 (7)): trained on the target's ``role == "train"``
+rows (a fixed seeded subsample taken by the data stage) and scored on its eval rows
+(scheme ``train_split``). A dataset with no labelled training rows (MATH-500, TruthfulQA,
+or ``train_limit: 0``) is cross-fitted instead: seeded stratified K-fold over its eval
+rows, so no query is scored by a probe that saw its label (scheme ``crossfit``; the saved
+weights are then a probe fit on all labelled eval rows, for reuse on new data).
+
+Out-of-domain (``ood_probe``, paper §3.1 (8)): same network, lr 1e-4, trained on every row
+(train and eval) of every *other* dataset of the run and scored on the target's eval rows.
+
+One-class training labels give a constant score (the training base rate) with a warning
+(scheme ``constant``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import polars as pl
+
+from ..io import write_parquet
+from .inputs import ProbeInputError, ProbeInputs, load_probe_inputs
+from .train import crossfit_predict, derive_seed, fit_probe
+from .weights import save_probe
+
+__all__ = ["run_probes", "DEFAULTS", "in_domain_scores", "ood_scores"]
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "hidden_sizes": [256, 128, 64],
+    "epochs": 20,
+    "lr": 5.0e-4,
+    "ood_lr": 1.0e-4,
+    "batch_size": 32,
+    "crossfit_folds": 5,
+}
+
+
+def _settings(cfg: dict | None) -> dict:
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"probe config: unknown key(s) {unknown}; known: {sorted(DEFAULTS)}")
+    return {**DEFAULTS, **cfg}
+
+
+def in_domain_scores(t: ProbeInputs, cfg: dict, seed: int):
+    """(scores of the eval rows, scheme, fitted probe, extra metadata) for the in-domain probe."""
+    fit = dict(hidden_sizes=cfg["hidden_sizes"], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"])
+    label = f"trained_probe[{t.dataset}]"
+    train = t.train_mask & t.labelled
+    ev = t.eval_mask
+    if train.any():
+        probe = fit_probe(t.x[train], t.y[train], seed=derive_seed(seed, "trained_probe"), label=label, **fit)
+        scheme = "train_split" if probe.kind == "mlp" else "constant"
+        return probe.predict(t.x[ev]), scheme, probe, {"n_folds": 0}
+    log.info("%s: no labelled training rows; cross-fitting on the %d eval rows", label, int(ev.sum()))
+    res = crossfit_predict(t.x[ev], t.y[ev], folds=cfg["crossfit_folds"], seed=derive_seed(seed, "trained_probe"),
+                           label=label, **fit)
+    return res.scores, res.scheme, res.full, {"n_folds": res.n_folds}
+
+
+def ood_scores(t: ProbeInputs, others: Sequence[ProbeInputs], cfg: dict, seed: int):
+    """(scores of the target's eval rows, fitted probe) for the leave-one-dataset-out probe,
+    trained on every labelled row of ``others`` (never on ``t``)."""
+    if any(o.dataset == t.dataset for o in others):
+        raise ValueError(f"ood_probe[{t.dataset}]: the held-out dataset is among its training datasets")
+    x = np.concatenate([o.x[o.labelled] for o in others])
+    y = np.concatenate([o.y[o.labelled] for o in others])
+    if len(y) == 0:
+        raise ProbeInputError(
+            f"ood_probe[{t.dataset}]: the other datasets {[o.dataset for o in others]} have no labelled rows"
+        )
+    probe = fit_probe(x, y, hidden_sizes=cfg["hidden_sizes"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                      lr=cfg["ood_lr"], seed=derive_seed(seed, "ood_probe"), label=f"ood_probe[{t.dataset}]")
+    return probe.predict(t.x[t.eval_mask]), probe
+
+
+def run_probes(
+    target: str,
+    datasets: Sequence[str],
+    data_paths: Sequence,
+    hidden_paths: Sequence,
+    correctness_paths: Sequence,
+    out_path,
+    trained_weights_path,
+    ood_weights_path,
+    cfg: dict | None,
+    seed: int,
+) -> pl.DataFrame:
+    """Rule ``probe``: write the ``probes`` artifact for ``target`` and both probes' weights.
+
+    ``data_paths``, ``hidden_paths`` and ``correctness_paths`` are aligned with
+    ``datasets`` (every dataset of the run; the OOD probe trains on all but ``target``).
+    ``cfg`` is the config's ``probe`` block (defaults: :data:`DEFAULTS`). Returns the
+    written table (the target's eval rows, in data order).
+    """
+    datasets = list(datasets)
+    lists = {"data_paths": data_paths, "hidden_paths": hidden_paths, "correctness_paths": correctness_paths}
+    for name, paths in lists.items():
+        if len(paths) != len(datasets):
+            raise ValueError(f"run_probes: {name} has {len(paths)} entries for {len(datasets)} datasets")
+    if target not in datasets:
+        raise ValueError(f"run_probes: target {target!r} is not among the run's datasets {datasets}")
+    if len(set(datasets)) != len(datasets):
+        raise ValueError(f"run_probes: datasets {datasets} contain duplicates")
+    others_names = [d for d in datasets if d != target]
+    if not others_names:
+        raise ValueError(
+            f"run_probes: the OOD probe for {target!r} trains on the run's other datasets, but the run has only "
+            f"{datasets}; add at least one more dataset"
+        )
+    cfg = _settings(cfg)
+    inputs = {
+        name: load_probe_inputs(name, dp, hp, cp)
+        for name, dp, hp, cp in zip(datasets, data_paths, hidden_paths, correctness_paths)
+    }
+    dims = {name: inp.x.shape[1] for name, inp in inputs.items()}
+    if len(set(dims.values())) > 1:
+        raise ProbeInputError(f"run_probes: hidden sizes differ across datasets {dims} (files {list(hidden_paths)})")
+    t = inputs[target]
+    if not t.labelled.any():
+        raise ProbeInputError(f"dataset {target!r}: no row of {correctness_paths[datasets.index(target)]} has a label")
+
+    trained, scheme, trained_probe, extra = in_domain_scores(t, cfg, seed)
+    ood, ood_probe = ood_scores(t, [inputs[d] for d in others_names], cfg, seed)
+
+    common = dict(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=int(seed), target=target)
+    save_probe(trained_weights_path, trained_probe, scheme=scheme, lr=cfg["lr"], training_datasets=[target],
+               **extra, **common)
+    save_probe(ood_weights_path, ood_probe, scheme="leave_one_dataset_out" if ood_probe.kind == "mlp" else "constant",
+               lr=cfg["ood_lr"], training_datasets=others_names, **common)
+    table = pl.DataFrame(
+        {
+            "id": [i for i, e in zip(t.ids, t.eval_mask) if e],
+            "trained_probe": np.asarray(trained, dtype=np.float64),
+            "trained_probe_scheme": [scheme] * int(t.eval_mask.sum()),
+            "ood_probe": np.asarray(ood, dtype=np.float64),
+        },
+        schema={"id": pl.Utf8, "trained_probe": pl.Float64, "trained_probe_scheme": pl.Utf8, "ood_probe": pl.Float64},
+    )
+    write_parquet(table, out_path, "probes")
+    log.info("probes[%s]: scheme %s, %d eval rows, OOD trained on %s", target, scheme, table.height, others_names)
+    return table

@@ -1,0 +1,237 @@
+"""Probes on synthetic artifacts: planted signal, leave-one-dataset-out, cross-fitting,
+one-class labels, determinism, saved weights and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from safetensors import safe_open
+from sklearn.metrics import roc_auc_score
+
+import uqroute.probes.train as train_mod
+from uqroute.io import write_hidden_states, write_parquet
+from uqroute.probes import (
+    ProbeInputError,
+    ProbeWarning,
+    crossfit_predict,
+    fit_probe,
+    load_probe,
+    run_probes,
+)
+from uqroute.schema import ARTIFACTS, check_frame
+
+D = 16
+W = np.random.default_rng(123).normal(size=D)  # the planted direction: correct iff x·w > 0
+SMALL = {"hidden_sizes": [32, 16, 8], "epochs": 20, "lr": 5e-3, "ood_lr": 5e-3, "batch_size": 32, "crossfit_folds": 5}
+QUICK = {**SMALL, "epochs": 3}  # for tests of the mechanics, not of accuracy
+
+
+def write_dataset(root, name, n_train, n_eval, *, seed, labels=None, states=None, label_null=()):
+    """Write data / hidden-states / correctness artifacts of a synthetic dataset; return paths and arrays."""
+    rng = np.random.default_rng(seed)
+    ids = [f"{name}/train/{i}" for i in range(n_train)] + [f"{name}/test/{i}" for i in range(n_eval)]
+    roles = ["train"] * n_train + ["eval"] * n_eval
+    n = len(ids)
+    x = rng.normal(size=(n, D)) if states is None else states
+    y = (x @ W > 0) if labels is None else np.asarray(labels, dtype=bool)
+    data = pl.DataFrame(
+        {
+            "id": ids, "dataset": [name] * n, "domain": ["math"] * n, "task_type": ["FF"] * n,
+            "split": [i.split("/")[1] for i in ids], "role": roles, "question": ["q"] * n, "context": [None] * n,
+            "choices": [[]] * n, "answer": ["1"] * n, "references": [["1"]] * n, "prompt": ["p"] * n,
+        },
+        schema=ARTIFACTS["data"].polars_schema(),
+    )
+    correct = [None if i in label_null else bool(v) for i, v in enumerate(y)]
+    corr = pl.DataFrame(
+        {
+            "id": ids, "correct": correct, "label_source": ["rule"] * n, "rule_correct": correct,
+            "judge_correct": [None] * n, "judge_verdict": [None] * n, "judge_raw": [None] * n,
+        },
+        schema=ARTIFACTS["correctness"].polars_schema(),
+    )
+    paths = {k: root / f"{name}.{k}" for k in ("data", "hidden", "correctness")}
+    write_parquet(data, paths["data"], "data")
+    write_parquet(corr, paths["correctness"], "correctness")
+    order = rng.permutation(n)  # the hidden file need not be in data order
+    write_hidden_states(paths["hidden"], [ids[i] for i in order], x[order], layer=3, model="toy", dataset=name)
+    x16 = x.astype(np.float16).astype(np.float64)  # what the probe reads back
+    return {"paths": paths, "ids": ids, "x": x16, "y": y, "eval": np.array(roles) == "eval"}
+
+
+def probe_run(root, out, sets, target, cfg=SMALL, seed=0):
+    names = list(sets)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {k: out / f"{target}.{k}" for k in ("parquet", "trained.safetensors", "ood.safetensors")}
+    table = run_probes(
+        target=target, datasets=names,
+        data_paths=[sets[n]["paths"]["data"] for n in names],
+        hidden_paths=[sets[n]["paths"]["hidden"] for n in names],
+        correctness_paths=[sets[n]["paths"]["correctness"] for n in names],
+        out_path=files["parquet"], trained_weights_path=files["trained.safetensors"],
+        ood_weights_path=files["ood.safetensors"], cfg=cfg, seed=seed,
+    )
+    return table, files
+
+
+@pytest.fixture()
+def three(tmp_path):
+    return {
+        "a": write_dataset(tmp_path, "a", 200, 150, seed=1),
+        "b": write_dataset(tmp_path, "b", 100, 100, seed=2),
+        "c": write_dataset(tmp_path, "c", 0, 120, seed=3),  # no training rows → cross-fitting
+    }
+
+
+def auc(table, ds):
+    return roc_auc_score(ds["y"][ds["eval"]], table)
+
+
+def test_planted_signal_is_separated_with_the_paper_architecture(tmp_path, three):
+    """Default config (hidden 256/128/64, lr 5e-4 / 1e-4, 20 epochs): AUC > 0.9 on held-out rows."""
+    table, files = probe_run(tmp_path, tmp_path / "out", three, "a", cfg={})
+    check_frame(table, "probes")
+    ds = three["a"]
+    assert table["id"].to_list() == [i for i, e in zip(ds["ids"], ds["eval"]) if e]
+    assert set(table["trained_probe_scheme"]) == {"train_split"}
+    assert auc(table["trained_probe"], ds) > 0.9
+    assert auc(table["ood_probe"], ds) > 0.9
+    assert pl.read_parquet(files["parquet"]).equals(table)
+
+
+def test_saved_weights_reproduce_scores_and_carry_metadata(tmp_path, three):
+    table, files = probe_run(tmp_path, tmp_path / "out", three, "a", cfg=QUICK)
+    probe, meta = load_probe(files["trained.safetensors"])
+    ds = three["a"]
+    np.testing.assert_allclose(probe.predict(ds["x"][ds["eval"]]), table["trained_probe"].to_numpy(), rtol=1e-6)
+    assert meta["scheme"] == "train_split" and json.loads(meta["training_datasets"]) == ["a"]
+    assert json.loads(meta["hidden_sizes"]) == [32, 16, 8] and json.loads(meta["input_dim"]) == D
+    assert json.loads(meta["n_train"]) == 200 and json.loads(meta["seed"]) == 0
+    with safe_open(str(files["trained.safetensors"]), framework="numpy") as f:
+        names = set(f.keys())
+        train_x = ds["x"][~ds["eval"]]
+        np.testing.assert_allclose(f.get_tensor("feature_mean"), train_x.mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(f.get_tensor("feature_std"), train_x.std(0), rtol=1e-5)  # training rows only
+    assert {"0.weight", "6.bias", "feature_mean", "feature_std", "base_rate"} <= names
+
+
+def test_lodo_never_trains_on_the_held_out_dataset(tmp_path, three):
+    table, files = probe_run(tmp_path, tmp_path / "out1", three, "a", cfg=QUICK)
+    meta = load_probe(files["ood.safetensors"])[1]
+    assert json.loads(meta["training_datasets"]) == ["b", "c"]
+    assert json.loads(meta["n_train"]) == 100 + 100 + 120  # every labelled row of b and c
+
+    # poison the target: flip every label and scramble its training rows' hidden states
+    a = three["a"]
+    x = a["x"].copy()
+    x[~a["eval"]] = np.random.default_rng(9).normal(size=x[~a["eval"]].shape) * 50
+    (tmp_path / "poison").mkdir()
+    poisoned = dict(three, a=write_dataset(tmp_path / "poison", "a", 200, 150, seed=1, labels=~a["y"], states=x))
+    table2, files2 = probe_run(tmp_path, tmp_path / "out2", poisoned, "a", cfg=QUICK)
+    assert table2["ood_probe"].to_list() == table["ood_probe"].to_list()
+    assert files2["ood.safetensors"].read_bytes() == files["ood.safetensors"].read_bytes()
+    # ... while the in-domain probe did see the poison
+    assert table2["trained_probe"].to_list() != table["trained_probe"].to_list()
+
+
+def test_crossfit_when_no_training_rows(tmp_path, three):
+    table, files = probe_run(tmp_path, tmp_path / "out", three, "c")
+    assert set(table["trained_probe_scheme"]) == {"crossfit"}
+    assert auc(table["trained_probe"], three["c"]) > 0.85
+    meta = load_probe(files["trained.safetensors"])[1]
+    assert meta["scheme"] == "crossfit" and json.loads(meta["n_folds"]) == 5
+    assert json.loads(meta["n_train"]) == 120  # saved weights: the probe fit on all eval rows
+
+
+def test_crossfit_never_scores_a_row_with_a_probe_that_saw_it(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, D))
+    x[:, 0] = np.arange(60)  # row fingerprint
+    y = (x[:, 1:] @ W[1:] > 0).astype(float)
+    y[[5, 17]] = np.nan  # unlabelled rows: never trained on
+    seen = []
+    real_fit = train_mod.fit_probe
+
+    def spy(xs, ys, **kw):
+        seen.append((kw["label"], set(xs[:, 0].astype(int))))
+        return real_fit(xs, ys, **kw)
+
+    monkeypatch.setattr(train_mod, "fit_probe", spy)
+    res = crossfit_predict(x, y, folds=4, seed=0, hidden_sizes=[8, 8, 8], epochs=2, batch_size=16)
+    assert res.scheme == "crossfit" and res.n_folds == 4 and len(seen) == 5
+    for f in range(4):
+        trained_on = seen[f][1]
+        scored = set(np.flatnonzero(res.fold == f))
+        assert scored and not (trained_on & scored)
+        assert trained_on | scored == set(range(60)) - {5, 17}
+    assert seen[4][1] == set(range(60)) - {5, 17}  # the saved "full" probe
+    assert list(np.flatnonzero(res.fold == -1)) == [5, 17]
+    assert not (seen[4][1] & {5, 17})
+    assert np.isfinite(res.scores).all()
+
+
+def test_one_class_training_labels_give_a_warned_constant(tmp_path, three):
+    sets = dict(three, a=write_dataset(tmp_path, "a", 30, 20, seed=1, labels=[True] * 30 + [False] * 20))
+    with pytest.warns(ProbeWarning, match=r"trained_probe\[a\]: all 30 training labels are True"):
+        table, files = probe_run(tmp_path, tmp_path / "out", sets, "a", cfg=QUICK)
+    assert set(table["trained_probe_scheme"]) == {"constant"}
+    assert table["trained_probe"].to_list() == [1.0] * 20
+    probe, meta = load_probe(files["trained.safetensors"])
+    assert meta["constant_reason"] == "all 30 training labels are True"
+    assert meta["kind"] == "constant" and probe.predict(np.zeros((3, D))).tolist() == [1.0] * 3
+
+
+def test_too_few_minority_rows_for_crossfit_reduce_folds_or_go_constant():
+    x = np.random.default_rng(0).normal(size=(12, D))
+    y = np.array([1.0] * 3 + [0.0] * 9)
+    with pytest.warns(ProbeWarning, match="3 folds instead of 5"):
+        res = crossfit_predict(x, y, folds=5, hidden_sizes=[4, 4, 4], epochs=1)
+    assert res.n_folds == 3 and res.scheme == "crossfit"
+    y[1:3] = 0.0
+    with pytest.warns(ProbeWarning, match="too few for 5-fold"):
+        res = crossfit_predict(x, y, folds=5, hidden_sizes=[4, 4, 4], epochs=1)
+    assert res.scheme == "constant" and np.allclose(res.scores, 1 / 12)
+
+
+def test_deterministic_outputs_and_weight_bytes(tmp_path, three):
+    t1, f1 = probe_run(tmp_path, tmp_path / "r1", three, "c", cfg=QUICK, seed=7)
+    t2, f2 = probe_run(tmp_path, tmp_path / "r2", three, "c", cfg=QUICK, seed=7)
+    assert t1.equals(t2)
+    for k in ("parquet", "trained.safetensors", "ood.safetensors"):
+        assert f1[k].read_bytes() == f2[k].read_bytes(), k
+    t3, _ = probe_run(tmp_path, tmp_path / "r3", three, "c", cfg=QUICK, seed=8)
+    assert not t3["trained_probe"].equals(t1["trained_probe"])
+
+
+def test_fit_probe_does_not_touch_global_rng():
+    import torch
+
+    state = torch.random.get_rng_state()
+    x = np.random.default_rng(0).normal(size=(20, D))
+    fit_probe(x, (x @ W > 0).astype(float), hidden_sizes=[4, 4, 4], epochs=2)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_hidden_ids_not_matching_data_name_the_file(tmp_path, three):
+    bad = three["b"]["paths"]["hidden"]
+    ids = three["b"]["ids"][:-1] + ["b/test/999"]
+    write_hidden_states(bad, ids, three["b"]["x"], layer=3, model="toy", dataset="b")
+    out = tmp_path / "out"
+    with pytest.raises(ProbeInputError, match=rf"dataset 'b'.*hidden-states file {bad}.*1 data id\(s\) missing.*b/test/99'\].*b/test/999"):
+        probe_run(tmp_path, out, three, "a")
+    assert not any(out.iterdir())  # nothing written
+
+
+def test_null_labels_are_dropped_but_rows_still_scored(tmp_path, three):
+    sets = dict(three, a=write_dataset(tmp_path, "a", 40, 30, seed=1, label_null={0, 1, 45}))
+    table, files = probe_run(tmp_path, tmp_path / "out", sets, "a", cfg=QUICK)
+    assert table.height == 30 and table["trained_probe"].null_count() == 0
+    assert json.loads(load_probe(files["trained.safetensors"])[1]["n_train"]) == 38
+
+
+def test_single_dataset_run_is_a_clear_error(tmp_path, three):
+    with pytest.raises(ValueError, match="OOD probe for 'a' trains on the run's other datasets"):
+        probe_run(tmp_path, tmp_path / "out", {"a": three["a"]}, "a")
