@@ -1,0 +1,32 @@
+"""Correctness stage (rule ``judge``): rule checks plus an LLM judge for free-form answers.
+
+* :func:`run_judge` — the rule's entry point (:mod:`.run`);
+* :func:`judge_messages` / :data:`JUDGE_TEMPLATE` — the judge prompt (Zheng et al., 2023 style);
+* :func:`parse_verdict` — ``correct`` / ``incorrect`` / ``unparsable`` from a raw reply;
+* :func:`rule_judge_agreement` — agreement fraction and Cohen's κ (sklearn).
+
+See docs/judge.md.
+"""
+
+from .agreement import rule_judge_agreement
+from .prompt import JUDGE_TEMPLATE, judge_messages, judge_prompt
+from .run import JudgeInputError, final_labels, judge_backend, rule_labels, run_judge
+from .verdict import CORRECT, INCORRECT, UNPARSABLE, VERDICTS, parse_verdict, verdict_to_bool
+
+__all__ = [
+    "CORRECT",
+    "INCORRECT",
+    "UNPARSABLE",
+    "VERDICTS",
+    "JUDGE_TEMPLATE",
+    "JudgeInputError",
+    "final_labels",
+    "judge_backend",
+    "judge_messages",
+    "judge_prompt",
+    "parse_verdict",
+    "rule_judge_agreement",
+    "rule_labels",
+    "run_judge",
+    "verdict_to_bool",
+]

@@ -1,0 +1,304 @@
+"""OpenAIChatBackend: unit tests, then tests against a real vLLM server (never a mocked client)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import time
+
+import pytest
+from vllm_fixture import vllm_server  # noqa: F401  (session-scoped pytest fixture, shared across files)
+from vllm_fixture import vllm_server_module
+
+from uqroute.inference.api import (
+    APIConfigError,
+    APIUnreachableError,
+    CACHE_FORMAT,
+    OpenAIChatBackend,
+    ResponseCache,
+    cache_key,
+    default_cache_dir,
+    generations_from_response,
+    resolve_api_key,
+)
+from uqroute.inference.base import ChatBackend
+
+FAKE_KEY = "sk-uqroute-FAKE-key-0123456789abcdef"
+KEY_ENV = "UQROUTE_TEST_API_KEY"
+QUESTIONS = [
+    "What is the capital of France? Answer in one word.",
+    "Name a primary colour.",
+    "What is 2 + 3?",
+    "Which animal says 'moo'?",
+    "Is water wet? Answer yes or no.",
+    "What colour is the sky on a clear day?",
+]
+
+
+def convs(questions=QUESTIONS):
+    return [[{"role": "user", "content": q}] for q in questions]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+def backend(base_url, name, cache_dir, **api):
+    return OpenAIChatBackend({"api": {"model": name, "base_url": base_url, **api}}, cache_dir=cache_dir)
+
+
+# ------------------------------------------------------------------ unit tests (no server)
+
+
+def test_backend_implements_the_protocol(tmp_path):
+    b = backend("http://127.0.0.1:9/v1", "m", tmp_path)
+    assert isinstance(b, ChatBackend)
+    assert b.name == "m"
+
+
+def test_api_key_only_from_the_environment(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+    assert resolve_api_key(KEY_ENV, "https://api.example.com/v1") == FAKE_KEY
+    monkeypatch.delenv(KEY_ENV)
+    assert resolve_api_key(KEY_ENV, "http://127.0.0.1:8000/v1") == "EMPTY"
+    assert resolve_api_key(KEY_ENV, "http://localhost:8000/v1") == "EMPTY"
+    with pytest.raises(APIConfigError, match=KEY_ENV):
+        resolve_api_key(KEY_ENV, "https://api.example.com/v1")
+    with pytest.raises(APIConfigError, match="OpenAI API"):
+        resolve_api_key(KEY_ENV, None)
+
+
+def test_api_block_is_checked(tmp_path):
+    with pytest.raises(APIConfigError, match="`api` block"):
+        OpenAIChatBackend({"hub": "x/y"}, cache_dir=tmp_path)
+    with pytest.raises(APIConfigError, match="unknown keys"):
+        OpenAIChatBackend({"api": {"model": "m", "base_url": "http://127.0.0.1:9/v1", "temprature": 0}}, cache_dir=tmp_path)
+    with pytest.raises(APIConfigError, match="model"):
+        OpenAIChatBackend({"api": {"base_url": "http://127.0.0.1:9/v1"}}, cache_dir=tmp_path)
+
+
+def test_cache_key_covers_request_but_not_base_url(tmp_path):
+    a = backend("http://127.0.0.1:8000/v1", "m", tmp_path)
+    b = backend("http://localhost:9999/v1", "m", tmp_path)
+    msgs = [{"role": "user", "content": "hi"}]
+    base = dict(max_new_tokens=8, temperature=0.0, n=1, seed=None, top_logprobs=0)
+
+    def key(be, msgs=msgs, **kw):
+        return cache_key({"format": CACHE_FORMAT, "request": be.request_body(msgs, **{**base, **kw})})
+
+    assert key(a) == key(b)  # another host/port serving the same model reuses the cache
+    variants = [
+        key(backend("http://127.0.0.1:8000/v1", "other-model", tmp_path)),
+        key(a, msgs=[{"role": "user", "content": "hi!"}]),
+        key(a, max_new_tokens=9),
+        key(a, temperature=1.0),
+        key(a, n=2),
+        key(a, seed=1),
+        key(a, top_logprobs=2),
+    ]
+    assert len(set(variants + [key(a)])) == len(variants) + 1
+
+
+def test_default_cache_dir(monkeypatch):
+    monkeypatch.delenv("UQROUTE_CACHE_DIR", raising=False)
+    assert default_cache_dir("api", "Qwen/Qwen3-32B").as_posix() == "resources/cache/api/Qwen__Qwen3-32B"
+    monkeypatch.setenv("UQROUTE_CACHE_DIR", "/somewhere")
+    assert default_cache_dir("api", "gpt-4.1-mini").as_posix() == "/somewhere/api/gpt-4.1-mini"
+
+
+def test_response_cache_roundtrip_and_bad_records(tmp_path, caplog):
+    cache = ResponseCache(tmp_path)
+    key = cache_key({"a": 1})
+    assert cache.get(key) is None
+    cache.put(key, {"response": {"x": 1}})
+    assert cache.get(key) == {"format": CACHE_FORMAT, "response": {"x": 1}}
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith(".")]  # no temp files left
+    cache.path(key).write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        assert cache.get(key) is None
+    assert str(cache.path(key)) in caplog.text
+
+
+def test_generations_from_response_reads_logprobs_and_reasoning():
+    response = {
+        "choices": [
+            {"index": 1, "finish_reason": "length", "message": {"content": "B", "reasoning_content": "hmm"},
+             "logprobs": None},
+            {"index": 0, "finish_reason": "stop", "message": {"content": "Paris."},
+             "logprobs": {"content": [
+                 {"token": "Paris", "logprob": -0.1, "top_logprobs": [{"token": "Paris", "logprob": -0.1},
+                                                                      {"token": "Lyon", "logprob": -2.5}]},
+                 {"token": ".", "logprob": -0.01, "top_logprobs": [{"token": ".", "logprob": -0.01}]}]}},
+        ],
+        "usage": {"prompt_tokens": 12},
+    }
+    g0, g1 = generations_from_response(response, top_logprobs=2)
+    assert (g0.text, g0.tokens, g0.token_logprobs) == ("Paris.", ["Paris", "."], [-0.1, -0.01])
+    assert g0.top_logprobs == [{"Paris": -0.1, "Lyon": -2.5}, {".": -0.01}]
+    assert (g0.finish_reason, g0.n_prompt_tokens, g0.token_entropies) == ("stop", 12, None)
+    assert (g1.text, g1.tokens, g1.token_logprobs, g1.finish_reason) == ("<think>hmm</think>B", [], None, "length")
+    (g,) = generations_from_response({"choices": [response["choices"][1]]}, top_logprobs=0)
+    assert g.top_logprobs is None
+
+
+def test_unreachable_server_is_retried_then_named(tmp_path, monkeypatch, caplog):
+    """A real connection failure (closed port): the openai client retries with backoff, then a clear error."""
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    b = backend(url, "some-model", tmp_path / "cache", max_retries=2, timeout_s=5, api_key_env=KEY_ENV)
+    start = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="openai"), pytest.raises(APIUnreachableError) as err:
+        b.generate(convs()[:1], max_new_tokens=4)
+    elapsed = time.monotonic() - start
+    message = str(err.value)
+    assert url in message and "some-model" in message and "2 retries" in message
+    assert FAKE_KEY not in message and FAKE_KEY not in caplog.text
+    retries = [r for r in caplog.records if r.getMessage().startswith("Retrying request")]
+    assert len(retries) == 2  # the openai client's own retry loop
+    assert elapsed >= 0.75 * (0.5 + 1.0)  # exponential backoff 0.5 s, 1 s (minus at most 25% jitter)
+    assert not list((tmp_path / "cache").rglob("*.json"))  # failures are not cached
+
+
+def test_argument_checks(tmp_path):
+    b = backend("http://127.0.0.1:9/v1", "m", tmp_path)
+    for kw in ({"max_new_tokens": 0}, {"max_new_tokens": 4, "n": 0}, {"max_new_tokens": 4, "top_logprobs": 21},
+               {"max_new_tokens": 4, "temperature": -1}):
+        with pytest.raises(ValueError):
+            b.generate(convs()[:1], **kw)
+    with pytest.raises(ValueError, match="conversation 0, message 0"):
+        b.generate([[{"role": "user"}]], max_new_tokens=4)
+
+
+def test_vllm_server_reports_a_failed_start(tmp_path):
+    """scripts/vllm_server.py: a bad model dir, and a server process that dies at once (no vllm module)."""
+    import sys
+
+    VLLMServer, Error = vllm_server_module.VLLMServer, vllm_server_module.VLLMServerError
+    with pytest.raises(Error, match="no config.json"):
+        VLLMServer(tmp_path, "x", python=sys.executable).start()
+    (tmp_path / "config.json").write_text("{}")
+    log = tmp_path / "server.log"
+    server = VLLMServer(tmp_path, "x", python=sys.executable, log_path=log, startup_timeout=60)
+    with pytest.raises(Error, match="exited with code 1 before it was ready") as err:
+        server.start()
+    assert "No module named" in str(err.value) and str(log) in str(err.value)
+    assert server.proc is None and log.is_file()
+
+
+# ------------------------------------------------------------------ against the real vLLM server
+
+
+@pytest.mark.slow
+def test_greedy_is_deterministic_across_fresh_caches(vllm_server, tmp_path):
+    url, name, _ = vllm_server
+    qs = convs()[:3]
+    with backend(url, name, tmp_path / "a") as a, backend(url, name, tmp_path / "b") as b:
+        ra = a.generate(qs, max_new_tokens=12)
+        rb = b.generate(qs, max_new_tokens=12)
+    assert a.stats == {"cache_hits": 0, "requests": 3} == b.stats
+    for (ga,), (gb,) in zip(ra, rb):
+        assert ga.text and ga.text == gb.text
+        assert ga.tokens == gb.tokens
+        assert ga.token_logprobs == pytest.approx(gb.token_logprobs, abs=1e-4)
+        assert ga.n_prompt_tokens > 0 and ga.finish_reason in ("stop", "length")
+
+
+@pytest.mark.slow
+def test_logprobs_shape(vllm_server, tmp_path):
+    url, name, _ = vllm_server
+    with backend(url, name, tmp_path) as b:
+        (g,), = b.generate(convs()[:1], max_new_tokens=10, top_logprobs=3)
+    n = len(g.tokens)
+    assert 1 <= n <= 10
+    assert len(g.token_logprobs) == n and len(g.top_logprobs) == n
+    assert g.finish_reason == ("length" if n == 10 else "stop")
+    for tok, lp, top in zip(g.tokens, g.token_logprobs, g.top_logprobs):
+        assert lp <= 0 and math.isfinite(lp)
+        assert 1 <= len(top) <= 3  # k entries, fewer only if two tokens decode to the same string
+        assert all(v <= 0 for v in top.values())
+        assert max(top.values()) == pytest.approx(lp, abs=1e-5)  # greedy picks the most likely token
+        assert tok in top
+
+
+@pytest.mark.slow
+def test_n_samples_with_seed(vllm_server, tmp_path):
+    url, name, _ = vllm_server
+    qs = convs()[:2]
+    kw = dict(max_new_tokens=16, temperature=1.0, n=3)
+    with backend(url, name, tmp_path / "a") as a, backend(url, name, tmp_path / "b") as b:
+        first = a.generate(qs, seed=7, **kw)
+        again = b.generate(qs, seed=7, **kw)  # fresh cache: really sent again
+        other = b.generate(qs, seed=8, **kw)
+    assert [len(g) for g in first] == [3, 3]
+    assert [[g.text for g in gs] for gs in first] == [[g.text for g in gs] for gs in again]
+    assert [[g.text for g in gs] for gs in first] != [[g.text for g in gs] for gs in other]
+    assert b.stats["requests"] == 4
+
+
+@pytest.mark.slow
+def test_requests_run_concurrently(vllm_server, tmp_path):
+    """Observe the real client: at most `concurrency` requests in flight, and more than one at a time."""
+    import threading
+
+    url, name, _ = vllm_server
+    with backend(url, name, tmp_path / "c", concurrency=3) as b:
+        create = b._client.chat.completions.create
+        lock, state = threading.Lock(), {"now": 0, "max": 0}
+
+        def observed(**body):
+            with lock:
+                state["now"] += 1
+                state["max"] = max(state["max"], state["now"])
+            try:
+                return create(**body)
+            finally:
+                with lock:
+                    state["now"] -= 1
+
+        b._client.chat.completions.create = observed
+        parallel = b.generate(convs(), max_new_tokens=8)
+    assert state["max"] == 3
+    with backend(url, name, tmp_path / "s", concurrency=1) as s:
+        serial = s.generate(convs(), max_new_tokens=8)
+    assert [g[0].text for g in parallel] == [g[0].text for g in serial]  # order kept
+
+
+@pytest.mark.slow
+def test_cache_hit_makes_no_network_call(vllm_server, tmp_path):
+    url, name, server = vllm_server
+    qs = convs()[:4]
+    with backend(url, name, tmp_path) as b:
+        first = b.generate(qs, max_new_tokens=8, top_logprobs=2)
+    assert b.stats == {"cache_hits": 0, "requests": 4}
+    served = server.metric("vllm:request_success_total")
+    with backend(url, name, tmp_path) as b:
+        second = b.generate(qs, max_new_tokens=8, top_logprobs=2)
+    assert b.stats == {"cache_hits": 4, "requests": 0}
+    assert server.metric("vllm:request_success_total") == served  # the server saw nothing
+    # no server at all (a closed port, no retries): still answered, from the cache only
+    with backend(f"http://127.0.0.1:{closed_port()}/v1", name, tmp_path, max_retries=0) as dead:
+        third = dead.generate(qs, max_new_tokens=8, top_logprobs=2)
+        with pytest.raises(APIUnreachableError):
+            dead.generate(qs, max_new_tokens=9)  # not cached: needs the network
+    assert first == second == third
+    record = json.loads(next(tmp_path.rglob("*.json")).read_text())
+    assert record["request"]["model"] == name and "response" in record
+
+
+@pytest.mark.slow
+def test_api_key_never_lands_in_the_cache(vllm_server, tmp_path, monkeypatch, caplog):
+    url, name, _ = vllm_server
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+    with caplog.at_level(logging.DEBUG), backend(url, name, tmp_path, api_key_env=KEY_ENV) as b:
+        b.generate(convs()[:2], max_new_tokens=4)
+        assert FAKE_KEY not in repr(b)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 2
+    for p in files:
+        assert FAKE_KEY.encode() not in p.read_bytes()
+        assert FAKE_KEY[-12:].encode() not in p.read_bytes()
+    assert FAKE_KEY not in caplog.text
