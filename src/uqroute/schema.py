@@ -259,9 +259,55 @@ ROUTING_SUMMARY = Artifact(
     ),
 )
 
+RELATIVE_ACCURACY = Artifact(
+    name="relative_accuracy",
+    path="results/routing/relative_accuracy.parquet",
+    doc=(
+        "SLM and LLM accuracy on the most confident queries (paper Figure 3, rule `routing`): "
+        "the ⌈x·n⌉ least-confident queries are excluded (ties averaged)."
+    ),
+    key=("slm", "llm", "dataset", "method", "excluded"),
+    columns=(
+        Column("slm", pl.Utf8, "SLM name."),
+        Column("llm", pl.Utf8, "LLM name."),
+        Column("dataset", pl.Utf8, "Dataset name."),
+        Column("method", pl.Utf8, "UQ method."),
+        Column("excluded", pl.Float64, "Fraction x of lowest-confidence queries excluded (0 ≤ x < 1)."),
+        Column("n_kept", pl.Int64, "Queries kept: n − ⌈x·n⌉."),
+        Column("slm_accuracy", pl.Float64, "SLM accuracy on the kept queries."),
+        Column("llm_accuracy", pl.Float64, "LLM accuracy on the kept queries."),
+        Column("relative_accuracy", pl.Float64, "slm_accuracy / llm_accuracy; null when llm_accuracy = 0.", nullable=True),
+    ),
+)
+
+PROXY_CURVES = Artifact(
+    name="proxy_curves",
+    path="results/routing/proxy_curves.parquet",
+    doc=(
+        "Proxy-threshold routing curves on each target at the configured k (paper Figures 6–7, "
+        "rule `routing`), one row per routing ratio and sampling seed."
+    ),
+    key=("slm", "llm", "target", "method", "setting", "seed", "ratio"),
+    columns=(
+        Column("slm", pl.Utf8, "SLM name."),
+        Column("llm", pl.Utf8, "LLM name."),
+        Column("target", pl.Utf8, "Target (held-out) dataset."),
+        Column("method", pl.Utf8, "UQ method."),
+        Column("setting", pl.Utf8, "`partial_in_domain` or `out_of_domain`."),
+        Column("k", pl.Float64, "Fraction of each bin sampled (routing.k)."),
+        Column("seed", pl.Int64, "Sampling seed."),
+        Column("ratio", pl.Float64, "Target routing ratio r."),
+        Column("threshold", pl.Float64, "r-quantile of the proxy confidences."),
+        Column("realised_ratio", pl.Float64, "Fraction of target queries with confidence below the threshold."),
+        Column("accuracy", pl.Float64, "Target system accuracy when routing those queries."),
+        Column("oracle_accuracy", pl.Float64, "Oracle (`uq`) curve of the target at r."),
+    ),
+)
+
+
 ARTIFACTS: dict[str, Artifact] = {
     a.name: a
-    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, PROBES, UQ, AUC, CURVES, PROXY, ROUTING_SUMMARY)
+    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, PROBES, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES, ROUTING_SUMMARY)
 }
 
 HIDDEN_STATES_DOC = """\

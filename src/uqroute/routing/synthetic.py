@@ -1,0 +1,93 @@
+"""Synthetic upstream artifacts (data, uq, correctness) for tests, benchmarks and demos.
+
+Writes schema-valid tables through :mod:`uqroute.io` with the pipeline's path layout under
+``root``. Confidences follow the paper's observation (§4.4, Insight ①) that their
+distribution depends on the SLM and the method much more than on the dataset:
+c = sigmoid(offset[slm, method] + strength[method]·(2s − 1) + noise).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .. import io
+from ..schema import ARTIFACTS
+
+__all__ = ["write_synthetic", "synthetic_paths", "DOMAINS"]
+
+DOMAINS = {
+    "gsm8k": "math", "aqua": "math", "multiarith": "math", "svamp": "math", "math500": "math",
+    "boolq": "commonsense", "commonsenseqa": "commonsense", "hellaswag": "commonsense", "openbookqa": "commonsense",
+    "piqa": "commonsense", "socialiqa": "commonsense", "truthfulqa": "commonsense", "winogrande": "commonsense",
+    "coqa": "conversational", "mmlu": "problem_solving",
+}
+
+
+def _seed(*parts) -> list[int]:
+    return [zlib.crc32(str(p).encode()) for p in parts]
+
+
+def synthetic_paths(root, slms, llms, datasets):
+    """(uq_paths, correctness_paths, data_paths) in expand() order, as the `routing` rule passes them."""
+    root = Path(root)
+    uq = [str(root / ARTIFACTS["uq"].path.format(slm=s, dataset=d)) for s in slms for d in datasets]
+    corr = [str(root / ARTIFACTS["correctness"].path.format(model=m, dataset=d)) for m in list(slms) + list(llms) for d in datasets]
+    data = [str(root / ARTIFACTS["data"].path.format(dataset=d)) for d in datasets]
+    return uq, corr, data
+
+
+def _data_frame(dataset: str, ids: list[str], domain: str) -> pl.DataFrame:
+    n = len(ids)
+    return pl.DataFrame(
+        {
+            "id": ids, "dataset": [dataset] * n, "domain": [domain] * n, "task_type": ["MCQ"] * n,
+            "split": ["test"] * n, "role": ["eval"] * n, "question": [f"q{i}" for i in range(n)],
+            "context": [None] * n, "choices": [[{"label": "A", "text": "a"}, {"label": "B", "text": "b"}]] * n,
+            "answer": ["A"] * n, "references": [["A"]] * n, "prompt": [f"q{i}" for i in range(n)],
+        },
+        schema=ARTIFACTS["data"].polars_schema(),
+    )
+
+
+def write_synthetic(root, *, slms, llms, datasets, methods, n: int = 200, seed: int = 0, domains: dict | None = None,
+                    null_confidence: float = 0.0) -> tuple[list[str], list[str], list[str]]:
+    """Write data, uq and correctness artifacts under ``root``; return the rule's input path lists.
+
+    ``null_confidence`` is the fraction of null confidences in methods whose name starts with
+    ``verbal`` (as unparsable verbalized confidences).
+    """
+    domains = {**DOMAINS, **(domains or {})}
+    uq_paths, corr_paths, data_paths = synthetic_paths(root, slms, llms, datasets)
+    strength = {m: np.random.default_rng(_seed(seed, m)).uniform(0.0, 2.0) for m in methods}
+    for d, path in zip(datasets, data_paths):
+        ids = [f"{d}/test/{i}" for i in range(n)]
+        io.write_parquet(_data_frame(d, ids, domains.get(d, "commonsense")), path, "data")
+    for m_i, model in enumerate(list(slms) + list(llms)):
+        for d in datasets:
+            rng = np.random.default_rng(_seed(seed, model, d))
+            acc = rng.uniform(0.3, 0.7) if model in slms else rng.uniform(0.6, 0.95)
+            correct = rng.random(n) < acc
+            df = pl.DataFrame({
+                "id": [f"{d}/test/{i}" for i in range(n)], "correct": correct, "label_source": ["rule"] * n,
+                "rule_correct": correct, "judge_correct": [None] * n, "judge_verdict": [None] * n, "judge_raw": [None] * n,
+            }, schema=ARTIFACTS["correctness"].polars_schema())
+            io.write_parquet(df, Path(root) / ARTIFACTS["correctness"].path.format(model=model, dataset=d), "correctness")
+    for slm in slms:
+        for d in datasets:
+            s = pl.read_parquet(Path(root) / ARTIFACTS["correctness"].path.format(model=slm, dataset=d))["correct"].to_numpy()
+            cols = {"id": [f"{d}/test/{i}" for i in range(n)]}
+            for m in methods:
+                rng = np.random.default_rng(_seed(seed, slm, d, m))
+                offset = np.random.default_rng(_seed(seed, slm, m)).normal(0, 1)
+                z = offset + strength[m] * (2 * s - 1) + rng.normal(0, 1, n)
+                c = 1 / (1 + np.exp(-z))
+                if m.startswith("verbal"):
+                    c = np.round(c, 1)  # verbalized confidences are coarse: many ties
+                    c[rng.random(n) < null_confidence] = np.nan
+                cols[m] = pl.Series(c).fill_nan(None)
+            io.write_parquet(pl.DataFrame(cols), Path(root) / ARTIFACTS["uq"].path.format(slm=slm, dataset=d), "uq")
+    return uq_paths, corr_paths, data_paths

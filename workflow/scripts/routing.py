@@ -1,0 +1,18 @@
+import sys; sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa: E702
+from _log import logged
+
+from uqroute.routing import run_routing
+
+sm = snakemake  # noqa: F821
+with logged(sm):
+    run_routing(
+        uq_paths=list(sm.input.uq),
+        correctness_paths=list(sm.input.correctness),
+        data_paths=list(sm.input.data),
+        slms=sm.params.slms,
+        llms=sm.params.llms,
+        datasets=sm.params.datasets,
+        outputs=dict(sm.output.items()),
+        params=sm.params.routing,
+        seed=sm.params.seed,
+    )
