@@ -15,6 +15,12 @@ rule judge:
         judge=lambda w: cfg("judge"),
         judge_spec=lambda w: MODELS[cfg("judge")["model"]] if cfg("judge").get("model") else None,
         inference=lambda w: cfg("inference"),
+    resources:
+        gpu=lambda w: model_gpus(judge_model_name()),
+        gpu_model=lambda w: model_gpu_model(judge_model_name()),
+        gpu_mem_mb=lambda w: model_gpu_mem_mb(judge_model_name()),
+        mem_mb=lambda w, attempt: model_mem_mb(judge_model_name(), attempt),
+        runtime=lambda w, attempt: model_runtime_min(judge_model_name(), attempt),
     log:
         "logs/judge/{model}/{dataset}.log",
     conda:

@@ -13,6 +13,9 @@ rule probe:
         datasets=DATASETS,
         probe=lambda w: cfg("probe"),
         seed=config.get("seed", 0),
+    resources:
+        mem_mb=lambda w, attempt: model_mem_mb(None, attempt),
+        runtime=lambda w, attempt: model_runtime_min(None, attempt),
     log:
         "logs/probe/{slm}/{dataset}.log",
     conda:
