@@ -50,6 +50,17 @@ rule routing:
         "../scripts/routing.py"
 
 
+# Figures are seconds of CPU each: on a cluster they run on the submitting node instead of
+# becoming hundreds of tiny SLURM jobs.
+localrules:
+    figure_auc_heatmap,
+    figure_routing_curves,
+    figure_relative_accuracy,
+    figure_confidence,
+    figure_proxy_curves,
+    figure_rms_vs_k,
+
+
 rule figure_auc_heatmap:
     input:
         auc=ROUTING_TABLES["auc"],
