@@ -65,3 +65,20 @@ def test_figures_are_deterministic(tables):
 def test_unknown_figure_is_an_error(tables):
     with pytest.raises(ValueError, match="unknown figure 'nope'"):
         make_figure("nope", {}, tables[0] / "x.png")
+
+
+def test_relative_accuracy_with_llm_never_correct_draws_explanation(tmp_path):
+    import polars as pl
+
+    from uqroute.figures.plots import relative_accuracy_plot
+
+    rel = pl.DataFrame({
+        "slm": ["s"] * 3, "llm": ["l"] * 3, "dataset": ["d"] * 3, "method": ["perplexity"] * 3,
+        "excluded": [0.0, 0.5, 0.9], "n_kept": [6, 3, 1], "slm_accuracy": [0.5, 0.3, 0.0],
+        "llm_accuracy": [0.0, 0.0, 0.0], "relative_accuracy": [None, None, None],
+    }, schema_overrides={"relative_accuracy": pl.Float64})
+    fig = relative_accuracy_plot(rel, "l", "d")
+    fig.savefig(tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 0
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("undefined" in t for t in texts), texts

@@ -115,6 +115,9 @@ def relative_accuracy_plot(rel: pl.DataFrame, llm: str, dataset: str, *, methods
     title = f"Relative accuracy vs {llm} on {dataset}"
     if df.height == 0:
         return empty_figure(title, f"no relative-accuracy rows for {llm} / {dataset}")
+    df = df.filter(pl.col("relative_accuracy").is_not_null())
+    if df.height == 0:
+        return empty_figure(title, f"{llm} answers no query of {dataset} correctly: the ratio is undefined")
     pdf = df.with_columns((pl.col("excluded") * 100).alias("lowest confidence excluded (%)")).to_pandas()
     slm_order, method_order = _order(pdf["slm"], slms), _order(pdf["method"], methods)
     sns.set_theme(**_THEME)
