@@ -11,6 +11,12 @@ rule infer:
         spec=lambda w: MODELS[w.slm],
         inference=lambda w: cfg("inference"),
         seed=config.get("seed", 0),
+    resources:
+        gpu=lambda w: model_gpus(w.slm),
+        gpu_model=lambda w: model_gpu_model(w.slm),
+        gpu_mem_mb=lambda w: model_gpu_mem_mb(w.slm),
+        mem_mb=lambda w, attempt: model_mem_mb(w.slm, attempt),
+        runtime=lambda w, attempt: model_runtime_min(w.slm, attempt),
     log:
         "logs/infer/{slm}/{dataset}.log",
     conda:
@@ -31,6 +37,12 @@ rule infer_llm:
         spec=lambda w: MODELS[w.llm],
         inference=lambda w: cfg("inference"),
         seed=config.get("seed", 0),
+    resources:
+        gpu=lambda w: model_gpus(w.llm),
+        gpu_model=lambda w: model_gpu_model(w.llm),
+        gpu_mem_mb=lambda w: model_gpu_mem_mb(w.llm),
+        mem_mb=lambda w, attempt: model_mem_mb(w.llm, attempt),
+        runtime=lambda w, attempt: model_runtime_min(w.llm, attempt),
     log:
         "logs/infer/{llm}/{dataset}.log",
     conda:

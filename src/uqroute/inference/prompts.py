@@ -1,0 +1,96 @@
+"""Prompts of the follow-up turns and the one-step verbalized-confidence prompt.
+
+* p(True) (Kadavath et al. 2022, "Language Models (Mostly) Know What They Know"):
+  after the model's own greedy answer, a second user turn shows the question and
+  the proposed answer and asks whether it is true; the first reply token's
+  probabilities of ``True`` and ``False`` are normalised (paper §3.1, method 3).
+* Verbalization-2s (Tian et al. 2023, "Just Ask for Calibration"): a follow-up turn
+  after the greedy answer asks for a confidence from 0 to 100 (paper §3.1, method 5).
+* Verbalization-1s (Xiong et al. 2024, "Can LLMs Express Their Uncertainty?"): one
+  separate prompt asks for the answer and a 0–100 confidence in a fixed format in
+  the same response (paper §3.1, method 4).
+
+The dataset prompt (``data.prompt``) is the plain user message of the first turn;
+chat templates are applied by the backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "PTRUE_TEMPLATE",
+    "VERBAL_2S_PROMPT",
+    "VERBAL_1S_INSTRUCTIONS",
+    "question_block",
+    "answer_conversation",
+    "ptrue_conversation",
+    "verbal_2s_conversation",
+    "verbal_1s_conversation",
+]
+
+PTRUE_TEMPLATE = (
+    "Question: {question}\n"
+    "Proposed answer: {answer}\n"
+    "Is the proposed answer:\n"
+    " True\n"
+    " False\n"
+    "Answer with True or False only."
+)
+
+VERBAL_2S_PROMPT = (
+    "How confident are you that your answer is correct? "
+    "Reply with a number from 0 to 100 only, where 0 means surely wrong and 100 means surely correct."
+)
+
+VERBAL_1S_INSTRUCTIONS = (
+    "Give your answer and your confidence that it is correct, in exactly this format:\n"
+    "Answer: <your answer>\n"
+    "Confidence: <a number from 0 to 100>%\n"
+    "The confidence is how likely you think your answer is correct. "
+    "Give only these two lines, without any explanation."
+)
+
+
+def question_block(question: str, choices: Sequence[dict] | None = None, context: str | None = None) -> str:
+    """The question as shown in the p(True) turn: context, question and lettered options."""
+    parts = []
+    if context:
+        parts.append(f"{context.strip()}\n")
+    parts.append(question.strip())
+    for c in choices or ():
+        parts.append(f"{c['label']}. {c['text']}")
+    return "\n".join(parts)
+
+
+def answer_conversation(prompt: str) -> list[dict]:
+    """The first turn: the dataset's plain user prompt."""
+    return [{"role": "user", "content": prompt}]
+
+
+def _after_answer(prompt: str, response: str, follow_up: str) -> list[dict]:
+    return [
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": response},
+        {"role": "user", "content": follow_up},
+    ]
+
+
+def ptrue_conversation(prompt: str, response: str, question: str, choices=None, context=None) -> list[dict]:
+    """p(True) follow-up: the model's own answer, then the Kadavath-style True/False turn.
+
+    ``response`` is the greedy reply with any ``<think>`` block stripped (it is also
+    the proposed answer shown in the question).
+    """
+    body = PTRUE_TEMPLATE.format(question=question_block(question, choices, context), answer=response.strip())
+    return _after_answer(prompt, response, body)
+
+
+def verbal_2s_conversation(prompt: str, response: str) -> list[dict]:
+    """Verbalization-2s: the confidence question as a second turn after the greedy answer."""
+    return _after_answer(prompt, response, VERBAL_2S_PROMPT)
+
+
+def verbal_1s_conversation(prompt: str) -> list[dict]:
+    """Verbalization-1s: the dataset prompt followed by the answer-and-confidence format instructions."""
+    return [{"role": "user", "content": f"{prompt}\n\n{VERBAL_1S_INSTRUCTIONS}"}]

