@@ -91,8 +91,9 @@ GENERATIONS = Artifact(
     name="generations",
     path="results/generations/{model}/{dataset}.parquet",
     doc=(
-        "Everything one model produced for one dataset (rule `infer`), one row per query "
-        "of `results/data/{dataset}.parquet`, in the same order. SLM rows carry every "
+        "Everything one model produced for one dataset (rules `infer` and `infer_llm`), one row per "
+        "query of `results/data/{dataset}.parquet` in the same order (LLMs: the `eval` rows only, "
+        "since routing never uses their answers on training rows). SLM rows carry every "
         "statistic the UQ methods need; LLM rows carry the greedy answer only (the other "
         "columns are null). Hidden states are stored beside it in "
         "`results/generations/{model}/{dataset}.hidden.safetensors` (see below)."

@@ -45,6 +45,7 @@ def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache
         batch_size=int(cfg.get("batch_size", 16)),
         attn_implementation=cfg.get("attn_implementation"),
         device_map=spec.get("device_map"),
+        trust_remote_code=bool(spec.get("trust_remote_code", False)),
         name=name,
     )
 

@@ -270,6 +270,10 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     dataset, task_type, domain = data["dataset"][0], data["task_type"][0], data["domain"][0]
     fmt = _answer_format(dataset)
     b = budgets(cfg, spec, task_type, domain)
+    if role == "llm":
+        # Routing only ever uses the LLM's answers to evaluation queries; training rows exist
+        # for the SLM's in-domain probe.
+        data = data.filter(pl.col("role") == "eval")
     rows = data.select(list(_DATA_COLUMNS)).to_dicts()
     size = int(cfg["shard_size"])
     n_shards = math.ceil(len(rows) / size)
@@ -285,7 +289,9 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     def compute(i: int) -> pl.DataFrame:
         nonlocal backend
         if backend is None:
-            backend = load_backend(spec, model_dir, cfg, cache_dir=store.dir / "api-cache", name=model)
+            # API responses go to the persistent cache (resources/cache/api/ or $UQROUTE_CACHE_DIR),
+            # not the shard folder, which is removed on success: a rerun must never pay twice.
+            backend = load_backend(spec, model_dir, cfg, name=model)
         part = rows[i * size:(i + 1) * size]
         log.info("%s / %s: shard %d/%d (%d rows)", model, dataset, i + 1, n_shards, len(part))
         if role == "slm":

@@ -130,6 +130,7 @@ class TransformersBackend:
         progress: bool = True,
         name: str | None = None,
         device_map: str | None = None,
+        trust_remote_code: bool = False,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -146,8 +147,8 @@ class TransformersBackend:
         self.max_batch_tokens = int(max_batch_tokens)
         self.min_shared_prefix = 8  # tokens; shorter common prefixes are not worth a separate pass
         self.progress = progress
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        kw = {"dtype": self.dtype}
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        kw = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
         if attn_implementation:
             kw["attn_implementation"] = attn_implementation
         if device_map:
