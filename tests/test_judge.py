@@ -156,8 +156,14 @@ def test_bad_inputs_name_the_culprit_and_write_nothing(tmp_path):
     with pytest.raises(JudgeInputError, match="gsm8k/test/99"):
         judge(tmp_path, "gsm8k", dp, gp)
     write_parquet(generation_rows(ids[:-1], responses[:-1], parsed[:-1]), gp, "generations")
-    with pytest.raises(JudgeInputError, match=f"lacks id '{ids[-1]}'"):
+    with pytest.raises(JudgeInputError, match=f"lacks evaluation id '{ids[-1]}'"):
         judge(tmp_path, "gsm8k", dp, gp)
+    # an LLM answers the evaluation rows only: training rows may be absent
+    train = data.with_columns(pl.when(pl.col("id") == ids[-1]).then(pl.lit("train")).otherwise(pl.col("role")).alias("role"))
+    write_parquet(train, dp, "data")
+    out, _ = judge(tmp_path / "llm", "gsm8k", dp, gp)
+    assert out["id"].to_list() == ids[:-1]
+    write_parquet(data, dp, "data")
     write_parquet(data.with_columns(pl.lit("not a number").alias("answer")), dp, "data")
     write_parquet(generation_rows(ids, responses, parsed), gp, "generations")
     with pytest.raises(JudgeInputError, match=f"id '{ids[0]}'.*not a number"):

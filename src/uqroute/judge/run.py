@@ -73,7 +73,7 @@ def _read(path, columns: tuple[str, ...], what: str) -> pl.DataFrame:
 
 def _joined(data_path, generations_path) -> pl.DataFrame:
     """The generations rows (in their order) with the data columns the checks need."""
-    data = _read(data_path, DATA_COLUMNS, "data")
+    data = _read(data_path, DATA_COLUMNS + ("role",), "data")
     gens = _read(generations_path, GENERATION_COLUMNS, "generations")
     for df, path in ((data, data_path), (gens, generations_path)):
         dup = df.filter(pl.col("id").is_duplicated())
@@ -85,10 +85,12 @@ def _joined(data_path, generations_path) -> pl.DataFrame:
             f"judge: {generations_path} has id {extra['id'][0]!r} (and {extra.height - 1} more) not in {data_path}; "
             "rerun rule infer for this dataset"
         )
-    missing = data.join(gens, on="id", how="anti")
+    # SLM generations cover every row (training rows feed the probes); LLM generations cover the
+    # evaluation rows only. Either way every evaluation query must have been answered.
+    missing = data.filter(pl.col("role") == "eval").join(gens, on="id", how="anti")
     if missing.height:
         raise JudgeInputError(
-            f"judge: {generations_path} lacks id {missing['id'][0]!r} (and {missing.height - 1} more) of {data_path}; "
+            f"judge: {generations_path} lacks evaluation id {missing['id'][0]!r} (and {missing.height - 1} more) of {data_path}; "
             "rerun rule infer for this dataset"
         )
     return gens.select(GENERATION_COLUMNS).join(data.select(DATA_COLUMNS), on="id", how="left", maintain_order="left")
