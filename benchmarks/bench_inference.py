@@ -227,7 +227,7 @@ def main() -> None:
     naive = rate.get("naive generate loop")
     vllm = rate.get("vLLM (CPU, offline engine)")
     print()
-    print(f"| run | generated tokens | seconds | tokens/s | × naive | × vLLM | notes |")
+    print("| run | generated tokens | seconds | tokens/s | × naive | × vLLM | notes |")
     print("|---|---|---|---|---|---|---|")
     for name, tok, s, note in rows:
         r = tok / s

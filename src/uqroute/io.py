@@ -55,6 +55,13 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike, artifact: str | Non
         df.write_parquet(tmp, statistics=False)
 
 
+def fingerprint(obj) -> str:
+    """sha256 of a JSON-serialisable description (sorted keys; non-JSON values via ``str``)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def write_text(text: str, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

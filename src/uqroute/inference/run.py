@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,10 +130,6 @@ def _check_data(df: pl.DataFrame, data_path) -> None:
     if df["id"].is_duplicated().any():
         raise ValueError(f"{data_path}: duplicate query ids")
 
-
-def _setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
 
 
 # ------------------------------------------------------------------ one shard, local model
@@ -254,7 +249,6 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     """
     from . import load_backend
 
-    _setup_logging()
     if role not in ("slm", "llm"):
         raise ValueError(f"model {model!r}: role must be 'slm' or 'llm', got {role!r}")
     if role == "slm" and "api" in spec:

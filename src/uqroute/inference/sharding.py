@@ -10,7 +10,6 @@ assembles the artifact and removes the shard directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -18,14 +17,11 @@ from typing import Callable
 
 import polars as pl
 
-from ..io import write_json, write_parquet
+from ..io import fingerprint, write_json, write_parquet
 
 __all__ = ["ShardStore", "fingerprint"]
 
 
-def fingerprint(obj) -> str:
-    """sha256 of a JSON-serialisable description of a run."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class ShardStore:

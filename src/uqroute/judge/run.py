@@ -32,7 +32,6 @@ generation parameters, so a rerun never recomputes (or pays for) a verdict.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -54,10 +53,6 @@ GENERATION_COLUMNS = ("id", "response", "parsed_answer")
 class JudgeInputError(ValueError):
     """The data or generations file of the judge stage is not usable (names the file, row or column)."""
 
-
-def _setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
 
 
 def _read(path, columns: tuple[str, ...], what: str) -> pl.DataFrame:
@@ -184,7 +179,6 @@ def run_judge(
     """
     from ..data import get_spec
 
-    _setup_logging()
     judge_cfg = dict(judge_cfg or {})
     fmt = get_spec(dataset).answer_format
     f1_threshold = float(judge_cfg.get("f1_threshold", 0.5))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
 from pathlib import Path
 
+from ..io import fingerprint
 from .errors import ModelSourceError
 from .sources import (
     cache_root,
@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 __all__ = ["fetch_model", "cached_model_dir"]
 
 _WEIGHT_SUFFIXES = (".safetensors",)
-
-
-def _spec_digest(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def cached_model_dir(name: str, spec: dict) -> Path:
@@ -113,7 +109,7 @@ def fetch_model(name: str, spec: dict, out_dir: str | os.PathLike) -> Path:
     one without the marker is rebuilt. API models have no local files: a clear error.
     """
     out = Path(out_dir)
-    digest = _spec_digest(spec)
+    digest = fingerprint(spec)
     if is_complete(out) and read_marker(out).get("spec_digest") == digest:
         return out
     src = cached_model_dir(name, spec)

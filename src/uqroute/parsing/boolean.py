@@ -33,8 +33,8 @@ _MARKER = re.compile(
 _LEADING = re.compile(rf"^[\s\"'(\[]*(?P<w>{_WORDS})\b(?![-'])", re.IGNORECASE)
 _CONJ = re.compile(rf"\s*(?:and|or|/|,|but)\s*(?P<w>{_WORDS})\b", re.IGNORECASE)
 _COPULA = re.compile(
-    rf"\b(?:is|are|was|were|be|seems|appears)\s+(?P<neg>not\s+)?(?:entirely\s+|completely\s+|definitely\s+)?"
-    rf"(?P<w>true|false|correct|incorrect)\b",
+    r"\b(?:is|are|was|were|be|seems|appears)\s+(?P<neg>not\s+)?(?:entirely\s+|completely\s+|definitely\s+)?"
+    r"(?P<w>true|false|correct|incorrect)\b",
     re.IGNORECASE,
 )
 _TF = re.compile(r"\b(?P<neg>not\s+)?(?P<w>true|false)\b", re.IGNORECASE)
