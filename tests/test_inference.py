@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import polars as pl
@@ -128,6 +129,93 @@ def test_samples_differ_and_are_reproducible(backend):
     # independent of what else shares the batch
     others = [Job(backend.encode(CONVS[0]), [Branch(5, 1.0, 123)]), Job(backend.encode(CONVS[2]), [Branch(6)])]
     assert run(7, others) == a
+
+
+def test_continuous_batching_matches_jobs_run_alone(tiny_model_dir):
+    """A pool much smaller than the work: rows join as others finish, so the pool's cache is
+    left-padded both ways, holes are refilled and buffers regrow; results must not change."""
+    be = TransformersBackend(tiny_model_dir, batch_size=1, max_batch_rows=3, progress=False)
+    be.min_shared_prefix = 1
+    convs = CONVS + [[{"role": "user", "content": "word " * k}] for k in (1, 30, 3, 12)]
+    budgets = [3, 12, 5, 9, 2, 15, 7]
+    jobs = [Job(be.encode(c), [Branch(m)] + ([Branch(4, 1.0, 11 + i, entropy=False)] if i % 2 else []), want_hidden=True)
+            for i, (c, m) in enumerate(zip(convs, budgets))]
+    together = be.run_jobs(jobs, hidden_layer=-1)
+    assert be.stats["pool_joins"] >= 3  # new rows really joined a running pool
+    for job, t in zip(jobs, together):
+        alone = be.run_jobs([job], hidden_layer=-1)[0]
+        assert [b.token_ids for b in alone.branches] == [b.token_ids for b in t.branches]
+        assert [b.finish_reason for b in alone.branches] == [b.finish_reason for b in t.branches]
+        np.testing.assert_allclose(alone.branches[0].logprobs, t.branches[0].logprobs, atol=1e-4)
+        np.testing.assert_allclose(alone.branches[0].entropies, t.branches[0].entropies, atol=1e-4)
+        np.testing.assert_allclose(alone.hidden, t.hidden, atol=1e-4)
+
+
+def test_group_prefix_is_prefilled_once(backend):
+    stem = "Question: which of these cities is the capital of France? Options: A. Paris B. Rome C. Oslo. "
+    convs = [[{"role": "user", "content": stem + "Answer with the letter."}],
+             [{"role": "user", "content": stem + "Give your answer and a confidence from 0 to 100."}]]
+    jobs = [Job(backend.encode(c), [Branch(6)], group="q1") for c in convs]
+    solo = [Job(j.prompt_ids, [Branch(6)]) for j in jobs]
+    g = min(len(jobs[0].prompt_ids), len(jobs[1].prompt_ids), len(os.path.commonprefix([jobs[0].prompt_ids, jobs[1].prompt_ids])))
+    before = backend.stats["prompt_tokens"]
+    together = backend.run_jobs(jobs)
+    spent = backend.stats["prompt_tokens"] - before
+    assert spent <= sum(len(j.prompt_ids) for j in jobs) - (g - 1)
+    for j, t in zip(solo, together):
+        a = backend.run_jobs([j])[0]
+        assert a.branches[0].token_ids == t.branches[0].token_ids
+        np.testing.assert_allclose(a.branches[0].logprobs, t.branches[0].logprobs, atol=1e-4)
+
+
+def test_follow_up_jobs_start_from_the_parent_cache(backend):
+    t_ids, f_ids = backend.single_token_ids(["True", " True"]), backend.single_token_ids(["False", " False"])
+    conv = CONVS[1]
+
+    def follow(res):
+        shown = backend.decode(res.branches[0].token_ids)
+        turn = [*conv, {"role": "assistant", "content": shown}]
+        return [
+            Job(backend.encode([*turn, {"role": "user", "content": "Is your answer True or False?"}]),
+                next_token_groups=[t_ids, f_ids], group="q"),
+            Job(backend.encode([*turn, {"role": "user", "content": "How confident are you, 0 to 100?"}]), [Branch(6)],
+                group="q"),
+        ]
+
+    parent = Job(backend.encode(conv), [Branch(10), Branch(5, 1.0, 3, entropy=False)], follow_up=follow)
+    other = Job(backend.encode(CONVS[0]), [Branch(4)])
+    before = backend.stats.get("prompt_tokens_reused", 0)
+    res = backend.run_jobs([parent, other])
+    assert len(res) == 2 and res[1].follow_ups is None
+    assert backend.stats["prompt_tokens_reused"] - before >= len(parent.prompt_ids) - 1
+    fu = res[0].follow_ups
+    assert len(fu) == 2 and fu[0].branches == [] and len(fu[1].branches) == 1
+    # the same follow-up prompts run from scratch give the same answers
+    fresh = backend.run_jobs([Job(j.prompt_ids, j.branches, next_token_groups=j.next_token_groups) for j in follow(res[0])])
+    np.testing.assert_allclose(fu[0].group_probs, fresh[0].group_probs, atol=1e-5)
+    assert fu[1].branches[0].token_ids == fresh[1].branches[0].token_ids
+    np.testing.assert_allclose(fu[1].branches[0].logprobs, fresh[1].branches[0].logprobs, atol=1e-4)
+
+
+def test_cache_layers_the_pool_cannot_decode_are_refused():
+    from types import SimpleNamespace
+
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    from uqroute.inference.transformers_backend import _check_layers
+
+    def layer(cls, **kw):
+        lay = cls(**kw)
+        lay.keys = lay.values = torch.zeros(1, 1, 4, 2)
+        return lay
+
+    _check_layers(SimpleNamespace(layers=[layer(DynamicLayer)]), 10_000, "m")
+    sliding = SimpleNamespace(layers=[layer(DynamicLayer), layer(DynamicSlidingWindowLayer, sliding_window=16)])
+    _check_layers(sliding, 15, "m")  # never slides: fine
+    with pytest.raises(ValueError, match="layer 1 uses sliding-window attention"):
+        _check_layers(sliding, 40, "m")
+    with pytest.raises(TypeError, match="KV-cache layer 0 is a SimpleNamespace"):
+        _check_layers(SimpleNamespace(layers=[SimpleNamespace(keys=None)]), 10, "m")
 
 
 def test_branch_seed_is_stable():

@@ -8,14 +8,14 @@ For an SLM (Chuang et al., arXiv:2502.04428, §3.1), per query:
 3. m = ``num_samples`` samples at ``sample_temperature``, each seeded from
    ``(seed, query id, k)`` (consistency methods such as jaccard_degree);
 4. verbalization-1s: a separate prompt asking for answer + confidence (Xiong et al. 2024);
-
-   — 1–4 share one batched pass: the greedy answer and the samples decode from one prefill;
-
 5. p(True): a follow-up turn after the greedy answer; P(True) = p(True) / (p(True) + p(False))
    of the first reply token, summing the tokenizer's variants of each word (Kadavath et al. 2022);
-6. verbalization-2s: a follow-up turn asking for a 0–100 confidence (Tian et al. 2023);
+6. verbalization-2s: a follow-up turn asking for a 0–100 confidence (Tian et al. 2023).
 
-   — 5–6 share a second batched pass.
+All six run in one continuous-batching pass of the transformers backend: the greedy answer and
+the samples decode from one prefill, the verbal-1s prompt shares that prefill's dataset prompt,
+and the two follow-up turns of a query start from its greedy answer's KV cache as soon as the
+answer is done.
 
 For an LLM only the greedy answer (with log-probs where the backend gives them).
 Rows are processed in resumable shards (``inference.shard_size``); the artifact and the
@@ -46,6 +46,7 @@ INFERENCE_DEFAULTS = {
     "dtype": "auto",
     "attn_implementation": None,
     "batch_size": 16,
+    "max_batch_rows": 128,
     "max_new_tokens": {"MCQ": 16, "TF": 8, "FF": 64, "math": 256},
     "num_samples": 5,
     "sample_temperature": 1.0,
@@ -139,34 +140,44 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
 
     m, temp = int(cfg["num_samples"]), float(cfg["sample_temperature"])
     think_kw = {"enable_thinking": False} if spec.get("reasoning") else {}
-    # pass 1: greedy + samples (one prefill) and verbalization-1s
+    t_ids, f_ids = backend.single_token_ids(TRUE_VARIANTS), backend.single_token_ids(FALSE_VARIANTS)
+    if not t_ids or not f_ids:
+        raise ValueError(f"model {backend.name}: the tokenizer has no single-token 'True'/'False' for p(True)")
+
+    def follow_ups(r):
+        """p(True) and verbalization-2s: follow-up turns after the model's own (think-stripped) answer."""
+
+        def make(res):
+            shown = strip_think(backend.decode(res.branches[0].token_ids))
+            ptrue = prompts.ptrue_conversation(r["prompt"], shown, r["question"], _choices(r), r.get("context"))
+            verbal = prompts.verbal_2s_conversation(r["prompt"], shown)
+            return [
+                Job(backend.encode(ptrue, **think_kw), next_token_groups=[t_ids, f_ids], group=r["id"]),
+                Job(backend.encode(verbal), [Branch(b["verbal"], entropy=False)], group=r["id"]),
+            ]
+
+        return make
+
+    # One pool for everything: per query the greedy answer and its m samples decode from one prefill;
+    # the verbal-1s prompt shares that prefill's dataset prompt (same group); once the greedy answer
+    # is done, its two follow-up turns start from its KV cache (prompt + answer) and join the pool.
     jobs = []
     for r in rows:
         branches = [Branch(b["answer"])] + [
             Branch(b["sample"], temp, branch_seed(seed, r["id"], k), entropy=False) for k in range(m)
         ]
-        jobs.append(Job(backend.encode(prompts.answer_conversation(r["prompt"])), branches, want_hidden=True))
+        jobs.append(Job(backend.encode(prompts.answer_conversation(r["prompt"])), branches, want_hidden=True,
+                        group=r["id"], follow_up=follow_ups(r)))
     for r in rows:
         jobs.append(
-            Job(backend.encode(prompts.verbal_1s_conversation(r["prompt"])), [Branch(b["answer"] + b["verbal"], entropy=False)])
+            Job(backend.encode(prompts.verbal_1s_conversation(r["prompt"])), [Branch(b["answer"] + b["verbal"], entropy=False)],
+                group=r["id"])
         )
-    res = backend.run_jobs(jobs, hidden_layer=layer, desc=f"{backend.name}: answer+samples+verbal-1s")
+    res = backend.run_jobs(jobs, hidden_layer=layer, desc=f"{backend.name}: answer, samples, p(True), verbal-1s/2s")
     main, v1 = res[: len(rows)], res[len(rows):]
     greedy = [backend.to_generation(x.branches[0], x.n_prompt_tokens) for x in main]
-    # pass 2: p(True) and verbalization-2s after the model's own (think-stripped) answer
-    t_ids, f_ids = backend.single_token_ids(TRUE_VARIANTS), backend.single_token_ids(FALSE_VARIANTS)
-    if not t_ids or not f_ids:
-        raise ValueError(f"model {backend.name}: the tokenizer has no single-token 'True'/'False' for p(True)")
-    jobs2 = []
-    for r, g in zip(rows, greedy):
-        shown = strip_think(g.text)
-        conv = prompts.ptrue_conversation(r["prompt"], shown, r["question"], _choices(r), r.get("context"))
-        jobs2.append(Job(backend.encode(conv, **think_kw), next_token_groups=[t_ids, f_ids]))
-    for r, g in zip(rows, greedy):
-        conv = prompts.verbal_2s_conversation(r["prompt"], strip_think(g.text))
-        jobs2.append(Job(backend.encode(conv), [Branch(b["verbal"], entropy=False)]))
-    res2 = backend.run_jobs(jobs2, desc=f"{backend.name}: p(True)+verbal-2s")
-    pt, v2 = res2[: len(rows)], res2[len(rows):]
+    pt = [x.follow_ups[0] for x in main]
+    v2 = [x.follow_ups[1] for x in main]
 
     out = []
     for i, r in enumerate(rows):
