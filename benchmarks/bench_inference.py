@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--mcq-tokens", type=int, default=16)
     ap.add_argument("--math-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-batch-rows", type=int, default=128)
     ap.add_argument("--source", default="mirror" if Path("/work/shared/datasets").is_dir() else "slices")
     ap.add_argument("--mirror-dir", default="/work/shared/datasets")
     ap.add_argument("--vllm-python", default=os.environ.get("UQROUTE_VLLM_PYTHON", str(REPO / ".venv-vllm/bin/python")))
@@ -134,7 +135,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="uqroute-bench-"))
     model_dir, spec = fetch(args.model, work / "models")
     frames = load_prompts(args)
-    be = TransformersBackend(model_dir, batch_size=args.batch_size, progress=False, name=args.model)
+    be = TransformersBackend(model_dir, batch_size=args.batch_size, max_batch_rows=args.max_batch_rows, progress=False,
+                             name=args.model)
     convs, budgets = [], []
     for f in frames:
         for r in f.iter_rows(named=True):
@@ -182,8 +184,9 @@ def main() -> None:
         inf.load_backend = load
         cfg = {"batch_size": args.batch_size, "max_new_tokens": {"MCQ": args.mcq_tokens, "FF": 64, "TF": 8,
                "math": args.math_tokens}, "num_samples": 5, "sample_temperature": 1.0, "sample_max_new_tokens": 32,
-               "verbal_max_new_tokens": 24, "hidden_layer": -8, "shard_size": 64}
-        total_tok, greedy_tok, secs = 0, 0, 0.0
+               "verbal_max_new_tokens": 24, "hidden_layer": -8, "shard_size": 64,
+               "max_batch_rows": args.max_batch_rows}
+        total_tok, greedy_tok, secs, extra = 0, 0, 0.0, {}
         for f in frames:
             d = f["dataset"][0]
             data = work / f"{d}.parquet"
@@ -192,14 +195,19 @@ def main() -> None:
             run_mod.run_inference(args.model, spec, str(model_dir), str(data), str(work / f"gen-{d}.parquet"),
                                   str(work / f"gen-{d}.hidden.safetensors"), "slm", cfg, 0)
             secs += time.perf_counter() - t0
-            total_tok += captured["be"].stats["generated_tokens"]
+            st = captured["be"].stats
+            total_tok += st["generated_tokens"]
+            for k in ("prompt_tokens", "prompt_tokens_reused", "forward_passes"):
+                extra[k] = extra.get(k, 0) + st[k]
             greedy_tok += int(pl.read_parquet(work / f"gen-{d}.parquet")["tokens"].list.len().sum())
         inf.load_backend = real_load
         rows.append(("ours: full SLM stage", total_tok, secs,
                      f"all generated tokens (greedy {greedy_tok}, + 5 samples ≤32, verbal-1s, verbal-2s) "
                      "+ p(True) + hidden states + parsing + artifacts; incl. model load"))
         rows.append(("ours: full stage, greedy tokens only", greedy_tok, secs, "same run, counting only greedy tokens"))
-        print(f"full stage: {total_tok} tokens in {secs:.1f}s", flush=True)
+        print(f"full stage: {total_tok} tokens in {secs:.1f}s; prompt tokens prefilled {extra['prompt_tokens']}, "
+              f"taken from a parent's KV cache {extra['prompt_tokens_reused']}; forward passes {extra['forward_passes']}",
+              flush=True)
 
     # ---- vLLM
     if not args.skip_vllm:

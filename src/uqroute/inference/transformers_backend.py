@@ -571,7 +571,7 @@ class TransformersBackend:
             layers = _layers(first.cache)
             extra = max(r.spec.max_new_tokens for r in first.rows)
             for i, lay in enumerate(layers):
-                layers[i] = cls(lay.keys, lay.values, self.max_batch_rows, right=2 * extra + 64, left=64)
+                layers[i] = cls(lay.keys, lay.values, self.max_batch_rows, right=extra + 64, left=64)
             pool = _Pool(first.cache, first.mask, first.pos, first.logits, list(first.rows))
             pool.mergeable = True
         layers = _layers(pool.cache)
@@ -851,7 +851,7 @@ def _buffered_layer_class():
             """Room for ``rows`` rows in all and ``right`` more columns."""
             spare = self._k.shape[2] - self._s - self._n
             if rows > self._k.shape[0] or right > spare:  # grow with headroom: reallocations copy everything
-                self._realloc(max(rows, self._k.shape[0]), max(self._s, 64), max(2 * right, spare, 64))
+                self._realloc(max(rows, self._k.shape[0]), max(self._s, 64), max(right + 64, spare))
                 self._views()
 
         def update(self, key_states, value_states, *args, **kwargs):
