@@ -218,6 +218,27 @@ def test_cache_layers_the_pool_cannot_decode_are_refused():
         _check_layers(SimpleNamespace(layers=[SimpleNamespace(keys=None)]), 10, "m")
 
 
+def test_prepacked_linear_layers_agree_with_plain_torch(tiny_model_dir):
+    from uqroute.inference.packing import packing_available
+
+    plain = TransformersBackend(tiny_model_dir, progress=False, pack_weights=False)
+    assert plain.packed_layers == 0
+    assert any(type(m) is torch.nn.Linear for m in plain.model.modules())
+    packed = TransformersBackend(tiny_model_dir, progress=False)
+    if not packing_available():
+        pytest.skip("this PyTorch build has no oneDNN prepacked linear")
+    assert packed.packed_layers > 0
+    assert not any(type(m) is torch.nn.Linear for m in packed.model.modules())
+    ids = torch.tensor([plain.encode(CONVS[1]), plain.encode(CONVS[1])])
+    with torch.inference_mode():
+        for x in (ids, ids[:, :1]):  # a prefill and a one-token step
+            a, b = plain.model(x).logits, packed.model(x).logits
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=0, atol=1e-4 * float(a.abs().max()))
+    jobs = [Job(plain.encode(c), [Branch(8)]) for c in CONVS]
+    for x, y in zip(plain.run_jobs(jobs), packed.run_jobs(jobs)):
+        np.testing.assert_allclose(x.branches[0].logprobs[:1], y.branches[0].logprobs[:1], atol=1e-4)
+
+
 def test_branch_seed_is_stable():
     assert branch_seed(0, "gsm8k/test/1", 0) == branch_seed(0, "gsm8k/test/1", 0)
     assert len({branch_seed(0, "gsm8k/test/1", k) for k in range(5)}) == 5

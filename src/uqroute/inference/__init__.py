@@ -44,6 +44,7 @@ def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache
         dtype=cfg.get("dtype", "auto"),
         batch_size=int(cfg.get("batch_size", 16)),
         max_batch_rows=int(cfg.get("max_batch_rows", 128)),
+        pack_weights=bool(cfg.get("pack_weights", True)),
         attn_implementation=cfg.get("attn_implementation"),
         device_map=spec.get("device_map"),
         trust_remote_code=bool(spec.get("trust_remote_code", False)),

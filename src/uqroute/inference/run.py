@@ -47,6 +47,7 @@ INFERENCE_DEFAULTS = {
     "attn_implementation": None,
     "batch_size": 16,
     "max_batch_rows": 128,
+    "pack_weights": True,
     "max_new_tokens": {"MCQ": 16, "TF": 8, "FF": 64, "math": 256},
     "num_samples": 5,
     "sample_temperature": 1.0,

@@ -147,6 +147,8 @@ class TransformersBackend:
         attn_implementation: passed to ``from_pretrained`` (None = library default, sdpa).
         max_batch_tokens: cap on padded prompt tokens per prefill batch (bounds memory for long prompts).
         max_batch_rows: most continuation rows (branches) decoded together in the decoding pool.
+        pack_weights: on a CPU, prepack the linear layers' weights for oneDNN (:mod:`.packing`;
+            1.5× faster decoding steps here); no effect on other devices.
         progress: show a tqdm bar per call.
     """
 
@@ -160,6 +162,7 @@ class TransformersBackend:
         attn_implementation: str | None = None,
         max_batch_tokens: int = 8192,
         max_batch_rows: int = 128,
+        pack_weights: bool = True,
         progress: bool = True,
         name: str | None = None,
         device_map: str | None = None,
@@ -193,6 +196,12 @@ class TransformersBackend:
         if not device_map:
             self.model.to(self.device)
         self.model.eval()
+        self.packed_layers = 0
+        if pack_weights and not device_map and str(self.device) == "cpu":
+            from .packing import pack_linear_layers
+
+            self.packed_layers = pack_linear_layers(self.model)
+            log.info("%s: %d linear layers prepacked for oneDNN", self.name, self.packed_layers)
         self.n_layers = int(self.model.config.num_hidden_layers)
         self.eos_ids = self._eos_ids()
         pad = self.tokenizer.pad_token_id
