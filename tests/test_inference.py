@@ -239,6 +239,26 @@ def test_prepacked_linear_layers_agree_with_plain_torch(tiny_model_dir):
         np.testing.assert_allclose(x.branches[0].logprobs[:1], y.branches[0].logprobs[:1], atol=1e-4)
 
 
+def test_packing_failure_keeps_plain_linear_layers(tiny_model_dir, monkeypatch):
+    from uqroute.inference import packing
+
+    if not packing.packing_available():
+        pytest.skip("this PyTorch build has no oneDNN prepacked linear")
+    calls = []
+
+    def refuse(w, hint):
+        calls.append(1)
+        if len(calls) > 3:
+            raise RuntimeError("unsupported weight format")
+        return w
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", refuse)
+    be = TransformersBackend(tiny_model_dir, progress=False)
+    assert be.packed_layers == 0 and len(calls) == 4
+    assert all(type(m) is not packing._packed_linear_class() for m in be.model.modules())
+    assert be.run_jobs([Job(be.encode(CONVS[0]), [Branch(3)])])[0].branches[0].token_ids
+
+
 def test_branch_seed_is_stable():
     assert branch_seed(0, "gsm8k/test/1", 0) == branch_seed(0, "gsm8k/test/1", 0)
     assert len({branch_seed(0, "gsm8k/test/1", k) for k in range(5)}) == 5

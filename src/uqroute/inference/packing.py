@@ -74,14 +74,19 @@ def pack_linear_layers(model) -> int:
     if not packing_available():
         return 0
     cls = _packed_linear_class()
-    n = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if (
-                type(child) is torch.nn.Linear
-                and child.weight.device.type == "cpu"
-                and child.weight.dtype in (torch.float32, torch.bfloat16)
-            ):
-                setattr(module, name, cls(child))
-                n += 1
-    return n
+    todo = [
+        (module, name, child)
+        for module in model.modules()
+        for name, child in module.named_children()
+        if type(child) is torch.nn.Linear
+        and child.weight.device.type == "cpu"
+        and child.weight.dtype in (torch.float32, torch.bfloat16)
+    ]
+    try:  # all or nothing: a CPU or build that cannot pack (e.g. bfloat16 without AVX-512 BF16) keeps nn.Linear
+        packed = [cls(child) for _, _, child in todo]
+    except (RuntimeError, NotImplementedError) as e:
+        log.warning("oneDNN weight prepacking unavailable here (%s); using plain nn.Linear", e)
+        return 0
+    for (module, name, _), p in zip(todo, packed):
+        setattr(module, name, p)
+    return len(packed)
