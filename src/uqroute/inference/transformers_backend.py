@@ -360,6 +360,7 @@ class TransformersBackend:
         pending = deque(self._chunks(jobs, range(n_input)))
         follow: list[int] = []  # follow-up jobs waiting to be chunked
         snaps: dict[int, tuple] = {}  # job -> (prefix source, its tokens) of its parent's first branch
+        parent_snap: dict[int, _Src] = {}  # job -> KV snapshot of its finished first branch
         bar = tqdm(total=n_input, desc=desc or self.name, unit="prompt", disable=not self.progress, leave=False)
         pool = _Pool()
 
@@ -370,7 +371,7 @@ class TransformersBackend:
                 return
             new = list(job.follow_up(results[i]))
             results[i].follow_ups = []
-            snap = self._snap.pop(i, None)
+            snap = parent_snap.pop(i, None)
             if snap is not None:  # the parent's first branch: prompt + the generated tokens its cache holds
                 snap = (snap, (job.prompt_ids + results[i].branches[0].token_ids)[: snap.mask.shape[1]])
             for nj in new:
@@ -386,27 +387,23 @@ class TransformersBackend:
                 left.append(len(nj.branches))
             bar.total += len(new)
 
-        self._snap: dict[int, tuple] = {}
-        self._want_snap = {i for i, j in enumerate(jobs) if j.follow_up is not None and j.branches}
+        import torch
+
         try:
-            with torch_inference_mode():
+            with torch.inference_mode():
                 while True:
                     # follow-ups are chunked once a batch of them is ready, or when nothing else is left
                     if follow and (len(follow) >= self.batch_size or not pending):
                         for ch in reversed(self._chunks(jobs, follow)):
                             pending.appendleft(ch)
                         follow.clear()
-                    # admit new work while it fits (a pool that cannot be merged into waits until empty)
+                    # admit new work while it fits (the first chunk always: a group is never split)
                     pieces, n_new = [], 0
                     while pending and (
                         (not pool.rows and not pieces)
-                        or ((pool.mergeable or not pool.rows)
-                            and len(pool.rows) + n_new + sum(len(jobs[i].branches) for i in pending[0]) <= self.max_batch_rows)
+                        or len(pool.rows) + n_new + sum(len(jobs[i].branches) for i in pending[0]) <= self.max_batch_rows
                     ):
                         chunk = pending.popleft()
-                        for i in chunk:
-                            if jobs[i].follow_up is not None and jobs[i].branches:
-                                self._want_snap.add(i)
                         pieces += self._prefill(chunk, jobs, results, layer, snaps)
                         n_new += sum(len(jobs[i].branches) for i in chunk)
                         for i in chunk:
@@ -420,13 +417,14 @@ class TransformersBackend:
                             continue
                         break
                     for row in self._step(pool):
+                        if row.snapshot is not None:
+                            parent_snap[row.job], row.snapshot = row.snapshot, None
                         results[row.job].branches[row.branch] = row.result()
                         left[row.job] -= 1
                         if left[row.job] == 0:
                             done(row.job)
         finally:
             bar.close()
-            self._snap, self._want_snap = {}, set()
         return results[:n_input]
 
     # -- prefill: chunk prefix (once) -> group prefixes (once per group) -> each prompt's own suffix
@@ -564,7 +562,8 @@ class TransformersBackend:
         if not row_src:
             return []
         idx = torch.tensor(row_src, device=last.device)
-        rows = [_Row(i, k, b) for i in job_ids for k, b in enumerate(jobs[i].branches)]
+        rows = [_Row(i, k, b, keep_cache=k == 0 and jobs[i].follow_up is not None)
+                for i in job_ids for k, b in enumerate(jobs[i].branches)]
         return [_Piece(_gather_cache(src.cache, idx), src.mask.index_select(0, idx), src.pos.index_select(0, idx),
                        last.index_select(0, idx), rows)]
 
@@ -582,7 +581,6 @@ class TransformersBackend:
             for i, lay in enumerate(layers):
                 layers[i] = cls(lay.keys, lay.values, self.max_batch_rows, right=extra + 64, left=64)
             pool = _Pool(first.cache, first.mask, first.pos, first.logits, list(first.rows))
-            pool.mergeable = True
         layers = _layers(pool.cache)
         for p in pieces:
             self.stats["pool_joins"] += 1
@@ -618,13 +616,12 @@ class TransformersBackend:
         logits = pool.logits
         logp = torch.log_softmax(logits, dim=-1)
         chosen = logp.argmax(-1)
-        live = [r for r, row in enumerate(rows) if not row.finish]
-        need_ent = [r for r in live if rows[r].spec.entropy]
+        need_ent = [r for r, row in enumerate(rows) if row.spec.entropy]
         ent_rows: dict[int, float] = {}
         if need_ent:
             sel = logp.index_select(0, torch.tensor(need_ent, device=dev))
             ent_rows = dict(zip(need_ent, (-torch.xlogy(sel.exp(), sel.exp()).sum(-1)).cpu().tolist()))
-        samp = [r for r in live if rows[r].spec.temperature > 0]
+        samp = [r for r, row in enumerate(rows) if row.spec.temperature > 0]
         if samp:
             # inverse-CDF sampling, vectorised over rows; one uniform per row from that row's own generator
             ridx = torch.tensor(samp, device=dev)
@@ -637,14 +634,13 @@ class TransformersBackend:
             chosen[ridx] = picked
         chosen_lp = logp.gather(1, chosen[:, None])[:, 0]
         is_eos = torch.isin(chosen, self._eos_tensor(dev))
-        max_k = max(rows[r].spec.top_logprobs for r in live) if live else 0
+        max_k = max(row.spec.top_logprobs for row in rows)
         if max_k:
             top_v, top_i = logp.topk(max_k, dim=-1)
             top_v, top_i = top_v.cpu().tolist(), top_i.cpu().tolist()
         c_l, lp_l, eos_l = chosen.cpu().tolist(), chosen_lp.cpu().tolist(), is_eos.cpu().tolist()
         done = []
-        for r in live:
-            row = rows[r]
+        for r, row in enumerate(rows):
             if eos_l[r]:
                 row.finish = "stop"
             else:
@@ -659,10 +655,9 @@ class TransformersBackend:
                     row.finish = "length"
             if row.finish:
                 done.append(row)
-        self.stats["generated_tokens"] += sum(1 for r in live if not eos_l[r])
-        for row_i, row in enumerate(rows):
-            if row.finish and row.branch == 0 and row.job in self._want_snap and row.job not in self._snap:
-                self._snap[row.job] = _snapshot(pool, row_i)
+                if row.keep_cache:  # before compaction moves rows
+                    row.snapshot = _snapshot(pool, r)
+        self.stats["generated_tokens"] += len(rows) - sum(eos_l)
         keep = [r for r, row in enumerate(rows) if not row.finish]
         if not keep:
             pool.rows = []
@@ -712,12 +707,6 @@ class TransformersBackend:
         return t
 
 
-def torch_inference_mode():
-    import torch
-
-    return torch.inference_mode()
-
-
 @dataclass
 class _Src:
     """A prefilled prefix: its KV cache, attention mask and each row's last position."""
@@ -730,10 +719,12 @@ class _Src:
 class _Row:
     """One branch being decoded."""
 
-    __slots__ = ("_gen", "branch", "ents", "finish", "job", "lps", "spec", "toks", "tops")
+    __slots__ = ("_gen", "branch", "ents", "finish", "job", "keep_cache", "lps", "snapshot", "spec", "toks", "tops")
 
-    def __init__(self, job: int, branch: int, spec: Branch):
+    def __init__(self, job: int, branch: int, spec: Branch, keep_cache: bool = False):
         self.job, self.branch, self.spec = job, branch, spec
+        self.keep_cache = keep_cache  # snapshot this row's KV cache when it finishes (its job has follow-ups)
+        self.snapshot: _Src | None = None
         self.toks: list[int] = []
         self.lps: list[float] = []
         self.ents: list[float] = []
@@ -770,7 +761,6 @@ class _Pool(_Piece):
 
     def __init__(self, cache=None, mask=None, pos=None, logits=None, rows=None):
         super().__init__(cache, mask, pos, logits, rows or [])
-        self.mergeable = False
 
 
 def _buckets(items: list, length, slack: float = 0.25, min_pad: int = 8) -> list[list]:
@@ -995,11 +985,7 @@ def _gather_cache(cache, idx):
 
     new = copy.copy(cache)
     new.layers = []
-    buffered = _buffered_layer_class()
     for layer in _layers(cache):
-        if isinstance(layer, buffered):  # a plain copy: the buffer itself stays with the source
-            new.layers.append(_plain_layer(layer.keys.index_select(0, idx), layer.values.index_select(0, idx)))
-            continue
         lay = copy.copy(layer)
         if getattr(layer, "keys", None) is not None and layer.keys.numel():
             lay.keys, lay.values = layer.keys.index_select(0, idx), layer.values.index_select(0, idx)
