@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import polars as pl
@@ -14,7 +13,14 @@ import torch
 from uqroute.inference import load_backend, run_inference
 from uqroute.inference.run import budgets, find_option_token
 from uqroute.inference.seeding import branch_seed
-from uqroute.inference.transformers_backend import Branch, Job, TransformersBackend, _pick_dtype, resolve_layer
+from uqroute.inference.transformers_backend import (
+    Branch,
+    Job,
+    TransformersBackend,
+    _common_prefix_len,
+    _pick_dtype,
+    resolve_layer,
+)
 from uqroute.io import read_hidden_states
 from uqroute.schema import check_frame
 
@@ -93,7 +99,7 @@ def test_shared_prefix_prefill_matches_separate_runs(backend):
     stem = "Solve the following math problem. Reason briefly, then give the final answer on its own last line. "
     convs = [[{"role": "user", "content": stem + q}] for q in ("Problem: 2+2?", "Problem: what is 40 plus 2 in all?", "x")]
     jobs = [Job(backend.encode(c), [Branch(8)], want_hidden=True) for c in convs]
-    n0 = __import__("uqroute.inference.transformers_backend", fromlist=["_"])._common_prefix_len([j.prompt_ids for j in jobs])
+    n0 = _common_prefix_len([j.prompt_ids for j in jobs])
     assert n0 > 10
     before = backend.stats["prompt_tokens"]
     together = backend.run_jobs(jobs, hidden_layer=-1)
@@ -157,7 +163,7 @@ def test_group_prefix_is_prefilled_once(backend):
              [{"role": "user", "content": stem + "Give your answer and a confidence from 0 to 100."}]]
     jobs = [Job(backend.encode(c), [Branch(6)], group="q1") for c in convs]
     solo = [Job(j.prompt_ids, [Branch(6)]) for j in jobs]
-    g = min(len(jobs[0].prompt_ids), len(jobs[1].prompt_ids), len(os.path.commonprefix([jobs[0].prompt_ids, jobs[1].prompt_ids])))
+    g = _common_prefix_len([jobs[0].prompt_ids, jobs[1].prompt_ids])
     before = backend.stats["prompt_tokens"]
     together = backend.run_jobs(jobs)
     spent = backend.stats["prompt_tokens"] - before

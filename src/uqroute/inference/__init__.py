@@ -37,15 +37,17 @@ def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache
         return OpenAIChatBackend(spec, cache_dir=cache_dir, name=name)
     if model_dir is None:
         raise ValueError(f"model {name!r}: a local model needs its fetched directory (rule fetch_model)")
+    from .run import INFERENCE_DEFAULTS
     from .transformers_backend import TransformersBackend
 
+    cfg = {**INFERENCE_DEFAULTS, **cfg}  # the one place the defaults live (the judge passes a partial section)
     return TransformersBackend(
         model_dir,
-        dtype=cfg.get("dtype", "auto"),
-        batch_size=int(cfg.get("batch_size", 16)),
-        max_batch_rows=int(cfg.get("max_batch_rows", 128)),
-        pack_weights=bool(cfg.get("pack_weights", True)),
-        attn_implementation=cfg.get("attn_implementation"),
+        dtype=cfg["dtype"],
+        batch_size=int(cfg["batch_size"]),
+        max_batch_rows=int(cfg["max_batch_rows"]),
+        pack_weights=bool(cfg["pack_weights"]),
+        attn_implementation=cfg["attn_implementation"],
         device_map=spec.get("device_map"),
         trust_remote_code=bool(spec.get("trust_remote_code", False)),
         name=name,
