@@ -49,7 +49,7 @@ def write_dataset(root, name, n_train, n_eval, *, seed, labels=None, states=None
     corr = pl.DataFrame(
         {
             "id": ids, "correct": correct, "label_source": ["rule"] * n, "rule_correct": correct,
-            "judge_correct": [None] * n, "judge_verdict": [None] * n, "judge_raw": [None] * n,
+            "judge_correct": [None] * n, "judge_verdict": [None] * n, "judge_raw": [None] * n, "verbal_1s_correct": [None] * n,
         },
         schema=ARTIFACTS["correctness"].polars_schema(),
     )

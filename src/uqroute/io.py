@@ -1,9 +1,14 @@
-"""Atomic artifact writing shared by every stage.
+"""Both halves of the artifact contract: atomic writing and checked reading.
 
-Every file a rule writes appears atomically: it is written to a temporary file in
+Writing: every file a rule writes appears atomically: it is written to a temporary file in
 the same directory and moved into place with ``os.replace`` only when complete, so
 a killed job never leaves a partial artifact that Snakemake (or a user) could
-mistake for a finished one.
+mistake for a finished one (:func:`write_parquet`, :func:`atomic_path`).
+
+Reading: :func:`read_artifact` reads a parquet artifact and checks it against its
+documented schema (``uqroute.schema``); :func:`align_ids` puts another artifact's rows
+in the order of a list of query ids. Both raise :class:`ArtifactInputError`, whose
+message names the file (and the ids) at fault.
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ from typing import Iterator
 
 import polars as pl
 
-from .schema import check_frame
+from .schema import ARTIFACTS, ArtifactSchemaError, check_frame
+
+
+class ArtifactInputError(ValueError):
+    """An input artifact that is missing, unreadable, off its documented schema, or that does not
+    fit the other inputs (ids). The message names the file and, where it applies, the ids."""
 
 
 @contextlib.contextmanager
@@ -124,3 +134,100 @@ def read_hidden_states(path):
     if len(ids) != arr.shape[0]:
         raise ValueError(f"{path}: {len(ids)} ids for {arr.shape[0]} rows")
     return ids, arr, meta
+
+
+# ------------------------------------------------------------------ reading
+
+
+def _dup(ids: list) -> object | None:
+    seen = set()
+    for i in ids:
+        if i in seen:
+            return i
+        seen.add(i)
+    return None
+
+
+def read_artifact(path: str | os.PathLike, artifact: str, *, columns=None, stage: str = "") -> pl.DataFrame:
+    """Read a parquet artifact and check it against its documented schema.
+
+    ``columns`` (optional) reads only those documented columns (plus the key), which must
+    exist with their documented types; without it the whole table is checked with
+    :func:`uqroute.schema.check_frame`. The key must be unique. Every failure (missing
+    file, truncated or corrupt parquet, missing column, wrong type, duplicate key) raises
+    :class:`ArtifactInputError` naming ``stage``, the artifact and the file.
+    """
+    art = ARTIFACTS[artifact]
+    label = f"{stage + ': ' if stage else ''}{artifact} file {path}"
+    p = Path(path)
+    if not p.is_file():
+        raise ArtifactInputError(f"{label} does not exist")
+    want = None
+    if columns is not None:
+        want = list(dict.fromkeys([*art.key, *columns]))
+    try:
+        df = pl.read_parquet(p, columns=want) if want is None else _read_columns(p, want, label)
+    except ArtifactInputError:
+        raise
+    except Exception as err:  # polars/arrow raise several types for truncated or corrupt files
+        raise ArtifactInputError(f"{label} cannot be read as parquet ({type(err).__name__}: {err})") from None
+    try:
+        if want is None:
+            check_frame(df, art, where=str(path))
+        else:
+            _check_columns(df, art, label)
+    except ArtifactSchemaError as err:
+        raise ArtifactInputError(f"{stage + ': ' if stage else ''}{err}") from None
+    return df
+
+
+def _read_columns(path: Path, want: list[str], label: str) -> pl.DataFrame:
+    have = pl.read_parquet_schema(path)
+    missing = [c for c in want if c not in have]
+    if missing:
+        raise ArtifactInputError(f"{label} lacks column(s) {missing} (has {list(have)})")
+    return pl.read_parquet(path, columns=want)
+
+
+def _check_columns(df: pl.DataFrame, art, label: str) -> None:
+    from .schema import _same_dtype
+
+    documented = {c.name: c for c in art.columns}
+    for name in df.columns:
+        c = documented.get(name)
+        expected = c.dtype if c is not None else art.extra_dtype
+        if expected is not None and not _same_dtype(df.schema[name], expected):
+            raise ArtifactInputError(f"{label}: column {name!r} has type {df.schema[name]}, documented {expected}")
+        if c is not None and not c.nullable and df[name].null_count():
+            row = df.with_row_index().filter(pl.col(name).is_null())["index"][0]
+            raise ArtifactInputError(f"{label}: column {name!r} is null in row {row} but may not be")
+    if df.height and df.select(list(art.key)).is_duplicated().any():
+        dup = df.filter(df.select(list(art.key)).is_duplicated()).row(0)
+        raise ArtifactInputError(f"{label}: key {art.key} is not unique (e.g. {dup[:len(art.key)]})")
+
+
+def align_ids(ids, df: pl.DataFrame, path, *, what: str, stage: str = "", exact: bool = False) -> pl.DataFrame:
+    """The rows of ``df`` in the order of ``ids`` (joined on ``id``).
+
+    Every id must be in ``df``; with ``exact=True`` ``df`` may hold no other ids either.
+    ``df``'s ids must be unique. Otherwise :class:`ArtifactInputError` names the file
+    (``what`` file ``path``), how many ids are missing or extra, and a few of them.
+    """
+    ids = [str(i) for i in ids]
+    label = f"{stage + ': ' if stage else ''}{what} file {path}"
+    if (d := _dup(ids)) is not None:
+        raise ArtifactInputError(f"{label}: the expected ids hold {d!r} more than once")
+    got = df["id"].to_list()
+    if (d := _dup(got)) is not None:
+        raise ArtifactInputError(f"{label} holds id {d!r} more than once")
+    have, want = set(got), set(ids)
+    missing = [i for i in ids if i not in have]
+    extra = [i for i in got if i not in want] if exact else []
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks {len(missing)} expected id(s), e.g. {missing[:3]}")
+        if extra:
+            parts.append(f"holds {len(extra)} unexpected id(s), e.g. {extra[:3]}")
+        raise ArtifactInputError(f"{label} " + "; ".join(parts))
+    return pl.DataFrame({"id": ids}, schema={"id": df.schema["id"]}).join(df, on="id", how="left", maintain_order="left")

@@ -219,6 +219,7 @@ def run_judge(
             "judge_correct": pl.Series(judge_correct, dtype=pl.Boolean),
             "judge_verdict": pl.Series(verdict, dtype=pl.Utf8),
             "judge_raw": pl.Series(raw, dtype=pl.Utf8),
+            "verbal_1s_correct": pl.Series([None] * df.height, dtype=pl.Boolean),  # filled by issue 10 item 4
         }
     )
     n_both, agreement, kappa = rule_judge_agreement(rule, judge_correct)

@@ -188,6 +188,7 @@ def ptrue(frame: pl.DataFrame) -> np.ndarray:
     columns=("verbal_1s_confidence",),
     family="verbalized",
     source="Xiong et al. 2024 / Tian et al. 2023 (paper refs. [76, 69]); paper §3.1 (4)",
+    answer="verbal_1s",
 )
 def verbal_1s(frame: pl.DataFrame) -> np.ndarray:
     """Verbalized confidence stated together with the answer in one reply (Tian et al. 2023;

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-__all__ = ["UQMethod", "METHODS", "register", "get_methods", "UnknownMethodError"]
+__all__ = ["UQMethod", "METHODS", "ANSWER_LABELS", "register", "get_methods", "UnknownMethodError"]
 
 MethodFn = Callable[[pl.DataFrame], np.ndarray]
 
@@ -45,6 +45,10 @@ class UQMethod:
         family: the paper's category (Table 1): ``token_probability``, ``consistency``,
             ``verbalized`` or ``probe``.
         source: the paper the method comes from.
+        answer: which answer the confidence is about, and so which correctness label it is
+            evaluated against: ``greedy`` (the greedy response; ``correctness.correct``) or
+            ``verbal_1s`` (the answer stated in the verbalization-1s reply itself;
+            ``correctness.verbal_1s_correct``).
     """
 
     name: str
@@ -52,6 +56,7 @@ class UQMethod:
     columns: tuple[str, ...]
     family: str
     source: str
+    answer: str = "greedy"
 
     def __call__(self, frame: pl.DataFrame) -> np.ndarray:
         missing = [c for c in self.columns if c not in frame.columns]
@@ -66,13 +71,19 @@ class UQMethod:
 METHODS: dict[str, UQMethod] = {}
 
 
-def register(name: str, *, columns: tuple[str, ...], family: str, source: str) -> Callable[[MethodFn], MethodFn]:
+#: The answers a confidence can be about, and the ``correctness`` column that labels each.
+ANSWER_LABELS = {"greedy": "correct", "verbal_1s": "verbal_1s_correct"}
+
+
+def register(name: str, *, columns: tuple[str, ...], family: str, source: str, answer: str = "greedy") -> Callable[[MethodFn], MethodFn]:
     """Decorator: add ``fn`` to :data:`METHODS` under ``name``."""
 
     def deco(fn: MethodFn) -> MethodFn:
         if name in METHODS:
             raise ValueError(f"UQ method {name!r} is registered twice")
-        METHODS[name] = UQMethod(name=name, fn=fn, columns=tuple(columns), family=family, source=source)
+        if answer not in ANSWER_LABELS:
+            raise ValueError(f"UQ method {name!r}: answer must be one of {sorted(ANSWER_LABELS)}, got {answer!r}")
+        METHODS[name] = UQMethod(name=name, fn=fn, columns=tuple(columns), family=family, source=source, answer=answer)
         return fn
 
     return deco
