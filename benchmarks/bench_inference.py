@@ -172,16 +172,14 @@ def main() -> None:
     # ---- ours, the full SLM stage (everything the UQ methods need)
     if not args.skip_full:
         captured = {}
-        import uqroute.inference as inf
-
-        real_load = inf.load_backend
+        real_load = run_mod.load_backend
 
         def load(*a, **k):
             captured["be"] = real_load(*a, **k)
             captured["be"].progress = False
             return captured["be"]
 
-        inf.load_backend = load
+        run_mod.load_backend = load
         cfg = {"batch_size": args.batch_size, "max_new_tokens": {"MCQ": args.mcq_tokens, "FF": 64, "TF": 8,
                "math": args.math_tokens}, "num_samples": 5, "sample_temperature": 1.0, "sample_max_new_tokens": 32,
                "verbal_max_new_tokens": 24, "hidden_layer": -8, "shard_size": 64,
@@ -200,7 +198,7 @@ def main() -> None:
             for k in ("prompt_tokens", "prompt_tokens_reused", "forward_passes"):
                 extra[k] = extra.get(k, 0) + st[k]
             greedy_tok += int(pl.read_parquet(work / f"gen-{d}.parquet")["tokens"].list.len().sum())
-        inf.load_backend = real_load
+        run_mod.load_backend = real_load
         rows.append(("ours: full SLM stage", total_tok, secs,
                      f"all generated tokens (greedy {greedy_tok}, + 5 samples ≤32, verbal-1s, verbal-2s) "
                      "+ p(True) + hidden states + parsing + artifacts; incl. model load"))

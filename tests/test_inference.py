@@ -13,11 +13,11 @@ import torch
 from uqroute.inference import load_backend, run_inference
 from uqroute.inference.run import budgets, find_option_token
 from uqroute.inference.seeding import branch_seed
+from uqroute.inference.prefill import common_prefix_len
 from uqroute.inference.transformers_backend import (
     Branch,
     Job,
     TransformersBackend,
-    _common_prefix_len,
     _pick_dtype,
     resolve_layer,
 )
@@ -99,7 +99,7 @@ def test_shared_prefix_prefill_matches_separate_runs(backend):
     stem = "Solve the following math problem. Reason briefly, then give the final answer on its own last line. "
     convs = [[{"role": "user", "content": stem + q}] for q in ("Problem: 2+2?", "Problem: what is 40 plus 2 in all?", "x")]
     jobs = [Job(backend.encode(c), [Branch(8)], want_hidden=True) for c in convs]
-    n0 = _common_prefix_len([j.prompt_ids for j in jobs])
+    n0 = common_prefix_len([j.prompt_ids for j in jobs])
     assert n0 > 10
     before = backend.stats["prompt_tokens"]
     together = backend.run_jobs(jobs, hidden_layer=-1)
@@ -163,7 +163,7 @@ def test_group_prefix_is_prefilled_once(backend):
              [{"role": "user", "content": stem + "Give your answer and a confidence from 0 to 100."}]]
     jobs = [Job(backend.encode(c), [Branch(6)], group="q1") for c in convs]
     solo = [Job(j.prompt_ids, [Branch(6)]) for j in jobs]
-    g = _common_prefix_len([jobs[0].prompt_ids, jobs[1].prompt_ids])
+    g = common_prefix_len([jobs[0].prompt_ids, jobs[1].prompt_ids])
     before = backend.stats["prompt_tokens"]
     together = backend.run_jobs(jobs)
     spent = backend.stats["prompt_tokens"] - before
@@ -208,20 +208,20 @@ def test_cache_layers_the_pool_cannot_decode_are_refused():
 
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-    from uqroute.inference.transformers_backend import _check_layers
+    from uqroute.inference.kvcache import check_layers
 
     def layer(cls, **kw):
         lay = cls(**kw)
         lay.keys = lay.values = torch.zeros(1, 1, 4, 2)
         return lay
 
-    _check_layers(SimpleNamespace(layers=[layer(DynamicLayer)]), 10_000, "m")
+    check_layers(SimpleNamespace(layers=[layer(DynamicLayer)]), 10_000, "m")
     sliding = SimpleNamespace(layers=[layer(DynamicLayer), layer(DynamicSlidingWindowLayer, sliding_window=16)])
-    _check_layers(sliding, 15, "m")  # never slides: fine
+    check_layers(sliding, 15, "m")  # never slides: fine
     with pytest.raises(ValueError, match="layer 1 uses sliding-window attention"):
-        _check_layers(sliding, 40, "m")
+        check_layers(sliding, 40, "m")
     with pytest.raises(TypeError, match="KV-cache layer 0 is a SimpleNamespace"):
-        _check_layers(SimpleNamespace(layers=[SimpleNamespace(keys=None)]), 10, "m")
+        check_layers(SimpleNamespace(layers=[SimpleNamespace(keys=None)]), 10, "m")
 
 
 def test_prepacked_linear_layers_agree_with_plain_torch(tiny_model_dir):
@@ -492,3 +492,81 @@ def test_real_smollm2_inference(smollm2_dir, tmp_path):
     ids, arr, meta = read_hidden_states(hidden)
     assert arr.shape == (2, 576) and meta["layer"] == "23"
     assert math.isfinite(float(np.abs(arr.astype(np.float32)).sum()))
+
+
+def test_statistics_for_methods():
+    from uqroute.inference import STATISTICS, statistics_for
+
+    assert statistics_for(["perplexity", "ood_probe", "mean_token_entropy"]) == ["greedy", "hidden"]
+    assert statistics_for(["jaccard_degree"]) == ["greedy", "hidden", "samples"]
+    assert statistics_for(["ptrue", "verbal_2s"]) == ["greedy", "hidden", "ptrue", "verbal_2s"]
+    assert statistics_for(["verbal_1s", "sample_agreement"]) == ["greedy", "hidden", "samples", "verbal_1s"]
+    assert statistics_for(None) == list(STATISTICS)
+    # every generations column is filled by exactly one statistic
+    from uqroute.schema import ARTIFACTS
+
+    filled = [c for s in STATISTICS.values() for c in s.columns]
+    assert sorted(filled) == sorted(ARTIFACTS["generations"].names[1:])
+
+
+def test_cheap_methods_do_not_pay_for_samples_or_follow_ups(tiny_model_dir, tmp_path, monkeypatch):
+    from uqroute.inference import run as run_mod
+
+    data = _data(tmp_path, n=4)
+    seen = []
+    real = run_mod.load_backend
+
+    def load(*a, **k):
+        seen.append(real(*a, **k))
+        return seen[-1]
+
+    monkeypatch.setattr(run_mod, "load_backend", load)
+    full, _ = _run(tiny_model_dir, tmp_path, data, name="full")
+    out = tmp_path / "cheap.parquet"
+    run_inference("tiny", {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), str(data), str(out),
+                  str(tmp_path / "cheap.hidden.safetensors"), "slm", CFG, 0, methods=["perplexity", "ood_probe"])
+    cheap_stats, full_stats = seen[1].stats, seen[0].stats
+    df, ref = pl.read_parquet(out), pl.read_parquet(full)
+    check_frame(df, "generations")
+    for col in ("samples", "sample_answers", "ptrue", "verbal_1s_response", "verbal_1s_confidence",
+                "verbal_2s_response", "verbal_2s_confidence"):
+        assert df[col].null_count() == df.height, col
+    assert df["tokens"].null_count() == 0 and df["token_logprobs"].null_count() == 0
+    # only the answer prompts were prefilled, only greedy tokens decoded, no follow-up reused a cache
+    assert cheap_stats["prompt_tokens_reused"] == 0 < full_stats["prompt_tokens_reused"]
+    assert cheap_stats["generated_tokens"] == int(df["tokens"].list.len().sum())  # greedy tokens only
+    assert cheap_stats["generated_tokens"] < full_stats["generated_tokens"]
+    assert read_hidden_states(tmp_path / "cheap.hidden.safetensors")[1].shape == (4, 32)
+
+
+def test_jobs_added_to_a_running_loop_match_a_batch_run(backend):
+    """The online face of the engine (a server adds requests while others decode)."""
+    jobs = [Job(backend.encode(c), [Branch(6)], want_hidden=True) for c in CONVS]
+    ref = backend.run_jobs(jobs, hidden_layer=-2)
+    run = backend.engine().start(hidden_layer=-2)
+    done = {}
+    run.add(jobs[:1], on_done=lambda r: done.setdefault(0, r))
+    run.step()
+    run.add(jobs[1:], on_done=lambda r: done.setdefault(len(done), r))
+    while run.step():
+        pass
+    run.close()
+    assert len(done) == len(jobs)
+    got = sorted(done.values(), key=lambda r: r.n_prompt_tokens)
+    want = sorted(ref, key=lambda r: r.n_prompt_tokens)
+    for g, w in zip(got, want):
+        assert g.branches[0].token_ids == w.branches[0].token_ids
+        np.testing.assert_allclose(g.branches[0].logprobs, w.branches[0].logprobs, atol=1e-5)
+        np.testing.assert_allclose(g.hidden, w.hidden, atol=1e-5)
+
+
+def test_family_callback_waits_for_follow_ups(backend):
+    """on_done fires once the job and the follow-up turns it spawned are all done."""
+    parent = Job(backend.encode(CONVS[0]), [Branch(4)],
+                 follow_up=lambda res: [Job(backend.encode(CONVS[1]), [Branch(3)])])
+    run = backend.engine().start()
+    fired = []
+    run.add([parent], on_done=fired.append)
+    while run.step():
+        assert not fired or not run.busy
+    assert len(fired) == 1 and fired[0].follow_ups and fired[0].follow_ups[0].branches[0] is not None

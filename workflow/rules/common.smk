@@ -22,6 +22,13 @@ wildcard_constraints:
     model="|".join(map(re.escape, MODELS)),
 
 
+def slm_statistics():
+    """The SLM statistics the configured UQ methods need (uqroute.inference.statistics): only those are computed."""
+    from uqroute.inference import statistics_for
+
+    return statistics_for(cfg("uq")["methods"])
+
+
 def is_api(model):
     return "api" in MODELS[model]
 

@@ -10,6 +10,7 @@ rule infer:
         role="slm",
         spec=lambda w: MODELS[w.slm],
         inference=lambda w: cfg("inference"),
+        statistics=lambda w: slm_statistics(),
         seed=config.get("seed", 0),
     resources:
         gpu=lambda w: model_gpus(w.slm),

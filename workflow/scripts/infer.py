@@ -16,4 +16,5 @@ with logged(sm):
         role=sm.params.role,
         cfg=sm.params.inference,
         seed=sm.params.seed,
+        statistics=sm.params.get("statistics"),
     )

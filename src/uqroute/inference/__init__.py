@@ -1,60 +1,60 @@
 """Inference stage (rule ``infer``): one batched pass per model × dataset yielding what the UQ methods need.
 
+The package's public face (other stages, the benchmarks and a server use only these names):
+
 * :func:`run_inference` — the rule's entry point (:mod:`.run`);
-* :func:`load_backend` — a :class:`ChatBackend` for a model spec: :class:`TransformersBackend`
-  for local models, ``uqroute.inference.api.OpenAIChatBackend`` for ``api`` specs;
+* :func:`load_backend` — a :class:`ChatBackend` for a model spec (:mod:`.backends`):
+  :class:`TransformersBackend` for local models, :class:`OpenAIChatBackend` for ``api`` specs;
+* :class:`ResponseCache`, :class:`CachedBackend`, :func:`model_fingerprint`,
+  :func:`default_cache_dir` — the on-disk cache of slow or paid calls (:mod:`.cache`);
+* :data:`STATISTICS`, :func:`statistics_for` — the statistics one SLM pass produces and
+  which UQ methods need which (:mod:`.statistics`);
+* :class:`Job`, :class:`Branch`, :class:`JobResult` — engine work items (:mod:`.jobs`);
+* :data:`INFERENCE_DEFAULTS`, :func:`budgets` — settings (:mod:`.settings`);
 * :mod:`.prompts` — the p(True) / verbalized-confidence prompts.
+
+Modules: ``base`` (Generation, ChatBackend), ``settings``, ``backends``, ``jobs``, ``kvcache``
+(buffered KV layers, prefix sources), ``prefill`` (three-level shared prefill), ``pool``
+(continuous-batching decoding pool), ``engine`` (scheduler), ``transformers_backend`` (model,
+tokenizer, chat templates), ``cache``, ``api`` (OpenAI-compatible backend), ``statistics``,
+``run``, ``sharding``, ``seeding``, ``packing``, ``prompts``. Importing the package does not
+import torch.
 """
 
 from __future__ import annotations
 
+from .backends import load_backend
 from .base import ChatBackend, Conversation, Generation, Message
+from .cache import CachedBackend, ResponseCache, cache_key, default_cache_dir, model_fingerprint
+from .jobs import Branch, Job, JobResult
+from .settings import INFERENCE_DEFAULTS, budgets
+from .statistics import STATISTICS, statistics_for
 
 __all__ = [
+    "INFERENCE_DEFAULTS",
+    "STATISTICS",
+    "Branch",
+    "CachedBackend",
     "ChatBackend",
     "Conversation",
     "Generation",
+    "Job",
+    "JobResult",
     "Message",
-    "load_backend",
-    "run_inference",
+    "OpenAIChatBackend",
+    "ResponseCache",
     "TransformersBackend",
+    "budgets",
+    "cache_key",
+    "default_cache_dir",
+    "load_backend",
+    "model_fingerprint",
+    "run_inference",
+    "statistics_for",
 ]
 
 
-def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache_dir=None, *, name: str | None = None):
-    """The backend for one model: OpenAI-compatible for ``api`` specs, else transformers on ``model_dir``.
-
-    ``inference_cfg`` is the ``inference`` config section (dtype, batch_size, attn_implementation);
-    ``spec.device_map`` is passed to transformers (e.g. ``auto`` for multi-GPU).
-    """
-    cfg = inference_cfg or {}
-    backend = spec.get("backend") or cfg.get("backend") or "transformers"
-    if "api" in spec or backend == "openai":
-        if "api" not in spec:
-            raise ValueError(f"model {name or model_dir!r}: backend 'openai' needs an `api` block in the model's config")
-        from .api import OpenAIChatBackend
-
-        return OpenAIChatBackend(spec, cache_dir=cache_dir, name=name)
-    if model_dir is None:
-        raise ValueError(f"model {name!r}: a local model needs its fetched directory (rule fetch_model)")
-    from .run import INFERENCE_DEFAULTS
-    from .transformers_backend import TransformersBackend
-
-    cfg = {**INFERENCE_DEFAULTS, **cfg}  # the one place the defaults live (the judge passes a partial section)
-    return TransformersBackend(
-        model_dir,
-        dtype=cfg["dtype"],
-        batch_size=int(cfg["batch_size"]),
-        max_batch_rows=int(cfg["max_batch_rows"]),
-        pack_weights=bool(cfg["pack_weights"]),
-        attn_implementation=cfg["attn_implementation"],
-        device_map=spec.get("device_map"),
-        trust_remote_code=bool(spec.get("trust_remote_code", False)),
-        name=name,
-    )
-
-
-def __getattr__(attr):  # lazy: importing the package must not import torch
+def __getattr__(attr):  # lazy: importing the package must not import torch (or openai)
     if attr == "run_inference":
         from .run import run_inference
 
@@ -63,4 +63,8 @@ def __getattr__(attr):  # lazy: importing the package must not import torch
         from .transformers_backend import TransformersBackend
 
         return TransformersBackend
+    if attr == "OpenAIChatBackend":
+        from .api import OpenAIChatBackend
+
+        return OpenAIChatBackend
     raise AttributeError(attr)

@@ -31,27 +31,21 @@ The key comes only from the environment variable named by ``api_key_env``; for a
 server on localhost an unset variable means the dummy key ``EMPTY`` (vLLM accepts
 any key unless started with ``--api-key``).
 
-:class:`CachedBackend` puts the same cache in front of any other backend (the
-local transformers judge uses it), keyed by a fingerprint of the model files.
+The cache itself (:class:`ResponseCache`, :class:`CachedBackend` for any other backend,
+:func:`model_fingerprint`) lives in :mod:`.cache`; its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
-import json
 import logging
 import os
-import re
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
-from ..io import atomic_path
-from .base import Conversation, Generation
+from .base import Conversation, Generation, check_generation_args, normalise_messages
+from .cache import CACHE_FORMAT, CachedBackend, ResponseCache, cache_key, default_cache_dir, model_fingerprint
 
 __all__ = [
     "OpenAIChatBackend",
@@ -81,15 +75,8 @@ API_DEFAULTS: dict[str, Any] = {
     "logprobs": True,
 }
 
-#: Bumped whenever the meaning of a cached record changes; old entries then miss.
-CACHE_FORMAT = 1
-
 #: Hosts for which an unset key falls back to the dummy key ``EMPTY``.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
-
-#: OpenAI caps ``top_logprobs`` at 20 (vLLM follows).
-MAX_TOP_LOGPROBS = 20
-
 
 class APIConfigError(ValueError):
     """A model's ``api`` block or the environment cannot make a working client."""
@@ -101,74 +88,6 @@ class APIRequestError(RuntimeError):
 
 class APIUnreachableError(APIRequestError):
     """The server could not be reached (connection error or timeout) after all retries."""
-
-
-# ------------------------------------------------------------------ cache
-
-
-def cache_key(payload: dict) -> str:
-    """SHA-256 of ``payload`` as canonical JSON (sorted keys, no whitespace)."""
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _safe_name(name: str) -> str:
-    """A model name as one path component (``Qwen/Qwen3-32B`` → ``Qwen__Qwen3-32B``)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__")).strip(".")
-    if not safe:
-        raise APIConfigError(f"model name {name!r} gives an empty cache directory name")
-    return safe
-
-
-def default_cache_dir(kind: str, name: str) -> Path:
-    """``$UQROUTE_CACHE_DIR/<kind>/<name>`` if that variable is set, else ``resources/cache/<kind>/<name>``.
-
-    ``resources/cache`` is relative to the working directory (the Snakemake
-    workdir) and is not a rule output, so it survives reruns.
-    """
-    root = os.environ.get("UQROUTE_CACHE_DIR") or "resources/cache"
-    return Path(root) / kind / _safe_name(name)
-
-
-class ResponseCache:
-    """A directory of JSON records, one file per key: ``<root>/<key[:2]>/<key>.json``.
-
-    Writes go through :func:`uqroute.io.atomic_path` (temporary file + rename), so
-    concurrent threads or jobs never see a partial record; the last writer of the
-    same key wins, harmlessly, since equal keys mean equal requests.
-    """
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
-
-    def get(self, key: str) -> dict | None:
-        """The stored record, or ``None`` on a miss (an unreadable record counts as a miss, with a warning)."""
-        path = self.path(key)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as err:
-            log.warning("cache record %s is not valid JSON (%s); it will be recomputed", path, err)
-            return None
-        if not isinstance(record, dict) or record.get("format") != CACHE_FORMAT:
-            log.warning("cache record %s has another format; it will be recomputed", path)
-            return None
-        return record
-
-    def put(self, key: str, record: dict) -> None:
-        record = {"format": CACHE_FORMAT, **record}
-        text = json.dumps(record, ensure_ascii=False, sort_keys=True)
-        with atomic_path(self.path(key), suffix=".json") as tmp:
-            tmp.write_text(text, encoding="utf-8")
-
-
-# ------------------------------------------------------------------ key and client
 
 
 def _is_local(base_url: str | None) -> bool:
@@ -208,28 +127,6 @@ def _api_block(spec: dict) -> dict:
     if not api["timeout_s"] or api["timeout_s"] <= 0:
         raise APIConfigError(f"api block of {api['model']!r}: timeout_s must be > 0")
     return api
-
-
-def _normalise_messages(conv: Conversation, index: int) -> list[dict]:
-    msgs = []
-    for j, m in enumerate(conv):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise ValueError(f"conversation {index}, message {j}: expected {{'role': str, 'content': str}}, got {m!r}")
-        msgs.append({"role": m["role"], "content": m["content"]})
-    if not msgs:
-        raise ValueError(f"conversation {index} is empty")
-    return msgs
-
-
-def _check_generation_args(max_new_tokens: int, temperature: float, n: int, top_logprobs: int) -> None:
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    if not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
-        raise ValueError(f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}], got {top_logprobs!r}")
 
 
 # ------------------------------------------------------------------ responses → Generations
@@ -369,10 +266,10 @@ class OpenAIChatBackend:
         top_logprobs: int = 0,
     ) -> list[list[Generation]]:
         """``n`` generations per conversation; cached requests make no network call."""
-        _check_generation_args(max_new_tokens, temperature, n, top_logprobs)
+        check_generation_args(max_new_tokens, temperature, n, top_logprobs)
         bodies = [
             self.request_body(
-                _normalise_messages(conv, i),
+                normalise_messages(conv, i),
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
                 n=n,
@@ -461,133 +358,3 @@ class OpenAIChatBackend:
         self.close()
 
 
-# ------------------------------------------------------------------ cache in front of any backend
-
-
-def _hash_files(root: Path, listing: tuple) -> str:
-    h = hashlib.sha256()
-    for rel, size, *_ in listing:
-        h.update(f"{rel}\0{size}\0".encode())
-        with open(root / rel, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def model_fingerprint(model_dir: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> str:
-    """SHA-256 over every file of a model directory (relative paths, sizes and contents).
-
-    Identifies a local model for :class:`CachedBackend` keys independently of where
-    the directory lives. Hashing gigabytes takes seconds, so with ``memo_dir`` the
-    result is remembered there under a key made of each file's path, size, inode
-    and mtime (as ``git`` does for its index): an unchanged directory is not re-read.
-    Hidden files (e.g. ``fetch_model``'s completion marker) are left out.
-    """
-    root = Path(model_dir).resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"model directory {model_dir} does not exist")
-    listing = []
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-            st = p.stat()
-            listing.append((rel.as_posix(), st.st_size, st.st_ino, st.st_mtime_ns))
-    if not listing:
-        raise FileNotFoundError(f"model directory {model_dir} holds no files")
-    listing = tuple(listing)
-    memo = None
-    if memo_dir is not None:
-        memo = Path(memo_dir) / "fingerprints" / f"{cache_key({'root': str(root), 'files': listing})}.sha256"
-        with contextlib.suppress(OSError):
-            value = memo.read_text().strip()
-            if re.fullmatch(r"[0-9a-f]{64}", value):
-                return value
-    value = _hash_files(root, listing)
-    if memo is not None:
-        with atomic_path(memo) as tmp:
-            tmp.write_text(value + "\n")
-    return value
-
-
-def _generation_from_dict(d: dict) -> Generation:
-    fields = {f.name for f in dataclasses.fields(Generation)}
-    return Generation(**{k: v for k, v in d.items() if k in fields})
-
-
-class CachedBackend:
-    """Put a :class:`ResponseCache` in front of any ChatBackend (e.g. the local transformers one).
-
-    Each conversation is one cache entry keyed by ``identity`` (what determines the
-    model's output: e.g. ``{"model_sha256": model_fingerprint(dir), "dtype": "float32"}``),
-    the messages and every generation parameter. The uncached conversations of a
-    call go to the wrapped backend in **one** ``generate`` call, so its batching is kept.
-
-    ``backend`` may be a ChatBackend or a zero-argument callable returning one; a
-    callable is only called on the first cache miss, so a fully cached rerun never
-    loads the model.
-
-    Sampling (``temperature > 0``) is cached too, so a rerun returns the same samples;
-    note that a backend whose seeds depend on a conversation's position in the batch
-    (as the transformers backend's do) can give different samples when only part of
-    a batch was cached.
-    """
-
-    def __init__(self, backend, cache_dir: str | os.PathLike, identity: dict, *, name: str | None = None):
-        self._backend = backend
-        self.name = name or getattr(backend, "name", None) or "backend"
-        self.identity = dict(identity)
-        self.cache = ResponseCache(cache_dir)
-        self.stats = {"cache_hits": 0, "requests": 0}
-
-    @property
-    def backend(self):
-        """The wrapped backend (built now if it was given as a factory)."""
-        if callable(self._backend) and not hasattr(self._backend, "generate"):
-            self._backend = self._backend()
-        return self._backend
-
-    def generate(
-        self,
-        conversations: Sequence[Conversation],
-        *,
-        max_new_tokens: int,
-        temperature: float = 0.0,
-        n: int = 1,
-        seed: int | None = None,
-        top_logprobs: int = 0,
-    ) -> list[list[Generation]]:
-        _check_generation_args(max_new_tokens, temperature, n, top_logprobs)
-        params = {"max_new_tokens": max_new_tokens, "temperature": float(temperature), "n": n,
-                  "seed": seed, "top_logprobs": top_logprobs}
-        msgs = [_normalise_messages(c, i) for i, c in enumerate(conversations)]
-        keys = [cache_key({"format": CACHE_FORMAT, "identity": self.identity, "messages": m, "params": params})
-                for m in msgs]
-        found: dict[str, list[Generation]] = {}
-        todo: dict[str, list[dict]] = {}
-        for key, m in zip(keys, msgs):
-            if key in found or key in todo:
-                continue
-            record = self.cache.get(key)
-            if record is not None:
-                found[key] = [_generation_from_dict(g) for g in record["generations"]]
-                self.stats["cache_hits"] += 1
-            else:
-                todo[key] = m
-        if todo:
-            log.info("%s: generating for %d conversations (%d cached)", self.name, len(todo), len(found))
-            fresh = self.backend.generate(
-                list(todo.values()), max_new_tokens=max_new_tokens, temperature=temperature,
-                n=n, seed=seed, top_logprobs=top_logprobs,
-            )
-            if len(fresh) != len(todo):
-                raise RuntimeError(f"{self.name}: backend returned {len(fresh)} results for {len(todo)} conversations")
-            for (key, m), gens in zip(todo.items(), fresh):
-                self.cache.put(key, {"identity": self.identity, "messages": m, "params": params,
-                                     "generations": [dataclasses.asdict(g) for g in gens]})
-                found[key] = list(gens)
-                self.stats["requests"] += 1
-        return [found[k] for k in keys]
-
-    def close(self) -> None:
-        if hasattr(self._backend, "generate"):
-            self._backend.close()

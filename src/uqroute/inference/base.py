@@ -14,6 +14,32 @@ Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 Conversation = Sequence[Message]
 
 
+#: OpenAI caps ``top_logprobs`` at 20 (vLLM follows).
+MAX_TOP_LOGPROBS = 20
+
+
+def normalise_messages(conv: Conversation, index: int) -> list[dict]:
+    msgs = []
+    for j, m in enumerate(conv):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ValueError(f"conversation {index}, message {j}: expected {{'role': str, 'content': str}}, got {m!r}")
+        msgs.append({"role": m["role"], "content": m["content"]})
+    if not msgs:
+        raise ValueError(f"conversation {index} is empty")
+    return msgs
+
+
+def check_generation_args(max_new_tokens: int, temperature: float, n: int, top_logprobs: int) -> None:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+        raise ValueError(f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}], got {top_logprobs!r}")
+
+
 @dataclass
 class Generation:
     """One generated continuation of one conversation."""

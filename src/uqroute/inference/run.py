@@ -15,7 +15,8 @@ For an SLM (Chuang et al., arXiv:2502.04428, §3.1), per query:
 All six run in one continuous-batching pass of the transformers backend: the greedy answer and
 the samples decode from one prefill, the verbal-1s prompt shares that prefill's dataset prompt,
 and the two follow-up turns of a query start from its greedy answer's KV cache as soon as the
-answer is done.
+answer is done. Each of them is a declared statistic (:mod:`.statistics`); only those that the
+configured UQ methods need are computed (``methods``), the others' columns are null.
 
 For an LLM only the greedy answer (with log-probs where the backend gives them).
 Rows are processed in resumable shards (``inference.shard_size``); the artifact and the
@@ -33,80 +34,26 @@ import polars as pl
 
 from ..io import write_hidden_states, write_parquet
 from ..schema import ARTIFACTS
-from . import prompts
-from .seeding import branch_seed
+from .prompts import answer_conversation
+from .backends import load_backend
+from .settings import INFERENCE_DEFAULTS, budgets, resolve_settings
 from .sharding import ShardStore, fingerprint
+from .statistics import (
+    ALWAYS,
+    FALSE_VARIANTS,
+    STATISTICS,
+    TRUE_VARIANTS,
+    QueryResult,
+    ShardContext,
+    find_option_token,
+    statistics_for,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["run_inference", "budgets", "INFERENCE_DEFAULTS", "find_option_token", "TRUE_VARIANTS", "FALSE_VARIANTS"]
 
-INFERENCE_DEFAULTS = {
-    "backend": "transformers",
-    "dtype": "auto",
-    "attn_implementation": None,
-    "batch_size": 16,
-    "max_batch_rows": 128,
-    "pack_weights": True,
-    "max_new_tokens": {"MCQ": 16, "TF": 8, "FF": 64, "math": 256},
-    "num_samples": 5,
-    "sample_temperature": 1.0,
-    "sample_max_new_tokens": None,
-    "verbal_max_new_tokens": 32,
-    "hidden_layer": -8,
-    "shard_size": 64,
-}
-
-TRUE_VARIANTS = ("True", " True", "true", " true", "TRUE", " TRUE")
-FALSE_VARIANTS = ("False", " False", "false", " false", "FALSE", " FALSE")
-
 _DATA_COLUMNS = ("id", "dataset", "domain", "task_type", "question", "context", "choices", "prompt")
-
-
-def _cfg(cfg: dict | None) -> dict:
-    out = {**INFERENCE_DEFAULTS, **(cfg or {})}
-    out["max_new_tokens"] = {**INFERENCE_DEFAULTS["max_new_tokens"], **((cfg or {}).get("max_new_tokens") or {})}
-    return out
-
-
-def budgets(cfg: dict, spec: dict, task_type: str, domain: str) -> dict[str, int]:
-    """Token budgets for one dataset: ``answer``, ``sample``, ``verbal`` (scaled by ``max_new_tokens_scale``).
-
-    Math free-form datasets (domain ``math``, task type ``FF``) use the ``math`` budget.
-    """
-    cfg = _cfg(cfg)
-    scale = float(spec.get("max_new_tokens_scale", 1) or 1)
-    key = "math" if (domain == "math" and task_type == "FF") else task_type
-    if key not in cfg["max_new_tokens"]:
-        raise ValueError(f"inference.max_new_tokens has no budget for {key!r}")
-    answer = int(cfg["max_new_tokens"][key])
-    sample = int(cfg["sample_max_new_tokens"] or answer)
-    verbal = int(cfg["verbal_max_new_tokens"])
-    return {k: max(1, math.ceil(v * scale)) for k, v in {"answer": answer, "sample": sample, "verbal": verbal}.items()}
-
-
-def find_option_token(tokens: list[str], answer: str | None, task_type: str) -> int | None:
-    """Index of the generated token that states the chosen option, or None.
-
-    MCQ: the first token that is exactly the parsed letter once whitespace and the
-    punctuation ``()[].:,*`` around it are removed (case-sensitive, so the article
-    "a" is not option A). TF: the first token that, cleaned the same way, is the
-    parsed word (``True``/``False``, case-insensitive) or a prefix of at least two
-    letters of it (a word split over several tokens states the option at its first
-    token, which carries the decision). Paper §3.1, average token probability for MCQ.
-    """
-    if answer is None or task_type not in ("MCQ", "TF"):
-        return None
-    target = str(answer).strip()
-    for i, tok in enumerate(tokens):
-        t = tok.strip().strip("()[].:,*\"'")
-        if not t:
-            continue
-        if task_type == "MCQ" and t == target:
-            return i
-        if task_type == "TF" and (t.lower() == target.lower() or (len(t) >= 2 and target.lower().startswith(t.lower()))):
-            return i
-    return None
 
 
 def _answer_format(dataset: str) -> str:
@@ -133,93 +80,73 @@ def _check_data(df: pl.DataFrame, data_path) -> None:
         raise ValueError(f"{data_path}: duplicate query ids")
 
 
-
 # ------------------------------------------------------------------ one shard, local model
-def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, cfg: dict, seed: int, spec: dict, layer: int):
-    from ..parsing import parse_answer, parse_confidence, parse_verbal_1s, strip_think
-    from .transformers_backend import Branch, Job
+def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, cfg: dict, seed: int, spec: dict,
+               layer: int, stats: list[str] | None = None):
+    """Every selected statistic (:mod:`.statistics`; default: all) for ``rows``, in one pass of the engine.
 
-    m, temp = int(cfg["num_samples"]), float(cfg["sample_temperature"])
-    think_kw = {"enable_thinking": False} if spec.get("reasoning") else {}
-    t_ids, f_ids = backend.single_token_ids(TRUE_VARIANTS), backend.single_token_ids(FALSE_VARIANTS)
-    if not t_ids or not f_ids:
-        raise ValueError(f"model {backend.name}: the tokenizer has no single-token 'True'/'False' for p(True)")
+    One pool for everything: per query the greedy answer and its samples decode from one prefill;
+    the verbal-1s prompt shares that prefill's dataset prompt (same group); once the greedy answer
+    is done, its follow-up turns start from its KV cache (prompt + answer) and join the pool.
+    """
+    from ..parsing import strip_think
+    from .jobs import Branch, Job
 
-    def follow_ups(r):
-        """p(True) and verbalization-2s: follow-up turns after the model's own (think-stripped) answer."""
+    chosen = [STATISTICS[s] for s in (stats or list(STATISTICS))]
+    ctx = ShardContext(backend, fmt, task_type, b, cfg, seed, spec)
+    turns = [st for st in chosen if st.has_follow_ups]
 
-        def make(res):
+    def follow_ups(r, spans):
+        def make(res):  # the follow-up turns after the model's own (think-stripped) answer
             shown = strip_think(backend.decode(res.branches[0].token_ids))
-            ptrue = prompts.ptrue_conversation(r["prompt"], shown, r["question"], _choices(r), r.get("context"))
-            verbal = prompts.verbal_2s_conversation(r["prompt"], shown)
-            return [
-                Job(backend.encode(ptrue, **think_kw), next_token_groups=[t_ids, f_ids], group=r["id"]),
-                Job(backend.encode(verbal), [Branch(b["verbal"], entropy=False)], group=r["id"]),
-            ]
+            out = []
+            for st in turns:
+                new = st.follow_ups(ctx, r, shown)
+                spans[st.name] = (len(out), len(out) + len(new))
+                out += new
+            return out
 
         return make
 
-    # One pool for everything: per query the greedy answer and its m samples decode from one prefill;
-    # the verbal-1s prompt shares that prefill's dataset prompt (same group); once the greedy answer
-    # is done, its two follow-up turns start from its KV cache (prompt + answer) and join the pool.
-    jobs = []
+    jobs, branch_spans, follow_spans = [], [], []
     for r in rows:
-        branches = [Branch(b["answer"])] + [
-            Branch(b["sample"], temp, branch_seed(seed, r["id"], k), entropy=False) for k in range(m)
-        ]
-        jobs.append(Job(backend.encode(prompts.answer_conversation(r["prompt"])), branches, want_hidden=True,
-                        group=r["id"], follow_up=follow_ups(r)))
-    for r in rows:
-        jobs.append(
-            Job(backend.encode(prompts.verbal_1s_conversation(r["prompt"])), [Branch(b["answer"] + b["verbal"], entropy=False)],
-                group=r["id"])
-        )
-    res = backend.run_jobs(jobs, hidden_layer=layer, desc=f"{backend.name}: answer, samples, p(True), verbal-1s/2s")
-    main, v1 = res[: len(rows)], res[len(rows):]
-    greedy = [backend.to_generation(x.branches[0], x.n_prompt_tokens) for x in main]
-    pt = [x.follow_ups[0] for x in main]
-    v2 = [x.follow_ups[1] for x in main]
-
+        branches, spans = [Branch(b["answer"])], {}
+        for st in chosen:
+            new = st.branches(ctx, r)
+            spans[st.name] = (len(branches), len(branches) + len(new))
+            branches += new
+        branch_spans.append(spans)
+        follow_spans.append({})
+        jobs.append(Job(backend.encode(answer_conversation(r["prompt"])), branches, want_hidden=True,
+                        group=r["id"], follow_up=follow_ups(r, follow_spans[-1]) if turns else None))
+    extra = []  # (query, statistic, first job, number of jobs): separate prompts, after all answer prompts
+    for st in chosen:
+        for q, r in enumerate(rows):
+            new = st.jobs(ctx, r)
+            if new:
+                extra.append((q, st.name, len(jobs), len(new)))
+                jobs += new
+    res = backend.run_jobs(jobs, hidden_layer=layer, desc=f"{backend.name}: {', '.join(st.name for st in chosen)}")
+    results = [QueryResult(main=res[q]) for q in range(len(rows))]
+    for q, qr in enumerate(results):
+        qr.branches = {name: qr.main.branches[a:z] for name, (a, z) in branch_spans[q].items()}
+        qr.follow_ups = {name: (qr.main.follow_ups or [])[a:z] for name, (a, z) in follow_spans[q].items()}
+    for q, name, start, n in extra:
+        results[q].jobs[name] = res[start:start + n]
     out = []
-    for i, r in enumerate(rows):
-        g = greedy[i]
-        choices = _choices(r)
-        parsed = parse_answer(g.text, fmt, choices)
-        opt = find_option_token(g.tokens, parsed, task_type)
-        samples = [backend.decode(x.token_ids) for x in main[i].branches[1:]]
-        pT, pF = pt[i].group_probs
-        v1_text = backend.decode(v1[i].branches[0].token_ids)
-        v1_ans, v1_conf = parse_verbal_1s(v1_text, fmt, choices)
-        v2_text = backend.decode(v2[i].branches[0].token_ids)
-        out.append(
-            {
-                "id": r["id"],
-                "response": g.text,
-                "parsed_answer": parsed,
-                "tokens": g.tokens,
-                "token_logprobs": g.token_logprobs,
-                "token_entropies": g.token_entropies,
-                "option_prob": math.exp(g.token_logprobs[opt]) if opt is not None else None,
-                "n_prompt_tokens": g.n_prompt_tokens,
-                "finish_reason": g.finish_reason,
-                "samples": samples,
-                "sample_answers": [parse_answer(s, fmt, choices) for s in samples],
-                "ptrue": pT / (pT + pF) if (pT + pF) > 0 else None,
-                "verbal_1s_response": v1_text,
-                "verbal_1s_answer": v1_ans,
-                "verbal_1s_confidence": v1_conf,
-                "verbal_2s_response": v2_text,
-                "verbal_2s_confidence": parse_confidence(v2_text),
-                "_hidden": main[i].hidden.astype(np.float32).tolist(),
-            }
-        )
+    for r, qr in zip(rows, results):
+        rec = {c: None for c in ARTIFACTS["generations"].names}
+        rec["id"] = r["id"]
+        for st in chosen:
+            rec.update(st.fill(ctx, r, qr))
+        out.append(rec)
     return out
 
 
 def _llm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict):
     from ..parsing import parse_answer
 
-    convs = [prompts.answer_conversation(r["prompt"]) for r in rows]
+    convs = [answer_conversation(r["prompt"]) for r in rows]
     gens = backend.generate(convs, max_new_tokens=b["answer"], temperature=0.0, n=1)
     out = []
     for r, gl in zip(rows, gens):
@@ -252,15 +179,15 @@ def _frame(records: list[dict], with_hidden: bool) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------ entry point
-def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role, cfg, seed) -> None:
+def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role, cfg, seed, methods=None,
+                  statistics=None) -> None:
     """Write the ``generations`` artifact (and, for SLMs, the hidden-states file) for one model × dataset.
 
     Args mirror ``workflow/scripts/infer.py``: ``spec`` is the model's config entry, ``model_dir``
     the fetched directory (None for API models), ``role`` ``"slm"`` or ``"llm"``, ``cfg`` the
-    ``inference`` config section, ``seed`` the run seed.
+    ``inference`` config section, ``seed`` the run seed. An SLM computes the ``statistics``
+    named (:mod:`.statistics`), or those the UQ ``methods`` need, or (neither given) all of them.
     """
-    from . import load_backend
-
     if role not in ("slm", "llm"):
         raise ValueError(f"model {model!r}: role must be 'slm' or 'llm', got {role!r}")
     if role == "slm" and "api" in spec:
@@ -270,7 +197,16 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
         )
     if role == "slm" and not hidden_path:
         raise ValueError(f"model {model!r}: role 'slm' needs a hidden-states output path")
-    cfg = _cfg(cfg)
+    cfg = resolve_settings(cfg)
+    if role == "llm":
+        stats = ["greedy"]
+    elif statistics is not None:
+        unknown = [s for s in statistics if s not in STATISTICS]
+        if unknown:
+            raise ValueError(f"model {model!r}: unknown statistics {unknown} (known: {list(STATISTICS)})")
+        stats = [s for s in STATISTICS if s in set(statistics) | set(ALWAYS)]
+    else:
+        stats = statistics_for(methods)
     data = pl.read_parquet(data_path)
     _check_data(data, data_path)
     dataset, task_type, domain = data["dataset"][0], data["task_type"][0], data["domain"][0]
@@ -285,11 +221,12 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     n_shards = math.ceil(len(rows) / size)
     fp = fingerprint(
         {"model": model, "spec": spec, "role": role, "cfg": cfg, "seed": seed, "ids": [r["id"] for r in rows],
-         "prompts": fingerprint([r["prompt"] for r in rows])}
+         "prompts": fingerprint([r["prompt"] for r in rows]), "statistics": stats}
     )
     layer = _layer_index(model, model_dir, int(cfg["hidden_layer"])) if role == "slm" else None
     store = ShardStore(out_path, fp)
-    log.info("%s / %s (%s): %d rows in %d shard(s), budgets %s", model, dataset, role, len(rows), n_shards, b)
+    log.info("%s / %s (%s): %d rows in %d shard(s), budgets %s, statistics %s", model, dataset, role, len(rows),
+             n_shards, b, ", ".join(stats))
     backend = None
 
     def compute(i: int) -> pl.DataFrame:
@@ -301,7 +238,8 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
         part = rows[i * size:(i + 1) * size]
         log.info("%s / %s: shard %d/%d (%d rows)", model, dataset, i + 1, n_shards, len(part))
         if role == "slm":
-            recs = _slm_shard(backend, part, fmt=fmt, task_type=task_type, b=b, cfg=cfg, seed=seed, spec=spec, layer=layer)
+            recs = _slm_shard(backend, part, fmt=fmt, task_type=task_type, b=b, cfg=cfg, seed=seed, spec=spec, layer=layer,
+                              stats=stats)
         else:
             recs = _llm_shard(backend, part, fmt=fmt, task_type=task_type, b=b)
         return _frame(recs, role == "slm")
@@ -316,12 +254,10 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
         raise RuntimeError(f"{out_path}: shard rows do not match the data rows (stale shards in {store.dir}?)")
     if role == "slm":
         hidden = np.asarray(df["_hidden"].to_list(), dtype=np.float32)
-        n_na1 = sum(1 for r in df.iter_rows(named=True) if r["verbal_1s_confidence"] is None)
-        n_na2 = df["verbal_2s_confidence"].null_count()
-        log.info(
-            "%s / %s: unparsable verbalized confidence: verbal_1s %d/%d, verbal_2s %d/%d (these queries are "
-            "missing for those methods)", model, dataset, n_na1, df.height, n_na2, df.height,
-        )
+        for st, col in (("verbal_1s", "verbal_1s_confidence"), ("verbal_2s", "verbal_2s_confidence")):
+            if st in stats:
+                log.info("%s / %s: unparsable %s: %d/%d (these queries are missing for that method)",
+                         model, dataset, col, df[col].null_count(), df.height)
         write_hidden_states(hidden_path, df["id"].to_list(), hidden, layer=layer, model=model, dataset=dataset)
         df = df.drop("_hidden")
     write_parquet(df, out_path, "generations")
@@ -332,7 +268,7 @@ def _layer_index(model: str, model_dir, hidden_layer: int) -> int:
     """Absolute hidden-states index for ``hidden_layer``, from the model directory's config.json."""
     import json
 
-    from .transformers_backend import resolve_layer
+    from .engine import resolve_layer
 
     if model_dir is None:
         raise ValueError(f"model {model!r}: an SLM needs a local model directory")

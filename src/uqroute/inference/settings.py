@@ -1,0 +1,47 @@
+"""Inference settings: the ``inference`` config section with its defaults, and per-dataset token budgets."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["INFERENCE_DEFAULTS", "resolve_settings", "budgets"]
+
+#: Defaults of the ``inference`` config section (they mirror config/schema.yaml).
+INFERENCE_DEFAULTS = {
+    "backend": "transformers",
+    "dtype": "auto",
+    "attn_implementation": None,
+    "batch_size": 16,
+    "max_batch_rows": 128,
+    "pack_weights": True,
+    "max_new_tokens": {"MCQ": 16, "TF": 8, "FF": 64, "math": 256},
+    "num_samples": 5,
+    "sample_temperature": 1.0,
+    "sample_max_new_tokens": None,
+    "verbal_max_new_tokens": 32,
+    "hidden_layer": -8,
+    "shard_size": 64,
+}
+
+
+def resolve_settings(cfg: dict | None) -> dict:
+    """The ``inference`` section with every default filled in (``max_new_tokens`` merged per task type)."""
+    out = {**INFERENCE_DEFAULTS, **(cfg or {})}
+    out["max_new_tokens"] = {**INFERENCE_DEFAULTS["max_new_tokens"], **((cfg or {}).get("max_new_tokens") or {})}
+    return out
+
+
+def budgets(cfg: dict, spec: dict, task_type: str, domain: str) -> dict[str, int]:
+    """Token budgets for one dataset: ``answer``, ``sample``, ``verbal`` (scaled by ``max_new_tokens_scale``).
+
+    Math free-form datasets (domain ``math``, task type ``FF``) use the ``math`` budget.
+    """
+    cfg = resolve_settings(cfg)
+    scale = float(spec.get("max_new_tokens_scale", 1) or 1)
+    key = "math" if (domain == "math" and task_type == "FF") else task_type
+    if key not in cfg["max_new_tokens"]:
+        raise ValueError(f"inference.max_new_tokens has no budget for {key!r}")
+    answer = int(cfg["max_new_tokens"][key])
+    sample = int(cfg["sample_max_new_tokens"] or answer)
+    verbal = int(cfg["verbal_max_new_tokens"])
+    return {k: max(1, math.ceil(v * scale)) for k, v in {"answer": answer, "sample": sample, "verbal": verbal}.items()}

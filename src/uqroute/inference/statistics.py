@@ -1,0 +1,254 @@
+"""The statistics one SLM pass can produce, each declared with the work it adds and the columns it fills.
+
+In the way LM-Polygraph's stat calculators declare what they produce, every :class:`Statistic`
+says which ``generations`` columns it fills and what it costs, and contributes its work to the
+one continuous-batching pass of the engine:
+
+* extra **branches** of the answer job (decoded from the answer prompt's single prefill),
+* extra **jobs** (separate prompts, prefilled in the same group as the answer prompt),
+* **follow-up** jobs (further turns after the greedy answer, started from its KV cache).
+
+A UQ method names the generations columns it reads (``uqroute.uq.METHODS[m].columns``);
+:func:`statistics_for` turns a list of UQ methods into the statistics they need, so a
+configuration with only cheap methods (token probabilities, perplexity, entropies, probes)
+pays for neither samples nor follow-up turns. The ``greedy`` answer (with its log-probs,
+entropies, option probability) and the ``hidden`` state come from the answer prompt's own
+prefill and decode and are always produced (correctness and the probes need them).
+
+Adding a method that needs a new statistic touches this module only: declare the statistic
+(its columns in ``uqroute.schema.GENERATIONS`` too) and add it to :data:`STATISTICS`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .prompts import ptrue_conversation, verbal_1s_conversation, verbal_2s_conversation
+from .jobs import Branch, Job, JobResult
+from .seeding import branch_seed
+
+__all__ = ["Statistic", "STATISTICS", "ALWAYS", "statistics_for", "ShardContext", "QueryResult",
+           "TRUE_VARIANTS", "FALSE_VARIANTS", "find_option_token"]
+
+TRUE_VARIANTS = ("True", " True", "true", " true", "TRUE", " TRUE")
+FALSE_VARIANTS = ("False", " False", "false", " false", "FALSE", " FALSE")
+
+
+def find_option_token(tokens: list[str], answer: str | None, task_type: str) -> int | None:
+    """Index of the generated token that states the chosen option, or None.
+
+    MCQ: the first token that is exactly the parsed letter once whitespace and the
+    punctuation ``()[].:,*`` around it are removed (case-sensitive, so the article
+    "a" is not option A). TF: the first token that, cleaned the same way, is the
+    parsed word (``True``/``False``, case-insensitive) or a prefix of at least two
+    letters of it (a word split over several tokens states the option at its first
+    token, which carries the decision). Paper §3.1, average token probability for MCQ.
+    """
+    if answer is None or task_type not in ("MCQ", "TF"):
+        return None
+    target = str(answer).strip()
+    for i, tok in enumerate(tokens):
+        t = tok.strip().strip("()[].:,*\"'")
+        if not t:
+            continue
+        if task_type == "MCQ" and t == target:
+            return i
+        if task_type == "TF" and (t.lower() == target.lower() or (len(t) >= 2 and target.lower().startswith(t.lower()))):
+            return i
+    return None
+
+
+@dataclass
+class ShardContext:
+    """What every statistic of one (model, dataset) shard shares."""
+
+    backend: object  # a TransformersBackend
+    fmt: str  # the dataset's answer format
+    task_type: str
+    budgets: dict  # answer / sample / verbal token budgets
+    cfg: dict  # the resolved inference settings
+    seed: int
+    spec: dict  # the model's config entry
+    _tf: tuple | None = None
+
+    @property
+    def think_kwargs(self) -> dict:
+        """Chat-template arguments of the follow-up turns (reasoning models: no thinking)."""
+        return {"enable_thinking": False} if self.spec.get("reasoning") else {}
+
+    def true_false_ids(self) -> tuple[list[int], list[int]]:
+        if self._tf is None:
+            be = self.backend
+            t_ids, f_ids = be.single_token_ids(TRUE_VARIANTS), be.single_token_ids(FALSE_VARIANTS)
+            if not t_ids or not f_ids:
+                raise ValueError(f"model {be.name}: the tokenizer has no single-token 'True'/'False' for p(True)")
+            self._tf = (t_ids, f_ids)
+        return self._tf
+
+
+@dataclass
+class QueryResult:
+    """One query's results: the answer job, and each statistic's jobs and follow-up jobs."""
+
+    main: JobResult
+    branches: dict[str, list] = field(default_factory=dict)  # statistic -> its branch results of the answer job
+    jobs: dict[str, list[JobResult]] = field(default_factory=dict)
+    follow_ups: dict[str, list[JobResult]] = field(default_factory=dict)
+
+
+class Statistic:
+    """One statistic: the generations columns it fills and the work it adds to the pass."""
+
+    name: str = ""
+    columns: tuple[str, ...] = ()
+    cost: str = ""
+
+    def branches(self, ctx: ShardContext, row: dict) -> list[Branch]:
+        """Extra continuations of the answer prompt."""
+        return []
+
+    def jobs(self, ctx: ShardContext, row: dict) -> list[Job]:
+        """Separate prompts, prefilled in the query's group."""
+        return []
+
+    def follow_ups(self, ctx: ShardContext, row: dict, shown_answer: str) -> list[Job]:
+        """Turns after the greedy answer (``shown_answer``: its text without a ``<think>`` block)."""
+        return []
+
+    @property
+    def has_follow_ups(self) -> bool:
+        """Whether this statistic adds turns after the greedy answer (its KV cache is then kept for them)."""
+        return type(self).follow_ups is not Statistic.follow_ups
+
+    def fill(self, ctx: ShardContext, row: dict, res: QueryResult) -> dict:
+        """The columns' values for one query."""
+        raise NotImplementedError
+
+
+def _choices(row) -> list[dict]:
+    return [dict(c) for c in (row.get("choices") or [])]
+
+
+class Greedy(Statistic):
+    name = "greedy"
+    columns = ("response", "parsed_answer", "tokens", "token_logprobs", "token_entropies", "option_prob",
+               "n_prompt_tokens", "finish_reason")
+    cost = "the greedy answer itself (always computed)"
+
+    def fill(self, ctx, row, res):
+        from ..parsing import parse_answer
+
+        be = ctx.backend
+        g = be.to_generation(res.main.branches[0], res.main.n_prompt_tokens)
+        parsed = parse_answer(g.text, ctx.fmt, _choices(row))
+        opt = find_option_token(g.tokens, parsed, ctx.task_type)
+        return {
+            "response": g.text,
+            "parsed_answer": parsed,
+            "tokens": g.tokens,
+            "token_logprobs": g.token_logprobs,
+            "token_entropies": g.token_entropies,
+            "option_prob": math.exp(g.token_logprobs[opt]) if opt is not None else None,
+            "n_prompt_tokens": g.n_prompt_tokens,
+            "finish_reason": g.finish_reason,
+        }
+
+
+class Hidden(Statistic):
+    name = "hidden"
+    columns = ()  # written to the hidden-states file, not a column
+    cost = "free: read off the answer prompt's prefill"
+
+    def fill(self, ctx, row, res):
+        return {"_hidden": res.main.hidden.astype(np.float32).tolist()}
+
+
+class Samples(Statistic):
+    name = "samples"
+    columns = ("samples", "sample_answers")
+    cost = "m sampled continuations of the answer prompt (its prefill is shared)"
+
+    def branches(self, ctx, row):
+        m, temp = int(ctx.cfg["num_samples"]), float(ctx.cfg["sample_temperature"])
+        return [Branch(ctx.budgets["sample"], temp, branch_seed(ctx.seed, row["id"], k), entropy=False) for k in range(m)]
+
+    def fill(self, ctx, row, res):
+        from ..parsing import parse_answer
+
+        samples = [ctx.backend.decode(x.token_ids) for x in res.branches[self.name]]
+        return {"samples": samples, "sample_answers": [parse_answer(s, ctx.fmt, _choices(row)) for s in samples]}
+
+
+class PTrue(Statistic):
+    name = "ptrue"
+    columns = ("ptrue",)
+    cost = "one follow-up turn (prefill only, from the answer's KV cache)"
+
+    def follow_ups(self, ctx, row, shown_answer):
+        t_ids, f_ids = ctx.true_false_ids()
+        conv = ptrue_conversation(row["prompt"], shown_answer, row["question"], _choices(row), row.get("context"))
+        return [Job(ctx.backend.encode(conv, **ctx.think_kwargs), next_token_groups=[t_ids, f_ids], group=row["id"])]
+
+    def fill(self, ctx, row, res):
+        pT, pF = res.follow_ups[self.name][0].group_probs
+        return {"ptrue": pT / (pT + pF) if (pT + pF) > 0 else None}
+
+
+class Verbal1S(Statistic):
+    name = "verbal_1s"
+    columns = ("verbal_1s_response", "verbal_1s_answer", "verbal_1s_confidence")
+    cost = "a second prompt (its dataset prompt prefilled with the answer prompt's) and its reply"
+
+    def jobs(self, ctx, row):
+        conv = verbal_1s_conversation(row["prompt"])
+        return [Job(ctx.backend.encode(conv), [Branch(ctx.budgets["answer"] + ctx.budgets["verbal"], entropy=False)],
+                    group=row["id"])]
+
+    def fill(self, ctx, row, res):
+        from ..parsing import parse_verbal_1s
+
+        text = ctx.backend.decode(res.jobs[self.name][0].branches[0].token_ids)
+        ans, conf = parse_verbal_1s(text, ctx.fmt, _choices(row))
+        return {"verbal_1s_response": text, "verbal_1s_answer": ans, "verbal_1s_confidence": conf}
+
+
+class Verbal2S(Statistic):
+    name = "verbal_2s"
+    columns = ("verbal_2s_response", "verbal_2s_confidence")
+    cost = "one follow-up turn (from the answer's KV cache) and its reply"
+
+    def follow_ups(self, ctx, row, shown_answer):
+        conv = verbal_2s_conversation(row["prompt"], shown_answer)
+        return [Job(ctx.backend.encode(conv), [Branch(ctx.budgets["verbal"], entropy=False)], group=row["id"])]
+
+    def fill(self, ctx, row, res):
+        from ..parsing import parse_confidence
+
+        text = ctx.backend.decode(res.follow_ups[self.name][0].branches[0].token_ids)
+        return {"verbal_2s_response": text, "verbal_2s_confidence": parse_confidence(text)}
+
+
+#: Every statistic, in the order their work joins the pass (the order is part of the results:
+#: it fixes the order of branches, jobs and follow-up turns).
+STATISTICS: dict[str, Statistic] = {s.name: s for s in (Greedy(), Hidden(), Samples(), PTrue(), Verbal1S(), Verbal2S())}
+
+#: Produced on every pass: the answer itself and the probe input.
+ALWAYS = ("greedy", "hidden")
+
+
+def statistics_for(methods) -> list[str]:
+    """The statistics the UQ methods ``methods`` need (always including :data:`ALWAYS`), in pass order.
+
+    A method needs every statistic that fills one of the columns it reads. ``None`` means
+    every statistic.
+    """
+    if methods is None:
+        return list(STATISTICS)
+    from ..uq import get_methods
+
+    cols = {c for m in get_methods(list(methods)) for c in m.columns}
+    need = set(ALWAYS) | {s.name for s in STATISTICS.values() if cols & set(s.columns)}
+    return [name for name in STATISTICS if name in need]
