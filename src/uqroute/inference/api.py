@@ -6,30 +6,50 @@ are served with vLLM. :class:`OpenAIChatBackend` implements
 :class:`uqroute.inference.base.ChatBackend` for all of them:
 
 * ``concurrency`` requests in flight at a time (a thread pool over the
-  thread-safe synchronous ``openai.OpenAI`` client);
-* retries with exponential backoff on connection errors, timeouts, 408/409/429
-  and 5xx come from the openai client itself (``max_retries``, ``timeout_s``);
-  nothing here re-implements them;
+  thread-safe synchronous ``openai.OpenAI`` client), with a tqdm bar over the
+  requests and a log line per call counting cached and new requests;
+* retries with exponential backoff come from the openai client itself
+  (``max_retries``, ``timeout_s``): connection errors, timeouts, 408/409/429 and
+  5xx, and also an HTTP 200 reply that is not a valid chat completion for the
+  request (not JSON, truncated, fewer choices than ``n``, a malformed or null
+  log-prob): a response hook on the client's HTTP connection checks every 200
+  reply completely and turns an invalid one into a transport error, which the
+  openai client retries like a dropped connection, within the same
+  ``max_retries``. Nothing here re-implements the retry loop;
 * an on-disk cache (:class:`ResponseCache`): one JSON file per request, written
-  atomically, so a rerun never pays for the same request twice and a cached
-  request makes no network call at all;
+  atomically and only after the reply was checked and converted, so a rerun never
+  pays for the same request twice and a cached request makes no network call;
+  a cached record is checked again when read, and a bad one is reported (with its
+  key and file) and fetched again;
 * per-token log-probabilities when the server returns them
   (``choices[i].logprobs.content[j].{token, logprob, top_logprobs}``);
 * ``n`` samples per conversation through the request's ``n`` parameter (OpenAI
-  and vLLM both support it), reproducible with ``seed`` where the server honours it.
+  and vLLM both support it), reproducible with ``seed`` where the server honours it;
+* interruption (Ctrl-C, or the first request that fails for good): nothing more is
+  sent; requests already in flight finish and are cached (they are paid for).
 
-Cache key. The key is the SHA-256 of the exact JSON request body sent to the
-server (model name, messages, ``max_tokens``, ``temperature``, ``n``, ``seed``,
-``logprobs``, ``top_logprobs``) plus a cache format version. ``base_url`` is
-deliberately **not** part of the key: the same served model reached at another
-host or port (a vLLM job restarted on another SLURM node, a port change) reuses
-its answers. The cache directory is per model (``resources/cache/api/<model>/``
-by default), and if you change the weights behind an unchanged served name,
-delete that directory. The API key is never part of a key or a cache file.
+Where requests go. The key is sent to exactly the configured ``base_url``, and to
+the official endpoint ``https://api.openai.com/v1`` when it is null: the
+``OPENAI_BASE_URL`` environment variable, which the openai client would otherwise
+use, is ignored (with a warning when set), and HTTP redirects are not followed.
+The key comes only from the environment variable named by ``api_key_env``, which
+must look like a variable name; a value that does not (a pasted key) is refused
+without being echoed. For a server on localhost an unset variable means the dummy
+key ``EMPTY`` (vLLM accepts any key unless started with ``--api-key``). Errors and
+logs never show the key.
 
-The key comes only from the environment variable named by ``api_key_env``; for a
-server on localhost an unset variable means the dummy key ``EMPTY`` (vLLM accepts
-any key unless started with ``--api-key``).
+Cache key. The SHA-256 of the request's **endpoint** (the ``base_url`` normalised:
+scheme and host lower-case, the port explicit, no trailing slash; see
+:func:`endpoint`) and the exact JSON request body (model name, messages,
+``max_tokens``, ``temperature``, ``n``, ``seed``, ``logprobs``, ``top_logprobs``),
+plus a cache format version. Two servers can serve different weights under one
+name, so another host or port never reuses answers: a vLLM job restarted on
+another node or port is asked again. To keep its cached answers, serve it again
+at the same address (vLLM's ``--port``, the same host name; or a fixed local
+address such as an SSH tunnel's ``127.0.0.1:PORT``). The cache directory is per
+served model name (``resources/cache/api/<model>/`` by default); if the weights
+behind an unchanged name and address change, delete it. The API key is never
+part of a key or a cache file. docs/reliability.md lists every guarantee and its test.
 
 The cache itself (:class:`ResponseCache`, :class:`CachedBackend` for any other backend,
 :func:`model_fingerprint`) lives in :mod:`.cache`; its names are re-exported here.
@@ -37,15 +57,26 @@ The cache itself (:class:`ResponseCache`, :class:`CachedBackend` for any other b
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Sequence
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 from .base import Conversation, Generation, check_generation_args, normalise_messages
-from .cache import CACHE_FORMAT, CachedBackend, ResponseCache, cache_key, default_cache_dir, model_fingerprint
+from .cache import (
+    CACHE_FORMAT,
+    CachedBackend,
+    ResponseCache,
+    cache_key,
+    check_generations,
+    default_cache_dir,
+    model_fingerprint,
+    progress_bar,
+)
 
 __all__ = [
     "OpenAIChatBackend",
@@ -53,11 +84,16 @@ __all__ = [
     "ResponseCache",
     "APIConfigError",
     "APIRequestError",
+    "APIReplyError",
     "APIUnreachableError",
     "API_DEFAULTS",
     "CACHE_FORMAT",
+    "InvalidReply",
+    "OPENAI_BASE_URL",
     "cache_key",
+    "check_api_key_env",
     "default_cache_dir",
+    "endpoint",
     "resolve_api_key",
     "model_fingerprint",
     "generations_from_response",
@@ -75,51 +111,137 @@ API_DEFAULTS: dict[str, Any] = {
     "logprobs": True,
 }
 
+#: Where ``base_url: null`` sends requests (and the key): OpenAI's official endpoint.
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
 #: Hosts for which an unset key falls back to the dummy key ``EMPTY``.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 class APIConfigError(ValueError):
     """A model's ``api`` block or the environment cannot make a working client."""
 
 
 class APIRequestError(RuntimeError):
-    """The server answered a request with an error that retrying does not fix (4xx)."""
+    """The server answered a request with an error that retrying did not fix."""
 
 
 class APIUnreachableError(APIRequestError):
     """The server could not be reached (connection error or timeout) after all retries."""
 
 
+class APIReplyError(APIRequestError):
+    """The server answered HTTP 200, but not with a valid chat completion for the request, after all retries."""
+
+
+class InvalidReply(ValueError):
+    """A reply (or a cached record) is not a valid chat completion for its request; says what is wrong."""
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def endpoint(base_url: str | None) -> str:
+    """The normalised address requests go to: ``scheme://host:port/path`` (null → :data:`OPENAI_BASE_URL`).
+
+    Scheme and host are lower-case, the port is explicit (80/443 by default), the path has
+    no trailing slash. Part of every cache key. Raises :class:`APIConfigError` for anything
+    but an ``http(s)://host[:port][/path]`` URL; credentials in the URL are refused and never shown.
+    """
+    url = OPENAI_BASE_URL if base_url is None else base_url
+    if not isinstance(url, str):
+        raise APIConfigError(f"base_url must be a URL string or null, got a {type(url).__name__}")
+    parts = urlsplit(url.strip())
+    shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # without any user:password@
+    if parts.username is not None or parts.password is not None:
+        raise APIConfigError(
+            f"base_url {shown!r} contains credentials (user:password@); they are not shown. "
+            "Put the key in the environment variable named by api_key_env instead"
+        )
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise APIConfigError(f"base_url {shown!r} is not an http(s)://host[:port][/path] URL")
+    if parts.query or parts.fragment:
+        raise APIConfigError(f"base_url {shown!r} must not have a query or fragment")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise APIConfigError(f"base_url {shown!r} has an invalid port") from None
+    host = parts.hostname
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}{parts.path.rstrip('/')}"
+
+
 def _is_local(base_url: str | None) -> bool:
-    return bool(base_url) and (urlparse(base_url).hostname or "") in LOCAL_HOSTS
+    return bool(base_url) and (urlsplit(base_url).hostname or "") in LOCAL_HOSTS
+
+
+def _env_label(name: str) -> str:
+    """How an ``api_key_env`` value appears in messages: its name if it looks like one, else not at all.
+
+    Shown: upper-case names made of short underscore-separated words (``OPENAI_API_KEY``,
+    ``VLLM_API_KEY``). Anything else might be a pasted key that happens to be a valid
+    identifier (``sk_live_...``), so it is never echoed.
+    """
+    if re.fullmatch(r"[A-Z_][A-Z0-9_]*", name) and len(name) <= 64 and all(len(w) <= 16 for w in name.split("_")):
+        return f"environment variable {name!r} (api_key_env)"
+    return "the environment variable named by api_key_env (its name is not shown: it does not look like " \
+           "an upper-case variable name and might be a key)"
+
+
+def check_api_key_env(api_key_env, model: str | None = None) -> str:
+    """``api_key_env`` if it is an environment variable's name (``[A-Za-z_][A-Za-z0-9_]*``), else :class:`APIConfigError`.
+
+    The error never shows the value: it may be a key pasted in by mistake.
+    """
+    if isinstance(api_key_env, str) and _ENV_NAME.fullmatch(api_key_env):
+        return api_key_env
+    what = f"api block of {model!r}" if model else "api block"
+    raise APIConfigError(
+        f"{what}: api_key_env must be the NAME of an environment variable (letters, digits and underscores, "
+        "not starting with a digit, e.g. OPENAI_API_KEY); the value given is not one, and it is not shown "
+        "in case it is a key. Put the key in an environment variable (export OPENAI_API_KEY=...) and set "
+        "api_key_env to that variable's name"
+    )
 
 
 def resolve_api_key(api_key_env: str, base_url: str | None) -> str:
     """The API key from environment variable ``api_key_env``.
 
     An unset (or empty) variable is allowed only for a server on localhost, where
-    the dummy key ``EMPTY`` is used. The error names the variable, never a value.
+    the dummy key ``EMPTY`` is used. The error names the variable (if it looks like a
+    variable name), never a value.
     """
+    check_api_key_env(api_key_env)
     key = os.environ.get(api_key_env)
     if key:
         return key
     if _is_local(base_url):
         return "EMPTY"
+    where = base_url or f"{OPENAI_BASE_URL} (the OpenAI API)"
     raise APIConfigError(
-        f"environment variable {api_key_env!r} (api_key_env) is not set, and "
-        f"{base_url or 'the OpenAI API'} is not a local server; export the API key in {api_key_env}"
+        f"{_env_label(api_key_env)} is not set, and {where} is not a local server; export the API key in it"
     )
 
 
 def _api_block(spec: dict) -> dict:
     if not isinstance(spec, dict) or not isinstance(spec.get("api"), dict):
-        raise APIConfigError(f"OpenAIChatBackend needs a model entry with an `api` block, got {spec!r}")
+        keys = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
+        raise APIConfigError(f"OpenAIChatBackend needs a model entry with an `api` block, got one with keys {keys}")
     api = {**API_DEFAULTS, **spec["api"]}
     unknown = sorted(set(api) - set(API_DEFAULTS) - {"model"})
     if unknown:
         raise APIConfigError(f"api block: unknown keys {unknown} (known: model, {', '.join(API_DEFAULTS)})")
     if not isinstance(api.get("model"), str) or not api["model"]:
         raise APIConfigError(f"api block: `model` (the served model name) is required, got {api.get('model')!r}")
+    check_api_key_env(api["api_key_env"], api["model"])
+    try:
+        endpoint(api["base_url"])
+    except APIConfigError as err:
+        raise APIConfigError(f"api block of {api['model']!r}: {err}") from None
     if not isinstance(api["concurrency"], int) or api["concurrency"] < 1:
         raise APIConfigError(f"api block of {api['model']!r}: concurrency must be an integer >= 1")
     if not isinstance(api["max_retries"], int) or api["max_retries"] < 0:
@@ -139,40 +261,96 @@ def _choice_text(message: dict) -> str:
     models beside the answer; the generations artifact keeps raw text including
     ``<think>`` blocks, so the two are joined the way the model emitted them.
     """
-    content = message.get("content") or ""
+    content = message.get("content")
     reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
+    if content is not None and not isinstance(content, str):
+        raise InvalidReply(f"message.content is a {type(content).__name__}, not a string")
+    if reasoning is not None and not isinstance(reasoning, str):
+        raise InvalidReply(f"the message's reasoning is a {type(reasoning).__name__}, not a string")
+    content = content or ""
+    if reasoning:
         return f"<think>{reasoning}</think>{content}"
     return content
 
 
-def generations_from_response(response: dict, *, top_logprobs: int = 0) -> list[Generation]:
-    """Turn a chat-completion response (as a JSON dict) into one :class:`Generation` per choice.
+def _is_logprob(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x  # not NaN; -inf is allowed
 
-    Tokens and log-probs come from ``choices[i].logprobs.content``; when the server
-    returned none, ``tokens`` is empty and ``token_logprobs`` is ``None``.
+
+def _token_entries(content, top_logprobs: int, where: str) -> tuple[list[str], list[float], list[dict] | None]:
+    if not isinstance(content, list):
+        raise InvalidReply(f"{where}: logprobs.content is a {type(content).__name__}, not a list")
+    tokens, lps, tops = [], [], []
+    for j, e in enumerate(content):
+        if not isinstance(e, dict) or not isinstance(e.get("token"), str):
+            raise InvalidReply(f"{where}, token {j}: no token string")
+        if not _is_logprob(e.get("logprob")):
+            raise InvalidReply(f"{where}, token {j} ({e['token']!r}): logprob is {e.get('logprob')!r}, not a number")
+        tokens.append(e["token"])
+        lps.append(float(e["logprob"]))
+        if top_logprobs > 0:
+            top = e.get("top_logprobs")
+            if not isinstance(top, list) or not top:
+                raise InvalidReply(f"{where}, token {j}: top_logprobs={top_logprobs} asked for, got {top!r}")
+            for t in top:
+                if not isinstance(t, dict) or not isinstance(t.get("token"), str) or not _is_logprob(t.get("logprob")):
+                    raise InvalidReply(f"{where}, token {j}: a top_logprobs entry is {t!r}")
+            tops.append({t["token"]: float(t["logprob"]) for t in top})
+    return tokens, lps, (tops if top_logprobs > 0 else None)
+
+
+def generations_from_response(response, *, n: int | None = None, top_logprobs: int = 0) -> list[Generation]:
+    """Check a chat-completion reply (a parsed JSON value) completely and turn it into one :class:`Generation` per choice.
+
+    Raises :class:`InvalidReply` saying what is wrong: not a JSON object, no ``choices`` (or
+    not ``n`` of them when ``n`` is given; choice indices other than ``0..n-1``), a message
+    whose content is not a string, a log-prob entry without a token string or with a log-prob
+    that is not a number (``null``, NaN), missing top log-probs where ``top_logprobs > 0``, a
+    bad ``usage.prompt_tokens``. A choice without log-probs (``logprobs`` null: the server
+    gives none) is valid: its ``tokens`` are empty and ``token_logprobs`` is ``None``.
     ``finish_reason`` is ``length`` when the token limit was hit and ``stop`` otherwise.
     """
-    choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))
+    if not isinstance(response, dict):
+        raise InvalidReply(f"the reply is a JSON {type(response).__name__}, not an object")
+    choices = response.get("choices")
+    if not isinstance(choices, list):
+        raise InvalidReply("the reply has no `choices` list")
+    if n is not None and len(choices) != n:
+        raise InvalidReply(f"{len(choices)} choices, but n={n} were asked for")
+    if not choices:
+        raise InvalidReply("the reply has no choices")
+    for pos, c in enumerate(choices):
+        if not isinstance(c, dict):
+            raise InvalidReply(f"choice {pos} is a {type(c).__name__}, not an object")
+    indices = [c.get("index", pos) for pos, c in enumerate(choices)]
+    if sorted(indices) != list(range(len(choices))):
+        raise InvalidReply(f"choice indices {indices} are not 0..{len(choices) - 1}")
     usage = response.get("usage") or {}
-    n_prompt = int(usage.get("prompt_tokens") or 0)
+    n_prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    n_prompt = 0 if n_prompt is None else n_prompt
+    if not isinstance(n_prompt, int) or isinstance(n_prompt, bool) or n_prompt < 0:
+        raise InvalidReply(f"usage.prompt_tokens is {n_prompt!r}")
     out = []
-    for choice in choices:
-        content = (choice.get("logprobs") or {}).get("content")
+    for index, choice in sorted(zip(indices, choices), key=lambda t: t[0]):
+        where = f"choice {index}"
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise InvalidReply(f"{where} has no message object")
+        logprobs = choice.get("logprobs")
+        if logprobs is not None and not isinstance(logprobs, dict):
+            raise InvalidReply(f"{where}: logprobs is a {type(logprobs).__name__}, not an object")
+        content = (logprobs or {}).get("content")
         tokens: list[str] = []
         token_logprobs = None
         top = None
-        if content:
-            tokens = [e["token"] for e in content]
-            token_logprobs = [float(e["logprob"]) for e in content]
-            if top_logprobs > 0:
-                top = [{t["token"]: float(t["logprob"]) for t in (e.get("top_logprobs") or [])} for e in content]
+        if content is not None:
+            tokens, token_logprobs, top = _token_entries(content, top_logprobs, where)
         reason = choice.get("finish_reason")
         if reason not in ("stop", "length", None):
             log.warning("finish_reason %r recorded as 'stop'", reason)
         out.append(
             Generation(
-                text=_choice_text(choice.get("message") or {}),
+                text=_choice_text(message),
                 tokens=tokens,
                 token_logprobs=token_logprobs,
                 token_entropies=None,
@@ -181,7 +359,48 @@ def generations_from_response(response: dict, *, top_logprobs: int = 0) -> list[
                 n_prompt_tokens=n_prompt,
             )
         )
-    return out
+    try:
+        return check_generations(out, len(out))
+    except ValueError as err:
+        raise InvalidReply(str(err)) from None
+
+
+def _reply(content: bytes, body: dict) -> tuple[dict, list[Generation]]:
+    """A raw HTTP 200 body as (parsed JSON, generations), checked against the request ``body``."""
+    try:
+        response = json.loads(content)
+    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
+        raise InvalidReply(f"not JSON ({type(err).__name__}: {err}); it begins {bytes(content[:80])!r}") from None
+    gens = generations_from_response(response, n=int(body.get("n", 1)), top_logprobs=int(body.get("top_logprobs") or 0))
+    return response, gens
+
+
+def _httpx():
+    try:  # openai >= 3 speaks httpx2; earlier releases httpx
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover - depends on the installed openai
+        import httpx
+    return httpx
+
+
+_INVALID_REPLY_ERRORS: dict = {}
+
+
+def _invalid_reply_error():
+    """An exception class the openai client retries like a broken connection (a ``RequestError`` of its httpx)."""
+    httpx = _httpx()
+    if httpx not in _INVALID_REPLY_ERRORS:
+        _INVALID_REPLY_ERRORS[httpx] = type("InvalidReplyError", (httpx.DecodingError,), {
+            "__doc__": "An HTTP 200 reply that is not a valid chat completion (raised by the response hook)."})
+    return _INVALID_REPLY_ERRORS[httpx]
+
+
+def _tries(request) -> int:
+    """How many times the openai client sent a request: its ``x-stainless-retry-count`` header + 1."""
+    try:
+        return int(request.headers.get("x-stainless-retry-count", "0")) + 1
+    except (AttributeError, RuntimeError, ValueError):
+        return 1
 
 
 # ------------------------------------------------------------------ the backend
@@ -197,34 +416,47 @@ class OpenAIChatBackend:
         cache_dir: where responses are cached; default :func:`default_cache_dir`
             ``("api", <served model name>)``.
         name: the backend's name (default: the served model name).
+        progress: show a tqdm bar over each call's requests.
     """
 
-    def __init__(self, spec: dict, cache_dir: str | os.PathLike | None = None, *, name: str | None = None):
+    def __init__(self, spec: dict, cache_dir: str | os.PathLike | None = None, *, name: str | None = None,
+                 progress: bool = True):
         import openai
 
         api = _api_block(spec)
         self.model: str = api["model"]
-        self.base_url: str | None = api["base_url"]
+        self.base_url: str = api["base_url"] or OPENAI_BASE_URL
+        self.endpoint: str = endpoint(api["base_url"])
         self.name: str = name or self.model
         self.concurrency: int = api["concurrency"]
         self.max_retries: int = api["max_retries"]
         self.timeout_s: float = float(api["timeout_s"])
         self.logprobs: bool = bool(api["logprobs"])
-        self._secret = resolve_api_key(api["api_key_env"], self.base_url)
+        self.progress = progress
+        self._key_label = _env_label(api["api_key_env"])
+        if api["base_url"] is None and os.environ.get("OPENAI_BASE_URL"):
+            log.warning("%s: OPENAI_BASE_URL is set in the environment and ignored: base_url is null, which means "
+                        "%s; set base_url in the model's api block to use another server", self.name, OPENAI_BASE_URL)
+        self._secret = resolve_api_key(api["api_key_env"], api["base_url"])
+        # base_url always explicit: the openai client would otherwise take $OPENAI_BASE_URL. Redirects are
+        # not followed, so the key goes to this address only. The response hook checks every 200 reply.
+        self._http = openai.DefaultHttpxClient(follow_redirects=False, event_hooks={"response": [self._check_reply]})
         self._client = openai.OpenAI(
             api_key=self._secret,
             base_url=self.base_url,
             max_retries=self.max_retries,
             timeout=self.timeout_s,
+            http_client=self._http,
         )
         self.cache = ResponseCache(cache_dir if cache_dir is not None else default_cache_dir("api", self.model))
-        #: counts since construction: requests answered from the cache / sent to the server
+        #: counts since construction: requests answered from the cache / sent to the server and answered
         self.stats = {"cache_hits": 0, "requests": 0}
         self._lock = threading.Lock()
+        self._calls = 0
 
     @property
     def where(self) -> str:
-        return self.base_url or "the OpenAI API (default base_url)"
+        return self.base_url + (" (the OpenAI API)" if self.base_url == OPENAI_BASE_URL else "")
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIChatBackend(model={self.model!r}, base_url={self.base_url!r}, cache={str(self.cache.root)!r})"
@@ -239,7 +471,7 @@ class OpenAIChatBackend:
         seed: int | None,
         top_logprobs: int,
     ) -> dict:
-        """The JSON body of one chat-completion request (also the cache key's content)."""
+        """The JSON body of one chat-completion request (with :attr:`endpoint`, the cache key's content)."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -254,6 +486,25 @@ class OpenAIChatBackend:
             if top_logprobs > 0:
                 body["top_logprobs"] = int(top_logprobs)
         return body
+
+    def request_key(self, body: dict) -> str:
+        """The cache key of a request: endpoint + body + cache format."""
+        return cache_key({"format": CACHE_FORMAT, "endpoint": self.endpoint, "request": body})
+
+    def _cached(self, key: str, body: dict) -> list[Generation] | None:
+        """The checked generations stored under ``key``, or ``None`` (a miss; a bad record is reported)."""
+        record = self.cache.get(key)
+        if record is None:
+            return None
+        try:
+            if record.get("endpoint") != self.endpoint or record.get("request") != json.loads(json.dumps(body)):
+                raise InvalidReply("it was stored for another endpoint or request")
+            return generations_from_response(record.get("response"), n=int(body["n"]),
+                                             top_logprobs=int(body.get("top_logprobs") or 0))
+        except InvalidReply as err:
+            log.warning("%s: cached reply %s (key %s) is invalid: %s; asking %s again",
+                        self.name, self.cache.path(key), key, self._redact(str(err)), self.where)
+            return None
 
     def generate(
         self,
@@ -278,70 +529,144 @@ class OpenAIChatBackend:
             )
             for i, conv in enumerate(conversations)
         ]
-        keys = [cache_key({"format": CACHE_FORMAT, "request": b}) for b in bodies]
-        responses: dict[str, dict] = {}
+        keys = [self.request_key(b) for b in bodies]
+        results: dict[str, list[Generation]] = {}
         missing: dict[str, dict] = {}
         for key, body in zip(keys, bodies):
-            if key in responses or key in missing:
+            if key in results or key in missing:
                 continue
-            record = self.cache.get(key)
-            if record is not None:
-                responses[key] = record["response"]
-                self.stats["cache_hits"] += 1
+            gens = self._cached(key, body)
+            if gens is not None:
+                results[key] = gens
             else:
                 missing[key] = body
-        if missing:
-            log.info("%s: %d requests to %s (%d cached)", self.name, len(missing), self.where, len(responses))
-            responses.update(self._fetch_all(missing))
-        out = []
-        for i, key in enumerate(keys):
-            gens = generations_from_response(responses[key], top_logprobs=top_logprobs)
-            if len(gens) != n:
-                raise APIRequestError(
-                    f"{self.where} (model {self.model!r}) returned {len(gens)} choices for conversation {i}, asked for n={n}"
-                )
-            out.append(gens)
-        return out
+        hits = len(results)
+        self.stats["cache_hits"] += hits
+        self._calls += 1
+        with progress_bar(hits + len(missing), hits, f"{self.name}: API requests", self.progress) as bar:
+            if missing:
+                log.info("%s: %d requests to %s (%d cached)", self.name, len(missing), self.where, hits)
+                results.update(self._fetch_all(missing, bar))
+        log.info("%s: %d requests: %d from the cache, %d new", self.name, hits + len(missing), hits, len(missing))
+        return [results[key] for key in keys]
 
-    def _fetch_all(self, missing: dict[str, dict]) -> dict[str, dict]:
-        """Send the uncached requests, ``concurrency`` at a time; stop sending at the first failure."""
-        results: dict[str, dict] = {}
-        workers = min(self.concurrency, len(missing))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="uqroute-api") as pool:
-            futures = {pool.submit(self._fetch_one, key, body): key for key, body in missing.items()}
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
+    def _fetch_all(self, missing: dict[str, dict], bar) -> dict[str, list[Generation]]:
+        """Send the uncached requests, ``concurrency`` at a time.
+
+        At the first request that fails for good, or on Ctrl-C, nothing more is sent: queued
+        requests are cancelled (a worker checks ``stop`` before it sends), the ones in flight
+        finish (and are cached: they are paid for).
+        """
+        results: dict[str, list[Generation]] = {}
+        stop = threading.Event()
+
+        def fetch(key: str, body: dict) -> list[Generation] | None:
+            if stop.is_set():
+                return None  # not sent
+            try:
+                return self._fetch_one(key, body)
+            except BaseException:
+                stop.set()
+                raise
+
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(missing)), thread_name_prefix="uqroute-api")
+        futures = {pool.submit(fetch, key, body): key for key, body in missing.items()}
+        try:
+            for f in as_completed(futures):
+                results[futures[f]] = f.result()  # raises the first failure
+                bar.update(1)
+        except BaseException as err:
+            stop.set()
+            for f in futures:
                 f.cancel()
-            for f in done:
-                if f.exception() is not None:
-                    raise f.exception()
-            for f, key in futures.items():
-                results[key] = f.result()  # any still-running request finishes (and is cached) first
+            if isinstance(err, KeyboardInterrupt):
+                in_flight = sum(f.running() for f in futures)
+                log.warning("%s: interrupted; queued requests are not sent, the %d in flight finish and are cached",
+                            self.name, in_flight)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return results
 
-    def _fetch_one(self, key: str, body: dict) -> dict:
-        """One request through the openai client (its retries), stored in the cache on success."""
+    def _check_reply(self, response) -> None:
+        """httpx response hook: an HTTP 200 chat completion that is not valid becomes a retried transport error."""
+        if response.status_code != 200 or not response.request.url.path.endswith("/chat/completions"):
+            return
+        response.read()
+        try:
+            _reply(response.content, json.loads(response.request.content))
+        except InvalidReply as err:
+            tries = _tries(response.request)
+            log.warning("%s: %s answered HTTP 200 with an invalid reply (attempt %d of at most %d): %s", self.name,
+                        self.where, tries, self.max_retries + 1, self._redact(str(err)))
+            raise _invalid_reply_error()(str(err), request=response.request) from None
+
+    def _attempts(self, request, *, response=None) -> str:
+        """'after k retries' / 'not retried', with the reason where the client stopped before ``max_retries``."""
+        retries = _tries(request) - 1
+        text = f"after {retries} {'retry' if retries == 1 else 'retries'}" if retries else "not retried"
+        if retries < self.max_retries and response is not None:
+            headers = response.headers
+            wait = f"{headers['retry-after-ms']} ms" if headers.get("retry-after-ms") else headers.get("retry-after")
+            if wait and re.fullmatch(r"\s*[0-9.]+\s*", wait):
+                wait = f"{wait.strip()} s"
+            if headers.get("x-should-retry") == "false":
+                text += " (the server sent x-should-retry: false)"
+            elif wait:
+                text += (f" (the server asked to wait {wait} (Retry-After), longer than the openai client waits "
+                         "before a retry; try again later)")
+        elif not retries and self.max_retries == 0:
+            text += " (max_retries is 0)"
+        return text
+
+    def _fetch_one(self, key: str, body: dict) -> list[Generation]:
+        """One request through the openai client (its retries); checked, converted, then cached."""
         import openai
 
         try:
-            completion = self._client.chat.completions.create(**body)
-        except openai.APIConnectionError as err:  # includes APITimeoutError
+            raw = self._client.chat.completions.with_raw_response.create(**body)
+        except openai.APIConnectionError as err:  # includes APITimeoutError, and invalid replies (see _check_reply)
+            cause = err.__cause__
+            attempts = self._attempts(err.request)
+            if isinstance(cause, _invalid_reply_error()):
+                raise APIReplyError(
+                    f"the server at {self.where} answered model {self.model!r} with HTTP 200 but no valid chat "
+                    f"completion ({attempts}; nothing was cached): {self._redact(str(cause))}"
+                ) from None
+            what = (f"timed out (timeout {self.timeout_s:g} s)" if isinstance(err, openai.APITimeoutError)
+                    else "connection failed")
+            detail = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(err).__name__}: {err}"
             raise APIUnreachableError(
-                f"could not reach the OpenAI-compatible server at {self.where} for model {self.model!r} "
-                f"after {self.max_retries} retries (timeout {self.timeout_s:g} s): "
-                f"{type(err).__name__}: {self._redact(str(err))}"
+                f"could not reach the OpenAI-compatible server at {self.where} for model {self.model!r}: "
+                f"{what}, {attempts} (max_retries {self.max_retries}): {self._redact(detail)}"
             ) from None
         except openai.APIStatusError as err:
+            code = err.status_code
+            retryable = code in (408, 409, 429) or code >= 500
+            hint = ""
+            if 300 <= code < 400:
+                hint = (" (redirects are not followed, so that the key goes to base_url only: "
+                        "set base_url to the address the server redirects to)")
+            elif code in (401, 403):
+                hint = f" (check the key in {self._key_label})"
+            elif code == 404:
+                hint = f" (is {self.model!r} the name the server serves the model under?)"
             raise APIRequestError(
-                f"the server at {self.where} answered HTTP {err.status_code} for model {self.model!r}"
-                f"{' after retries' if err.status_code in (408, 409, 429) or err.status_code >= 500 else ''}: "
-                f"{self._redact(str(err))}"
+                f"the server at {self.where} answered model {self.model!r} with HTTP {code}"
+                f"{', ' + self._attempts(err.response.request, response=err.response) if retryable else ''}"
+                f"{hint}: {self._redact(str(err))}"
             ) from None
-        response = completion.model_dump(mode="json")
-        self.cache.put(key, {"request": body, "response": response})
+        try:
+            response, gens = _reply(raw.http_response.content, body)  # already checked by the response hook
+        except InvalidReply as err:
+            raise APIReplyError(
+                f"the server at {self.where} answered model {self.model!r} with HTTP 200 but no valid chat "
+                f"completion (nothing was cached): {self._redact(str(err))}"
+            ) from None
+        self.cache.put(key, {"endpoint": self.endpoint, "request": body, "response": response})
         with self._lock:
             self.stats["requests"] += 1
-        return response
+        return gens
 
     def _redact(self, text: str) -> str:
         if self._secret and self._secret != "EMPTY":
@@ -349,6 +674,11 @@ class OpenAIChatBackend:
         return text
 
     def close(self) -> None:
+        if self._calls and self.stats["cache_hits"] + self.stats["requests"]:
+            log.info("%s: %d requests in all: %d from the cache, %d new (%s)", self.name,
+                     self.stats["cache_hits"] + self.stats["requests"], self.stats["cache_hits"],
+                     self.stats["requests"], self.where)
+            self._calls = 0
         self._client.close()
 
     def __enter__(self) -> "OpenAIChatBackend":
@@ -356,5 +686,3 @@ class OpenAIChatBackend:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
