@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import socket
 import time
 
@@ -18,8 +19,11 @@ from uqroute.inference.api import (
     CACHE_FORMAT,
     OpenAIChatBackend,
     ResponseCache,
+    InvalidReply,
     cache_key,
+    check_api_key_env,
     default_cache_dir,
+    endpoint,
     generations_from_response,
     resolve_api_key,
 )
@@ -47,6 +51,13 @@ def closed_port() -> int:
         return s.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
+def refuse_network(request):
+    """An httpx request hook: the request never leaves (a connection error the openai client knows)."""
+    from uqroute.inference.api import _httpx
+
+    raise _httpx().ConnectError("no network in this test", request=request)
+
+
 def backend(base_url, name, cache_dir, **api):
     return OpenAIChatBackend({"api": {"model": name, "base_url": base_url, **api}}, cache_dir=cache_dir)
 
@@ -68,7 +79,7 @@ def test_api_key_only_from_the_environment(monkeypatch):
     assert resolve_api_key(KEY_ENV, "http://localhost:8000/v1") == "EMPTY"
     with pytest.raises(APIConfigError, match=KEY_ENV):
         resolve_api_key(KEY_ENV, "https://api.example.com/v1")
-    with pytest.raises(APIConfigError, match="OpenAI API"):
+    with pytest.raises(APIConfigError, match=r"https://api\.openai\.com/v1 \(the OpenAI API\)"):
         resolve_api_key(KEY_ENV, None)
 
 
@@ -81,17 +92,26 @@ def test_api_block_is_checked(tmp_path):
         OpenAIChatBackend({"api": {"base_url": "http://127.0.0.1:9/v1"}}, cache_dir=tmp_path)
 
 
-def test_cache_key_covers_request_but_not_base_url(tmp_path):
+def test_cache_key_covers_endpoint_and_request(tmp_path, monkeypatch):
+    """Another host or port is another server (maybe other weights under the same name): another key."""
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     a = backend("http://127.0.0.1:8000/v1", "m", tmp_path)
-    b = backend("http://localhost:9999/v1", "m", tmp_path)
     msgs = [{"role": "user", "content": "hi"}]
     base = dict(max_new_tokens=8, temperature=0.0, n=1, seed=None, top_logprobs=0)
 
     def key(be, msgs=msgs, **kw):
-        return cache_key({"format": CACHE_FORMAT, "request": be.request_body(msgs, **{**base, **kw})})
+        return be.request_key(be.request_body(msgs, **{**base, **kw}))
 
-    assert key(a) == key(b)  # another host/port serving the same model reuses the cache
+    # the same endpoint written differently: the same key
+    for same in ("http://127.0.0.1:8000/v1/", "HTTP://127.0.0.1:8000/v1"):
+        assert key(backend(same, "m", tmp_path)) == key(a)
+    assert key(backend("http://localhost/v1", "m", tmp_path)) == key(backend("http://LOCALHOST:80/v1/", "m", tmp_path))
     variants = [
+        key(backend("http://127.0.0.1:8001/v1", "m", tmp_path)),  # vLLM restarted on another port
+        key(backend("http://10.0.0.7:8000/v1", "m", tmp_path)),  # ... or on another node
+        key(backend("http://localhost:8000/v1", "m", tmp_path)),  # another name of the host
+        key(backend("https://127.0.0.1:8000/v1", "m", tmp_path)),
+        key(backend("http://127.0.0.1:8000/v2", "m", tmp_path)),
         key(backend("http://127.0.0.1:8000/v1", "other-model", tmp_path)),
         key(a, msgs=[{"role": "user", "content": "hi!"}]),
         key(a, max_new_tokens=9),
@@ -101,6 +121,43 @@ def test_cache_key_covers_request_but_not_base_url(tmp_path):
         key(a, top_logprobs=2),
     ]
     assert len(set(variants + [key(a)])) == len(variants) + 1
+
+
+def test_endpoint_normalisation_and_bad_base_urls():
+    assert endpoint(None) == "https://api.openai.com:443/v1"
+    assert endpoint("http://Node-7.cluster:8001/v1/") == "http://node-7.cluster:8001/v1"
+    assert endpoint("https://api.example.com") == "https://api.example.com:443"
+    assert endpoint("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
+    for bad, says in (("ftp://host/v1", "not an http"), ("127.0.0.1:8000/v1", "not an http"),
+                      ("http://host:99999/v1", "invalid port"), ("http://host/v1?x=1", "query"),
+                      ("http:///v1", "not an http")):
+        with pytest.raises(APIConfigError, match=says):
+            endpoint(bad)
+    with pytest.raises(APIConfigError, match="credentials") as err:
+        endpoint(f"https://user:{FAKE_KEY}@api.example.com/v1")
+    assert FAKE_KEY not in str(err.value) and "api.example.com" in str(err.value)
+
+
+def test_api_key_env_must_be_a_variable_name(tmp_path, monkeypatch, caplog):
+    assert check_api_key_env("OPENAI_API_KEY") == "OPENAI_API_KEY"
+    assert check_api_key_env("my_key_2") == "my_key_2"  # case-insensitive
+    for pasted in (FAKE_KEY, "sk-ant-api03-AbCdEf", "2KEY", "KEY NAME", "", None):
+        with caplog.at_level(logging.DEBUG), pytest.raises(APIConfigError, match="NAME of an environment variable") as err:
+            backend("https://api.example.com/v1", "m", tmp_path, api_key_env=pasted)
+        if pasted:
+            assert pasted not in str(err.value) and pasted not in caplog.text
+    # a key that happens to be a valid identifier: accepted as a name, but never echoed when unset
+    for lookalike in ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "ABCDEF0123456789ABCDEF0123456789"):
+        monkeypatch.delenv(lookalike, raising=False)
+        with pytest.raises(APIConfigError, match="not shown") as err:
+            resolve_api_key(lookalike, "https://api.example.com/v1")
+        assert lookalike not in str(err.value)
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    with pytest.raises(APIConfigError, match="'VLLM_API_KEY'"):  # a plain name is shown, it helps
+        resolve_api_key("VLLM_API_KEY", "http://10.0.0.7:8000/v1")
+    with pytest.raises(APIConfigError, match="keys \\['hub'\\]") as err:  # the spec's values are not echoed
+        OpenAIChatBackend({"hub": FAKE_KEY}, cache_dir=tmp_path)
+    assert FAKE_KEY not in str(err.value)
 
 
 def test_default_cache_dir(monkeypatch):
@@ -143,6 +200,66 @@ def test_generations_from_response_reads_logprobs_and_reasoning():
     assert (g1.text, g1.tokens, g1.token_logprobs, g1.finish_reason) == ("<think>hmm</think>B", [], None, "length")
     (g,) = generations_from_response({"choices": [response["choices"][1]]}, top_logprobs=0)
     assert g.top_logprobs is None
+
+
+GOOD_CHOICE = {"index": 0, "finish_reason": "stop", "message": {"content": "Paris"},
+               "logprobs": {"content": [{"token": "Paris", "logprob": -0.5, "top_logprobs": [
+                   {"token": "Paris", "logprob": -0.5}]}]}}
+
+
+def _with(path, value, response=None):
+    """A copy of a valid one-choice reply with the value at ``path`` (keys/indices) replaced."""
+    response = json.loads(json.dumps(response or {"choices": [GOOD_CHOICE], "usage": {"prompt_tokens": 3}}))
+    node = response
+    for k in path[:-1]:
+        node = node[k]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return response
+
+
+@pytest.mark.parametrize(
+    "response, says",
+    [
+        ([], "not an object"),
+        ("<html>", "not an object"),
+        ({"id": "x"}, "no `choices` list"),
+        (_with(["choices"], []), "0 choices, but n=1"),
+        (_with(["choices"], [GOOD_CHOICE, {**GOOD_CHOICE, "index": 1}]), "2 choices, but n=1"),
+        (_with(["choices", 0], "text"), "not an object"),
+        (_with(["choices", 0, "index"], 3), "choice indices"),
+        (_with(["choices", 0, "message"], None), "no message object"),
+        (_with(["choices", 0, "message", "content"], 42), "content is a int"),
+        (_with(["choices", 0, "logprobs"], [1]), "logprobs is a list"),
+        (_with(["choices", 0, "logprobs", "content"], {"a": 1}), "logprobs.content is a dict"),
+        (_with(["choices", 0, "logprobs", "content", 0, "logprob"], None), "logprob is None"),
+        (_with(["choices", 0, "logprobs", "content", 0, "logprob"], "-0.5"), "logprob is '-0.5'"),
+        (_with(["choices", 0, "logprobs", "content", 0, "logprob"], float("nan")), "logprob is nan"),
+        (_with(["choices", 0, "logprobs", "content", 0, "logprob"], True), "logprob is True"),
+        (_with(["choices", 0, "logprobs", "content", 0, "token"], KeyError), "no token string"),
+        (_with(["choices", 0, "logprobs", "content", 0, "top_logprobs"], []), "top_logprobs=1 asked for"),
+        (_with(["choices", 0, "logprobs", "content", 0, "top_logprobs", 0, "logprob"], None), "top_logprobs entry"),
+        (_with(["usage", "prompt_tokens"], -1), "usage.prompt_tokens"),
+    ],
+)
+def test_generations_from_response_refuses_invalid_replies(response, says):
+    with pytest.raises(InvalidReply, match=re.escape(says)):
+        generations_from_response(response, n=1, top_logprobs=1)
+
+
+def test_generations_from_response_accepts_what_servers_send():
+    (g,) = generations_from_response(_with(["choices", 0, "logprobs"], None), n=1, top_logprobs=1)
+    assert (g.text, g.tokens, g.token_logprobs) == ("Paris", [], None)  # a server without log-probs
+    (g,) = generations_from_response(_with(["choices", 0, "logprobs", "content", 0, "logprob"], float("-inf")), n=1)
+    assert g.token_logprobs == [float("-inf")]  # vLLM can send -inf (a token outside the top-k)
+    (g,) = generations_from_response(_with(["choices", 0, "message", "content"], None), n=1)
+    assert g.text == ""  # a refusal or an empty reply
+    (g,) = generations_from_response(_with(["usage"], KeyError), n=1)
+    assert g.n_prompt_tokens == 0
+    (g,) = generations_from_response(_with(["choices", 0, "logprobs", "content"], []), n=1)
+    assert g.tokens == [] and g.token_logprobs == []  # an immediate end of sequence
 
 
 def test_unreachable_server_is_retried_then_named(tmp_path, monkeypatch, caplog):
@@ -279,11 +396,13 @@ def test_cache_hit_makes_no_network_call(vllm_server, tmp_path):
         second = b.generate(qs, max_new_tokens=8, top_logprobs=2)
     assert b.stats == {"cache_hits": 4, "requests": 0}
     assert server.metric("vllm:request_success_total") == served  # the server saw nothing
-    # no server at all (a closed port, no retries): still answered, from the cache only
-    with backend(f"http://127.0.0.1:{closed_port()}/v1", name, tmp_path, max_retries=0) as dead:
-        third = dead.generate(qs, max_new_tokens=8, top_logprobs=2)
-        with pytest.raises(APIUnreachableError):
-            dead.generate(qs, max_new_tokens=9)  # not cached: needs the network
+    # no network at all (every request refused before it leaves, no retries): still answered, from the cache only
+    # (the cache key holds the endpoint, so the same base_url is used; another port would be another server)
+    with backend(url, name, tmp_path, max_retries=0) as offline:
+        offline._http.event_hooks["request"].append(refuse_network)
+        third = offline.generate(qs, max_new_tokens=8, top_logprobs=2)
+        with pytest.raises(APIUnreachableError, match="no network in this test"):
+            offline.generate(qs, max_new_tokens=9)  # not cached: needs the network
     assert first == second == third
     record = json.loads(next(tmp_path.rglob("*.json")).read_text())
     assert record["request"]["model"] == name and "response" in record

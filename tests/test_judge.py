@@ -302,7 +302,6 @@ def test_api_judge_through_vllm(tmp_path, vllm_server):
     url, name, server = vllm_server
     cache = tmp_path / "api-cache"
     spec = {"api": {"model": name, "base_url": url, "max_retries": 1}}
-    dead = {"api": {"model": name, "base_url": "http://127.0.0.1:9/v1", "max_retries": 0}}
     for dataset, rows, responses, parsed, rule in (
         ("truthfulqa", TRUTHFUL_ROWS, TRUTHFUL_RESPONSES, TRUTHFUL_PARSED, TRUTHFUL_RULE),
         ("coqa", COQA_ROWS, COQA_RESPONSES, COQA_PARSED, COQA_RULE),
@@ -310,7 +309,9 @@ def test_api_judge_through_vllm(tmp_path, vllm_server):
         dp, gp = write_inputs(tmp_path, dataset, rows, responses, parsed)
         table, agree = judge(tmp_path, dataset, dp, gp, spec=spec, cache_dir=cache)
         check_judged(table, agree, rule)
-        # rerun against no server at all: every verdict comes from the cache
-        again, _ = judge(tmp_path, dataset, dp, gp, spec=dead, cache_dir=cache, tag="2")
+        # rerun: every verdict comes from the cache (the cache key holds the endpoint: same base_url), the server sees nothing
+        served = server.metric("vllm:request_success_total")
+        again, _ = judge(tmp_path, dataset, dp, gp, spec=spec, cache_dir=cache, tag="2")
         assert again.equals(table)
+        assert server.metric("vllm:request_success_total") == served
     assert len(list(cache.rglob("*.json"))) == len(TRUTHFUL_ROWS) + len(COQA_ROWS)
