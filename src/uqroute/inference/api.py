@@ -12,7 +12,7 @@ are served with vLLM. :class:`OpenAIChatBackend` implements
   (``max_retries``, ``timeout_s``): connection errors, timeouts, 408/409/429 and
   5xx, and also an HTTP 200 reply that is not a valid chat completion for the
   request (not JSON, truncated, fewer choices than ``n``, a malformed or null
-  log-prob): a response hook on the client's HTTP connection checks every 200
+  log-prob): a response hook on the client's HTTP connection checks every 2xx
   reply completely and turns an invalid one into a transport error, which the
   openai client retries like a dropped connection, within the same
   ``max_retries``. Nothing here re-implements the retry loop;
@@ -91,6 +91,7 @@ __all__ = [
     "InvalidReply",
     "OPENAI_BASE_URL",
     "cache_key",
+    "check_api_block",
     "check_api_key_env",
     "default_cache_dir",
     "endpoint",
@@ -133,7 +134,7 @@ class APIUnreachableError(APIRequestError):
 
 
 class APIReplyError(APIRequestError):
-    """The server answered HTTP 200, but not with a valid chat completion for the request, after all retries."""
+    """The server answered HTTP 200 (2xx), but not with a valid chat completion for the request, after all retries."""
 
 
 class InvalidReply(ValueError):
@@ -225,6 +226,14 @@ def resolve_api_key(api_key_env: str, base_url: str | None) -> str:
     raise APIConfigError(
         f"{_env_label(api_key_env)} is not set, and {where} is not a local server; export the API key in it"
     )
+
+
+def check_api_block(spec: dict) -> dict:
+    """A model entry's ``api`` block with its defaults, checked (``APIConfigError`` names the key, never a secret).
+
+    Needs no network and no key: a workflow can call it at start for every API model.
+    """
+    return _api_block(spec)
 
 
 def _api_block(spec: dict) -> dict:
@@ -391,7 +400,7 @@ def _invalid_reply_error():
     httpx = _httpx()
     if httpx not in _INVALID_REPLY_ERRORS:
         _INVALID_REPLY_ERRORS[httpx] = type("InvalidReplyError", (httpx.DecodingError,), {
-            "__doc__": "An HTTP 200 reply that is not a valid chat completion (raised by the response hook)."})
+            "__doc__": "A 2xx reply that is not a valid chat completion (raised by the response hook)."})
     return _INVALID_REPLY_ERRORS[httpx]
 
 
@@ -589,17 +598,19 @@ class OpenAIChatBackend:
         return results
 
     def _check_reply(self, response) -> None:
-        """httpx response hook: an HTTP 200 chat completion that is not valid becomes a retried transport error."""
-        if response.status_code != 200 or not response.request.url.path.endswith("/chat/completions"):
+        """httpx response hook: a 2xx chat completion that is not valid becomes a retried transport error."""
+        if not 200 <= response.status_code < 300 or not response.request.url.path.endswith("/chat/completions"):
             return
         response.read()
         try:
             _reply(response.content, json.loads(response.request.content))
         except InvalidReply as err:
             tries = _tries(response.request)
-            log.warning("%s: %s answered HTTP 200 with an invalid reply (attempt %d of at most %d): %s", self.name,
-                        self.where, tries, self.max_retries + 1, self._redact(str(err)))
-            raise _invalid_reply_error()(str(err), request=response.request) from None
+            log.warning("%s: %s answered HTTP %d with an invalid reply (attempt %d of at most %d): %s", self.name,
+                        self.where, response.status_code, tries, self.max_retries + 1, self._redact(str(err)))
+            error = _invalid_reply_error()(str(err), request=response.request)
+            error.status_code = response.status_code
+            raise error from None
 
     def _attempts(self, request, *, response=None) -> str:
         """'after k retries' / 'not retried', with the reason where the client stopped before ``max_retries``."""
@@ -630,8 +641,9 @@ class OpenAIChatBackend:
             attempts = self._attempts(err.request)
             if isinstance(cause, _invalid_reply_error()):
                 raise APIReplyError(
-                    f"the server at {self.where} answered model {self.model!r} with HTTP 200 but no valid chat "
-                    f"completion ({attempts}; nothing was cached): {self._redact(str(cause))}"
+                    f"the server at {self.where} answered model {self.model!r} with HTTP "
+                    f"{getattr(cause, 'status_code', 200)} but no valid chat completion ({attempts}; nothing was "
+                    f"cached): {self._redact(str(cause))}"
                 ) from None
             what = (f"timed out (timeout {self.timeout_s:g} s)" if isinstance(err, openai.APITimeoutError)
                     else "connection failed")
@@ -660,8 +672,9 @@ class OpenAIChatBackend:
             response, gens = _reply(raw.http_response.content, body)  # already checked by the response hook
         except InvalidReply as err:
             raise APIReplyError(
-                f"the server at {self.where} answered model {self.model!r} with HTTP 200 but no valid chat "
-                f"completion (nothing was cached): {self._redact(str(err))}"
+                f"the server at {self.where} answered model {self.model!r} with HTTP "
+                f"{raw.http_response.status_code} but no valid chat completion (not retried; nothing was cached): "
+                f"{self._redact(str(err))}"
             ) from None
         self.cache.put(key, {"endpoint": self.endpoint, "request": body, "response": response})
         with self._lock:
