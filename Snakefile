@@ -2,13 +2,24 @@
 # This file only sets the version, the config and its schema, the report, and the stages.
 from snakemake.utils import min_version, validate
 
+from uqroute import settings
+
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# config/config.yaml (the offline demo) is the config only when no --configfile is given:
+# `snakemake --configfile my.yaml` runs my.yaml alone (plus the schema's defaults), so no demo
+# setting (its 16-row eval_limit, its models) leaks into another config. --config key=value
+# still overrides single keys of whichever config is used.
+if not workflow.overwrite_configfiles:
+    settings.load_yaml("config/config.yaml")  # a YAML error names the file and line
+
+    configfile: "config/config.yaml"
 
 
 validate(config, schema="config/schema.yaml")
+if workflow.is_main_process:  # job processes run with the config the main process checked
+    settings.check_config(config)
 
 
 report: "workflow/report/workflow.rst"
