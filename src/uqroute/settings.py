@@ -179,11 +179,11 @@ def load_yaml(path: str | os.PathLike) -> Any:
     import yaml
 
     path = Path(path)
+    label = f"config file {path}" + ("" if path.is_absolute() else f" ({path.absolute()})")
     try:
         text = path.read_text()
     except OSError as err:
-        where = "" if path.is_absolute() else f" (resolved to {path.absolute()})"
-        raise ConfigError(f"config file {path}{where} cannot be read: {err.strerror or err}") from None
+        raise ConfigError(f"{label} cannot be read: {err.strerror or err}") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -191,9 +191,7 @@ def load_yaml(path: str | os.PathLike) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err)
         context = getattr(err, "context", None)
-        raise ConfigError(
-            f"config file {path} is not valid YAML{where}: {problem}{f' ({context})' if context else ''}"
-        ) from None
+        raise ConfigError(f"{label} is not valid YAML{where}: {problem}{f' ({context})' if context else ''}") from None
 
 
 # ------------------------------------------------------------------ checks at workflow start
