@@ -17,6 +17,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# The library's validation first: one line naming the file and key (Snakemake's own message prints the
+# schema). Then Snakemake's, which fills in the schema's defaults, then the checks only the library
+# can make (names of methods, datasets and models, model roles, layers, directories).
+settings.validate(config, where=", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml")
 validate(config, schema="config/schema.yaml")
 if workflow.is_main_process:  # job processes run with the config the main process checked
     settings.check_config(config)

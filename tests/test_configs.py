@@ -320,11 +320,10 @@ def test_check_config_accepts_the_shipped_configs_and_a_minimal_one(tmp_path):
         ({"datasets": ["boolq"]}, r"^datasets: \['trained_probe', 'ood_probe'\] \(uq.methods\) need at least two datasets"),
         ({"data.source": "mirror", "data.mirror_dir": None}, r"^data.mirror_dir: data.source is 'mirror' but data.mirror_dir is not set"),
         ({"data.source": "mirror", "data.mirror_dir": "no/such/mirror"}, r"^data.mirror_dir: 'no/such/mirror' is not a directory"),
-        ({"data.slices_dir": "no/slices"}, r"^data.slices_dir: 'no/slices' is not a directory"),
         ({"models.slm": {"local_dir": "/no/such/model"}}, r"^models.slm.local_dir: '/no/such/model' is not a directory"),
     ],
     ids=["unknown-dataset", "undefined-slm", "undefined-llm", "undefined-judge", "api-slm", "openai-backend-without-api",
-         "unknown-uq-method", "probes-one-dataset", "mirror-dir-unset", "mirror-dir-missing", "slices-dir-missing",
+         "unknown-uq-method", "probes-one-dataset", "mirror-dir-unset", "mirror-dir-missing",
          "local-dir-missing"],
 )
 def test_check_config_names_the_key(tmp_path, changes, expected):
@@ -394,18 +393,33 @@ def test_workflow_start_stops_on_library_checks_before_any_job(tmp_path):
     config["slms"] = ["smollm2-135m", "gpt-mini"]
     config["models"]["gpt-mini"] = {"api": {"model": "gpt-4.1-mini"}}
     config["judge"]["model"] = "gpt-judge"
+    config["data"].update(source="mirror", mirror_dir=str(tmp_path / "no-mirror"))
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
     start = time.perf_counter()
     proc = snakemake_cmd(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"))
     wall = time.perf_counter() - start
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "ConfigCheckError" in out and "3 problem(s) found before any job started" in out
+    assert "ConfigCheckError" in out and "4 problem(s) found before any job started" in out
+    assert f"data.mirror_dir: '{tmp_path / 'no-mirror'}' is not a directory" in out
     assert "judge.model: model 'gpt-judge' is not defined under `models`" in out
     assert "slms: 'gpt-mini' is an API model" in out
     assert "uq.methods: unknown UQ method(s) ['semantic_entropy']" in out
     assert "Job stats" not in out and not (tmp_path / "results").exists()
     print(f"\nsnakemake -n stopped by check_config after {wall:.1f} s")
+
+
+def test_schema_errors_at_start_name_the_file_and_each_key(tmp_path):
+    bad = copy.deepcopy(MINIMAL)
+    bad["models"]["slm"]["local_dir"] = str(tmp_path)
+    bad["inference"] = {"num_samples": 1}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = snakemake_cmd(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'bad.yaml'}: 2 problems:" in out
+    assert "- inference.num_samples: 1 is less than the minimum of 2" in out
+    assert "- models.slm: a model needs exactly one source out of ['hub', 'local_dir', 'gguf', 'pypi', 'api'], found ['hub', 'local_dir']" in out
 
 
 def test_a_broken_default_config_is_named(tmp_path):
@@ -452,3 +466,21 @@ def test_snakemake_lint_is_clean():
     out = proc.stdout + proc.stderr
     remarks = [line.strip() for line in out.splitlines() if line.startswith(("Lints for", "    * "))]
     assert proc.returncode == 0 and "Congratulations" in out, "snakemake --lint remarks:\n" + "\n".join(remarks)
+
+
+def test_settings_command_checks_a_config_file(tmp_path):
+    """`python -m uqroute.settings my.yaml` names the file and line of a YAML error (snakemake --configfile does not)."""
+    run = lambda path: subprocess.run([sys.executable, "-m", "uqroute.settings", str(path), "--workdir", str(tmp_path)],  # noqa: E731
+                                      capture_output=True, text=True, timeout=120)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [boolq, gsm8k\nslms: [x]\n")
+    proc = run(bad)
+    assert proc.returncode == 1 and re.search(rf"config file {re.escape(str(bad))} is not valid YAML at line 2", proc.stderr)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(yaml.safe_dump({**MINIMAL, "probe": {"epoch": 3}}))
+    proc = run(unknown)
+    assert proc.returncode == 1 and "unknown.yaml: probe: Additional properties are not allowed ('epoch' was unexpected)" in proc.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({**MINIMAL, "data": {"slices_dir": str(ROOT / "data" / "slices")}}))
+    proc = run(good)
+    assert proc.returncode == 0 and "valid; 2 dataset(s)" in proc.stdout, proc.stderr

@@ -270,7 +270,7 @@ def _snakemake(workdir: Path, *args: str):
 
 def test_replacing_a_local_models_file_makes_fetch_model_stale(tmp_path):
     """The real workflow: after a file of a local_dir model is replaced (even keeping its mtime),
-    `snakemake -n` reruns fetch_model, and the rerun links the new weights."""
+    `snakemake -n` reruns fetch_model (and so everything downstream of it)."""
     import yaml
 
     from conftest import build_tiny_model_dir
@@ -291,7 +291,4 @@ def test_replacing_a_local_models_file_makes_fetch_model_stale(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "rule fetch_model" in out and "params" in out.lower(), out[-3000:]
 
-    proc = _snakemake(tmp_path, "--cores", "1", target)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    fetched = tmp_path / target / "model.safetensors"
-    assert fetched.read_bytes() == (other / "model.safetensors").read_bytes()
+    # (that the rerun links the new weights is test_fetch_model_notices_a_changed_local_dir)

@@ -151,7 +151,8 @@ def validate(config: Mapping, *, where: str = "config") -> dict:
     """Validate ``config`` against the schema and return a copy with every default filled in.
 
     The same validation and default-filling as the Snakefile's ``validate()``, for library users
-    without Snakemake. Raises :class:`ConfigError` naming the key (``where`` names the file).
+    without Snakemake (the Snakefile calls it first, for its readable message). Raises
+    :class:`ConfigError` listing every violation, each naming its key (``where`` names the file).
     """
     import jsonschema
     from jsonschema import validators
@@ -168,9 +169,12 @@ def validate(config: Mapping, *, where: str = "config") -> dict:
 
     filling = validators.extend(base, {"properties": set_defaults})
     out = copy.deepcopy(dict(config))
-    error = jsonschema.exceptions.best_match(filling(root).iter_errors(out))
-    if error is not None:
-        raise ConfigError(f"{where}: {_readable(error)}")
+    errors = sorted(filling(root).iter_errors(out), key=lambda e: [str(p) for p in e.absolute_path])
+    if len(errors) == 1:
+        raise ConfigError(f"{where}: {_readable(errors[0])}")
+    if errors:
+        lines = "\n".join(f"  - {_readable(e)}" for e in errors)
+        raise ConfigError(f"{where}: {len(errors)} problems:\n{lines}")
     return out
 
 
@@ -227,7 +231,7 @@ def check_config(config: Mapping, *, workdir: str | os.PathLike = ".") -> None:
     * ``uq.methods``: a name that is not a registered UQ method;
     * ``datasets``: fewer than two while a probe method is selected (the leave-one-dataset-out
       probe trains on the run's other datasets);
-    * ``data.mirror_dir`` / ``data.slices_dir``: unset or not a directory for the chosen source;
+    * ``data.mirror_dir``: unset or not a directory with ``data.source: mirror``;
     * ``inference.hidden_layer``: outside an SLM's layers, where its ``config.json`` is on disk
       (a ``local_dir`` model, or one already fetched to ``resources/models/<name>``);
     * ``routing``: whatever ``uqroute.routing.check_config(routing, datasets, uq_methods)`` finds
@@ -291,15 +295,12 @@ def check_config(config: Mapping, *, workdir: str | os.PathLike = ".") -> None:
         )
 
     data = config.get("data") or {}
-    source = data.get("source")
-    for src, key in (("mirror", "mirror_dir"), ("slices", "slices_dir")):
-        if source != src:
-            continue
-        value = data.get(key)
+    if data.get("source") == "mirror":
+        value = data.get("mirror_dir")
         if not value:
-            problems.append(f"data.{key}: data.source is {src!r} but data.{key} is not set")
+            problems.append("data.mirror_dir: data.source is 'mirror' but data.mirror_dir is not set")
         elif not (workdir / os.path.expanduser(str(value))).is_dir():
-            problems.append(f"data.{key}: {value!r} is not a directory (relative to {workdir.resolve()})")
+            problems.append(f"data.mirror_dir: {value!r} is not a directory (relative paths start at {workdir.resolve()})")
 
     hidden_layer = (config.get("inference") or {}).get("hidden_layer")
     if isinstance(hidden_layer, int):
@@ -326,3 +327,35 @@ def check_config(config: Mapping, *, workdir: str | os.PathLike = ".") -> None:
 
     if problems:
         raise ConfigCheckError(problems)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m uqroute.settings CONFIG.yaml [--workdir DIR]``: check a config file without Snakemake.
+
+    Loads it (a YAML error names the file and line, which ``snakemake --configfile`` does not),
+    validates it against the schema (the error names the key) and runs :func:`check_config` with
+    relative paths resolved from ``--workdir`` (default: the current directory, as for Snakemake).
+    Prints what it found; exit status 0 when the config is usable, 1 otherwise.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m uqroute.settings", description=main.__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--workdir", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    try:
+        loaded = load_yaml(args.config)
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {args.config}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+        config = validate(loaded, where=str(args.config))
+        check_config(config, workdir=args.workdir)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"{args.config}: valid; {len(config['datasets'])} dataset(s), SLMs {config['slms']}, LLMs {config['llms']}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess in tests/test_configs.py
+    raise SystemExit(main())
