@@ -459,6 +459,19 @@ def test_a_user_config_means_what_it_says(tmp_path):
     assert df.group_by("role").len().rows() == [("eval", n_slice)]  # eval_limit null, train_limit 0
 
 
+def test_without_probe_methods_no_probe_is_trained_and_one_dataset_is_enough(tmp_path):
+    config = load(ROOT / "config" / "config.yaml")
+    config["data"]["slices_dir"] = str(ROOT / "data" / "slices")
+    config["datasets"] = ["boolq"]
+    config["uq"]["methods"] = ["perplexity", "ptrue", "verbal_2s"]
+    config["routing"]["proxy_methods"] = ["perplexity"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake_cmd(tmp_path, "-n", "--configfile", str(tmp_path / "c.yaml"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["uq"] == 1 and "probe" not in counts
+
+
 def test_snakemake_lint_is_clean():
     """`snakemake --lint` on the default config reports nothing (rules, Snakefile, every .smk file)."""
     proc = subprocess.run([str(SNAKEMAKE), "--lint", "--snakefile", str(ROOT / "Snakefile")], cwd=ROOT,
