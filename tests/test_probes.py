@@ -253,3 +253,18 @@ def test_corrupt_input_names_the_file_and_writes_nothing(tmp_path, three, which,
     with pytest.raises(ArtifactInputError, match=rf"probe, dataset 'b': {what} file {re.escape(str(path))}"):
         probe_run(tmp_path, out, three, "a", cfg=QUICK)
     assert not any(out.iterdir())  # nothing written
+
+
+def test_probe_defaults_come_from_the_config_schema(monkeypatch):
+    """fit_probe / crossfit_predict / run_probes take unset settings from uqroute.settings.defaults("probe")."""
+    import uqroute.probes.run as run_mod
+    from uqroute import settings
+
+    with pytest.warns(ProbeWarning):
+        probe = fit_probe(np.zeros((4, 3)), np.ones(4))  # one class: a constant probe, but it records its sizes
+    assert list(probe.hidden_sizes) == settings.defaults("probe")["hidden_sizes"]
+    schema_defaults = settings.defaults("probe")
+    monkeypatch.setattr(run_mod, "defaults", lambda section: {**schema_defaults, "epochs": 7} if section == "probe" else None)
+    assert run_mod._settings({"lr": 1e-3}) == {**schema_defaults, "epochs": 7, "lr": 1e-3}
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]"):
+        run_mod._settings({"epoch": 3})
