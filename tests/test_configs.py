@@ -21,6 +21,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from uqroute import settings
+from uqroute.settings import ConfigCheckError, ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
 CONFIGS = sorted(p for p in (ROOT / "config").glob("*.yaml") if p != SCHEMA)
@@ -178,8 +181,6 @@ def test_gpu_resources_become_the_slurm_gpu_flag(resources, flag):
 
 
 # ------------------------------------------------------------------ one source of defaults (uqroute.settings)
-from uqroute import settings  # noqa: E402
-from uqroute.settings import ConfigCheckError, ConfigError  # noqa: E402
 
 MINIMAL = {
     "datasets": ["boolq", "gsm8k"],

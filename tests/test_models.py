@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from uqroute.models import ChecksumError, ModelSourceError, cached_model_dir, fetch_model, source_kind
-from uqroute.models import sources
+from uqroute.models import identity as identity_mod
+from uqroute.models import source_identity, sources, tree_sha256, weights_identity
 from uqroute.models.sources import MARKER, assemble_from_wheels, checked_gguf, is_complete, publish_dir
 
 
@@ -162,9 +163,6 @@ def test_real_smollm2_fetch(smollm2_dir):
 
 
 # ------------------------------------------------------------------ weights identity: a changed model is noticed
-from uqroute.models import identity as identity_mod  # noqa: E402
-from uqroute.models import source_identity, tree_sha256, weights_identity  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 SHA = "ab" * 32
 
