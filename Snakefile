@@ -2,13 +2,28 @@
 # This file only sets the version, the config and its schema, the report, and the stages.
 from snakemake.utils import min_version, validate
 
+from uqroute import settings
+
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# config/config.yaml (the offline demo) is the config only when no --configfile is given:
+# `snakemake --configfile my.yaml` runs my.yaml alone (plus the schema's defaults), so no demo
+# setting (its 16-row eval_limit, its models) leaks into another config. --config key=value
+# still overrides single keys of whichever config is used.
+if not workflow.overwrite_configfiles:
+    settings.load_yaml("config/config.yaml")  # a YAML error names the file and line
+
+    configfile: "config/config.yaml"
 
 
+# The library's validation first: one line naming the file and key (Snakemake's own message prints the
+# schema). Then Snakemake's, which fills in the schema's defaults, then the checks only the library
+# can make (names of methods, datasets and models, model roles, layers, directories).
+settings.validate(config, where=", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml")
 validate(config, schema="config/schema.yaml")
+if workflow.is_main_process:  # job processes run with the config the main process checked
+    settings.check_config(config)
 
 
 report: "workflow/report/workflow.rst"

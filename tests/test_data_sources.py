@@ -110,9 +110,26 @@ def test_download_rule_writes_the_data_artifact(tmp_path):
 
 def test_download_rule_failure_leaves_no_artifact_and_logs_the_culprit(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["data"] = {"source": "mirror", "mirror_dir": str(tmp_path / "no-mirror"), "eval_limit": 3, "train_limit": 0}
+    (tmp_path / "empty-mirror").mkdir()  # a mirror without this dataset: found only when the job reads it
+    config["data"] = {"source": "mirror", "mirror_dir": str(tmp_path / "empty-mirror"), "eval_limit": 3, "train_limit": 0}
     proc = _snakemake(tmp_path, config, "results/data/gsm8k.parquet")
     assert proc.returncode != 0
     assert not (tmp_path / "results" / "data" / "gsm8k.parquet").exists()
     log = (tmp_path / "logs" / "download" / "gsm8k.log").read_text()
-    assert "mirror directory" in log and "no-mirror does not exist" in log and "'gsm8k'" in log
+    assert "openai__gsm8k/main/test.parquet not found in the mirror" in log and "'gsm8k'" in log
+
+
+def test_download_rule_names_a_corrupt_mirror_file(tmp_path):
+    """A truncated mirror parquet fails the job, leaves no artifact, and its log names dataset, split and file."""
+    spec = get_spec("boolq")
+    src = SLICES / spec.split_file("validation")
+    dst = tmp_path / "mirror" / spec.split_file("validation")
+    dst.parent.mkdir(parents=True)
+    blob = src.read_bytes()
+    dst.write_bytes(blob[: len(blob) // 2])
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["data"] = {"source": "mirror", "mirror_dir": str(tmp_path / "mirror"), "eval_limit": 5, "train_limit": 0}
+    proc = _snakemake(tmp_path, config, "results/data/boolq.parquet")
+    assert proc.returncode != 0 and not (tmp_path / "results" / "data" / "boolq.parquet").exists()
+    log = (tmp_path / "logs" / "download" / "boolq.log").read_text()
+    assert f"dataset 'boolq', split 'validation': mirror file {dst} cannot be read as parquet" in log

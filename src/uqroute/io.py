@@ -121,18 +121,31 @@ def write_hidden_states(path, ids, states, *, layer: int, model: str, dataset: s
     write_safetensors({"hidden_states": np.ascontiguousarray(states.astype(np.float16))}, path, meta)
 
 
-def read_hidden_states(path):
-    """Read a hidden-states file → ``(ids, array float16 (n, d), metadata dict)``."""
+def read_hidden_states(path, *, stage: str = ""):
+    """Read a hidden-states file → ``(ids, array float16 (n, d), metadata dict)``.
+
+    A missing, truncated or foreign file raises :class:`ArtifactInputError` naming ``stage`` and the file.
+    """
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="numpy") as f:
-        meta = f.metadata() or {}
-        arr = f.get_tensor("hidden_states")
-    if "ids" not in meta:
-        raise ValueError(f"{path}: not a uqroute hidden-states file (no `ids` in its metadata)")
-    ids = json.loads(meta["ids"])
-    if len(ids) != arr.shape[0]:
-        raise ValueError(f"{path}: {len(ids)} ids for {arr.shape[0]} rows")
+    label = f"{stage + ': ' if stage else ''}hidden-states file {path}"
+    if not Path(path).is_file():
+        raise ArtifactInputError(f"{label} does not exist")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            keys = list(f.keys())
+            arr = f.get_tensor("hidden_states") if "hidden_states" in keys else None
+    except Exception as err:  # safetensors raises its own error type (and OSError) for truncated/garbage files
+        raise ArtifactInputError(f"{label} cannot be read as safetensors ({type(err).__name__}: {err})") from None
+    if arr is None or "ids" not in meta:
+        raise ArtifactInputError(f"{label} is not a uqroute hidden-states file (no `hidden_states` tensor or `ids` metadata)")
+    try:
+        ids = json.loads(meta["ids"])
+    except ValueError as err:
+        raise ArtifactInputError(f"{label}: its `ids` metadata is not JSON ({err})") from None
+    if arr.ndim != 2 or len(ids) != arr.shape[0]:
+        raise ArtifactInputError(f"{label}: {len(ids)} ids for a tensor of shape {tuple(arr.shape)}")
     return ids, arr, meta
 
 

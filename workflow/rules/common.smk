@@ -4,15 +4,15 @@ import os
 import re
 
 from uqroute.data import get_spec
+from uqroute.models import weights_identity
+from uqroute.uq import probe_methods
 
+# The config is validated (schema defaults filled in) and checked by uqroute.settings.check_config
+# in the Snakefile before this file is read, so every key below exists and every name is known.
 DATASETS = list(config["datasets"])
 SLMS = list(config["slms"])
 LLMS = list(config["llms"])
 MODELS = config["models"]
-
-for _m in SLMS + LLMS + ([config["judge"]["model"]] if config.get("judge", {}).get("model") else []):
-    if _m not in MODELS:
-        raise ValueError(f"config: model {_m!r} is used in slms/llms/judge but not defined under `models` (defined: {sorted(MODELS)})")
 
 
 wildcard_constraints:
@@ -40,7 +40,17 @@ def model_dir(model):
 
 def cfg(section):
     """A config section with the schema's defaults filled in (validate() sets them)."""
-    return config.get(section, {})
+    return config[section]
+
+
+def fetch_spec(model):
+    """The model's config entry as `fetch_model` gets it. A `local_dir` source also carries
+    `local_dir_identity`, a content hash of its files, so that replacing them reruns fetch_model
+    (and every job downstream). Hashes are memoised by path, size, inode and mtime."""
+    spec = MODELS[model]
+    if "local_dir" not in spec:
+        return spec
+    return {**spec, "local_dir_identity": weights_identity(spec, name=model)}
 
 
 def download_sources(wildcards):
@@ -49,13 +59,20 @@ def download_sources(wildcards):
     A file that does not exist is left out: the library then raises its own error naming it.
     """
     data = cfg("data")
-    source = data.get("source", "slices")
+    source = data["source"]
     if source == "hub":
         return []
-    root = data.get("slices_dir", "data/slices") if source == "slices" else data.get("mirror_dir")
+    root = data["slices_dir"] if source == "slices" else data["mirror_dir"]
     spec = get_spec(wildcards.dataset)
     files = [os.path.join(root, spec.split_file(s)) for s in (spec.eval_split, spec.train_split) if s]
     return [f for f in files if os.path.exists(f)]
+
+
+def uq_probes(wildcards):
+    """The probe scores of rule `uq`, only when uq.methods selects a probe method (no probe is trained otherwise)."""
+    if probe_methods(cfg("uq")["methods"]):
+        return f"results/probes/{wildcards.slm}/{wildcards.dataset}.parquet"
+    return []
 
 
 def all_targets():
@@ -119,7 +136,7 @@ def model_runtime_min(model, attempt=1):
     """
     res = cfg("resources")
     per_b = res["runtime_min_per_b"] * model_params_b(model) if runs_locally(model) else 0
-    scale = float(MODELS[model].get("max_new_tokens_scale", 1)) if model else 1.0
+    scale = float(MODELS[model]["max_new_tokens_scale"]) if model else 1.0
     return math.ceil((res["runtime_min_base"] + per_b) * scale * attempt)
 
 

@@ -5,7 +5,7 @@ rule download:
         "results/data/{dataset}.parquet",
     params:
         data=lambda w: cfg("data"),
-        seed=config.get("seed", 0),
+        seed=config["seed"],
     log:
         "logs/download/{dataset}.log",
     conda:

@@ -11,7 +11,7 @@ rule infer:
         spec=lambda w: MODELS[w.slm],
         inference=lambda w: cfg("inference"),
         statistics=lambda w: slm_statistics(),
-        seed=config.get("seed", 0),
+        seed=config["seed"],
     resources:
         gpu=lambda w: model_gpus(w.slm),
         gpu_model=lambda w: model_gpu_model(w.slm),
@@ -37,7 +37,7 @@ rule infer_llm:
         role="llm",
         spec=lambda w: MODELS[w.llm],
         inference=lambda w: cfg("inference"),
-        seed=config.get("seed", 0),
+        seed=config["seed"],
     resources:
         gpu=lambda w: model_gpus(w.llm),
         gpu_model=lambda w: model_gpu_model(w.llm),

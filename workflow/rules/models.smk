@@ -2,7 +2,7 @@ rule fetch_model:
     output:
         directory("resources/models/{model}"),
     params:
-        spec=lambda w: MODELS[w.model],
+        spec=lambda w: fetch_spec(w.model),
     resources:
         mem_mb=lambda w, attempt: model_mem_mb(w.model, attempt),  # a GGUF source is dequantized in RAM
         runtime=lambda w, attempt: model_runtime_min(None, attempt),

@@ -12,7 +12,7 @@ rule probe:
     params:
         datasets=DATASETS,
         probe=lambda w: cfg("probe"),
-        seed=config.get("seed", 0),
+        seed=config["seed"],
     resources:
         mem_mb=lambda w, attempt: model_mem_mb(None, attempt),
         runtime=lambda w, attempt: model_runtime_min(None, attempt),

@@ -2,7 +2,7 @@ rule uq:
     input:
         data="results/data/{dataset}.parquet",
         generations="results/generations/{slm}/{dataset}.parquet",
-        probes="results/probes/{slm}/{dataset}.parquet",
+        probes=uq_probes,
     output:
         "results/uq/{slm}/{dataset}.parquet",
     params:

@@ -1,7 +1,11 @@
-"""Shared by the rule scripts: this job's logging and stdout go to its Snakemake log file.
+"""Shared by the rule scripts: this job's logging, warnings and stdout go to its Snakemake log file.
 
-stderr is left alone so that tqdm progress bars still show on the terminal (or in the
-SLURM job's output); a failure's traceback is written to the log as well.
+`logs/` is what cluster users read, so everything a job reports is written there: `logging`
+records (INFO and up), Python warnings (`warnings.warn`: sklearn's undefined-metric warnings,
+the probes' ProbeWarning, ...; routed through `logging.captureWarnings` as logger
+`py.warnings`, under Python's usual warning filters) and anything printed
+to stdout. A failure's traceback is written to the log as well. stderr is left alone so that
+tqdm progress bars still show on the terminal (or in the SLURM job's output).
 """
 import contextlib
 import logging
@@ -17,8 +21,11 @@ def logged(snakemake):
         return
     with open(snakemake.log[0], "w") as fh, contextlib.redirect_stdout(fh):
         logging.basicConfig(level=logging.INFO, stream=fh, format=fmt, force=True)
+        logging.captureWarnings(True)
         try:
             yield
         except Exception:
             traceback.print_exc(file=fh)
             raise
+        finally:
+            logging.captureWarnings(False)

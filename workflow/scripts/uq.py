@@ -8,7 +8,7 @@ with logged(sm):
     run_uq(
         data_path=sm.input.data,
         generations_path=sm.input.generations,
-        probes_path=sm.input.probes,
+        probes_path=sm.input.probes or None,  # absent when no probe method is selected
         out_path=sm.output[0],
         methods=sm.params.methods,
     )

@@ -10,6 +10,7 @@
 from .adapters import ADAPTERS, canonical_number
 from .build import build_dataset, load_rows, select_indices
 from .errors import (
+    CorruptFileError,
     DatasetError,
     EmptySplitError,
     MissingColumnError,
@@ -27,6 +28,7 @@ __all__ = [
     "DOMAINS",
     "SOURCES",
     "TASK_TYPES",
+    "CorruptFileError",
     "DatasetError",
     "DatasetSpec",
     "EmptySplitError",

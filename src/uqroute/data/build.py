@@ -29,6 +29,7 @@ import polars as pl
 
 from ..io import write_parquet
 from ..schema import ARTIFACTS
+from ..settings import defaults
 from .adapters import to_rows
 from .errors import DatasetError, EmptySplitError, SplitNotFoundError
 from .registry import DatasetSpec, get_spec
@@ -36,7 +37,7 @@ from .sources import SOURCES, read_split
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_rows", "build_dataset", "select_indices"]
+__all__ = ["load_rows", "build_dataset", "select_indices", "data_settings"]
 
 
 def select_indices(n: int, limit: int | None, *, seed: int, dataset: str, role: str) -> np.ndarray:
@@ -67,28 +68,33 @@ def _check_limit(name: str, key: str, value, minimum: int) -> None:
         raise DatasetError(f"dataset {name!r}: data.{key} must be an integer ≥ {minimum}, got {value!r}")
 
 
-def load_rows(
-    name: str,
-    *,
-    seed: int = 0,
-    source: str = "slices",
-    mirror_dir: str | Path | None = None,
-    slices_dir: str | Path | None = "data/slices",
-    eval_limit: int | None = None,
-    train_limit: int = 0,
-) -> pl.DataFrame:
+def data_settings(name: str, data: dict) -> dict:
+    """The ``data`` section with the schema's defaults (``uqroute.settings.defaults("data")``) filled in."""
+    known = defaults("data")
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise DatasetError(f"dataset {name!r}: unknown data key(s) {unknown}; known: {sorted(known)}")
+    return {**known, **data}
+
+
+def load_rows(name: str, *, seed: int | None = None, **data) -> pl.DataFrame:
     """The unified rows of dataset ``name`` (eval rows, then train rows) as a polars frame.
 
-    Arguments are the config's ``data:`` section (see ``config/schema.yaml``). A
-    missing evaluation split is an error; a missing training split logs a warning
-    and gives no training rows (the probe stage then cross-fits).
+    Keyword arguments are the config's ``data:`` section (``source``, ``mirror_dir``,
+    ``slices_dir``, ``eval_limit``, ``train_limit``; see ``config/schema.yaml``); a key left out
+    takes the schema's default, as does ``seed``. A missing evaluation split is an error; a
+    missing training split logs a warning and gives no training rows (the probe stage then
+    cross-fits).
     """
     spec = get_spec(name)
+    data = data_settings(name, data)
+    seed = defaults("seed") if seed is None else seed
+    source, eval_limit, train_limit = data["source"], data["eval_limit"], data["train_limit"]
     if source not in SOURCES:
         raise DatasetError(f"dataset {name!r}: unknown data.source {source!r}; use one of {', '.join(SOURCES)}")
     _check_limit(name, "eval_limit", eval_limit, 1)
     _check_limit(name, "train_limit", train_limit, 0)
-    source_kw = {"source": source, "mirror_dir": mirror_dir, "slices_dir": slices_dir}
+    source_kw = {"source": source, "mirror_dir": data["mirror_dir"], "slices_dir": data["slices_dir"]}
 
     eval_rows = _unified(spec, spec.eval_split, "eval", source_kw)
     keep = select_indices(len(eval_rows), eval_limit, seed=seed, dataset=name, role="eval")
@@ -110,27 +116,15 @@ def load_rows(
     return pl.DataFrame(rows, schema=ARTIFACTS["data"].polars_schema())
 
 
-def build_dataset(
-    name: str,
-    out: str | Path,
-    *,
-    seed: int = 0,
-    source: str = "slices",
-    mirror_dir: str | Path | None = None,
-    slices_dir: str | Path | None = "data/slices",
-    eval_limit: int | None = None,
-    train_limit: int = 0,
-) -> pl.DataFrame:
+def build_dataset(name: str, out: str | Path, *, seed: int | None = None, **data) -> pl.DataFrame:
     """Write ``results/data/{name}.parquet`` (the ``data`` artifact) atomically; return the frame.
 
-    Called by rule ``download`` with the config's ``data:`` section as keyword
-    arguments. Nothing is written when any step fails.
+    Called by rule ``download`` with the config's ``data:`` section as keyword arguments (a key
+    left out takes the schema's default). Nothing is written when any step fails.
     """
-    df = load_rows(
-        name, seed=seed, source=source, mirror_dir=mirror_dir, slices_dir=slices_dir,
-        eval_limit=eval_limit, train_limit=train_limit,
-    )
+    df = load_rows(name, seed=seed, **data)
     n_eval = int((df["role"] == "eval").sum())
-    log.info("dataset %r: %d eval rows, %d train rows from %s", name, n_eval, df.height - n_eval, source)
+    log.info("dataset %r: %d eval rows, %d train rows from %s", name, n_eval, df.height - n_eval,
+             data_settings(name, data)["source"])
     write_parquet(df, out, "data")
     return df

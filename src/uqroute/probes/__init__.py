@@ -8,13 +8,12 @@ P(correct) for the target's evaluation rows and saves both as safetensors.
 
 from .inputs import ProbeInputError, ProbeInputs, load_probe_inputs
 from .model import build_probe
-from .run import DEFAULTS, in_domain_scores, ood_scores, run_probes
+from .run import in_domain_scores, ood_scores, run_probes
 from .train import CrossfitResult, FittedProbe, ProbeWarning, crossfit_predict, derive_seed, fit_probe
 from .weights import load_probe, save_probe
 
 __all__ = [
     "run_probes",
-    "DEFAULTS",
     "in_domain_scores",
     "ood_scores",
     "build_probe",

@@ -23,30 +23,23 @@ import numpy as np
 import polars as pl
 
 from ..io import write_parquet
+from ..settings import defaults
 from .inputs import ProbeInputError, ProbeInputs, load_probe_inputs
 from .train import crossfit_predict, derive_seed, fit_probe
 from .weights import save_probe
 
-__all__ = ["run_probes", "DEFAULTS", "in_domain_scores", "ood_scores"]
+__all__ = ["run_probes", "in_domain_scores", "ood_scores"]
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "hidden_sizes": [256, 128, 64],
-    "epochs": 20,
-    "lr": 5.0e-4,
-    "ood_lr": 1.0e-4,
-    "batch_size": 32,
-    "crossfit_folds": 5,
-}
-
-
 def _settings(cfg: dict | None) -> dict:
+    """The ``probe`` section with the schema's defaults (``uqroute.settings.defaults("probe")``) filled in."""
     cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
+    known = defaults("probe")
+    unknown = sorted(set(cfg) - set(known))
     if unknown:
-        raise ValueError(f"probe config: unknown key(s) {unknown}; known: {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **cfg}
+        raise ValueError(f"probe config: unknown key(s) {unknown}; known: {sorted(known)}")
+    return {**known, **cfg}
 
 
 def in_domain_scores(t: ProbeInputs, cfg: dict, seed: int):
@@ -97,7 +90,8 @@ def run_probes(
 
     ``data_paths``, ``hidden_paths`` and ``correctness_paths`` are aligned with
     ``datasets`` (every dataset of the run; the OOD probe trains on all but ``target``).
-    ``cfg`` is the config's ``probe`` block (defaults: :data:`DEFAULTS`). Returns the
+    ``cfg`` is the config's ``probe`` block (missing keys: the schema's defaults,
+    ``uqroute.settings.defaults("probe")``). Returns the
     written table (the target's eval rows, in data order).
     """
     datasets = list(datasets)

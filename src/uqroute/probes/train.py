@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..settings import defaults
 from .model import build_probe
 
 __all__ = [
@@ -117,10 +118,10 @@ def fit_probe(
     x: np.ndarray,
     y: np.ndarray,
     *,
-    hidden_sizes: Sequence[int] = (256, 128, 64),
-    lr: float = 5e-4,
-    epochs: int = 20,
-    batch_size: int = 32,
+    hidden_sizes: Sequence[int] | None = None,
+    lr: float | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     seed: int = 0,
     label: str = "probe",
 ) -> FittedProbe:
@@ -130,8 +131,14 @@ def fit_probe(
     Adam with learning rate ``lr``, ``epochs`` passes over seeded mini-batches of
     ``batch_size`` (paper: 20 epochs, lr 5e-4 in-domain and 1e-4 out-of-domain). One-class
     labels give a constant probe (the base rate) with a :class:`ProbeWarning`; no labels at
-    all is a ``ValueError``.
+    all is a ``ValueError``. An argument left at ``None`` takes the ``probe`` section's default
+    (``uqroute.settings.defaults("probe")``).
     """
+    d = defaults("probe")
+    hidden_sizes = d["hidden_sizes"] if hidden_sizes is None else hidden_sizes
+    lr = d["lr"] if lr is None else lr
+    epochs = d["epochs"] if epochs is None else epochs
+    batch_size = d["batch_size"] if batch_size is None else batch_size
     x = np.asarray(x)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or len(x) != len(y):
@@ -190,7 +197,7 @@ def crossfit_predict(
     x: np.ndarray,
     y: np.ndarray,
     *,
-    folds: int = 5,
+    folds: int | None = None,
     seed: int = 0,
     label: str = "probe",
     **fit_kwargs,
@@ -200,10 +207,12 @@ def crossfit_predict(
     Rows with a NaN label are never trained on; they are scored by the probe fit on all
     labelled rows. K is reduced to the size of the smaller class when that is below
     ``folds`` (with a :class:`ProbeWarning`); below 2, every row gets the constant base rate
-    (scheme ``constant``).
+    (scheme ``constant``). ``folds`` defaults to ``probe.crossfit_folds``; ``fit_kwargs`` go to
+    :func:`fit_probe`.
     """
     from sklearn.model_selection import StratifiedKFold
 
+    folds = defaults("probe")["crossfit_folds"] if folds is None else folds
     x = np.asarray(x)
     y = np.asarray(y, dtype=np.float64)
     labelled = np.flatnonzero(~np.isnan(y))
@@ -214,7 +223,7 @@ def crossfit_predict(
     k = min(int(folds), minority)
     fold = np.full(len(y), -1, dtype=np.int64)
     if k < 2:
-        full = _constant(x[labelled], yl, fit_kwargs.get("hidden_sizes", (256, 128, 64)),
+        full = _constant(x[labelled], yl, fit_kwargs.get("hidden_sizes") or defaults("probe")["hidden_sizes"],
                          f"only {minority} row(s) of the smaller class among {labelled.size} labelled rows, "
                          f"too few for {folds}-fold cross-fitting", label)
         fold[:] = -2

@@ -8,7 +8,7 @@ with its formula and sign convention.
 
 from . import methods as _methods  # noqa: F401  (registers the methods)
 from .methods import normalize_answer
-from .registry import METHODS, UnknownMethodError, UQMethod, get_methods, register
+from .registry import METHODS, UnknownMethodError, UQMethod, get_methods, probe_methods, register
 from .run import UQInputError, join_inputs, run_uq, score_frame
 from .similarity import (
     degree_uncertainty,
@@ -24,6 +24,7 @@ __all__ = [
     "UnknownMethodError",
     "UQInputError",
     "get_methods",
+    "probe_methods",
     "register",
     "run_uq",
     "score_frame",

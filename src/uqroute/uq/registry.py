@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-__all__ = ["UQMethod", "METHODS", "ANSWER_LABELS", "register", "get_methods", "UnknownMethodError"]
+__all__ = ["UQMethod", "METHODS", "ANSWER_LABELS", "register", "get_methods", "probe_methods", "UnknownMethodError"]
 
 MethodFn = Callable[[pl.DataFrame], np.ndarray]
 
@@ -99,3 +99,10 @@ def get_methods(names) -> list[UQMethod]:
     if dupes:
         raise ValueError(f"UQ method(s) {dupes} listed more than once")
     return [METHODS[n] for n in names]
+
+
+def probe_methods(names) -> list[str]:
+    """The names among ``names`` of methods in the ``probe`` family: those scored by rule ``probe``
+    (which trains the in-domain and the leave-one-dataset-out probe together). Unknown names are
+    left out (:func:`get_methods` reports them)."""
+    return [n for n in names if n in METHODS and METHODS[n].family == "probe"]

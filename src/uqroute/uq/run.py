@@ -3,65 +3,43 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import polars as pl
 
-from ..io import write_parquet
-from .registry import get_methods
+from ..io import ArtifactInputError, align_ids, read_artifact, write_parquet
+from .registry import get_methods, probe_methods
 
 __all__ = ["run_uq", "score_frame", "join_inputs", "UQInputError"]
 
 log = logging.getLogger(__name__)
 
-PROBE_COLUMNS = ("trained_probe", "ood_probe")
 
+class UQInputError(ArtifactInputError):
+    """Inputs of rule ``uq`` that do not fit the methods asked for (e.g. probe methods without a probes file).
 
-class UQInputError(ValueError):
-    """An input artifact of rule ``uq`` that does not fit the others (names the file)."""
-
-
-def _read(path: str | os.PathLike, what: str) -> pl.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"uq: {what} file {path} does not exist")
-    return pl.read_parquet(path)
-
-
-def _check_covers(ids: pl.Series, other: pl.DataFrame, path, what: str) -> None:
-    """Every id in ``ids`` must appear exactly once in ``other``."""
-    if "id" not in other.columns:
-        raise UQInputError(f"uq: {what} file {path} has no `id` column")
-    if other["id"].is_duplicated().any():
-        dup = other.filter(other["id"].is_duplicated())["id"][0]
-        raise UQInputError(f"uq: {what} file {path} holds id {dup!r} more than once")
-    missing = ids.filter(~ids.is_in(other["id"].implode()))
-    if missing.len():
-        raise UQInputError(
-            f"uq: {what} file {path} lacks {missing.len()} evaluation id(s) of the data file, "
-            f"e.g. {missing.head(3).to_list()}"
-        )
+    Unreadable or mismatched input artifacts raise :class:`uqroute.io.ArtifactInputError` (its base),
+    naming the file and the ids."""
 
 
 def join_inputs(data_path, generations_path, probes_path=None) -> pl.DataFrame:
     """The evaluation rows of ``data`` (in data order) joined on ``id`` with ``generations``
-    and, if given, ``probes``. Raises :class:`UQInputError` naming the file that lacks ids."""
-    data = _read(data_path, "data")
-    for col in ("id", "role", "task_type"):
-        if col not in data.columns:
-            raise UQInputError(f"uq: data file {data_path} has no `{col}` column")
+    and, if given, ``probes``.
+
+    Each file is read with :func:`uqroute.io.read_artifact` (checked against its documented
+    schema) and aligned with :func:`uqroute.io.align_ids`; a missing, truncated or off-schema
+    file, or one that lacks evaluation ids, raises :class:`uqroute.io.ArtifactInputError` naming it.
+    """
+    data = read_artifact(data_path, "data", stage="uq")
     frame = data.filter(pl.col("role") == "eval")
-    gens = _read(generations_path, "generations")
-    _check_covers(frame["id"], gens, generations_path, "generations")
-    frame = frame.join(gens, on="id", how="left", suffix="_generations", maintain_order="left")
-    if probes_path is not None:
-        probes = _read(probes_path, "probes")
-        _check_covers(frame["id"], probes, probes_path, "probes")
-        frame = frame.join(probes, on="id", how="left", suffix="_probes", maintain_order="left")
-    return frame
+    ids = frame["id"].to_list()
+    parts = [frame]
+    inputs = [("generations", generations_path)] + ([("probes", probes_path)] if probes_path is not None else [])
+    for what, path in inputs:
+        other = read_artifact(path, what, stage="uq")
+        parts.append(align_ids(ids, other, path, what=what, stage="uq").drop("id"))
+    return pl.concat(parts, how="horizontal")
 
 
 def score_frame(frame: pl.DataFrame, methods: Sequence[str]) -> pl.DataFrame:
@@ -91,9 +69,9 @@ def run_uq(data_path, generations_path, probes_path, out_path, methods: Sequence
     Returns the written table.
     """
     get_methods(methods)  # fail on unknown names before reading anything
-    needs_probes = any(m in PROBE_COLUMNS for m in methods)
+    needs_probes = probe_methods(methods)
     if needs_probes and probes_path is None:
-        raise UQInputError(f"uq: methods {[m for m in methods if m in PROBE_COLUMNS]} need a probes file")
+        raise UQInputError(f"uq: methods {needs_probes} need a probes file")
     frame = join_inputs(data_path, generations_path, probes_path if needs_probes else None)
     table = score_frame(frame, methods)
     write_parquet(table, out_path, "uq")
