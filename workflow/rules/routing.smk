@@ -17,7 +17,7 @@ rule routing:
     params:
         llms=LLMS,
         datasets=DATASETS,
-        routing=ROUTING,
+        routing=ROUTING_EVAL,
         seed=config.get("seed", 0),
     resources:
         mem_mb=lambda w, attempt: model_mem_mb(None, attempt),

@@ -9,6 +9,8 @@ from uqroute.routing.tables import TABLE_FILES
 from uqroute.schema import ARTIFACTS
 
 ROUTING = resolve(cfg("routing"))
+# what the per-SLM jobs depend on: everything but `assemble` (switching it reruns only the assembly)
+ROUTING_EVAL = {k: v for k, v in ROUTING.items() if k != "assemble"}
 # the per-SLM artifacts written by the `routing` job: output key -> path pattern with {slm}
 ROUTING_OUTPUTS = {key: ARTIFACTS[name].path for key, name in TABLES.items()}
 ROUTING_SETTINGS = [PARTIAL_IN_DOMAIN] + list(ROUTING["shifts"])

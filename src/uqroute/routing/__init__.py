@@ -32,7 +32,7 @@ from .curves import (
     routed_counts,
     upper_curve,
 )
-from .evaluate import PROXY_METRICS, TABLES, evaluate
+from .evaluation import PROXY_METRICS, TABLES, evaluate
 from .inputs import RoutingInputError, RoutingInputs, label_column, load_inputs
 from .proxy import (
     DegeneratePoolWarning,

@@ -17,7 +17,7 @@ import polars as pl
 from .. import io
 from ..schema import ARTIFACTS, check_frame
 from .config import resolve
-from .evaluate import TABLES, evaluate
+from .evaluation import TABLES, evaluate
 from .inputs import RoutingInputError, load_inputs
 from .tables import TABLE_FILES, status_markdown, write_tables
 
