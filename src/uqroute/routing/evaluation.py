@@ -292,11 +292,11 @@ def proxy_step(slm: str, method: str, sc: Scenario, pool: _Pool, targets: dict[s
         sample = pool.conf[idx]
         t, q = tie_aware_thresholds(sample, grid)
         lab = pool.label[idx]
-        out.holdout.append({
+        out.holdout.append({  # list columns as arrays; _holdout_frame builds them column-wise
             "slm": slm, "method": method, "setting": sc.setting, "target": sc.target, "sources": list(sc.sources), "k": k,
             "seed": int(seed), "bins": int(pool.pool.bins), "pool_size": int(pool.conf.size), "pool_note": pool.pool.note,
-            "source_dataset": pool.dataset[idx].tolist(), "id": pool.ids[idx].tolist(), "confidence": sample.tolist(),
-            "slm_correct": [None if np.isnan(v) else bool(v) for v in lab], "ratio": grid.tolist(), "threshold": t.tolist(), "q": q.tolist(),
+            "source_dataset": pool.dataset[idx], "id": pool.ids[idx], "confidence": sample, "slm_correct": lab,
+            "ratio": grid, "threshold": t, "q": q,
         })
         for llm, tg in targets.items():
             realised, acc = apply_thresholds(tg.conf_sorted, tg.cum_gain, tg.slm_mean, t, q)
@@ -403,6 +403,30 @@ def _frame(rows: list[dict], name: str) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
 
 
+_LISTS = ("source_dataset", "id", "confidence", "slm_correct", "ratio", "threshold", "q")
+
+
+def _holdout_frame(rows: list[dict]) -> pl.DataFrame:
+    """The ``holdout`` table; its list columns are built from flat arrays and offsets (fast)."""
+    import pyarrow as pa
+
+    schema = ARTIFACTS["holdout"].polars_schema()
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    cols = {c: pl.Series(c, [r[c] for r in rows], dtype=schema[c]) for c in schema if c not in _LISTS}
+    for c in _LISTS:
+        offsets = pa.array(np.concatenate([[0], np.cumsum([len(r[c]) for r in rows])]).astype(np.int64))
+        flat = np.concatenate([np.asarray(r[c]) for r in rows])
+        if c == "slm_correct":
+            values = pa.array(flat == 1, mask=np.isnan(flat.astype(np.float64)))
+        elif c in ("source_dataset", "id"):
+            values = pa.array(flat, type=pa.large_string())
+        else:
+            values = pa.array(flat.astype(np.float64))
+        cols[c] = pl.Series(c, pl.from_arrow(pa.LargeListArray.from_arrays(offsets, values))).cast(schema[c])
+    return pl.DataFrame([cols[c] for c in schema])
+
+
 def _frames(out: _Out) -> dict[str, pl.DataFrame]:
     t = {
         "auc": _frame(out.auc, "auc"),
@@ -411,7 +435,7 @@ def _frames(out: _Out) -> dict[str, pl.DataFrame]:
         "summary": _frame(out.summary, "routing_summary"),
         "relative_accuracy": out.rel.frame(ARTIFACTS["relative_accuracy"].polars_schema()),
         "proxy_curves": out.proxy_curves.frame(ARTIFACTS["proxy_curves"].polars_schema()),
-        "holdout": _frame(out.holdout, "holdout"),
+        "holdout": _holdout_frame(out.holdout),
         "warnings": _frame(out.warnings, "routing_warnings").unique(maintain_order=True),
     }
     for name in ("auc", "curves", "relative_accuracy"):

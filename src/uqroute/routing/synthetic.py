@@ -62,11 +62,13 @@ def _shuffled(df: pl.DataFrame, *seed_parts) -> pl.DataFrame:
 
 
 def write_synthetic(root, *, slms, llms, datasets, methods, n: int = 200, seed: int = 0, domains: dict | None = None,
-                    null_confidence: float = 0.0) -> tuple[list[str], list[str], list[str]]:
+                    null_confidence: float = 0.0, domain_shift: dict | None = None) -> tuple[list[str], list[str], list[str]]:
     """Write data, uq and correctness artifacts under ``root``; return the rule's input path lists.
 
     ``null_confidence`` is the fraction of null confidences in methods whose name starts with
-    ``verbal`` (as unparsable verbalized confidences).
+    ``verbal`` (as unparsable verbalized confidences). ``domain_shift`` maps a domain to a value
+    added to the logit of every confidence of its datasets (a confidence distribution shift
+    between domains, as out-of-domain proxy data meets on real data).
     """
     from ..uq.registry import METHODS
 
@@ -97,7 +99,7 @@ def write_synthetic(root, *, slms, llms, datasets, methods, n: int = 200, seed: 
                 s = labels[(slm, d)][METHODS[m].answer if m in METHODS else "greedy"]
                 rng = np.random.default_rng(_seed(seed, slm, d, m))
                 offset = np.random.default_rng(_seed(seed, slm, m)).normal(0, 1)
-                z = offset + strength[m] * (2 * s - 1) + rng.normal(0, 1, n)
+                z = offset + strength[m] * (2 * s - 1) + rng.normal(0, 1, n) + (domain_shift or {}).get(domains.get(d, "commonsense"), 0.0)
                 c = 1 / (1 + np.exp(-z))
                 if m.startswith("verbal"):
                     c = np.round(c, 1)  # verbalized confidences are coarse: many ties
