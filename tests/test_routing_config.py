@@ -63,6 +63,11 @@ def test_each_mistake_names_its_key(patch, key):
     assert issubclass(RoutingConfigError, ValueError)
 
 
+def test_an_slm_named_like_a_routing_folder_is_refused():
+    with pytest.raises(RoutingConfigError, match=r"config key slms: \['tables'\]"):
+        check_config({}, DATASETS, METHODS, slms=["s1", "tables"])
+
+
 def test_proxy_methods_all_means_every_uq_method():
     check_config({"proxy_methods": "all", "table4": {"method": "verbal_1s"}}, DATASETS, METHODS)
 

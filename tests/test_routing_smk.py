@@ -97,6 +97,15 @@ def test_a_broken_slm_leaves_the_others_and_the_report_names_it(tmp_path):
 
 
 @pytest.mark.slow
+def test_assemble_available_without_any_results_stops_with_a_message(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text((REPO / "config/config.yaml").read_text())
+    run = subprocess.run([SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--config", "routing={assemble: available}"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "routing.assemble: 'available'" in run.stdout + run.stderr and "none has any yet" in run.stdout + run.stderr
+
+
+@pytest.mark.slow
 def test_paper_preset_dry_run_lists_per_slm_routing_jobs_and_the_shifts():
     run = subprocess.run([SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "--directory", str(REPO), "--configfile", "config/paper.yaml"],
                          capture_output=True, text=True, timeout=600)

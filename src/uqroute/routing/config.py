@@ -29,6 +29,7 @@ __all__ = [
 PARTIAL_IN_DOMAIN = "partial_in_domain"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _ASSEMBLE = ("all", "available")
+_RESERVED = {"tables", "figures"}  # folders under results/routing/ beside the per-SLM ones
 
 DEFAULTS: dict = {
     "ratio_step": 0.01,
@@ -96,7 +97,8 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
     ``[a-z0-9_]``, that reuse ``partial_in_domain``, whose sources or targets are not datasets
     of the run, or whose target is one of its own sources; ``table4``/``table5`` selections
     naming a dataset, shift, LLM, SLM or proxy method that the run does not have (SLMs and
-    LLMs are checked when ``slms``/``llms`` are given); an unknown ``assemble`` mode.
+    LLMs are checked when ``slms``/``llms`` are given); an SLM named ``tables`` or ``figures``
+    (its results folder would clash); an unknown ``assemble`` mode.
     """
     datasets, uq_methods = list(datasets), list(uq_methods)
     raw = dict(routing_cfg or {})
@@ -178,6 +180,10 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
                 missing = [s for s in names if s not in slms]
                 if missing:
                     raise _err(f"{sub}.slms", f"{missing} are not SLMs of this run ({list(slms)})")
+    clash = sorted(set(slms or ()) & _RESERVED)
+    if clash:
+        raise RoutingConfigError(f"config key slms: {clash} would share results/routing/<name>/ with the routing "
+                                 f"{' and '.join(sorted(_RESERVED))} folders; rename the model")
     if p["assemble"] not in _ASSEMBLE:
         raise _err("assemble", f"must be one of {list(_ASSEMBLE)}, got {p['assemble']!r}")
     return p
