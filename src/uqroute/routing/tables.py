@@ -105,7 +105,7 @@ def to_markdown(df: pl.DataFrame, *, digits: int = 4, empty: str = "") -> str:
 _READINGS_MD = (
     "Readings (RMS distance to the oracle routing curve, lower is better): `proxy` = proxy thresholds scored at the "
     "requested routing ratio (what a budget buys); `proxy_realised` = the proxy curve drawn against the fraction actually "
-    "routed, the reading whose magnitude matches the paper's tables (docs/routing.md); `random` = expected random routing."
+    "routed, the reading whose magnitude matches the paper's Table 4 (docs/routing.md); `random` = expected random routing."
 )
 
 
