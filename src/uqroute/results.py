@@ -35,9 +35,8 @@ STAGE = "tidy"
 
 
 def _path(results_dir: Path, artifact: str, **wildcards) -> Path:
-    pattern = ARTIFACTS[artifact].path
-    assert pattern.startswith("results/")
-    return results_dir / pattern[len("results/"):].format(**wildcards)
+    pattern = ARTIFACTS[artifact].path  # every artifact path starts with "results/"
+    return results_dir / pattern.split("/", 1)[1].format(**wildcards)
 
 
 def _stems(folder: Path) -> list[str]:
