@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from uqroute.routing import (
+    ALIGNMENT_METRICS,
+    DegeneratePoolWarning,
     OneClassWarning,
+    ProxyPool,
     alignment,
     apgr,
     apply_thresholds,
@@ -20,21 +23,25 @@ from uqroute.routing import (
     expected_routed_sum,
     oracle_curve,
     proxy_thresholds,
+    prediction_rejection_area,
     prr,
+    prr_polygraph,
     random_curve,
     random_mc_curve,
     ratio_grid,
     relative_accuracy,
     rms,
+    rms_realised,
+    route_fraction,
     routed_counts,
     sample_proxy,
-    source_datasets,
+    tie_aware_thresholds,
     upper_curve,
     w1,
     weighted_auc,
 )
 from uqroute.routing.curves import random_permutations, restrict_permutations
-from uqroute.routing.proxy import ProxyPool
+from uqroute.schema import ARTIFACTS
 
 bits = st.lists(st.booleans(), min_size=1, max_size=40)
 
@@ -195,17 +202,50 @@ def test_prr_and_aurac():
         assert np.isnan(prr(np.arange(3.0), np.ones(3)))
 
 
+def _polygraph_prr(estimator, target, seed=42, num_iter=1000):
+    """LM-Polygraph's computation, transcribed from lm_polygraph/ue_metrics/pred_rej_area.py and
+    ue_metric.py (IINemo/lm-polygraph @ efea882): estimator = uncertainty (higher = less certain)."""
+    def pra(ue, t):
+        t = np.asarray(t, float)
+        n = len(ue)
+        sorted_metrics = t[np.argsort(ue)]
+        cumsum = np.cumsum(sorted_metrics)[-n:]
+        scores = (cumsum / np.arange(1, n + 1))[::-1]
+        return np.sum(scores) / n
+    np.random.seed(seed)
+    rand = np.arange(len(target))
+    values = []
+    for _ in range(num_iter):
+        np.random.shuffle(rand)
+        values.append(pra(rand, target))
+    oracle, random_ = pra(-np.asarray(target, float), target), np.mean(values)
+    return pra(estimator, target), (pra(estimator, target) - random_) / (oracle - random_)
+
+
+def test_prr_polygraph_matches_lm_polygraph_without_ties():
+    rng = np.random.default_rng(12)
+    s = (rng.random(300) < 0.6).astype(float)
+    conf = s + rng.normal(0, 1.2, 300)  # distinct values
+    raw, normalised = _polygraph_prr(-conf, s)
+    assert prediction_rejection_area(conf, s) == pytest.approx(raw, abs=1e-12)
+    assert prr_polygraph(conf, s) == pytest.approx(normalised, abs=0.02)  # Polygraph's random baseline is Monte-Carlo
+    assert prr_polygraph(s + 0.0, s) == pytest.approx(1.0)
+    assert abs(prr_polygraph(conf, s) - prr(conf, s)) > 1e-3  # a different definition, not a relabelling
+
+
+def test_prr_polygraph_degenerate_inputs():
+    assert np.isnan(prr_polygraph(np.arange(4.0), np.ones(4)))
+    assert prr_polygraph(np.full(50, 0.5), (np.arange(50) % 3 == 0).astype(float)) == pytest.approx(0.0, abs=1e-12)  # constant = random
+
+
+def test_every_alignment_metric_is_an_auc_column():
+    cols = ARTIFACTS["auc"].names
+    assert set(ALIGNMENT_METRICS) <= set(cols)
+    row = alignment(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), bootstrap=0, where="t")
+    assert set(row) | {"slm", "dataset", "method", "label"} == set(cols)
+
+
 # ------------------------------------------------------------------ proxy routing data
-def test_source_datasets_per_setting():
-    ds = ["gsm8k", "svamp", "boolq", "coqa"]
-    dom = {"gsm8k": "math", "svamp": "math", "boolq": "commonsense", "coqa": "conversational"}
-    assert source_datasets("gsm8k", ds, dom, "partial_in_domain") == ["svamp", "boolq", "coqa"]
-    assert source_datasets("gsm8k", ds, dom, "out_of_domain") == ["boolq", "coqa"]
-    assert source_datasets("boolq", ["boolq", "piqa"], {"boolq": "c", "piqa": "c"}, "out_of_domain") == []
-    with pytest.raises(ValueError, match="unknown proxy setting"):
-        source_datasets("gsm8k", ds, dom, "in_domain")
-
-
 def test_bin_allocation_is_proportional_largest_remainder():
     alloc = bin_allocation(np.array([10, 25, 0, 7, 58]), 0.1)
     assert alloc.sum() == 10  # round(0.1 · 100)
@@ -249,18 +289,165 @@ def test_apply_thresholds_and_budget_error_hand_computed():
     assert np.mean(np.abs(realised - np.array([0, 0.5, 1]))) == pytest.approx(1 / 6)
 
 
+def _self_proxy(conf, s, l, grid, *, tie_aware=True):
+    """Proxy data = the target itself with k = 1: (realised, proxy accuracy, oracle accuracy)."""
+    order = np.argsort(conf, kind="stable")
+    cum = np.concatenate([[0], np.cumsum((l - s)[order])])
+    sample = sample_proxy(conf, 30, 1.0, 50)
+    if tie_aware:
+        t, q = tie_aware_thresholds(sample, grid)
+        realised, acc = apply_thresholds(conf[order], cum, s.mean(), t, q)
+    else:  # the old rule: route c < quantile only
+        realised, acc = apply_thresholds(conf[order], cum, s.mean(), proxy_thresholds(sample, grid))
+    return realised, acc, oracle_curve(conf, s, l, grid)
+
+
 def test_proxy_from_the_target_itself_has_rms_about_zero():
     rng = np.random.default_rng(9)
     n = 500
     conf = rng.random(n)
     s, l = (rng.random(n) < conf).astype(float), (rng.random(n) < 0.9).astype(float)
     grid = ratio_grid(0.01)
+    realised, acc, orc = _self_proxy(conf, s, l, grid)
+    assert rms(acc, orc) <= 1 / n + 1e-12
+    assert np.mean(np.abs(realised - grid)) <= 1 / n + 1e-12
+
+
+# The issue's reproduction: n = 200, accuracy 0.5 for the SLM and 0.75 for the LLM (mean gain 0.25).
+_N = 200
+_S = (np.arange(_N) % 2 == 0).astype(float)
+_L = (np.arange(_N) % 4 != 3).astype(float)
+_TIED = {
+    "constant": np.full(_N, 0.5),
+    "3-valued": np.random.default_rng(1).choice([0.2, 0.5, 0.9], _N, p=[0.27, 0.48, 0.25]),
+    "rounded to 0.1": np.round(np.random.default_rng(2).random(_N), 1),
+    "verbalized 90/100": np.random.default_rng(3).choice([0.8, 0.9, 1.0], _N, p=[0.1, 0.5, 0.4]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_TIED))
+def test_self_proxy_delivers_the_budget_with_tied_confidences(kind):
+    """Issue 10 item 1: with ties the old strict threshold routed 0 / 0.27 / 0.75 … (RMS 0.145 for a
+    constant confidence); tie-aware thresholds route r, and the self-proxy lies on the oracle curve."""
+    conf, grid = _TIED[kind], ratio_grid(0.01)
+    realised, acc, orc = _self_proxy(conf, _S, _L, grid)
+    assert np.max(np.abs(realised - grid)) <= 1 / _N + 1e-12
+    assert rms(acc, orc) <= 1 / _N + 1e-12
+    assert realised[-1] == 1.0 and realised[0] == 0.0
+
+
+def test_the_constant_confidence_reproduction_numbers():
+    """Before: routed fraction 0 at every r and RMS 0.145; after: routed fraction r and RMS 0."""
+    grid = ratio_grid(0.01)
+    realised_old, acc_old, orc = _self_proxy(_TIED["constant"], _S, _L, grid, tie_aware=False)
+    assert np.all(realised_old == 0) and rms(acc_old, orc) == pytest.approx(0.1447, abs=5e-4)
+    realised, acc, orc = _self_proxy(_TIED["constant"], _S, _L, grid)
+    np.testing.assert_allclose(realised, grid, atol=1e-12)
+    assert rms(acc, orc) <= 1e-12
+
+
+def test_tie_aware_thresholds_equal_the_old_ones_for_distinct_confidences():
+    """Continuous confidences: the same thresholds and numbers as the strict quantile rule at every 0 < r < 1."""
+    rng = np.random.default_rng(11)
+    sample, target = rng.random(57), rng.random(300)
+    s, l = (rng.random(300) < 0.5).astype(float), (rng.random(300) < 0.8).astype(float)
+    grid = ratio_grid(0.01)
+    t, q = tie_aware_thresholds(sample, grid)
+    inner = (grid > 0) & (grid < 1)
+    np.testing.assert_array_equal(t[inner], proxy_thresholds(sample, grid)[inner])
+    np.testing.assert_allclose(t[inner], np.quantile(sample, grid)[inner], rtol=1e-14)
+    order = np.argsort(target)
+    cum = np.concatenate([[0], np.cumsum((l - s)[order])])
+    new = apply_thresholds(target[order], cum, s.mean(), t, q)
+    old = apply_thresholds(target[order], cum, s.mean(), proxy_thresholds(sample, grid))
+    for a, b in zip(new, old):
+        np.testing.assert_allclose(a[inner], b[inner], atol=0)
+    assert t[0] == -np.inf and t[-1] == np.inf and new[0][0] == 0 and new[0][-1] == 1
+
+
+def test_tie_aware_thresholds_hand_computed():
+    sample = np.array([0.1, 0.5, 0.5, 0.5, 0.9])
+    t, q = tie_aware_thresholds(sample, np.array([0.0, 0.2, 0.3, 0.5, 0.8, 1.0]))
+    # r = 0.5: t = median = 0.5, P(c < t) = 0.2, P(c = t) = 0.6 → q = (0.5 − 0.2)/0.6 = 0.5
+    assert t[3] == 0.5 and q[3] == pytest.approx(0.5)
+    # r = 0.2: linear quantile at position 0.8 lies strictly between 0.1 and 0.5 → q = 0, routes the 0.1 only
+    assert 0.1 < t[1] < 0.5 and q[1] == 0
+    # every ratio is delivered on the sample itself
+    for ti, qi, r in zip(t, q, [0.0, 0.2, 0.3, 0.5, 0.8, 1.0]):
+        assert route_fraction(sample, ti, qi).mean() == pytest.approx(r)
+    with pytest.raises(ValueError, match="empty sample"):
+        tie_aware_thresholds(np.array([]), np.array([0.5]))
+
+
+def test_route_fraction():
+    c = np.array([0.1, 0.5, 0.5, 0.9])
+    np.testing.assert_allclose(route_fraction(c, 0.5, 0.25), [1, 0.25, 0.25, 0])
+    np.testing.assert_allclose(route_fraction(c, np.inf, 0.0), [1, 1, 1, 1])
+    np.testing.assert_allclose(route_fraction(c, -np.inf, 0.0), [0, 0, 0, 0])
+
+
+def test_apply_thresholds_tied_fraction_is_the_tie_averaged_oracle():
+    conf = np.array([0.1, 0.5, 0.5, 0.5, 0.9])
+    s, l = np.array([0, 1, 0, 0, 1.0]), np.array([1, 1, 1, 0, 1.0])
+    cum = np.concatenate([[0], np.cumsum(l - s)])
+    realised, acc = apply_thresholds(conf, cum, s.mean(), np.array([0.5]), np.array([2 / 3]))
+    assert realised[0] == pytest.approx(3 / 5)  # 1 below + 2/3 of the 3 tied
+    # oracle at 3 queries: the 0.1 query (+1) and 2 of the 3 tied (gains 0, +1, 0; mean 1/3 each)
+    assert acc[0] == pytest.approx(s.mean() + (1 + 2 * (1 / 3)) / 5)
+    assert acc[0] == pytest.approx(oracle_curve(conf, s, l, np.array([0.6]))[0])
+
+
+def test_rms_realised_is_zero_when_the_proxy_points_cover_the_grid():
+    rng = np.random.default_rng(4)
+    conf = rng.random(400)
+    s, l = (rng.random(400) < 0.5).astype(float), np.ones(400)
+    grid = ratio_grid(0.01)
+    realised, acc, orc = _self_proxy(conf, s, l, grid)
+    assert rms_realised(realised, acc, grid, orc) <= 1 / 400
+    # a proxy that routes everything at r ≥ 0.5 and nothing below: its points skip the middle
+    t = np.where(grid < 0.5, -np.inf, np.inf)
     order = np.argsort(conf)
     cum = np.concatenate([[0], np.cumsum((l - s)[order])])
-    thr = proxy_thresholds(sample_proxy(conf, 30, 1.0, 50), grid)
-    realised, acc = apply_thresholds(conf[order], cum, s.mean(), thr)
-    assert rms(acc, oracle_curve(conf, s, l, grid)) <= 1 / n + 1e-12
-    assert np.mean(np.abs(realised - grid)) <= 1 / n + 1e-12
+    r2, a2 = apply_thresholds(conf[order], cum, s.mean(), t, np.zeros_like(grid))
+    assert rms_realised(r2, a2, grid, orc) > rms_realised(realised, acc, grid, orc)
+    assert rms(a2, orc) > rms_realised(r2, a2, grid, orc)  # the requested-ratio reading sees the budget miss
+
+
+# ------------------------------------------------------------------ degenerate proxy pools
+@pytest.mark.parametrize("pool, note", [
+    (np.full(12, 0.7), "single value"),
+    (np.array([0.1, np.nextafter(0.1, 1), np.nextafter(np.nextafter(0.1, 1), 1)] * 4), "too small for 30 finite bins"),
+    (np.linspace(3.0, 9.0, 7), "7 rows for 30 bins"),
+])
+def test_degenerate_pools_give_a_defined_sample_and_a_warning(pool, note):
+    with pytest.warns(DegeneratePoolWarning, match=note):
+        p = ProxyPool(pool, 30)
+    assert p.note and note in p.note
+    for k in (0.01, 0.5, 1.0):
+        idx = p.sample_index(k, 50)
+        assert idx.size == bin_allocation(p.counts, k).sum() >= 1
+        assert np.unique(idx).size == idx.size
+        t, q = tie_aware_thresholds(pool[idx], ratio_grid(0.1))
+        assert np.all((q >= 0) & (q <= 1)) and np.all(np.isfinite(t[1:-1]))
+
+
+def test_proxy_sample_is_without_replacement_and_bins_follow_the_pool_range():
+    """Issue 11: draws without replacement; the pool's range is not [0, 1], so the data-derived bin
+    edges (numpy over [min, max]) differ from fixed [0, 1] edges and decide the allocation."""
+    rng = np.random.default_rng(7)
+    pool = np.concatenate([rng.uniform(2.0, 2.5, 300), rng.uniform(6.0, 7.0, 100), rng.uniform(7.9, 8.0, 50)])
+    pool = np.round(pool, 2)  # ties: identical values must still be drawn at most once each
+    p = ProxyPool(pool, 10)
+    edges = np.histogram_bin_edges(pool, bins=10)
+    assert edges[0] == pool.min() and edges[-1] == pool.max()
+    np.testing.assert_array_equal(p.counts, np.histogram(pool, bins=10)[0])
+    assert not np.array_equal(p.counts, np.histogram(pool, bins=10, range=(0, 1))[0])
+    for k in (0.05, 0.1, 0.3, 1.0):
+        idx = p.sample_index(k, 51)
+        assert np.unique(idx).size == idx.size  # no row twice
+        drawn = np.histogram(pool[idx], bins=edges)[0]
+        np.testing.assert_array_equal(drawn, bin_allocation(p.counts, k))
+    np.testing.assert_array_equal(np.sort(p.sample_index(1.0, 51)), np.arange(pool.size))
 
 
 def test_rms_and_w1_on_known_values():

@@ -1,4 +1,4 @@
-"""The `routing` stage end to end on synthetic artifacts written with uqroute.io."""
+"""The `routing` stage end to end on synthetic artifacts written with uqroute.io (rows shuffled per file)."""
 
 import logging
 from pathlib import Path
@@ -6,23 +6,51 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from uqroute import io
-from uqroute.routing import OUTPUT_KEYS, RoutingInputError, evaluate, load_inputs, run_routing
-from uqroute.routing.synthetic import write_synthetic
+from uqroute.routing import (
+    OUTPUT_KEYS,
+    RoutingConfigError,
+    RoutingInputError,
+    assemble_routing,
+    evaluate,
+    load_inputs,
+    route_fraction,
+    run_routing,
+    tie_aware_thresholds,
+)
+from uqroute.routing.synthetic import synthetic_paths, write_synthetic
+from uqroute.routing.tables import TABLE_FILES
 from uqroute.schema import ARTIFACTS, check_frame
 
 SLMS, LLMS = ["slm-a", "slm-b"], ["llm-x", "llm-y"]
 DATASETS = ["gsm8k", "svamp", "boolq", "commonsenseqa"]
 METHODS = ["perplexity", "ood_probe", "verbal_1s"]
+SHIFTS = {"math_to_commonsense": {"sources": ["gsm8k", "svamp"], "targets": ["boolq"]},
+          "commonsense_to_math": {"sources": ["boolq", "commonsenseqa"], "targets": ["gsm8k", "svamp"]}}
 PARAMS = {"ratio_step": 0.05, "bins": 10, "k": 0.2, "seeds": [50, 51], "k_sweep": [0.1, 0.5], "bootstrap": 50, "random_mc": 20,
-          "proxy_methods": ["perplexity", "ood_probe"]}
+          "proxy_methods": ["perplexity", "verbal_1s"], "shifts": SHIFTS,
+          "table4": {"target": "boolq", "llm": "llm-y", "method": "perplexity"},
+          "table5": {"shifts": ["math_to_commonsense", "commonsense_to_math"], "llm": "llm-x", "method": "perplexity", "slms": ["slm-b", "slm-a"]}}
+N_SCENARIOS = len(DATASETS) + 1 + 2  # partially in-domain per target + the shifts' targets
 
 
-def outputs(root) -> dict:
-    r = Path(root) / "results/routing"
-    ext = {"csv": "csv", "md": "md"}
-    return {k: str(r / ("tables/" + k.rsplit("_", 1)[0] + "." + ext[k.rsplit("_", 1)[1]] if k.startswith("table") else k + ".parquet")) for k in OUTPUT_KEYS}
+def slm_outputs(root, slm) -> dict:
+    return {k: str(Path(root) / ARTIFACTS[name].path.format(slm=slm)) for k, name in
+            zip(OUTPUT_KEYS, ["auc", "curves", "proxy", "routing_summary", "relative_accuracy", "proxy_curves", "holdout", "routing_warnings"])}
+
+
+def table_outputs(root) -> dict:
+    return {k: str(Path(root) / v) for k, v in TABLE_FILES.items()}
+
+
+def run_slm(root, paths, slm, params=PARAMS, datasets=DATASETS, llms=LLMS):
+    uq, corr, data = paths
+    uq_s = [p for p in uq if f"/uq/{slm}/" in p]
+    corr_s = [p for p in corr if f"/correctness/{slm}/" in p or any(f"/correctness/{m}/" in p for m in llms)]
+    return run_routing(uq_paths=uq_s, correctness_paths=corr_s, data_paths=data, slms=[slm], llms=llms, datasets=datasets,
+                       outputs=slm_outputs(root, slm), params=params, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +63,22 @@ def synthetic(tmp_path_factory):
 @pytest.fixture(scope="module")
 def written(synthetic):
     root, paths = synthetic
-    outs = outputs(root)
-    tables = run_routing(uq_paths=paths[0], correctness_paths=paths[1], data_paths=paths[2], slms=SLMS, llms=LLMS,
-                         datasets=DATASETS, outputs=outs, params=PARAMS, seed=0)
-    return outs, tables
+    tables = {slm: run_slm(root, paths, slm) for slm in SLMS}
+    assemble_routing(proxy_paths=[slm_outputs(root, s)["proxy"] for s in SLMS], warnings_paths=[slm_outputs(root, s)["warnings"] for s in SLMS],
+                     slms=SLMS, assembled=SLMS, llms=LLMS, datasets=DATASETS, methods=METHODS, outputs=table_outputs(root), params=PARAMS)
+    merged = {k: pl.concat([tables[s][k] for s in SLMS]) for k in OUTPUT_KEYS}
+    return root, merged
 
 
 def test_artifacts_match_the_schema(written):
-    outs, tables = written
-    for key, name in [("auc", "auc"), ("curves", "curves"), ("proxy", "proxy"), ("summary", "routing_summary"),
-                      ("relative_accuracy", "relative_accuracy"), ("proxy_curves", "proxy_curves")]:
-        df = pl.read_parquet(outs[key])
-        check_frame(df, name)
-        assert df.height > 0, key
-    for key in ("table4_csv", "table5_csv", "table4_md", "table5_md"):
-        assert Path(outs[key]).stat().st_size > 0
+    root, _ = written
+    for slm in SLMS:
+        for key, path in slm_outputs(root, slm).items():
+            df = io.read_artifact(path, dict(zip(OUTPUT_KEYS, ["auc", "curves", "proxy", "routing_summary", "relative_accuracy",
+                                                               "proxy_curves", "holdout", "routing_warnings"]))[key])
+            assert df.height > 0 and set(df["slm"]) == {slm}, key
+    for key in TABLE_FILES:
+        assert Path(table_outputs(root)[key]).stat().st_size > 0
 
 
 def test_table_contents(written):
@@ -58,17 +87,20 @@ def test_table_contents(written):
     assert auc.height == len(SLMS) * len(DATASETS) * len(METHODS)
     assert (auc.filter(pl.col("method") == "verbal_1s")["n"] < 60).all()  # null confidences dropped for that method only
     assert (auc.filter(pl.col("method") != "verbal_1s")["n"] == 60).all()
+    assert set(zip(auc["method"], auc["label"])) == {("perplexity", "correct"), ("ood_probe", "correct"), ("verbal_1s", "verbal_1s_correct")}
     curves = t["curves"]
     assert set(curves["curve"].unique()) == {"uq", "upper", "random", "random_mc"}
     assert curves.height == len(SLMS) * len(LLMS) * len(DATASETS) * len(METHODS) * 4 * 21
-    assert curves.filter(pl.col("curve") != "random_mc")["accuracy_sd"].null_count() == curves.filter(pl.col("curve") != "random_mc").height
     proxy = t["proxy"]
     assert set(proxy["k"].unique()) == {0.1, 0.2, 0.5}
-    assert set(proxy["setting"].unique()) == {"partial_in_domain", "out_of_domain"}
-    assert proxy.height == len(SLMS) * len(LLMS) * len(DATASETS) * 2 * 2 * 3 * 2
-    ood = proxy.filter((pl.col("setting") == "out_of_domain") & (pl.col("target") == "gsm8k"))
-    assert ood["sources"][0].to_list() == ["boolq", "commonsenseqa"]
-    assert (proxy["budget_error"] >= 0).all() and (proxy["w1"] >= 0).all()
+    assert set(proxy["setting"].unique()) == {"partial_in_domain", *SHIFTS}
+    assert proxy.height == len(SLMS) * len(LLMS) * N_SCENARIOS * 2 * 3 * 2
+    m2c = proxy.filter(pl.col("setting") == "math_to_commonsense")
+    assert set(m2c["target"]) == {"boolq"} and m2c["sources"][0].to_list() == ["gsm8k", "svamp"]
+    pid = proxy.filter((pl.col("setting") == "partial_in_domain") & (pl.col("target") == "svamp"))
+    assert pid["sources"][0].to_list() == ["gsm8k", "boolq", "commonsenseqa"]
+    assert (proxy["budget_error"] >= 0).all() and (proxy["w1"] >= 0).all() and (proxy["rms_realised"] >= 0).all()
+    assert t["holdout"].height == len(SLMS) * 2 * N_SCENARIOS * 3 * 2
     summ = t["summary"]
     row = summ.row(0, named=True)
     c = curves.filter((pl.col("slm") == row["slm"]) & (pl.col("llm") == row["llm"]) & (pl.col("dataset") == row["dataset"])
@@ -76,23 +108,99 @@ def test_table_contents(written):
     assert row["slm_accuracy"] == pytest.approx(c[0]) and row["llm_accuracy"] == pytest.approx(c[-1])
 
 
-def test_tables_4_and_5(written):
-    outs, _ = written
-    t4 = pl.read_csv(outs["table4_csv"])
-    assert t4.columns == ["llm", "target", "method", "routing", *SLMS]
-    assert set(t4["routing"]) == {"proxy", "random"} and t4.height == len(LLMS) * len(DATASETS) * 2 * 2
-    t5 = pl.read_csv(outs["table5_csv"])
-    assert set(t5["shift"]) == {"commonsense → math", "math → commonsense"}
-    md = Path(outs["table5_md"]).read_text()
-    assert md.startswith("Table 5") and "| shift | llm | target |" in md
+def _joined(root, slm, d, llm):
+    """An independent reading of the shuffled parquet files: join by id with polars."""
+    uq = pl.read_parquet(Path(root) / f"results/uq/{slm}/{d}.parquet")
+    s = pl.read_parquet(Path(root) / f"results/correctness/{slm}/{d}.parquet").select("id", "correct", "verbal_1s_correct")
+    l_ = pl.read_parquet(Path(root) / f"results/correctness/{llm}/{d}.parquet").select("id", pl.col("correct").alias("llm_correct"))
+    return uq.join(s, on="id").join(l_, on="id")
 
 
-def test_deterministic(synthetic, written):
+def test_auc_and_accuracies_recomputed_independently_by_id(synthetic, written):
+    """Issue 11: sklearn AUCs and accuracies from the parquet files joined by id (rows are shuffled per
+    file, so a join by position would fail); verbal_1s is scored against its own answer's label."""
+    root, _ = synthetic
+    _, t = written
+    first = pl.read_parquet(Path(root) / "results/uq/slm-a/gsm8k.parquet")["id"].to_list()
+    assert first != sorted(first, key=lambda i: int(i.rsplit("/", 1)[1]))  # the fixture really is shuffled
+    checked = 0
+    for slm in SLMS:
+        for d in DATASETS:
+            df = _joined(root, slm, d, "llm-x")
+            for m in METHODS:
+                label = "verbal_1s_correct" if m == "verbal_1s" else "correct"
+                sub = df.filter(pl.col(m).is_not_null() & pl.col(label).is_not_null())
+                row = t["auc"].filter((pl.col("slm") == slm) & (pl.col("dataset") == d) & (pl.col("method") == m)).row(0, named=True)
+                assert row["n"] == sub.height
+                assert row["slm_accuracy"] == pytest.approx(sub[label].cast(float).mean())
+                assert row["roc_auc"] == pytest.approx(roc_auc_score(sub[label].to_numpy(), sub[m].to_numpy()))
+                summ = t["summary"].filter((pl.col("slm") == slm) & (pl.col("dataset") == d) & (pl.col("method") == m) & (pl.col("llm") == "llm-x")).row(0, named=True)
+                assert summ["llm_accuracy"] == pytest.approx(sub["llm_correct"].cast(float).mean())
+                if m == "verbal_1s":  # the greedy label gives a different number: the test can tell them apart
+                    assert row["roc_auc"] != pytest.approx(roc_auc_score(sub["correct"].to_numpy(), sub[m].to_numpy()))
+                checked += 1
+    assert checked == len(SLMS) * len(DATASETS) * len(METHODS)
+
+
+def test_tables_4_and_5_in_the_papers_layout(written):
+    root, _ = written
+    out = table_outputs(root)
+    t4 = pl.read_csv(out["table4_csv"])
+    assert t4.columns == ["routing", *SLMS] and t4["routing"].to_list() == ["proxy", "proxy_realised", "random"]
+    full4 = pl.read_csv(out["table4_full_csv"])
+    assert full4.columns == ["llm", "target", "method", "routing", *SLMS]
+    assert full4.height == len(LLMS) * len(DATASETS) * 2 * 3
+    sel = full4.filter((pl.col("llm") == "llm-y") & (pl.col("target") == "boolq") & (pl.col("method") == "perplexity"))
+    np.testing.assert_allclose(sel.select(SLMS).to_numpy(), t4.select(SLMS).to_numpy())
+    t5 = pl.read_csv(out["table5_csv"])
+    assert t5.columns == ["shift", "target", "routing", "slm-b", "slm-a"]  # the selected SLMs, in the selected order
+    assert t5.select("shift", "target").unique(maintain_order=True).rows() == [
+        ("math_to_commonsense", "boolq"), ("commonsense_to_math", "gsm8k"), ("commonsense_to_math", "svamp")]
+    md = Path(out["table5_md"]).read_text()
+    assert md.startswith("Table 5") and "## Full grid" in md and "math_to_commonsense (gsm8k + svamp → boolq)" in md
+    assert "No SLM is missing." in Path(out["status"]).read_text()
+
+
+def test_table4_mean_over_seeds_is_recomputed(written):
+    root, t = written
+    t4 = pl.read_csv(table_outputs(root)["table4_csv"])
+    p = t["proxy"].filter((pl.col("setting") == "partial_in_domain") & (pl.col("target") == "boolq") & (pl.col("llm") == "llm-y")
+                          & (pl.col("method") == "perplexity") & (pl.col("k") == 0.2))
+    for slm in SLMS:
+        assert t4.filter(pl.col("routing") == "proxy")[slm][0] == pytest.approx(p.filter(pl.col("slm") == slm)["rms"].mean())
+        assert t4.filter(pl.col("routing") == "random")[slm][0] == pytest.approx(p.filter(pl.col("slm") == slm)["rms_random"].mean())
+
+
+def test_holdout_is_self_contained(written, synthetic):
     root, paths = synthetic
-    inputs = load_inputs(*paths, slms=SLMS, llms=LLMS, datasets=DATASETS)
-    again = evaluate(inputs, PARAMS, seed=0)
-    for name, df in written[1].items():
-        assert again[name].equals(df), name
+    _, t = written
+    h = t["holdout"].filter((pl.col("method") == "verbal_1s") & (pl.col("setting") == "commonsense_to_math") & (pl.col("target") == "svamp")
+                            & (pl.col("k") == 0.2) & (pl.col("seed") == 50) & (pl.col("slm") == "slm-a")).row(0, named=True)
+    assert h["sources"] == ["boolq", "commonsenseqa"] and set(h["source_dataset"]) <= set(h["sources"])
+    assert len(set(h["id"])) == len(h["id"]) == len(h["confidence"]) == len(h["slm_correct"])
+    t_, q = tie_aware_thresholds(np.array(h["confidence"]), np.array(h["ratio"]))
+    np.testing.assert_array_equal(t_, h["threshold"])
+    np.testing.assert_array_equal(q, h["q"])
+    # the ids and confidences are the SLM's own rows of the source datasets
+    for d in h["sources"]:
+        uq = pl.read_parquet(Path(root) / f"results/uq/slm-a/{d}.parquet").select("id", "verbal_1s")
+        mine = pl.DataFrame({"id": h["id"], "c": h["confidence"], "d": h["source_dataset"]}).filter(pl.col("d") == d)
+        assert mine.join(uq, on="id").filter(pl.col("c") != pl.col("verbal_1s")).height == 0 and mine.height > 0
+    # routing the target with route_fraction reproduces the proxy curve's realised ratio
+    target = pl.read_parquet(Path(root) / "results/uq/slm-a/svamp.parquet")["verbal_1s"].drop_nulls().to_numpy()
+    curve = t["proxy_curves"].filter((pl.col("slm") == "slm-a") & (pl.col("method") == "verbal_1s") & (pl.col("setting") == "commonsense_to_math")
+                                     & (pl.col("target") == "svamp") & (pl.col("seed") == 50) & (pl.col("llm") == "llm-x")).sort("ratio")
+    realised = [route_fraction(target, ti, qi).mean() for ti, qi in zip(h["threshold"], h["q"])]
+    np.testing.assert_allclose(curve["realised_ratio"].to_numpy(), realised, atol=1e-12)
+
+
+def test_deterministic(synthetic, written, tmp_path):
+    root, paths = synthetic
+    again = run_slm(tmp_path, paths, "slm-b")
+    for key, path in slm_outputs(root, "slm-b").items():
+        assert Path(path).read_bytes() == Path(slm_outputs(tmp_path, "slm-b")[key]).read_bytes(), key
+    for name, df in again.items():
+        assert df.equals(written[1][name].filter(pl.col("slm") == "slm-b")), name
 
 
 def test_proxy_never_sees_the_target(synthetic):
@@ -110,31 +218,32 @@ def test_proxy_never_sees_the_target(synthetic):
     same = pl.col("target") == "boolq"
     np.testing.assert_array_equal(a.filter(same)["threshold"].to_numpy(), b.filter(same)["threshold"].to_numpy())
     np.testing.assert_allclose(a.filter(same)["oracle_accuracy"].to_numpy(), b.filter(same)["oracle_accuracy"].to_numpy())
-    assert not np.allclose(a.filter(~same)["threshold"].to_numpy(), b.filter(~same)["threshold"].to_numpy())
+    other = ~same & (pl.col("setting") == "partial_in_domain")
+    assert not np.allclose(a.filter(other)["threshold"].to_numpy(), b.filter(other)["threshold"].to_numpy())
 
 
-def test_single_domain_skips_out_of_domain_with_a_log(tmp_path, caplog):
-    ds = ["boolq", "commonsenseqa"]
-    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity"], n=30)
-    inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
-    with caplog.at_level(logging.WARNING, logger="uqroute.routing"):
-        t = evaluate(inputs, PARAMS | {"proxy_methods": ["perplexity"]}, seed=0)
-    assert set(t["proxy"]["setting"]) == {"partial_in_domain"}
-    assert "out_of_domain skipped for target boolq: no source dataset" in caplog.text
+def test_single_dataset_skips_the_proxy_with_a_record(tmp_path):
+    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=["boolq"], methods=["perplexity"], n=30)
+    inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=["boolq"])
+    t = evaluate(inputs, PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}}, seed=0)
+    assert t["proxy"].height == 0 and t["auc"].height == 1
+    assert "no_sources" in t["warnings"]["kind"].to_list()
 
 
-def test_null_correctness_rows_are_dropped_and_logged(tmp_path, caplog):
+def test_null_correctness_rows_are_dropped_and_recorded(tmp_path, caplog):
     ds = ["gsm8k", "boolq"]
     paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity"], n=30)
     corr_path = paths[1][0]  # s/gsm8k
     df = pl.read_parquet(corr_path)
-    df = df.with_columns(pl.when(pl.int_range(pl.len()) < 4).then(None).otherwise(pl.col("correct")).alias("correct"))
+    df = df.with_columns(pl.when(pl.col("id").str.extract(r"(\d+)$").cast(int) < 4).then(None).otherwise(pl.col("correct")).alias("correct"))
     io.write_parquet(df, corr_path, "correctness")
     inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
     with caplog.at_level(logging.WARNING, logger="uqroute.routing"):
-        t = evaluate(inputs, PARAMS | {"proxy_methods": ["perplexity"]}, seed=0)
-    assert "s/gsm8k: dropped 4 queries with null SLM correctness" in caplog.text
+        t = evaluate(inputs, PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}}, seed=0)
+    assert "s/gsm8k/perplexity: dropped 4 queries with null SLM correctness (correct)" in caplog.text
     assert t["auc"].filter(pl.col("dataset") == "gsm8k")["n"][0] == 26
+    w = t["warnings"].filter(pl.col("kind") == "dropped_rows")
+    assert w.height == 1 and w["dataset"][0] == "gsm8k"
 
 
 def test_one_class_dataset_gives_null_auc_not_a_crash(tmp_path):
@@ -144,39 +253,147 @@ def test_one_class_dataset_gives_null_auc_not_a_crash(tmp_path):
     io.write_parquet(df, paths[1][0], "correctness")
     inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
     with pytest.warns(UserWarning, match="single class"):
-        t = evaluate(inputs, PARAMS | {"proxy_methods": ["perplexity"]}, seed=0)
+        t = evaluate(inputs, PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}}, seed=0)
     row = t["auc"].filter(pl.col("dataset") == "gsm8k").row(0, named=True)
-    assert row["roc_auc"] is None and row["prr"] is None and row["slm_accuracy"] == 1.0
+    assert row["roc_auc"] is None and row["prr"] is None and row["prr_polygraph"] is None and row["slm_accuracy"] == 1.0
     check_frame(t["auc"], "auc")
+    assert t["warnings"].filter(pl.col("kind") == "one_class").height == 1
+
+
+def _set_method(path, method, values):
+    df = pl.read_parquet(path)
+    io.write_parquet(df.with_columns(pl.Series(method, values, dtype=pl.Float64)), path, "uq")
+
+
+@pytest.mark.parametrize("kind", ["one value", "range below float resolution"])
+def test_degenerate_pool_gives_results_and_a_record_not_a_crash(tmp_path, kind):
+    """Issue 10: a pool whose scored values span a range below float resolution killed the whole stage
+    ("Too many bins for data range"). Now it is one bin, recorded, and every table is written."""
+    ds = ["gsm8k", "boolq", "piqa"]
+    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity", "verbal_1s"], n=30)
+    base = 0.9
+    vals = [base, np.nextafter(base, 1), np.nextafter(np.nextafter(base, 1), 1)]
+    for p in paths[0]:
+        n = pl.read_parquet(p).height
+        _set_method(p, "verbal_1s", [base] * n if kind == "one value" else [vals[i % 3] for i in range(n)])
+    outs = slm_outputs(tmp_path, "s")
+    t = run_routing(uq_paths=paths[0], correctness_paths=paths[1], data_paths=paths[2], slms=["s"], llms=["l"], datasets=ds, outputs=outs,
+                    params=PARAMS | {"bins": 30, "proxy_methods": ["perplexity", "verbal_1s"], "shifts": {}, "table4": {}, "table5": {}})
+    v = t["proxy"].filter(pl.col("method") == "verbal_1s")
+    assert v.height == len(ds) * 3 * 2 and v["pool_note"].is_not_null().all()
+    assert ("single value" if kind == "one value" else "too small for 30 finite bins") in v["pool_note"][0]
+    assert t["proxy"].filter(pl.col("method") == "perplexity")["pool_note"].is_null().all()
+    assert "degenerate_pool" in t["warnings"]["kind"].to_list()
+    assert (t["holdout"].filter(pl.col("method") == "verbal_1s")["bins"] == 1).all()
+    pc = t["proxy_curves"].filter(pl.col("method") == "verbal_1s")
+    assert pc.filter(pl.col("ratio") == 1.0)["realised_ratio"].to_list() == [1.0] * pc.filter(pl.col("ratio") == 1.0).height
+    assert all(Path(p).exists() for p in outs.values())
+
+
+def test_one_methods_failure_leaves_the_other_methods_complete(tmp_path, monkeypatch):
+    import uqroute.routing.evaluation as ev
+
+    ds = ["gsm8k", "boolq"]
+    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity", "ood_probe"], n=30)
+    inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
+    p = PARAMS | {"proxy_methods": ["perplexity", "ood_probe"], "shifts": {}, "table4": {}, "table5": {}}
+    clean = evaluate(inputs, p, seed=0)
+    real_curve, real_proxy = ev.curve_step, ev.proxy_step
+
+    def bad_curve(mc, *a, **k):
+        if mc.method == "ood_probe" and mc.dataset == "boolq":
+            raise FloatingPointError("injected")
+        return real_curve(mc, *a, **k)
+
+    def bad_proxy(slm, method, sc, *a, **k):
+        if method == "perplexity" and sc.target == "gsm8k":
+            raise ValueError("injected proxy failure")
+        return real_proxy(slm, method, sc, *a, **k)
+
+    monkeypatch.setattr(ev, "curve_step", bad_curve)
+    monkeypatch.setattr(ev, "proxy_step", bad_proxy)
+    t = evaluate(inputs, p, seed=0)
+    failed = t["warnings"].filter(pl.col("kind") == "failed")
+    assert failed.height == 2 and "injected" in failed["message"][0] and "FloatingPointError" in " ".join(failed["message"])
+    for name in ("auc", "curves", "relative_accuracy", "summary"):
+        keep = ~((pl.col("method") == "ood_probe") & (pl.col("dataset") == "boolq"))
+        assert t[name].equals(clean[name].filter(keep)), name  # nothing half-written for the failed cell
+    keep = ~((pl.col("method") == "perplexity") & (pl.col("target") == "gsm8k"))
+    keep &= ~((pl.col("method") == "ood_probe") & (pl.col("target") == "boolq"))  # its target curve failed: hold-out set only
+    assert t["proxy"].equals(clean["proxy"].filter(keep))
+    assert t["holdout"].filter((pl.col("method") == "ood_probe") & (pl.col("target") == "boolq")).height == 6
+    assert t["proxy"].filter(pl.col("method") == "ood_probe").height > 0
 
 
 def test_bad_inputs_name_the_culprit_and_write_nothing(tmp_path):
     ds = ["gsm8k", "boolq"]
     paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity"], n=20)
-    outs = outputs(tmp_path)
+    outs = slm_outputs(tmp_path, "s")
+    p = PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}}
     # the LLM's correctness lacks a query
     llm_corr = paths[1][2]
     io.write_parquet(pl.read_parquet(llm_corr).slice(1), llm_corr, "correctness")
-    with pytest.raises(RoutingInputError, match=r"l/gsm8k.parquet lacks 1 query ids.*gsm8k/test/0"):
-        run_routing(uq_paths=paths[0], correctness_paths=paths[1], data_paths=paths[2], slms=["s"], llms=["l"], datasets=ds, outputs=outs, params=PARAMS)
-    assert not any(Path(p).exists() for p in outs.values())
+    with pytest.raises(RoutingInputError, match=r"correctness file .*l/gsm8k.parquet lacks 1 expected id"):
+        run_routing(uq_paths=paths[0], correctness_paths=paths[1], data_paths=paths[2], slms=["s"], llms=["l"], datasets=ds, outputs=outs, params=p)
+    assert not any(Path(x).exists() for x in outs.values())
     # inputs out of expand() order
     with pytest.raises(RoutingInputError, match="does not belong to s/gsm8k"):
         load_inputs(paths[0][::-1], paths[1], paths[2], slms=["s"], llms=["l"], datasets=ds)
-    # an unknown proxy method
+    # an unknown or unselected proxy method names the config key
     paths = write_synthetic(tmp_path / "b", slms=["s"], llms=["l"], datasets=ds, methods=["perplexity"], n=20)
     inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
-    with pytest.raises(RoutingInputError, match=r"proxy_methods \['ood_probe'\]"):
-        evaluate(inputs, PARAMS | {"proxy_methods": ["ood_probe"]})
+    with pytest.raises(RoutingConfigError, match=r"routing.proxy_methods: \['ood_probe'\] are not in uq.methods"):
+        evaluate(inputs, p | {"proxy_methods": ["ood_probe"]})
     # an infinite confidence
-    uq = pl.read_parquet(paths[0][0]).with_columns(pl.when(pl.int_range(pl.len()) == 3).then(float("inf")).otherwise(pl.col("perplexity")).alias("perplexity"))
+    uq = pl.read_parquet(paths[0][0]).with_columns(pl.when(pl.col("id") == "gsm8k/test/3").then(float("inf")).otherwise(pl.col("perplexity")).alias("perplexity"))
     io.write_parquet(uq, paths[0][0], "uq")
-    with pytest.raises(RoutingInputError, match=r"'perplexity' is infinite for id 'gsm8k/test/"):
+    with pytest.raises(RoutingInputError, match=r"'perplexity' is infinite for id 'gsm8k/test/3'"):
         load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
 
 
-def test_schema_artifact_paths_agree_with_the_rule():
-    # the rule writes the four schema artifacts where schema.py says they live
-    rule = Path(__file__).parents[1].joinpath("workflow/rules/routing.smk").read_text()
-    for name in ("auc", "curves", "proxy", "routing_summary"):
-        assert f'"{ARTIFACTS[name].path}"' in rule
+@pytest.mark.parametrize("which", ["uq", "correctness", "data"])
+def test_a_corrupted_input_artifact_names_the_file(tmp_path, which):
+    ds = ["gsm8k", "boolq"]
+    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity"], n=20)
+    victim = {"uq": paths[0][1], "correctness": paths[1][0], "data": paths[2][1]}[which]
+    blob = Path(victim).read_bytes()
+    Path(victim).write_bytes(blob[: len(blob) // 2])  # truncated parquet
+    outs = slm_outputs(tmp_path, "s")
+    with pytest.raises(RoutingInputError, match=rf"{which} file {victim} cannot be read as parquet"):
+        run_routing(uq_paths=paths[0], correctness_paths=paths[1], data_paths=paths[2], slms=["s"], llms=["l"], datasets=ds, outputs=outs,
+                    params=PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}})
+    assert not any(Path(x).exists() for x in outs.values())
+
+
+def test_an_unregistered_uq_column_is_an_error(tmp_path):
+    ds = ["gsm8k", "boolq"]
+    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity"], n=20)
+    io.write_parquet(pl.read_parquet(paths[0][0]).with_columns(pl.lit(0.5).alias("my_method")), paths[0][0], "uq")
+    with pytest.raises(RoutingInputError, match=r"column 'my_method', which is not a registered UQ method"):
+        load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
+
+
+def test_assembly_names_missing_slms(written, tmp_path):
+    root, _ = written
+    out = table_outputs(tmp_path)
+    assemble_routing(proxy_paths=[slm_outputs(root, "slm-a")["proxy"]], warnings_paths=[slm_outputs(root, "slm-a")["warnings"]],
+                     slms=SLMS, assembled=["slm-a"], llms=LLMS, datasets=DATASETS, methods=METHODS, outputs=out,
+                     params=PARAMS | {"assemble": "available"})
+    status = Path(out["status"]).read_text()
+    assert "**Missing SLMs: slm-b.**" in status and "| slm-b | missing |" in status and "1 of 2 SLMs" in status
+    t4 = pl.read_csv(out["table4_csv"])
+    assert t4["slm-b"].null_count() == 3 and t4["slm-a"].null_count() == 0
+    assert "**Missing SLMs** (no routing results, column shows –): slm-b" in Path(out["table4_md"]).read_text()
+
+
+def test_the_rules_take_paths_from_the_registries():
+    rules = Path(__file__).parents[1].joinpath("workflow/rules/routing.smk").read_text()
+    common = Path(__file__).parents[1].joinpath("workflow/rules/routing_common.smk").read_text()
+    assert '"results/' not in rules and '"results/' not in common  # no path restated in the rules
+    for name in ("uq", "data", "proxy", "routing_warnings", "auc", "curves", "relative_accuracy", "proxy_curves"):
+        assert f'ARTIFACTS["{name}"].path' in rules, name
+
+
+def test_synthetic_paths_follow_the_registry(tmp_path):
+    uq, corr, data = synthetic_paths(tmp_path, ["s"], ["l"], ["gsm8k"])
+    assert uq == [str(tmp_path / ARTIFACTS["uq"].path.format(slm="s", dataset="gsm8k"))]

@@ -185,35 +185,46 @@ UQ = Artifact(
 )
 
 # ---------------------------------------------------------------- routing
+# One file per SLM (rule `routing`, one job per SLM), so a failed SLM leaves the others'
+# results in place. Read every SLM at once with a glob, e.g.
+# ``polars.read_parquet("results/routing/*/auc.parquet")``.
+_SETTING = "`partial_in_domain` (sources: every other dataset of the run) or the name of an out-of-domain shift from `routing.shifts`."
+
 AUC = Artifact(
     name="auc",
-    path="results/routing/auc.parquet",
-    doc="Uncertainty–correctness alignment per (slm, dataset, method) (rule `routing`).",
+    path="results/routing/{slm}/auc.parquet",
+    doc=(
+        "Uncertainty–correctness alignment per (slm, dataset, method) (rule `routing`). Each method is scored "
+        "against the correctness of the answer its confidence is about (`uqroute.uq.METHODS[m].answer`): "
+        "`correctness.correct` for the greedy answer, `correctness.verbal_1s_correct` for verbalization-1s."
+    ),
     key=("slm", "dataset", "method"),
     columns=(
         Column("slm", pl.Utf8, "SLM name."),
         Column("dataset", pl.Utf8, "Dataset name."),
         Column("method", pl.Utf8, "UQ method."),
+        Column("label", pl.Utf8, "The `correctness` column the confidence is evaluated against (`correct` or `verbal_1s_correct`)."),
         Column("n", pl.Int64, "Queries with both a confidence and a correctness label."),
         Column("slm_accuracy", pl.Float64, "Mean correctness of the SLM on those queries."),
         Column("roc_auc", pl.Float64, "ROC-AUC of confidence against correctness (sklearn); null when one class.", nullable=True),
         Column("roc_auc_lo", pl.Float64, "Lower end of the 95% bootstrap CI of roc_auc.", nullable=True),
         Column("roc_auc_hi", pl.Float64, "Upper end of the 95% bootstrap CI of roc_auc.", nullable=True),
-        Column("prr", pl.Float64, "Prediction rejection ratio (Malinin et al.); null when undefined.", nullable=True),
+        Column("prr", pl.Float64, "Prediction rejection ratio (Malinin et al.: rejected queries count as correct); null when undefined.", nullable=True),
+        Column("prr_polygraph", pl.Float64, "LM-Polygraph's normalised PredictionRejectionArea (`prr_normalized`: rejected queries are discarded); null when undefined. See docs/routing.md.", nullable=True),
         Column("aurac", pl.Float64, "Area under the rejection–accuracy curve.", nullable=True),
     ),
 )
 
 CURVES = Artifact(
     name="curves",
-    path="results/routing/curves.parquet",
+    path="results/routing/{slm}/curves.parquet",
     doc="Routing curves in long format (rule `routing`): accuracy of the SLM+LLM system against the routed fraction.",
     key=("slm", "llm", "dataset", "method", "curve", "ratio"),
     columns=(
         Column("slm", pl.Utf8, "SLM name."),
         Column("llm", pl.Utf8, "LLM name."),
         Column("dataset", pl.Utf8, "Dataset name."),
-        Column("method", pl.Utf8, "UQ method (`random` and `oracle_upper` rows carry the method they sit beside)."),
+        Column("method", pl.Utf8, "UQ method (`random`, `random_mc` and `upper` rows carry the method they sit beside: they use the same queries)."),
         Column("curve", pl.Utf8, "`uq` (route the least confident), `random` (expected), `random_mc` (Monte-Carlo mean), `upper` (route exactly the SLM's errors first)."),
         Column("ratio", pl.Float64, "Routing ratio r: fraction of queries sent to the LLM."),
         Column("accuracy", pl.Float64, "System accuracy at r."),
@@ -223,7 +234,7 @@ CURVES = Artifact(
 
 PROXY = Artifact(
     name="proxy",
-    path="results/routing/proxy.parquet",
+    path="results/routing/{slm}/proxy.parquet",
     doc="Proxy routing data results (paper §4.1–4.2, App. E, G) per (slm, llm, target, method, setting, k, seed) (rule `routing`).",
     key=("slm", "llm", "target", "method", "setting", "k", "seed"),
     columns=(
@@ -231,21 +242,23 @@ PROXY = Artifact(
         Column("llm", pl.Utf8, "LLM name."),
         Column("target", pl.Utf8, "Target (held-out) dataset."),
         Column("method", pl.Utf8, "UQ method."),
-        Column("setting", pl.Utf8, "`partial_in_domain` (all other datasets) or `out_of_domain` (datasets of other domains only)."),
+        Column("setting", pl.Utf8, _SETTING),
         Column("sources", pl.List(pl.Utf8), "Datasets pooled into the proxy data."),
-        Column("k", pl.Float64, "Fraction of each of the 30 bins sampled (0.1 = the paper's k = 10%)."),
+        Column("k", pl.Float64, "Fraction of each bin sampled (0.1 = the paper's k = 10%)."),
         Column("seed", pl.Int64, "Sampling seed."),
         Column("n_proxy", pl.Int64, "Rows in the proxy routing data."),
-        Column("rms", pl.Float64, "RMS over the ratio grid between the proxy-threshold curve and the oracle (UQ) curve on the target."),
+        Column("rms", pl.Float64, "RMS over the ratio grid between the proxy curve at the requested ratio r and the oracle (`uq`) curve at r: what a user's budget buys."),
+        Column("rms_realised", pl.Float64, "RMS between the oracle curve and the proxy curve drawn against the fraction actually routed (its points joined by straight lines)."),
         Column("rms_random", pl.Float64, "RMS between the expected random-routing curve and the oracle curve."),
         Column("budget_error", pl.Float64, "Mean |realised routed fraction − r| over the grid."),
         Column("w1", pl.Float64, "Wasserstein-1 distance between the pooled source and the target confidence distributions (scipy)."),
+        Column("pool_note", pl.Utf8, "Why the pool could not be cut into `routing.bins` bins (one value, range too small, fewer rows than bins); null otherwise.", nullable=True),
     ),
 )
 
 ROUTING_SUMMARY = Artifact(
     name="routing_summary",
-    path="results/routing/summary.parquet",
+    path="results/routing/{slm}/summary.parquet",
     doc="Per oracle routing curve summaries from RouteLLM (rule `routing`).",
     key=("slm", "llm", "dataset", "method"),
     columns=(
@@ -263,7 +276,7 @@ ROUTING_SUMMARY = Artifact(
 
 RELATIVE_ACCURACY = Artifact(
     name="relative_accuracy",
-    path="results/routing/relative_accuracy.parquet",
+    path="results/routing/{slm}/relative_accuracy.parquet",
     doc=(
         "SLM and LLM accuracy on the most confident queries (paper Figure 3, rule `routing`): "
         "the ⌈x·n⌉ least-confident queries are excluded (ties averaged)."
@@ -284,7 +297,7 @@ RELATIVE_ACCURACY = Artifact(
 
 PROXY_CURVES = Artifact(
     name="proxy_curves",
-    path="results/routing/proxy_curves.parquet",
+    path="results/routing/{slm}/proxy_curves.parquet",
     doc=(
         "Proxy-threshold routing curves on each target at the configured k (paper Figures 6–7, "
         "rule `routing`), one row per routing ratio and sampling seed."
@@ -295,21 +308,77 @@ PROXY_CURVES = Artifact(
         Column("llm", pl.Utf8, "LLM name."),
         Column("target", pl.Utf8, "Target (held-out) dataset."),
         Column("method", pl.Utf8, "UQ method."),
-        Column("setting", pl.Utf8, "`partial_in_domain` or `out_of_domain`."),
+        Column("setting", pl.Utf8, _SETTING),
         Column("k", pl.Float64, "Fraction of each bin sampled (routing.k)."),
         Column("seed", pl.Int64, "Sampling seed."),
-        Column("ratio", pl.Float64, "Target routing ratio r."),
-        Column("threshold", pl.Float64, "r-quantile of the proxy confidences."),
-        Column("realised_ratio", pl.Float64, "Fraction of target queries with confidence below the threshold."),
-        Column("accuracy", pl.Float64, "Target system accuracy when routing those queries."),
+        Column("ratio", pl.Float64, "Requested routing ratio r."),
+        Column("threshold", pl.Float64, "Tie-aware threshold t(r): the r-quantile of the proxy confidences; −inf at r = 0, +inf at r = 1."),
+        Column("q", pl.Float64, "Fraction of queries with confidence exactly t(r) that are routed (tie-aware thresholds)."),
+        Column("realised_ratio", pl.Float64, "Expected fraction of target queries routed: P(c < t) + q·P(c = t) on the target."),
+        Column("accuracy", pl.Float64, "Target system accuracy at that routing (expectation over the tied fraction)."),
         Column("oracle_accuracy", pl.Float64, "Oracle (`uq`) curve of the target at r."),
+    ),
+)
+
+HOLDOUT = Artifact(
+    name="holdout",
+    path="results/routing/{slm}/holdout.parquet",
+    doc=(
+        "The hold-out sets (the proxy routing data itself, paper §4.1: \"we open-source a hold-out set\"), one row "
+        "per (slm, method, setting, target, k, seed), self-contained so that a router can be built from one row "
+        "without the pipeline: the sampled source rows and the tie-aware thresholds they imply for every ratio of "
+        "the grid. Route a new query with confidence c at ratio r with `uqroute.routing.route_fraction(c, t, q)` "
+        "(1 if c < t, q if c = t, else 0); `uqroute.routing.tie_aware_thresholds(confidence, ratio)` recomputes "
+        "(threshold, q) from the rows. List columns of one row are aligned: `source_dataset`/`id`/`confidence`/"
+        "`slm_correct` per sampled row (ascending confidence), `ratio`/`threshold`/`q` per grid ratio; "
+        "`df.explode([...])` gives long tables."
+    ),
+    key=("slm", "method", "setting", "target", "k", "seed"),
+    columns=(
+        Column("slm", pl.Utf8, "SLM whose confidences these are."),
+        Column("method", pl.Utf8, "UQ method."),
+        Column("setting", pl.Utf8, _SETTING),
+        Column("target", pl.Utf8, "The dataset this hold-out set was evaluated on (never among the sources)."),
+        Column("sources", pl.List(pl.Utf8), "Datasets pooled into the hold-out set."),
+        Column("k", pl.Float64, "Fraction of each bin sampled."),
+        Column("seed", pl.Int64, "Sampling seed."),
+        Column("bins", pl.Int64, "Bins the pool was cut into (routing.bins, or 1 for a degenerate pool; see pool_note)."),
+        Column("pool_size", pl.Int64, "Scored source rows in the pool."),
+        Column("pool_note", pl.Utf8, "Why the pool could not be cut into routing.bins bins; null otherwise.", nullable=True),
+        Column("source_dataset", pl.List(pl.Utf8), "Source dataset of each sampled row."),
+        Column("id", pl.List(pl.Utf8), "Query id of each sampled row (joins `data`, `uq`, `correctness`)."),
+        Column("confidence", pl.List(pl.Float64), "The SLM's confidence for each sampled row (ascending)."),
+        Column("slm_correct", pl.List(pl.Boolean), "The SLM's correctness for each sampled row (the method's own label column; null entries where unlabelled). Not used for thresholds."),
+        Column("ratio", pl.List(pl.Float64), "The routing-ratio grid (routing.ratio_step)."),
+        Column("threshold", pl.List(pl.Float64), "Tie-aware threshold t(r) for each ratio: −inf at r = 0, +inf at r = 1."),
+        Column("q", pl.List(pl.Float64), "Fraction of queries with confidence exactly t(r) to route, for each ratio."),
+    ),
+)
+
+ROUTING_WARNINGS = Artifact(
+    name="routing_warnings",
+    path="results/routing/{slm}/warnings.parquet",
+    doc=(
+        "Everything the `routing` job for one SLM dropped, could not compute, or computed from a degenerate "
+        "input, so it is recorded beside the results rather than only in the log. `results/routing/status.md` "
+        "counts them per SLM."
+    ),
+    key=("slm", "dataset", "method", "setting", "kind", "message"),
+    columns=(
+        Column("slm", pl.Utf8, "SLM name."),
+        Column("dataset", pl.Utf8, "Dataset (the target, for proxy entries); null when the entry is about several.", nullable=True),
+        Column("method", pl.Utf8, "UQ method; null when the entry is about every method.", nullable=True),
+        Column("setting", pl.Utf8, "Proxy setting; null outside the proxy study.", nullable=True),
+        Column("kind", pl.Utf8, "`dropped_rows`, `one_class`, `no_scores`, `degenerate_pool`, `no_sources` or `failed` (an error in this method's evaluation; the other methods' results are complete)."),
+        Column("message", pl.Utf8, "What happened, with counts."),
     ),
 )
 
 
 ARTIFACTS: dict[str, Artifact] = {
     a.name: a
-    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, PROBES, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES, ROUTING_SUMMARY)
+    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, PROBES, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES, ROUTING_SUMMARY,
+              HOLDOUT, ROUTING_WARNINGS)
 }
 
 HIDDEN_STATES_DOC = """\

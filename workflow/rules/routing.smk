@@ -1,58 +1,39 @@
-# Routing evaluation (paper §3–4, App. E, G): alignment, routing curves, proxy routing data,
-# Tables 4/5, and the figures, all registered in the Snakemake report.
-ROUTING_SETTINGS = ["partial_in_domain", "out_of_domain"]
-ROUTING_TABLES = {
-    "auc": "results/routing/auc.parquet",
-    "curves": "results/routing/curves.parquet",
-    "proxy": "results/routing/proxy.parquet",
-    "summary": "results/routing/summary.parquet",
-    "relative_accuracy": "results/routing/relative_accuracy.parquet",
-    "proxy_curves": "results/routing/proxy_curves.parquet",
-}
-FIG = "results/routing/figures"
+# Routing evaluation (paper §3–4, App. E, G): one `routing` job per SLM (parallel on a cluster),
+# then Tables 4/5 and the status page (`routing_tables`) and the figures, all registered in the
+# Snakemake report. A failed SLM leaves every other SLM's tables and figures in place
+# (--keep-going); `routing.assemble: available` then assembles the others and names it.
 
 
-def routing_methods():
-    """UQ methods in config order (used to order figure legends)."""
-    return list(cfg("uq").get("methods", []))
-
-
-def proxy_methods():
-    m = cfg("routing").get("proxy_methods", "all")
-    return "all" if m == "all" else list(m)
+include: "routing_common.smk"
 
 
 rule routing:
     input:
-        uq=expand("results/uq/{slm}/{dataset}.parquet", slm=SLMS, dataset=DATASETS),
-        correctness=expand("results/correctness/{model}/{dataset}.parquet", model=SLMS + LLMS, dataset=DATASETS),
-        data=expand("results/data/{dataset}.parquet", dataset=DATASETS),
+        uq=expand(ARTIFACTS["uq"].path, dataset=DATASETS, allow_missing=True),
+        correctness=routing_correctness,
+        data=expand(ARTIFACTS["data"].path, dataset=DATASETS),
     output:
-        **ROUTING_TABLES,
-        table4_csv=report("results/routing/tables/table4.csv", caption="../report/table4.rst", category="Routing", subcategory="Tables", labels={"table": "Table 4", "format": "CSV"}),
-        table4_md=report("results/routing/tables/table4.md", caption="../report/table4.rst", category="Routing", subcategory="Tables", labels={"table": "Table 4", "format": "markdown"}),
-        table5_csv=report("results/routing/tables/table5.csv", caption="../report/table5.rst", category="Routing", subcategory="Tables", labels={"table": "Table 5", "format": "CSV"}),
-        table5_md=report("results/routing/tables/table5.md", caption="../report/table5.rst", category="Routing", subcategory="Tables", labels={"table": "Table 5", "format": "markdown"}),
+        **ROUTING_OUTPUTS,
     params:
-        slms=SLMS,
         llms=LLMS,
         datasets=DATASETS,
-        routing=lambda w: cfg("routing"),
+        routing=ROUTING_EVAL,
         seed=config.get("seed", 0),
     resources:
         mem_mb=lambda w, attempt: model_mem_mb(None, attempt),
         runtime=lambda w, attempt: model_runtime_min(None, attempt),
     log:
-        "logs/routing/routing.log",
+        "logs/routing/{slm}.log",
     conda:
         "../../envs/uqroute.yaml"
     script:
         "../scripts/routing.py"
 
 
-# Figures are seconds of CPU each: on a cluster they run on the submitting node instead of
-# becoming hundreds of tiny SLURM jobs.
+# Tables, the status page and figures are seconds of CPU each: on a cluster they run on the
+# submitting node instead of becoming hundreds of tiny SLURM jobs.
 localrules:
+    routing_tables,
     figure_auc_heatmap,
     figure_routing_curves,
     figure_relative_accuracy,
@@ -61,12 +42,40 @@ localrules:
     figure_rms_vs_k,
 
 
+rule routing_tables:
+    input:
+        proxy=expand(ARTIFACTS["proxy"].path, slm=ROUTED_SLMS),
+        warnings=expand(ARTIFACTS["routing_warnings"].path, slm=ROUTED_SLMS),
+    output:
+        table4_csv=report(TABLE_FILES["table4_csv"], caption="../report/table4.rst", category="Routing", subcategory="Tables", labels={"table": "Table 4", "format": "CSV (paper layout)"}),
+        table4_full_csv=report(TABLE_FILES["table4_full_csv"], caption="../report/table4.rst", category="Routing", subcategory="Tables", labels={"table": "Table 4", "format": "CSV (full grid)"}),
+        table4_md=report(TABLE_FILES["table4_md"], caption="../report/table4.rst", category="Routing", subcategory="Tables", labels={"table": "Table 4", "format": "markdown"}),
+        table5_csv=report(TABLE_FILES["table5_csv"], caption="../report/table5.rst", category="Routing", subcategory="Tables", labels={"table": "Table 5", "format": "CSV (paper layout)"}),
+        table5_full_csv=report(TABLE_FILES["table5_full_csv"], caption="../report/table5.rst", category="Routing", subcategory="Tables", labels={"table": "Table 5", "format": "CSV (full grid)"}),
+        table5_md=report(TABLE_FILES["table5_md"], caption="../report/table5.rst", category="Routing", subcategory="Tables", labels={"table": "Table 5", "format": "markdown"}),
+        status=report(TABLE_FILES["status"], caption="../report/status.rst", category="Routing", subcategory="Status", labels={"table": "status", "format": "markdown"}),
+    params:
+        slms=SLMS,
+        assembled=ROUTED_SLMS,
+        llms=LLMS,
+        datasets=DATASETS,
+        methods=routing_methods(),
+        routing=ROUTING,
+    log:
+        "logs/routing/tables.log",
+    conda:
+        "../../envs/uqroute.yaml"
+    script:
+        "../scripts/routing_tables.py"
+
+
 rule figure_auc_heatmap:
     input:
-        auc=ROUTING_TABLES["auc"],
+        auc=expand(ARTIFACTS["auc"].path, slm=ROUTED_SLMS),
     output:
-        report(FIG + "/auc_heatmap/{dataset}.png", caption="../report/auc_heatmap.rst", category="Routing", subcategory="Alignment (ROC-AUC)", labels={"dataset": "{dataset}"}),
+        report(FIGURES["auc_heatmap"].path, caption="../report/auc_heatmap.rst", category="Routing", subcategory="Alignment (ROC-AUC)", labels={"dataset": "{dataset}"}),
     params:
+        kind="auc_heatmap",
         dataset=lambda w: w.dataset,
         slms=SLMS,
         methods=routing_methods(),
@@ -75,108 +84,104 @@ rule figure_auc_heatmap:
     conda:
         "../../envs/uqroute.yaml"
     script:
-        "../scripts/figure_auc_heatmap.py"
+        "../scripts/figure.py"
 
 
 rule figure_routing_curves:
     input:
-        curves=ROUTING_TABLES["curves"],
+        curves=ARTIFACTS["curves"].path,
     output:
-        report(FIG + "/routing_curves/{llm}/{dataset}.png", caption="../report/routing_curves.rst", category="Routing", subcategory="Routing curves", labels={"LLM": "{llm}", "dataset": "{dataset}"}),
+        report(FIGURES["routing_curves"].path, caption="../report/routing_curves.rst", category="Routing", subcategory="Routing curves", labels={"SLM": "{slm}", "LLM": "{llm}"}),
     params:
+        kind="routing_curves",
+        slm=lambda w: w.slm,
         llm=lambda w: w.llm,
-        dataset=lambda w: w.dataset,
-        slms=SLMS,
+        datasets=DATASETS,
         methods=routing_methods(),
     log:
-        "logs/routing/figures/routing_curves/{llm}/{dataset}.log",
+        "logs/routing/figures/routing_curves/{slm}/{llm}.log",
     conda:
         "../../envs/uqroute.yaml"
     script:
-        "../scripts/figure_routing_curves.py"
+        "../scripts/figure.py"
 
 
 rule figure_relative_accuracy:
     input:
-        relative_accuracy=ROUTING_TABLES["relative_accuracy"],
+        relative_accuracy=ARTIFACTS["relative_accuracy"].path,
     output:
-        report(FIG + "/relative_accuracy/{llm}/{dataset}.png", caption="../report/relative_accuracy.rst", category="Routing", subcategory="Relative accuracy", labels={"LLM": "{llm}", "dataset": "{dataset}"}),
+        report(FIGURES["relative_accuracy"].path, caption="../report/relative_accuracy.rst", category="Routing", subcategory="Relative accuracy", labels={"SLM": "{slm}", "LLM": "{llm}"}),
     params:
+        kind="relative_accuracy",
+        slm=lambda w: w.slm,
         llm=lambda w: w.llm,
-        dataset=lambda w: w.dataset,
-        slms=SLMS,
+        datasets=DATASETS,
         methods=routing_methods(),
     log:
-        "logs/routing/figures/relative_accuracy/{llm}/{dataset}.log",
+        "logs/routing/figures/relative_accuracy/{slm}/{llm}.log",
     conda:
         "../../envs/uqroute.yaml"
     script:
-        "../scripts/figure_relative_accuracy.py"
+        "../scripts/figure.py"
 
 
 rule figure_confidence:
     input:
-        uq=expand("results/uq/{{slm}}/{dataset}.parquet", dataset=DATASETS),
+        uq=expand(ARTIFACTS["uq"].path, dataset=DATASETS, allow_missing=True),
+        correctness=expand(ARTIFACTS["correctness"].path, model="{slm}", dataset=DATASETS),
+        data=expand(ARTIFACTS["data"].path, dataset=DATASETS),
     output:
-        report(FIG + "/confidence/{slm}.png", caption="../report/confidence.rst", category="Routing", subcategory="Confidence distributions", labels={"SLM": "{slm}"}),
+        report(FIGURES["confidence"].path, caption="../report/confidence.rst", category="Routing", subcategory="Confidence distributions", labels={"SLM": "{slm}"}),
     params:
+        kind="confidence",
         slm=lambda w: w.slm,
         datasets=DATASETS,
         methods=proxy_methods(),
-        bins=lambda w: cfg("routing").get("bins", 30),
+        bins=ROUTING["bins"],
     log:
         "logs/routing/figures/confidence/{slm}.log",
     conda:
         "../../envs/uqroute.yaml"
     script:
-        "../scripts/figure_confidence.py"
+        "../scripts/figure.py"
 
 
 rule figure_proxy_curves:
     input:
-        proxy_curves=ROUTING_TABLES["proxy_curves"],
+        proxy_curves=ARTIFACTS["proxy_curves"].path,
     output:
-        report(FIG + "/proxy_curves/{llm}/{setting}/{dataset}.png", caption="../report/proxy_curves.rst", category="Routing", subcategory="Proxy routing data", labels={"LLM": "{llm}", "setting": "{setting}", "target": "{dataset}"}),
+        report(FIGURES["proxy_curves"].path, caption="../report/proxy_curves.rst", category="Routing", subcategory="Proxy routing data", labels={"SLM": "{slm}", "LLM": "{llm}", "setting": "{setting}", "figure": "proxy vs oracle"}),
     wildcard_constraints:
-        setting="|".join(ROUTING_SETTINGS),
+        setting=routing_setting_constraint(),
     params:
+        kind="proxy_curves",
+        slm=lambda w: w.slm,
         llm=lambda w: w.llm,
-        target=lambda w: w.dataset,
         setting=lambda w: w.setting,
-        slms=SLMS,
-        methods=routing_methods(),
+        methods=proxy_methods(),
+        targets=lambda w: DATASETS if w.setting == PARTIAL_IN_DOMAIN else ROUTING["shifts"][w.setting]["targets"],
     log:
-        "logs/routing/figures/proxy_curves/{llm}/{setting}/{dataset}.log",
+        "logs/routing/figures/proxy_curves/{slm}/{llm}/{setting}.log",
     conda:
         "../../envs/uqroute.yaml"
     script:
-        "../scripts/figure_proxy_curves.py"
+        "../scripts/figure.py"
 
 
 rule figure_rms_vs_k:
     input:
-        proxy=ROUTING_TABLES["proxy"],
+        proxy=ARTIFACTS["proxy"].path,
     output:
-        report(FIG + "/rms_vs_k/{llm}.png", caption="../report/rms_vs_k.rst", category="Routing", subcategory="Proxy routing data", labels={"LLM": "{llm}", "figure": "RMS vs k"}),
+        report(FIGURES["rms_vs_k"].path, caption="../report/rms_vs_k.rst", category="Routing", subcategory="Proxy routing data", labels={"SLM": "{slm}", "LLM": "{llm}", "setting": "every scenario", "figure": "RMS vs k"}),
     params:
+        kind="rms_vs_k",
+        slm=lambda w: w.slm,
         llm=lambda w: w.llm,
-        slms=SLMS,
+        methods=proxy_methods(),
+        settings=ROUTING_SETTINGS,
     log:
-        "logs/routing/figures/rms_vs_k/{llm}.log",
+        "logs/routing/figures/rms_vs_k/{slm}/{llm}.log",
     conda:
         "../../envs/uqroute.yaml"
     script:
-        "../scripts/figure_rms_vs_k.py"
-
-
-def routing_targets():
-    """Every routing table and figure (called by common.smk's all_targets())."""
-    targets = list(ROUTING_TABLES.values())
-    targets += [f"results/routing/tables/table{i}.{ext}" for i in (4, 5) for ext in ("csv", "md")]
-    targets += expand(FIG + "/auc_heatmap/{dataset}.png", dataset=DATASETS)
-    targets += expand(FIG + "/routing_curves/{llm}/{dataset}.png", llm=LLMS, dataset=DATASETS)
-    targets += expand(FIG + "/relative_accuracy/{llm}/{dataset}.png", llm=LLMS, dataset=DATASETS)
-    targets += expand(FIG + "/confidence/{slm}.png", slm=SLMS)
-    targets += expand(FIG + "/proxy_curves/{llm}/{setting}/{dataset}.png", llm=LLMS, setting=ROUTING_SETTINGS, dataset=DATASETS)
-    targets += expand(FIG + "/rms_vs_k/{llm}.png", llm=LLMS)
-    return targets
+        "../scripts/figure.py"

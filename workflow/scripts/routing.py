@@ -9,7 +9,7 @@ with logged(sm):
         uq_paths=list(sm.input.uq),
         correctness_paths=list(sm.input.correctness),
         data_paths=list(sm.input.data),
-        slms=sm.params.slms,
+        slms=[sm.wildcards.slm],
         llms=sm.params.llms,
         datasets=sm.params.datasets,
         outputs=dict(sm.output.items()),

@@ -1,11 +1,13 @@
 """Figures of the routing results (Chuang et al. 2025, Figures 1–7 and 20): one seaborn
-function per figure in :mod:`.plots`; :func:`make_figure` reads the tables and saves one."""
+function per figure in :mod:`.plots`, registered in :data:`FIGURES` (path, inputs, caption);
+:func:`make_figure` reads the tables and saves one."""
 
-from .make import FIGURES, make_figure
+from .make import FIGURES, FigureSpec, make_figure, read_tables
 from .plots import (
     auc_heatmap,
     confidence_distributions,
     empty_figure,
+    missing_note,
     proxy_vs_oracle,
     relative_accuracy_plot,
     rms_vs_k,
@@ -13,6 +15,6 @@ from .plots import (
 )
 
 __all__ = [
-    "FIGURES", "make_figure", "auc_heatmap", "confidence_distributions", "empty_figure", "proxy_vs_oracle",
-    "relative_accuracy_plot", "rms_vs_k", "routing_curves",
+    "FIGURES", "FigureSpec", "make_figure", "read_tables", "auc_heatmap", "confidence_distributions", "empty_figure",
+    "missing_note", "proxy_vs_oracle", "relative_accuracy_plot", "rms_vs_k", "routing_curves",
 ]

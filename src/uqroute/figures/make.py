@@ -1,9 +1,13 @@
-"""Read the routing tables, draw one figure, save it atomically as PNG (the figure rules)."""
+"""The figure registry and :func:`make_figure`: read the tables a figure needs, draw it, save it
+atomically as PNG. One rule script (``workflow/scripts/figure.py``) serves every figure; a new
+figure is one function in :mod:`.plots` plus one :class:`FigureSpec` here (and its rule).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping
 
 import matplotlib
 
@@ -12,57 +16,88 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 from .. import io  # noqa: E402
+from ..schema import ARTIFACTS  # noqa: E402
 from . import plots  # noqa: E402
 
-__all__ = ["FIGURES", "make_figure", "read_confidences"]
+__all__ = ["FigureSpec", "FIGURES", "make_figure", "read_tables"]
 
-FIGURES = ("auc_heatmap", "routing_curves", "relative_accuracy", "confidence", "proxy_curves", "rms_vs_k")
 DPI = 120
 
 
-def read_confidences(uq_paths: Sequence[str], slm: str, datasets: Sequence[str], methods: Sequence[str] | None = None) -> pl.DataFrame:
-    """Long table (slm, dataset, method, confidence) from one SLM's uq files (in ``datasets`` order)."""
-    if len(uq_paths) != len(datasets):
-        raise ValueError(f"confidence figure for {slm}: {len(uq_paths)} uq files for {len(datasets)} datasets")
-    frames = []
-    for path, d in zip(uq_paths, datasets):
-        df = pl.read_parquet(path)
-        cols = [m for m in (methods or df.columns[1:]) if m in df.columns and m != "id"]
-        missing = [m for m in (methods or []) if m not in df.columns]
-        if missing:
-            raise ValueError(f"confidence figure: uq file {path} lacks methods {missing}")
-        frames.append(df.unpivot(index="id", on=cols, variable_name="method", value_name="confidence")
-                      .with_columns(pl.lit(slm).alias("slm"), pl.lit(d).alias("dataset"), pl.col("confidence").cast(pl.Float64)))
-    return pl.concat(frames).select("slm", "dataset", "method", "confidence")
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure kind: where its files go, what it reads, how it is drawn, and its report caption."""
+
+    name: str
+    path: str  # output pattern (Snakemake wildcards), relative to the working directory
+    inputs: tuple[str, ...]  # artifact names (uqroute.schema), or "results" for the tidy per-query table
+    draw: Callable[[Mapping[str, pl.DataFrame], Mapping], object]
+    caption: str  # workflow/report/<caption>
+    paper: str  # the paper's figures it reproduces
 
 
-def _draw(kind: str, inputs: Mapping, p: Mapping):
-    if kind == "auc_heatmap":
-        return plots.auc_heatmap(pl.read_parquet(inputs["auc"]), p["dataset"], slms=p.get("slms"), methods=p.get("methods"))
-    if kind == "routing_curves":
-        return plots.routing_curves(pl.read_parquet(inputs["curves"]), p["llm"], p["dataset"], slms=p.get("slms"), methods=p.get("methods"))
-    if kind == "relative_accuracy":
-        return plots.relative_accuracy_plot(pl.read_parquet(inputs["relative_accuracy"]), p["llm"], p["dataset"], slms=p.get("slms"), methods=p.get("methods"))
-    if kind == "confidence":
-        methods = p.get("methods")
-        methods = None if methods == "all" else methods
-        conf = read_confidences(list(inputs["uq"]), p["slm"], p["datasets"], methods)
-        return plots.confidence_distributions(conf, p["slm"], methods=methods, bins=p.get("bins", 30))
-    if kind == "proxy_curves":
-        return plots.proxy_vs_oracle(pl.read_parquet(inputs["proxy_curves"]), p["llm"], p["target"], p["setting"], slms=p.get("slms"), methods=p.get("methods"))
-    if kind == "rms_vs_k":
-        return plots.rms_vs_k(pl.read_parquet(inputs["proxy"]), p["llm"], slms=p.get("slms"))
-    raise ValueError(f"unknown figure {kind!r} (known: {', '.join(FIGURES)})")
+def _tidy_confidences(tables, p):
+    from ..results import tidy
+
+    methods = p.get("methods")
+    methods = None if methods == "all" else methods
+    df = tidy(tables["results"], slms=[p["slm"]], datasets=p.get("datasets"), methods=methods, llms=[])
+    return plots.confidence_distributions(df, p["slm"], methods=methods, bins=p.get("bins", 30))
+
+
+FIGURES: dict[str, FigureSpec] = {f.name: f for f in (
+    FigureSpec("auc_heatmap", "results/routing/figures/auc_heatmap/{dataset}.png", ("auc",),
+               lambda t, p: plots.auc_heatmap(t["auc"], p["dataset"], slms=p.get("slms"), methods=p.get("methods")),
+               "auc_heatmap.rst", "Figures 1, 8–11"),
+    FigureSpec("routing_curves", "results/routing/figures/routing_curves/{slm}/{llm}.png", ("curves",),
+               lambda t, p: plots.routing_curves(t["curves"], p["slm"], p["llm"], datasets=p.get("datasets"), methods=p.get("methods")),
+               "routing_curves.rst", "Figures 2, 12–15"),
+    FigureSpec("relative_accuracy", "results/routing/figures/relative_accuracy/{slm}/{llm}.png", ("relative_accuracy",),
+               lambda t, p: plots.relative_accuracy_plot(t["relative_accuracy"], p["slm"], p["llm"], datasets=p.get("datasets"), methods=p.get("methods")),
+               "relative_accuracy.rst", "Figure 3"),
+    FigureSpec("confidence", "results/routing/figures/confidence/{slm}.png", ("results",), _tidy_confidences,
+               "confidence.rst", "Figures 4–5"),
+    FigureSpec("proxy_curves", "results/routing/figures/proxy_curves/{slm}/{llm}/{setting}.png", ("proxy_curves",),
+               lambda t, p: plots.proxy_vs_oracle(t["proxy_curves"], p["slm"], p["llm"], p["setting"], methods=p.get("methods"), targets=p.get("targets")),
+               "proxy_curves.rst", "Figures 6–7, 16–19"),
+    FigureSpec("rms_vs_k", "results/routing/figures/rms_vs_k/{slm}/{llm}.png", ("proxy",),
+               lambda t, p: plots.rms_vs_k(t["proxy"], p["slm"], p["llm"], methods=p.get("methods"), settings=p.get("settings")),
+               "rms_vs_k.rst", "Figure 20"),
+)}
+
+
+def read_tables(kind: str, inputs: Mapping, results_dir: str | Path = "results") -> dict:
+    """The tables figure ``kind`` reads: each artifact input (one path or a list, e.g. one per
+    SLM) read with :func:`uqroute.io.read_artifact` and concatenated; "results" is the results
+    folder (``inputs["results"]``, else ``results_dir``) for the tidy table."""
+    spec = FIGURES[kind]
+    tables = {}
+    for name in spec.inputs:
+        if name == "results":
+            tables[name] = inputs.get("results", results_dir)
+            continue
+        if name not in inputs:
+            raise ValueError(f"figure {kind}: input {name!r} is missing (got {sorted(inputs)})")
+        paths = [inputs[name]] if isinstance(inputs[name], (str, Path)) else list(inputs[name])
+        frames = [io.read_artifact(path, name, stage=f"figure {kind}") for path in paths]
+        tables[name] = pl.concat(frames) if frames else pl.DataFrame(schema=ARTIFACTS[name].polars_schema())
+    return tables
 
 
 def make_figure(kind: str, inputs: Mapping, output: str | Path, **params) -> None:
-    """Draw figure ``kind`` from the tables named in ``inputs`` and save it to ``output`` (PNG).
+    """Draw figure ``kind`` (a key of :data:`FIGURES`) and save it to ``output`` (PNG).
 
-    ``inputs`` maps table names (auc, curves, relative_accuracy, proxy, proxy_curves, uq)
-    to paths; ``params`` are the figure's selectors (dataset, llm, slm, target, setting,
-    and optionally slms/methods for ordering).
+    ``inputs`` maps each of the figure's artifact inputs to a path or a list of paths (other
+    entries, such as the rule's file inputs that only order the DAG, are ignored); ``params``
+    are its selectors (dataset, slm, llm, setting), optional orderings (slms, datasets, methods,
+    targets, settings) and ``results_dir`` (default "results") for figures built from the tidy
+    per-query table. A corrupt or mismatched input raises :class:`uqroute.io.ArtifactInputError`
+    naming the file.
     """
-    fig = _draw(kind, inputs, params)
+    if kind not in FIGURES:
+        raise ValueError(f"unknown figure {kind!r} (known: {', '.join(FIGURES)})")
+    tables = read_tables(kind, inputs, params.pop("results_dir", "results"))
+    fig = FIGURES[kind].draw(tables, params)
     try:
         with io.atomic_path(output, suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})

@@ -1,8 +1,10 @@
 """One seaborn function per figure of the paper's routing results.
 
-Each function takes the routing tables (polars DataFrames as written by the `routing`
-rule) and returns a matplotlib Figure; :func:`uqroute.figures.make_figure` saves them.
-The Agg backend is used, and nothing random is drawn, so figures are deterministic.
+Each function takes the routing tables (polars DataFrames as written by the `routing` rule,
+or the tidy per-query table of :func:`uqroute.results.tidy`) and returns a matplotlib Figure;
+:func:`uqroute.figures.make_figure` saves them. The Agg backend is used, and nothing random is
+drawn, so figures are deterministic. A method that was asked for (``methods``) but has no
+scores in a panel is named in that panel, never silently left out of the legend.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "proxy_vs_oracle",
     "rms_vs_k",
     "empty_figure",
+    "missing_note",
 ]
 
 _THEME = {"style": "whitegrid", "context": "paper"}
@@ -39,8 +42,9 @@ def empty_figure(title: str, reason: str) -> Figure:
     return fig
 
 
-def _palette(n: int):
-    return sns.color_palette("tab10" if n <= 10 else "tab20", n)
+def _palette(names: list) -> dict:
+    colours = sns.color_palette("tab10" if len(names) <= 10 else "tab20", max(len(names), 1))
+    return dict(zip(names, colours))
 
 
 def _order(values, preferred=None) -> list:
@@ -50,145 +54,247 @@ def _order(values, preferred=None) -> list:
     return seen
 
 
+def missing_note(expected, present) -> str:
+    """'no scores: a, b' for the expected methods absent from ``present`` ('' when none)."""
+    gone = [m for m in (expected or []) if m not in set(present)]
+    return f"no scores: {', '.join(gone)}" if gone else ""
+
+
+def _note(ax, text: str) -> None:
+    if text:
+        ax.text(0.02, 0.02, text, transform=ax.transAxes, fontsize=7, color="dimgrey", ha="left", va="bottom",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
+
+
+def _grid(n: int, ncol: int, w: float, h: float, sharey=True):
+    ncol = max(1, min(n, ncol))
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol, h * nrow), squeeze=False, sharey=sharey)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def _legend(fig, axes) -> None:
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+        if ax.get_legend():
+            ax.get_legend().remove()
+    if labels:
+        fig.legend([handles[lab] for lab in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
 def auc_heatmap(auc: pl.DataFrame, dataset: str, *, slms=None, methods=None) -> Figure:
-    """ROC-AUC of confidence vs correctness, SLM × method, for one dataset (Figures 1, 8–11)."""
+    """ROC-AUC of confidence vs correctness, SLM × method, for one dataset (Figures 1, 8–11).
+
+    Cells without a value are marked "–": "no scores" (the method scored no query of this
+    dataset), "one class" (all answers right or all wrong); SLMs without any results are named.
+    """
     df = auc.filter(pl.col("dataset") == dataset)
     title = f"ROC-AUC of confidence vs. correctness — {dataset}"
+    missing_slms = [s for s in (slms or []) if s not in set(df["slm"].to_list())]
     if df.height == 0:
-        return empty_figure(title, f"no AUC rows for {dataset}")
-    rows, cols = _order(df["slm"].to_list(), slms), _order(df["method"].to_list(), methods)
+        return empty_figure(title, f"no AUC rows for {dataset}" + (f" (no results for SLMs {', '.join(missing_slms)})" if missing_slms else ""))
+    rows = [s for s in _order(df["slm"].to_list(), slms) if s not in missing_slms]
+    cols = _order(df["method"].to_list(), methods)
+    cols += [m for m in (methods or []) if m not in cols]
     wide = df.to_pandas().pivot(index="slm", columns="method", values="roc_auc").reindex(index=rows, columns=cols).astype(float)
+    scored = set(zip(df["slm"].to_list(), df["method"].to_list()))
     sns.set_theme(**_THEME)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(cols), 1.2 + 0.45 * len(rows)))
+    fig, ax = plt.subplots(figsize=(1.4 + 0.8 * len(cols), 1.6 + 0.45 * len(rows)))
     sns.heatmap(wide, annot=True, fmt=".2f", vmin=0.0, vmax=1.0, center=0.5, cmap="RdBu_r", cbar_kws={"label": "ROC-AUC"}, ax=ax)
+    for i, slm in enumerate(rows):
+        for j, m in enumerate(cols):
+            if np.isnan(wide.iloc[i, j]):
+                why = "one class" if (slm, m) in scored else "no scores"
+                ax.text(j + 0.5, i + 0.5, f"–\n{why}", ha="center", va="center", fontsize=6, color="dimgrey")
     ax.set_title(title)
     ax.set_xlabel("UQ method")
     ax.set_ylabel("SLM")
     ax.tick_params(axis="x", rotation=45)
+    notes = [missing_note(methods, df["method"].to_list())]
+    if missing_slms:
+        notes.append(f"no results for SLMs: {', '.join(missing_slms)}")
+    notes = [n for n in notes if n]
+    if notes:
+        fig.text(0.0, -0.02, "; ".join(notes), fontsize=7, color="dimgrey", ha="left", va="top")
     fig.tight_layout()
     return fig
 
 
-def routing_curves(curves: pl.DataFrame, llm: str, dataset: str, *, methods=None, slms=None) -> Figure:
-    """Accuracy vs routing ratio per UQ method, with the perfect-confidence and random curves (Figure 2)."""
-    df = curves.filter((pl.col("llm") == llm) & (pl.col("dataset") == dataset))
-    title = f"Routing to {llm} on {dataset}"
+def routing_curves(curves: pl.DataFrame, slm: str, llm: str, *, datasets=None, methods=None) -> Figure:
+    """Accuracy vs routing ratio per UQ method, one panel per dataset, with the perfect-confidence
+    and random curves (Figures 2, 12–15), for one SLM routed to one LLM."""
+    df = curves.filter((pl.col("slm") == slm) & (pl.col("llm") == llm))
+    title = f"{slm} routed to {llm}"
     if df.height == 0:
-        return empty_figure(title, f"no routing curves for {llm} / {dataset}")
-    slm_order = _order(df["slm"].to_list(), slms)
+        return empty_figure(title, f"no routing curves for {slm} → {llm}")
+    ds = _order(df["dataset"].to_list(), datasets)
+    ds += [d for d in (datasets or []) if d not in ds]
     method_order = _order(df["method"].to_list(), methods)
-    uq = df.filter(pl.col("curve") == "uq").to_pandas()
-    first = method_order[0]
-    ref = df.filter(pl.col("curve").is_in(["upper", "random", "random_mc"]) & (pl.col("method") == first)).to_pandas()
+    palette = _palette(method_order)
     sns.set_theme(**_THEME)
-    ncol = min(len(slm_order), 4)
-    nrow = int(np.ceil(len(slm_order) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False, sharey=True)
-    palette = dict(zip(method_order, _palette(len(method_order))))
-    for ax, slm in zip(axes.flat, slm_order):
-        sns.lineplot(data=uq[uq["slm"] == slm], x="ratio", y="accuracy", hue="method", hue_order=method_order, palette=palette, ax=ax, legend=ax is axes.flat[0], linewidth=1.2)
-        r = ref[ref["slm"] == slm]
-        up = r[r["curve"] == "upper"]
-        ax.plot(up["ratio"], up["accuracy"], color="black", linestyle=":", label="perfect confidence")
-        rnd = r[r["curve"] == "random"]
-        ax.plot(rnd["ratio"], rnd["accuracy"], color="grey", linestyle="--", label="random")
-        mc = r[r["curve"] == "random_mc"]
-        if len(mc):
-            ax.fill_between(mc["ratio"], mc["accuracy"] - mc["accuracy_sd"].fillna(0), mc["accuracy"] + mc["accuracy_sd"].fillna(0), color="grey", alpha=0.2, linewidth=0)
-        ax.set_title(slm)
+    fig, axes = _grid(len(ds), 5, 3.2, 2.8)
+    pdf = df.to_pandas()
+    for ax, d in zip(axes, ds):
+        sub = pdf[pdf["dataset"] == d]
+        uq = sub[sub["curve"] == "uq"]
+        present = [m for m in method_order if m in set(uq["method"])]
+        for m in present:
+            cur = uq[uq["method"] == m]
+            ax.plot(cur["ratio"], cur["accuracy"], color=palette[m], linewidth=1.2, label=m)
+        if present:
+            ref = sub[sub["method"] == present[0]]
+            up, rnd, mc = (ref[ref["curve"] == c] for c in ("upper", "random", "random_mc"))
+            ax.plot(up["ratio"], up["accuracy"], color="black", linestyle=":", label="perfect confidence")
+            ax.plot(rnd["ratio"], rnd["accuracy"], color="grey", linestyle="--", label="random")
+            if len(mc):
+                sd = mc["accuracy_sd"].fillna(0)
+                ax.fill_between(mc["ratio"], mc["accuracy"] - sd, mc["accuracy"] + sd, color="grey", alpha=0.2, linewidth=0)
+        _note(ax, missing_note(methods, present) if present else "no scores for any method")
+        ax.set_title(d)
         ax.set_xlabel("routing ratio")
         ax.set_ylabel("accuracy")
-    for ax in list(axes.flat)[len(slm_order):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if axes.flat[0].get_legend():
-        axes.flat[0].get_legend().remove()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    _legend(fig, axes)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def relative_accuracy_plot(rel: pl.DataFrame, llm: str, dataset: str, *, methods=None, slms=None) -> Figure:
-    """SLM/LLM accuracy ratio on the top-k% most confident queries (Figure 3)."""
-    df = rel.filter((pl.col("llm") == llm) & (pl.col("dataset") == dataset))
-    title = f"Relative accuracy vs {llm} on {dataset}"
+def relative_accuracy_plot(rel: pl.DataFrame, slm: str, llm: str, *, datasets=None, methods=None) -> Figure:
+    """SLM/LLM accuracy ratio on the top-k% most confident queries (Figure 3), one panel per dataset."""
+    df = rel.filter((pl.col("slm") == slm) & (pl.col("llm") == llm))
+    title = f"Relative accuracy of {slm} vs {llm}"
     if df.height == 0:
-        return empty_figure(title, f"no relative-accuracy rows for {llm} / {dataset}")
-    df = df.filter(pl.col("relative_accuracy").is_not_null())
-    if df.height == 0:
-        return empty_figure(title, f"{llm} answers no query of {dataset} correctly: the ratio is undefined")
-    pdf = df.with_columns((pl.col("excluded") * 100).alias("lowest confidence excluded (%)")).to_pandas()
-    slm_order, method_order = _order(pdf["slm"], slms), _order(pdf["method"], methods)
-    sns.set_theme(**_THEME)
-    g = sns.relplot(data=pdf, x="lowest confidence excluded (%)", y="relative_accuracy", hue="method", hue_order=method_order,
-                    col="slm", col_order=slm_order, col_wrap=min(len(slm_order), 4), kind="line", height=2.8, aspect=1.2,
-                    palette=_palette(len(method_order)))
-    g.map(plt.axhline, y=1.0, color="black", linestyle=":", linewidth=0.8)
-    g.set_axis_labels("lowest confidence excluded (%)", "SLM acc. / LLM acc.")
-    g.figure.suptitle(title, y=1.02)
-    return g.figure
-
-
-def confidence_distributions(conf: pl.DataFrame, slm: str, *, methods=None, bins: int = 30) -> Figure:
-    """Pooled confidence histogram over all datasets with one density curve per dataset (Figures 4–5).
-
-    ``conf`` has columns slm, dataset, method, confidence (long format). Per-dataset curves
-    are step densities on the pooled histogram's bins (robust for tied confidences, unlike a KDE).
-    """
-    df = conf.filter((pl.col("slm") == slm) & pl.col("confidence").is_not_null() & pl.col("confidence").is_not_nan())
-    title = f"Confidence distributions of {slm}"
-    if df.height == 0:
-        return empty_figure(title, f"no confidences for {slm}")
+        return empty_figure(title, f"no relative-accuracy rows for {slm} / {llm}")
+    ds = _order(df["dataset"].to_list(), datasets)
+    ds += [d for d in (datasets or []) if d not in ds]
     method_order = _order(df["method"].to_list(), methods)
+    palette = _palette(method_order)
+    sns.set_theme(**_THEME)
+    fig, axes = _grid(len(ds), 5, 3.2, 2.8)
+    pdf = df.with_columns((pl.col("excluded") * 100).alias("pct")).to_pandas()
+    for ax, d in zip(axes, ds):
+        sub = pdf[pdf["dataset"] == d]
+        present = [m for m in method_order if m in set(sub["method"])]
+        defined = sub[sub["relative_accuracy"].notna()]
+        for m in present:
+            cur = defined[defined["method"] == m]
+            ax.plot(cur["pct"], cur["relative_accuracy"], color=palette[m], linewidth=1.2, label=m)
+        ax.axhline(1.0, color="black", linestyle=":", linewidth=0.8)
+        note = missing_note(methods, present) if present else "no scores for any method"
+        if present and defined.empty:
+            note = f"{llm} answers no query of {d} correctly: the ratio is undefined"
+        _note(ax, note)
+        ax.set_title(d)
+        ax.set_xlabel("lowest confidence excluded (%)")
+        ax.set_ylabel("SLM acc. / LLM acc.")
+    _legend(fig, axes)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confidence_distributions(tidy: pl.DataFrame, slm: str, *, methods=None, bins: int = 30) -> Figure:
+    """Pooled confidence histogram over all datasets with one density outline per dataset (Figures 4–5).
+
+    ``tidy`` is :func:`uqroute.results.tidy`'s table (columns slm, dataset, method, confidence, …).
+    Per-dataset outlines are step densities on the pooled histogram's bins (robust for tied
+    confidences, unlike a KDE).
+    """
+    df = tidy.filter((pl.col("slm") == slm) & pl.col("confidence").is_not_null() & pl.col("confidence").is_not_nan())
+    title = f"Confidence distributions of {slm}"
+    method_order = _order(df["method"].to_list(), methods)
+    method_order += [m for m in (methods or []) if m not in method_order]
+    if not method_order:
+        return empty_figure(title, f"no confidences for {slm}")
     sns.set_theme(**_THEME)
     fig, axes = plt.subplots(1, len(method_order), figsize=(4.2 * len(method_order), 3.2), squeeze=False)
+    all_ds = _order(tidy.filter(pl.col("slm") == slm)["dataset"].to_list())
+    palette = _palette(all_ds)
     for ax, method in zip(axes.flat, method_order):
         pdf = df.filter(pl.col("method") == method).to_pandas()
-        edges = np.histogram_bin_edges(pdf["confidence"], bins=bins)
-        sns.histplot(data=pdf, x="confidence", bins=edges, stat="density", color="lightgrey", edgecolor="white", ax=ax, label="all datasets")
-        sns.histplot(data=pdf, x="confidence", hue="dataset", bins=edges, stat="density", common_norm=False, element="step",
-                     fill=False, ax=ax, palette=_palette(pdf["dataset"].nunique()), linewidth=1.0)
         ax.set_title(method)
+        if pdf.empty:
+            ax.axis("off")
+            ax.text(0.5, 0.5, f"{method}: no scores on any dataset", ha="center", va="center", transform=ax.transAxes)
+            continue
+        lo, hi = pdf["confidence"].min(), pdf["confidence"].max()
+        edges = np.histogram_bin_edges(pdf["confidence"], bins=bins) if hi > lo and np.isfinite(hi - lo) and (hi - lo) > 1e-12 * max(1, abs(hi)) else np.array([lo - 0.5, hi + 0.5])
+        sns.histplot(data=pdf, x="confidence", bins=edges, stat="density", color="lightgrey", edgecolor="white", ax=ax, label="all datasets")
+        sns.histplot(data=pdf, x="confidence", hue="dataset", hue_order=[d for d in all_ds if d in set(pdf["dataset"])], bins=edges, stat="density",
+                     common_norm=False, element="step", fill=False, ax=ax, palette=palette, linewidth=1.0)
+        _note(ax, missing_note(all_ds, pdf["dataset"]).replace("no scores", "no scores on"))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def proxy_vs_oracle(proxy_curves: pl.DataFrame, llm: str, target: str, setting: str, *, slms=None, methods=None) -> Figure:
-    """Target routing curve with proxy-data thresholds vs the oracle curve (Figures 6–7, 16–19).
-
-    The proxy curve is the mean over sampling seeds (paper: average of three runs).
-    """
-    df = proxy_curves.filter((pl.col("llm") == llm) & (pl.col("target") == target) & (pl.col("setting") == setting))
-    title = f"Proxy routing data ({setting.replace('_', '-')}) → {target}, routing to {llm}"
+def proxy_vs_oracle(proxy_curves: pl.DataFrame, slm: str, llm: str, setting: str, *, methods=None, targets=None) -> Figure:
+    """Target routing curves with proxy-data thresholds vs the oracle curves (Figures 6–7, 16–19),
+    one panel per target, one colour per method; solid = oracle, dashed = proxy (mean over seeds)."""
+    df = proxy_curves.filter((pl.col("slm") == slm) & (pl.col("llm") == llm) & (pl.col("setting") == setting))
+    title = f"Proxy routing data ({setting.replace('_', ' ')}): {slm} routed to {llm}"
     if df.height == 0:
-        return empty_figure(title, f"no proxy results: setting {setting} has no source datasets for {target}")
-    mean = df.group_by(["slm", "method", "ratio"]).agg(pl.col("accuracy").mean().alias("proxy"), pl.col("oracle_accuracy").first().alias("oracle"))
-    long = mean.unpivot(index=["slm", "method", "ratio"], on=["oracle", "proxy"], variable_name="curve", value_name="accuracy").sort(["slm", "method", "curve", "ratio"]).to_pandas()
-    slm_order, method_order = _order(long["slm"], slms), _order(long["method"], methods)
+        return empty_figure(title, f"no proxy results for {slm} → {llm} in setting {setting}")
+    tg = _order(df["target"].to_list(), targets)
+    tg += [t for t in (targets or []) if t not in tg]
+    mean = (df.group_by(["target", "method", "ratio"]).agg(pl.col("accuracy").mean().alias("proxy"), pl.col("oracle_accuracy").first().alias("oracle"))
+            .sort(["target", "method", "ratio"]).to_pandas())
+    method_order = _order(df["method"].to_list(), methods)
+    palette = _palette(method_order)
     sns.set_theme(**_THEME)
-    g = sns.relplot(data=long, x="ratio", y="accuracy", hue="curve", style="curve", hue_order=["oracle", "proxy"], style_order=["oracle", "proxy"],
-                    row="method", row_order=method_order, col="slm", col_order=slm_order, kind="line", height=2.6, aspect=1.2,
-                    facet_kws={"sharey": False})
-    g.set_axis_labels("routing ratio", "accuracy")
-    g.figure.suptitle(title, y=1.02)
-    return g.figure
+    fig, axes = _grid(len(tg), 5, 3.2, 2.8, sharey=False)
+    for ax, t in zip(axes, tg):
+        sub = mean[mean["target"] == t]
+        present = [m for m in method_order if m in set(sub["method"])]
+        for m in present:
+            cur = sub[sub["method"] == m]
+            ax.plot(cur["ratio"], cur["oracle"], color=palette[m], linewidth=1.2, label=f"{m} oracle")
+            ax.plot(cur["ratio"], cur["proxy"], color=palette[m], linewidth=1.2, linestyle="--", label=f"{m} proxy")
+        _note(ax, missing_note(methods, present) if present else "no scores for any method")
+        ax.set_title(f"target {t}")
+        ax.set_xlabel("routing ratio")
+        ax.set_ylabel("accuracy")
+    _legend(fig, axes)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
-def rms_vs_k(proxy: pl.DataFrame, llm: str, *, slms=None) -> Figure:
-    """RMS distance to the oracle curve vs the sampling ratio k (Figure 20), mean over targets and seeds."""
-    df = proxy.filter(pl.col("llm") == llm)
-    title = f"RMS to the oracle curve vs sampling ratio k (routing to {llm})"
+def rms_vs_k(proxy: pl.DataFrame, slm: str, llm: str, *, methods=None, settings=None) -> Figure:
+    """RMS distance to the oracle curve vs the sampling ratio k (Figure 20), one panel per routing
+    scenario (setting and target; mean over seeds only), one colour per method: solid = at the
+    requested ratio, dashed = along the realised ratio, dotted = random routing."""
+    df = proxy.filter((pl.col("slm") == slm) & (pl.col("llm") == llm))
+    title = f"RMS to the oracle curve vs sampling ratio k: {slm} routed to {llm}"
     if df.height == 0:
-        return empty_figure(title, f"no proxy results for {llm}")
-    agg = df.group_by(["setting", "slm", "method", "k"]).agg(pl.col("rms").mean(), pl.col("rms_random").mean()).sort(["setting", "slm", "method", "k"]).to_pandas()
+        return empty_figure(title, f"no proxy results for {slm} → {llm}")
+    agg = (df.group_by(["setting", "target", "method", "k"]).agg(pl.col("rms").mean(), pl.col("rms_realised").mean(), pl.col("rms_random").mean())
+           .sort(["setting", "target", "method", "k"]).to_pandas())
+    setting_order = _order(agg["setting"], settings)
+    scen = [(s, t) for s in setting_order for t in _order(agg[agg["setting"] == s]["target"])]
+    method_order = _order(df["method"].to_list(), methods)
+    palette = _palette(method_order)
     sns.set_theme(**_THEME)
-    g = sns.relplot(data=agg, x="k", y="rms", hue="slm", hue_order=_order(agg["slm"], slms), style="method", col="setting",
-                    kind="line", markers=True, height=3.0, aspect=1.3)
-    for ax, setting in zip(g.axes.flat, g.col_names):
-        base = agg[agg["setting"] == setting]["rms_random"].mean()
-        ax.axhline(base, color="grey", linestyle="--", linewidth=0.8, label="random routing (mean)")
-    g.set_axis_labels("sampling ratio k", "RMS to oracle")
-    g.figure.suptitle(title, y=1.03)
-    return g.figure
+    fig, axes = _grid(len(scen), 5, 3.2, 2.8)
+    for ax, (s, t) in zip(axes, scen):
+        sub = agg[(agg["setting"] == s) & (agg["target"] == t)]
+        present = [m for m in method_order if m in set(sub["method"])]
+        for m in present:
+            cur = sub[sub["method"] == m]
+            ax.plot(cur["k"], cur["rms"], color=palette[m], marker="o", markersize=3, label=f"{m} (requested r)")
+            ax.plot(cur["k"], cur["rms_realised"], color=palette[m], marker="s", markersize=3, linestyle="--", label=f"{m} (realised r)")
+            ax.axhline(cur["rms_random"].mean(), color=palette[m], linestyle=":", linewidth=0.8, label=f"{m} random routing")
+        _note(ax, missing_note(methods, present))
+        ax.set_title(f"{s.replace('_', ' ')} → {t}", fontsize=9)
+        ax.set_xlabel("sampling ratio k")
+        ax.set_ylabel("RMS to oracle")
+    _legend(fig, axes)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

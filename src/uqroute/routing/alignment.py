@@ -12,6 +12,14 @@
   AURAC is the area under it over ρ ∈ [0, 1] (every integer count, trapezoid), and the
   prediction rejection ratio is PRR = (AURAC − AURAC_random) / (AURAC_oracle − AURAC_random),
   where *oracle* rejects exactly the errors first and *random* is the expected curve.
+* The LM-Polygraph variant (:func:`prr_polygraph`; Fadeeva et al., "LM-Polygraph", EMNLP 2023
+  demo; ``lm_polygraph/ue_metrics/pred_rej_area.py`` and ``utils/manager.py``): the area is the
+  mean, over 0…n−1 rejected queries, of the accuracy of the queries *kept* (rejected ones are
+  discarded, not counted as correct), normalised with the same oracle/random formula.
+
+Every value column of the ``auc`` artifact besides ROC-AUC and its CI comes from
+:data:`ALIGNMENT_METRICS`: a new metric is one function ``(conf, correct) -> float`` there
+plus one column in ``uqroute.schema.AUC``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,10 @@ from sklearn.metrics import roc_auc_score
 
 from .curves import expected_routed_sum
 
-__all__ = ["OneClassWarning", "roc_auc", "weighted_auc", "bootstrap_auc_ci", "bootstrap_weights", "rejection_curve", "aurac", "prr", "alignment"]
+__all__ = [
+    "OneClassWarning", "roc_auc", "weighted_auc", "bootstrap_auc_ci", "bootstrap_weights", "rejection_curve", "aurac", "prr",
+    "prediction_rejection_area", "prr_polygraph", "ALIGNMENT_METRICS", "alignment",
+]
 
 
 class OneClassWarning(UserWarning):
@@ -124,6 +135,42 @@ def prr(conf, slm_correct) -> float:
     return float((ar - ar_rnd) / den) if den > 1e-12 else float("nan")
 
 
+def prediction_rejection_area(conf, slm_correct) -> float:
+    """LM-Polygraph's PredictionRejectionArea for confidences ``conf`` (higher = more confident).
+
+    PRA = (1/n) Σ_{j=0}^{n−1} mean(s over the n − j most confident queries): the accuracy of the
+    queries kept after rejecting the j least confident, averaged over j (rejected queries are
+    discarded). Ties in ``conf`` are averaged (LM-Polygraph breaks them by ``numpy.argsort``
+    order), so the two agree exactly when no confidences tie.
+    """
+    s = np.asarray(slm_correct, dtype=np.float64)
+    n = s.size
+    if n == 0:
+        return float("nan")
+    rejected = np.arange(n)
+    kept_sum = s.sum() - expected_routed_sum(conf, s, rejected)
+    return float(np.mean(kept_sum / (n - rejected)))
+
+
+def prr_polygraph(conf, slm_correct) -> float:
+    """LM-Polygraph's normalised PRR ("prr_normalized"): (PRA − PRA_random) / (PRA_oracle − PRA_random).
+
+    PRA_oracle is the area of the confidence c = s; PRA_random is its exact expectation over
+    random orders, mean(s) (LM-Polygraph: the mean of 1000 shuffles with seed 42). NaN for
+    one-class labels (LM-Polygraph then returns the unnormalised area).
+    """
+    s = np.asarray(slm_correct, dtype=np.float64)
+    if _one_class(s):
+        return float("nan")
+    area, oracle, rnd = prediction_rejection_area(conf, s), prediction_rejection_area(s, s), float(s.mean())
+    den = oracle - rnd
+    return float((area - rnd) / den) if den > 1e-12 else float("nan")
+
+
+#: Alignment metrics ``(conf, correct) -> float`` written to the ``auc`` artifact, one column each.
+ALIGNMENT_METRICS = {"prr": prr, "prr_polygraph": prr_polygraph, "aurac": aurac}
+
+
 def alignment(conf, slm_correct, *, bootstrap: int | np.ndarray, rng: np.random.Generator | None = None, where: str = "") -> dict:
     """All alignment numbers for one (SLM, dataset, method): the `auc` artifact's value columns.
 
@@ -137,12 +184,6 @@ def alignment(conf, slm_correct, *, bootstrap: int | np.ndarray, rng: np.random.
     else:
         auc = float(weighted_auc(conf, s, np.ones((1, s.size)))[0])
     lo, hi = bootstrap_auc_ci(conf, s, bootstrap, rng)
-    return {
-        "n": int(s.size),
-        "slm_accuracy": float(s.mean()),
-        "roc_auc": auc,
-        "roc_auc_lo": lo,
-        "roc_auc_hi": hi,
-        "prr": prr(conf, s),
-        "aurac": aurac(conf, s),
-    }
+    row = {"n": int(s.size), "slm_accuracy": float(s.mean()), "roc_auc": auc, "roc_auc_lo": lo, "roc_auc_hi": hi}
+    row.update({name: fn(conf, s) for name, fn in ALIGNMENT_METRICS.items()})
+    return row

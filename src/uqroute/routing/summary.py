@@ -1,13 +1,17 @@
 """RouteLLM summaries of a routing curve (Ong et al., "RouteLLM: Learning to Route LLMs
 with Preference Data", 2024): performance gap recovered (PGR), its average over the ratio
 grid (APGR), and the call-performance threshold CPT(x%), the smallest routed fraction that
-recovers x% of the SLM→LLM gap."""
+recovers x% of the SLM→LLM gap.
+
+Every value column of the ``routing_summary`` artifact besides the two accuracies comes from
+:data:`CURVE_SUMMARIES`: a new summary is one function ``(curve, ratios) -> float | None``
+there plus one column in ``uqroute.schema.ROUTING_SUMMARY``."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pgr", "apgr", "cpt"]
+__all__ = ["pgr", "apgr", "cpt", "CURVE_SUMMARIES"]
 
 
 def pgr(curve: np.ndarray) -> np.ndarray | None:
@@ -32,3 +36,11 @@ def cpt(curve: np.ndarray, ratios: np.ndarray, level: float) -> float | None:
         return None
     hit = np.flatnonzero(p >= level - 1e-12)
     return float(np.asarray(ratios)[hit[0]]) if hit.size else None
+
+
+#: Summaries of an oracle routing curve ``(curve, ratios) -> float | None``, one column each.
+CURVE_SUMMARIES = {
+    "apgr": lambda curve, ratios: apgr(curve),
+    "cpt50": lambda curve, ratios: cpt(curve, ratios, 0.5),
+    "cpt80": lambda curve, ratios: cpt(curve, ratios, 0.8),
+}

@@ -5,4 +5,5 @@ from uqroute.figures import make_figure
 
 sm = snakemake  # noqa: F821
 with logged(sm):
-    make_figure("proxy_curves", dict(sm.input.items()), sm.output[0], **dict(sm.params.items()))
+    params = dict(sm.params.items())
+    make_figure(params.pop("kind"), dict(sm.input.items()), sm.output[0], **params)

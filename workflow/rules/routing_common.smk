@@ -1,0 +1,69 @@
+# Routing helpers (included by routing.smk): paths come from the registries in the library
+# (uqroute.schema.ARTIFACTS for tables, uqroute.figures.FIGURES for figures,
+# uqroute.routing.tables.TABLE_FILES for Tables 4/5 and the status page).
+import re
+
+from uqroute.figures import FIGURES
+from uqroute.routing import PARTIAL_IN_DOMAIN, TABLES, available_slms, resolve
+from uqroute.routing.tables import TABLE_FILES
+from uqroute.schema import ARTIFACTS
+
+ROUTING = resolve(cfg("routing"))
+# what the per-SLM jobs depend on: everything but `assemble` (switching it reruns only the assembly)
+ROUTING_EVAL = {k: v for k, v in ROUTING.items() if k != "assemble"}
+# the per-SLM artifacts written by the `routing` job: output key -> path pattern with {slm}
+ROUTING_OUTPUTS = {key: ARTIFACTS[name].path for key, name in TABLES.items()}
+ROUTING_SETTINGS = [PARTIAL_IN_DOMAIN] + list(ROUTING["shifts"])
+
+
+def routing_outputs(slm):
+    """The per-SLM routing artifacts of `slm`."""
+    return [path.format(slm=slm) for path in ROUTING_OUTPUTS.values()]
+
+
+def routed_slms():
+    """SLMs assembled into Tables 4/5, heatmaps and the report: all (routing.assemble: all), or
+    those whose per-SLM routing artifacts exist when the workflow is read (available)."""
+    if ROUTING["assemble"] == "all":
+        return list(SLMS)
+    found = available_slms(SLMS, routing_outputs)
+    if not found:
+        raise ValueError("config key routing.assemble: 'available' assembles the SLMs whose routing results exist, and none has any yet; "
+                         "run with routing.assemble: all first (add --keep-going so that one failed SLM does not stop the others)")
+    return found
+
+
+ROUTED_SLMS = routed_slms()
+
+
+def routing_methods():
+    """UQ methods in config order (orders figure legends; a method without scores is named)."""
+    return list(cfg("uq").get("methods", []))
+
+
+def proxy_methods():
+    """The proxy methods (routing.proxy_methods; `all` = every UQ method)."""
+    m = ROUTING["proxy_methods"]
+    return routing_methods() if m == "all" else list(m)
+
+
+def routing_correctness(wildcards):
+    """Correctness files one SLM's routing job reads: the SLM's own and every LLM's."""
+    return expand(ARTIFACTS["correctness"].path, model=[wildcards.slm] + LLMS, dataset=DATASETS)
+
+
+def routing_setting_constraint():
+    return "|".join(map(re.escape, ROUTING_SETTINGS))
+
+
+def routing_targets():
+    """Every routing table and figure (called by common.smk's all_targets())."""
+    targets = [path for slm in ROUTED_SLMS for path in routing_outputs(slm)]
+    targets += list(TABLE_FILES.values())
+    targets += expand(FIGURES["auc_heatmap"].path, dataset=DATASETS)
+    targets += expand(FIGURES["routing_curves"].path, slm=ROUTED_SLMS, llm=LLMS)
+    targets += expand(FIGURES["relative_accuracy"].path, slm=ROUTED_SLMS, llm=LLMS)
+    targets += expand(FIGURES["confidence"].path, slm=ROUTED_SLMS)
+    targets += expand(FIGURES["proxy_curves"].path, slm=ROUTED_SLMS, llm=LLMS, setting=ROUTING_SETTINGS)
+    targets += expand(FIGURES["rms_vs_k"].path, slm=ROUTED_SLMS, llm=LLMS)
+    return targets
