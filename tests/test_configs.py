@@ -235,7 +235,7 @@ def _library_defaults():
     from uqroute.inference.api import API_DEFAULTS
     from uqroute.inference.run import INFERENCE_DEFAULTS
     from uqroute.probes.run import _settings as probe_settings
-    from uqroute.routing.run import DEFAULTS as ROUTING_DEFAULTS
+    from uqroute.routing import DEFAULTS as ROUTING_DEFAULTS
 
     return {
         "inference": (INFERENCE_DEFAULTS, "inference"),
@@ -317,14 +317,17 @@ def test_check_config_accepts_the_shipped_configs_and_a_minimal_one(tmp_path):
         ({"judge.model": "gpt-judge"}, r"^judge.model: model 'gpt-judge' is not defined under `models`"),
         ({"slms": ["big"]}, r"^slms: 'big' is an API model \(models.big.api\); an SLM must run locally"),
         ({"models.big": {"hub": "org/big", "backend": "openai"}}, r"^models.big.backend: 'openai' needs an `api` block"),
-        ({"uq.methods": ["perplexity", "semantic_entropy"]}, r"^uq.methods: unknown UQ method\(s\) \['semantic_entropy'\]; known: .*avg_token_prob"),
+        ({"uq.methods": ["perplexity", "semantic_entropy"], "routing.proxy_methods": ["perplexity"]},
+         r"^uq.methods: unknown UQ method\(s\) \['semantic_entropy'\]; known: .*avg_token_prob"),
+        ({"uq.methods": ["perplexity", "trained_probe"]},
+         r"^routing.proxy_methods: \['ood_probe'\] are not in uq.methods \['perplexity', 'trained_probe'\]"),
         ({"datasets": ["boolq"]}, r"^datasets: \['trained_probe', 'ood_probe'\] \(uq.methods\) need at least two datasets"),
         ({"data.source": "mirror", "data.mirror_dir": None}, r"^data.mirror_dir: data.source is 'mirror' but data.mirror_dir is not set"),
         ({"data.source": "mirror", "data.mirror_dir": "no/such/mirror"}, r"^data.mirror_dir: 'no/such/mirror' is not a directory"),
         ({"models.slm": {"local_dir": "/no/such/model"}}, r"^models.slm.local_dir: '/no/such/model' is not a directory"),
     ],
     ids=["unknown-dataset", "undefined-slm", "undefined-llm", "undefined-judge", "api-slm", "openai-backend-without-api",
-         "unknown-uq-method", "probes-one-dataset", "mirror-dir-unset", "mirror-dir-missing",
+         "unknown-uq-method", "unselected-proxy-method", "probes-one-dataset", "mirror-dir-unset", "mirror-dir-missing",
          "local-dir-missing"],
 )
 def test_check_config_names_the_key(tmp_path, changes, expected):
@@ -333,7 +336,8 @@ def test_check_config_names_the_key(tmp_path, changes, expected):
 
 
 def test_one_dataset_is_fine_without_probe_methods(tmp_path):
-    assert problems(checked(tmp_path, datasets=["boolq"], **{"uq.methods": ["perplexity"]}), tmp_path) == []
+    assert problems(checked(tmp_path, datasets=["boolq"], **{"uq.methods": ["perplexity"], "routing.proxy_methods": ["perplexity"]}),
+                    tmp_path) == []
 
 
 def test_hidden_layer_outside_a_local_models_layers(tmp_path, tiny_model_dir):
@@ -356,7 +360,7 @@ def test_hidden_layer_of_an_already_fetched_model(tmp_path):
 
 def test_every_problem_is_reported_at_once(tmp_path):
     found = problems(checked(tmp_path, slms=["big"], datasets=["boolq"], **{"uq.methods": ["ood_probe", "nope"]}), tmp_path)
-    assert [p.split(":")[0] for p in found] == ["slms", "uq.methods", "datasets"]
+    assert [p.split(":")[0] for p in found] == ["slms", "uq.methods", "datasets", "routing.proxy_methods"]
 
 
 def test_routing_checks_are_called_with_the_routing_section(tmp_path, monkeypatch):
@@ -401,7 +405,8 @@ def test_workflow_start_stops_on_library_checks_before_any_job(tmp_path):
     wall = time.perf_counter() - start
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "ConfigCheckError" in out and "4 problem(s) found before any job started" in out
+    assert "ConfigCheckError" in out and "5 problem(s) found before any job started" in out
+    assert "routing.proxy_methods: ['ood_probe'] are not in uq.methods" in out
     assert f"data.mirror_dir: '{tmp_path / 'no-mirror'}' is not a directory" in out
     assert "judge.model: model 'gpt-judge' is not defined under `models`" in out
     assert "slms: 'gpt-mini' is an API model" in out
@@ -466,6 +471,8 @@ def test_without_probe_methods_no_probe_is_trained_and_one_dataset_is_enough(tmp
     config["datasets"] = ["boolq"]
     config["uq"]["methods"] = ["perplexity", "ptrue", "verbal_2s"]
     config["routing"]["proxy_methods"] = ["perplexity"]
+    config["routing"]["shifts"] = {}  # the demo's shifts and Table 4 name datasets this run does not have
+    config["routing"]["table4"] = config["routing"]["table5"] = {}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake_cmd(tmp_path, "-n", "--configfile", str(tmp_path / "c.yaml"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -64,7 +64,7 @@ def test_each_mistake_names_its_key(patch, key):
 
 
 def test_an_slm_named_like_a_routing_folder_is_refused():
-    with pytest.raises(RoutingConfigError, match=r"config key slms: \['tables'\]"):
+    with pytest.raises(RoutingConfigError, match=r"^slms: \['tables'\]"):
         check_config({}, DATASETS, METHODS, slms=["s1", "tables"])
 
 

@@ -66,6 +66,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
+from ..settings import defaults
 from .base import Conversation, Generation, check_generation_args, normalise_messages
 from .cache import (
     CACHE_FORMAT,
@@ -102,15 +103,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Defaults of a model's ``api`` block (they mirror config/schema.yaml).
-API_DEFAULTS: dict[str, Any] = {
-    "base_url": None,
-    "api_key_env": "OPENAI_API_KEY",
-    "concurrency": 8,
-    "max_retries": 6,
-    "timeout_s": 120,
-    "logprobs": True,
-}
+#: Defaults of a model's ``api`` block, read from the config schema (the one source of every default).
+API_DEFAULTS: dict[str, Any] = defaults("model.api")
 
 #: Where ``base_url: null`` sends requests (and the key): OpenAI's official endpoint.
 OPENAI_BASE_URL = "https://api.openai.com/v1"

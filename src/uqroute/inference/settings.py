@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import math
 
+from ..settings import defaults
+
 __all__ = ["INFERENCE_DEFAULTS", "resolve_settings", "budgets"]
 
-#: Defaults of the ``inference`` config section (they mirror config/schema.yaml).
-INFERENCE_DEFAULTS = {
-    "backend": "transformers",
-    "dtype": "auto",
-    "attn_implementation": None,
-    "batch_size": 16,
-    "max_batch_rows": 128,
-    "pack_weights": True,
-    "max_new_tokens": {"MCQ": 16, "TF": 8, "FF": 64, "math": 256},
-    "num_samples": 5,
-    "sample_temperature": 1.0,
-    "sample_max_new_tokens": None,
-    "verbal_max_new_tokens": 32,
-    "hidden_layer": -8,
-    "shard_size": 64,
-}
+#: Defaults of the ``inference`` config section, read from the config schema (the one source of every default).
+INFERENCE_DEFAULTS = defaults("inference")
 
 
 def resolve_settings(cfg: dict | None) -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
+
+from ..settings import defaults
 from typing import Mapping, Sequence
 
 from .curves import ratio_grid
@@ -31,20 +33,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _ASSEMBLE = ("all", "available")
 _RESERVED = {"tables", "figures"}  # folders under results/routing/ beside the per-SLM ones
 
-DEFAULTS: dict = {
-    "ratio_step": 0.01,
-    "bins": 30,
-    "k": 0.1,
-    "seeds": [50, 51, 52],
-    "k_sweep": [0.01, 0.02, 0.05, 0.1, 0.2, 0.3],
-    "bootstrap": 200,
-    "random_mc": 200,
-    "proxy_methods": ["perplexity", "ood_probe"],
-    "shifts": {},
-    "table4": {"target": None, "llm": None, "method": None, "slms": None},
-    "table5": {"shifts": None, "llm": None, "method": None, "slms": None},
-    "assemble": "all",
-}
+#: Defaults of the section, read from the config schema (the one source of every default).
+DEFAULTS: dict = defaults("routing")
 
 
 class RoutingConfigError(ValueError):
@@ -75,7 +65,7 @@ def resolve(routing_cfg: Mapping | None) -> dict:
 
 
 def _err(key: str, msg: str) -> RoutingConfigError:
-    return RoutingConfigError(f"config key routing.{key}: {msg}")
+    return RoutingConfigError(f"routing.{key}: {msg}")
 
 
 def _names(value, key: str) -> list[str]:
@@ -182,7 +172,7 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
                     raise _err(f"{sub}.slms", f"{missing} are not SLMs of this run ({list(slms)})")
     clash = sorted(set(slms or ()) & _RESERVED)
     if clash:
-        raise RoutingConfigError(f"config key slms: {clash} would share results/routing/<name>/ with the routing "
+        raise RoutingConfigError(f"slms: {clash} would share results/routing/<name>/ with the routing "
                                  f"{' and '.join(sorted(_RESERVED))} folders; rename the model")
     if p["assemble"] not in _ASSEMBLE:
         raise _err("assemble", f"must be one of {list(_ASSEMBLE)}, got {p['assemble']!r}")
