@@ -22,6 +22,7 @@ __all__ = ["answer_start", "find_option_token"]
 _OPEN = re.compile(r"<think>", re.IGNORECASE)
 _CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _STRIP = "()[].:,*\"'"
+_BLANK = str.maketrans({"*": " ", "`": " ", "$": " "})
 
 
 def _texts(tokens: Sequence[str | None] | None) -> list[str]:
@@ -103,7 +104,8 @@ def find_option_token(
     if not target:
         return None
     opts = normalize_choices(choices) if choices else []
-    joined = "".join(texts[start:])
+    # the answer text with markdown emphasis and math dollars blanked (same length, so positions hold)
+    joined = "".join(texts[start:]).translate(_BLANK)
     pos = 0
     for i in range(start, len(texts)):
         tok = texts[i]
