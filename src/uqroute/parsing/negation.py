@@ -137,8 +137,6 @@ def polarities(text: str | None, lexicon: dict[str, bool], *, normalized: bool =
         pending: list[int] = []  # indices of negators waiting for their polar word
         for i, w in enumerate(words):
             if w in _SCOPE_END:
-                if pending and _elliptical(words, pending[0], i):  # "it is not and never was"
-                    out.append(Polarity(False, "(ellipsis)", ci, pending[0], 1, ws))
                 pending = []
                 continue
             if w in _NEGATIVE_PARTICLES and _is_particle(words, i):
