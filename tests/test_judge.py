@@ -129,8 +129,7 @@ def test_rule_path_labels(tmp_path, dataset):
     assert table["label_source"].to_list() == ["rule"] * len(expected)
     for col in ("judge_correct", "judge_verdict", "judge_raw"):
         assert table[col].null_count() == len(expected)
-    assert agree.to_dicts() == [{"model": "m", "dataset": dataset, "answer": "greedy", "scope": "text", "n_both": 0,
-                                 "agreement": None, "cohen_kappa": None}]
+    assert agree.to_dicts() == [{"model": "m", "dataset": dataset, "n_both": 0, "agreement": None, "cohen_kappa": None}]
 
 
 TRUTHFUL_ROWS = [
@@ -311,7 +310,6 @@ def test_judge_scope(tmp_path, fake_judge):
         assert len(backend.asked) == n_asked, scope
         assert table["label_source"].to_list() == sources, scope
         assert table["rule_correct"].to_list() == [True, True, False, False]
-        assert agree["scope"].to_list() == [scope] and agree["answer"].to_list() == ["greedy"]
         if scope == "free_form":
             assert table["correct"].to_list() == [True, True, False, True]  # the judge's, "I do not know" → Yes
             # rule T T F F vs judge T T F T: agree on 3/4; p_e = (2/4·3/4) + (2/4·1/4) = 0.5; κ = 0.5
@@ -353,7 +351,6 @@ def test_verbal_1s_answer_is_judged_with_the_same_rules(tmp_path):
     table, agree = judge(tmp_path, "gsm8k", dp, gp, scope="rules")
     assert table["correct"].to_list() == [True, True, False, False]  # the greedy answers
     assert table["verbal_1s_correct"].to_list() == [False, True, True, False]  # the verbal-1s answers
-    assert agree["answer"].to_list() == ["greedy", "verbal_1s"]
     q = quality(tmp_path, "gsm8k")
     assert (q["n_verbal_1s"], q["n_unparsable_verbal_1s_answers"], q["n_unparsable_verbal_1s_confidences"]) == (4, 1, 1)
     assert q["n_verbal_1s_truncated"] is None  # this generations file does not record it
@@ -362,7 +359,7 @@ def test_verbal_1s_answer_is_judged_with_the_same_rules(tmp_path):
     # LLM rows have no verbal-1s reply: null, and no verbal-1s agreement row
     write_parquet(generation_rows(ids, MATH_RESPONSES, MATH_PARSED), gp, "generations")
     table, agree = judge(tmp_path, "gsm8k", dp, gp, scope="rules", tag="llm")
-    assert table["verbal_1s_correct"].null_count() == 4 and agree["answer"].to_list() == ["greedy"]
+    assert table["verbal_1s_correct"].null_count() == 4
     q = quality(tmp_path, "gsm8k", "llm")
     assert all(q[k] is None for k in ("n_samples", "n_verbal_1s", "n_unparsable_verbal_1s_answers", "n_verbal_2s"))
 
@@ -387,7 +384,6 @@ def test_verbal_1s_answer_is_judged_by_the_same_judge_once_per_prompt(tmp_path, 
                                                            "In Paris.", "You grow a watermelon."])
     assert not any("Confidence" in a or "60%" in a for a in shown)  # the confidence is not shown to the judge
     assert table["verbal_1s_correct"].to_list() == [True, False, False]
-    assert agree.filter(pl.col("answer") == "verbal_1s")["n_both"].to_list() == [2]
     q = quality(tmp_path, "truthfulqa")
     assert (q["n_verbal_1s_truncated"], q["n_unparsable_verbal_1s_answers"], q["n_judged"]) == (1, 0, 5)
 

@@ -147,18 +147,16 @@ AGREEMENT = Artifact(
     name="agreement",
     path="results/correctness/{model}/{dataset}.agreement.parquet",
     doc=(
-        "Agreement between the rule check and the LLM judge on the answers where both gave a label "
-        "(rule `judge`), for the greedy answer and (SLMs) the verbalization-1s answer, whatever the scope "
-        "(with `judge.scope: rules` the judge runs nowhere and `n_both` is 0)."
+        "Agreement between the rule check and the LLM judge on the greedy answers where both gave a label "
+        "(rule `judge`), whatever `judge.scope` (with `rules` the judge runs nowhere and `n_both` is 0; "
+        "with `free_form` it compares the judge with the numeric/LaTeX rules on math)."
     ),
-    key=("model", "dataset", "answer"),
+    key=("model", "dataset"),
     columns=(
         Column("model", pl.Utf8, "Model name."),
         Column("dataset", pl.Utf8, "Dataset name."),
-        Column("answer", pl.Utf8, "`greedy` (`correctness.correct`) or `verbal_1s` (`correctness.verbal_1s_correct`)."),
-        Column("scope", pl.Utf8, "`judge.scope` of the run: `rules`, `text` or `free_form`."),
-        Column("n_both", pl.Int64, "Answers where both rule and judge gave a label."),
-        Column("agreement", pl.Float64, "Fraction of those answers on which they agree; null if n_both = 0.", nullable=True),
+        Column("n_both", pl.Int64, "Rows where both rule and judge gave a label."),
+        Column("agreement", pl.Float64, "Fraction of those rows on which they agree; null if n_both = 0.", nullable=True),
         Column("cohen_kappa", pl.Float64, "Cohen's κ (sklearn) between rule and judge; null if undefined.", nullable=True),
     ),
 )

@@ -32,10 +32,11 @@ SLMs, the answer of the verbalization-1s reply (``verbal_1s_answer``):
    used). ``correct`` is null only when neither decided. ``verbal_1s_correct`` is decided
    the same way for the verbal-1s answer (null for LLM rows, which have no such reply).
 
-Besides ``correctness``, the stage writes ``agreement`` (rule vs judge: agreement and Cohen's κ,
-per answer, whatever the scope) and ``quality`` (per (model, dataset): truncated replies and
-everything that did not parse — answers, samples, verbalized confidences, judge verdicts —
-with a warning in the job log above ``judge.quality_warn_fraction``).
+Besides ``correctness``, the stage writes ``agreement`` (rule vs judge on the greedy answers:
+agreement and Cohen's κ, whatever the scope; the verbal-1s answers' are logged) and ``quality``
+(per (model, dataset): truncated replies and everything that did not parse — answers, samples,
+verbalized confidences, judge verdicts — with a warning in the job log above
+``judge.quality_warn_fraction``).
 
 Judge calls are cached on disk (``uqroute.inference.api``): an API judge by its
 request body, a local judge by a fingerprint of its model files + messages +
@@ -348,10 +349,10 @@ def run_judge(
             "verbal_1s_correct": pl.Series(v1_correct, dtype=pl.Boolean),
         }
     )
-    agree_rows = [_agreement_row(model, dataset, "greedy", scope, rule, judge_correct)]
-    if any(has_v1):
-        agree_rows.append(_agreement_row(model, dataset, "verbal_1s", scope, v1_rule, v1_judge_correct))
-    agree = pl.DataFrame(agree_rows, schema=_schema("agreement"))
+    n_both, agreement, kappa = rule_judge_agreement(rule, judge_correct)
+    agree = pl.DataFrame([{"model": model, "dataset": dataset, "n_both": n_both, "agreement": agreement,
+                           "cohen_kappa": kappa}], schema=_schema("agreement"))
+    v1_both, v1_agreement, v1_kappa = rule_judge_agreement(v1_rule, v1_judge_correct)
     quality = quality_row(model, dataset, df, truncated=truncated, v1_truncated=v1_truncated,
                           verdicts=[verdict[w][i] for w, i, _ in requests], warn_fraction=warn_fraction)
     for message in quality["warnings"][0]:
@@ -362,10 +363,11 @@ def run_judge(
     if quality_path is not None:
         write_parquet(quality, quality_path, "quality")
     acc = table["correct"].drop_nulls().mean()
-    g = agree_rows[0]
     log.info("%s/%s: %d rows, accuracy %s, %d truncated, rule/judge agreement %s (κ %s, n=%d, scope %s)", model, dataset,
-             table.height, f"{acc:.3f}" if acc is not None else "n/a", sum(truncated), g["agreement"], g["cohen_kappa"],
-             g["n_both"], scope)
+             table.height, f"{acc:.3f}" if acc is not None else "n/a", sum(truncated), agreement, kappa, n_both, scope)
+    if any(has_v1):
+        log.info("%s/%s: verbalization-1s answers: accuracy %s, rule/judge agreement %s (κ %s, n=%d)", model, dataset,
+                 table["verbal_1s_correct"].drop_nulls().mean(), v1_agreement, v1_kappa, v1_both)
     return table
 
 
@@ -373,12 +375,6 @@ def _schema(artifact: str) -> dict:
     from ..schema import ARTIFACTS
 
     return ARTIFACTS[artifact].polars_schema()
-
-
-def _agreement_row(model, dataset, answer, scope, rule, judge_correct) -> dict:
-    n_both, agreement, kappa = rule_judge_agreement(rule, judge_correct)
-    return {"model": model, "dataset": dataset, "answer": answer, "scope": scope, "n_both": n_both,
-            "agreement": agreement, "cohen_kappa": kappa}
 
 
 def _fraction(count, total) -> float | None:
