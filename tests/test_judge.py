@@ -340,7 +340,7 @@ def test_judge_in_scope_table():
 
 def test_verbal_1s_answer_is_judged_with_the_same_rules(tmp_path):
     """Issue 10 item 4: the verbal-1s reply's own answer gets its own label (rules path)."""
-    data = data_rows("gsm8k", MATH_ROWS)
+    data = data_rows("gsm8k", MATH_ROWS[:3] + [{**MATH_ROWS[3], "role": "train"}])
     ids = data["id"].to_list()
     gens = slm_generations(ids, MATH_RESPONSES, MATH_PARSED, ["stop"] * 4,
                            ["5, 90%", "2\nConfidence: 100%", "4 (80%)", "no idea"], ["5", "2", "4", None],
@@ -350,7 +350,8 @@ def test_verbal_1s_answer_is_judged_with_the_same_rules(tmp_path):
     write_parquet(gens, gp, "generations")
     table, agree = judge(tmp_path, "gsm8k", dp, gp, scope="rules")
     assert table["correct"].to_list() == [True, True, False, False]  # the greedy answers
-    assert table["verbal_1s_correct"].to_list() == [False, True, True, False]  # the verbal-1s answers
+    # the verbal-1s answers; the training row's is not labelled (nothing evaluates it)
+    assert table["verbal_1s_correct"].to_list() == [False, True, True, None]
     q = quality(tmp_path, "gsm8k")
     assert (q["n_verbal_1s"], q["n_unparsable_verbal_1s_answers"], q["n_unparsable_verbal_1s_confidences"]) == (4, 1, 1)
     assert q["n_verbal_1s_truncated"] is None  # this generations file does not record it

@@ -139,7 +139,7 @@ CORRECTNESS = Artifact(
         Column("judge_correct", pl.Boolean, "LLM judge verdict; null where the judge was not run or its reply was unparsable.", nullable=True),
         Column("judge_verdict", pl.Utf8, "`correct`, `incorrect`, `unparsable`, or null where the judge was not run.", nullable=True),
         Column("judge_raw", pl.Utf8, "The judge's raw reply.", nullable=True),
-        Column("verbal_1s_correct", pl.Boolean, "SLMs: whether the answer stated in the verbalization-1s reply (`generations.verbal_1s_answer`) is correct, decided like `correct` (truncated reply → false; the same rules and, in scope, the same cached judge, shown the reply without its confidence statement); the label verbal_1s confidence is evaluated against (paper §3.1 (4)). Null for LLMs, and where neither check could decide.", nullable=True),
+        Column("verbal_1s_correct", pl.Boolean, "SLMs: whether the answer stated in the verbalization-1s reply (`generations.verbal_1s_answer`) is correct, decided like `correct` (truncated reply → false; the same rules and, in scope, the same cached judge, shown the reply without its confidence statement); the label verbal_1s confidence is evaluated against (paper §3.1 (4)). Null for LLMs, for training rows (`role` = `train`: nothing evaluates it there, and a paid judge is not asked), and where neither check could decide.", nullable=True),
     ),
 )
 

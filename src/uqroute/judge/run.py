@@ -30,7 +30,8 @@ SLMs, the answer of the verbalization-1s reply (``verbal_1s_answer``):
    ``label_source = "rule"`` (this includes rows whose judge verdict was
    ``unparsable``: the verdict is recorded, never guessed, and the rule label is
    used). ``correct`` is null only when neither decided. ``verbal_1s_correct`` is decided
-   the same way for the verbal-1s answer (null for LLM rows, which have no such reply).
+   the same way for the verbal-1s answer of the evaluation rows (null for LLM rows, which have
+   no such reply, and for training rows, where nothing uses it).
 
 Besides ``correctness``, the stage writes ``agreement`` (rule vs judge on the greedy answers:
 agreement and Cohen's κ, whatever the scope; the verbal-1s answers' are logged) and ``quality``
@@ -292,8 +293,12 @@ def run_judge(
     rows = df.select("id", "question", "choices", "answer", "references").to_dicts()
     refs = [_references(r) for r in rows]
     truncated = _flags(df, "finish_reason")
-    has_v1 = [r is not None for r in df["verbal_1s_response"].to_list()]
-    v1_truncated = [h and t for h, t in zip(has_v1, _flags(df, "verbal_1s_finish_reason"))]
+    v1_reply = [r is not None for r in df["verbal_1s_response"].to_list()]
+    v1_cut = [h and t for h, t in zip(v1_reply, _flags(df, "verbal_1s_finish_reason"))]
+    # the verbal-1s answer is labelled on evaluation rows only: nothing uses it on training rows
+    # (the probes learn `correct`), and a paid judge would be asked for nothing
+    has_v1 = [h and role == "eval" for h, role in zip(v1_reply, df["role"].to_list())]
+    v1_truncated = [h and t for h, t in zip(has_v1, v1_cut)]
 
     rule = rule_labels(df, fmt, f1_threshold, dataset=dataset, path=generations_path, skip=truncated)
     v1_rule = rule_labels(df, fmt, f1_threshold, dataset=dataset, path=generations_path, column="verbal_1s_answer",
@@ -353,7 +358,7 @@ def run_judge(
     agree = pl.DataFrame([{"model": model, "dataset": dataset, "n_both": n_both, "agreement": agreement,
                            "cohen_kappa": kappa}], schema=_schema("agreement"))
     v1_both, v1_agreement, v1_kappa = rule_judge_agreement(v1_rule, v1_judge_correct)
-    quality = quality_row(model, dataset, df, truncated=truncated, v1_truncated=v1_truncated,
+    quality = quality_row(model, dataset, df, truncated=truncated, v1_truncated=v1_cut,
                           verdicts=[verdict[w][i] for w, i, _ in requests], warn_fraction=warn_fraction)
     for message in quality["warnings"][0]:
         log.warning("%s", message)
