@@ -55,6 +55,7 @@ import polars as pl
 
 from ..io import ArtifactInputError, align_ids, read_artifact, write_parquet
 from ..parsing import InvalidGoldError, final_answer_text, is_correct, is_truncated, strip_verbal_confidence
+from ..schema import check_frame
 from .agreement import rule_judge_agreement
 from .prompt import judge_messages
 from .verdict import UNPARSABLE, parse_verdict, verdict_to_bool
@@ -363,6 +364,9 @@ def run_judge(
     for message in quality["warnings"][0]:
         log.warning("%s", message)
 
+    # every table is checked before any is written, so a schema error leaves none of them behind
+    for frame, artifact in ((table, "correctness"), (agree, "agreement"), (quality, "quality")):
+        check_frame(frame, artifact, where=f"judge {model}/{dataset}")
     write_parquet(table, out_path, "correctness")
     write_parquet(agree, agreement_path, "agreement")
     if quality_path is not None:
