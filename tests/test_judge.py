@@ -67,16 +67,27 @@ def write_inputs(tmp_path, dataset, rows, responses, parsed):
     return dp, gp
 
 
-def judge(tmp_path, dataset, dp, gp, *, spec=None, model_dir=None, cache_dir=None, tag="", max_new_tokens=8):
+def judge(tmp_path, dataset, dp, gp, *, spec=None, model_dir=None, cache_dir=None, tag="", max_new_tokens=8, scope=None,
+          warn_fraction=None):
     out, agree = tmp_path / f"{dataset}{tag}.correct.parquet", tmp_path / f"{dataset}{tag}.agree.parquet"
+    cfg = {"model": "judge-model", "f1_threshold": 0.5, "max_new_tokens": max_new_tokens}
+    if scope is not None:
+        cfg["scope"] = scope
+    if warn_fraction is not None:
+        cfg["quality_warn_fraction"] = warn_fraction
     table = run_judge(
         model="m", dataset=dataset, data_path=dp, generations_path=gp, out_path=out, agreement_path=agree,
-        judge_cfg={"model": "judge-model", "f1_threshold": 0.5, "max_new_tokens": max_new_tokens},
-        judge_spec=spec, judge_model_dir=model_dir, inference_cfg={"dtype": "float32", "batch_size": 8},
-        cache_dir=cache_dir,
+        judge_cfg=cfg, judge_spec=spec, judge_model_dir=model_dir, inference_cfg={"dtype": "float32", "batch_size": 8},
+        quality_path=tmp_path / f"{dataset}{tag}.quality.parquet", cache_dir=cache_dir,
     )
     assert pl.read_parquet(out).equals(table)
     return table, pl.read_parquet(agree)
+
+
+def quality(tmp_path, dataset, tag="") -> dict:
+    df = pl.read_parquet(tmp_path / f"{dataset}{tag}.quality.parquet")
+    assert df.height == 1
+    return df.row(0, named=True)
 
 
 MCQ_CHOICES = [{"label": "A", "text": "bank"}, {"label": "B", "text": "library"}, {"label": "C", "text": "zoo"}]
@@ -153,10 +164,10 @@ def test_bad_inputs_name_the_culprit_and_write_nothing(tmp_path):
     write_parquet(data, dp, "data")
     ids = data["id"].to_list()
     write_parquet(generation_rows(ids[:-1] + ["gsm8k/test/99"], responses, parsed), gp, "generations")
-    with pytest.raises(JudgeInputError, match="gsm8k/test/99"):
+    with pytest.raises(JudgeInputError, match=f"data file {dp} lacks 1 expected id.*gsm8k/test/99.*{gp}"):
         judge(tmp_path, "gsm8k", dp, gp)
     write_parquet(generation_rows(ids[:-1], responses[:-1], parsed[:-1]), gp, "generations")
-    with pytest.raises(JudgeInputError, match=f"lacks evaluation id '{ids[-1]}'"):
+    with pytest.raises(JudgeInputError, match=f"generations file {gp} lacks 1 expected id.*'{ids[-1]}'.*evaluation rows"):
         judge(tmp_path, "gsm8k", dp, gp)
     # an LLM answers the evaluation rows only: training rows may be absent
     train = data.with_columns(pl.when(pl.col("id") == ids[-1]).then(pl.lit("train")).otherwise(pl.col("role")).alias("role"))
@@ -169,9 +180,240 @@ def test_bad_inputs_name_the_culprit_and_write_nothing(tmp_path):
     with pytest.raises(JudgeInputError, match=f"id '{ids[0]}'.*not a number"):
         judge(tmp_path, "gsm8k", dp, gp)
     pl.DataFrame({"id": ids}).write_parquet(gp)
-    with pytest.raises(JudgeInputError, match="lacks columns"):
+    with pytest.raises(JudgeInputError, match=f"generations file {gp} lacks column"):
         judge(tmp_path, "gsm8k", dp, gp)
     assert not list(tmp_path.glob("*.correct.parquet")) and not list(tmp_path.glob("*.agree.parquet"))
+    assert not list(tmp_path.glob("*.quality.parquet"))
+
+
+@pytest.mark.parametrize("which", ["data", "generations"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing"])
+def test_corrupted_input_names_the_file(tmp_path, which, damage):
+    """Issue 11: a corrupted input artifact gives an error that names the file, and writes nothing."""
+    rows, responses, parsed, _ = RULE_CASES["gsm8k"]
+    dp, gp = write_inputs(tmp_path, "gsm8k", rows, responses, parsed)
+    bad = dp if which == "data" else gp
+    if damage == "garbage":
+        bad.write_bytes(b"this is not a parquet file")
+    elif damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    else:
+        bad.unlink()
+    with pytest.raises(JudgeInputError, match=f"judge: {which} file {bad}"):
+        judge(tmp_path, "gsm8k", dp, gp)
+    assert not list(tmp_path.glob("*.correct.parquet")) and not list(tmp_path.glob("*.quality.parquet"))
+
+
+# ------------------------------------------------------------------ truncation, scope, verbal-1s, quality
+
+
+class FakeJudge:
+    """A judge backend that answers from a rule and records what it was asked (no model)."""
+
+    def __init__(self, answer):
+        self.answer, self.asked, self.calls, self.stats = answer, [], 0, {"cache_hits": 0}
+
+    def generate(self, conversations, *, max_new_tokens, temperature, n):
+        from uqroute.inference.base import Generation
+
+        self.calls += 1
+        assert temperature == 0.0 and n == 1
+        self.asked += [c[0]["content"] for c in conversations]
+        return [[Generation(text=self.answer(c[0]["content"]))] for c in conversations]
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_judge(monkeypatch):
+    """``fake_judge(answer)`` installs a FakeJudge as the judge backend and returns it."""
+    import uqroute.judge.run as judge_run
+
+    def install(answer=lambda prompt: "Yes"):
+        backend = FakeJudge(answer)
+        monkeypatch.setattr(judge_run, "judge_backend", lambda *a, **k: backend)
+        return backend
+
+    return install
+
+
+def answer_of(prompt: str) -> str:
+    return prompt.split("[The Start of Assistant's Answer]\n", 1)[1].split("\n[The End", 1)[0]
+
+
+def slm_generations(ids, responses, parsed, finish, v1_responses, v1_answers, v1_conf, samples=None, sample_answers=None,
+                    extra=None) -> pl.DataFrame:
+    """A `generations` frame with the SLM columns the judge reads (others null)."""
+    n = len(ids)
+    gens = generation_rows(ids, responses, parsed).with_columns(
+        pl.Series("finish_reason", finish, dtype=pl.Utf8),
+        pl.Series("verbal_1s_response", v1_responses, dtype=pl.Utf8),
+        pl.Series("verbal_1s_answer", v1_answers, dtype=pl.Utf8),
+        pl.Series("verbal_1s_confidence", v1_conf, dtype=pl.Float64),
+        pl.Series("verbal_2s_response", ["90"] * (n - 1) + ["high"], dtype=pl.Utf8),
+        pl.Series("verbal_2s_confidence", [0.9] * (n - 1) + [None], dtype=pl.Float64),
+        pl.Series("samples", samples or [["a"] * 2] * n, dtype=pl.List(pl.Utf8)),
+        pl.Series("sample_answers", sample_answers or [["1", None]] * n, dtype=pl.List(pl.Utf8)),
+    )
+    for name, (values, dtype) in (extra or {}).items():
+        gens = gens.with_columns(pl.Series(name, values, dtype=dtype))
+    return gens
+
+
+# MultiArith-like: the second reply stopped at the budget mid-list; its "answer" is a step number
+# that happens to equal the gold answer (issue 10: "mostly the step numbers of a numbered list")
+MATH_ROWS = [{"question": "3 boxes of 2 apples, how many?", "answer": "6"}, {"question": "1 + 1?", "answer": "2"},
+             {"question": "2 + 2?", "answer": "4"}, {"question": "5 - 1?", "answer": "4"}]
+MATH_RESPONSES = ["3 * 2 = 6\nAnswer: 6", "Let's solve it step by step:\n1. One apple.\n2", "Answer: 5", "I do not know"]
+MATH_PARSED = ["6", "2", "5", None]
+MATH_FINISH = ["stop", "length", "stop", "stop"]
+
+
+def test_truncated_replies_are_incorrect_and_never_judged(tmp_path, fake_judge):
+    data = data_rows("multiarith", MATH_ROWS)
+    ids = data["id"].to_list()
+    gens = slm_generations(ids, MATH_RESPONSES, MATH_PARSED, MATH_FINISH,
+                           ["6, 90%", "2, 100%", "Answer: 4\nConfidence: 80%", "no idea"], ["6", "2", "4", None],
+                           [0.9, 1.0, 0.8, None])
+    dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
+    write_parquet(data, dp, "data")
+    write_parquet(gens, gp, "generations")
+    backend = fake_judge(lambda prompt: "Yes")
+    table, agree = judge(tmp_path, "multiarith", dp, gp, spec={"api": {"model": "x"}}, scope="free_form")
+    assert table["label_source"].to_list() == ["judge", "truncated", "judge", "judge"]
+    assert table["correct"].to_list() == [True, False, True, True]  # the fake judge says Yes to all it sees
+    assert table["rule_correct"].to_list() == [True, None, False, False]
+    assert table["judge_verdict"].to_list() == ["correct", None, "correct", "correct"]
+    # the truncated reply was never shown to the judge (4 verbal-1s answers + 3 complete greedy replies)
+    assert len(backend.asked) == 7 and not any("1. One apple" in p for p in backend.asked)
+    q = quality(tmp_path, "multiarith")
+    assert (q["n_rows"], q["n_truncated"], q["truncated_fraction"], q["n_unparsable_answers"]) == (4, 1, 0.25, 1)
+    assert q["n_judged"] == 7 and q["n_unparsable_verdicts"] == 0
+    assert any("1 of 4 (25%) greedy replies were cut off" in w for w in q["warnings"])
+
+
+def test_judge_scope(tmp_path, fake_judge):
+    """rules: no judge anywhere; text: CoQA/TruthfulQA only; free_form (the paper): math too.
+    Rule-vs-judge κ is reported under every scope."""
+    data = data_rows("gsm8k", MATH_ROWS)
+    ids = data["id"].to_list()
+    dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
+    write_parquet(data, dp, "data")
+    write_parquet(generation_rows(ids, MATH_RESPONSES, MATH_PARSED), gp, "generations")
+    # the fake judge says "No" to "Answer: 5" and "Yes" otherwise
+    verdict = lambda prompt: "No" if answer_of(prompt) == "Answer: 5" else "Yes"  # noqa: E731
+    for scope, n_asked, sources in (("rules", 0, ["rule"] * 4), ("text", 0, ["rule"] * 4),
+                                    ("free_form", 4, ["judge"] * 4)):
+        backend = fake_judge(verdict)
+        table, agree = judge(tmp_path, "gsm8k", dp, gp, spec={"api": {"model": "x"}}, scope=scope, tag=scope)
+        assert len(backend.asked) == n_asked, scope
+        assert table["label_source"].to_list() == sources, scope
+        assert table["rule_correct"].to_list() == [True, True, False, False]
+        if scope == "free_form":
+            assert table["correct"].to_list() == [True, True, False, True]  # the judge's, "I do not know" → Yes
+            # rule T T F F vs judge T T F T: agree on 3/4; p_e = (2/4·3/4) + (2/4·1/4) = 0.5; κ = 0.5
+            assert agree.select("n_both", "agreement", "cohen_kappa").row(0) == (4, 0.75, pytest.approx(0.5))
+        else:
+            assert agree["n_both"].to_list() == [0]
+    # text scope on a text dataset asks the judge; rules scope never does
+    dp2, gp2 = write_inputs(tmp_path, "truthfulqa", TRUTHFUL_ROWS, TRUTHFUL_RESPONSES, TRUTHFUL_PARSED)
+    backend = fake_judge(verdict)
+    table, _ = judge(tmp_path, "truthfulqa", dp2, gp2, spec={"api": {"model": "x"}}, scope="rules", tag="r")
+    assert backend.asked == [] and table["label_source"].to_list() == ["rule"] * 4
+    table, _ = judge(tmp_path, "truthfulqa", dp2, gp2, spec={"api": {"model": "x"}}, scope="text", tag="t")
+    assert len(backend.asked) == 4 and table["label_source"].to_list() == ["judge"] * 4
+    with pytest.raises(ValueError, match="judge.scope must be one of rules, text, free_form"):
+        judge(tmp_path, "gsm8k", dp, gp, scope="everything")
+
+
+def test_judge_in_scope_table():
+    from uqroute.judge import judge_in_scope
+
+    assert [judge_in_scope(s, get_spec(d).answer_format, get_spec(d).task_type)
+            for s in ("rules", "text", "free_form") for d in ("truthfulqa", "gsm8k", "math500", "boolq", "aqua")] == [
+        False, False, False, False, False,
+        True, False, False, False, False,
+        True, True, True, False, False,
+    ]
+
+
+def test_verbal_1s_answer_is_judged_with_the_same_rules(tmp_path):
+    """Issue 10 item 4: the verbal-1s reply's own answer gets its own label (rules path)."""
+    data = data_rows("gsm8k", MATH_ROWS[:3] + [{**MATH_ROWS[3], "role": "train"}])
+    ids = data["id"].to_list()
+    gens = slm_generations(ids, MATH_RESPONSES, MATH_PARSED, ["stop"] * 4,
+                           ["5, 90%", "2\nConfidence: 100%", "4 (80%)", "no idea"], ["5", "2", "4", None],
+                           [0.9, 1.0, 0.8, None])
+    dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
+    write_parquet(data, dp, "data")
+    write_parquet(gens, gp, "generations")
+    table, agree = judge(tmp_path, "gsm8k", dp, gp, scope="rules")
+    assert table["correct"].to_list() == [True, True, False, False]  # the greedy answers
+    # the verbal-1s answers; the training row's is not labelled (nothing evaluates it)
+    assert table["verbal_1s_correct"].to_list() == [False, True, True, None]
+    q = quality(tmp_path, "gsm8k")
+    assert (q["n_verbal_1s"], q["n_unparsable_verbal_1s_answers"], q["n_unparsable_verbal_1s_confidences"]) == (4, 1, 1)
+    assert q["n_verbal_1s_truncated"] is None  # this generations file does not record it
+    assert (q["n_verbal_2s"], q["n_unparsable_verbal_2s_confidences"]) == (4, 1)
+    assert (q["n_samples"], q["n_unparsable_samples"]) == (8, 4)
+    # LLM rows have no verbal-1s reply: null, and no verbal-1s agreement row
+    write_parquet(generation_rows(ids, MATH_RESPONSES, MATH_PARSED), gp, "generations")
+    table, agree = judge(tmp_path, "gsm8k", dp, gp, scope="rules", tag="llm")
+    assert table["verbal_1s_correct"].null_count() == 4
+    q = quality(tmp_path, "gsm8k", "llm")
+    assert all(q[k] is None for k in ("n_samples", "n_verbal_1s", "n_unparsable_verbal_1s_answers", "n_verbal_2s"))
+
+
+def test_verbal_1s_answer_is_judged_by_the_same_judge_once_per_prompt(tmp_path, fake_judge):
+    rows = TRUTHFUL_ROWS[:3]
+    data = data_rows("truthfulqa", rows)
+    ids = data["id"].to_list()
+    responses, parsed = TRUTHFUL_RESPONSES[:3], TRUTHFUL_PARSED[:3]
+    # reply 0 says the same as the greedy answer once its confidence is removed (asked once);
+    # reply 2 was cut off by the verbal budget (recorded by verbal_1s_finish_reason)
+    v1 = ["Nothing happens.\nConfidence: 90%", "You grow a watermelon. 60%", "In Par"]
+    gens = slm_generations(ids, responses, parsed, ["stop"] * 3, v1, ["Nothing happens", "You grow a watermelon", None],
+                           [0.9, 0.6, None], extra={"verbal_1s_finish_reason": (["stop", "stop", "length"], pl.Utf8)})
+    dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
+    write_parquet(data, dp, "data")
+    gens.write_parquet(gp)  # verbal_1s_finish_reason: a column newer inference writes (read when present)
+    backend = fake_judge(lambda prompt: "No" if "watermelon" in answer_of(prompt) else "Yes")
+    table, agree = judge(tmp_path, "truthfulqa", dp, gp, spec={"api": {"model": "x"}}, scope="text")
+    shown = [answer_of(p) for p in backend.asked]
+    assert backend.calls == 1 and sorted(shown) == sorted(["Nothing happens.", "You will grow a watermelon in your stomach.",
+                                                           "In Paris.", "You grow a watermelon."])
+    assert not any("Confidence" in a or "60%" in a for a in shown)  # the confidence is not shown to the judge
+    assert table["verbal_1s_correct"].to_list() == [True, False, False]
+    q = quality(tmp_path, "truthfulqa")
+    assert (q["n_verbal_1s_truncated"], q["n_unparsable_verbal_1s_answers"], q["n_judged"]) == (1, 0, 5)
+
+
+def test_quality_warnings_follow_the_threshold(tmp_path, caplog):
+    rows, responses, parsed, _ = RULE_CASES["commonsenseqa"]  # 1 of 3 unparsable
+    dp, gp = write_inputs(tmp_path, "commonsenseqa", rows, responses, parsed)
+    judge(tmp_path, "commonsenseqa", dp, gp, warn_fraction=0.5, tag="hi")
+    assert quality(tmp_path, "commonsenseqa", "hi")["warnings"] == []
+    assert "gave no parsable answer" not in caplog.text
+    judge(tmp_path, "commonsenseqa", dp, gp, warn_fraction=0.3, tag="lo")
+    q = quality(tmp_path, "commonsenseqa", "lo")
+    assert q["n_unparsable_answers"] == 1 and len(q["warnings"]) == 1
+    assert "m/commonsenseqa: 1 of 3 (33%) complete greedy replies gave no parsable answer" in caplog.text
+
+
+def test_answer_start_past_the_tokens_shows_the_judge_no_answer(tmp_path, fake_judge):
+    """A reasoning reply whose trace never closed (answer_start = len(tokens)) has no answer to judge."""
+    rows = TRUTHFUL_ROWS[2:3]
+    data = data_rows("truthfulqa", rows)
+    gens = generation_rows(data["id"].to_list(), ["reasoning about Paris"], [None]).with_columns(
+        pl.Series("tokens", [["reasoning", " about", " Paris"]], dtype=pl.List(pl.Utf8)),
+        pl.Series("answer_start", [3], dtype=pl.Int64))
+    dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
+    write_parquet(data, dp, "data")
+    gens.write_parquet(gp)
+    backend = fake_judge(lambda prompt: "No")
+    judge(tmp_path, "truthfulqa", dp, gp, spec={"api": {"model": "x"}})
+    assert [answer_of(p) for p in backend.asked] == ["(empty answer)"]
 
 
 # ------------------------------------------------------------------ verdicts, labels, agreement
@@ -209,6 +451,10 @@ def test_final_labels_fall_back_to_rule_on_unparsable():
     assert correct == [False, True, False, True, None]
     assert source == ["judge", "rule", "rule", "judge", "rule"]
     assert judge_correct == [False, None, None, True, None]
+    # a truncated reply is incorrect whatever the rule or a verdict says
+    correct, source, _ = final_labels([True, None, True], ["correct", None, "correct"], [True, True, False])
+    assert correct == [False, False, True]
+    assert source == ["truncated", "truncated", "judge"]
 
 
 def test_agreement_and_kappa_on_a_hand_computed_table():

@@ -98,6 +98,13 @@ def test_strip_think_idempotent_and_tag_free(text):
 
 # ------------------------------------------------------------------ options
 OPTION_CASES = [
+    # negated labels are not the answer; an opening pronoun "I" is not option I
+    ("The answer isn't A, it's B", CITIES, "B"),
+    ("The answer isn’t A. B.", CITIES, "B"),
+    ("I wouldn't pick A; B", CITIES, "B"),
+    ("I would not choose A, B", CITIES, "B"),
+    ("I would say B", CITIES, "B"),
+    ("B, not A", CITIES, "B"),
     ("B", CITIES, "B"),
     ("(B)", CITIES, "B"),
     ("B.", CITIES, "B"),
@@ -294,6 +301,11 @@ NUMBER_CASES = [
     ("", None),
     ("<think>It is 42</think>", None),
     ("Answer: 1/0", None),  # division by zero is not a number
+    # a negated marker does not state the answer
+    ("The answer is not 12, it is 15.", 15),
+    ("The answer isn't 12. It is 15", 15),
+    ("The answer isn’t 12. It is 15", 15),
+    ("The answer is 12, not 15", 12),
 ]
 
 

@@ -61,6 +61,20 @@ CONFIDENCE_CASES = [
     ("Between 70 and 80", None),  # two numbers, no marker
     ("", None),
     ("<think>90%</think>", None),
+    # coarse values (most verbalized confidences are 90 or 100) are exact
+    ("90", 0.9), ("100", 1.0), ("90.", 0.9), ("100.", 1.0), ("Confidence: 100", 1.0), ("Confidence: 90%.", 0.9),
+    ("Confidence: 100%\n", 1.0), ("I'm 100% sure.", 1.0),
+    # negations: a negated value says what the confidence is not
+    ("I am not 100% sure.", None),
+    ("I'm not 100% sure, I'd say 90.", 0.9),
+    ("I’m not 100% sure, I’d say 90.", 0.9),
+    ("Not 100% confident; 80%.", 0.8),
+    ("I am not 90% confident, more like 60%", 0.6),
+    ("I isn't 100% certain, maybe 80", 0.8),
+    ("I'm not quite 100% sure: 95%", 0.95),
+    ("I'm not confident.", None),
+    ("Not very confident: 30%", 0.3),
+    ("I am not sure. 70%", 0.7),
 ]
 
 
@@ -131,6 +145,17 @@ VERBAL_1S_CASES = [
     ("The answer is \\boxed{[0, 1]}. Confidence (0-100): 85", "latex", ("[0, 1]", 0.85)),
     ("The sum of the numbers from 1 to 10 is 55.\nConfidence: 90%", "number", ("55", 0.9)),
     ("Paris, 90% confident", "text", ("Paris", 0.9)),
+    # coarse values and negations
+    ("B, 100%", "letter", ("B", 1.0)),
+    ("Answer: 100\nConfidence: 100", "number", ("100", 1.0)),
+    ("42 90", "number", ("42", 0.9)),
+    ("Answer: 90", "number", ("90", None)),
+    ("Answer: B. I'm not 100% sure.", "letter", ("B", None)),
+    ("The answer is 90. I'm not 100% sure, I'd say 90%.", "number", ("90", 0.9)),
+    ("The answer is not 12, it is 15. Confidence: 80%", "number", ("15", 0.8)),
+    ("It isn't true. Confidence: 90", "bool", ("False", 0.9)),
+    ("Not true, 100%", "bool", ("False", 1.0)),
+    ("I don't think so. Confidence: 70%", "bool", ("False", 0.7)),
 ]
 
 

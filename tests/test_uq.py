@@ -83,6 +83,50 @@ def test_entropy_methods_are_negated_so_lower_entropy_is_more_confident():
     assert np.isnan(mean[2]) and np.isnan(mx[2])
 
 
+TOKEN_METHODS = ("avg_token_prob", "perplexity", "min_token_prob", "sequence_logprob", "mean_token_entropy",
+                 "max_token_entropy")
+
+
+def test_token_methods_score_only_the_final_answer_after_a_trace():
+    """A reasoning reply: ``<think>`` trace, then the answer. With ``answer_start`` (issue 10 item 3)
+    the token methods see only the answer's tokens; without the column, every token (old artifacts)."""
+    from uqroute.parsing import answer_start
+
+    tokens = ["<think>", "\n", "Hmm", ",", " maybe", " A", "?", "\n", "</think>", "\n\n", "The", " answer", " is", " B", "."]
+    start = answer_start(tokens)
+    assert tokens[start:] == ["The", " answer", " is", " B", "."]
+    trace_p, answer_p = 0.1, 0.8  # an uncertain trace, a confident answer
+    lp = [math.log(trace_p)] * start + [math.log(answer_p)] * (len(tokens) - start)
+    ent = [3.0] * start + [0.5] * (len(tokens) - start)
+    base = dict(task_type=["FF"], option_prob=[None], token_logprobs=[lp], token_entropies=[ent])
+    with_start = frame(**base, answer_start=[start])
+    n_ans = len(tokens) - start
+    expected = {
+        "avg_token_prob": answer_p, "perplexity": answer_p, "min_token_prob": answer_p,
+        "sequence_logprob": n_ans * math.log(answer_p), "mean_token_entropy": -0.5, "max_token_entropy": -0.5,
+    }
+    for name in TOKEN_METHODS:
+        np.testing.assert_allclose(run(name, with_start), [expected[name]], err_msg=name)
+    # without the column: the trace is scored too (the old behaviour, kept for old artifacts)
+    old = frame(**base)
+    assert run("min_token_prob", old)[0] == pytest.approx(trace_p)
+    assert run("max_token_entropy", old)[0] == pytest.approx(-3.0)
+    assert run("sequence_logprob", old)[0] == pytest.approx(start * math.log(trace_p) + n_ans * math.log(answer_p))
+
+
+def test_token_methods_on_degenerate_answer_starts():
+    lp = [math.log(0.5), math.log(0.25)]
+    f = frame(id=["d/test/0", "d/test/1", "d/test/2"], task_type=["FF"] * 3, option_prob=[None] * 3,
+              token_logprobs=[lp, lp, lp], token_entropies=[[1.0, 2.0]] * 3, answer_start=[0, 2, None])
+    for name in TOKEN_METHODS:
+        out = run(name, f)
+        assert not np.isnan(out[0]) and out[0] == pytest.approx(out[2]), name  # 0 and null: every token
+        assert np.isnan(out[1]), name  # a trace with no answer after it: nothing to score
+    bad = frame(id=["d/test/7"], token_logprobs=[lp], answer_start=[3])
+    with pytest.raises(ValueError, match="answer_start = 3 of row 'd/test/7'"):
+        run("perplexity", bad)
+
+
 def test_column_methods_pass_values_and_keep_nulls():
     f = frame(ptrue=[0.8, None], verbal_1s_confidence=[None, 0.9], verbal_2s_confidence=[0.3, None],
               trained_probe=[0.1, 0.2], ood_probe=[0.6, 0.4])

@@ -124,26 +124,33 @@ CORRECTNESS = Artifact(
     name="correctness",
     path="results/correctness/{model}/{dataset}.parquet",
     doc=(
-        "Whether each greedy response is correct (rule `judge`), for SLMs and LLMs. "
-        "MCQ/TF/numeric math use rule checks, MATH-500 LaTeX equivalence, free-form "
-        "answers the LLM judge."
+        "Whether each greedy response is correct (rule `judge`), for SLMs and LLMs, one row per row "
+        "of the generations file. Rules check every answer (option letter, truth value, number, "
+        "MATH-500 LaTeX equivalence, SQuAD match for text); the LLM judge decides the answers that "
+        "`judge.scope` gives it (`rules`: none; `text`: CoQA and TruthfulQA; `free_form`: every "
+        "free-form dataset, math included, as in the paper). A reply cut off by the token budget "
+        "is incorrect without any check (docs/judge.md)."
     ),
     columns=(
         Column("id", pl.Utf8, "Query id."),
-        Column("correct", pl.Boolean, "Final label used downstream (judge where it applies, else rule); null only when neither could decide.", nullable=True),
-        Column("label_source", pl.Utf8, "`rule` or `judge`: which check produced `correct`."),
-        Column("rule_correct", pl.Boolean, "Rule-based check (exact letter/bool/number, LaTeX equivalence, or normalised match / token-F1 ≥ threshold for FF); null if not applicable.", nullable=True),
+        Column("correct", pl.Boolean, "Final label used downstream: false for a truncated reply, else the judge's verdict where it gave one, else the rule; null only when neither could decide.", nullable=True),
+        Column("label_source", pl.Utf8, "Which check produced `correct`: `truncated` (`generations.finish_reason` is `length`: the reply was cut off by the token budget, so it holds no answer), `judge` or `rule`."),
+        Column("rule_correct", pl.Boolean, "Rule-based check (exact letter/bool/number, LaTeX equivalence, or normalised match / token-F1 ≥ threshold for FF); null for truncated replies and text rows without a reference.", nullable=True),
         Column("judge_correct", pl.Boolean, "LLM judge verdict; null where the judge was not run or its reply was unparsable.", nullable=True),
         Column("judge_verdict", pl.Utf8, "`correct`, `incorrect`, `unparsable`, or null where the judge was not run.", nullable=True),
         Column("judge_raw", pl.Utf8, "The judge's raw reply.", nullable=True),
-        Column("verbal_1s_correct", pl.Boolean, "SLMs: whether the answer stated in the verbalization-1s reply (`generations.verbal_1s_answer`) is correct, by the same checks; the label verbal_1s confidence is evaluated against (paper §3.1 (4)). Null for LLMs, and where neither check could decide.", nullable=True),
+        Column("verbal_1s_correct", pl.Boolean, "SLMs: whether the answer stated in the verbalization-1s reply (`generations.verbal_1s_answer`) is correct, decided like `correct` (truncated reply → false; the same rules and, in scope, the same cached judge, shown the reply without its confidence statement); the label verbal_1s confidence is evaluated against (paper §3.1 (4)). Null for LLMs, for training rows (`role` = `train`: nothing evaluates it there, and a paid judge is not asked), and where neither check could decide.", nullable=True),
     ),
 )
 
 AGREEMENT = Artifact(
     name="agreement",
     path="results/correctness/{model}/{dataset}.agreement.parquet",
-    doc="Agreement between the rule check and the LLM judge on rows where both gave a label (rule `judge`).",
+    doc=(
+        "Agreement between the rule check and the LLM judge on the greedy answers where both gave a label "
+        "(rule `judge`), whatever `judge.scope` (with `rules` the judge runs nowhere and `n_both` is 0; "
+        "with `free_form` it compares the judge with the numeric/LaTeX rules on math)."
+    ),
     key=("model", "dataset"),
     columns=(
         Column("model", pl.Utf8, "Model name."),
@@ -151,6 +158,39 @@ AGREEMENT = Artifact(
         Column("n_both", pl.Int64, "Rows where both rule and judge gave a label."),
         Column("agreement", pl.Float64, "Fraction of those rows on which they agree; null if n_both = 0.", nullable=True),
         Column("cohen_kappa", pl.Float64, "Cohen's κ (sklearn) between rule and judge; null if undefined.", nullable=True),
+    ),
+)
+
+QUALITY = Artifact(
+    name="quality",
+    path="results/correctness/{model}/{dataset}.quality.parquet",
+    doc=(
+        "How many replies of one model on one dataset were cut off by the token budget or did not parse "
+        "(rule `judge`, one row). Every fraction above `judge.quality_warn_fraction` (default 0.1) is also "
+        "a warning in `logs/judge/{model}/{dataset}.log` and in `warnings`. Counts that do not apply are "
+        "null: samples and verbalized replies for LLMs, truncation of the verbalized replies for "
+        "generations files without `verbal_1s_finish_reason` / `verbal_2s_finish_reason`."
+    ),
+    key=("model", "dataset"),
+    columns=(
+        Column("model", pl.Utf8, "Model name."),
+        Column("dataset", pl.Utf8, "Dataset name."),
+        Column("n_rows", pl.Int64, "Rows of the generations file (SLMs: evaluation and training rows; LLMs: evaluation rows)."),
+        Column("n_truncated", pl.Int64, "Greedy replies with `finish_reason` `length` (labelled incorrect, `label_source` `truncated`)."),
+        Column("truncated_fraction", pl.Float64, "n_truncated / n_rows; null when there are no rows.", nullable=True),
+        Column("n_unparsable_answers", pl.Int64, "Complete (not truncated) greedy replies whose `parsed_answer` is null."),
+        Column("n_samples", pl.Int64, "Sampled replies (SLMs); null for LLMs.", nullable=True),
+        Column("n_unparsable_samples", pl.Int64, "Sampled replies without a parsable answer (null entries of `sample_answers`).", nullable=True),
+        Column("n_verbal_1s", pl.Int64, "Verbalization-1s replies (SLMs); null for LLMs.", nullable=True),
+        Column("n_verbal_1s_truncated", pl.Int64, "Verbalization-1s replies cut off by the token budget; null when the generations file does not record it.", nullable=True),
+        Column("n_unparsable_verbal_1s_answers", pl.Int64, "Complete verbalization-1s replies without a parsable answer.", nullable=True),
+        Column("n_unparsable_verbal_1s_confidences", pl.Int64, "Complete verbalization-1s replies without a parsable confidence (dropped for `verbal_1s`).", nullable=True),
+        Column("n_verbal_2s", pl.Int64, "Verbalization-2s replies (SLMs); null for LLMs.", nullable=True),
+        Column("n_verbal_2s_truncated", pl.Int64, "Verbalization-2s replies cut off by the token budget; null when the generations file does not record it.", nullable=True),
+        Column("n_unparsable_verbal_2s_confidences", pl.Int64, "Complete verbalization-2s replies without a parsable confidence (dropped for `verbal_2s`).", nullable=True),
+        Column("n_judged", pl.Int64, "Answers (greedy and verbalization-1s) sent to the LLM judge."),
+        Column("n_unparsable_verdicts", pl.Int64, "Judge replies whose verdict was `unparsable` (the rule label was used)."),
+        Column("warnings", pl.List(pl.Utf8), "The warnings issued: one message per fraction above `judge.quality_warn_fraction`."),
     ),
 )
 
@@ -377,8 +417,8 @@ ROUTING_WARNINGS = Artifact(
 
 ARTIFACTS: dict[str, Artifact] = {
     a.name: a
-    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, PROBES, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES, ROUTING_SUMMARY,
-              HOLDOUT, ROUTING_WARNINGS)
+    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, QUALITY, PROBES, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES,
+              ROUTING_SUMMARY, HOLDOUT, ROUTING_WARNINGS)
 }
 
 HIDDEN_STATES_DOC = """\

@@ -11,6 +11,7 @@ rule judge:
     output:
         correctness="results/correctness/{model}/{dataset}.parquet",
         agreement="results/correctness/{model}/{dataset}.agreement.parquet",
+        quality="results/correctness/{model}/{dataset}.quality.parquet",
     params:
         judge=lambda w: cfg("judge"),
         judge_spec=lambda w: MODELS[cfg("judge")["model"]] if cfg("judge").get("model") else None,

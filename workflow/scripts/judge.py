@@ -12,6 +12,7 @@ with logged(sm):
         generations_path=sm.input.generations,
         out_path=sm.output.correctness,
         agreement_path=sm.output.agreement,
+        quality_path=sm.output.quality,
         judge_cfg=sm.params.judge,
         judge_spec=sm.params.judge_spec,
         judge_model_dir=sm.input.judge_model[0] if sm.input.judge_model else None,

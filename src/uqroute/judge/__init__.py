@@ -2,18 +2,36 @@
 
 * :func:`run_judge` — the rule's entry point (:mod:`.run`);
 * :func:`judge_messages` / :data:`JUDGE_TEMPLATE` — the judge prompt (Zheng et al., 2023 style);
-* :func:`parse_verdict` — ``correct`` / ``incorrect`` / ``unparsable`` from a raw reply;
-* :func:`rule_judge_agreement` — agreement fraction and Cohen's κ (sklearn).
+* :func:`parse_verdict` — ``correct`` / ``incorrect`` / ``unparsable`` from a raw reply (negation-aware);
+* :func:`rule_judge_agreement` — agreement fraction and Cohen's κ (sklearn);
+* :func:`judge_in_scope` / :data:`SCOPES` — which answers ``judge.scope`` gives to the LLM judge;
+* :func:`quality_row` — the ``quality`` artifact: truncated and unparsable counts.
 
 See docs/judge.md.
 """
 
 from .agreement import rule_judge_agreement
 from .prompt import JUDGE_TEMPLATE, judge_messages, judge_prompt
-from .run import JudgeInputError, final_labels, judge_backend, rule_labels, run_judge
+from .run import (
+    DEFAULT_SCOPE,
+    SCOPES,
+    TRUNCATED_SOURCE,
+    JudgeInputError,
+    final_labels,
+    judge_backend,
+    judge_in_scope,
+    quality_row,
+    rule_labels,
+    run_judge,
+)
 from .verdict import CORRECT, INCORRECT, UNPARSABLE, VERDICTS, parse_verdict, verdict_to_bool
 
 __all__ = [
+    "DEFAULT_SCOPE",
+    "SCOPES",
+    "TRUNCATED_SOURCE",
+    "judge_in_scope",
+    "quality_row",
     "CORRECT",
     "INCORRECT",
     "UNPARSABLE",

@@ -19,7 +19,7 @@ from .mathexpr import extract_math_answer, math_equivalent
 from .numbers import format_number, parse_number
 from .options import parse_option
 from .text import best_f1, exact_match
-from .think import clean_reply
+from .think import clean_reply, final_answer_text, is_truncated
 
 __all__ = [
     "ANSWER_FORMATS",
@@ -77,15 +77,29 @@ def parse_text_answer(text: str | None) -> str | None:
     return None
 
 
-def parse_answer(text: str | None, answer_format: str, choices: Iterable | None = None) -> str | None:
+def parse_answer(
+    text: str | None,
+    answer_format: str,
+    choices: Iterable | None = None,
+    *,
+    finish_reason: str | None = None,
+    think_open: bool = False,
+) -> str | None:
     """The canonical answer string of a reply in ``answer_format``, or ``None`` when nothing parses.
 
-    ``<think>`` blocks are removed first. Canonical forms: the option label (``"B"``)
-    for ``letter`` (``choices`` required), ``"True"``/``"False"`` for ``bool``, a
+    ``<think>`` blocks are removed first (``think_open``: the prompt opened the block, see
+    :func:`~uqroute.parsing.think.final_answer_text`). A reply cut off by the token budget
+    (``finish_reason == "length"``) is a truncation, not an answer: ``None``, whatever it holds
+    (the last number of a half-written solution is not its answer). Canonical forms: the option
+    label (``"B"``) for ``letter`` (``choices`` required), ``"True"``/``"False"`` for ``bool``, a
     minimal number string (``"42"``, ``"0.5"``, ``"-3"``) for ``number``, the LaTeX
     answer for ``latex``, and a short stripped text for ``text``.
     """
     _check_format(answer_format)
+    if is_truncated(finish_reason):
+        return None
+    if think_open:
+        text = final_answer_text(text, think_open=True)
     if answer_format == "letter":
         return parse_option(text, choices)
     if answer_format == "bool":

@@ -19,7 +19,9 @@ Reading a value (:func:`to_confidence`):
 Words (``high``, ``very confident``) are **not** mapped to numbers: the prompts
 ask for a number, and a reply without one did not follow the instruction.
 Range hints echoed from the prompt (``(0-100)``, ``on a scale of 0 to 1``) are
-ignored.
+ignored, and so is a negated value (``not 100% sure``, ``isn't 90% confident``: it says
+what the confidence is not), so ``I'm not 100% sure, I'd say 90`` gives 0.9 and ``I'm not
+100% sure`` alone gives ``None``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ import re
 from collections.abc import Iterable
 
 from ._common import strip_markdown
-from .think import clean_reply
+from .think import clean_reply, final_answer_text, is_truncated
 
-__all__ = ["parse_confidence", "parse_verbal_1s", "to_confidence"]
+__all__ = ["parse_confidence", "parse_verbal_1s", "strip_verbal_confidence", "to_confidence"]
 
 _NUM = r"(?P<v>\d+(?:\.\d+)?|\.\d+)"
 _VALUE = re.compile(
@@ -90,9 +92,20 @@ def _clean(text: str | None) -> str:
     return strip_markdown(clean_reply(text))
 
 
+# A negated value states no confidence: "not 100% sure", "isn't 90% confident", "never 100%".
+_NEGATED_VALUE = re.compile(
+    r"(?:\bnot|n['’]t|\b(?:is|are|am|was|do|does)nt|\bnever|\bhardly)\s+"
+    r"(?:(?:quite|fully|completely|totally|entirely|even|exactly|really|very|so|that|a)\s+)*"
+    r"\d+(?:\.\d+)?\s*(?:%|percent\b|per\s*cent\b|/\s*\d+(?:\.\d+)?|out\s+of\s+\d+(?:\.\d+)?)?",
+    re.IGNORECASE,
+)
+
+
 def _blank_ranges(t: str) -> str:
-    """Range hints (``(0-100)``) replaced by spaces of the same length, so spans still index ``t``."""
-    return _RANGES.sub(lambda m: " " * len(m.group(0)), t)
+    """Range hints (``(0-100)``) and negated values (``not 100%``) replaced by spaces of the same
+    length, so spans still index ``t``."""
+    t = _RANGES.sub(lambda m: " " * len(m.group(0)), t)
+    return _NEGATED_VALUE.sub(lambda m: " " * len(m.group(0)), t)
 
 
 def _by_marker(t: str):
@@ -134,10 +147,13 @@ def _explicit(t: str, *, last_line_only: bool):
     return _by_percent(t, last_line_only=last_line_only)
 
 
-def parse_confidence(text: str | None) -> float | None:
+def parse_confidence(text: str | None, *, finish_reason: str | None = None, think_open: bool = False) -> float | None:
     """A verbalized confidence in [0, 1] from a reply such as ``Confidence: 80%``, or ``None``.
 
-    Rules, first match wins (``<think>`` removed first):
+    A reply cut off by the token budget (``finish_reason == "length"``) gives ``None`` (``Confidence:
+    9`` may be the start of 90). ``think_open``: the prompt opened a ``<think>`` block (see
+    :func:`~uqroute.parsing.think.final_answer_text`). Rules, first match wins (``<think>``
+    removed first):
 
     A. the last explicit marker (``confidence``, ``confidence level``, ``certainty``,
        ``probability:``) followed by a value on its line;
@@ -148,7 +164,9 @@ def parse_confidence(text: str | None) -> float | None:
 
     An explicit value that is out of range (``Confidence: 150``) gives ``None``.
     """
-    t = _blank_ranges(_clean(text))
+    if is_truncated(finish_reason):
+        return None
+    t = _blank_ranges(_clean(final_answer_text(text, think_open=think_open)))
     if not t.strip():
         return None
     got = _explicit(t, last_line_only=False)
@@ -195,9 +213,19 @@ def _answer(rest: str, answer_format: str, choices):
 
 
 def parse_verbal_1s(
-    text: str | None, answer_format: str, choices: Iterable | None = None
+    text: str | None,
+    answer_format: str,
+    choices: Iterable | None = None,
+    *,
+    finish_reason: str | None = None,
+    think_open: bool = False,
 ) -> tuple[str | None, float | None]:
     """``(answer, confidence)`` from a one-step "answer and confidence" reply (verbalization-1s).
+
+    A reply cut off by the token budget (``finish_reason == "length"``) gives ``(None, None)``:
+    a truncation is not an answer, and a confidence cut short is not one either.
+    ``think_open``: the prompt opened a ``<think>`` block (see
+    :func:`~uqroute.parsing.think.final_answer_text`).
 
     The confidence is found first, then removed from the reply before the answer is
     parsed with :func:`~uqroute.parsing.answers.parse_answer`, so the confidence
@@ -215,10 +243,28 @@ def parse_verbal_1s(
     answer of a ``Guess: …`` line (Tian et al., 2023) takes precedence.
     Numbers inside the answer (math) are therefore only read as confidence when
     attached to a marker, a ``%`` on the last line, or trailing after the answer.
+    A negated value (``not 100% sure``) is never the confidence.
     """
+    if is_truncated(finish_reason):
+        return None, None
+    ans, conf, _ = _split_verbal_1s(final_answer_text(text, think_open=think_open), answer_format, choices)
+    return ans, conf
+
+
+def strip_verbal_confidence(
+    text: str | None, answer_format: str, choices: Iterable | None = None, *, think_open: bool = False
+) -> str:
+    """A verbalization-1s reply without its reasoning trace and without the confidence statement that
+    :func:`parse_verbal_1s` read (``"B. Paris\\nConfidence: 90%"`` → ``"B. Paris"``): the answer part,
+    as the LLM judge is shown it."""
+    return _split_verbal_1s(final_answer_text(text, think_open=think_open), answer_format, choices)[2].strip()
+
+
+def _split_verbal_1s(text: str, answer_format: str, choices) -> tuple[str | None, float | None, str]:
+    """``(answer, confidence, the reply text the answer was read from)`` (rules of :func:`parse_verbal_1s`)."""
     t = _clean(text)
     if not t:
-        return None, None
+        return None, None, ""
     tr = _blank_ranges(t)  # confidence is searched here; the answer is parsed from ``t``
     got = _explicit(tr, last_line_only=True)
     rule_is_weak = got is not None and not (_by_marker(tr) or _by_word_after(tr))
@@ -226,12 +272,12 @@ def parse_verbal_1s(
         got = _trailing(tr)
         rule_is_weak = True
     if got is None:
-        return _answer(t, answer_format, choices), None
+        return _answer(t, answer_format, choices), None, t
     conf, (s, e) = got
     rest = t[:s] + "\n" + t[e:]
     ans = _answer(rest, answer_format, choices)
     if ans is None and rule_is_weak:
         full = _answer(t, answer_format, choices)
         if full is not None:
-            return full, None
-    return ans, conf
+            return full, None, t
+    return ans, conf, rest

@@ -32,6 +32,8 @@ _MARKER = re.compile(
     re.IGNORECASE,
 )
 _HASHES = re.compile(r"####")
+# "the answer is not 12", "the answer isn't 12": a negated marker does not state the answer
+_NEGATED_MARKER = re.compile(r"\s*(?:n['’]?t\b|not\b|never\b)", re.IGNORECASE)
 
 _WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
@@ -148,7 +150,8 @@ def parse_number(text: str | None) -> float | None:
     2. the last GSM8K-style ``#### <n>`` marker;
     3. the last explicit marker (``answer is``, ``Answer:``, ``final answer:``,
        ``result is``, ``answer =``): the number on the marker's line (or the next non-empty
-       line), after the last ``=`` if the segment is an equation;
+       line), after the last ``=`` if the segment is an equation; a negated marker (``the
+       answer is not 12``, ``the answer isn't 12``) is skipped;
     4. otherwise the last number in the reply;
     5. a number word (``five``, ``twenty``) when the reply holds no digits.
 
@@ -171,6 +174,8 @@ def parse_number(text: str | None) -> float | None:
         if v is not None:
             return v
     for m in reversed(list(_MARKER.finditer(p))[-_MAX_MARKERS:]):
+        if _NEGATED_MARKER.match(p, m.end()):
+            continue
         v = _after_marker(p, m.end())
         if v is not None:
             return v

@@ -11,7 +11,7 @@ sentence that starts with the article "A". The parser tries, in order:
 4. the reply equals one option's text (normalised as in SQuAD);
 5. the *first* ``Option C`` / ``choice C`` mention;
 6. the first upper-case label standing alone in the reply (``I think it's B because…``),
-   skipping negated ones (``not A``);
+   skipping negated ones (``not A``, ``isn't A``, ``isn’t A``, ``wouldn't pick A``, ``except A``);
 7. exactly one option's text occurs in the reply (texts that are contained in a
    longer matching option's text do not count).
 
@@ -95,7 +95,12 @@ _STRONG = re.compile(
     re.IGNORECASE,
 )
 _WEAK = re.compile(r"\b(?:option|choice)\s+(?=[\[(]?[A-Za-z](?![A-Za-z]))", re.IGNORECASE)
-_NEGATED = re.compile(r"\b(?:not|n't\s+be|isn't|excluding|except)\s+(?:(?:option|choice)\s+)?[(\[]?$", re.IGNORECASE)
+# "not A", "isn't A", "isn’t A", "wouldn't pick A", "not choose B", "except C"
+_NEGATED = re.compile(
+    r"(?:\bnot|\b\w+n['’]t|\bnever)(?:\s+(?:be|pick|choose|select|say|go\s+with))?\s+(?:(?:option|choice)\s+)?[(\[]?$"
+    r"|\b(?:excluding|except)\s+(?:(?:option|choice)\s+)?[(\[]?$",
+    re.IGNORECASE,
+)
 _WRAPPERS = re.compile(r"\\(?:boxed|text|textbf|mathrm)\s*\{([^{}]*)\}")
 
 
@@ -242,9 +247,10 @@ def parse_option(text: str | None, choices: Iterable) -> str | None:
         if lab is not None:
             return lab
 
-    # 3. a label at the start of the reply
+    # 3. a label at the start of the reply (an opening "I"/"A" that is not an option is the
+    #    pronoun or article: "I would say B", "I would not choose A, B")
     found, lab = _resolve(_letter_at(t, 0, opts, allow_lower=True), label_map)
-    if found:
+    if found and (lab is not None or t.lstrip("([{< \t")[:1] not in ("I", "A")):
         return lab
 
     # 4. the reply is an option's text

@@ -5,7 +5,11 @@ Conventions (docs/uq.md has the full table):
   where the paper defines the confidence that way);
 - ``NaN`` = the method cannot score that row (written as null in the ``uq`` artifact);
 - token lists may hold null entries (APIs that give no logprob for a token); those
-  positions are skipped.
+  positions are skipped;
+- the token-level methods score the tokens of the final answer only, ``tokens[answer_start:]``,
+  when the frame has an ``answer_start`` column (generations of a reasoning model hold a
+  ``<think>`` trace before the answer); without the column (older artifacts) every generated
+  token is scored, and a row whose ``answer_start`` is null is scored on all its tokens.
 """
 
 from __future__ import annotations
@@ -44,6 +48,31 @@ def _per_row(values: list, fn: Callable[[np.ndarray], float]) -> np.ndarray:
         arr = _finite(v)
         if arr.size:
             out[i] = fn(arr)
+    return out
+
+
+#: The generations column with the index of the final answer's first token (uqroute.parsing.answer_start).
+ANSWER_START = "answer_start"
+
+
+def answer_tokens(frame: pl.DataFrame, name: str) -> list:
+    """The per-token lists of column ``name`` (``token_logprobs`` or ``token_entropies``) cut to the
+    final answer, ``values[answer_start:]``, when ``frame`` has an ``answer_start`` column;
+    unchanged otherwise. A null ``answer_start`` keeps the whole list; one outside
+    ``[0, len(values)]`` raises ``ValueError`` naming the row's id."""
+    values = frame[name].to_list()
+    if ANSWER_START not in frame.columns:
+        return values
+    starts = frame[ANSWER_START].to_list()
+    ids = frame["id"].to_list() if "id" in frame.columns else list(range(frame.height))
+    out = []
+    for row_id, v, s in zip(ids, values, starts):
+        if v is None or s is None:
+            out.append(v)
+            continue
+        if not 0 <= int(s) <= len(v):
+            raise ValueError(f"{ANSWER_START} = {s} of row {row_id!r} is outside its {len(v)} {name}")
+        out.append(v[int(s):])
     return out
 
 
@@ -100,7 +129,7 @@ def avg_token_prob(frame: pl.DataFrame) -> np.ndarray:
     scored rather than silently dropped.
     """
     option = _column(frame, "option_prob")
-    mean_prob = mean_token_prob(frame["token_logprobs"].to_list())
+    mean_prob = mean_token_prob(answer_tokens(frame, "token_logprobs"))
     is_option_task = frame["task_type"].is_in(OPTION_TASKS).to_numpy()
     use_option = is_option_task & ~np.isnan(option)
     return np.where(use_option, option, mean_prob)
@@ -120,7 +149,7 @@ def perplexity(frame: pl.DataFrame) -> np.ndarray:
     (The paper prints exp((1/N) Σ ln p) as the perplexity and takes its reciprocal; with the
     standard sign, as here, the confidence is higher for likelier responses.)
     """
-    return _per_row(frame["token_logprobs"].to_list(), lambda lp: float(np.exp(np.mean(lp))))
+    return _per_row(answer_tokens(frame, "token_logprobs"), lambda lp: float(np.exp(np.mean(lp))))
 
 
 @register(
@@ -132,7 +161,7 @@ def perplexity(frame: pl.DataFrame) -> np.ndarray:
 def min_token_prob(frame: pl.DataFrame) -> np.ndarray:
     """Probability of the least likely generated token, min_i p(y_i)
     (the negated Max(−log p) of Manakul et al. 2023, as a probability)."""
-    return _per_row(frame["token_logprobs"].to_list(), lambda lp: float(np.exp(np.min(lp))))
+    return _per_row(answer_tokens(frame, "token_logprobs"), lambda lp: float(np.exp(np.min(lp))))
 
 
 @register(
@@ -144,7 +173,7 @@ def min_token_prob(frame: pl.DataFrame) -> np.ndarray:
 def sequence_logprob(frame: pl.DataFrame) -> np.ndarray:
     """Log-probability of the whole greedy response, Σ_i ln p(y_i) (LM-Polygraph's Maximum
     Sequence Probability, negated uncertainty). Unlike perplexity it is not length-normalised."""
-    return _per_row(frame["token_logprobs"].to_list(), lambda lp: float(np.sum(lp)))
+    return _per_row(answer_tokens(frame, "token_logprobs"), lambda lp: float(np.sum(lp)))
 
 
 @register(
@@ -156,7 +185,7 @@ def sequence_logprob(frame: pl.DataFrame) -> np.ndarray:
 def mean_token_entropy(frame: pl.DataFrame) -> np.ndarray:
     """Negated mean predictive entropy, −(1/N) Σ_i H(p(·|y_<i, x)) over generated positions
     (Malinin & Gales 2021; nats). 0 is the maximum (every step deterministic)."""
-    return _per_row(frame["token_entropies"].to_list(), lambda h: -float(np.mean(h)))
+    return _per_row(answer_tokens(frame, "token_entropies"), lambda h: -float(np.mean(h)))
 
 
 @register(
@@ -167,7 +196,7 @@ def mean_token_entropy(frame: pl.DataFrame) -> np.ndarray:
 )
 def max_token_entropy(frame: pl.DataFrame) -> np.ndarray:
     """Negated largest per-position entropy, −max_i H(p(·|y_<i, x)) (Malinin & Gales 2021; nats)."""
-    return _per_row(frame["token_entropies"].to_list(), lambda h: -float(np.max(h)))
+    return _per_row(answer_tokens(frame, "token_entropies"), lambda h: -float(np.max(h)))
 
 
 @register(
