@@ -142,4 +142,10 @@ def model_runtime_min(model, attempt=1):
 
 def judge_model_name():
     """The judge's model name (judge.model), or None when correctness is rule-based only."""
-    return cfg("judge").get("model")
+    return cfg("judge").get("model")  # optional: no judge model = rule checks only
+
+
+def judge_model_dir():
+    """The fetched judge model directory (input of rule judge), or nothing for API judges / rules only."""
+    model = judge_model_name()
+    return model_dir(model) if model else []

@@ -1,20 +1,15 @@
-def judge_model_dir(wildcards):
-    model = cfg("judge").get("model")
-    return model_dir(model) if model else []
-
-
 rule judge:
     input:
         data="results/data/{dataset}.parquet",
         generations="results/generations/{model}/{dataset}.parquet",
-        judge_model=judge_model_dir,
+        judge_model=lambda w: judge_model_dir(),
     output:
         correctness="results/correctness/{model}/{dataset}.parquet",
         agreement="results/correctness/{model}/{dataset}.agreement.parquet",
         quality="results/correctness/{model}/{dataset}.quality.parquet",
     params:
         judge=lambda w: cfg("judge"),
-        judge_spec=lambda w: MODELS[cfg("judge")["model"]] if cfg("judge").get("model") else None,
+        judge_spec=lambda w: MODELS[judge_model_name()] if judge_model_name() else None,
         inference=lambda w: cfg("inference"),
     resources:
         gpu=lambda w: model_gpus(judge_model_name()),
