@@ -43,9 +43,11 @@ from .statistics import (
     FALSE_VARIANTS,
     STATISTICS,
     TRUE_VARIANTS,
+    TRUNCATED,
     QueryResult,
     ShardContext,
     find_option_token,
+    parse_final_answer,
     statistics_for,
 )
 
@@ -144,18 +146,17 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
 
 
 def _llm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict):
-    from ..parsing import parse_answer
-
     convs = [answer_conversation(r["prompt"]) for r in rows]
     gens = backend.generate(convs, max_new_tokens=b["answer"], temperature=0.0, n=1)
     out = []
     for r, gl in zip(rows, gens):
         g = gl[0]
-        parsed = parse_answer(g.text, fmt, _choices(r))
+        parsed = parse_final_answer(g.text, g.finish_reason, fmt, _choices(r))
         lps = g.token_logprobs
         opt = find_option_token(g.tokens, parsed, task_type) if lps is not None else None
         out.append(
             {
+                **{c: None for c in ARTIFACTS["generations"].names},  # an LLM fills the greedy columns only
                 "id": r["id"],
                 "response": g.text,
                 "parsed_answer": parsed,
@@ -165,7 +166,6 @@ def _llm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict):
                 "option_prob": math.exp(lps[opt]) if opt is not None and lps[opt] is not None else None,
                 "n_prompt_tokens": int(g.n_prompt_tokens),
                 "finish_reason": g.finish_reason,
-                **{c: None for c in ARTIFACTS["generations"].names[9:]},
             }
         )
     return out
@@ -252,6 +252,7 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     df = pl.concat(shards, how="vertical_relaxed")
     if df["id"].to_list() != [r["id"] for r in rows]:
         raise RuntimeError(f"{out_path}: shard rows do not match the data rows (stale shards in {store.dir}?)")
+    _log_truncations(df, stats, model, dataset, b)
     if role == "slm":
         hidden = np.asarray(df["_hidden"].to_list(), dtype=np.float32)
         for st, col in (("verbal_1s", "verbal_1s_confidence"), ("verbal_2s", "verbal_2s_confidence")):
@@ -262,6 +263,24 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
         df = df.drop("_hidden")
     write_parquet(df, out_path, "generations")
     store.clear()
+
+
+def _log_truncations(df: pl.DataFrame, stats: list[str], model: str, dataset: str, b: dict) -> None:
+    """Log how many replies hit their token budget (they count as unanswered); warn when many did."""
+    counts = [("greedy answers", int((df["finish_reason"] == TRUNCATED).sum()),
+               df.height, b["answer"])]
+    if "verbal_1s" in stats:
+        n = int((df["verbal_1s_finish_reason"] == TRUNCATED).sum())
+        counts.append(("verbalization-1s replies", n, df.height, b["answer"] + b["verbal"]))
+    if "samples" in stats:
+        counts.append(("samples", int(df["samples_truncated"].sum()), int(df["samples"].list.len().sum()), b["sample"]))
+    for what, n, total, budget in counts:
+        if total and n / total > 0.2:
+            log.warning("%s / %s: %d/%d %s were cut off by the token budget (%d tokens) and count as unanswered; "
+                        "raise inference.max_new_tokens (or the model's max_new_tokens_scale)", model, dataset, n, total,
+                        what, budget)
+        else:
+            log.info("%s / %s: truncated %s: %d/%d", model, dataset, what, n, total)
 
 
 def _layer_index(model: str, model_dir, hidden_layer: int) -> int:

@@ -31,7 +31,10 @@ from .jobs import Branch, Job, JobResult
 from .seeding import branch_seed
 
 __all__ = ["Statistic", "STATISTICS", "ALWAYS", "statistics_for", "ShardContext", "QueryResult",
-           "TRUE_VARIANTS", "FALSE_VARIANTS", "find_option_token"]
+           "TRUE_VARIANTS", "FALSE_VARIANTS", "TRUNCATED", "find_option_token", "parse_final_answer", "truncated"]
+
+#: The ``finish_reason`` of a reply cut off by its token budget.
+TRUNCATED = "length"
 
 TRUE_VARIANTS = ("True", " True", "true", " true", "TRUE", " TRUE")
 FALSE_VARIANTS = ("False", " False", "false", " false", "FALSE", " FALSE")
@@ -75,9 +78,11 @@ class ShardContext:
     _tf: tuple | None = None
 
     @property
-    def think_kwargs(self) -> dict:
-        """Chat-template arguments of the follow-up turns (reasoning models: no thinking)."""
-        return {"enable_thinking": False} if self.spec.get("reasoning") else {}
+    def follow_up_thinking(self) -> bool:
+        """Whether the follow-up turns (p(True), verbalization-2s) may reason: not for reasoning models, whose
+        follow-up prompts end with an empty think block so that the reply starts with the answer
+        (:meth:`.transformers_backend.TransformersBackend.render`)."""
+        return not self.spec.get("reasoning")
 
     def true_false_ids(self) -> tuple[list[int], list[int]]:
         if self._tf is None:
@@ -132,18 +137,29 @@ def _choices(row) -> list[dict]:
     return [dict(c) for c in (row.get("choices") or [])]
 
 
+def truncated(finish_reason: str | None) -> bool:
+    """Whether a reply was cut off by its token budget: it states no final answer and is never parsed for one."""
+    return finish_reason == TRUNCATED
+
+
+def parse_final_answer(text: str, finish_reason: str | None, fmt: str, choices) -> str | None:
+    """The answer of a reply, or None when it is unparsable or truncated (see :func:`truncated`)."""
+    from ..parsing import parse_answer
+
+    return None if truncated(finish_reason) else parse_answer(text, fmt, choices)
+
+
 class Greedy(Statistic):
     name = "greedy"
     columns = ("response", "parsed_answer", "tokens", "token_logprobs", "token_entropies", "option_prob",
                "n_prompt_tokens", "finish_reason")
-    cost = "the greedy answer itself (always computed)"
+    cost = ("decoding the greedy answer (one prefill of the answer prompt, one step per token); "
+            "log-probs and entropies cost one pass over the vocabulary per step; always computed")
 
     def fill(self, ctx, row, res):
-        from ..parsing import parse_answer
-
         be = ctx.backend
         g = be.to_generation(res.main.branches[0], res.main.n_prompt_tokens)
-        parsed = parse_answer(g.text, ctx.fmt, _choices(row))
+        parsed = parse_final_answer(g.text, g.finish_reason, ctx.fmt, _choices(row))
         opt = find_option_token(g.tokens, parsed, ctx.task_type)
         return {
             "response": g.text,
@@ -168,18 +184,19 @@ class Hidden(Statistic):
 
 class Samples(Statistic):
     name = "samples"
-    columns = ("samples", "sample_answers")
-    cost = "m sampled continuations of the answer prompt (its prefill is shared)"
+    columns = ("samples", "sample_answers", "samples_truncated")
+    cost = "m sampled continuations of the answer prompt (its prefill is shared): decoding only"
 
     def branches(self, ctx, row):
         m, temp = int(ctx.cfg["num_samples"]), float(ctx.cfg["sample_temperature"])
         return [Branch(ctx.budgets["sample"], temp, branch_seed(ctx.seed, row["id"], k), entropy=False) for k in range(m)]
 
     def fill(self, ctx, row, res):
-        from ..parsing import parse_answer
-
-        samples = [ctx.backend.decode(x.token_ids) for x in res.branches[self.name]]
-        return {"samples": samples, "sample_answers": [parse_answer(s, ctx.fmt, _choices(row)) for s in samples]}
+        got = res.branches[self.name]
+        samples = [ctx.backend.decode(x.token_ids) for x in got]
+        return {"samples": samples,
+                "sample_answers": [parse_final_answer(s, x.finish_reason, ctx.fmt, _choices(row)) for s, x in zip(samples, got)],
+                "samples_truncated": sum(truncated(x.finish_reason) for x in got)}
 
 
 class PTrue(Statistic):
@@ -190,7 +207,8 @@ class PTrue(Statistic):
     def follow_ups(self, ctx, row, shown_answer):
         t_ids, f_ids = ctx.true_false_ids()
         conv = ptrue_conversation(row["prompt"], shown_answer, row["question"], _choices(row), row.get("context"))
-        return [Job(ctx.backend.encode(conv, **ctx.think_kwargs), next_token_groups=[t_ids, f_ids], group=row["id"])]
+        return [Job(ctx.backend.encode(conv, thinking=ctx.follow_up_thinking), next_token_groups=[t_ids, f_ids],
+                    group=row["id"])]
 
     def fill(self, ctx, row, res):
         pT, pF = res.follow_ups[self.name][0].group_probs
@@ -199,8 +217,9 @@ class PTrue(Statistic):
 
 class Verbal1S(Statistic):
     name = "verbal_1s"
-    columns = ("verbal_1s_response", "verbal_1s_answer", "verbal_1s_confidence")
-    cost = "a second prompt (its dataset prompt prefilled with the answer prompt's) and its reply"
+    columns = ("verbal_1s_response", "verbal_1s_answer", "verbal_1s_confidence", "verbal_1s_finish_reason")
+    cost = ("a second prompt (the KV engine prefills its dataset prompt with the answer prompt's, so only its "
+            "format instructions) and its reply of up to answer + verbal budget tokens")
 
     def jobs(self, ctx, row):
         conv = verbal_1s_conversation(row["prompt"])
@@ -210,9 +229,11 @@ class Verbal1S(Statistic):
     def fill(self, ctx, row, res):
         from ..parsing import parse_verbal_1s
 
-        text = ctx.backend.decode(res.jobs[self.name][0].branches[0].token_ids)
-        ans, conf = parse_verbal_1s(text, ctx.fmt, _choices(row))
-        return {"verbal_1s_response": text, "verbal_1s_answer": ans, "verbal_1s_confidence": conf}
+        b = res.jobs[self.name][0].branches[0]
+        text = ctx.backend.decode(b.token_ids)
+        ans, conf = (None, None) if truncated(b.finish_reason) else parse_verbal_1s(text, ctx.fmt, _choices(row))
+        return {"verbal_1s_response": text, "verbal_1s_answer": ans, "verbal_1s_confidence": conf,
+                "verbal_1s_finish_reason": b.finish_reason}
 
 
 class Verbal2S(Statistic):
@@ -222,7 +243,8 @@ class Verbal2S(Statistic):
 
     def follow_ups(self, ctx, row, shown_answer):
         conv = verbal_2s_conversation(row["prompt"], shown_answer)
-        return [Job(ctx.backend.encode(conv), [Branch(ctx.budgets["verbal"], entropy=False)], group=row["id"])]
+        return [Job(ctx.backend.encode(conv, thinking=ctx.follow_up_thinking), [Branch(ctx.budgets["verbal"], entropy=False)],
+                    group=row["id"])]
 
     def fill(self, ctx, row, res):
         from ..parsing import parse_confidence

@@ -22,8 +22,11 @@ the model's forward function:
   other queries share its batch (up to floating-point differences of batched matrix products).
 
 The pool decodes models whose KV-cache layers are transformers ``DynamicLayer``s (full
-attention; sliding-window layers while the window is not exceeded); other cache types
-(recurrent / linear-attention models) are refused with a clear error.
+attention; sliding-window layers while the window is not exceeded). A model whose cache is a
+recurrent state (RWKV-7 and other linear-attention models; found by one probing forward step
+at load) runs on :class:`.recurrent.RecurrentEngine` instead, which gives the same results per
+job without shared prefixes or cross-job batching. flash-linear-attention models on a CPU are
+loaded with its PyTorch reference ops (:mod:`.fla_cpu`).
 
 Hidden-state layer convention: ``output_hidden_states`` gives ``n_layers + 1`` tensors;
 index 0 is the embedding output, index ``k`` (1 ≤ k ≤ n_layers) the output of
@@ -35,21 +38,40 @@ index 23: the output of the eighth-to-last transformer layer (layers 23..30 are 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import fla_cpu
 from .base import Conversation, Generation
 from .engine import Engine, resolve_layer
 from .jobs import Branch, BranchResult, Job, JobResult
+from .recurrent import RecurrentEngine, is_recurrent_cache
 
 log = logging.getLogger(__name__)
 
 # Branch, Job, BranchResult, JobResult and resolve_layer are re-exported: their historical home.
-__all__ = ["Branch", "BranchResult", "Job", "JobResult", "TransformersBackend", "resolve_layer"]
+__all__ = ["EMPTY_THINK", "Branch", "BranchResult", "Job", "JobResult", "TransformersBackend", "close_thinking",
+           "resolve_layer"]
 
 # End-of-turn markers of common chat templates: generation stops at any of them that the
 # tokenizer knows as a single token, in addition to the model's own eos ids.
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|end_of_text|>")
+
+
+#: The empty reasoning block of the ``<think>`` model families (Qwen3, DeepSeek-R1 and its distills,
+#: Phi-4-mini-reasoning); Qwen3's template emits exactly this for ``enable_thinking=False``.
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+_ENDS_EMPTY_THINK = re.compile(r"<think>\s*</think>\s*$")
+_ENDS_OPEN_THINK = re.compile(r"<think>\s*$")
+
+
+def close_thinking(prompt: str) -> str:
+    """``prompt`` ending with an empty think block: kept if it has one, an opened ``<think>`` replaced, else appended."""
+    if _ENDS_EMPTY_THINK.search(prompt):
+        return prompt
+    m = _ENDS_OPEN_THINK.search(prompt)
+    return (prompt[: m.start()] if m else prompt) + EMPTY_THINK
 
 
 def _pick_dtype(dtype: str, device: str):
@@ -62,6 +84,24 @@ def _pick_dtype(dtype: str, device: str):
     except KeyError:
         raise ValueError(f"inference.dtype {dtype!r} is not one of auto, float32, bfloat16, float16") from None
 
+
+
+def _load_config(model_dir: Path, trust_remote_code: bool, name: str):
+    """The model's config; an architecture that flash-linear-attention registers (RWKV-7) imports it first."""
+    import json
+
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (ValueError, KeyError) as e:
+        model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
+        try:
+            import fla.models  # noqa: F401  (registers its architectures with transformers' Auto classes)
+        except ImportError:
+            raise ValueError(f"model {name}: transformers does not know the architecture {model_type!r}; RWKV-7 and other "
+                             "linear-attention models need flash-linear-attention (pip install 'uqroute[rwkv]')") from e
+        return AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
 
 
 class TransformersBackend:
@@ -115,17 +155,25 @@ class TransformersBackend:
         self.min_shared_prefix = 8  # tokens; shorter common prefixes are not worth a separate pass
         self.progress = progress
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        config = _load_config(model_dir, trust_remote_code, self.name)
+        on_cpu = not device_map and str(self.device) == "cpu"
         kw = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
         if attn_implementation:
             kw["attn_implementation"] = attn_implementation
         if device_map:
             kw["device_map"] = device_map
+        if on_cpu and fla_cpu.is_fla_model(config):
+            kw.update(fla_cpu.LOAD_KWARGS)  # fla's fused norms are Triton kernels (a GPU)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
         if not device_map:
             self.model.to(self.device)
         self.model.eval()
+        if on_cpu and fla_cpu.is_fla_model(self.model):
+            fla_cpu.install(self.model)
+            log.info("%s: flash-linear-attention model on a CPU: fla's PyTorch reference ops replace its Triton kernels",
+                     self.name)
         self.packed_layers = 0
-        if pack_weights and not device_map and str(self.device) == "cpu":
+        if pack_weights and on_cpu:
             from .packing import pack_linear_layers
 
             self.packed_layers = pack_linear_layers(self.model)
@@ -138,6 +186,11 @@ class TransformersBackend:
         # running totals (benchmarks, logs): generated tokens, prompt tokens prefilled, forward passes
         self.stats = {"generated_tokens": 0, "prompt_tokens": 0, "prompt_tokens_reused": 0, "forward_passes": 0,
                       "pool_joins": 0}
+        self.recurrent = self._probe_recurrent()
+        if self.recurrent:
+            log.info("%s: recurrent-state cache (%s): jobs run one at a time on the recurrent engine", self.name,
+                     type(self._probe_cache).__name__)
+        del self._probe_cache
 
     # ------------------------------------------------------------ tokenization
     def _eos_ids(self) -> set[int]:
@@ -155,19 +208,28 @@ class TransformersBackend:
             raise ValueError(f"model {self.name}: the tokenizer defines no end-of-sequence token")
         return ids
 
-    def render(self, conversation: Conversation, **template_kwargs) -> str:
-        """The conversation as text, with the model's chat template and the generation prompt."""
+    def render(self, conversation: Conversation, *, thinking: bool = True, **template_kwargs) -> str:
+        """The conversation as text, with the model's chat template and the generation prompt.
+
+        ``thinking=False`` (a reasoning model's follow-up turns) asks the template for no reasoning
+        (``enable_thinking=False``) and makes sure the prompt ends with an empty think block
+        (:func:`close_thinking`), so the reply's first token is the answer even where the template
+        ignores the flag.
+        """
+        if not thinking:
+            template_kwargs.setdefault("enable_thinking", False)
         if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(
+            text = self.tokenizer.apply_chat_template(
                 list(conversation), tokenize=False, add_generation_prompt=True, **template_kwargs
             )
-        # no template (a base model): a plain transcript
-        turns = [f"{m['role'].capitalize()}: {m['content']}" for m in conversation]
-        return "\n\n".join(turns) + "\n\nAssistant:"
+        else:  # no template (a base model): a plain transcript
+            turns = [f"{m['role'].capitalize()}: {m['content']}" for m in conversation]
+            text = "\n\n".join(turns) + "\n\nAssistant:"
+        return text if thinking else close_thinking(text)
 
-    def encode(self, conversation: Conversation, **template_kwargs) -> list[int]:
+    def encode(self, conversation: Conversation, *, thinking: bool = True, **template_kwargs) -> list[int]:
         """Prompt token ids of a conversation (chat template applied; no extra special tokens)."""
-        text = self.render(conversation, **template_kwargs)
+        text = self.render(conversation, thinking=thinking, **template_kwargs)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def token_text(self, token_id: int) -> str:
@@ -239,8 +301,21 @@ class TransformersBackend:
         gc.collect()
 
     # ------------------------------------------------------------ engine
-    def engine(self) -> Engine:
-        """The continuous-batching engine over this model, with this backend's current settings."""
+    def _probe_recurrent(self) -> bool:
+        """One forward step on one token: does the model's cache hold KV layers (the KV engine) or a recurrent state?"""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([[self.pad_id]], device=self._dev()), use_cache=True, logits_to_keep=1)
+        self._probe_cache = out.past_key_values
+        return is_recurrent_cache(out.past_key_values)
+
+    def engine(self) -> Engine | RecurrentEngine:
+        """The engine over this model, with this backend's current settings: the continuous-batching KV
+        engine, or the :class:`.recurrent.RecurrentEngine` for a model whose cache is a recurrent state."""
+        if self.recurrent:
+            return RecurrentEngine(self._forward, device=self._dev(), eos_ids=self.eos_ids, n_layers=self.n_layers,
+                                   stats=self.stats, name=self.name, progress=self.progress)
         return Engine(self._forward, device=self._dev(), pad_id=self.pad_id, eos_ids=self.eos_ids,
                       n_layers=self.n_layers, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
                       max_batch_rows=self.max_batch_rows, min_shared_prefix=self.min_shared_prefix,
