@@ -55,12 +55,13 @@ class RecurrentEngine:
         stats: running counters, updated in place.
         name: the model's name (progress bars, errors).
         progress: show a tqdm bar per run.
+        context: the model's context length in tokens, if it declares one (see :class:`.engine.Engine`).
     """
 
     def __init__(self, forward: Callable, *, device, eos_ids, n_layers: int, stats: dict, name: str,
-                 progress: bool = True):
+                 progress: bool = True, context: int | None = None):
         self.forward, self.device, self.eos_ids, self.n_layers = forward, device, sorted(eos_ids), n_layers
-        self.stats, self.name, self.progress = stats, name, progress
+        self.stats, self.name, self.progress, self.context = stats, name, progress, context
 
     def run(self, jobs: Sequence[Job], *, hidden_layer: int | None = None, desc: str | None = None) -> list[JobResult]:
         """Run every job (and the follow-up jobs they spawn); one :class:`JobResult` per job, in input order."""
@@ -96,9 +97,8 @@ class RecurrentEngine:
             bar.close()
         return results[:n]
 
-    @staticmethod
-    def _check(j: int, job: Job, layer) -> None:
-        check_job(j, job)
+    def _check(self, j: int, job: Job, layer) -> None:
+        check_job(j, job, self.context)
         if job.want_hidden and layer is None:
             raise ValueError("jobs ask for hidden states but no hidden_layer was given")
 

@@ -34,7 +34,7 @@ import polars as pl
 
 from ..io import write_hidden_states, write_parquet
 from ..schema import ARTIFACTS
-from .prompts import answer_conversation
+from .prompts import answer_conversation, verbal_1s_conversation
 from .backends import load_backend
 from .settings import INFERENCE_DEFAULTS, budgets, resolve_settings
 from .sharding import ShardStore, fingerprint
@@ -235,6 +235,7 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
             # API responses go to the persistent cache (resources/cache/api/ or $UQROUTE_CACHE_DIR),
             # not the shard folder, which is removed on success: a rerun must never pay twice.
             backend = load_backend(spec, model_dir, cfg, name=model)
+            _check_context(backend, rows, stats, b, model, data_path)  # every row, before any generation
         part = rows[i * size:(i + 1) * size]
         log.info("%s / %s: shard %d/%d (%d rows)", model, dataset, i + 1, n_shards, len(part))
         if role == "slm":
@@ -263,6 +264,35 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
         df = df.drop("_hidden")
     write_parquet(df, out_path, "generations")
     store.clear()
+
+
+def _check_context(backend, rows: list[dict], stats: list[str], b: dict, model: str, data_path) -> None:
+    """Refuse a dataset whose prompts do not fit the model's context with their budgets, naming the rows.
+
+    Checked for every row before anything is generated: the answer prompt with the larger of the
+    answer and sample budgets, and the verbalization-1s prompt with its budget. (The follow-up
+    turns, whose length depends on the answer, are checked by the engine when they are built.)
+    A model that declares no context (``backend.context_limit`` None: API and recurrent models)
+    is not checked.
+    """
+    limit = getattr(backend, "context_limit", None)
+    if not limit:
+        return
+    over = []
+    for r in rows:
+        need = len(backend.encode(answer_conversation(r["prompt"]))) + max(
+            b["answer"], b["sample"] if "samples" in stats else 0)
+        if "verbal_1s" in stats:
+            need = max(need, len(backend.encode(verbal_1s_conversation(r["prompt"]))) + b["answer"] + b["verbal"])
+        if need > limit:
+            over.append(f"{r['id']} ({need})")
+    if over:
+        raise ValueError(
+            f"{data_path}: {len(over)} of {len(rows)} prompt(s) do not fit model {model}'s context of {limit} tokens "
+            f"with their token budgets (prompt + budget in parentheses): {', '.join(over[:10])}"
+            f"{' …' if len(over) > 10 else ''}. Lower inference.max_new_tokens, shorten the prompts, or use a model "
+            "with a longer context; nothing was generated."
+        )
 
 
 def _log_truncations(df: pl.DataFrame, stats: list[str], model: str, dataset: str, b: dict) -> None:

@@ -187,6 +187,8 @@ class TransformersBackend:
         self.stats = {"generated_tokens": 0, "prompt_tokens": 0, "prompt_tokens_reused": 0, "forward_passes": 0,
                       "pool_joins": 0}
         self.recurrent = self._probe_recurrent()
+        # a recurrent state has no positions: its config's max_position_embeddings (fla sets 2048) limits nothing
+        self.context_limit = None if self.recurrent else self._context_limit()
         if self.recurrent:
             log.info("%s: recurrent-state cache (%s): jobs run one at a time on the recurrent engine", self.name,
                      type(self._probe_cache).__name__)
@@ -301,6 +303,19 @@ class TransformersBackend:
         gc.collect()
 
     # ------------------------------------------------------------ engine
+    def _context_limit(self) -> int | None:
+        """The model's context in tokens: the smallest of ``max_position_embeddings`` (config or text config)
+        and the tokenizer's ``model_max_length`` that are set; None when none is."""
+        limits = []
+        for conf in (self.model.config, getattr(self.model.config, "text_config", None)):
+            v = getattr(conf, "max_position_embeddings", None) if conf is not None else None
+            if isinstance(v, int) and v > 0:
+                limits.append(v)
+        m = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(m, int) and 0 < m < 10**9:  # transformers uses 1e30 for "not set"
+            limits.append(m)
+        return min(limits) if limits else None
+
     def _probe_recurrent(self) -> bool:
         """One forward step on one token: does the model's cache hold KV layers (the KV engine) or a recurrent state?"""
         import torch
@@ -315,11 +330,11 @@ class TransformersBackend:
         engine, or the :class:`.recurrent.RecurrentEngine` for a model whose cache is a recurrent state."""
         if self.recurrent:
             return RecurrentEngine(self._forward, device=self._dev(), eos_ids=self.eos_ids, n_layers=self.n_layers,
-                                   stats=self.stats, name=self.name, progress=self.progress)
+                                   stats=self.stats, name=self.name, progress=self.progress, context=self.context_limit)
         return Engine(self._forward, device=self._dev(), pad_id=self.pad_id, eos_ids=self.eos_ids,
                       n_layers=self.n_layers, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
                       max_batch_rows=self.max_batch_rows, min_shared_prefix=self.min_shared_prefix,
-                      stats=self.stats, name=self.name, progress=self.progress)
+                      stats=self.stats, name=self.name, progress=self.progress, context=self.context_limit)
 
     def run_jobs(self, jobs: Sequence[Job], *, hidden_layer: int | None = None, desc: str | None = None) -> list[JobResult]:
         """Run every job (and the follow-up jobs they spawn); one :class:`JobResult` per job, in input order
