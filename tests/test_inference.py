@@ -526,6 +526,19 @@ def test_run_inference_bad_inputs(tiny_model_dir, tmp_path):
 def test_load_backend(tiny_model_dir):
     be = load_backend({"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), {"batch_size": 2, "dtype": "float32"})
     assert isinstance(be, TransformersBackend) and be.batch_size == 2 and be.dtype == torch.float32
+    # stop_tokens: a reply ends where the stop token would have been written (the same greedy path, cut there)
+    job = Job(be.encode(CONVS[1]), [Branch(12)])
+    full = be.run_jobs([job])[0].branches[0]
+    k, text = next((k, be.token_text(t)) for k, t in enumerate(full.token_ids)
+                   if k > 0 and be.tokenizer(be.token_text(t), add_special_tokens=False)["input_ids"] == [t])
+    assert full.token_ids[k] not in be.eos_ids
+    spec = {"local_dir": str(tiny_model_dir), "stop_tokens": [text]}
+    st = load_backend(spec, str(tiny_model_dir), {"dtype": "float32"})
+    assert st.eos_ids == be.eos_ids | {full.token_ids[k]}
+    cut = st.run_jobs([job])[0].branches[0]
+    assert cut.token_ids == full.token_ids[:full.token_ids.index(full.token_ids[k])] and cut.finish_reason == "stop"
+    with pytest.raises(ValueError, match="stop token 'Paris is' is 3 tokens of its tokenizer, not one"):
+        load_backend({**spec, "stop_tokens": ["Paris is"]}, str(tiny_model_dir), {})
     with pytest.raises(ValueError, match="fetched directory"):
         load_backend({"local_dir": "x"}, None, {})
 

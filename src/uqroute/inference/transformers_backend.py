@@ -118,6 +118,8 @@ class TransformersBackend:
         pack_weights: on a CPU, prepack the linear layers' weights for oneDNN (:mod:`.packing`;
             1.5× faster decoding steps here); no effect on other devices.
         progress: show a tqdm bar per call.
+        stop_tokens: texts that end a reply besides the end-of-sequence tokens, each one token of
+            the tokenizer (config ``models.<name>.stop_tokens``; RWKV World: ``"\n\n"``).
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class TransformersBackend:
         name: str | None = None,
         device_map: str | None = None,
         trust_remote_code: bool = False,
+        stop_tokens: Sequence[str] | None = None,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -180,6 +183,11 @@ class TransformersBackend:
             log.info("%s: %d linear layers prepacked for oneDNN", self.name, self.packed_layers)
         self.n_layers = int(self.model.config.num_hidden_layers)
         self.eos_ids = self._eos_ids()
+        for text in stop_tokens or ():
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise ValueError(f"model {self.name}: stop token {text!r} is {len(ids)} tokens of its tokenizer, not one")
+            self.eos_ids.add(int(ids[0]))
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         self._decode_cache: dict[int, str] = {}
