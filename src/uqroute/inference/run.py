@@ -18,6 +18,16 @@ and the two follow-up turns of a query start from its greedy answer's KV cache a
 answer is done. Each of them is a declared statistic (:mod:`.statistics`); only those that the
 configured UQ methods need are computed (``methods``), the others' columns are null.
 
+A model whose cache is a recurrent state (RWKV-7) runs the same jobs on the recurrent engine
+(:mod:`.recurrent`), one job at a time, with the same statistics.
+
+A reply cut off by its token budget (``finish_reason`` ``length``) is a truncation: no answer
+is parsed from it (``parsed_answer``, the sample's ``sample_answers`` entry, or
+``verbal_1s_answer`` and ``verbal_1s_confidence`` are null); ``samples_truncated`` and
+``verbal_1s_finish_reason`` record the others, and the log warns when more than 20 % of a kind
+were cut off. Prompts that do not fit the model's context with their budgets are refused
+before anything is generated (:func:`_check_context`; the follow-up turns by the engine).
+
 For an LLM only the greedy answer (with log-probs where the backend gives them).
 Rows are processed in resumable shards (``inference.shard_size``); the artifact and the
 hidden-states file appear atomically once every shard is done.

@@ -15,6 +15,29 @@ pays for neither samples nor follow-up turns. The ``greedy`` answer (with its lo
 entropies, option probability) and the ``hidden`` state come from the answer prompt's own
 prefill and decode and are always produced (correctness and the probes need them).
 
+What each statistic costs per query (KV engine; ``Statistic.cost`` says the same in short):
+
+========== =========================================================================================
+greedy     always: the answer prompt's prefill (prefixes shared across the batch and the query's
+           group are prefilled once) and one decoding step per answer token; every step takes a
+           log-softmax and an entropy over the vocabulary (the entropy pass only where asked).
+hidden     free: read off the answer prompt's prefill (``output_hidden_states`` of that pass).
+samples    m branches of the answer job: no prefill (the prompt's KV cache is copied to them),
+           m × up to the sample budget decoding rows (no entropies), and parsing m replies.
+ptrue      one follow-up turn: prefill only (its first-token distribution; no decoding), of the
+           turn's tokens beyond what the answer's own KV cache covers (prompt + answer). The turn
+           repeats the question and the proposed answer (Kadavath et al.'s format): in the
+           SmolLM2 benchmark it was about 40 % of all prefilled tokens (docs/benchmarks.md).
+verbal_1s  a second prompt in the query's group (its dataset prompt is the group prefix, so only
+           the format instructions are prefilled) and a reply of up to answer + verbal budget tokens.
+verbal_2s  one follow-up turn from the answer's KV cache: the confidence question's prefill and a
+           reply of up to the verbal budget.
+========== =========================================================================================
+
+On the recurrent engine (:mod:`.recurrent`; RWKV-7) nothing is shared between jobs: every
+prompt, including a follow-up turn's prompt + answer, is run in full; samples still start from
+the answer prompt's state without running it again.
+
 Adding a method that needs a new statistic touches this module only: declare the statistic
 (its columns in ``uqroute.schema.GENERATIONS`` too) and add it to :data:`STATISTICS`.
 """
@@ -202,7 +225,7 @@ class Samples(Statistic):
 class PTrue(Statistic):
     name = "ptrue"
     columns = ("ptrue",)
-    cost = "one follow-up turn (prefill only, from the answer's KV cache)"
+    cost = "one follow-up turn: prefill only (no decoding), of what the answer's KV cache does not cover"
 
     def follow_ups(self, ctx, row, shown_answer):
         t_ids, f_ids = ctx.true_false_ids()
@@ -239,7 +262,7 @@ class Verbal1S(Statistic):
 class Verbal2S(Statistic):
     name = "verbal_2s"
     columns = ("verbal_2s_response", "verbal_2s_confidence")
-    cost = "one follow-up turn (from the answer's KV cache) and its reply"
+    cost = "one follow-up turn (prefilled from the answer's KV cache) and its reply of up to the verbal budget"
 
     def follow_ups(self, ctx, row, shown_answer):
         conv = verbal_2s_conversation(row["prompt"], shown_answer)
