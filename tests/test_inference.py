@@ -894,3 +894,22 @@ def test_run_inference_rwkv7_end_to_end(tiny_rwkv7_dir, tmp_path):
     assert ids == df["id"].to_list() and arr.shape == (3, 64) and meta["layer"] == "3"
     assert outs[1][0].equals(df)
     np.testing.assert_array_equal(outs[1][1][1], arr)
+
+
+def test_recurrent_pool_matches_jobs_run_alone(tiny_rwkv7_dir):
+    """A pool smaller than the work: jobs join as rows finish, states of different prompt lengths are
+    concatenated and rows leave; every job's results equal its results run alone."""
+    be = TransformersBackend(tiny_rwkv7_dir, progress=False, max_batch_rows=4)
+    convs = CONVS + [[{"role": "user", "content": "word " * k}] for k in (1, 9, 3)]
+    budgets_ = [3, 12, 5, 9, 2, 7]
+    jobs = [Job(be.encode(c), [Branch(m)] + ([Branch(4, 1.0, 11 + i, entropy=False)] if i % 2 else []), want_hidden=True)
+            for i, (c, m) in enumerate(zip(convs, budgets_))]
+    together = be.run_jobs(jobs, hidden_layer=-1)
+    assert be.stats["pool_joins"] >= 3  # jobs really joined a decoding pool
+    for job, t in zip(jobs, together):
+        alone = be.run_jobs([job], hidden_layer=-1)[0]
+        assert [b.token_ids for b in alone.branches] == [b.token_ids for b in t.branches]
+        assert [b.finish_reason for b in alone.branches] == [b.finish_reason for b in t.branches]
+        np.testing.assert_allclose(alone.branches[0].logprobs, t.branches[0].logprobs, atol=1e-4)
+        np.testing.assert_allclose(alone.branches[0].entropies, t.branches[0].entropies, atol=1e-4)
+        np.testing.assert_allclose(alone.hidden, t.hidden, atol=1e-5)

@@ -34,9 +34,9 @@ verbal_2s  one follow-up turn from the answer's KV cache: the confidence questio
            reply of up to the verbal budget.
 ========== =========================================================================================
 
-On the recurrent engine (:mod:`.recurrent`; RWKV-7) nothing is shared between jobs: every
-prompt, including a follow-up turn's prompt + answer, is run in full; samples still start from
-the answer prompt's state without running it again.
+On the recurrent engine (:mod:`.recurrent`; RWKV-7) no prompt tokens are shared between jobs:
+every prompt, including a follow-up turn's prompt + answer, is run in full; samples still start
+from the answer prompt's state without running it again, and decoding is batched as above.
 
 Adding a method that needs a new statistic touches this module only: declare the statistic
 (its columns in ``uqroute.schema.GENERATIONS`` too) and add it to :data:`STATISTICS`.

@@ -24,9 +24,9 @@ the model's forward function:
 The pool decodes models whose KV-cache layers are transformers ``DynamicLayer``s (full
 attention; sliding-window layers while the window is not exceeded). A model whose cache is a
 recurrent state (RWKV-7 and other linear-attention models; found by one probing forward step
-at load) runs on :class:`.recurrent.RecurrentEngine` instead, which gives the same results per
-job without shared prefixes or cross-job batching. flash-linear-attention models on a CPU are
-loaded with its PyTorch reference ops (:mod:`.fla_cpu`).
+at load) runs on :class:`.recurrent.RecurrentEngine` instead: the same jobs and results, each
+prompt run alone (no shared prefixes), the rows of many jobs decoded in one pool.
+flash-linear-attention models on a CPU are loaded with its PyTorch reference ops (:mod:`.fla_cpu`).
 
 Hidden-state layer convention: ``output_hidden_states`` gives ``n_layers + 1`` tensors;
 index 0 is the embedding output, index ``k`` (1 ≤ k ≤ n_layers) the output of
@@ -338,7 +338,8 @@ class TransformersBackend:
         engine, or the :class:`.recurrent.RecurrentEngine` for a model whose cache is a recurrent state."""
         if self.recurrent:
             return RecurrentEngine(self._forward, device=self._dev(), eos_ids=self.eos_ids, n_layers=self.n_layers,
-                                   stats=self.stats, name=self.name, progress=self.progress, context=self.context_limit)
+                                   stats=self.stats, name=self.name, progress=self.progress, context=self.context_limit,
+                                   max_batch_rows=self.max_batch_rows)
         return Engine(self._forward, device=self._dev(), pad_id=self.pad_id, eos_ids=self.eos_ids,
                       n_layers=self.n_layers, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
                       max_batch_rows=self.max_batch_rows, min_shared_prefix=self.min_shared_prefix,
