@@ -42,7 +42,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import fla_cpu
+from .fla_cpu import LOAD_KWARGS as FLA_CPU_LOAD_KWARGS
+from .fla_cpu import install as install_fla_cpu
+from .fla_cpu import is_fla_model
 from .base import Conversation, Generation
 from .engine import Engine, resolve_layer
 from .jobs import Branch, BranchResult, Job, JobResult
@@ -165,14 +167,14 @@ class TransformersBackend:
             kw["attn_implementation"] = attn_implementation
         if device_map:
             kw["device_map"] = device_map
-        if on_cpu and fla_cpu.is_fla_model(config):
-            kw.update(fla_cpu.LOAD_KWARGS)  # fla's fused norms are Triton kernels (a GPU)
+        if on_cpu and is_fla_model(config):
+            kw.update(FLA_CPU_LOAD_KWARGS)  # fla's fused norms are Triton kernels (a GPU)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
         if not device_map:
             self.model.to(self.device)
         self.model.eval()
-        if on_cpu and fla_cpu.is_fla_model(self.model):
-            fla_cpu.install(self.model)
+        if on_cpu and is_fla_model(self.model):
+            install_fla_cpu(self.model)
             log.info("%s: flash-linear-attention model on a CPU: fla's PyTorch reference ops replace its Triton kernels",
                      self.name)
         self.packed_layers = 0
