@@ -48,7 +48,10 @@ def backend(tiny_model_dir):
     return be
 
 
-def _forward_logprobs(be, prompt_ids, gen_ids, layer=None):
+def _forward_logprobs(be, prompt_ids, gen_ids, layer=None, steps=False):
+    """Teacher-forced plain forward over prompt + generated tokens: the generated tokens' log-probs,
+    the entropies, the next-token log-probs after the prompt (or, ``steps``, at every generated
+    position) and the hidden state of ``layer`` at the last prompt token."""
     ids = torch.tensor([prompt_ids + gen_ids])
     with torch.inference_mode():
         out = be.model(ids, output_hidden_states=True)
@@ -57,7 +60,14 @@ def _forward_logprobs(be, prompt_ids, gen_ids, layer=None):
     lps = [lp[P - 1 + k, t].item() for k, t in enumerate(gen_ids)]
     ents = [float(-(lp[P - 1 + k].exp() * lp[P - 1 + k]).sum()) for k in range(len(gen_ids))]
     hidden = out.hidden_states[layer][0, P - 1].numpy() if layer is not None else None
-    return lps, ents, lp[P - 1], hidden
+    return lps, ents, (lp[P - 1:P - 1 + len(gen_ids)] if steps else lp[P - 1]), hidden
+
+
+def _check_greedy(step_lp, token_ids):
+    """Every greedy token is the argmax of the teacher-forced next-token distribution (ties within 1e-5 allowed)."""
+    for k, t in enumerate(token_ids):
+        row = step_lp[k]
+        assert t == int(row.argmax()) or float(row[t]) >= float(row.max()) - 1e-5, (k, t, int(row.argmax()))
 
 
 def test_greedy_logprobs_entropies_hidden_match_plain_forward(backend):
@@ -68,13 +78,28 @@ def test_greedy_logprobs_entropies_hidden_match_plain_forward(backend):
     for job, r in zip(jobs, res):
         b = r.branches[0]
         assert 1 <= len(b.token_ids) <= 12 and len(b.logprobs) == len(b.token_ids) == len(b.entropies)
-        lps, ents, first, hidden = _forward_logprobs(backend, job.prompt_ids, b.token_ids, layer)
+        lps, ents, step_lp, hidden = _forward_logprobs(backend, job.prompt_ids, b.token_ids, layer, steps=True)
         np.testing.assert_allclose(b.logprobs, lps, atol=1e-4)
         np.testing.assert_allclose(b.entropies, ents, atol=1e-4)
         np.testing.assert_allclose(r.hidden, hidden, atol=1e-4)
         assert r.n_prompt_tokens == len(job.prompt_ids)
-        # greedy: each token is the argmax of the plain forward pass
-        assert b.token_ids[0] == int(first.argmax())
+        # greedy: every token (not only the first) is the argmax of the teacher-forced plain forward
+        _check_greedy(step_lp, b.token_ids)
+        if b.finish_reason == "stop":  # it stopped because an end-of-sequence token was the argmax next
+            _, _, after, _ = _forward_logprobs(backend, job.prompt_ids + b.token_ids, [])
+            assert int(after.argmax()) in backend.eos_ids
+
+
+def test_sampled_logprobs_match_log_softmax_at_temperature_one(backend):
+    """At T = 1 a sample's recorded log-probs are log_softmax of the plain forward at each sampled token."""
+    jobs = [Job(backend.encode(c), [Branch(10, 1.0, branch_seed(3, f"q{i}", k)) for k in range(3)]) for i, c in enumerate(CONVS)]
+    for job, r in zip(jobs, backend.run_jobs(jobs)):
+        for b in r.branches:
+            assert b.token_ids and len(b.logprobs) == len(b.token_ids) == len(b.entropies)
+            lps, ents, _, _ = _forward_logprobs(backend, job.prompt_ids, b.token_ids)
+            np.testing.assert_allclose(b.logprobs, lps, atol=1e-4)
+            np.testing.assert_allclose(b.entropies, ents, atol=1e-4)
+        assert len({tuple(b.token_ids) for b in r.branches}) > 1
 
 
 def test_hidden_layer_convention():
@@ -427,7 +452,49 @@ def test_shards_resume_after_interruption(tiny_model_dir, tmp_path, monkeypatch)
     _run(tiny_model_dir, tmp_path, data, name="resumed")
     assert [len(c) for c in calls] == [2, 1]  # only shards 1 and 2 were computed again
     assert pl.read_parquet(tmp_path / "resumed.parquet").equals(pl.read_parquet(reference))
+    ref_ids, ref_hidden, ref_meta = read_hidden_states(tmp_path / "ref.hidden.safetensors")
+    ids, hidden, meta = read_hidden_states(tmp_path / "resumed.hidden.safetensors")
+    assert ids == ref_ids and meta == ref_meta
+    np.testing.assert_array_equal(hidden, ref_hidden)  # the hidden states of the resumed shards too
     assert not shard_dir.exists()
+
+
+@pytest.mark.parametrize("change", ["seed", "config"])
+def test_a_changed_seed_or_config_discards_old_shards(tiny_model_dir, tmp_path, monkeypatch, change):
+    from uqroute.inference import run as run_mod
+
+    data = _data(tmp_path, n=5)
+    real = run_mod._slm_shard
+    calls = []
+    kill = [True]
+
+    class Killed(Exception):
+        pass
+
+    def flaky(backend, rows, **kw):
+        calls.append(kw["seed"])
+        if kill[0] and len(calls) == 2:
+            raise Killed("killed")
+        return real(backend, rows, **kw)
+
+    monkeypatch.setattr(run_mod, "_slm_shard", flaky)
+    out = tmp_path / "g.parquet"
+    with pytest.raises(Killed):
+        run_inference("tiny", {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), str(data), str(out),
+                      str(tmp_path / "g.hidden.safetensors"), "slm", CFG, 0)
+    assert (tmp_path / "g.parquet.shards" / "shard-00000.parquet").is_file()  # one shard of the old run survives
+    seed, cfg = (1, CFG) if change == "seed" else (0, {**CFG, "sample_temperature": 0.7})
+    calls.clear()
+    kill[0] = False
+    run_inference("tiny", {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), str(data), str(out),
+                  str(tmp_path / "g.hidden.safetensors"), "slm", cfg, seed)
+    assert len(calls) == 3  # every shard computed anew: the old run's shard was discarded
+    monkeypatch.setattr(run_mod, "_slm_shard", real)
+    fresh = tmp_path / "fresh.parquet"
+    run_inference("tiny", {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), str(data), str(fresh),
+                  str(tmp_path / "fresh.hidden.safetensors"), "slm", cfg, seed)
+    assert pl.read_parquet(out).equals(pl.read_parquet(fresh))
+    assert not pl.read_parquet(out)["samples"].equals(pl.read_parquet(_run(tiny_model_dir, tmp_path, data, name="old")[0])["samples"])
 
 
 def test_stale_shards_are_discarded(tiny_model_dir, tmp_path):
@@ -459,6 +526,19 @@ def test_run_inference_bad_inputs(tiny_model_dir, tmp_path):
 def test_load_backend(tiny_model_dir):
     be = load_backend({"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), {"batch_size": 2, "dtype": "float32"})
     assert isinstance(be, TransformersBackend) and be.batch_size == 2 and be.dtype == torch.float32
+    # stop_tokens: a reply ends where the stop token would have been written (the same greedy path, cut there)
+    job = Job(be.encode(CONVS[1]), [Branch(12)])
+    full = be.run_jobs([job])[0].branches[0]
+    k, text = next((k, be.token_text(t)) for k, t in enumerate(full.token_ids)
+                   if k > 0 and be.tokenizer(be.token_text(t), add_special_tokens=False)["input_ids"] == [t])
+    assert full.token_ids[k] not in be.eos_ids
+    spec = {"local_dir": str(tiny_model_dir), "stop_tokens": [text]}
+    st = load_backend(spec, str(tiny_model_dir), {"dtype": "float32"})
+    assert st.eos_ids == be.eos_ids | {full.token_ids[k]}
+    cut = st.run_jobs([job])[0].branches[0]
+    assert cut.token_ids == full.token_ids[:full.token_ids.index(full.token_ids[k])] and cut.finish_reason == "stop"
+    with pytest.raises(ValueError, match="stop token 'Paris is' is 3 tokens of its tokenizer, not one"):
+        load_backend({**spec, "stop_tokens": ["Paris is"]}, str(tiny_model_dir), {})
     with pytest.raises(ValueError, match="fetched directory"):
         load_backend({"local_dir": "x"}, None, {})
 
@@ -480,7 +560,9 @@ def test_real_smollm2_inference(smollm2_dir, tmp_path):
     ]
     data = tmp_path / "boolq.parquet"
     pl.DataFrame(rows).write_parquet(data)
-    cfg = {**CFG, "hidden_layer": -8, "max_new_tokens": {"MCQ": 8, "TF": 6, "FF": 8, "math": 8}}
+    # TF budget 128: SmolLM2 explains after its True/False (85 tokens on row 0), and a reply cut off by the
+    # budget has no answer
+    cfg = {**CFG, "hidden_layer": -8, "max_new_tokens": {"MCQ": 8, "TF": 128, "FF": 8, "math": 8}}
     out, hidden = tmp_path / "g.parquet", tmp_path / "g.hidden.safetensors"
     run_inference("smollm2-135m", {"pypi": {}}, str(smollm2_dir), str(data), str(out), str(hidden), "slm", cfg, 0)
     df = pl.read_parquet(out)
@@ -570,3 +652,266 @@ def test_family_callback_waits_for_follow_ups(backend):
     while run.step():
         assert not fired or not run.busy
     assert len(fired) == 1 and fired[0].follow_ups and fired[0].follow_ups[0].branches[0] is not None
+
+
+# ------------------------------------------------------------------ common prefixes (used to compute expected values above)
+def test_common_prefix_len():
+    assert common_prefix_len([[1, 2, 3], [1, 2, 4], [1, 2, 3, 5]]) == 2
+    assert common_prefix_len([[1, 2], [1, 2, 3]]) == 2  # one is a prefix of the other
+    assert common_prefix_len([[1, 2, 3], [1, 2, 3]]) == 3  # identical
+    assert common_prefix_len([[7, 8, 9]]) == 3  # one sequence: its length
+    assert common_prefix_len([[1, 2], [2, 1]]) == 0  # disjoint from the first token
+    assert common_prefix_len([[], [1, 2]]) == 0  # an empty sequence
+    assert common_prefix_len([(5, 5, 5), [5, 5, 6]]) == 2  # any sequence type, repeated tokens
+    with pytest.raises(ValueError, match="at least one"):
+        common_prefix_len([])
+
+
+# ------------------------------------------------------------------ context length
+def test_prompts_longer_than_the_context_are_refused(tiny_model_dir, tmp_path):
+    be = TransformersBackend(tiny_model_dir, progress=False)
+    assert be.context_limit == 1024  # the tiny model's max_position_embeddings
+    fits = Job([5] * 1000, [Branch(24)])
+    over = Job([5] * 1000, [Branch(8), Branch(25)])
+    assert be.run_jobs([fits])[0].branches[0].token_ids
+    with pytest.raises(ValueError, match=r"job 1: its prompt \(1000 tokens\) and budget \(25 new tokens\) exceed the model's context of 1024"):
+        be.run_jobs([fits, over])
+    with pytest.raises(ValueError, match="context of 1024"):
+        be.run_jobs([Job([5] * 1100)])  # a prompt alone
+    # run_inference refuses the dataset before generating anything, naming the rows
+    data = _data(tmp_path, n=4)
+    df = pl.read_parquet(data)
+    long_prompt = df["prompt"][2] + " very" * 1100
+    df = df.with_columns(pl.when(pl.col("id") == df["id"][2]).then(pl.lit(long_prompt)).otherwise(pl.col("prompt")).alias("prompt"))
+    df.write_parquet(data)
+    with pytest.raises(ValueError, match=r"1 of 4 prompt\(s\) do not fit model tiny's context of 1024 tokens.*commonsenseqa/validation/2 \(\d+\)"):
+        _run(tiny_model_dir, tmp_path, data)
+    assert not (tmp_path / "out.parquet").exists()
+    assert not list((tmp_path / "out.parquet.shards").glob("shard-*"))  # nothing was generated
+
+
+# ------------------------------------------------------------------ truncated replies (finish_reason "length")
+def _branch(be, text, finish):
+    from uqroute.inference.jobs import BranchResult
+
+    ids = be.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return BranchResult(ids, [-0.5] * len(ids), [0.1] * len(ids), None, finish)
+
+
+def test_truncated_replies_are_never_parsed_for_an_answer(backend):
+    from uqroute.inference.jobs import JobResult
+    from uqroute.inference.statistics import STATISTICS, QueryResult, ShardContext
+
+    row = {"id": "q", "prompt": "Question?", "question": "Which?", "context": None,
+           "choices": [{"label": l, "text": t} for l, t in zip("ABCD", ["Paris", "Rome", "Oslo", "Bern"])]}
+    ctx = ShardContext(backend, "letter", "MCQ", {"answer": 8, "sample": 8, "verbal": 8}, dict(CFG), 0, {})
+    for finish, want in (("stop", "B"), ("length", None)):
+        answer = _branch(backend, "The answer is B", finish)
+        qr = QueryResult(main=JobResult([answer], 10))
+        g = STATISTICS["greedy"].fill(ctx, row, qr)
+        assert g["parsed_answer"] == want and g["finish_reason"] == finish
+        assert (g["option_prob"] is None) == (want is None)  # no answer, no option token
+        qr.branches["samples"] = [_branch(backend, "The answer is C", "stop"), _branch(backend, "The answer is B", finish)]
+        s = STATISTICS["samples"].fill(ctx, row, qr)
+        assert s["sample_answers"] == ["C", want] and s["samples_truncated"] == (finish == "length")
+        qr.jobs["verbal_1s"] = [JobResult([_branch(backend, "Answer: B\nConfidence: 90%", finish)], 10)]
+        v = STATISTICS["verbal_1s"].fill(ctx, row, qr)
+        assert v["verbal_1s_finish_reason"] == finish
+        assert (v["verbal_1s_answer"], v["verbal_1s_confidence"]) == (("B", 0.9) if want else (None, None))
+        assert v["verbal_1s_response"] == "Answer: B\nConfidence: 90%"  # the raw reply is kept
+
+
+def test_llm_truncated_reply_has_no_answer():
+    from uqroute.inference.base import Generation
+    from uqroute.inference.run import _llm_shard
+
+    class Fake:
+        def generate(self, convs, **kw):
+            return [[Generation("Steps: 1. add 2 and 3", ["Steps"], [-0.1], None, None, "length", 5)],
+                    [Generation("The answer is 5", ["The"], [-0.1], None, None, "stop", 5)]]
+
+    rows = [{"id": "a", "prompt": "p", "choices": []}, {"id": "b", "prompt": "p", "choices": []}]
+    out = _llm_shard(Fake(), rows, fmt="number", task_type="FF", b={"answer": 4})
+    assert [r["parsed_answer"] for r in out] == [None, "5"]
+    assert [r["finish_reason"] for r in out] == ["length", "stop"]
+    assert out[0]["samples_truncated"] is None and out[0]["verbal_1s_finish_reason"] is None
+
+
+def test_run_inference_records_truncations(tiny_model_dir, tmp_path):
+    data = _data(tmp_path, n=4)
+    cfg = {**CFG, "max_new_tokens": {"MCQ": 2, "TF": 2, "FF": 2, "math": 2}, "sample_max_new_tokens": 2,
+           "verbal_max_new_tokens": 1}
+    out, _ = _run(tiny_model_dir, tmp_path, data, cfg=cfg)
+    df = pl.read_parquet(out)
+    check_frame(df, "generations")
+    cut = df.filter(pl.col("finish_reason") == "length")
+    assert cut.height > 0 and cut["parsed_answer"].null_count() == cut.height
+    for r in df.iter_rows(named=True):
+        assert 0 <= r["samples_truncated"] <= 3
+        assert r["verbal_1s_finish_reason"] in ("stop", "length")
+        if r["verbal_1s_finish_reason"] == "length":
+            assert r["verbal_1s_answer"] is None and r["verbal_1s_confidence"] is None
+    assert int(df["samples_truncated"].sum()) > 0
+
+
+# ------------------------------------------------------------------ reasoning models: follow-up turns without thinking
+QWEN3_STYLE_TEMPLATE = (  # Qwen3's generation prompt: an empty think block when enable_thinking is false
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{% endif %}{% endif %}"
+)
+R1_STYLE_TEMPLATE = (  # DeepSeek-R1 distills: the prompt opens the reasoning, whatever the flag
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}{% endif %}"
+)
+
+
+@pytest.mark.parametrize("template", ["qwen3", "ignores_flag", "r1"])
+def test_follow_up_turns_of_reasoning_models_start_after_an_empty_think_block(tiny_model_dir, template):
+    from uqroute.inference.statistics import STATISTICS, ShardContext
+    from uqroute.inference.transformers_backend import EMPTY_THINK
+
+    from conftest import CHATML_TEMPLATE
+
+    be = TransformersBackend(tiny_model_dir, progress=False)
+    be.tokenizer.chat_template = {"qwen3": QWEN3_STYLE_TEMPLATE, "ignores_flag": CHATML_TEMPLATE,
+                                  "r1": R1_STYLE_TEMPLATE}[template]
+    conv = [{"role": "user", "content": "Is 2 + 2 = 4?"}]
+    text = be.render(conv, thinking=False)
+    assert text.endswith("<|im_start|>assistant\n" + EMPTY_THINK) and text.count("<think>") == 1
+    assert be.render(conv) == be.tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+    row = {"id": "q", "prompt": "Is 2 + 2 = 4?", "question": "Is 2 + 2 = 4?", "context": None, "choices": []}
+    budgets_ = {"answer": 8, "sample": 8, "verbal": 8}
+    reasoning = ShardContext(be, "bool", "TF", budgets_, dict(CFG), 0, {"reasoning": True})
+    plain = ShardContext(be, "bool", "TF", budgets_, dict(CFG), 0, {})
+    tail = be.tokenizer("assistant\n" + EMPTY_THINK, add_special_tokens=False)["input_ids"]
+    for name in ("ptrue", "verbal_2s"):
+        job = STATISTICS[name].follow_ups(reasoning, row, "True")[0]
+        assert job.prompt_ids[-len(tail):] == tail, name  # the reply starts after the think block: the answer token
+        normal = STATISTICS[name].follow_ups(plain, row, "True")[0]  # not a reasoning model: the template as it is
+        assert "</think>" not in be.tokenizer.decode(normal.prompt_ids)
+    # the three templates differ only in their generation prompt: with thinking off they give the same tokens
+    if template != "qwen3":
+        be.tokenizer.chat_template = QWEN3_STYLE_TEMPLATE
+        want = STATISTICS["ptrue"].follow_ups(reasoning, row, "True")[0].prompt_ids
+        be.tokenizer.chat_template = {"ignores_flag": CHATML_TEMPLATE, "r1": R1_STYLE_TEMPLATE}[template]
+        assert STATISTICS["ptrue"].follow_ups(reasoning, row, "True")[0].prompt_ids == want
+
+
+# ------------------------------------------------------------------ a recurrent model: RWKV-7 (flash-linear-attention)
+@pytest.fixture(scope="module")
+def tiny_rwkv7_dir(tmp_path_factory):
+    """A tiny randomly initialised RWKV-7 (fla's RWKV7ForCausalLM: 4 layers, hidden 64, head size 16) with the tiny tokenizer."""
+    pytest.importorskip("fla.models", reason="RWKV-7 needs flash-linear-attention (pip install 'uqroute[rwkv]')")
+    from fla.models import RWKV7Config, RWKV7ForCausalLM
+
+    from conftest import build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    config = RWKV7Config(hidden_size=64, num_hidden_layers=4, head_dim=16, intermediate_size=128, vocab_size=len(tok),
+                         decay_low_rank_dim=8, gate_low_rank_dim=16, a_low_rank_dim=8, v_low_rank_dim=8,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                         tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = RWKV7ForCausalLM(config)
+    with torch.no_grad():  # RWKV-7's init zeroes several matrices: perturb all, so every path carries signal
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        model.lm_head.weight.normal_(0, 0.6)
+    path = tmp_path_factory.mktemp("tiny-rwkv7") / "rwkv7"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rwkv_backend(tiny_rwkv7_dir):
+    be = TransformersBackend(tiny_rwkv7_dir, progress=False)
+    assert be.recurrent and type(be.engine()).__name__ == "RecurrentEngine"
+    assert be.context_limit is None
+    return be
+
+
+def test_recurrent_engine_matches_plain_forward(rwkv_backend):
+    be = rwkv_backend
+    t_ids, f_ids = be.single_token_ids(["True", " True"]), be.single_token_ids(["False", " False"])
+    jobs = [Job(be.encode(c), [Branch(10), Branch(8, 1.0, branch_seed(0, f"q{i}", 0)), Branch(3)],
+                want_hidden=True, next_token_groups=[t_ids, f_ids]) for i, c in enumerate(CONVS)]
+    res = be.run_jobs(jobs, hidden_layer=-2)
+    layer = resolve_layer(-2, be.n_layers)
+    for job, r in zip(jobs, res):
+        greedy, sample, short = r.branches
+        lps, ents, step_lp, hidden = _forward_logprobs(be, job.prompt_ids, greedy.token_ids, layer, steps=True)
+        _check_greedy(step_lp, greedy.token_ids)  # every greedy token is the teacher-forced argmax
+        np.testing.assert_allclose(greedy.logprobs, lps, atol=1e-4)
+        np.testing.assert_allclose(greedy.entropies, ents, atol=1e-4)
+        np.testing.assert_allclose(r.hidden, hidden, atol=1e-4)  # the probe input: layer -2 at the last prompt token
+        slps, sents, _, _ = _forward_logprobs(be, job.prompt_ids, sample.token_ids)
+        np.testing.assert_allclose(sample.logprobs, slps, atol=1e-4)  # T = 1: log_softmax of the plain forward
+        np.testing.assert_allclose(sample.entropies, sents, atol=1e-4)
+        assert short.token_ids == greedy.token_ids[:3] and short.finish_reason == "length"
+        p = _forward_logprobs(be, job.prompt_ids, [])[2].exp()
+        np.testing.assert_allclose(r.group_probs, [float(p[t_ids].sum()), float(p[f_ids].sum())], atol=1e-6)
+    # a job's results do not depend on the other jobs of the run
+    alone = be.run_jobs([jobs[1]], hidden_layer=-2)[0]
+    assert [b.token_ids for b in alone.branches] == [b.token_ids for b in res[1].branches]
+    np.testing.assert_allclose(alone.branches[0].logprobs, res[1].branches[0].logprobs, atol=1e-5)
+
+
+def test_recurrent_engine_follow_ups_and_bad_inputs(rwkv_backend):
+    be = rwkv_backend
+    conv = CONVS[1]
+
+    def follow(res):
+        turn = [*conv, {"role": "assistant", "content": be.decode(res.branches[0].token_ids)},
+                {"role": "user", "content": "How confident are you, 0 to 100?"}]
+        return [Job(be.encode(turn), [Branch(5)])]
+
+    res = be.run_jobs([Job(be.encode(conv), [Branch(6)], follow_up=follow), Job(be.encode(CONVS[0]), [Branch(4)])])
+    assert res[1].follow_ups is None and len(res[0].follow_ups) == 1
+    fresh = be.run_jobs(follow(res[0]))[0]
+    assert res[0].follow_ups[0].branches[0].token_ids == fresh.branches[0].token_ids
+    with pytest.raises(ValueError, match="hidden_layer"):
+        be.run_jobs([Job([1, 2], want_hidden=True)])
+    with pytest.raises(ValueError, match="empty prompt"):
+        be.run_jobs([Job([], [Branch(3)])])
+
+
+def test_run_inference_rwkv7_end_to_end(tiny_rwkv7_dir, tmp_path):
+    """RWKV-7 through the whole SLM stage: every statistic, the hidden-states file, deterministic reruns."""
+    data = _data(tmp_path, n=3)
+    outs = []
+    for name in ("a", "b"):
+        out, hidden = tmp_path / f"{name}.parquet", tmp_path / f"{name}.hidden.safetensors"
+        run_inference("rwkv7", {"local_dir": str(tiny_rwkv7_dir)}, str(tiny_rwkv7_dir), str(data), str(out), str(hidden),
+                      "slm", CFG, 0)
+        outs.append((pl.read_parquet(out), read_hidden_states(hidden)))
+    df, (ids, arr, meta) = outs[0]
+    check_frame(df, "generations")
+    for col in ("response", "tokens", "token_logprobs", "token_entropies", "samples", "sample_answers", "ptrue",
+                "verbal_1s_response", "verbal_1s_finish_reason", "verbal_2s_response", "samples_truncated"):
+        assert df[col].null_count() == 0, col
+    assert all(len(s) == 3 for s in df["samples"].to_list())
+    assert all(0.0 <= p <= 1.0 for p in df["ptrue"].to_list())
+    assert ids == df["id"].to_list() and arr.shape == (3, 64) and meta["layer"] == "3"
+    assert outs[1][0].equals(df)
+    np.testing.assert_array_equal(outs[1][1][1], arr)
+
+
+def test_recurrent_pool_matches_jobs_run_alone(tiny_rwkv7_dir):
+    """A pool smaller than the work: jobs join as rows finish, states of different prompt lengths are
+    concatenated and rows leave; every job's results equal its results run alone."""
+    be = TransformersBackend(tiny_rwkv7_dir, progress=False, max_batch_rows=4)
+    convs = CONVS + [[{"role": "user", "content": "word " * k}] for k in (1, 9, 3)]
+    budgets_ = [3, 12, 5, 9, 2, 7]
+    jobs = [Job(be.encode(c), [Branch(m)] + ([Branch(4, 1.0, 11 + i, entropy=False)] if i % 2 else []), want_hidden=True)
+            for i, (c, m) in enumerate(zip(convs, budgets_))]
+    together = be.run_jobs(jobs, hidden_layer=-1)
+    assert be.stats["pool_joins"] >= 3  # jobs really joined a decoding pool
+    for job, t in zip(jobs, together):
+        alone = be.run_jobs([job], hidden_layer=-1)[0]
+        assert [b.token_ids for b in alone.branches] == [b.token_ids for b in t.branches]
+        assert [b.finish_reason for b in alone.branches] == [b.finish_reason for b in t.branches]
+        np.testing.assert_allclose(alone.branches[0].logprobs, t.branches[0].logprobs, atol=1e-4)
+        np.testing.assert_allclose(alone.branches[0].entropies, t.branches[0].entropies, atol=1e-4)
+        np.testing.assert_allclose(alone.hidden, t.hidden, atol=1e-5)

@@ -13,12 +13,14 @@ The package's public face (other stages, the benchmarks and a server use only th
 * :data:`INFERENCE_DEFAULTS`, :func:`budgets` — settings (:mod:`.settings`);
 * :mod:`.prompts` — the p(True) / verbalized-confidence prompts.
 
-Modules: ``base`` (Generation, ChatBackend), ``settings``, ``backends``, ``jobs``, ``kvcache``
-(buffered KV layers, prefix sources), ``prefill`` (three-level shared prefill), ``pool``
-(continuous-batching decoding pool), ``engine`` (scheduler), ``transformers_backend`` (model,
-tokenizer, chat templates), ``cache``, ``api`` (OpenAI-compatible backend), ``statistics``,
-``run``, ``sharding``, ``seeding``, ``packing``, ``prompts``. Importing the package does not
-import torch.
+Modules: ``base`` (Generation, ChatBackend), ``settings``, ``backends``, ``jobs`` (jobs, branches,
+results, the context check), ``kvcache`` (buffered KV layers, prefix sources), ``prefill``
+(three-level shared prefill), ``pool`` (continuous-batching decoding pool and the token choice
+both engines share), ``engine`` (scheduler), ``recurrent`` (the engine for recurrent-state
+models such as RWKV-7), ``fla_cpu`` (flash-linear-attention's PyTorch reference ops for a CPU),
+``transformers_backend`` (model, tokenizer, chat templates, which engine), ``cache``, ``api``
+(OpenAI-compatible backend), ``statistics``, ``run``, ``sharding``, ``seeding``, ``packing``,
+``prompts``. Importing the package does not import torch.
 """
 
 from __future__ import annotations

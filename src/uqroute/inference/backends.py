@@ -35,5 +35,6 @@ def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache
         attn_implementation=cfg["attn_implementation"],
         device_map=spec.get("device_map"),
         trust_remote_code=bool(spec.get("trust_remote_code", False)),
+        stop_tokens=spec.get("stop_tokens"),
         name=name,
     )

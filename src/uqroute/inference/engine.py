@@ -48,14 +48,17 @@ class Engine:
         stats: running counters, updated in place.
         name: the model's name (progress bars, errors).
         progress: show a tqdm bar per run.
+        context: the model's context length in tokens (None: unknown); a job whose prompt and longest
+            budget exceed it is refused (:func:`.jobs.check_job`).
     """
 
     def __init__(self, forward: Callable, *, device, pad_id: int, eos_ids, n_layers: int, batch_size: int,
                  max_batch_tokens: int, max_batch_rows: int, min_shared_prefix: int, stats: dict, name: str,
-                 progress: bool = True):
+                 progress: bool = True, context: int | None = None):
         self.forward, self.device, self.pad_id, self.eos_ids, self.n_layers = forward, device, pad_id, eos_ids, n_layers
         self.batch_size, self.max_batch_tokens, self.max_batch_rows = batch_size, max_batch_tokens, max_batch_rows
         self.min_shared_prefix, self.stats, self.name, self.progress = min_shared_prefix, stats, name, progress
+        self.context = context
 
     def chunks(self, jobs: Sequence[Job], which) -> list[list[int]]:
         """Prefill chunks: whole groups (jobs sharing a ``group`` key), shortest prompts first.
@@ -133,7 +136,7 @@ class Run:
 
     def _append(self, job: Job, root: int | None) -> int:
         i = len(self.jobs)
-        check_job(i, job)
+        check_job(i, job, self.engine.context)
         if job.want_hidden and self.layer is None:
             raise ValueError("jobs ask for hidden states but no hidden_layer was given")
         self.jobs.append(job)
@@ -148,7 +151,7 @@ class Run:
         """Queue new jobs; ``on_done(result)`` is called for each once its whole family is done."""
         jobs = list(jobs)
         for j, job in enumerate(jobs):  # check all before queueing any
-            check_job(len(self.jobs) + j, job)
+            check_job(len(self.jobs) + j, job, self.engine.context)
             if job.want_hidden and self.layer is None:
                 raise ValueError("jobs ask for hidden states but no hidden_layer was given")
         idx = [self._append(job, None) for job in jobs]

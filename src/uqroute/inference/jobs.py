@@ -64,10 +64,15 @@ class JobResult:
     follow_ups: list[JobResult] | None = None  # results of the jobs ``Job.follow_up`` returned
 
 
-def check_job(j: int, job: Job) -> None:
-    """Reject a job the engine cannot run (empty prompt, a branch without budget)."""
+def check_job(j: int, job: Job, context: int | None = None) -> None:
+    """Reject a job the engine cannot run: an empty prompt, a branch without budget, or (``context``: the
+    model's context length in tokens) a prompt that with its longest budget does not fit the context."""
     if not job.prompt_ids:
         raise ValueError(f"job {j}: empty prompt")
     for b in job.branches:
         if b.max_new_tokens < 1:
             raise ValueError(f"job {j}: max_new_tokens must be ≥ 1, got {b.max_new_tokens}")
+    need = len(job.prompt_ids) + max((b.max_new_tokens for b in job.branches), default=0)
+    if context is not None and need > context:
+        raise ValueError(f"job {j}: its prompt ({len(job.prompt_ids)} tokens) and budget "
+                         f"({need - len(job.prompt_ids)} new tokens) exceed the model's context of {context} tokens")

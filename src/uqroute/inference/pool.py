@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .jobs import Branch, BranchResult
 from .kvcache import Prefix, buffered_layer_class, check_layers, layers, snapshot
 
-__all__ = ["Row", "Piece", "DecodePool"]
+__all__ = ["Row", "Piece", "DecodePool", "choose_tokens"]
 
 
 class Row:
@@ -47,6 +47,61 @@ class Row:
     def result(self) -> BranchResult:
         return BranchResult(self.toks, self.lps, self.ents if self.spec.entropy else None,
                             self.tops if self.spec.top_logprobs else None, self.finish)
+
+
+def choose_tokens(rows: list[Row], logits, eos, stats: dict):
+    """Every row's next token from its next-token ``logits`` (one row each); returns the chosen token ids.
+
+    Greedy rows take the argmax; sampled rows draw by inverse CDF at their temperature, one
+    uniform per row from that row's own seeded generator. Each row records the chosen token's
+    log-probability, the entropy of the full next-token distribution (where ``spec.entropy``)
+    and its top log-probabilities (where asked), and finishes at an end-of-sequence token
+    (``"stop"``, not recorded) or at its budget (``"length"``). Shared by the KV pool and the
+    recurrent-state engine, so both produce the same statistics.
+    """
+    import torch
+
+    dev = logits.device
+    logp = torch.log_softmax(logits, dim=-1)
+    chosen = logp.argmax(-1)
+    need_ent = [r for r, row in enumerate(rows) if row.spec.entropy]
+    ent_rows: dict[int, float] = {}
+    if need_ent:
+        sel = logp.index_select(0, torch.tensor(need_ent, device=dev))
+        ent_rows = dict(zip(need_ent, (-torch.xlogy(sel.exp(), sel.exp()).sum(-1)).cpu().tolist()))
+    samp = [r for r, row in enumerate(rows) if row.spec.temperature > 0]
+    if samp:
+        # inverse-CDF sampling, vectorised over rows; one uniform per row from that row's own generator
+        ridx = torch.tensor(samp, device=dev)
+        temps = torch.tensor([rows[r].spec.temperature for r in samp], device=dev)
+        p = torch.softmax(logits.index_select(0, ridx) / temps[:, None], dim=-1)
+        cdf = p.cumsum(-1)
+        u = torch.cat([torch.rand(1, generator=rows[r].generator()) for r in samp]).to(dev)
+        u = u * cdf[:, -1]
+        picked = torch.searchsorted(cdf, u[:, None], side="right").clamp(max=cdf.shape[-1] - 1)[:, 0]
+        chosen[ridx] = picked
+    chosen_lp = logp.gather(1, chosen[:, None])[:, 0]
+    is_eos = torch.isin(chosen, eos)
+    max_k = max(row.spec.top_logprobs for row in rows)
+    if max_k:
+        top_v, top_i = logp.topk(max_k, dim=-1)
+        top_v, top_i = top_v.cpu().tolist(), top_i.cpu().tolist()
+    c_l, lp_l, eos_l = chosen.cpu().tolist(), chosen_lp.cpu().tolist(), is_eos.cpu().tolist()
+    for r, row in enumerate(rows):
+        if eos_l[r]:
+            row.finish = "stop"
+        else:
+            row.toks.append(c_l[r])
+            row.lps.append(lp_l[r])
+            if row.spec.entropy:
+                row.ents.append(ent_rows[r])
+            if row.spec.top_logprobs:
+                k = row.spec.top_logprobs
+                row.tops.append(dict(zip(top_i[r][:k], top_v[r][:k])))
+            if len(row.toks) >= row.spec.max_new_tokens:
+                row.finish = "length"
+    stats["generated_tokens"] += len(rows) - sum(eos_l)
+    return chosen
 
 
 @dataclass
@@ -130,51 +185,13 @@ class DecodePool(Piece):
 
         dev = self.logits.device
         rows = self.rows
-        logits = self.logits
-        logp = torch.log_softmax(logits, dim=-1)
-        chosen = logp.argmax(-1)
-        need_ent = [r for r, row in enumerate(rows) if row.spec.entropy]
-        ent_rows: dict[int, float] = {}
-        if need_ent:
-            sel = logp.index_select(0, torch.tensor(need_ent, device=dev))
-            ent_rows = dict(zip(need_ent, (-torch.xlogy(sel.exp(), sel.exp()).sum(-1)).cpu().tolist()))
-        samp = [r for r, row in enumerate(rows) if row.spec.temperature > 0]
-        if samp:
-            # inverse-CDF sampling, vectorised over rows; one uniform per row from that row's own generator
-            ridx = torch.tensor(samp, device=dev)
-            temps = torch.tensor([rows[r].spec.temperature for r in samp], device=dev)
-            p = torch.softmax(logits.index_select(0, ridx) / temps[:, None], dim=-1)
-            cdf = p.cumsum(-1)
-            u = torch.cat([torch.rand(1, generator=rows[r].generator()) for r in samp]).to(dev)
-            u = u * cdf[:, -1]
-            picked = torch.searchsorted(cdf, u[:, None], side="right").clamp(max=cdf.shape[-1] - 1)[:, 0]
-            chosen[ridx] = picked
-        chosen_lp = logp.gather(1, chosen[:, None])[:, 0]
-        is_eos = torch.isin(chosen, self._eos_tensor(dev))
-        max_k = max(row.spec.top_logprobs for row in rows)
-        if max_k:
-            top_v, top_i = logp.topk(max_k, dim=-1)
-            top_v, top_i = top_v.cpu().tolist(), top_i.cpu().tolist()
-        c_l, lp_l, eos_l = chosen.cpu().tolist(), chosen_lp.cpu().tolist(), is_eos.cpu().tolist()
+        chosen = choose_tokens(rows, self.logits, self._eos_tensor(dev), self.stats)
         done = []
         for r, row in enumerate(rows):
-            if eos_l[r]:
-                row.finish = "stop"
-            else:
-                row.toks.append(c_l[r])
-                row.lps.append(lp_l[r])
-                if row.spec.entropy:
-                    row.ents.append(ent_rows[r])
-                if row.spec.top_logprobs:
-                    k = row.spec.top_logprobs
-                    row.tops.append(dict(zip(top_i[r][:k], top_v[r][:k])))
-                if len(row.toks) >= row.spec.max_new_tokens:
-                    row.finish = "length"
             if row.finish:
                 done.append(row)
                 if row.keep_cache:  # before compaction moves rows
                     row.snapshot = snapshot(self, r)
-        self.stats["generated_tokens"] += len(rows) - sum(eos_l)
         keep = [r for r, row in enumerate(rows) if not row.finish]
         if not keep:
             self.rows = []

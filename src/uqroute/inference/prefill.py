@@ -202,7 +202,9 @@ def buckets(items: list, length, slack: float = 0.25, min_pad: int = 8) -> list[
 
 
 def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
-    """Length of the longest common prefix of token sequences."""
+    """Length of the longest common prefix of token sequences (one sequence: its length)."""
+    if not seqs:
+        raise ValueError("common_prefix_len needs at least one sequence")
     first, n = seqs[0], min(len(x) for x in seqs)
     for i in range(n):
         t = first[i]

@@ -18,6 +18,16 @@ and the two follow-up turns of a query start from its greedy answer's KV cache a
 answer is done. Each of them is a declared statistic (:mod:`.statistics`); only those that the
 configured UQ methods need are computed (``methods``), the others' columns are null.
 
+A model whose cache is a recurrent state (RWKV-7) runs the same jobs on the recurrent engine
+(:mod:`.recurrent`), one job at a time, with the same statistics.
+
+A reply cut off by its token budget (``finish_reason`` ``length``) is a truncation: no answer
+is parsed from it (``parsed_answer``, the sample's ``sample_answers`` entry, or
+``verbal_1s_answer`` and ``verbal_1s_confidence`` are null); ``samples_truncated`` and
+``verbal_1s_finish_reason`` record the others, and the log warns when more than 20 % of a kind
+were cut off. Prompts that do not fit the model's context with their budgets are refused
+before anything is generated (:func:`_check_context`; the follow-up turns by the engine).
+
 For an LLM only the greedy answer (with log-probs where the backend gives them).
 Rows are processed in resumable shards (``inference.shard_size``); the artifact and the
 hidden-states file appear atomically once every shard is done.
@@ -34,7 +44,7 @@ import polars as pl
 
 from ..io import write_hidden_states, write_parquet
 from ..schema import ARTIFACTS
-from .prompts import answer_conversation
+from .prompts import answer_conversation, verbal_1s_conversation
 from .backends import load_backend
 from .settings import INFERENCE_DEFAULTS, budgets, resolve_settings
 from .sharding import ShardStore, fingerprint
@@ -43,9 +53,11 @@ from .statistics import (
     FALSE_VARIANTS,
     STATISTICS,
     TRUE_VARIANTS,
+    TRUNCATED,
     QueryResult,
     ShardContext,
     find_option_token,
+    parse_final_answer,
     statistics_for,
 )
 
@@ -144,18 +156,17 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
 
 
 def _llm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict):
-    from ..parsing import parse_answer
-
     convs = [answer_conversation(r["prompt"]) for r in rows]
     gens = backend.generate(convs, max_new_tokens=b["answer"], temperature=0.0, n=1)
     out = []
     for r, gl in zip(rows, gens):
         g = gl[0]
-        parsed = parse_answer(g.text, fmt, _choices(r))
+        parsed = parse_final_answer(g.text, g.finish_reason, fmt, _choices(r))
         lps = g.token_logprobs
         opt = find_option_token(g.tokens, parsed, task_type) if lps is not None else None
         out.append(
             {
+                **{c: None for c in ARTIFACTS["generations"].names},  # an LLM fills the greedy columns only
                 "id": r["id"],
                 "response": g.text,
                 "parsed_answer": parsed,
@@ -165,7 +176,6 @@ def _llm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict):
                 "option_prob": math.exp(lps[opt]) if opt is not None and lps[opt] is not None else None,
                 "n_prompt_tokens": int(g.n_prompt_tokens),
                 "finish_reason": g.finish_reason,
-                **{c: None for c in ARTIFACTS["generations"].names[9:]},
             }
         )
     return out
@@ -235,6 +245,7 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
             # API responses go to the persistent cache (resources/cache/api/ or $UQROUTE_CACHE_DIR),
             # not the shard folder, which is removed on success: a rerun must never pay twice.
             backend = load_backend(spec, model_dir, cfg, name=model)
+            _check_context(backend, rows, stats, b, model, data_path)  # every row, before any generation
         part = rows[i * size:(i + 1) * size]
         log.info("%s / %s: shard %d/%d (%d rows)", model, dataset, i + 1, n_shards, len(part))
         if role == "slm":
@@ -252,6 +263,7 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     df = pl.concat(shards, how="vertical_relaxed")
     if df["id"].to_list() != [r["id"] for r in rows]:
         raise RuntimeError(f"{out_path}: shard rows do not match the data rows (stale shards in {store.dir}?)")
+    _log_truncations(df, stats, model, dataset, b)
     if role == "slm":
         hidden = np.asarray(df["_hidden"].to_list(), dtype=np.float32)
         for st, col in (("verbal_1s", "verbal_1s_confidence"), ("verbal_2s", "verbal_2s_confidence")):
@@ -262,6 +274,53 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
         df = df.drop("_hidden")
     write_parquet(df, out_path, "generations")
     store.clear()
+
+
+def _check_context(backend, rows: list[dict], stats: list[str], b: dict, model: str, data_path) -> None:
+    """Refuse a dataset whose prompts do not fit the model's context with their budgets, naming the rows.
+
+    Checked for every row before anything is generated: the answer prompt with the larger of the
+    answer and sample budgets, and the verbalization-1s prompt with its budget. (The follow-up
+    turns, whose length depends on the answer, are checked by the engine when they are built.)
+    A model that declares no context (``backend.context_limit`` None: API and recurrent models)
+    is not checked.
+    """
+    limit = getattr(backend, "context_limit", None)
+    if not limit:
+        return
+    over = []
+    for r in rows:
+        need = len(backend.encode(answer_conversation(r["prompt"]))) + max(
+            b["answer"], b["sample"] if "samples" in stats else 0)
+        if "verbal_1s" in stats:
+            need = max(need, len(backend.encode(verbal_1s_conversation(r["prompt"]))) + b["answer"] + b["verbal"])
+        if need > limit:
+            over.append(f"{r['id']} ({need})")
+    if over:
+        raise ValueError(
+            f"{data_path}: {len(over)} of {len(rows)} prompt(s) do not fit model {model}'s context of {limit} tokens "
+            f"with their token budgets (prompt + budget in parentheses): {', '.join(over[:10])}"
+            f"{' …' if len(over) > 10 else ''}. Lower inference.max_new_tokens, shorten the prompts, or use a model "
+            "with a longer context; nothing was generated."
+        )
+
+
+def _log_truncations(df: pl.DataFrame, stats: list[str], model: str, dataset: str, b: dict) -> None:
+    """Log how many replies hit their token budget (they count as unanswered); warn when many did."""
+    counts = [("greedy answers", int((df["finish_reason"] == TRUNCATED).sum()),
+               df.height, b["answer"])]
+    if "verbal_1s" in stats:
+        n = int((df["verbal_1s_finish_reason"] == TRUNCATED).sum())
+        counts.append(("verbalization-1s replies", n, df.height, b["answer"] + b["verbal"]))
+    if "samples" in stats:
+        counts.append(("samples", int(df["samples_truncated"].sum()), int(df["samples"].list.len().sum()), b["sample"]))
+    for what, n, total, budget in counts:
+        if total and n / total > 0.2:
+            log.warning("%s / %s: %d/%d %s were cut off by the token budget (%d tokens) and count as unanswered; "
+                        "raise inference.max_new_tokens (or the model's max_new_tokens_scale)", model, dataset, n, total,
+                        what, budget)
+        else:
+            log.info("%s / %s: truncated %s: %d/%d", model, dataset, what, n, total)
 
 
 def _layer_index(model: str, model_dir, hidden_layer: int) -> int:

@@ -15,6 +15,29 @@ pays for neither samples nor follow-up turns. The ``greedy`` answer (with its lo
 entropies, option probability) and the ``hidden`` state come from the answer prompt's own
 prefill and decode and are always produced (correctness and the probes need them).
 
+What each statistic costs per query (KV engine; ``Statistic.cost`` says the same in short):
+
+========== =========================================================================================
+greedy     always: the answer prompt's prefill (prefixes shared across the batch and the query's
+           group are prefilled once) and one decoding step per answer token; every step takes a
+           log-softmax and an entropy over the vocabulary (the entropy pass only where asked).
+hidden     free: read off the answer prompt's prefill (``output_hidden_states`` of that pass).
+samples    m branches of the answer job: no prefill (the prompt's KV cache is copied to them),
+           m × up to the sample budget decoding rows (no entropies), and parsing m replies.
+ptrue      one follow-up turn: prefill only (its first-token distribution; no decoding), of the
+           turn's tokens beyond what the answer's own KV cache covers (prompt + answer). The turn
+           repeats the question and the proposed answer (Kadavath et al.'s format): in the
+           SmolLM2 benchmark it was about 40 % of all prefilled tokens (docs/benchmarks.md).
+verbal_1s  a second prompt in the query's group (its dataset prompt is the group prefix, so only
+           the format instructions are prefilled) and a reply of up to answer + verbal budget tokens.
+verbal_2s  one follow-up turn from the answer's KV cache: the confidence question's prefill and a
+           reply of up to the verbal budget.
+========== =========================================================================================
+
+On the recurrent engine (:mod:`.recurrent`; RWKV-7) no prompt tokens are shared between jobs:
+every prompt, including a follow-up turn's prompt + answer, is run in full; samples still start
+from the answer prompt's state without running it again, and decoding is batched as above.
+
 Adding a method that needs a new statistic touches this module only: declare the statistic
 (its columns in ``uqroute.schema.GENERATIONS`` too) and add it to :data:`STATISTICS`.
 """
@@ -31,7 +54,10 @@ from .jobs import Branch, Job, JobResult
 from .seeding import branch_seed
 
 __all__ = ["Statistic", "STATISTICS", "ALWAYS", "statistics_for", "ShardContext", "QueryResult",
-           "TRUE_VARIANTS", "FALSE_VARIANTS", "find_option_token"]
+           "TRUE_VARIANTS", "FALSE_VARIANTS", "TRUNCATED", "find_option_token", "parse_final_answer", "truncated"]
+
+#: The ``finish_reason`` of a reply cut off by its token budget.
+TRUNCATED = "length"
 
 TRUE_VARIANTS = ("True", " True", "true", " true", "TRUE", " TRUE")
 FALSE_VARIANTS = ("False", " False", "false", " false", "FALSE", " FALSE")
@@ -75,9 +101,11 @@ class ShardContext:
     _tf: tuple | None = None
 
     @property
-    def think_kwargs(self) -> dict:
-        """Chat-template arguments of the follow-up turns (reasoning models: no thinking)."""
-        return {"enable_thinking": False} if self.spec.get("reasoning") else {}
+    def follow_up_thinking(self) -> bool:
+        """Whether the follow-up turns (p(True), verbalization-2s) may reason: not for reasoning models, whose
+        follow-up prompts end with an empty think block so that the reply starts with the answer
+        (:meth:`.transformers_backend.TransformersBackend.render`)."""
+        return not self.spec.get("reasoning")
 
     def true_false_ids(self) -> tuple[list[int], list[int]]:
         if self._tf is None:
@@ -132,18 +160,29 @@ def _choices(row) -> list[dict]:
     return [dict(c) for c in (row.get("choices") or [])]
 
 
+def truncated(finish_reason: str | None) -> bool:
+    """Whether a reply was cut off by its token budget: it states no final answer and is never parsed for one."""
+    return finish_reason == TRUNCATED
+
+
+def parse_final_answer(text: str, finish_reason: str | None, fmt: str, choices) -> str | None:
+    """The answer of a reply, or None when it is unparsable or truncated (see :func:`truncated`)."""
+    from ..parsing import parse_answer
+
+    return None if truncated(finish_reason) else parse_answer(text, fmt, choices)
+
+
 class Greedy(Statistic):
     name = "greedy"
     columns = ("response", "parsed_answer", "tokens", "token_logprobs", "token_entropies", "option_prob",
                "n_prompt_tokens", "finish_reason")
-    cost = "the greedy answer itself (always computed)"
+    cost = ("decoding the greedy answer (one prefill of the answer prompt, one step per token); "
+            "log-probs and entropies cost one pass over the vocabulary per step; always computed")
 
     def fill(self, ctx, row, res):
-        from ..parsing import parse_answer
-
         be = ctx.backend
         g = be.to_generation(res.main.branches[0], res.main.n_prompt_tokens)
-        parsed = parse_answer(g.text, ctx.fmt, _choices(row))
+        parsed = parse_final_answer(g.text, g.finish_reason, ctx.fmt, _choices(row))
         opt = find_option_token(g.tokens, parsed, ctx.task_type)
         return {
             "response": g.text,
@@ -168,29 +207,31 @@ class Hidden(Statistic):
 
 class Samples(Statistic):
     name = "samples"
-    columns = ("samples", "sample_answers")
-    cost = "m sampled continuations of the answer prompt (its prefill is shared)"
+    columns = ("samples", "sample_answers", "samples_truncated")
+    cost = "m sampled continuations of the answer prompt (its prefill is shared): decoding only"
 
     def branches(self, ctx, row):
         m, temp = int(ctx.cfg["num_samples"]), float(ctx.cfg["sample_temperature"])
         return [Branch(ctx.budgets["sample"], temp, branch_seed(ctx.seed, row["id"], k), entropy=False) for k in range(m)]
 
     def fill(self, ctx, row, res):
-        from ..parsing import parse_answer
-
-        samples = [ctx.backend.decode(x.token_ids) for x in res.branches[self.name]]
-        return {"samples": samples, "sample_answers": [parse_answer(s, ctx.fmt, _choices(row)) for s in samples]}
+        got = res.branches[self.name]
+        samples = [ctx.backend.decode(x.token_ids) for x in got]
+        return {"samples": samples,
+                "sample_answers": [parse_final_answer(s, x.finish_reason, ctx.fmt, _choices(row)) for s, x in zip(samples, got)],
+                "samples_truncated": sum(truncated(x.finish_reason) for x in got)}
 
 
 class PTrue(Statistic):
     name = "ptrue"
     columns = ("ptrue",)
-    cost = "one follow-up turn (prefill only, from the answer's KV cache)"
+    cost = "one follow-up turn: prefill only (no decoding), of what the answer's KV cache does not cover"
 
     def follow_ups(self, ctx, row, shown_answer):
         t_ids, f_ids = ctx.true_false_ids()
         conv = ptrue_conversation(row["prompt"], shown_answer, row["question"], _choices(row), row.get("context"))
-        return [Job(ctx.backend.encode(conv, **ctx.think_kwargs), next_token_groups=[t_ids, f_ids], group=row["id"])]
+        return [Job(ctx.backend.encode(conv, thinking=ctx.follow_up_thinking), next_token_groups=[t_ids, f_ids],
+                    group=row["id"])]
 
     def fill(self, ctx, row, res):
         pT, pF = res.follow_ups[self.name][0].group_probs
@@ -199,8 +240,9 @@ class PTrue(Statistic):
 
 class Verbal1S(Statistic):
     name = "verbal_1s"
-    columns = ("verbal_1s_response", "verbal_1s_answer", "verbal_1s_confidence")
-    cost = "a second prompt (its dataset prompt prefilled with the answer prompt's) and its reply"
+    columns = ("verbal_1s_response", "verbal_1s_answer", "verbal_1s_confidence", "verbal_1s_finish_reason")
+    cost = ("a second prompt (the KV engine prefills its dataset prompt with the answer prompt's, so only its "
+            "format instructions) and its reply of up to answer + verbal budget tokens")
 
     def jobs(self, ctx, row):
         conv = verbal_1s_conversation(row["prompt"])
@@ -210,19 +252,22 @@ class Verbal1S(Statistic):
     def fill(self, ctx, row, res):
         from ..parsing import parse_verbal_1s
 
-        text = ctx.backend.decode(res.jobs[self.name][0].branches[0].token_ids)
-        ans, conf = parse_verbal_1s(text, ctx.fmt, _choices(row))
-        return {"verbal_1s_response": text, "verbal_1s_answer": ans, "verbal_1s_confidence": conf}
+        b = res.jobs[self.name][0].branches[0]
+        text = ctx.backend.decode(b.token_ids)
+        ans, conf = (None, None) if truncated(b.finish_reason) else parse_verbal_1s(text, ctx.fmt, _choices(row))
+        return {"verbal_1s_response": text, "verbal_1s_answer": ans, "verbal_1s_confidence": conf,
+                "verbal_1s_finish_reason": b.finish_reason}
 
 
 class Verbal2S(Statistic):
     name = "verbal_2s"
     columns = ("verbal_2s_response", "verbal_2s_confidence")
-    cost = "one follow-up turn (from the answer's KV cache) and its reply"
+    cost = "one follow-up turn (prefilled from the answer's KV cache) and its reply of up to the verbal budget"
 
     def follow_ups(self, ctx, row, shown_answer):
         conv = verbal_2s_conversation(row["prompt"], shown_answer)
-        return [Job(ctx.backend.encode(conv), [Branch(ctx.budgets["verbal"], entropy=False)], group=row["id"])]
+        return [Job(ctx.backend.encode(conv, thinking=ctx.follow_up_thinking), [Branch(ctx.budgets["verbal"], entropy=False)],
+                    group=row["id"])]
 
     def fill(self, ctx, row, res):
         from ..parsing import parse_confidence

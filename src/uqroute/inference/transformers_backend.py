@@ -22,8 +22,11 @@ the model's forward function:
   other queries share its batch (up to floating-point differences of batched matrix products).
 
 The pool decodes models whose KV-cache layers are transformers ``DynamicLayer``s (full
-attention; sliding-window layers while the window is not exceeded); other cache types
-(recurrent / linear-attention models) are refused with a clear error.
+attention; sliding-window layers while the window is not exceeded). A model whose cache is a
+recurrent state (RWKV-7 and other linear-attention models; found by one probing forward step
+at load) runs on :class:`.recurrent.RecurrentEngine` instead: the same jobs and results, each
+prompt run alone (no shared prefixes), the rows of many jobs decoded in one pool.
+flash-linear-attention models on a CPU are loaded with its PyTorch reference ops (:mod:`.fla_cpu`).
 
 Hidden-state layer convention: ``output_hidden_states`` gives ``n_layers + 1`` tensors;
 index 0 is the embedding output, index ``k`` (1 ≤ k ≤ n_layers) the output of
@@ -35,21 +38,42 @@ index 23: the output of the eighth-to-last transformer layer (layers 23..30 are 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from .fla_cpu import LOAD_KWARGS as FLA_CPU_LOAD_KWARGS
+from .fla_cpu import install as install_fla_cpu
+from .fla_cpu import is_fla_model
 from .base import Conversation, Generation
 from .engine import Engine, resolve_layer
 from .jobs import Branch, BranchResult, Job, JobResult
+from .recurrent import RecurrentEngine, is_recurrent_cache
 
 log = logging.getLogger(__name__)
 
 # Branch, Job, BranchResult, JobResult and resolve_layer are re-exported: their historical home.
-__all__ = ["Branch", "BranchResult", "Job", "JobResult", "TransformersBackend", "resolve_layer"]
+__all__ = ["EMPTY_THINK", "Branch", "BranchResult", "Job", "JobResult", "TransformersBackend", "close_thinking",
+           "resolve_layer"]
 
 # End-of-turn markers of common chat templates: generation stops at any of them that the
 # tokenizer knows as a single token, in addition to the model's own eos ids.
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|end_of_text|>")
+
+
+#: The empty reasoning block of the ``<think>`` model families (Qwen3, DeepSeek-R1 and its distills,
+#: Phi-4-mini-reasoning); Qwen3's template emits exactly this for ``enable_thinking=False``.
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+_ENDS_EMPTY_THINK = re.compile(r"<think>\s*</think>\s*$")
+_ENDS_OPEN_THINK = re.compile(r"<think>\s*$")
+
+
+def close_thinking(prompt: str) -> str:
+    """``prompt`` ending with an empty think block: kept if it has one, an opened ``<think>`` replaced, else appended."""
+    if _ENDS_EMPTY_THINK.search(prompt):
+        return prompt
+    m = _ENDS_OPEN_THINK.search(prompt)
+    return (prompt[: m.start()] if m else prompt) + EMPTY_THINK
 
 
 def _pick_dtype(dtype: str, device: str):
@@ -62,6 +86,24 @@ def _pick_dtype(dtype: str, device: str):
     except KeyError:
         raise ValueError(f"inference.dtype {dtype!r} is not one of auto, float32, bfloat16, float16") from None
 
+
+
+def _load_config(model_dir: Path, trust_remote_code: bool, name: str):
+    """The model's config; an architecture that flash-linear-attention registers (RWKV-7) imports it first."""
+    import json
+
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (ValueError, KeyError) as e:
+        model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
+        try:
+            import fla.models  # noqa: F401  (registers its architectures with transformers' Auto classes)
+        except ImportError:
+            raise ValueError(f"model {name}: transformers does not know the architecture {model_type!r}; RWKV-7 and other "
+                             "linear-attention models need flash-linear-attention (pip install 'uqroute[rwkv]')") from e
+        return AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
 
 
 class TransformersBackend:
@@ -78,6 +120,8 @@ class TransformersBackend:
         pack_weights: on a CPU, prepack the linear layers' weights for oneDNN (:mod:`.packing`;
             1.5× faster decoding steps here); no effect on other devices.
         progress: show a tqdm bar per call.
+        stop_tokens: texts that end a reply besides the end-of-sequence tokens, each one token of
+            the tokenizer (config ``models.<name>.stop_tokens``; RWKV World: ``"\n\n"``).
     """
 
     def __init__(
@@ -95,6 +139,7 @@ class TransformersBackend:
         name: str | None = None,
         device_map: str | None = None,
         trust_remote_code: bool = False,
+        stop_tokens: Sequence[str] | None = None,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,29 +160,49 @@ class TransformersBackend:
         self.min_shared_prefix = 8  # tokens; shorter common prefixes are not worth a separate pass
         self.progress = progress
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        config = _load_config(model_dir, trust_remote_code, self.name)
+        on_cpu = not device_map and str(self.device) == "cpu"
         kw = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
         if attn_implementation:
             kw["attn_implementation"] = attn_implementation
         if device_map:
             kw["device_map"] = device_map
+        if on_cpu and is_fla_model(config):
+            kw.update(FLA_CPU_LOAD_KWARGS)  # fla's fused norms are Triton kernels (a GPU)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
         if not device_map:
             self.model.to(self.device)
         self.model.eval()
+        if on_cpu and is_fla_model(self.model):
+            install_fla_cpu(self.model)
+            log.info("%s: flash-linear-attention model on a CPU: fla's PyTorch reference ops replace its Triton kernels",
+                     self.name)
         self.packed_layers = 0
-        if pack_weights and not device_map and str(self.device) == "cpu":
+        if pack_weights and on_cpu:
             from .packing import pack_linear_layers
 
             self.packed_layers = pack_linear_layers(self.model)
             log.info("%s: %d linear layers prepacked for oneDNN", self.name, self.packed_layers)
         self.n_layers = int(self.model.config.num_hidden_layers)
         self.eos_ids = self._eos_ids()
+        for text in stop_tokens or ():
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise ValueError(f"model {self.name}: stop token {text!r} is {len(ids)} tokens of its tokenizer, not one")
+            self.eos_ids.add(int(ids[0]))
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         self._decode_cache: dict[int, str] = {}
         # running totals (benchmarks, logs): generated tokens, prompt tokens prefilled, forward passes
         self.stats = {"generated_tokens": 0, "prompt_tokens": 0, "prompt_tokens_reused": 0, "forward_passes": 0,
                       "pool_joins": 0}
+        self.recurrent = self._probe_recurrent()
+        # a recurrent state has no positions: its config's max_position_embeddings (fla sets 2048) limits nothing
+        self.context_limit = None if self.recurrent else self._context_limit()
+        if self.recurrent:
+            log.info("%s: recurrent-state cache (%s): jobs run one at a time on the recurrent engine", self.name,
+                     type(self._probe_cache).__name__)
+        del self._probe_cache
 
     # ------------------------------------------------------------ tokenization
     def _eos_ids(self) -> set[int]:
@@ -155,19 +220,28 @@ class TransformersBackend:
             raise ValueError(f"model {self.name}: the tokenizer defines no end-of-sequence token")
         return ids
 
-    def render(self, conversation: Conversation, **template_kwargs) -> str:
-        """The conversation as text, with the model's chat template and the generation prompt."""
+    def render(self, conversation: Conversation, *, thinking: bool = True, **template_kwargs) -> str:
+        """The conversation as text, with the model's chat template and the generation prompt.
+
+        ``thinking=False`` (a reasoning model's follow-up turns) asks the template for no reasoning
+        (``enable_thinking=False``) and makes sure the prompt ends with an empty think block
+        (:func:`close_thinking`), so the reply's first token is the answer even where the template
+        ignores the flag.
+        """
+        if not thinking:
+            template_kwargs.setdefault("enable_thinking", False)
         if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(
+            text = self.tokenizer.apply_chat_template(
                 list(conversation), tokenize=False, add_generation_prompt=True, **template_kwargs
             )
-        # no template (a base model): a plain transcript
-        turns = [f"{m['role'].capitalize()}: {m['content']}" for m in conversation]
-        return "\n\n".join(turns) + "\n\nAssistant:"
+        else:  # no template (a base model): a plain transcript
+            turns = [f"{m['role'].capitalize()}: {m['content']}" for m in conversation]
+            text = "\n\n".join(turns) + "\n\nAssistant:"
+        return text if thinking else close_thinking(text)
 
-    def encode(self, conversation: Conversation, **template_kwargs) -> list[int]:
+    def encode(self, conversation: Conversation, *, thinking: bool = True, **template_kwargs) -> list[int]:
         """Prompt token ids of a conversation (chat template applied; no extra special tokens)."""
-        text = self.render(conversation, **template_kwargs)
+        text = self.render(conversation, thinking=thinking, **template_kwargs)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def token_text(self, token_id: int) -> str:
@@ -239,12 +313,39 @@ class TransformersBackend:
         gc.collect()
 
     # ------------------------------------------------------------ engine
-    def engine(self) -> Engine:
-        """The continuous-batching engine over this model, with this backend's current settings."""
+    def _context_limit(self) -> int | None:
+        """The model's context in tokens: the smallest of ``max_position_embeddings`` (config or text config)
+        and the tokenizer's ``model_max_length`` that are set; None when none is."""
+        limits = []
+        for conf in (self.model.config, getattr(self.model.config, "text_config", None)):
+            v = getattr(conf, "max_position_embeddings", None) if conf is not None else None
+            if isinstance(v, int) and v > 0:
+                limits.append(v)
+        m = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(m, int) and 0 < m < 10**9:  # transformers uses 1e30 for "not set"
+            limits.append(m)
+        return min(limits) if limits else None
+
+    def _probe_recurrent(self) -> bool:
+        """One forward step on one token: does the model's cache hold KV layers (the KV engine) or a recurrent state?"""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([[self.pad_id]], device=self._dev()), use_cache=True, logits_to_keep=1)
+        self._probe_cache = out.past_key_values
+        return is_recurrent_cache(out.past_key_values)
+
+    def engine(self) -> Engine | RecurrentEngine:
+        """The engine over this model, with this backend's current settings: the continuous-batching KV
+        engine, or the :class:`.recurrent.RecurrentEngine` for a model whose cache is a recurrent state."""
+        if self.recurrent:
+            return RecurrentEngine(self._forward, device=self._dev(), eos_ids=self.eos_ids, n_layers=self.n_layers,
+                                   stats=self.stats, name=self.name, progress=self.progress, context=self.context_limit,
+                                   max_batch_rows=self.max_batch_rows)
         return Engine(self._forward, device=self._dev(), pad_id=self.pad_id, eos_ids=self.eos_ids,
                       n_layers=self.n_layers, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
                       max_batch_rows=self.max_batch_rows, min_shared_prefix=self.min_shared_prefix,
-                      stats=self.stats, name=self.name, progress=self.progress)
+                      stats=self.stats, name=self.name, progress=self.progress, context=self.context_limit)
 
     def run_jobs(self, jobs: Sequence[Job], *, hidden_layer: int | None = None, desc: str | None = None) -> list[JobResult]:
         """Run every job (and the follow-up jobs they spawn); one :class:`JobResult` per job, in input order
