@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from uqroute.inference import load_backend, run_inference
-from uqroute.inference.run import budgets, find_option_token
+from uqroute.inference.run import budgets
 from uqroute.inference.seeding import branch_seed
 from uqroute.inference.prefill import common_prefix_len
 from uqroute.inference.transformers_backend import (
@@ -340,17 +340,6 @@ def test_bad_inputs(backend, tmp_path):
 
 
 # ------------------------------------------------------------------ helpers of run_inference
-def test_find_option_token():
-    assert find_option_token(["The", " answer", " is", " B", "."], "B", "MCQ") == 3
-    assert find_option_token(["A", " person", " would", " pick", " (C)"], "C", "MCQ") == 4
-    assert find_option_token(["a", " B"], "A", "MCQ") is None  # the article is not option A
-    assert find_option_token(["True", "."], "True", "TF") == 0
-    assert find_option_token([" false"], "False", "TF") == 0
-    assert find_option_token(["Fal", "se"], "False", "TF") == 0
-    assert find_option_token(["B"], None, "MCQ") is None
-    assert find_option_token(["42"], "42", "FF") is None
-
-
 def test_budgets():
     cfg = {"max_new_tokens": {"MCQ": 12, "TF": 8, "FF": 48, "math": 96}, "sample_max_new_tokens": None,
            "verbal_max_new_tokens": 24}
@@ -459,11 +448,18 @@ def test_shards_resume_after_interruption(tiny_model_dir, tmp_path, monkeypatch)
     assert not shard_dir.exists()
 
 
-@pytest.mark.parametrize("change", ["seed", "config"])
-def test_a_changed_seed_or_config_discards_old_shards(tiny_model_dir, tmp_path, monkeypatch, change):
+@pytest.mark.parametrize("change", ["seed", "config", "weights"])
+def test_a_changed_seed_config_or_model_discards_old_shards(tiny_model_dir, tmp_path, monkeypatch, change):
+    import shutil
+
+    from conftest import build_tiny_model_dir
+
     from uqroute.inference import run as run_mod
 
     data = _data(tmp_path, n=5)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    spec = {"local_dir": str(model)}
     real = run_mod._slm_shard
     calls = []
     kill = [True]
@@ -480,21 +476,22 @@ def test_a_changed_seed_or_config_discards_old_shards(tiny_model_dir, tmp_path, 
     monkeypatch.setattr(run_mod, "_slm_shard", flaky)
     out = tmp_path / "g.parquet"
     with pytest.raises(Killed):
-        run_inference("tiny", {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), str(data), str(out),
-                      str(tmp_path / "g.hidden.safetensors"), "slm", CFG, 0)
+        run_inference("tiny", spec, str(model), str(data), str(out), str(tmp_path / "g.hidden.safetensors"), "slm", CFG, 0)
     assert (tmp_path / "g.parquet.shards" / "shard-00000.parquet").is_file()  # one shard of the old run survives
-    seed, cfg = (1, CFG) if change == "seed" else (0, {**CFG, "sample_temperature": 0.7})
+    seed, cfg = (1, CFG) if change == "seed" else (0, {**CFG, "sample_temperature": 0.7}) if change == "config" else (0, CFG)
+    if change == "weights":  # the same directory, other weights (a user replaced the files of a local model)
+        other = build_tiny_model_dir(tmp_path / "other", seed=1)
+        shutil.copy(other / "model.safetensors", model / "model.safetensors")
     calls.clear()
     kill[0] = False
-    run_inference("tiny", {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), str(data), str(out),
-                  str(tmp_path / "g.hidden.safetensors"), "slm", cfg, seed)
+    run_inference("tiny", spec, str(model), str(data), str(out), str(tmp_path / "g.hidden.safetensors"), "slm", cfg, seed)
     assert len(calls) == 3  # every shard computed anew: the old run's shard was discarded
     monkeypatch.setattr(run_mod, "_slm_shard", real)
     fresh = tmp_path / "fresh.parquet"
-    run_inference("tiny", {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), str(data), str(fresh),
-                  str(tmp_path / "fresh.hidden.safetensors"), "slm", cfg, seed)
+    run_inference("tiny", spec, str(model), str(data), str(fresh), str(tmp_path / "fresh.hidden.safetensors"), "slm", cfg, seed)
     assert pl.read_parquet(out).equals(pl.read_parquet(fresh))
-    assert not pl.read_parquet(out)["samples"].equals(pl.read_parquet(_run(tiny_model_dir, tmp_path, data, name="old")[0])["samples"])
+    col = "response" if change == "weights" else "samples"
+    assert not pl.read_parquet(out)[col].equals(pl.read_parquet(_run(tiny_model_dir, tmp_path, data, name="old")[0])[col])
 
 
 def test_stale_shards_are_discarded(tiny_model_dir, tmp_path):
@@ -769,7 +766,7 @@ R1_STYLE_TEMPLATE = (  # DeepSeek-R1 distills: the prompt opens the reasoning, w
 @pytest.mark.parametrize("template", ["qwen3", "ignores_flag", "r1"])
 def test_follow_up_turns_of_reasoning_models_start_after_an_empty_think_block(tiny_model_dir, template):
     from uqroute.inference.statistics import STATISTICS, ShardContext
-    from uqroute.inference.transformers_backend import EMPTY_THINK
+    from uqroute.parsing import EMPTY_THINK
 
     from conftest import CHATML_TEMPLATE
 
@@ -915,3 +912,31 @@ def test_recurrent_pool_matches_jobs_run_alone(tiny_rwkv7_dir):
         np.testing.assert_allclose(alone.branches[0].logprobs, t.branches[0].logprobs, atol=1e-4)
         np.testing.assert_allclose(alone.branches[0].entropies, t.branches[0].entropies, atol=1e-4)
         np.testing.assert_allclose(alone.hidden, t.hidden, atol=1e-5)
+
+
+def test_greedy_columns_read_the_answer_after_the_trace():
+    """Issue 10 item 3: option token, answer tokens and parsed answer come from the final answer after `</think>`."""
+    from uqroute.inference import Generation
+    from uqroute.inference.statistics import greedy_columns
+
+    choices = [{"label": l, "text": t} for l, t in zip("ABCD", ["Paris", "Rome", "Oslo", "Bern"])]
+    toks = ["<think>", "A", " is", " Rome", "?", " no", "</think>", "\n\n", "B", "."]
+    lps = [-0.1, -2.0, -0.1, -0.1, -0.1, -0.1, -0.1, -0.1, -0.7, -0.1]
+    g = Generation(text="".join(toks), tokens=toks, token_logprobs=lps, finish_reason="stop", n_prompt_tokens=5)
+    cols = greedy_columns(g, "letter", "MCQ", choices)
+    assert cols["parsed_answer"] == "B" and cols["answer_start"] == 8
+    assert cols["option_prob"] == pytest.approx(math.exp(-0.7))  # not the "A" inside the trace (exp(-2.0))
+    # a template that opened <think> in the prompt: the reply holds only the closing tag
+    opened = toks[1:]
+    g2 = Generation(text="".join(opened), tokens=opened, token_logprobs=lps[1:], finish_reason="stop")
+    cols2 = greedy_columns(g2, "letter", "MCQ", choices, think_open=True)
+    assert cols2["parsed_answer"] == "B" and cols2["answer_start"] == 7 and cols2["option_prob"] == pytest.approx(math.exp(-0.7))
+    # an unfinished trace cut by the budget: no answer, no option token, answer_start at the end
+    cut = Generation(text="".join(toks[:5]), tokens=toks[:5], token_logprobs=lps[:5], finish_reason="length")
+    cols3 = greedy_columns(cut, "letter", "MCQ", choices)
+    assert cols3["parsed_answer"] is None and cols3["option_prob"] is None and cols3["answer_start"] == 5
+    # a complete reply without a trace; an API reply without tokens
+    plain = Generation(text="B", tokens=["B"], token_logprobs=[-0.2])
+    assert greedy_columns(plain, "letter", "MCQ", choices)["answer_start"] == 0
+    api = Generation(text="B", tokens=[], token_logprobs=None)
+    assert greedy_columns(api, "letter", "MCQ", choices)["answer_start"] is None

@@ -248,7 +248,7 @@ def generations_frame(ids, rng) -> pl.DataFrame:
         {
             "id": ids, "response": ["A"] * n, "parsed_answer": ["A"] * n, "tokens": [["A", "."]] * n,
             "token_logprobs": [list(np.log(rng.uniform(0.1, 1, 2))) for _ in ids],
-            "token_entropies": [list(rng.uniform(0, 2, 2)) for _ in ids],
+            "token_entropies": [list(rng.uniform(0, 2, 2)) for _ in ids], "answer_start": [0] * n,
             "option_prob": list(rng.uniform(0, 1, n)), "n_prompt_tokens": [10] * n, "finish_reason": ["stop"] * n,
             "samples": [list(rng.choice(["A", "B", "A b"], 5)) for _ in ids],
             "sample_answers": [list(rng.choice(["A", "B"], 5)) for _ in ids], "samples_truncated": [0] * n,
@@ -256,7 +256,7 @@ def generations_frame(ids, rng) -> pl.DataFrame:
             "verbal_1s_answer": ["A"] * n,
             "verbal_1s_confidence": [None if i % 3 == 0 else 0.8 for i in range(n)],
             "verbal_1s_finish_reason": ["stop"] * n,
-            "verbal_2s_response": ["90%"] * n, "verbal_2s_confidence": [0.9] * n,
+            "verbal_2s_response": ["90%"] * n, "verbal_2s_confidence": [0.9] * n, "verbal_2s_finish_reason": ["stop"] * n,
         },
         schema=ARTIFACTS["generations"].polars_schema(),
     )

@@ -105,6 +105,7 @@ GENERATIONS = Artifact(
         Column("tokens", pl.List(pl.Utf8), "Generated tokens of the greedy response (decoded one by one)."),
         Column("token_logprobs", pl.List(pl.Float64), "Natural-log probability of each generated token (null entries where an API gives none).", nullable=True),
         Column("token_entropies", pl.List(pl.Float64), "Entropy (nats) of the next-token distribution at each generated position; null for API models.", nullable=True),
+        Column("answer_start", pl.Int64, "Index into `tokens` of the first token of the final answer: 0 without a reasoning trace, the first token after the last `</think>` otherwise, `len(tokens)` when the reply holds no final answer (an unfinished trace); null where the backend gave no tokens. Token-level UQ methods score `tokens[answer_start:]` (docs/uq.md).", nullable=True),
         Column("option_prob", pl.Float64, "MCQ/TF: probability of the token that states the chosen option (e.g. `B`, `True`); null for FF or when no option token was found.", nullable=True),
         Column("n_prompt_tokens", pl.Int64, "Prompt length in tokens after the chat template."),
         Column("finish_reason", pl.Utf8, "`stop` (end of sequence) or `length` (hit max_new_tokens: a truncation)."),
@@ -118,6 +119,7 @@ GENERATIONS = Artifact(
         Column("verbal_1s_finish_reason", pl.Utf8, "SLM: `stop` or `length` (the verbalization-1s reply hit its token budget: a truncation).", nullable=True),
         Column("verbal_2s_response", pl.Utf8, "SLM: raw reply to the follow-up 'how confident are you' turn after the greedy answer.", nullable=True),
         Column("verbal_2s_confidence", pl.Float64, "Confidence in [0, 1] parsed from `verbal_2s_response`; null when unparsable.", nullable=True),
+        Column("verbal_2s_finish_reason", pl.Utf8, "SLM: `stop` or `length` for the verbal-2s reply (a truncated reply gives no confidence).", nullable=True),
     ),
 )
 

@@ -18,7 +18,6 @@ See docs/reliability.md for what is cached, keyed by what.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -166,49 +165,17 @@ class ResponseCache:
 # ------------------------------------------------------------------ key and client
 
 
-def _hash_files(root: Path, listing: tuple) -> str:
-    h = hashlib.sha256()
-    for rel, size, *_ in listing:
-        h.update(f"{rel}\0{size}\0".encode())
-        with open(root / rel, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 def model_fingerprint(model_dir: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> str:
     """SHA-256 over every file of a model directory (relative paths, sizes and contents).
 
-    Identifies a local model for :class:`CachedBackend` keys independently of where
-    the directory lives. Hashing gigabytes takes seconds, so with ``memo_dir`` the
-    result is remembered there under a key made of each file's path, size, inode
-    and mtime (as ``git`` does for its index): an unchanged directory is not re-read.
-    Hidden files (e.g. ``fetch_model``'s completion marker) are left out.
+    Identifies a local model for :class:`CachedBackend` keys independently of where the
+    directory lives: :func:`uqroute.models.tree_sha256`, memoised under ``memo_dir``
+    (default ``$UQROUTE_CACHE``) by each file's path, size, inode and mtime. Hidden files
+    (e.g. ``fetch_model``'s completion marker) are left out.
     """
-    root = Path(model_dir).resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"model directory {model_dir} does not exist")
-    listing = []
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-            st = p.stat()
-            listing.append((rel.as_posix(), st.st_size, st.st_ino, st.st_mtime_ns))
-    if not listing:
-        raise FileNotFoundError(f"model directory {model_dir} holds no files")
-    listing = tuple(listing)
-    memo = None
-    if memo_dir is not None:
-        memo = Path(memo_dir) / "fingerprints" / f"{cache_key({'root': str(root), 'files': listing})}.sha256"
-        with contextlib.suppress(OSError):
-            value = memo.read_text().strip()
-            if re.fullmatch(r"[0-9a-f]{64}", value):
-                return value
-    value = _hash_files(root, listing)
-    if memo is not None:
-        with atomic_path(memo) as tmp:
-            tmp.write_text(value + "\n")
-    return value
+    from ..models import tree_sha256
+
+    return tree_sha256(model_dir, memo_dir=memo_dir)
 
 
 def _generation_from_dict(d) -> Generation:

@@ -43,9 +43,10 @@ import numpy as np
 import polars as pl
 
 from ..io import write_hidden_states, write_parquet
+from ..parsing import TRUNCATED
 from ..schema import ARTIFACTS
-from .prompts import answer_conversation, verbal_1s_conversation
 from .backends import load_backend
+from .prompts import answer_conversation, verbal_1s_conversation
 from .settings import INFERENCE_DEFAULTS, budgets, resolve_settings
 from .sharding import ShardStore, fingerprint
 from .statistics import (
@@ -53,17 +54,15 @@ from .statistics import (
     FALSE_VARIANTS,
     STATISTICS,
     TRUE_VARIANTS,
-    TRUNCATED,
     QueryResult,
     ShardContext,
-    find_option_token,
-    parse_final_answer,
+    greedy_columns,
     statistics_for,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_inference", "budgets", "INFERENCE_DEFAULTS", "find_option_token", "TRUE_VARIANTS", "FALSE_VARIANTS"]
+__all__ = ["run_inference", "budgets", "INFERENCE_DEFAULTS", "TRUE_VARIANTS", "FALSE_VARIANTS"]
 
 _DATA_COLUMNS = ("id", "dataset", "domain", "task_type", "question", "context", "choices", "prompt")
 
@@ -101,7 +100,7 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
     the verbal-1s prompt shares that prefill's dataset prompt (same group); once the greedy answer
     is done, its follow-up turns start from its KV cache (prompt + answer) and join the pool.
     """
-    from ..parsing import strip_think
+    from ..parsing import final_answer_text
     from .jobs import Branch, Job
 
     chosen = [STATISTICS[s] for s in (stats or list(STATISTICS))]
@@ -110,7 +109,7 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
 
     def follow_ups(r, spans):
         def make(res):  # the follow-up turns after the model's own (think-stripped) answer
-            shown = strip_think(backend.decode(res.branches[0].token_ids))
+            shown = final_answer_text(backend.decode(res.branches[0].token_ids), think_open=ctx.think_open)
             out = []
             for st in turns:
                 new = st.follow_ups(ctx, r, shown)
@@ -158,26 +157,12 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
 def _llm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict):
     convs = [answer_conversation(r["prompt"]) for r in rows]
     gens = backend.generate(convs, max_new_tokens=b["answer"], temperature=0.0, n=1)
+    think_open = ShardContext(backend, fmt, task_type, b, {}, 0, {}).think_open  # a local reasoning LLM's template
     out = []
     for r, gl in zip(rows, gens):
-        g = gl[0]
-        parsed = parse_final_answer(g.text, g.finish_reason, fmt, _choices(r))
-        lps = g.token_logprobs
-        opt = find_option_token(g.tokens, parsed, task_type) if lps is not None else None
-        out.append(
-            {
-                **{c: None for c in ARTIFACTS["generations"].names},  # an LLM fills the greedy columns only
-                "id": r["id"],
-                "response": g.text,
-                "parsed_answer": parsed,
-                "tokens": list(g.tokens),
-                "token_logprobs": [None if x is None else float(x) for x in lps] if lps is not None else None,
-                "token_entropies": list(g.token_entropies) if g.token_entropies is not None else None,
-                "option_prob": math.exp(lps[opt]) if opt is not None and lps[opt] is not None else None,
-                "n_prompt_tokens": int(g.n_prompt_tokens),
-                "finish_reason": g.finish_reason,
-            }
-        )
+        # an LLM fills the greedy columns only
+        out.append({**{c: None for c in ARTIFACTS["generations"].names}, "id": r["id"],
+                    **greedy_columns(gl[0], fmt, task_type, _choices(r), think_open=think_open)})
     return out
 
 
@@ -229,9 +214,13 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     rows = data.select(list(_DATA_COLUMNS)).to_dicts()
     size = int(cfg["shard_size"])
     n_shards = math.ceil(len(rows) / size)
+    from ..models import weights_identity
+
+    # the weights are part of what makes a shard reusable: a replaced local model discards its shards
+    weights = weights_identity(spec, model_dir, name=model) if model_dir is not None else None
     fp = fingerprint(
         {"model": model, "spec": spec, "role": role, "cfg": cfg, "seed": seed, "ids": [r["id"] for r in rows],
-         "prompts": fingerprint([r["prompt"] for r in rows]), "statistics": stats}
+         "prompts": fingerprint([r["prompt"] for r in rows]), "statistics": stats, "weights": weights}
     )
     layer = _layer_index(model, model_dir, int(cfg["hidden_layer"])) if role == "slm" else None
     store = ShardStore(out_path, fp)

@@ -49,42 +49,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .prompts import ptrue_conversation, verbal_1s_conversation, verbal_2s_conversation
+from ..parsing import (
+    answer_start,
+    find_option_token,
+    is_truncated,
+    parse_answer,
+    parse_confidence,
+    parse_verbal_1s,
+)
 from .jobs import Branch, Job, JobResult
+from .prompts import answer_conversation, ptrue_conversation, verbal_1s_conversation, verbal_2s_conversation
 from .seeding import branch_seed
 
 __all__ = ["Statistic", "STATISTICS", "ALWAYS", "statistics_for", "ShardContext", "QueryResult",
-           "TRUE_VARIANTS", "FALSE_VARIANTS", "TRUNCATED", "find_option_token", "parse_final_answer", "truncated"]
-
-#: The ``finish_reason`` of a reply cut off by its token budget.
-TRUNCATED = "length"
+           "TRUE_VARIANTS", "FALSE_VARIANTS"]
 
 TRUE_VARIANTS = ("True", " True", "true", " true", "TRUE", " TRUE")
 FALSE_VARIANTS = ("False", " False", "false", " false", "FALSE", " FALSE")
-
-
-def find_option_token(tokens: list[str], answer: str | None, task_type: str) -> int | None:
-    """Index of the generated token that states the chosen option, or None.
-
-    MCQ: the first token that is exactly the parsed letter once whitespace and the
-    punctuation ``()[].:,*`` around it are removed (case-sensitive, so the article
-    "a" is not option A). TF: the first token that, cleaned the same way, is the
-    parsed word (``True``/``False``, case-insensitive) or a prefix of at least two
-    letters of it (a word split over several tokens states the option at its first
-    token, which carries the decision). Paper §3.1, average token probability for MCQ.
-    """
-    if answer is None or task_type not in ("MCQ", "TF"):
-        return None
-    target = str(answer).strip()
-    for i, tok in enumerate(tokens):
-        t = tok.strip().strip("()[].:,*\"'")
-        if not t:
-            continue
-        if task_type == "MCQ" and t == target:
-            return i
-        if task_type == "TF" and (t.lower() == target.lower() or (len(t) >= 2 and target.lower().startswith(t.lower()))):
-            return i
-    return None
 
 
 @dataclass
@@ -99,6 +80,18 @@ class ShardContext:
     seed: int
     spec: dict  # the model's config entry
     _tf: tuple | None = None
+    _think_open: bool | None = None
+
+    @property
+    def think_open(self) -> bool:
+        """Whether the model's chat template opens a ``<think>`` block in the answer prompt itself
+        (DeepSeek-R1 style): its replies then start inside the trace (:func:`uqroute.parsing.prompt_opens_think`)."""
+        if self._think_open is None:
+            from ..parsing import prompt_opens_think
+
+            render = getattr(self.backend, "render", None)
+            self._think_open = bool(render) and prompt_opens_think(render(answer_conversation("?")))
+        return self._think_open
 
     @property
     def follow_up_thinking(self) -> bool:
@@ -160,40 +153,41 @@ def _choices(row) -> list[dict]:
     return [dict(c) for c in (row.get("choices") or [])]
 
 
-def truncated(finish_reason: str | None) -> bool:
-    """Whether a reply was cut off by its token budget: it states no final answer and is never parsed for one."""
-    return finish_reason == TRUNCATED
+def greedy_columns(g, fmt: str, task_type: str, choices: list[dict], *, think_open: bool = False) -> dict:
+    """The ``greedy`` columns of one generation (local or API model).
 
-
-def parse_final_answer(text: str, finish_reason: str | None, fmt: str, choices) -> str | None:
-    """The answer of a reply, or None when it is unparsable or truncated (see :func:`truncated`)."""
-    from ..parsing import parse_answer
-
-    return None if truncated(finish_reason) else parse_answer(text, fmt, choices)
+    The answer is parsed from the final answer after any reasoning trace (never from a truncated
+    reply), ``answer_start`` is the index of the answer's first token, and the option token is
+    searched in the final answer only (:mod:`uqroute.parsing.tokens`).
+    """
+    parsed = parse_answer(g.text, fmt, choices, finish_reason=g.finish_reason, think_open=think_open)
+    lps = g.token_logprobs
+    has_tokens = lps is not None and len(g.tokens) == len(lps)
+    start = answer_start(g.tokens, think_open=think_open) if has_tokens else None
+    opt = find_option_token(g.tokens, parsed, task_type, start=start, choices=choices) if has_tokens else None
+    return {
+        "response": g.text,
+        "parsed_answer": parsed,
+        "tokens": list(g.tokens),
+        "token_logprobs": [None if x is None else float(x) for x in lps] if lps is not None else None,
+        "token_entropies": list(g.token_entropies) if g.token_entropies is not None else None,
+        "answer_start": start,
+        "option_prob": math.exp(lps[opt]) if opt is not None and lps[opt] is not None else None,
+        "n_prompt_tokens": int(g.n_prompt_tokens),
+        "finish_reason": g.finish_reason,
+    }
 
 
 class Greedy(Statistic):
     name = "greedy"
-    columns = ("response", "parsed_answer", "tokens", "token_logprobs", "token_entropies", "option_prob",
-               "n_prompt_tokens", "finish_reason")
+    columns = ("response", "parsed_answer", "tokens", "token_logprobs", "token_entropies", "answer_start",
+               "option_prob", "n_prompt_tokens", "finish_reason")
     cost = ("decoding the greedy answer (one prefill of the answer prompt, one step per token); "
             "log-probs and entropies cost one pass over the vocabulary per step; always computed")
 
     def fill(self, ctx, row, res):
-        be = ctx.backend
-        g = be.to_generation(res.main.branches[0], res.main.n_prompt_tokens)
-        parsed = parse_final_answer(g.text, g.finish_reason, ctx.fmt, _choices(row))
-        opt = find_option_token(g.tokens, parsed, ctx.task_type)
-        return {
-            "response": g.text,
-            "parsed_answer": parsed,
-            "tokens": g.tokens,
-            "token_logprobs": g.token_logprobs,
-            "token_entropies": g.token_entropies,
-            "option_prob": math.exp(g.token_logprobs[opt]) if opt is not None else None,
-            "n_prompt_tokens": g.n_prompt_tokens,
-            "finish_reason": g.finish_reason,
-        }
+        g = ctx.backend.to_generation(res.main.branches[0], res.main.n_prompt_tokens)
+        return greedy_columns(g, ctx.fmt, ctx.task_type, _choices(row), think_open=ctx.think_open)
 
 
 class Hidden(Statistic):
@@ -218,8 +212,9 @@ class Samples(Statistic):
         got = res.branches[self.name]
         samples = [ctx.backend.decode(x.token_ids) for x in got]
         return {"samples": samples,
-                "sample_answers": [parse_final_answer(s, x.finish_reason, ctx.fmt, _choices(row)) for s, x in zip(samples, got)],
-                "samples_truncated": sum(truncated(x.finish_reason) for x in got)}
+                "sample_answers": [parse_answer(s, ctx.fmt, _choices(row), finish_reason=x.finish_reason,
+                                                think_open=ctx.think_open) for s, x in zip(samples, got)],
+                "samples_truncated": sum(is_truncated(x.finish_reason) for x in got)}
 
 
 class PTrue(Statistic):
@@ -250,18 +245,16 @@ class Verbal1S(Statistic):
                     group=row["id"])]
 
     def fill(self, ctx, row, res):
-        from ..parsing import parse_verbal_1s
-
         b = res.jobs[self.name][0].branches[0]
         text = ctx.backend.decode(b.token_ids)
-        ans, conf = (None, None) if truncated(b.finish_reason) else parse_verbal_1s(text, ctx.fmt, _choices(row))
+        ans, conf = parse_verbal_1s(text, ctx.fmt, _choices(row), finish_reason=b.finish_reason, think_open=ctx.think_open)
         return {"verbal_1s_response": text, "verbal_1s_answer": ans, "verbal_1s_confidence": conf,
                 "verbal_1s_finish_reason": b.finish_reason}
 
 
 class Verbal2S(Statistic):
     name = "verbal_2s"
-    columns = ("verbal_2s_response", "verbal_2s_confidence")
+    columns = ("verbal_2s_response", "verbal_2s_confidence", "verbal_2s_finish_reason")
     cost = "one follow-up turn (prefilled from the answer's KV cache) and its reply of up to the verbal budget"
 
     def follow_ups(self, ctx, row, shown_answer):
@@ -270,10 +263,11 @@ class Verbal2S(Statistic):
                     group=row["id"])]
 
     def fill(self, ctx, row, res):
-        from ..parsing import parse_confidence
-
-        text = ctx.backend.decode(res.follow_ups[self.name][0].branches[0].token_ids)
-        return {"verbal_2s_response": text, "verbal_2s_confidence": parse_confidence(text)}
+        b = res.follow_ups[self.name][0].branches[0]
+        text = ctx.backend.decode(b.token_ids)
+        # the follow-up turn starts after a closed (empty) think block, so the reply is the answer
+        return {"verbal_2s_response": text, "verbal_2s_confidence": parse_confidence(text, finish_reason=b.finish_reason),
+                "verbal_2s_finish_reason": b.finish_reason}
 
 
 #: Every statistic, in the order their work joins the pass (the order is part of the results:

@@ -38,42 +38,26 @@ index 23: the output of the eighth-to-last transformer layer (layers 23..30 are 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..parsing import think_prefill
+from .base import Conversation, Generation
+from .engine import Engine, resolve_layer
 from .fla_cpu import LOAD_KWARGS as FLA_CPU_LOAD_KWARGS
 from .fla_cpu import install as install_fla_cpu
 from .fla_cpu import is_fla_model
-from .base import Conversation, Generation
-from .engine import Engine, resolve_layer
 from .jobs import Branch, BranchResult, Job, JobResult
 from .recurrent import RecurrentEngine, is_recurrent_cache
 
 log = logging.getLogger(__name__)
 
 # Branch, Job, BranchResult, JobResult and resolve_layer are re-exported: their historical home.
-__all__ = ["EMPTY_THINK", "Branch", "BranchResult", "Job", "JobResult", "TransformersBackend", "close_thinking",
-           "resolve_layer"]
+__all__ = ["Branch", "BranchResult", "Job", "JobResult", "TransformersBackend", "resolve_layer"]
 
 # End-of-turn markers of common chat templates: generation stops at any of them that the
 # tokenizer knows as a single token, in addition to the model's own eos ids.
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|end_of_text|>")
-
-
-#: The empty reasoning block of the ``<think>`` model families (Qwen3, DeepSeek-R1 and its distills,
-#: Phi-4-mini-reasoning); Qwen3's template emits exactly this for ``enable_thinking=False``.
-EMPTY_THINK = "<think>\n\n</think>\n\n"
-_ENDS_EMPTY_THINK = re.compile(r"<think>\s*</think>\s*$")
-_ENDS_OPEN_THINK = re.compile(r"<think>\s*$")
-
-
-def close_thinking(prompt: str) -> str:
-    """``prompt`` ending with an empty think block: kept if it has one, an opened ``<think>`` replaced, else appended."""
-    if _ENDS_EMPTY_THINK.search(prompt):
-        return prompt
-    m = _ENDS_OPEN_THINK.search(prompt)
-    return (prompt[: m.start()] if m else prompt) + EMPTY_THINK
 
 
 def _pick_dtype(dtype: str, device: str):
@@ -225,7 +209,7 @@ class TransformersBackend:
 
         ``thinking=False`` (a reasoning model's follow-up turns) asks the template for no reasoning
         (``enable_thinking=False``) and makes sure the prompt ends with an empty think block
-        (:func:`close_thinking`), so the reply's first token is the answer even where the template
+        (:func:`uqroute.parsing.think_prefill`), so the reply's first token is the answer even where the template
         ignores the flag.
         """
         if not thinking:
@@ -237,7 +221,7 @@ class TransformersBackend:
         else:  # no template (a base model): a plain transcript
             turns = [f"{m['role'].capitalize()}: {m['content']}" for m in conversation]
             text = "\n\n".join(turns) + "\n\nAssistant:"
-        return text if thinking else close_thinking(text)
+        return text if thinking else text + think_prefill(text)
 
     def encode(self, conversation: Conversation, *, thinking: bool = True, **template_kwargs) -> list[int]:
         """Prompt token ids of a conversation (chat template applied; no extra special tokens)."""

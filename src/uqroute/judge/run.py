@@ -170,7 +170,7 @@ def judge_backend(judge_cfg: dict, judge_spec: dict, judge_model_dir, inference_
     ``resources/cache/judge/<judge model>``; ``$UQROUTE_CACHE_DIR`` replaces ``resources/cache``).
     """
     from ..inference import load_backend
-    from ..inference.api import CachedBackend, default_cache_dir, model_fingerprint
+    from ..inference import CachedBackend, default_cache_dir, model_fingerprint
 
     name = judge_cfg.get("model") or "judge"
     cfg = inference_cfg or {}
@@ -246,6 +246,11 @@ def _shown_greedy(df: pl.DataFrame) -> list[str]:
         else:
             out.append(final_answer_text(row["response"]))
     return out
+
+
+def _recorded(df: pl.DataFrame, column: str) -> bool:
+    """Whether the generations file records ``column`` (older files lack it, or hold only nulls)."""
+    return column in df.columns and df[column].null_count() < df.height
 
 
 def _flags(df: pl.DataFrame, column: str | None) -> list[bool]:
@@ -411,7 +416,7 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
 
     has_v1 = [r is not None for r in df["verbal_1s_response"].to_list()]
     n_v1 = sum(has_v1) or None
-    v1_known = "verbal_1s_finish_reason" in df.columns
+    v1_known = _recorded(df, "verbal_1s_finish_reason")
     n_v1_trunc = sum(v1_truncated) if (n_v1 and v1_known) else None
     ok_v1 = [h and not t for h, t in zip(has_v1, v1_truncated)]
     n_v1_ans = sum(1 for ok, a in zip(ok_v1, df["verbal_1s_answer"].to_list()) if ok and a is None) if n_v1 else None
@@ -420,7 +425,7 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
     has_v2 = [r is not None for r in df["verbal_2s_response"].to_list()]
     n_v2 = sum(has_v2) or None
     v2_trunc = [h and t for h, t in zip(has_v2, _flags(df, "verbal_2s_finish_reason"))]
-    n_v2_trunc = sum(v2_trunc) if (n_v2 and "verbal_2s_finish_reason" in df.columns) else None
+    n_v2_trunc = sum(v2_trunc) if (n_v2 and _recorded(df, "verbal_2s_finish_reason")) else None
     n_v2_conf = (sum(1 for h, t, c in zip(has_v2, v2_trunc, df["verbal_2s_confidence"].to_list()) if h and not t and c is None)
                  if n_v2 else None)
 
@@ -429,7 +434,7 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
 
     where = f"{model}/{dataset}"
     checks = [
-        (n_trunc, n, f"greedy replies were cut off by the token budget (finish_reason 'length'); they count as "
+        (n_trunc, n, "greedy replies were cut off by the token budget (finish_reason 'length'); they count as "
                      "incorrect (label_source 'truncated'): raise inference.max_new_tokens"),
         (n_unparsable, n - n_trunc, "complete greedy replies gave no parsable answer (counted incorrect)"),
         (n_bad_samples, n_samples, "sampled replies gave no parsable answer"),
