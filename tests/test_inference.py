@@ -940,3 +940,19 @@ def test_greedy_columns_read_the_answer_after_the_trace():
     assert greedy_columns(plain, "letter", "MCQ", choices)["answer_start"] == 0
     api = Generation(text="B", tokens=[], token_logprobs=None)
     assert greedy_columns(api, "letter", "MCQ", choices)["answer_start"] is None
+
+
+def test_training_rows_get_the_greedy_answer_and_hidden_state_only(tiny_model_dir, tmp_path):
+    """The in-domain probe needs a training row's hidden state and correctness; nothing evaluates the rest."""
+    data = _data(tmp_path, n=4)
+    df = pl.read_parquet(data).with_columns(pl.Series("role", ["eval", "train", "eval", "train"]))
+    df.write_parquet(data)
+    out, hidden = _run(tiny_model_dir, tmp_path, data)
+    gen = pl.read_parquet(out)
+    check_frame(gen, "generations")
+    train, ev = gen.filter(pl.Series([False, True, False, True])), gen.filter(pl.Series([True, False, True, False]))
+    for col in ("samples", "sample_answers", "ptrue", "verbal_1s_response", "verbal_2s_response"):
+        assert train[col].null_count() == 2 and ev[col].null_count() == 0, col
+    assert gen["tokens"].null_count() == 0 and gen["token_logprobs"].null_count() == 0
+    ids, arr, _ = read_hidden_states(hidden)
+    assert ids == gen["id"].to_list() and np.isfinite(arr.astype(np.float32)).all()

@@ -93,9 +93,10 @@ GENERATIONS = Artifact(
     doc=(
         "Everything one model produced for one dataset (rules `infer` and `infer_llm`), one row per "
         "query of `results/data/{dataset}.parquet` in the same order (LLMs: the `eval` rows only, "
-        "since routing never uses their answers on training rows). SLM rows carry every "
-        "statistic the UQ methods need; LLM rows carry the greedy answer only (the other "
-        "columns are null). Hidden states are stored beside it in "
+        "since routing never uses their answers on training rows). SLM evaluation rows carry the "
+        "statistics the configured UQ methods need (`uqroute.inference.statistics`: a column of a "
+        "statistic no configured method needs is null); SLM training rows and LLM rows carry the "
+        "greedy answer only (the other columns are null). Hidden states are stored beside it in "
         "`results/generations/{model}/{dataset}.hidden.safetensors` (see below)."
     ),
     columns=(

@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["run_inference", "budgets", "INFERENCE_DEFAULTS", "TRUE_VARIANTS", "FALSE_VARIANTS"]
 
-_DATA_COLUMNS = ("id", "dataset", "domain", "task_type", "question", "context", "choices", "prompt")
+_DATA_COLUMNS = ("id", "dataset", "domain", "task_type", "role", "question", "context", "choices", "prompt")
 
 
 def _answer_format(dataset: str) -> str:
@@ -99,15 +99,19 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
     One pool for everything: per query the greedy answer and its samples decode from one prefill;
     the verbal-1s prompt shares that prefill's dataset prompt (same group); once the greedy answer
     is done, its follow-up turns start from its KV cache (prompt + answer) and join the pool.
+    Training rows (``role == "train"``) get the :data:`.statistics.ALWAYS` statistics only: the
+    in-domain probe needs their hidden state and correctness, nothing evaluates the rest.
     """
     from ..parsing import final_answer_text
     from .jobs import Branch, Job
 
     chosen = [STATISTICS[s] for s in (stats or list(STATISTICS))]
     ctx = ShardContext(backend, fmt, task_type, b, cfg, seed, spec)
-    turns = [st for st in chosen if st.has_follow_ups]
 
-    def follow_ups(r, spans):
+    def row_stats(r) -> list:
+        return chosen if r.get("role", "eval") != "train" else [st for st in chosen if st.name in ALWAYS]
+
+    def follow_ups(r, spans, turns):
         def make(res):  # the follow-up turns after the model's own (think-stripped) answer
             shown = final_answer_text(backend.decode(res.branches[0].token_ids), think_open=ctx.think_open)
             out = []
@@ -122,18 +126,20 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
     jobs, branch_spans, follow_spans = [], [], []
     for r in rows:
         branches, spans = [Branch(b["answer"])], {}
-        for st in chosen:
+        mine = row_stats(r)
+        turns = [st for st in mine if st.has_follow_ups]
+        for st in mine:
             new = st.branches(ctx, r)
             spans[st.name] = (len(branches), len(branches) + len(new))
             branches += new
         branch_spans.append(spans)
         follow_spans.append({})
         jobs.append(Job(backend.encode(answer_conversation(r["prompt"])), branches, want_hidden=True,
-                        group=r["id"], follow_up=follow_ups(r, follow_spans[-1]) if turns else None))
+                        group=r["id"], follow_up=follow_ups(r, follow_spans[-1], turns) if turns else None))
     extra = []  # (query, statistic, first job, number of jobs): separate prompts, after all answer prompts
     for st in chosen:
         for q, r in enumerate(rows):
-            new = st.jobs(ctx, r)
+            new = st.jobs(ctx, r) if st in row_stats(r) else []
             if new:
                 extra.append((q, st.name, len(jobs), len(new)))
                 jobs += new
@@ -148,7 +154,7 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
     for r, qr in zip(rows, results):
         rec = {c: None for c in ARTIFACTS["generations"].names}
         rec["id"] = r["id"]
-        for st in chosen:
+        for st in row_stats(r):
             rec.update(st.fill(ctx, r, qr))
         out.append(rec)
     return out
