@@ -345,7 +345,8 @@ def test_budgets():
            "verbal_max_new_tokens": 24}
     assert budgets(cfg, {}, "FF", "math") == {"answer": 96, "sample": 96, "verbal": 24}
     assert budgets(cfg, {}, "FF", "commonsense")["answer"] == 48
-    assert budgets({**cfg, "sample_max_new_tokens": 32}, {}, "MCQ", "commonsense") == {"answer": 12, "sample": 32, "verbal": 24}
+    assert budgets({**cfg, "sample_max_new_tokens": 32}, {}, "MCQ", "commonsense") == {"answer": 12, "sample": 12, "verbal": 24}
+    assert budgets({**cfg, "sample_max_new_tokens": 32}, {}, "FF", "math") == {"answer": 96, "sample": 32, "verbal": 24}
     assert budgets(cfg, {"max_new_tokens_scale": 2.5}, "TF", "commonsense") == {"answer": 20, "sample": 20, "verbal": 60}
 
 
