@@ -9,6 +9,6 @@ rule download:
     log:
         "logs/download/{dataset}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/download.py"

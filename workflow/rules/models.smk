@@ -9,6 +9,6 @@ rule fetch_model:
     log:
         "logs/fetch_model/{model}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/torch.yaml"
     script:
         "../scripts/fetch_model.py"
