@@ -2,6 +2,9 @@ import sys; sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa:
 from _log import logged
 
 from uqroute.data import build_dataset
+from uqroute.io import provenance
 
-with logged(snakemake):  # noqa: F821
-    build_dataset(snakemake.wildcards.dataset, snakemake.output[0], seed=snakemake.params.seed, **snakemake.params.data)  # noqa: F821
+sm = snakemake  # noqa: F821
+with logged(sm):
+    build_dataset(sm.wildcards.dataset, sm.output[0], seed=sm.params.seed, locked=sm.params.locked,
+                  provenance=provenance(dict(sm.params.items())), **sm.params.data)
