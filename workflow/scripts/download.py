@@ -6,5 +6,7 @@ from uqroute.io import provenance
 
 sm = snakemake  # noqa: F821
 with logged(sm):
+    # the config hash covers data + seed; `locked` only checks the source, so a run pinned to the lock
+    # of an identical run writes identical bytes
     build_dataset(sm.wildcards.dataset, sm.output[0], seed=sm.params.seed, locked=sm.params.locked,
-                  provenance=provenance(dict(sm.params.items())), **sm.params.data)
+                  provenance=provenance({"data": sm.params.data, "seed": sm.params.seed}), **sm.params.data)
