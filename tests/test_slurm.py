@@ -1,10 +1,16 @@
-"""The real pipeline through a real SLURM cluster gives the same artifacts as a local run.
+"""The real pipeline through a real SLURM cluster, run as README/docs/slurm.md say, gives the same artifacts as a local run.
 
 config/test-slurm.yaml (2 datasets from data/slices, SmolLM2-135M, a few rows) is run from the
-raw slices to the UQ scores (download → fetch_model → infer → judge → probe → uq) twice, in two
-temporary working directories: once with `--profile profiles/slurm` (every job an sbatch job on
-the single-node cluster of scripts/slurm-up.sh) and once locally with `--cores 2`. Every parquet
-artifact (and every safetensors file) must have the same contents.
+raw slices to the UQ scores and the revisions lock twice, in two temporary working directories:
+
+* through `--profile profiles/slurm` on the single-node cluster of scripts/slurm-up.sh, in the two
+  documented steps: the prefetch (`--until download download_model`, which runs on the submitting
+  node: no sbatch job), then the run, in which no job may download anything (`PIP_NO_INDEX=1`,
+  `HF_HUB_OFFLINE=1`): fetch_model → infer → judge → probe → uq are sbatch jobs;
+* locally with `--cores 2`.
+
+Every parquet artifact (and every safetensors file) must have the same contents; the `data`
+artifacts (provenance included: no timestamps) and the revisions lock the same bytes.
 
 Needs a running SLURM cluster: the test starts one with scripts/slurm-up.sh (idempotent; `make test`
 runs it first). If SLURM cannot be started the test is skipped with the reason, or fails when the
@@ -37,8 +43,8 @@ JOBNAME_PREFIX = f"uqroutetest{os.getpid()}"
 
 
 def targets(config: dict) -> list[str]:
-    """Everything from the raw slices to the UQ scores of each SLM on each dataset."""
-    return [f"results/uq/{slm}/{ds}.parquet" for slm in config["slms"] for ds in config["datasets"]]
+    """Everything from the raw slices to the UQ scores of each SLM on each dataset, and the revisions lock."""
+    return [f"results/uq/{slm}/{ds}.parquet" for slm in config["slms"] for ds in config["datasets"]] + ["results/revisions.lock.yaml"]
 
 
 def node_state() -> str:
@@ -104,11 +110,11 @@ def write_config(workdir: Path) -> tuple[Path, dict]:
     return path, config
 
 
-def run_snakemake(workdir: Path, extra: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+def run_snakemake(workdir: Path, extra: list[str], env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
     configfile, config = write_config(workdir)
     cmd = [str(SNAKEMAKE), *targets(config), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
            f"--configfile={configfile}", *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0", **(env_extra or {})}
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
     elapsed = time.perf_counter() - start
@@ -149,28 +155,43 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path):
     slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
     slurm_dir.mkdir()
     local_dir.mkdir()
+    profile = [
+        "--profile", str(ROOT / "profiles" / "slurm"),
+        # this cluster has no accounting database (sacct) and no accounts
+        "--slurm-status-command", "squeue", "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
+        "--slurm-jobname-prefix", JOBNAME_PREFIX,
+        "--jobs", "2", "--retries", "0", "--latency-wait", "10",
+        "--default-resources", "mem_mb=1000", "runtime=10",
+    ]
     try:
-        slurm, slurm_s = run_snakemake(slurm_dir, [
-            "--profile", str(ROOT / "profiles" / "slurm"),
-            # this cluster has no accounting database (sacct) and no accounts
-            "--slurm-status-command", "squeue", "--slurm-no-account",
-            "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-            "--slurm-jobname-prefix", JOBNAME_PREFIX,
-            "--jobs", "2", "--retries", "0", "--latency-wait", "10",
-            "--default-resources", "mem_mb=1000", "runtime=10",
-        ])
+        # 1. prefetch where the internet is (README, "Run on a SLURM cluster")
+        prefetch, prefetch_s = run_snakemake(slurm_dir, [*profile, "--until", "download", "download_model"])
+        log = prefetch.stdout + prefetch.stderr
+        assert "has been submitted with SLURM jobid" not in log, f"the prefetch submitted jobs:\n{log[-3000:]}"
+        for rule, n in (("download", 2), ("download_model", 2)):  # the LLM's too: the lock records it
+            assert log.count(f"localrule {rule}:") == n, f"prefetch: expected {n} local {rule} jobs:\n{log[-3000:]}"
+        assert (slurm_dir / "resources/downloads/smollm2-135m.json").is_file() and not (slurm_dir / "resources/models").exists()
+        # 2. the run: no job may reach an index or the hub
+        slurm, slurm_s = run_snakemake(slurm_dir, profile, {"PIP_NO_INDEX": "1"})
     finally:
         cancel_our_jobs()
     local, local_s = run_snakemake(local_dir, ["--cores", "2"])
-    print(f"\nSLURM run {slurm_s:.0f} s, local run {local_s:.0f} s")
+    print(f"\nSLURM prefetch {prefetch_s:.0f} s, SLURM run {slurm_s:.0f} s, local run {local_s:.0f} s")
 
     log = slurm.stdout + slurm.stderr
     submitted = log.count("has been submitted with SLURM jobid")
-    n_jobs = 11  # 2 download, 1 fetch_model, 2 infer, 2 judge, 2 probe, 2 uq
+    n_jobs = 9  # 1 fetch_model, 2 infer, 2 judge, 2 probe, 2 uq (downloads were prefetched; the lock is local)
     assert submitted == n_jobs, f"expected {n_jobs} sbatch submissions, saw {submitted}:\n{log[-3000:]}"
+    assert "localrule revisions_lock:" in log and "localrule download" not in log
 
     got, want = artifacts(slurm_dir), artifacts(local_dir)
     assert sorted(got) == sorted(want)
     assert any(name.startswith("results/uq/") for name in got)
     for name in sorted(want):
         assert_same_contents(got[name], want[name])
+        if name.startswith("results/data/"):
+            assert got[name].read_bytes() == want[name].read_bytes(), name
+    lock = (slurm_dir / "results/revisions.lock.yaml").read_bytes()
+    assert lock == (local_dir / "results/revisions.lock.yaml").read_bytes()
+    assert b"b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53" in lock

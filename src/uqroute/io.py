@@ -5,6 +5,12 @@ the same directory and moved into place with ``os.replace`` only when complete, 
 a killed job never leaves a partial artifact that Snakemake (or a user) could
 mistake for a finished one (:func:`write_parquet`, :func:`atomic_path`).
 
+Provenance: every parquet file :func:`write_parquet` writes carries, in its key-value metadata
+(key ``uqroute.provenance``, a JSON object), the package version and git commit that wrote it, a
+hash of the config values the rule ran with, and the identities of the models and datasets it
+derives from (:func:`provenance`, :func:`read_provenance`). It holds no timestamps, so a rerun with
+the same code, config and inputs writes the same bytes.
+
 Reading: :func:`read_artifact` reads a parquet artifact and checks it against its
 documented schema (``uqroute.schema``); :func:`align_ids` puts another artifact's rows
 in the order of a list of query ids. Both raise :class:`ArtifactInputError`, whose
@@ -14,6 +20,7 @@ message names the file (and the ids) at fault.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -57,12 +64,131 @@ def _umask() -> int:
     return mask
 
 
-def write_parquet(df: pl.DataFrame, path: str | os.PathLike, artifact: str | None = None) -> None:
-    """Check ``df`` against ``artifact``'s documented schema (if given), then write it atomically."""
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike, artifact: str | None = None, *,
+                  provenance: dict | None = None) -> None:
+    """Check ``df`` against ``artifact``'s documented schema (if given), then write it atomically.
+
+    The file's metadata holds the provenance record (:func:`read_provenance`): ``provenance`` as
+    built by :func:`provenance` (a plain dict is completed the same way); without it, the package
+    version and git commit only.
+    """
     if artifact is not None:
         check_frame(df, artifact, where=str(path))
+    record = _complete(provenance)
+    if artifact is not None:
+        record["artifact"] = artifact
     with atomic_path(path, suffix=".parquet") as tmp:
-        df.write_parquet(tmp, statistics=False)
+        df.write_parquet(tmp, statistics=False, metadata={PROVENANCE_KEY: json.dumps(record, sort_keys=True)})
+
+
+# ------------------------------------------------------------------ provenance
+
+#: parquet key-value metadata key of the provenance record
+PROVENANCE_KEY = "uqroute.provenance"
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict:
+    """``{"uqroute_version", "git_commit", "git_dirty"}`` of the library that runs.
+
+    ``git_commit`` is the commit of the checkout ``src/uqroute`` lives in (None outside a git
+    checkout, or without git); ``git_dirty`` is True when tracked files under ``src/``,
+    ``workflow/``, ``envs/`` or the ``Snakefile`` differ from it (None when unknown).
+    """
+    import subprocess
+
+    from . import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    commit = dirty = None
+    if (root / ".git").exists():
+        try:
+            head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+            if head.returncode == 0:
+                commit = head.stdout.strip()
+                status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                         "src", "workflow", "envs", "Snakefile"], capture_output=True, text=True, timeout=60)
+                dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return {"uqroute_version": __version__, "git_commit": commit, "git_dirty": dirty}
+
+
+def provenance(config=None, *, models: dict | None = None, datasets: dict | None = None, inputs=()) -> dict:
+    """The provenance record of an artifact, for :func:`write_parquet`.
+
+    * ``config``: the config values the artifact was made with (a rule's ``params``); stored as
+      ``config_sha256`` (:func:`fingerprint`), not verbatim.
+    * ``models``: ``{model name: weights identity}`` (``uqroute.models.weights_identity``: the
+      resolved hub commit, or the sha256 of a GGUF/PyPI/local model).
+    * ``datasets``: ``{dataset name: {source, hub, config, revision, commit | files}}`` (what
+      ``uqroute.data.build_dataset`` records: the resolved hub commit, or each source file's sha256).
+    * ``inputs``: files the artifact was made from. The ``models`` and ``datasets`` of every parquet
+      input are carried over, and a model directory written by ``fetch_model`` adds its identity,
+      so an artifact names every model and dataset it derives from, however many stages back.
+    """
+    record = {"models": {}, "datasets": {}}
+    for path in inputs:
+        p = Path(path)
+        if p.suffix == ".parquet" and p.is_file():
+            found = read_provenance(p)
+            _merge(record["models"], found.get("models") or {})
+            _merge(record["datasets"], found.get("datasets") or {})
+        elif p.is_dir():
+            from .models.sources import is_complete, read_marker
+
+            if is_complete(p):
+                marker = read_marker(p)
+                if marker.get("model") and marker.get("weights_identity"):
+                    _merge(record["models"], {marker["model"]: marker["weights_identity"]})
+    _merge(record["models"], models or {})
+    _merge(record["datasets"], datasets or {})
+    if config is not None:
+        record["config_sha256"] = fingerprint(config)
+    return record
+
+
+def _merge(into: dict, new: dict) -> None:
+    """Add ``new`` to ``into``; a name seen with two different values keeps both (a sorted list): the
+    inputs were made from different versions, which the record must not hide."""
+    for name, value in new.items():
+        if name not in into or into[name] == value:
+            into[name] = value
+            continue
+        old = into[name] if isinstance(into[name], list) else [into[name]]
+        values = old + [v for v in (value if isinstance(value, list) else [value]) if v not in old]
+        into[name] = sorted(values, key=lambda v: json.dumps(v, sort_keys=True))
+
+
+def _complete(record: dict | None) -> dict:
+    out = {"models": {}, "datasets": {}, **(record or {})}
+    out.update(code_version())
+    return out
+
+
+def read_provenance(path: str | os.PathLike) -> dict:
+    """The provenance record of a parquet artifact written by uqroute (``{}`` when it has none).
+
+    Keys: ``uqroute_version``, ``git_commit``, ``git_dirty`` (the code that wrote it), ``artifact``
+    (its name in ``uqroute.schema``), ``config_sha256`` (hash of the config values it was made
+    with), ``models`` (``{name: weights identity}``) and ``datasets`` (``{name: {source, …, commit
+    or files}}``) of everything it derives from. A missing or unreadable file raises
+    :class:`ArtifactInputError` naming it.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ArtifactInputError(f"provenance: file {path} does not exist")
+    try:
+        meta = pl.read_parquet_metadata(p)
+    except Exception as err:  # polars raises several types for files that are not parquet
+        raise ArtifactInputError(f"provenance: file {path} cannot be read as parquet ({type(err).__name__}: {err})") from None
+    text = meta.get(PROVENANCE_KEY)
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ArtifactInputError(f"provenance: file {path} has unreadable {PROVENANCE_KEY} metadata ({err})") from None
 
 
 def fingerprint(obj) -> str:

@@ -3,12 +3,20 @@ import json
 import os
 import re
 
+from uqroute import revisions
 from uqroute.data import get_spec
 from uqroute.models import weights_identity
 from uqroute.uq import probe_methods
 
 # The config is validated (schema defaults filled in) and checked by uqroute.settings.check_config
 # in the Snakefile before this file is read, so every key below exists and every name is known.
+
+# revisions_lock: pin every hub model and hub dataset to the commit an earlier run recorded
+# (uqroute.revisions; the download jobs check the rest against it).
+REVISIONS_LOCK = revisions.read_lock(config["revisions_lock"]) if config.get("revisions_lock") else None
+if REVISIONS_LOCK is not None:
+    revisions.apply_lock(config, REVISIONS_LOCK, where=f"revisions lock {config['revisions_lock']}")
+
 DATASETS = list(config["datasets"])
 SLMS = list(config["slms"])
 LLMS = list(config["llms"])
@@ -36,6 +44,22 @@ def is_api(model):
 def model_dir(model):
     """The fetched local model directory, or nothing for API models."""
     return [] if is_api(model) else [f"resources/models/{model}"]
+
+
+def local_models():
+    """Every model the run uses (SLMs, LLMs, the judge) that has local files (not an API model)."""
+    judge = cfg("judge").get("model")
+    return [m for m in dict.fromkeys(SLMS + LLMS + ([judge] if judge else [])) if not is_api(m)]
+
+
+def locked_model(model):
+    """The model's entry in the revisions lock (config key revisions_lock), or None."""
+    return (REVISIONS_LOCK or {}).get("models", {}).get(model)
+
+
+def locked_dataset(dataset):
+    """The dataset's entry in the revisions lock (config key revisions_lock), or None."""
+    return (REVISIONS_LOCK or {}).get("datasets", {}).get(dataset)
 
 
 def cfg(section):
@@ -81,6 +105,7 @@ def all_targets():
     targets += expand("results/correctness/{model}/{dataset}.parquet", model=SLMS + LLMS, dataset=DATASETS)
     targets += expand("results/uq/{slm}/{dataset}.parquet", slm=SLMS, dataset=DATASETS)
     targets += routing_targets()
+    targets.append("results/revisions.lock.yaml")
     return targets
 
 

@@ -21,7 +21,7 @@ rule infer:
     log:
         "logs/infer/{slm}/{dataset}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/torch.yaml"
     script:
         "../scripts/infer.py"
 
@@ -47,7 +47,7 @@ rule infer_llm:
     log:
         "logs/infer/{llm}/{dataset}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/torch.yaml"
     script:
         "../scripts/infer.py"
 

@@ -20,6 +20,6 @@ rule judge:
     log:
         "logs/judge/{model}/{dataset}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/torch.yaml"
     script:
         "../scripts/judge.py"

@@ -1,4 +1,29 @@
+# Models: the network part (`download_model`, on the submitting node: internet and hub token are
+# there) apart from the conversion (`fetch_model`, a cluster job: a GGUF is dequantized in RAM).
+# Hub models go to the Hugging Face cache (HF_HOME) and fetch_model only links them.
+
+
+localrules:
+    download_model,
+
+
+rule download_model:
+    output:
+        "resources/downloads/{model}.json",
+    params:
+        spec=lambda w: fetch_spec(w.model),
+        locked=lambda w: locked_model(w.model),
+    log:
+        "logs/download_model/{model}.log",
+    conda:
+        "../../envs/eval.yaml"
+    script:
+        "../scripts/download_model.py"
+
+
 rule fetch_model:
+    input:
+        record="resources/downloads/{model}.json",
     output:
         directory("resources/models/{model}"),
     params:
@@ -9,6 +34,6 @@ rule fetch_model:
     log:
         "logs/fetch_model/{model}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/torch.yaml"
     script:
         "../scripts/fetch_model.py"

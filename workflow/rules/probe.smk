@@ -19,6 +19,6 @@ rule probe:
     log:
         "logs/probe/{slm}/{dataset}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/torch.yaml"
     script:
         "../scripts/probe.py"

@@ -25,7 +25,7 @@ rule routing:
     log:
         "logs/routing/{slm}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/routing.py"
 
@@ -64,7 +64,7 @@ rule routing_tables:
     log:
         "logs/routing/tables.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/routing_tables.py"
 
@@ -82,7 +82,7 @@ rule figure_auc_heatmap:
     log:
         "logs/routing/figures/auc_heatmap/{dataset}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/figure.py"
 
@@ -101,7 +101,7 @@ rule figure_routing_curves:
     log:
         "logs/routing/figures/routing_curves/{slm}/{llm}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/figure.py"
 
@@ -120,7 +120,7 @@ rule figure_relative_accuracy:
     log:
         "logs/routing/figures/relative_accuracy/{slm}/{llm}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/figure.py"
 
@@ -141,7 +141,7 @@ rule figure_confidence:
     log:
         "logs/routing/figures/confidence/{slm}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/figure.py"
 
@@ -163,7 +163,7 @@ rule figure_proxy_curves:
     log:
         "logs/routing/figures/proxy_curves/{slm}/{llm}/{setting}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/figure.py"
 
@@ -182,6 +182,6 @@ rule figure_rms_vs_k:
     log:
         "logs/routing/figures/rms_vs_k/{slm}/{llm}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/figure.py"

@@ -13,6 +13,6 @@ rule uq:
     log:
         "logs/uq/{slm}/{dataset}.log",
     conda:
-        "../../envs/uqroute.yaml"
+        "../../envs/eval.yaml"
     script:
         "../scripts/uq.py"

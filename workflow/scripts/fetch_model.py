@@ -3,5 +3,6 @@ from _log import logged
 
 from uqroute.models import fetch_model
 
-with logged(snakemake):  # noqa: F821
-    fetch_model(snakemake.wildcards.model, snakemake.params.spec, snakemake.output[0])  # noqa: F821
+sm = snakemake  # noqa: F821
+with logged(sm):
+    fetch_model(sm.wildcards.model, sm.params.spec, sm.output[0], record=sm.input.record)

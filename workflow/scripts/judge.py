@@ -1,6 +1,7 @@
 import sys; sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa: E702
 from _log import logged
 
+from uqroute.io import provenance
 from uqroute.judge import run_judge
 
 sm = snakemake  # noqa: F821
@@ -17,4 +18,5 @@ with logged(sm):
         judge_spec=sm.params.judge_spec,
         judge_model_dir=sm.input.judge_model[0] if sm.input.judge_model else None,
         inference_cfg=sm.params.inference,
+        provenance=provenance(dict(sm.params.items()), inputs=list(sm.input)),
     )

@@ -1,6 +1,7 @@
 import sys; sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa: E702
 from _log import logged
 
+from uqroute.io import provenance
 from uqroute.probes import run_probes
 
 sm = snakemake  # noqa: F821
@@ -16,4 +17,5 @@ with logged(sm):
         ood_weights_path=sm.output.ood,
         cfg=sm.params.probe,
         seed=sm.params.seed,
+        provenance=provenance(dict(sm.params.items()), inputs=list(sm.input.data) + list(sm.input.correctness)),
     )

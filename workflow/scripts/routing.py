@@ -1,6 +1,7 @@
 import sys; sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa: E702
 from _log import logged
 
+from uqroute.io import provenance
 from uqroute.routing import run_routing
 
 sm = snakemake  # noqa: F821
@@ -15,4 +16,5 @@ with logged(sm):
         outputs=dict(sm.output.items()),
         params=sm.params.routing,
         seed=sm.params.seed,
+        provenance=provenance(dict(sm.params.items()), inputs=list(sm.input)),
     )

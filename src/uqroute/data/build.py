@@ -33,11 +33,11 @@ from ..settings import defaults
 from .adapters import to_rows
 from .errors import DatasetError, EmptySplitError, SplitNotFoundError
 from .registry import DatasetSpec, get_spec
-from .sources import SOURCES, read_split
+from .sources import SOURCES, read_split, resolve_hub_commit
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_rows", "build_dataset", "select_indices", "data_settings"]
+__all__ = ["load_rows", "build_dataset", "select_indices", "data_settings", "dataset_revision"]
 
 
 def select_indices(n: int, limit: int | None, *, seed: int, dataset: str, role: str) -> np.ndarray:
@@ -77,15 +77,48 @@ def data_settings(name: str, data: dict) -> dict:
     return {**known, **data}
 
 
+def dataset_revision(name: str, data: dict) -> str | None:
+    """The hub revision dataset ``name`` is read at: ``data.revisions[name]`` when the config sets
+    it, else the registry's ``revision`` (``None`` = the hub's default branch)."""
+    return (data.get("revisions") or {}).get(name) or get_spec(name).revision
+
+
 def load_rows(name: str, *, seed: int | None = None, **data) -> pl.DataFrame:
     """The unified rows of dataset ``name`` (eval rows, then train rows) as a polars frame.
 
     Keyword arguments are the config's ``data:`` section (``source``, ``mirror_dir``,
-    ``slices_dir``, ``eval_limit``, ``train_limit``; see ``config/schema.yaml``); a key left out
-    takes the schema's default, as does ``seed``. A missing evaluation split is an error; a
-    missing training split logs a warning and gives no training rows (the probe stage then
-    cross-fits).
+    ``slices_dir``, ``eval_limit``, ``train_limit``, ``revisions``; see ``config/schema.yaml``); a
+    key left out takes the schema's default, as does ``seed``. A missing evaluation split is an
+    error; a missing training split logs a warning and gives no training rows (the probe stage
+    then cross-fits).
     """
+    return _load(name, seed, data)[0]
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _source_record(spec: DatasetSpec, data: dict, splits: list[str], commit: str | None) -> dict:
+    """What the rows were read from: the hub id, config, requested revision and resolved commit, or
+    the sha256 of each mirror/slices file read (keyed by its path relative to the root)."""
+    source = data["source"]
+    if source == "hub":
+        return {"source": "hub", "hub": spec.hub_id, "config": spec.hub_config,
+                "revision": dataset_revision(spec.name, data), "commit": commit}
+    root = Path(data["slices_dir"] if source == "slices" else data["mirror_dir"])
+    files = {spec.split_file(s): _file_sha256(root / spec.split_file(s)) for s in splits if (root / spec.split_file(s)).is_file()}
+    return {"source": source, "hub": spec.hub_id, "config": spec.hub_config, "files": files}
+
+
+def _load(name: str, seed: int | None, data: dict) -> tuple[pl.DataFrame, dict]:
+    """The rows of :func:`load_rows` and the record of where they came from (:func:`_source_record`)."""
     spec = get_spec(name)
     data = data_settings(name, data)
     seed = defaults("seed") if seed is None else seed
@@ -95,6 +128,11 @@ def load_rows(name: str, *, seed: int | None = None, **data) -> pl.DataFrame:
     _check_limit(name, "eval_limit", eval_limit, 1)
     _check_limit(name, "train_limit", train_limit, 0)
     source_kw = {"source": source, "mirror_dir": data["mirror_dir"], "slices_dir": data["slices_dir"]}
+    commit = None
+    if source == "hub":  # every split from the one commit the revision points at now
+        commit = resolve_hub_commit(spec, dataset_revision(name, data))
+        source_kw["revision"] = commit or dataset_revision(name, data)
+    splits = [spec.eval_split]
 
     eval_rows = _unified(spec, spec.eval_split, "eval", source_kw)
     keep = select_indices(len(eval_rows), eval_limit, seed=seed, dataset=name, role="eval")
@@ -110,21 +148,50 @@ def load_rows(name: str, *, seed: int | None = None, **data) -> pl.DataFrame:
                 log.warning("%s; writing no training rows (the probe stage cross-fits)", e)
                 train_rows = []
             if train_rows:
+                splits.append(spec.train_split)
                 keep = select_indices(len(train_rows), train_limit, seed=seed, dataset=name, role="train")
                 rows += [train_rows[i] for i in keep]
 
-    return pl.DataFrame(rows, schema=ARTIFACTS["data"].polars_schema())
+    return pl.DataFrame(rows, schema=ARTIFACTS["data"].polars_schema()), _source_record(spec, data, splits, commit)
 
 
-def build_dataset(name: str, out: str | Path, *, seed: int | None = None, **data) -> pl.DataFrame:
+def check_locked(name: str, record: dict, locked: dict | None) -> None:
+    """Raise :class:`DatasetError` when the rows' source differs from ``locked`` (a revisions lock
+    entry, ``uqroute.revisions``): another hub commit, or a mirror/slices file with another sha256."""
+    if not locked:
+        return
+    where = "the revisions lock (config key revisions_lock)"
+    if locked.get("source") != record["source"]:
+        raise DatasetError(f"dataset {name!r}: {where} records data.source {locked.get('source')!r}, the config has {record['source']!r}")
+    if record["source"] == "hub":
+        if locked.get("commit") and record.get("commit") != locked["commit"]:
+            raise DatasetError(f"dataset {name!r}: read hub commit {record.get('commit')!r} of {record['hub']}, "
+                               f"{where} pins {locked['commit']!r}")
+        return
+    for rel, sha in (locked.get("files") or {}).items():
+        got = record["files"].get(rel)
+        if got != sha:
+            raise DatasetError(f"dataset {name!r}: {record['source']} file {rel} has sha256 {got or '(missing)'}, "
+                               f"{where} pins {sha}")
+
+
+def build_dataset(name: str, out: str | Path, *, seed: int | None = None, provenance: dict | None = None,
+                  locked: dict | None = None, **data) -> pl.DataFrame:
     """Write ``results/data/{name}.parquet`` (the ``data`` artifact) atomically; return the frame.
 
     Called by rule ``download`` with the config's ``data:`` section as keyword arguments (a key
-    left out takes the schema's default). Nothing is written when any step fails.
+    left out takes the schema's default). The file's provenance (``uqroute.io.read_provenance``)
+    names the rows' source under ``datasets[name]``: the hub commit the revision resolved to, or
+    the sha256 of each mirror/slices file read; ``provenance`` (``uqroute.io.provenance``) adds the
+    config hash. ``locked`` (an entry of a revisions lock) makes a different source an error.
+    Nothing is written when any step fails.
     """
-    df = load_rows(name, seed=seed, **data)
+    df, record = _load(name, seed, data)
+    check_locked(name, record, locked)
     n_eval = int((df["role"] == "eval").sum())
     log.info("dataset %r: %d eval rows, %d train rows from %s", name, n_eval, df.height - n_eval,
              data_settings(name, data)["source"])
-    write_parquet(df, out, "data")
+    prov = dict(provenance or {})
+    prov["datasets"] = {**(prov.get("datasets") or {}), name: record}
+    write_parquet(df, out, "data", provenance=prov)
     return df

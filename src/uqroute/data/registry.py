@@ -6,7 +6,9 @@ in-domain probe, plus the task type, domain and gold-answer format the rest of t
 pipeline relies on.
 
 Revisions: the hub's commit shas cannot be looked up offline, so ``revision`` is
-``None`` (= the hub's latest) for every dataset; set a sha here to pin one.
+``None`` (= the hub's latest) for every dataset; set a sha here to pin one, or per run with the
+config key ``data.revisions``. Rule ``download`` resolves the revision to a commit, records it in
+the ``data`` artifact's provenance and in ``results/revisions.lock.yaml`` (``uqroute.revisions``).
 
 Hub loading scripts: ``datasets`` ≥ 4 no longer runs dataset loading scripts.
 Hub datasets that still rely on one (``ybisk/piqa`` did when this was written)

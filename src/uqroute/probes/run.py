@@ -85,6 +85,7 @@ def run_probes(
     ood_weights_path,
     cfg: dict | None,
     seed: int,
+    provenance: dict | None = None,
 ) -> pl.DataFrame:
     """Rule ``probe``: write the ``probes`` artifact for ``target`` and both probes' weights.
 
@@ -138,6 +139,6 @@ def run_probes(
         },
         schema={"id": pl.Utf8, "trained_probe": pl.Float64, "trained_probe_scheme": pl.Utf8, "ood_probe": pl.Float64},
     )
-    write_parquet(table, out_path, "probes")
+    write_parquet(table, out_path, "probes", provenance=provenance)
     log.info("probes[%s]: scheme %s, %d eval rows, OOD trained on %s", target, scheme, table.height, others_names)
     return table

@@ -32,7 +32,7 @@ ASSEMBLY_KEYS = tuple(TABLE_FILES)
 
 
 def run_routing(*, uq_paths, correctness_paths, data_paths, slms, llms, datasets, outputs: Mapping[str, str],
-                params: Mapping | None = None, seed: int = 0) -> dict[str, pl.DataFrame]:
+                params: Mapping | None = None, seed: int = 0, provenance: dict | None = None) -> dict[str, pl.DataFrame]:
     """Rule `routing`: evaluate ``slms`` (the rule passes one) and write each table of
     :data:`OUTPUT_KEYS` to ``outputs[key]``. Nothing is written unless every table was computed."""
     missing = [k for k in OUTPUT_KEYS if k not in outputs]
@@ -43,7 +43,7 @@ def run_routing(*, uq_paths, correctness_paths, data_paths, slms, llms, datasets
     for key, name in TABLES.items():  # check everything before writing anything
         check_frame(tables[key], name, where=str(outputs[key]))
     for key, name in TABLES.items():
-        io.write_parquet(tables[key], outputs[key], name)
+        io.write_parquet(tables[key], outputs[key], name, provenance=provenance)
     return tables
 
 

@@ -59,7 +59,7 @@ def score_frame(frame: pl.DataFrame, methods: Sequence[str]) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
-def run_uq(data_path, generations_path, probes_path, out_path, methods: Sequence[str]) -> pl.DataFrame:
+def run_uq(data_path, generations_path, probes_path, out_path, methods: Sequence[str], *, provenance: dict | None = None) -> pl.DataFrame:
     """Rule ``uq``: write ``results/uq/{slm}/{dataset}.parquet`` (artifact ``uq``).
 
     Joins the evaluation rows of ``data_path`` with ``generations_path`` (and
@@ -74,6 +74,6 @@ def run_uq(data_path, generations_path, probes_path, out_path, methods: Sequence
         raise UQInputError(f"uq: methods {needs_probes} need a probes file")
     frame = join_inputs(data_path, generations_path, probes_path if needs_probes else None)
     table = score_frame(frame, methods)
-    write_parquet(table, out_path, "uq")
+    write_parquet(table, out_path, "uq", provenance=provenance)
     log.info("uq: wrote %d queries × %d methods to %s", table.height, len(methods), out_path)
     return table
