@@ -44,3 +44,13 @@ def test_catalog_metadata_parses_as_the_catalog_reads_it():
     assert set(usage["software-stack-deployment"]) == {"conda", "apptainer", "apptainer+conda"}
     assert usage["software-stack-deployment"]["conda"] is True and usage["report"] is True
     assert isinstance(usage["mandatory-flags"]["flags"], (str, list))
+
+
+def test_key_docs_hold_no_dead_entries():
+    """A KEY_DOCS entry for a key that has a schema description would never be shown (one place per text)."""
+    root = settings.schema()
+    keys = dict(k for name, sub in root["properties"].items() for k in _keys(name, sub, root))
+    keys.update(dict(list(_keys("models.<name>", root["definitions"]["model"], root))[1:]))
+    unknown = [k for k in settings.KEY_DOCS if k not in keys]
+    shadowed = [k for k in settings.KEY_DOCS if k in keys and keys[k].get("description")]
+    assert not unknown and not shadowed, f"KEY_DOCS entries for unknown keys {unknown}, or shadowed by the schema {shadowed}"

@@ -404,7 +404,6 @@ KEY_DOCS = {
     "inference.max_new_tokens.math": "Math datasets (room to reason before the final answer).",
     "inference.num_samples": "Sampled answers per query for the consistency methods (paper: 5).",
     "inference.sample_temperature": "Temperature of the sampled answers (paper: 1.0).",
-    "inference.sample_max_new_tokens": "Token budget of each sampled answer; null = that of the greedy answer.",
     "inference.verbal_max_new_tokens": "Token budget of the verbalized-confidence replies.",
     "inference.hidden_layer": "Layer whose hidden state (last prompt token) feeds the probes; negative counts from the end (paper: the eighth-to-last, -8).",
     "inference.shard_size": "Queries per resumable shard: a job killed mid-way resumes from its finished shards.",
