@@ -957,3 +957,13 @@ def test_training_rows_get_the_greedy_answer_and_hidden_state_only(tiny_model_di
     assert gen["tokens"].null_count() == 0 and gen["token_logprobs"].null_count() == 0
     ids, arr, _ = read_hidden_states(hidden)
     assert ids == gen["id"].to_list() and np.isfinite(arr.astype(np.float32)).all()
+
+
+def test_generations_name_the_model_weights_in_their_provenance(tiny_model_dir, tmp_path):
+    from uqroute.io import read_provenance
+    from uqroute.models import weights_identity
+
+    out, _ = _run(tiny_model_dir, tmp_path, _data(tmp_path, n=2))
+    record = read_provenance(out)
+    assert record["artifact"] == "generations" and record["uqroute_version"]
+    assert record["models"] == {"tiny": weights_identity({"local_dir": str(tiny_model_dir)}, str(tiny_model_dir))}

@@ -2,6 +2,7 @@ import sys; sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa:
 from _log import logged
 
 from uqroute.inference import run_inference
+from uqroute.io import provenance
 
 sm = snakemake  # noqa: F821
 model = sm.wildcards.get("slm") or sm.wildcards.get("llm")
@@ -17,4 +18,5 @@ with logged(sm):
         cfg=sm.params.inference,
         seed=sm.params.seed,
         statistics=sm.params.get("statistics"),
+        provenance=provenance(dict(sm.params.items()), inputs=[sm.input.data, *sm.input.model]),
     )

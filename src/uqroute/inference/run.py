@@ -181,13 +181,15 @@ def _frame(records: list[dict], with_hidden: bool) -> pl.DataFrame:
 
 # ------------------------------------------------------------------ entry point
 def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role, cfg, seed, methods=None,
-                  statistics=None) -> None:
+                  statistics=None, provenance: dict | None = None) -> None:
     """Write the ``generations`` artifact (and, for SLMs, the hidden-states file) for one model × dataset.
 
     Args mirror ``workflow/scripts/infer.py``: ``spec`` is the model's config entry, ``model_dir``
     the fetched directory (None for API models), ``role`` ``"slm"`` or ``"llm"``, ``cfg`` the
     ``inference`` config section, ``seed`` the run seed. An SLM computes the ``statistics``
     named (:mod:`.statistics`), or those the UQ ``methods`` need, or (neither given) all of them.
+    ``provenance`` (:func:`uqroute.io.provenance`) goes into the artifact's metadata; the model's
+    weights identity is always added to it.
     """
     if role not in ("slm", "llm"):
         raise ValueError(f"model {model!r}: role must be 'slm' or 'llm', got {role!r}")
@@ -267,7 +269,12 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
                          model, dataset, col, df[col].null_count(), df.height)
         write_hidden_states(hidden_path, df["id"].to_list(), hidden, layer=layer, model=model, dataset=dataset)
         df = df.drop("_hidden")
-    write_parquet(df, out_path, "generations")
+    from ..io import provenance as make_provenance
+    from ..models import source_identity
+
+    record = dict(provenance) if provenance is not None else make_provenance(inputs=[data_path])
+    record["models"] = {**record.get("models", {}), model: weights or source_identity(spec, name=model)}
+    write_parquet(df, out_path, "generations", provenance=record)
     store.clear()
 
 
