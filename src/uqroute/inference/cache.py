@@ -202,7 +202,9 @@ class CachedBackend:
     Each conversation is one cache entry keyed by ``identity`` (what determines the
     model's output: e.g. ``{"model_sha256": model_fingerprint(dir), "dtype": "float32"}``),
     the messages and every generation parameter. The uncached conversations of a
-    call go to the wrapped backend in **one** ``generate`` call, so its batching is kept.
+    call go to the wrapped backend in ``generate`` calls of ``chunk_size`` conversations
+    (large enough to keep its batching), each chunk cached as soon as it is done, so a
+    killed run keeps every finished chunk and its rerun generates only the rest.
 
     ``backend`` may be a ChatBackend or a zero-argument callable returning one; a
     callable is only called on the first cache miss, so a fully cached rerun never
@@ -225,7 +227,10 @@ class CachedBackend:
     """
 
     def __init__(self, backend, cache_dir: str | os.PathLike, identity: dict, *, name: str | None = None,
-                 progress: bool = True):
+                 progress: bool = True, chunk_size: int = 128):
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}")
+        self.chunk_size = int(chunk_size)
         self._backend = backend
         self.name = name or getattr(backend, "name", None) or "backend"
         self.identity = dict(identity)
@@ -289,17 +294,20 @@ class CachedBackend:
         with progress_bar(hits + len(todo), hits, f"{self.name}: cached + generated", self.progress) as bar:
             if todo:
                 log.info("%s: generating for %d conversations (%d cached)", self.name, len(todo), hits)
+            items = list(todo.items())
+            for start in range(0, len(items), self.chunk_size):
+                chunk = items[start:start + self.chunk_size]
                 fresh = self.backend.generate(
-                    list(todo.values()), max_new_tokens=max_new_tokens, temperature=temperature,
+                    [m for _, m in chunk], max_new_tokens=max_new_tokens, temperature=temperature,
                     n=n, seed=seed, top_logprobs=top_logprobs,
                 )
-                if not isinstance(fresh, list) or len(fresh) != len(todo):
+                if not isinstance(fresh, list) or len(fresh) != len(chunk):
                     raise RuntimeError(
                         f"{self.name}: backend returned {len(fresh) if isinstance(fresh, list) else fresh!r} results "
-                        f"for {len(todo)} conversations; nothing was cached"
+                        f"for {len(chunk)} conversations; they were not cached"
                     )
                 bad = []
-                for j, ((key, m), gens) in enumerate(zip(todo.items(), fresh)):
+                for (key, m), gens in zip(chunk, fresh):
                     try:
                         gens = check_generations(gens, n)
                     except ValueError as err:
