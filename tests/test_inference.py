@@ -521,6 +521,21 @@ def test_run_inference_bad_inputs(tiny_model_dir, tmp_path):
     assert not (tmp_path / "out.parquet").exists()
 
 
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+def test_a_corrupted_data_input_names_the_file_and_writes_nothing(tiny_model_dir, tmp_path, damage):
+    from uqroute.io import ArtifactInputError
+
+    data = _data(tmp_path, n=2)
+    if damage == "missing":
+        data.unlink()
+    else:
+        blob = data.read_bytes()
+        data.write_bytes(blob[: len(blob) // 2] if damage == "truncate" else b"<html>502 Bad Gateway</html>")
+    with pytest.raises(ArtifactInputError, match=rf"infer tiny: data file {data}"):
+        _run(tiny_model_dir, tmp_path, data)
+    assert not (tmp_path / "out.parquet").exists() and not (tmp_path / "out.parquet.shards").exists()
+
+
 def test_load_backend(tiny_model_dir):
     be = load_backend({"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), {"batch_size": 2, "dtype": "float32"})
     assert isinstance(be, TransformersBackend) and be.batch_size == 2 and be.dtype == torch.float32

@@ -441,13 +441,13 @@ holds `ids` (a JSON list), `layer` (the absolute layer index into
 
 
 def _same_dtype(actual: pl.DataType, expected) -> bool:
+    if actual == pl.Null:  # a column that is entirely null reads back as Null
+        return True
     if expected == pl.Utf8:
         return actual in (pl.Utf8, pl.String)
     if isinstance(expected, pl.List) and isinstance(actual, pl.List):
         # a list column that is entirely null reads back as List(Null)
         return actual.inner == pl.Null or _same_dtype(actual.inner, expected.inner)
-    if actual == pl.Null:
-        return True
     return actual == expected
 
 

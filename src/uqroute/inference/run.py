@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..io import write_hidden_states, write_parquet
+from ..io import read_artifact, write_hidden_states, write_parquet
 from ..parsing import TRUNCATED
 from ..schema import ARTIFACTS
 from .backends import load_backend
@@ -78,9 +78,6 @@ def _choices(row) -> list[dict]:
 
 
 def _check_data(df: pl.DataFrame, data_path) -> None:
-    missing = [c for c in _DATA_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{data_path}: data table lacks column(s) {missing}")
     if df.height == 0:
         raise ValueError(f"{data_path}: data table has no rows")
     datasets = df["dataset"].unique().to_list()
@@ -210,7 +207,7 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
         stats = [s for s in STATISTICS if s in set(statistics) | set(ALWAYS)]
     else:
         stats = statistics_for(methods)
-    data = pl.read_parquet(data_path)
+    data = read_artifact(data_path, "data", columns=list(_DATA_COLUMNS), stage=f"infer {model}")
     _check_data(data, data_path)
     dataset, task_type, domain = data["dataset"][0], data["task_type"][0], data["domain"][0]
     fmt = _answer_format(dataset)
