@@ -96,3 +96,27 @@ def test_hidden_states_roundtrip_and_bytes_are_deterministic(tmp_path):
     with pytest.raises(ValueError, match="does not match 2 ids"):
         write_hidden_states(tmp_path / "bad.safetensors", ["a", "b"], states, layer=1, model="m", dataset="d")
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_path_of_renames_wildcards_and_knows_every_file():
+    from uqroute.schema import ARTIFACTS, FILES, path_of
+
+    assert path_of("generations", model="slm") == "results/generations/{slm}/{dataset}.parquet"
+    assert path_of("hidden_states", model="llm") == "results/generations/{llm}/{dataset}.hidden.safetensors"
+    assert path_of("uq") == ARTIFACTS["uq"].path and path_of("revisions_lock") == FILES["revisions_lock"]
+    with pytest.raises(KeyError, match="no wildcard"):
+        path_of("data", model="slm")
+    with pytest.raises(KeyError):
+        path_of("nope")
+
+
+def test_rules_restate_no_artifact_path():
+    """Rules take their paths from the registries (uqroute.schema.path_of, FIGURES, TABLE_FILES)."""
+    import re
+    from pathlib import Path
+
+    rules = Path(__file__).resolve().parents[1] / "workflow" / "rules"
+    literal = re.compile(r"[\"'](?:results|resources)/")
+    found = [f"{p.name}:{i}" for p in sorted(rules.glob("*.smk")) for i, line in enumerate(p.read_text().splitlines(), 1)
+             if literal.search(line)]
+    assert not found, f"rules restate artifact paths: {found}"

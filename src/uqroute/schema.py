@@ -24,6 +24,8 @@ __all__ = [
     "empty_frame",
     "ArtifactSchemaError",
     "render_markdown",
+    "FILES",
+    "path_of",
 ]
 
 
@@ -425,6 +427,29 @@ ARTIFACTS: dict[str, Artifact] = {
     for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, QUALITY, PROBES, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES,
               ROUTING_SUMMARY, HOLDOUT, ROUTING_WARNINGS)
 }
+
+#: The other files the rules write or read, by name (path patterns with the rules' wildcards):
+#: the artifact paths are ``ARTIFACTS[name].path``; these are documented in prose (below, docs/slurm.md).
+FILES: dict[str, str] = {
+    "hidden_states": "results/generations/{model}/{dataset}.hidden.safetensors",
+    "trained_probe_weights": "results/probes/{slm}/{dataset}.trained_probe.safetensors",
+    "ood_probe_weights": "results/probes/{slm}/{dataset}.ood_probe.safetensors",
+    "revisions_lock": "results/revisions.lock.yaml",
+    "model_download": "resources/downloads/{model}.json",
+    "model_dir": "resources/models/{model}",
+}
+
+
+def path_of(name: str, **rename: str) -> str:
+    """The path pattern of an artifact (:data:`ARTIFACTS`) or file (:data:`FILES`), with wildcards renamed:
+    ``path_of("generations", model="slm")`` → ``results/generations/{slm}/{dataset}.parquet``."""
+    pattern = ARTIFACTS[name].path if name in ARTIFACTS else FILES[name]
+    for old, new in rename.items():
+        if "{" + old + "}" not in pattern:
+            raise KeyError(f"path of {name!r} has no wildcard {{{old}}}: {pattern}")
+        pattern = pattern.replace("{" + old + "}", "{" + new + "}")
+    return pattern
+
 
 HIDDEN_STATES_DOC = """\
 ### hidden states — `results/generations/{model}/{dataset}.hidden.safetensors`

@@ -203,7 +203,9 @@ def load_yaml(path: str | os.PathLike) -> Any:
 
 def _layers_known(name: str, spec: Mapping, workdir: Path) -> tuple[int, str] | None:
     """(num_hidden_layers, where it was read) for a model whose config.json is on disk, else None."""
-    candidates = [workdir / "resources" / "models" / name / "config.json"]
+    from .schema import path_of
+
+    candidates = [workdir / path_of("model_dir").format(model=name) / "config.json"]
     if spec.get("local_dir"):
         candidates.insert(0, Path(os.path.expanduser(str(spec["local_dir"]))) / "config.json")
     for path in candidates:

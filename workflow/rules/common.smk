@@ -6,6 +6,7 @@ import re
 from uqroute import revisions
 from uqroute.data import get_spec
 from uqroute.models import weights_identity
+from uqroute.schema import path_of
 from uqroute.uq import probe_methods
 
 # The config is validated (schema defaults filled in) and checked by uqroute.settings.check_config
@@ -43,7 +44,7 @@ def is_api(model):
 
 def model_dir(model):
     """The fetched local model directory, or nothing for API models."""
-    return [] if is_api(model) else [f"resources/models/{model}"]
+    return [] if is_api(model) else [path_of("model_dir").format(model=model)]
 
 
 def local_models():
@@ -95,17 +96,17 @@ def download_sources(wildcards):
 def uq_probes(wildcards):
     """The probe scores of rule `uq`, only when uq.methods selects a probe method (no probe is trained otherwise)."""
     if probe_methods(cfg("uq")["methods"]):
-        return f"results/probes/{wildcards.slm}/{wildcards.dataset}.parquet"
+        return path_of("probes").format(slm=wildcards.slm, dataset=wildcards.dataset)
     return []
 
 
 def all_targets():
-    targets = expand("results/data/{dataset}.parquet", dataset=DATASETS)
-    targets += expand("results/generations/{model}/{dataset}.parquet", model=SLMS + LLMS, dataset=DATASETS)
-    targets += expand("results/correctness/{model}/{dataset}.parquet", model=SLMS + LLMS, dataset=DATASETS)
-    targets += expand("results/uq/{slm}/{dataset}.parquet", slm=SLMS, dataset=DATASETS)
+    targets = expand(path_of("data"), dataset=DATASETS)
+    targets += expand(path_of("generations"), model=SLMS + LLMS, dataset=DATASETS)
+    targets += expand(path_of("correctness"), model=SLMS + LLMS, dataset=DATASETS)
+    targets += expand(path_of("uq"), slm=SLMS, dataset=DATASETS)
     targets += routing_targets()
-    targets.append("results/revisions.lock.yaml")
+    targets.append(path_of("revisions_lock"))
     return targets
 
 

@@ -12,7 +12,7 @@ rule download:
     input:
         download_sources,
     output:
-        "results/data/{dataset}.parquet",
+        path_of("data"),
     params:
         data=lambda w: cfg("data"),
         seed=config["seed"],
@@ -29,10 +29,10 @@ rule download:
 # `revisions_lock` makes a later run use exactly these.
 rule revisions_lock:
     input:
-        data=expand("results/data/{dataset}.parquet", dataset=DATASETS),
-        models=expand("resources/downloads/{model}.json", model=local_models()),
+        data=expand(path_of("data"), dataset=DATASETS),
+        models=expand(path_of("model_download"), model=local_models()),
     output:
-        "results/revisions.lock.yaml",
+        path_of("revisions_lock"),
     params:
         datasets=DATASETS,
         models=local_models(),

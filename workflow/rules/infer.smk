@@ -1,11 +1,11 @@
 # SLMs: greedy answer + log-probs + hidden states + samples + p(True) + verbalized confidence.
 rule infer:
     input:
-        data="results/data/{dataset}.parquet",
+        data=path_of("data"),
         model=lambda w: model_dir(w.slm),
     output:
-        generations="results/generations/{slm}/{dataset}.parquet",
-        hidden="results/generations/{slm}/{dataset}.hidden.safetensors",
+        generations=path_of("generations", model="slm"),
+        hidden=path_of("hidden_states", model="slm"),
     params:
         role="slm",
         spec=lambda w: MODELS[w.slm],
@@ -29,10 +29,10 @@ rule infer:
 # LLMs: the greedy answer (and log-probs where available) is all routing needs.
 rule infer_llm:
     input:
-        data="results/data/{dataset}.parquet",
+        data=path_of("data"),
         model=lambda w: model_dir(w.llm),
     output:
-        generations="results/generations/{llm}/{dataset}.parquet",
+        generations=path_of("generations", model="llm"),
     params:
         role="llm",
         spec=lambda w: MODELS[w.llm],

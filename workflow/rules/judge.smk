@@ -1,12 +1,12 @@
 rule judge:
     input:
-        data="results/data/{dataset}.parquet",
-        generations="results/generations/{model}/{dataset}.parquet",
+        data=path_of("data"),
+        generations=path_of("generations"),
         judge_model=lambda w: judge_model_dir(),
     output:
-        correctness="results/correctness/{model}/{dataset}.parquet",
-        agreement="results/correctness/{model}/{dataset}.agreement.parquet",
-        quality="results/correctness/{model}/{dataset}.quality.parquet",
+        correctness=path_of("correctness"),
+        agreement=path_of("agreement"),
+        quality=path_of("quality"),
     params:
         judge=lambda w: cfg("judge"),
         judge_spec=lambda w: MODELS[judge_model_name()] if judge_model_name() else None,

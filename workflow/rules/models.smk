@@ -9,7 +9,7 @@ localrules:
 
 rule download_model:
     output:
-        "resources/downloads/{model}.json",
+        path_of("model_download"),
     params:
         spec=lambda w: fetch_spec(w.model),
         locked=lambda w: locked_model(w.model),
@@ -23,9 +23,9 @@ rule download_model:
 
 rule fetch_model:
     input:
-        record="resources/downloads/{model}.json",
+        record=path_of("model_download"),
     output:
-        directory("resources/models/{model}"),
+        directory(path_of("model_dir")),
     params:
         spec=lambda w: fetch_spec(w.model),
     resources:

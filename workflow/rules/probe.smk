@@ -2,13 +2,13 @@
 # The OOD probe for {dataset} trains on every other dataset of the run, so it needs them all.
 rule probe:
     input:
-        data=expand("results/data/{dataset}.parquet", dataset=DATASETS),
-        hidden=expand("results/generations/{{slm}}/{dataset}.hidden.safetensors", dataset=DATASETS),
-        correctness=expand("results/correctness/{{slm}}/{dataset}.parquet", dataset=DATASETS),
+        data=expand(path_of("data"), dataset=DATASETS),
+        hidden=expand(path_of("hidden_states"), model="{slm}", dataset=DATASETS),
+        correctness=expand(path_of("correctness"), model="{slm}", dataset=DATASETS),
     output:
-        scores="results/probes/{slm}/{dataset}.parquet",
-        trained="results/probes/{slm}/{dataset}.trained_probe.safetensors",
-        ood="results/probes/{slm}/{dataset}.ood_probe.safetensors",
+        scores=path_of("probes"),
+        trained=path_of("trained_probe_weights"),
+        ood=path_of("ood_probe_weights"),
     params:
         datasets=DATASETS,
         probe=lambda w: cfg("probe"),

@@ -1,10 +1,10 @@
 rule uq:
     input:
-        data="results/data/{dataset}.parquet",
-        generations="results/generations/{slm}/{dataset}.parquet",
+        data=path_of("data"),
+        generations=path_of("generations", model="slm"),
         probes=uq_probes,
     output:
-        "results/uq/{slm}/{dataset}.parquet",
+        path_of("uq"),
     params:
         methods=lambda w: cfg("uq")["methods"],
     resources:
