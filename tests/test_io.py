@@ -106,10 +106,22 @@ def test_provenance_carries_the_models_and_datasets_of_its_inputs(tmp_path):
 
 
 def test_read_provenance_errors_name_the_file(tmp_path):
-    with pytest.raises(ArtifactInputError, match=r"provenance: file .*nope.parquet does not exist"):
+    with pytest.raises(ArtifactInputError, match=r"file .*nope.parquet does not exist"):
         io.read_provenance(tmp_path / "nope.parquet")
     (tmp_path / "bad.parquet").write_bytes(b"<html>")
     with pytest.raises(ArtifactInputError, match=r"bad.parquet cannot be read as parquet"):
         io.read_provenance(tmp_path / "bad.parquet")
     _agreement().write_parquet(tmp_path / "plain.parquet")  # not written by uqroute
     assert io.read_provenance(tmp_path / "plain.parquet") == {}
+    uq = tmp_path / "results/uq/slm/boolq.parquet"
+    uq.parent.mkdir(parents=True)
+    uq.write_bytes(b"PAR1 truncated")
+    with pytest.raises(ArtifactInputError, match=r"^uq file .*results/uq/slm/boolq.parquet cannot be read as parquet"):
+        io.read_provenance(uq)
+
+
+def test_artifact_of_path_names_the_most_specific_pattern():
+    assert io.artifact_of_path("results/uq/slm-c/boolq.parquet") == "uq"
+    assert io.artifact_of_path("/x/results/correctness/m/d.agreement.parquet") == "agreement"
+    assert io.artifact_of_path("/x/results/correctness/m/d.parquet") == "correctness"
+    assert io.artifact_of_path("notes.parquet") is None

@@ -176,19 +176,42 @@ def read_provenance(path: str | os.PathLike) -> dict:
     :class:`ArtifactInputError` naming it.
     """
     p = Path(path)
+    kind = artifact_of_path(path)
+    label = f"{kind + ' ' if kind else ''}file {path}"
     if not p.is_file():
-        raise ArtifactInputError(f"provenance: file {path} does not exist")
+        raise ArtifactInputError(f"{label} does not exist")
     try:
         meta = pl.read_parquet_metadata(p)
     except Exception as err:  # polars raises several types for files that are not parquet
-        raise ArtifactInputError(f"provenance: file {path} cannot be read as parquet ({type(err).__name__}: {err})") from None
+        raise ArtifactInputError(f"{label} cannot be read as parquet ({type(err).__name__}: {err})") from None
     text = meta.get(PROVENANCE_KEY)
     if not text:
         return {}
     try:
         return json.loads(text)
     except ValueError as err:
-        raise ArtifactInputError(f"provenance: file {path} has unreadable {PROVENANCE_KEY} metadata ({err})") from None
+        raise ArtifactInputError(f"{label} has unreadable {PROVENANCE_KEY} metadata ({err})") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _artifact_patterns() -> list[tuple[str, "re.Pattern"]]:
+    import re
+
+    out = []
+    for name, art in ARTIFACTS.items():
+        parts = re.split(r"\{[^}]*\}", art.path)
+        out.append((sum(map(len, parts)), name, re.compile("[^/]+".join(re.escape(x) for x in parts) + "$")))
+    return [(name, pattern) for _, name, pattern in sorted(out, key=lambda x: -x[0])]  # most specific first
+
+
+def artifact_of_path(path: str | os.PathLike) -> str | None:
+    """The name of the artifact (``uqroute.schema.ARTIFACTS``) whose path pattern ``path`` ends
+    with, or ``None``; used to name the culprit in errors about a file read by path."""
+    text = Path(path).as_posix()
+    for name, pattern in _artifact_patterns():
+        if pattern.search(text):
+            return name
+    return None
 
 
 def fingerprint(obj) -> str:
