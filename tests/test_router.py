@@ -360,7 +360,7 @@ def test_monitor_fraction_w1_and_drift_warning(caplog):
     assert st.w1 == pytest.approx(wasserstein_distance([0.5, 0.6, 0.7], ref))
     for _ in range(4):
         st = m.record(0.1, False)
-    assert st.realised_fraction == 0.0 and st.n == 4 and not st.drifting is False or True
+    assert st.realised_fraction == 0.0 and st.n == 4 and not st.drifting
     assert st.w1 == pytest.approx(wasserstein_distance([0.1] * 4, ref))
 
 
