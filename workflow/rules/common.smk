@@ -81,6 +81,7 @@ def all_targets():
     targets += expand("results/correctness/{model}/{dataset}.parquet", model=SLMS + LLMS, dataset=DATASETS)
     targets += expand("results/uq/{slm}/{dataset}.parquet", slm=SLMS, dataset=DATASETS)
     targets += routing_targets()
+    targets += router_targets()
     return targets
 
 
