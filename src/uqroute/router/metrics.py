@@ -48,6 +48,10 @@ class RouterMetrics:
         self.threshold = Gauge("uqroute_router_threshold", "The threshold the next request is decided with.", ["router"], registry=r)
         self.q = Gauge("uqroute_router_threshold_q", "Its tied fraction q.", ["router"], registry=r)
         self.in_flight = Gauge("uqroute_router_requests_in_flight", "Requests being answered.", ["router"], registry=r)
+        self.engine_requests = Gauge("uqroute_router_engine_requests", "Requests in the SLM's engine now.", ["router"], registry=r)
+        self.engine_peak = Gauge("uqroute_router_engine_requests_peak", "Most requests in the SLM's engine at once since start "
+                                 "(concurrent requests share its continuous-batching pool).", ["router"], registry=r)
+        self.engine_steps = Gauge("uqroute_router_engine_steps", "Scheduling steps of the SLM's engine since start.", ["router"], registry=r)
         self.labels = labels
         self.target.labels(**labels).set(target_fraction)
         self.margin.labels(**labels).set(drift_margin)
@@ -63,7 +67,11 @@ class RouterMetrics:
         self.threshold.labels(**lab).set(threshold)
         self.q.labels(**lab).set(q)
 
-    def render(self) -> bytes:
+    def render(self, worker=None) -> bytes:
         from prometheus_client import generate_latest
 
+        if worker is not None:
+            self.engine_requests.labels(**self.labels).set(worker.in_flight)
+            self.engine_peak.labels(**self.labels).set(worker.peak_in_flight)
+            self.engine_steps.labels(**self.labels).set(worker.steps)
         return generate_latest(self.registry)

@@ -88,7 +88,7 @@ def create_app(router: Router):
     async def metrics():
         from .metrics import CONTENT_TYPE
 
-        return Response(m.render() if m is not None else b"", media_type=CONTENT_TYPE)
+        return Response(m.render(router.scorer.worker) if m is not None else b"", media_type=CONTENT_TYPE)
 
     def reject(err: RequestError, rid: str, t0: float):
         if m is not None:

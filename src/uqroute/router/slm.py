@@ -54,6 +54,7 @@ class EngineWorker:
         self.inbox: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self.in_flight = 0
+        self.peak_in_flight = 0  # most requests in the engine at once (concurrent requests share its pool)
         self.steps = 0
         self._first_run = self._new_run()  # a bad setting (hidden layer) fails here, in the caller's thread
         self.thread = threading.Thread(target=self._main, name=f"{name}-engine", daemon=True)
@@ -123,6 +124,7 @@ class EngineWorker:
                 owners[id(run.results[i])] = (state, k)
             requests.append(state)
             self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
         while not self._stopping.is_set():
             try:
