@@ -12,7 +12,6 @@ after the client's retries (unless ``--fallback``: then the SLM's answer, marked
 crash: anything unexpected is a 500 in the same shape, logged with its traceback.
 """
 
-from __future__ import annotations
 
 import asyncio
 import json
