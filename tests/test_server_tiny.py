@@ -1,4 +1,4 @@
-"""The HTTP layer of `uqroute serve` with the tiny random model (fast, ~15 s): a real server process and
+"""The HTTP layer of `uqroute serve` with the tiny random model : a real server process and
 the real openai client, an upstream that is down (502, then the fallback), SLM streaming, malformed
 requests, metrics, and the key never in the logs (slow: three server processes). The real SLM and a real vLLM
 upstream: test_server.py."""
