@@ -153,7 +153,8 @@ class RouterProcess:
             return e.code, json.loads(e.read())
 
     def logs(self) -> str:
-        self.out.flush()
+        if not self.out.closed:
+            self.out.flush()
         return self.out_file.read_text(errors="replace") + (self.log_file.read_text(errors="replace") if self.log_file.exists() else "")
 
     def stop(self) -> None:
@@ -287,7 +288,7 @@ def test_metrics_and_request_log(server):
     assert any(r["status"] == "rejected" for r in lines)
 
 
-def test_upstream_down_error_then_fallback(router_file, upstream, tmp_path_factory):
+def test_upstream_down_error_then_fallback(router_file, tmp_path_factory):
     import openai
 
     _, routed = router_file
