@@ -14,8 +14,10 @@ with logged(sm):
                          correctness_paths=list(sm.input.correctness), out_path=sm.output[0], probe_cfg=sm.params.probe,
                          seed=sm.params.seed)
     else:
+        probe = sm.input.get("probe")  # one path (a str) for ood_probe, an empty list otherwise
+        probe = probe if isinstance(probe, str) else (probe[0] if probe else None)
         run_router(holdout_path=sm.input.holdout, llm_correctness=dict(zip(sm.params.datasets, sm.input.llm_correctness)),
                    out_path=sm.output[0], slm=sm.wildcards.slm, method=sm.wildcards.method, llm=sm.params.llm,
                    router_cfg=sm.params.router, inference_cfg=sm.params.inference, seed=sm.params.seed, model_dir=sm.params.model_dir,
-                   weights=sm.params.weights, probe_path=sm.input.probe[0] if sm.input.probe else None,
+                   weights=sm.params.weights, probe_path=probe,
                    routing_seeds=sm.params.routing_seeds)
