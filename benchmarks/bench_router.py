@@ -52,10 +52,11 @@ def _vllm_module():
     return mod
 
 
-def prompts_of(dataset: str, n: int, seed: int) -> list[str]:
+def prompts_of(dataset: str, n: int, seed: int, mirror_dir: str | None = None) -> list[str]:
     from uqroute.data.build import load_rows
 
-    df = load_rows(dataset, seed=seed, source="slices", slices_dir=str(REPO / "data" / "slices"), eval_limit=n, train_limit=0)
+    src = {"source": "mirror", "mirror_dir": mirror_dir} if mirror_dir else {"source": "slices", "slices_dir": str(REPO / "data" / "slices")}
+    df = load_rows(dataset, seed=seed, eval_limit=n, train_limit=0, **src)
     return df.filter(df["role"] == "eval")["prompt"].to_list()[:n]
 
 
@@ -116,7 +117,9 @@ class Router:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--router", required=True, help="router file (results/routers/{slm}/{method}.json)")
-    ap.add_argument("--dataset", required=True, help="a dataset NOT among the router's hold-out sources (read from data/slices)")
+    ap.add_argument("--dataset", required=True, help="a dataset NOT among the router's hold-out sources (read from data/slices, "
+                    "40 rows each, or --mirror-dir)")
+    ap.add_argument("--mirror-dir", help="a hub mirror (data.mirror_dir layout) for more rows than the shipped slices")
     ap.add_argument("--n", type=int, default=64, help="rows replayed per run")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--max-tokens", type=int, default=16)
@@ -142,7 +145,7 @@ def main(argv=None) -> int:
         bench["probe"]["path"] = os.path.relpath((Path(a.router).resolve().parent / doc["probe"]["path"]), work)
     router_copy = work / Path(a.router).name
     write_router_file(bench, router_copy)
-    prompts = prompts_of(a.dataset, a.n, a.seed)
+    prompts = prompts_of(a.dataset, a.n, a.seed, a.mirror_dir)
     n = len(prompts)
     target = doc["operating_point"]["llm_fraction"]
     la = os.getloadavg()

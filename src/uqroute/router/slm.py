@@ -246,7 +246,8 @@ class SLMScorer:
         users = [m["content"] for m in messages if m["role"] == "user"]
         row = {"id": request_id, "prompt": messages, "question": users[-1] if users else "", "choices": [], "context": None}
         spans, follow_spans = {}, {}
-        branches = [Branch(int(max_tokens))]
+        # the next-token entropy costs a pass over the vocabulary per step: only where the method reads it
+        branches = [Branch(int(max_tokens), entropy="token_entropies" in self.method.columns)]
         for st in self.stats:
             new = st.branches(ctx, row)
             spans[st.name] = (len(branches), len(branches) + len(new))
