@@ -184,3 +184,33 @@ def test_parse_request_refuses_malformed_requests():
         with pytest.raises(RequestError, match=match) as e:
             parse_request(body, model_names=names)
         assert e.value.status == status
+
+
+def test_probe_router_scores_the_hidden_state_like_the_pipeline(tiny_model_dir, tmp_path):
+    """ood_probe: the hidden state of inference.hidden_layer at the last prompt token, scored by the router's probe file."""
+    from uqroute.inference.run import _slm_shard
+    from uqroute.inference.settings import resolve_settings
+    from uqroute.probes import fit_probe, save_probe
+    from uqroute.router.file import file_sha256
+
+    rng = np.random.default_rng(0)
+    probe = fit_probe(rng.normal(size=(40, 32)).astype(np.float32), (rng.random(40) < 0.5).astype(float), hidden_sizes=[8, 4],
+                      epochs=2, batch_size=8, lr=1e-3, seed=0, label="test")
+    save_probe(tmp_path / "ood_probe.safetensors", probe, training_datasets=["a"])
+    doc = _doc(tiny_model_dir, "ood_probe")
+    doc["inference"]["hidden_layer"] = -2
+    doc["probe"] = {"path": "ood_probe.safetensors", "sha256": file_sha256(tmp_path / "ood_probe.safetensors"), "training_datasets": ["a"]}
+    scorer = SLMScorer(doc, tiny_model_dir, router_dir=tmp_path)
+    try:
+        rows = [{"id": "q0", "dataset": "x", "domain": "commonsense", "task_type": "FF", "question": QUESTIONS[0], "context": None,
+                 "choices": [], "prompt": QUESTIONS[0]}]
+        recs = _slm_shard(scorer.backend, rows, fmt="text", task_type="FF", b={"answer": 8, "sample": 6, "verbal": 5},
+                          cfg=resolve_settings(INFERENCE), seed=0, spec={}, layer=3, stats=["greedy", "hidden"])  # -2 of 5 states
+        want = probe.predict(np.asarray(recs[0]["_hidden"], dtype=np.float32)[None, :])[0]
+        got = scorer.score([{"role": "user", "content": QUESTIONS[0]}], 8, "q0")
+        assert got.confidence == pytest.approx(want, rel=1e-5)
+    finally:
+        scorer.close()
+    doc["probe"]["sha256"] = "0" * 64
+    with pytest.raises(ValueError, match="is not the 0000"):
+        SLMScorer(doc, tiny_model_dir, router_dir=tmp_path)
