@@ -204,8 +204,8 @@ def main(argv=None) -> int:
     slm_s = [x["latency"]["slm_s"] for res in rows.values() for x in res["info"]]
     print(f"\nconfidence overhead: {1e3 * np.mean(conf_s):.2f} ms per request (p95 {1e3 * np.percentile(conf_s, 95):.2f} ms) = "
           f"{100 * np.sum(conf_s) / np.sum(slm_s):.2f} % of the SLM's serving time (answer + confidence, {np.mean(slm_s):.2f} s mean); "
-          f"extra engine work: {doc['inference']['statistics']} "
-          f"({'none beyond the answer pass' if set(doc['inference']['statistics']) <= {'greedy', 'hidden'} else 'see docs/router.md'})")
+          f"statistics computed: {[x for x in doc['inference']['statistics'] if x != 'hidden' or doc['probe'] is not None]} "
+          f"({'no engine work beyond the answer pass' if set(doc['inference']['statistics']) <= {'greedy', 'hidden'} else 'see docs/router.md'})")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs in {work}")
     return 0
 
