@@ -495,7 +495,7 @@ ROUTER_FILE: tuple[Field, ...] = (
     Field("inference.hidden_layer", "integer", "Hidden-state layer of the probe input (`inference.hidden_layer`)."),
     Field("inference.num_samples", "integer", "Samples per request for consistency methods."),
     Field("inference.sample_temperature", "number", "Their temperature."),
-    Field("inference.sample_max_new_tokens", "integer", "Their token budget (null: the answer budget).", nullable=True),
+    Field("inference.sample_max_new_tokens", "integer", "Their token budget, capped at the request's answer budget (null: the answer budget).", nullable=True),
     Field("inference.verbal_max_new_tokens", "integer", "Budget of verbalized-confidence replies."),
     Field("inference.max_tokens", "integer", "SLM answer budget for requests without `max_tokens` (`router.max_tokens`)."),
     Field("inference.seed", "integer", "Seed of the samples (per request: seeded by the seed and the request id)."),

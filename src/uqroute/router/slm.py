@@ -231,7 +231,9 @@ class SLMScorer:
         from ..inference.statistics import ShardContext
 
         inf = self.inference
-        b = {"answer": int(max_tokens), "sample": int(inf["sample_max_new_tokens"] or max_tokens), "verbal": int(inf["verbal_max_new_tokens"])}
+        # as the pipeline's budgets (main, "sample budget capped at the answer budget"): samples never outgrow the answer
+        sample = min(int(max_tokens), int(inf["sample_max_new_tokens"] or max_tokens))
+        b = {"answer": int(max_tokens), "sample": sample, "verbal": int(inf["verbal_max_new_tokens"])}
         ctx = ShardContext(self.backend, "text", "FF", b, dict(inf), int(inf["seed"]), {}, _think_open=self.think_open)
         ctx._tf = self._ctx_proto._tf
         return ctx
