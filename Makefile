@@ -19,7 +19,7 @@ $(BIN)/python:
 # to requirements.lock, the set the tests and benchmarks were measured with.
 install: $(BIN)/python
 	$(BIN)/pip install -q -c requirements.lock torch==2.13.0
-	$(BIN)/pip install -q -c requirements.lock -e '.[workflow,test,rwkv]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[workflow,test,rwkv,serve]'
 
 # vLLM on CPU: the real OpenAI-compatible server the API tests talk to (separate venv: it pins its own deps).
 install-vllm:

@@ -44,6 +44,7 @@ include: "workflow/rules/judge.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/uq.smk"
 include: "workflow/rules/routing.smk"
+include: "workflow/rules/router.smk"
 
 
 rule all:

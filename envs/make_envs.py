@@ -42,7 +42,8 @@ ENVS = {
         "drop": (),
         "header": """\
 # Conda environment of the rules that run torch: `fetch_model` (GGUF → safetensors conversion),
-# `infer`, `infer_llm` and `judge` (the models, on a GPU when the job has one) and `probe` (an MLP).
+# `infer`, `infer_llm` and `judge` (the models, on a GPU when the job has one), `probe` and
+# `router_probe` (an MLP) and `router` (loads a probe router's MLP).
 # torch==2.13.0 from PyPI is its CUDA build on Linux x86_64 (CUDA 12 libraries come as nvidia-*
 # wheels, pinned exactly by torch itself); it runs on CPU-only nodes too. A site with another CUDA
 # version can change the torch line (e.g. add `--extra-index-url https://download.pytorch.org/whl/cu126`).
@@ -51,7 +52,7 @@ ENVS = {
     "eval": {
         "drop": TORCH_STACK,
         "header": """\
-# Conda environment of the rules that need no torch: `download`, `download_model`, `uq`, `routing`,
+# Conda environment of the rules that need no torch: `download`, `download_model`, `uq`, `routing`, `router_holdout`,
 # the tables, figures and `revisions_lock` (CPU jobs, or the submitting node).
 """,
     },

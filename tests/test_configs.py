@@ -405,8 +405,9 @@ def test_workflow_start_stops_on_library_checks_before_any_job(tmp_path):
     wall = time.perf_counter() - start
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "ConfigCheckError" in out and "5 problem(s) found before any job started" in out
+    assert "ConfigCheckError" in out and "6 problem(s) found before any job started" in out
     assert "routing.proxy_methods: ['ood_probe'] are not in uq.methods" in out
+    assert "router.methods: ['ood_probe'] are not in uq.methods" in out
     assert f"data.mirror_dir: '{tmp_path / 'no-mirror'}' is not a directory" in out
     assert "judge.model: model 'gpt-judge' is not defined under `models`" in out
     assert "slms: 'gpt-mini' is an API model" in out
@@ -471,6 +472,7 @@ def test_without_probe_methods_no_probe_is_trained_and_one_dataset_is_enough(tmp
     config["datasets"] = ["boolq"]
     config["uq"]["methods"] = ["perplexity", "ptrue", "verbal_2s"]
     config["routing"]["proxy_methods"] = ["perplexity"]
+    config["router"]["methods"] = ["perplexity"]
     config["routing"]["shifts"] = {}  # the demo's shifts and Table 4 name datasets this run does not have
     config["routing"]["table4"] = config["routing"]["table5"] = {}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))

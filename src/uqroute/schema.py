@@ -26,6 +26,9 @@ __all__ = [
     "render_markdown",
     "FILES",
     "path_of",
+    "Field",
+    "ROUTER_FILE",
+    "ROUTER_FILE_PATH",
 ]
 
 
@@ -402,6 +405,26 @@ HOLDOUT = Artifact(
     ),
 )
 
+# ---------------------------------------------------------------- routers (rule `router`)
+ROUTER_HOLDOUT = Artifact(
+    name="router_holdout",
+    path="results/routers/{slm}/holdout.parquet",
+    doc=(
+        "The hold-out sets a deployable router is calibrated on (rule `router_holdout`, docs/router.md): the "
+        "`holdout` format with setting `pooled`, i.e. the proxy routing data drawn exactly as in the routing "
+        "evaluation (`routing.bins`, `router.k` or `routing.k`, every seed of `routing.seeds`) from the confidences "
+        "of **every** dataset of the run (no target left out, `target` null), one row per (slm, method, seed) "
+        "for the methods of `router.methods`. `uqroute calibrate --holdout` reads this file or any `holdout` file."
+    ),
+    key=("slm", "method", "setting", "target", "k", "seed"),
+    columns=tuple(
+        Column("target", pl.Utf8, "Null for the pooled setting (no dataset left out); in a `holdout` file, the dataset left out.", nullable=True)
+        if c.name == "target" else
+        Column("setting", pl.Utf8, "`pooled` (sources: every dataset of the run).") if c.name == "setting" else c
+        for c in HOLDOUT.columns
+    ),
+)
+
 ROUTING_WARNINGS = Artifact(
     name="routing_warnings",
     path="results/routing/{slm}/warnings.parquet",
@@ -425,7 +448,7 @@ ROUTING_WARNINGS = Artifact(
 ARTIFACTS: dict[str, Artifact] = {
     a.name: a
     for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, QUALITY, PROBES, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES,
-              ROUTING_SUMMARY, HOLDOUT, ROUTING_WARNINGS)
+              ROUTING_SUMMARY, HOLDOUT, ROUTING_WARNINGS, ROUTER_HOLDOUT)
 }
 
 #: The other files the rules write or read, by name (path patterns with the rules' wildcards):
@@ -437,6 +460,8 @@ FILES: dict[str, str] = {
     "revisions_lock": "results/revisions.lock.yaml",
     "model_download": "resources/downloads/{model}.json",
     "model_dir": "resources/models/{model}",
+    "router_probe_weights": "results/routers/{slm}/{method}.safetensors",
+    "router_file": "results/routers/{slm}/{method}.json",
 }
 
 
@@ -463,6 +488,101 @@ holds `ids` (a JSON list), `layer` (the absolute layer index into
 `output_hidden_states`, 0 = embeddings), `model` and `dataset`. Read it with
 `uqroute.io.read_hidden_states(path)` → `(ids, array, metadata)`.
 """
+
+
+# ---------------------------------------------------------------- the router file (JSON)
+@dataclass(frozen=True)
+class Field:
+    """One field of a JSON file: dotted path, JSON type (``string``, ``integer``, ``number``, ``boolean``,
+    ``array``, ``object``), meaning, and whether it may be null."""
+
+    path: str
+    type: str
+    doc: str
+    nullable: bool = False
+
+
+ROUTER_FILE_PATH = FILES["router_file"]
+ROUTER_FILE_DOC = (
+    "A calibrated router (rule `router`, or `uqroute calibrate`; docs/router.md), read by `uqroute serve --router` "
+    "and `uqroute.router.Router.from_file`. JSON; thresholds of −∞ (LLM-call fraction 0: route nothing) and +∞ "
+    "(fraction 1: route everything) are written as null. `uqroute.router.check_router_file` checks a file against "
+    "this table (every field present with its type, none other)."
+)
+ROUTER_FILE: tuple[Field, ...] = (
+    Field("format", "string", "`uqroute-router`."),
+    Field("version", "integer", "File format version (1)."),
+    Field("created_by", "string", "`rule router` or `uqroute calibrate`."),
+    Field("slm", "string", "The SLM (model name of the config) that answers and scores requests."),
+    Field("method", "string", "The UQ method whose confidence decides (`uqroute.uq.METHODS`)."),
+    Field("llm", "string", "The LLM whose measured accuracy calibrated the predicted accuracy curve (a name; null when only a constant accuracy was given).", nullable=True),
+    Field("slm_model", "object", "Where the SLM's weights are."),
+    Field("slm_model.model_dir", "string", "The fetched SLM directory (relative paths start at the directory `uqroute serve` runs in; `--slm-dir` overrides).", nullable=True),
+    Field("slm_model.weights", "string", "The weights identity (`uqroute.models.weights_identity`) the hold-out confidences were computed with.", nullable=True),
+    Field("inference", "object", "The settings of the SLM pass that computes the confidence (the pipeline's `inference` section)."),
+    Field("inference.hidden_layer", "integer", "Hidden-state layer of the probe input (`inference.hidden_layer`)."),
+    Field("inference.num_samples", "integer", "Samples per request for consistency methods."),
+    Field("inference.sample_temperature", "number", "Their temperature."),
+    Field("inference.sample_max_new_tokens", "integer", "Their token budget, capped at the request's answer budget (null: the answer budget).", nullable=True),
+    Field("inference.verbal_max_new_tokens", "integer", "Budget of verbalized-confidence replies."),
+    Field("inference.max_tokens", "integer", "SLM answer budget for requests without `max_tokens` (`router.max_tokens`)."),
+    Field("inference.seed", "integer", "Seed of the samples (per request: seeded by the seed and the request id)."),
+    Field("inference.dtype", "string", "Model dtype (`inference.dtype`)."),
+    Field("inference.statistics", "array", "The statistics of the SLM pass the method needs (`uqroute.inference.statistics_for`): `greedy`, `hidden`, `samples`, `ptrue`, `verbal_1s`, `verbal_2s`."),
+    Field("probe", "object", "Probe methods: the probe that scores the hidden state; null otherwise.", nullable=True),
+    Field("probe.path", "string", "Its safetensors file (`uqroute.probes.save_probe` format), relative to the router file's folder."),
+    Field("probe.sha256", "string", "SHA-256 of that file (checked when the router loads)."),
+    Field("probe.training_datasets", "array", "Datasets it was trained on."),
+    Field("holdout", "object", "The hold-out set the router was calibrated on (one `holdout`/`router_holdout` row per seed)."),
+    Field("holdout.file", "string", "The hold-out parquet file it was read from.", nullable=True),
+    Field("holdout.slm", "string", "Its `slm`."),
+    Field("holdout.method", "string", "Its `method`."),
+    Field("holdout.setting", "string", "Its `setting` (`pooled` for routers built by rule `router`)."),
+    Field("holdout.target", "string", "Its `target` (null for `pooled`).", nullable=True),
+    Field("holdout.sources", "array", "Datasets pooled into it."),
+    Field("holdout.k", "number", "Fraction of each bin sampled."),
+    Field("holdout.bins", "integer", "Bins of the pool."),
+    Field("holdout.pool_size", "integer", "Scored rows in the pool."),
+    Field("holdout.pool_note", "string", "Why the pool could not be binned as configured; null otherwise.", nullable=True),
+    Field("holdout.seeds", "array", "The seeds (one hold-out set each)."),
+    Field("holdout.served_seed", "integer", "The seed whose thresholds are served (`router.seed`; default the first)."),
+    Field("holdout.n", "integer", "Rows in the served seed's hold-out set."),
+    Field("holdout.confidence", "array", "The served seed's hold-out confidences, ascending (the reference of the live W1 distance)."),
+    Field("holdout.source_dataset", "array", "Source dataset of each of those rows."),
+    Field("grid", "object", "Thresholds of the served seed for every LLM-call fraction of the grid (`routing.ratio_step`)."),
+    Field("grid.ratio", "array", "LLM-call fractions 0, δ, …, 1."),
+    Field("grid.threshold", "array", "Tie-aware threshold t(r) (`uqroute.routing.tie_aware_thresholds`): a request with confidence c < t goes to the LLM, one with c = t with probability q."),
+    Field("grid.q", "array", "The tied fraction q(r)."),
+    Field("curve", "object", "Predicted accuracy of the routed system on the hold-out rows (docs/router.md)."),
+    Field("curve.accuracy_mean", "array", "Per grid fraction: mean over seeds of mean_i[(1 − π_i) s_i + π_i l_i]."),
+    Field("curve.accuracy_sd", "array", "Per grid fraction: standard deviation over seeds (ddof 1; null with one seed)."),
+    Field("curve.accuracy_by_seed", "array", "Per seed (order of `holdout.seeds`): the curve."),
+    Field("curve.slm_accuracy", "number", "Predicted accuracy at fraction 0 (the SLM alone), mean over seeds."),
+    Field("curve.llm_accuracy", "number", "Predicted accuracy at fraction 1 (the LLM alone), mean over seeds."),
+    Field("curve.llm_labels", "string", "`per query` (the LLM's correctness joined by id; its dataset accuracy where unlabelled) or `constant` (one accuracy given)."),
+    Field("curve.llm_accuracy_by_source", "object", "The LLM's measured accuracy per source dataset (null for `constant`).", nullable=True),
+    Field("operating_point", "object", "The operating point served."),
+    Field("operating_point.target", "object", "What was asked: `{llm_fraction: r}` or `{llm_accuracy_share: s}`."),
+    Field("operating_point.llm_fraction", "number", "The LLM-call fraction served (for a share: the smallest grid fraction whose mean predicted accuracy reaches s × `curve.llm_accuracy`)."),
+    Field("operating_point.threshold", "number", "Its tie-aware threshold on the served seed (null: −∞ at fraction 0, +∞ at 1).", nullable=True),
+    Field("operating_point.q", "number", "Its tied fraction."),
+    Field("operating_point.predicted_accuracy", "number", "Predicted accuracy at that fraction, mean over seeds."),
+    Field("operating_point.predicted_accuracy_sd", "number", "Its standard deviation over seeds (null with one seed).", nullable=True),
+    Field("operating_point.predicted_accuracy_share", "number", "`predicted_accuracy` / `curve.llm_accuracy` (null when that is 0).", nullable=True),
+    Field("serving", "object", "How the served threshold behaves and is watched."),
+    Field("serving.mode", "string", "`fixed` (the calibrated threshold throughout) or `tracking` (the calibrated one until `min_samples` live confidences, then the tie-aware `llm_fraction`-quantile of the last `window` live confidences)."),
+    Field("serving.window", "integer", "Live window in requests (tracking quantile, realised LLM-call fraction, W1 to the hold-out confidences)."),
+    Field("serving.min_samples", "integer", "Live confidences needed before tracking and the drift warning start."),
+    Field("serving.drift_margin", "number", "Warn when the realised LLM-call fraction over the window is farther than this from `operating_point.llm_fraction`."),
+)
+
+
+def render_router_file() -> str:
+    """The router file's section of ``docs/artifacts.md``."""
+    out = [f"## router file — `{ROUTER_FILE_PATH}`", "", ROUTER_FILE_DOC, "", "| field | JSON type | nullable | meaning |",
+           "|---|---|---|---|"]
+    out += [f"| `{f.path}` | {f.type} | {'yes' if f.nullable else 'no'} | {f.doc} |" for f in ROUTER_FILE]
+    return "\n".join(out) + "\n"
 
 
 def _same_dtype(actual: pl.DataType, expected) -> bool:
@@ -540,6 +660,7 @@ def render_markdown() -> str:
             out.append(f"| *(more)* | {_fmt_dtype(art.extra_dtype)} | yes | {art.extra_columns_doc} |")
         out.append("")
     out.append(HIDDEN_STATES_DOC)
+    out.append(render_router_file())
     return "\n".join(out)
 
 

@@ -238,7 +238,9 @@ def check_config(config: Mapping, *, workdir: str | os.PathLike = ".") -> None:
     * ``inference.hidden_layer``: outside an SLM's layers, where its ``config.json`` is on disk
       (a ``local_dir`` model, or one already fetched to ``resources/models/<name>``);
     * ``routing``: whatever ``uqroute.routing.check_config(routing, datasets, uq_methods)`` finds
-      (unknown or unselected proxy methods, …), where the routing package provides it.
+      (unknown or unselected proxy methods, …), where the routing package provides it;
+    * ``router``: whatever ``uqroute.router.check_config`` finds (methods not in ``uq.methods`` or
+      not servable, unknown SLMs/LLM, the operating point, mode, window, seed).
 
     ``workdir`` is the directory relative paths in the config are resolved from (Snakemake's
     working directory). Raises :class:`ConfigCheckError` listing every problem, each naming its key.
@@ -330,6 +332,14 @@ def check_config(config: Mapping, *, workdir: str | os.PathLike = ".") -> None:
             routing_check(config.get("routing") or {}, datasets, uq_methods)
         except ValueError as err:
             problems.append(str(err))
+
+    from .router.config import check_config as router_check
+
+    try:
+        router_check(config.get("router") or {}, slms=slms, llms=llms, uq_methods=uq_methods,
+                     routing_seeds=(config.get("routing") or {}).get("seeds"))
+    except ValueError as err:
+        problems.append(str(err))
 
     if problems:
         raise ConfigCheckError(problems)

@@ -107,6 +107,7 @@ def all_targets():
     targets += expand(path_of("uq"), slm=SLMS, dataset=DATASETS)
     targets += routing_targets()
     targets.append(path_of("revisions_lock"))
+    targets += router_targets()
     return targets
 
 

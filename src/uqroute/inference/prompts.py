@@ -11,7 +11,10 @@
   the same response (paper §3.1, method 4).
 
 The dataset prompt (``data.prompt``) is the plain user message of the first turn;
-chat templates are applied by the backend.
+chat templates are applied by the backend. A router scores chat conversations instead: wherever a
+function takes ``prompt``, a list of messages (``{"role", "content"}``) may stand for it; it is
+then the conversation before the answer (the follow-up turns come after it, and verbalization-1s
+appends its instructions to its last user message). A string behaves exactly as before.
 """
 
 from __future__ import annotations
@@ -63,14 +66,16 @@ def question_block(question: str, choices: Sequence[dict] | None = None, context
     return "\n".join(parts)
 
 
-def answer_conversation(prompt: str) -> list[dict]:
-    """The first turn: the dataset's plain user prompt."""
+def answer_conversation(prompt: str | Sequence[dict]) -> list[dict]:
+    """The first turn: the dataset's plain user prompt (or, for a list of messages, that conversation)."""
+    if not isinstance(prompt, str):
+        return [{"role": m["role"], "content": m["content"]} for m in prompt]
     return [{"role": "user", "content": prompt}]
 
 
-def _after_answer(prompt: str, response: str, follow_up: str) -> list[dict]:
+def _after_answer(prompt: str | Sequence[dict], response: str, follow_up: str) -> list[dict]:
     return [
-        {"role": "user", "content": prompt},
+        *answer_conversation(prompt),
         {"role": "assistant", "content": response},
         {"role": "user", "content": follow_up},
     ]
@@ -91,6 +96,14 @@ def verbal_2s_conversation(prompt: str, response: str) -> list[dict]:
     return _after_answer(prompt, response, VERBAL_2S_PROMPT)
 
 
-def verbal_1s_conversation(prompt: str) -> list[dict]:
-    """Verbalization-1s: the dataset prompt followed by the answer-and-confidence format instructions."""
+def verbal_1s_conversation(prompt: str | Sequence[dict]) -> list[dict]:
+    """Verbalization-1s: the dataset prompt followed by the answer-and-confidence format instructions
+    (for a list of messages: appended to its last user message)."""
+    if not isinstance(prompt, str):
+        conv = answer_conversation(prompt)
+        last = max((i for i, m in enumerate(conv) if m["role"] == "user"), default=None)
+        if last is None:
+            raise ValueError("verbal_1s_conversation: the conversation has no user message")
+        conv[last] = {"role": "user", "content": f"{conv[last]['content']}\n\n{VERBAL_1S_INSTRUCTIONS}"}
+        return conv
     return [{"role": "user", "content": f"{prompt}\n\n{VERBAL_1S_INSTRUCTIONS}"}]

