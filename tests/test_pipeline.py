@@ -60,8 +60,12 @@ def test_every_artifact_matches_its_schema(pipeline_run):
             check_frame(pl.read_parquet(work / f"results/correctness/{model}/{ds}.parquet"), "correctness")
             check_frame(pl.read_parquet(work / f"results/correctness/{model}/{ds}.agreement.parquet"), "agreement")
         slm_gen = pl.read_parquet(work / f"results/generations/{slm}/{ds}.parquet")
-        assert slm_gen["samples"].list.len().to_list() == [3] * slm_gen.height
-        assert slm_gen["ptrue"].is_between(0, 1).all()
+        is_eval = slm_gen["id"].is_in(eval_ids)
+        # evaluation rows carry every statistic; training rows only the greedy answer and hidden state
+        assert slm_gen.filter(is_eval)["samples"].list.len().to_list() == [3] * len(eval_ids)
+        assert slm_gen.filter(is_eval)["ptrue"].is_between(0, 1).all()
+        assert slm_gen.filter(~is_eval)["samples"].null_count() == slm_gen.height - len(eval_ids)
+        assert slm_gen.filter(~is_eval)["ptrue"].null_count() == slm_gen.height - len(eval_ids)
         llm_gen = pl.read_parquet(work / f"results/generations/{llm}/{ds}.parquet")
         assert llm_gen["samples"].null_count() == llm_gen.height
         ids, states, meta = read_hidden_states(work / f"results/generations/{slm}/{ds}.hidden.safetensors")
