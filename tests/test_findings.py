@@ -127,26 +127,13 @@ def test_write_tables_and_markdown(results, tmp_path):
 
 DOC = ROOT / "docs" / "findings.md"
 TABLES = ROOT / "docs" / "findings"
-BLOCK = re.compile(r"<!-- table: (?P<name>[a-z_]+)(?P<filter>[^>]*)-->\n(?P<body>.*?)<!-- end -->", re.S)
+BLOCK = findings.TABLE_BLOCK
 
 
 def _committed() -> dict[str, pl.DataFrame]:
     return {p.stem: pl.read_csv(p) for p in sorted(TABLES.glob("*.csv"))}
 
 
-def _select(df: pl.DataFrame, spec: str) -> pl.DataFrame:
-    """`key=value` filters and `columns=a,b` of a table block."""
-    cols = None
-    for part in spec.split():
-        key, value = part.split("=", 1)
-        if key == "columns":
-            cols = value.split(",")
-        else:
-            df = df.filter(pl.col(key).cast(pl.Utf8) == value)
-    return df.select(cols) if cols else df
-
-
-@pytest.mark.skipif(not DOC.exists(), reason="docs/findings.md not written yet")
 def test_the_docs_tables_are_the_committed_tables():
     tables = _committed()
     text = DOC.read_text()
@@ -154,11 +141,10 @@ def test_the_docs_tables_are_the_committed_tables():
     assert blocks, "docs/findings.md quotes no table block"
     for m in blocks:
         assert m["name"] in tables, f"docs/findings.md quotes table {m['name']!r}, not in docs/findings/"
-        want = findings.markdown(_select(tables[m["name"]], m["filter"].strip()))
+        want = findings.markdown(findings.select(tables[m["name"]], m["filter"].strip()))
         assert m["body"] == want, f"docs/findings.md: block {m['name']}{m['filter']} is stale; regenerate it from docs/findings/"
 
 
-@pytest.mark.skipif(not DOC.exists(), reason="docs/findings.md not written yet")
 def test_every_number_in_the_prose_is_in_a_committed_table():
     """Each decimal number the text states (outside table blocks and code) is a value of some committed table."""
     tables = _committed()
@@ -175,3 +161,13 @@ def test_every_number_in_the_prose_is_in_a_committed_table():
     numbers = [float(x) for x in re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w.])", prose)]
     missing = sorted({x for x in numbers if round(x, 3) not in values})
     assert not missing, f"docs/findings.md states numbers that no committed table holds: {missing[:10]}"
+
+
+def test_refresh_doc_rewrites_stale_blocks_only():
+    t = {"acc": pl.DataFrame({"model": ["a", "b"], "accuracy": [0.5, 0.25]})}
+    doc = "Intro 0.5.\n<!-- table: acc model=b columns=accuracy -->\nstale\n<!-- end -->\nOutro.\n"
+    out = findings.refresh_doc(doc, t)
+    assert out == "Intro 0.5.\n<!-- table: acc model=b columns=accuracy -->\n| accuracy |\n|---|\n| 0.250 |\n<!-- end -->\nOutro.\n"
+    assert findings.refresh_doc(out, t) == out
+    with pytest.raises(KeyError, match="'nope'"):
+        findings.refresh_doc("<!-- table: nope -->\nx\n<!-- end -->", t)

@@ -27,6 +27,7 @@ numbers the committed tables hold (``tests/test_findings.py`` checks it).
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,9 @@ __all__ = [
     "summary_tables",
     "write_tables",
     "markdown",
+    "TABLE_BLOCK",
+    "select",
+    "refresh_doc",
 ]
 
 #: Decimals kept in the summary tables.
@@ -286,3 +290,32 @@ def markdown(df: pl.DataFrame) -> str:
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
     return "\n".join(lines) + "\n"
+
+
+#: A table block of docs/findings.md: ``<!-- table: NAME key=value … columns=a,b -->`` then the
+#: markdown of that committed table (filtered, columns selected), then ``<!-- end -->``.
+TABLE_BLOCK = re.compile(r"<!-- table: (?P<name>[a-z_]+)(?P<filter>[^>]*)-->\n(?P<body>.*?)<!-- end -->", re.S)
+
+
+def select(df: pl.DataFrame, spec: str) -> pl.DataFrame:
+    """The rows and columns a block's ``key=value`` filters and ``columns=a,b`` name."""
+    cols = None
+    for part in spec.split():
+        key, value = part.split("=", 1)
+        if key == "columns":
+            cols = value.split(",")
+        else:
+            df = df.filter(pl.col(key).cast(pl.Utf8) == value)
+    return df.select(cols) if cols else df
+
+
+def refresh_doc(text: str, tables: dict[str, pl.DataFrame]) -> str:
+    """``text`` with every table block's body rewritten from ``tables`` (a block naming a table that
+    is not there raises ``KeyError``)."""
+    def body(m):
+        name = m["name"]
+        if name not in tables:
+            raise KeyError(f"the document quotes table {name!r}, which is not among {sorted(tables)}")
+        return f"<!-- table: {name}{m['filter']}-->\n{markdown(select(tables[name], m['filter'].strip()))}<!-- end -->"
+
+    return TABLE_BLOCK.sub(body, text)
