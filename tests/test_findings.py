@@ -171,3 +171,17 @@ def test_refresh_doc_rewrites_stale_blocks_only():
     assert findings.refresh_doc(out, t) == out
     with pytest.raises(KeyError, match="'nope'"):
         findings.refresh_doc("<!-- table: nope -->\nx\n<!-- end -->", t)
+
+
+def test_cut_at_budgets_by_hand(tmp_path):
+    (tmp_path / "data").mkdir()
+    pl.DataFrame({"id": ["a", "b", "c", "d", "t"], "role": ["eval"] * 4 + ["train"]}).write_parquet(tmp_path / "data/ds.parquet")
+    (tmp_path / "generations/m").mkdir(parents=True)
+    pl.DataFrame({"id": ["a", "b", "c", "d", "t"],
+                  "tokens": [["x"] * 1, ["x"] * 12, ["x"] * 13, ["x"] * 40, ["x"] * 99],
+                  "finish_reason": ["stop", "stop", "stop", "length", "length"]}).write_parquet(tmp_path / "generations/m/ds.parquet")
+    row = findings.cut_at_budgets(tmp_path, budgets=(1, 12, 24, 64)).row(0, named=True)
+    # the training row is left out; 12 tokens that stopped fit a budget of 12; the cut reply counts at every budget
+    assert row == {"model": "m", "dataset": "ds", "n": 4, "run_budget": 40, "cut_1": 0.75, "cut_12": 0.5, "cut_24": 0.25, "cut_64": 0.25}
+    empty = tmp_path / "none"
+    assert findings.cut_at_budgets(empty).height == 0

@@ -39,6 +39,8 @@ from .schema import ARTIFACTS
 __all__ = [
     "DIGITS",
     "accuracy_table",
+    "BUDGETS",
+    "cut_at_budgets",
     "auc_table",
     "alignment_by_method",
     "method_effect",
@@ -103,6 +105,41 @@ def accuracy_table(root: str | Path) -> pl.DataFrame:
                          "accuracy": corr["correct"].cast(pl.Float64).mean(),
                          "truncated": float((corr["label_source"] == "truncated").mean()) if corr.height else None})
     schema = {"model": pl.Utf8, "dataset": pl.Utf8, "n": pl.Int64, "accuracy": pl.Float64, "truncated": pl.Float64}
+    return _round(pl.DataFrame(rows, schema=schema))
+
+
+#: Token budgets :func:`cut_at_budgets` evaluates.
+BUDGETS = (12, 24, 32, 48, 64, 128, 256, 384, 512)
+
+
+def cut_at_budgets(root: str | Path, budgets=BUDGETS) -> pl.DataFrame:
+    """Share of each model's greedy evaluation replies a smaller token budget would have cut off.
+
+    A reply of n tokens that ended by itself is cut by every budget below n; one the run's own
+    budget cut off (``finish_reason`` ``length``) is cut by every budget up to its length, and
+    counted as cut beyond it too (its real length is unknown), so budgets above the run's own are
+    lower bounds on the cut share (``run_budget`` says where that starts). Columns: model, dataset,
+    n (evaluation replies), run_budget (the longest reply, = the run's budget when one was cut),
+    then ``cut_<B>`` per budget B.
+    """
+    root = Path(root)
+    rows = []
+    folder = root / "generations"
+    for model in sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        for path in sorted((folder / model).glob("*.parquet")):
+            dataset = path.stem
+            data = io.read_artifact(_path(root, "data", dataset=dataset), "data", columns=["role"], stage=STAGE)
+            eval_ids = data.filter(pl.col("role") == "eval")["id"]
+            gen = io.read_artifact(path, "generations", columns=["tokens", "finish_reason"], stage=STAGE)
+            gen = gen.filter(pl.col("id").is_in(eval_ids.implode()))
+            n = gen["tokens"].list.len().fill_null(0).to_numpy()
+            cut_by_run = (gen["finish_reason"] == "length").fill_null(False).to_numpy()
+            row = {"model": model, "dataset": dataset, "n": gen.height, "run_budget": int(n.max()) if len(n) else None}
+            for b in budgets:
+                row[f"cut_{b}"] = float(np.mean((n > b) | cut_by_run)) if len(n) else None
+            rows.append(row)
+    schema = {"model": pl.Utf8, "dataset": pl.Utf8, "n": pl.Int64, "run_budget": pl.Int64,
+              **{f"cut_{b}": pl.Float64 for b in budgets}}
     return _round(pl.DataFrame(rows, schema=schema))
 
 
@@ -258,6 +295,7 @@ def summary_tables(results_dir: str | Path, *, k: float = 0.1) -> dict[str, pl.D
     conf = tidy(root, slms=slms, llms=[]).select("slm", "dataset", "method", "confidence")
     return {
         "accuracy": accuracy_table(root),
+        "budgets": cut_at_budgets(root),
         "auc": auc_table(root),
         "alignment_by_method": alignment_by_method(auc_full),
         "method_effect": method_effect(auc_full),
