@@ -103,8 +103,15 @@ def test_proxy_vs_random_counts_targets_after_averaging_seeds(results):
 def test_degenerate_inputs():
     one = pl.DataFrame({"slm": ["s"] * 6, "dataset": ["a", "a", "a", "b", "b", "b"], "method": ["m", "n", "o"] * 2,
                         "roc_auc": [0.6, 0.5, None, 0.7, 0.4, 0.9]})
-    eff = findings.method_effect(one)  # dataset a has a null AUC: only b is complete, the test is undefined
-    assert eff.row(0, named=True) == {"slm": "s", "n_datasets": 1, "n_methods": 3, "statistic": None, "p_value": None}
+    eff = findings.method_effect(one)  # method o has an AUC on one dataset of two: left out; two methods: undefined
+    assert eff.row(0, named=True) == {"slm": "s", "n_datasets": 2, "n_methods": 2, "statistic": None, "p_value": None}
+    # a method scored on one dataset of four is left out, not the three datasets it lacks
+    sparse = pl.DataFrame({"slm": ["s"] * 16, "dataset": [d for d in "abcd" for _ in range(4)], "method": list("mnov") * 4,
+                           "roc_auc": [0.6, 0.5, 0.4, 1.0, 0.7, 0.4, 0.5, None, 0.8, 0.3, 0.6, None, 0.6, 0.6, 0.2, None]})
+    eff = findings.method_effect(sparse).row(0, named=True)
+    want = friedmanchisquare([0.6, 0.7, 0.8, 0.6], [0.5, 0.4, 0.3, 0.6], [0.4, 0.5, 0.6, 0.2])
+    assert (eff["n_datasets"], eff["n_methods"]) == (4, 3)
+    assert eff["statistic"] == pytest.approx(round(want.statistic, 3)) and eff["p_value"] == pytest.approx(round(want.pvalue, 3))
     conf = pl.DataFrame({"slm": ["s"] * 4, "dataset": ["a", "a", "b", "b"], "method": ["m"] * 4, "confidence": [0.9, 0.9, 0.9, 0.9]})
     d = findings.distribution_shift(conf).row(0, named=True)  # one SLM; constant confidences
     assert d["ks_datasets"] == 0.0 and d["ks_slms"] is None and d["ratio"] is None
