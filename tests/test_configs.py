@@ -439,7 +439,7 @@ def test_a_broken_default_config_is_named(tmp_path):
 
 def test_a_user_config_means_what_it_says(tmp_path):
     """A --configfile that sets only datasets and models (and the required slms/llms) runs alone with the
-    schema's defaults: no demo eval_limit (16) or train_limit (8) leaks in, and redefining a demo model's
+    schema's defaults: no demo eval_limit (10) or train_limit (6) leaks in, and redefining a demo model's
     source (smollm2-135m: pypi in the demo) is not merged into two sources."""
     from conftest import build_tiny_model_dir
 
