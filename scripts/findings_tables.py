@@ -22,10 +22,11 @@ ap.add_argument("--k", type=float, default=0.1, help="proxy sampling ratio of th
 ap.add_argument("--doc", help="a document whose table blocks to rewrite from the new tables")
 args = ap.parse_args()
 tables = summary_tables(args.results_dir, k=args.k)
-for path in write_tables(tables, args.out_dir):
+paths = write_tables(tables, args.out_dir)
+for path in paths:
     print(path)
 if args.doc:
     doc = Path(args.doc)
-    committed = {p.stem: pl.read_csv(p) for p in write_tables(tables, args.out_dir)}  # as the CSV holds them
+    committed = {p.stem: pl.read_csv(p) for p in paths}  # as the CSV holds them
     doc.write_text(refresh_doc(doc.read_text(), committed))
     print(doc)

@@ -67,9 +67,6 @@ def upstream(qwen_dir):
 def router_file(smollm2_dir, tmp_path_factory):
     """A perplexity router whose threshold is the median of the SLM's confidences on PROMPTS (computed
     in-process with the same code): half the prompts go to the LLM. Returns (path, {prompt: routed})."""
-    from uqroute.routing import tie_aware_thresholds
-    from uqroute.router import calibrate
-    from uqroute.router.build import router_document
     from uqroute.router.file import write_router_file
     from uqroute.router.slm import SLMScorer
 
@@ -104,6 +101,16 @@ def _doc(conf, grid, model_dir):
                            inference={}, max_tokens=MAX_TOKENS, seed=0, probe=None, holdout_file=None,
                            serving={"mode": "fixed", "window": 50, "min_samples": 5, "drift_margin": 0.3})
 
+
+
+def post_json(url: str, data: bytes) -> tuple[int, dict]:
+    """POST raw bytes as JSON to ``url``: (status, decoded JSON body), for error statuses too."""
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 class RouterProcess:
     def __init__(self, router_path, base_url, log_dir: Path, *extra):
@@ -145,12 +152,7 @@ class RouterProcess:
             return e.code, e.read()
 
     def post(self, path: str, data: bytes) -> tuple[int, dict]:
-        req = urllib.request.Request(f"{self.root}{path}", data=data, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+        return post_json(f"{self.root}{path}", data)
 
     def logs(self) -> str:
         if not self.out.closed:

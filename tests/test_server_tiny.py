@@ -5,7 +5,6 @@ upstream: test_server.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 from test_router_slm import _doc
+from test_server import post_json
 from uqroute.router.file import write_router_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,15 +73,6 @@ def serve(tmp_path):
         assert KEY not in text
 
 
-def _post(url, data: bytes):
-    req = urllib.request.Request(f"{url}/v1/chat/completions", data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def test_http_layer(serve, tiny_model_dir):
     import openai
 
@@ -96,7 +87,7 @@ def test_http_layer(serve, tiny_model_dir):
     with pytest.raises(openai.APIStatusError) as e:
         list(client.chat.completions.create(model=name, messages=msgs, max_tokens=4, stream=True))
     assert e.value.status_code == 502
-    status, body = _post(url, b"{not json")
+    status, body = post_json(f"{url}/v1/chat/completions", b"{not json")
     assert status == 400 and body["error"]["type"] == "invalid_request_error"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4", messages=msgs)

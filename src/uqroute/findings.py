@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from . import io
+from .results import _path  # an artifact's file inside a results folder
 from .schema import ARTIFACTS
 
 __all__ = [
@@ -58,10 +59,6 @@ __all__ = [
 #: Decimals kept in the summary tables.
 DIGITS = 3
 STAGE = "findings"
-
-
-def _path(root: Path, artifact: str, **wildcards) -> Path:
-    return root / ARTIFACTS[artifact].path.split("/", 1)[1].format(**wildcards)
 
 
 def _slms(root: Path) -> list[str]:
