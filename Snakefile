@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 from uqroute import settings
 
-min_version("9.0")
+min_version("9.17")  # a function as `priority` (workflow/rules/infer.smk)
 
 
 # config/config.yaml (the offline demo) is the config only when no --configfile is given:

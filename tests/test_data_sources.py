@@ -99,6 +99,7 @@ def _snakemake(workdir: Path, config: dict, target: str) -> subprocess.Completed
 def test_download_rule_writes_the_data_artifact(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["data"] = {"source": "slices", "slices_dir": str(SLICES), "mirror_dir": None, "eval_limit": 7, "train_limit": 5}
+    config["datasets"].append("gsm8k")  # not among the demo's four
     proc = _snakemake(tmp_path, config, "results/data/gsm8k.parquet")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     df = pl.read_parquet(tmp_path / "results" / "data" / "gsm8k.parquet")
@@ -112,6 +113,7 @@ def test_download_rule_failure_leaves_no_artifact_and_logs_the_culprit(tmp_path)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     (tmp_path / "empty-mirror").mkdir()  # a mirror without this dataset: found only when the job reads it
     config["data"] = {"source": "mirror", "mirror_dir": str(tmp_path / "empty-mirror"), "eval_limit": 3, "train_limit": 0}
+    config["datasets"].append("gsm8k")  # not among the demo's four
     proc = _snakemake(tmp_path, config, "results/data/gsm8k.parquet")
     assert proc.returncode != 0
     assert not (tmp_path / "results" / "data" / "gsm8k.parquet").exists()

@@ -18,7 +18,7 @@ from uqroute.io import read_hidden_states
 from uqroute.schema import check_frame
 
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = ["gsm8k", "commonsenseqa", "truthfulqa"]
+DATASETS = ["gsm8k", "commonsenseqa", "truthfulqa"]  # math, multiple choice, free-form (the LLM judge)
 
 
 def _snakemake(workdir, *args, timeout=1500):
@@ -40,6 +40,12 @@ def pipeline_run(tmp_path_factory):
     cfg["routing"]["shifts"] = {"math_to_commonsense": {"sources": ["gsm8k"], "targets": ["truthfulqa"]}}
     cfg["routing"]["table5"]["shifts"] = ["math_to_commonsense"]
     cfg["routing"]["table4"]["target"] = "commonsenseqa"
+    # The demo's LLM and judge are Qwen2.5-Coder-1.5B; this test swaps in the 0.5B of the same family
+    # (same architecture and code path, already converted for the vLLM tests) to keep CI within time:
+    # the 1.5B's conversion alone is 1-2 min. test_models checks the 1.5B's GGUF metadata.
+    small = "qwen2.5-coder-0.5b"
+    cfg["llms"], cfg["judge"]["model"] = [small], small
+    cfg["routing"]["table4"]["llm"] = cfg["routing"]["table5"]["llm"] = small
     (work / "config").mkdir()
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     run = _snakemake(work)

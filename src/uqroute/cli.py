@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument(f"--{name}", help=f"select the hold-out set's {name} (needed when the file holds several)")
     c.add_argument("--k", type=float, help="select the hold-out set's k")
     llm = c.add_mutually_exclusive_group(required=True)
-    llm.add_argument("--llm-correctness", metavar="DIR", help="the LLM's correctness folder, e.g. results/correctness/qwen2.5-coder-0.5b")
+    llm.add_argument("--llm-correctness", metavar="DIR", help="the LLM's correctness folder, e.g. results/correctness/qwen2.5-coder-1.5b")
     llm.add_argument("--llm-accuracy", type=float, help="the LLM's accuracy, if no per-query labels exist")
     c.add_argument("--llm", help="the LLM's name (default: the correctness folder's name)")
     op = c.add_mutually_exclusive_group(required=True)

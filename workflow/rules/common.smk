@@ -167,6 +167,22 @@ def model_runtime_min(model, attempt=1):
     return math.ceil((res["runtime_min_base"] + per_b) * scale * attempt)
 
 
+# Priorities only order jobs that wait for a free core (on a cluster: the submission order).
+# Longest first: a model conversion gates every inference job of its model; an LLM job is a larger
+# model's; within a role, a larger answer budget means longer replies (the demo's 1.5B on SVAMP
+# takes 4 min, on the multiple-choice datasets 1-2; README, Demo timing).
+FETCH_PRIORITY = 100000
+
+
+def inference_priority(model, dataset, role):
+    """Priority of an inference job: LLM jobs above SLM jobs, then by the dataset's answer budget."""
+    from uqroute.inference.settings import budgets
+
+    spec = get_spec(dataset)
+    answer = budgets(cfg("inference"), MODELS[model], spec.task_type, spec.domain)["answer"]
+    return (10000 if role == "llm" else 0) + answer
+
+
 def judge_model_name():
     """The judge's model name (judge.model), or None when correctness is rule-based only."""
     return cfg("judge").get("model")  # optional: no judge model = rule checks only

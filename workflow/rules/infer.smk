@@ -6,6 +6,7 @@ rule infer:
     output:
         generations=path_of("generations", model="slm"),
         hidden=path_of("hidden_states", model="slm"),
+    priority: lambda w: inference_priority(w.slm, w.dataset, "slm")
     params:
         role="slm",
         spec=lambda w: MODELS[w.slm],
@@ -33,6 +34,7 @@ rule infer_llm:
         model=lambda w: model_dir(w.llm),
     output:
         generations=path_of("generations", model="llm"),
+    priority: lambda w: inference_priority(w.llm, w.dataset, "llm")  # longest first (common.smk)
     params:
         role="llm",
         spec=lambda w: MODELS[w.llm],

@@ -26,6 +26,7 @@ rule fetch_model:
         record=path_of("model_download"),
     output:
         directory(path_of("model_dir")),
+    priority: FETCH_PRIORITY  # before any other ready job (common.smk)
     params:
         spec=lambda w: fetch_spec(w.model),
     resources:
