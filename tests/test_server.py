@@ -102,7 +102,6 @@ def _doc(conf, grid, model_dir):
                            serving={"mode": "fixed", "window": 50, "min_samples": 5, "drift_margin": 0.3})
 
 
-
 def post_json(url: str, data: bytes) -> tuple[int, dict]:
     """POST raw bytes as JSON to ``url``: (status, decoded JSON body), for error statuses too."""
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -111,6 +110,7 @@ def post_json(url: str, data: bytes) -> tuple[int, dict]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
 
 class RouterProcess:
     def __init__(self, router_path, base_url, log_dir: Path, *extra):
