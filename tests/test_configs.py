@@ -138,6 +138,36 @@ def test_paper_dag_lists_the_full_grid(paper_dry_run):
     assert cpu <= 30, f"dry-run of the paper grid took {cpu:.1f} s CPU"
 
 
+def job_priorities(output: str, rule: str) -> dict[str, float]:
+    """{wildcards: priority} of every dry-run job of `rule` (a job without a `priority:` line has 0)."""
+    out = {}
+    for block in re.split(r"^\[.*\]$|^$", output, flags=re.M):
+        if re.search(rf"^rule {rule}:$", block, re.M):
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M).group(1)
+            prio = re.search(r"^\s+priority: (.*)$", block, re.M)
+            out[wildcards] = float(prio.group(1)) if prio else 0.0
+    return out
+
+
+@pytest.mark.parametrize("math_budget", [None, 4096])  # the paper's, and one a reasoning SLM scales 16x to 65536
+def test_paper_jobs_start_longest_first(paper_dry_run, math_budget, tmp_path):
+    """Conversions before inference, every LLM job before every SLM job whatever the budgets, and
+    within a role the larger answer budget first (common.smk)."""
+    if math_budget is None:
+        output = paper_dry_run[0]
+    else:
+        config = load(ROOT / "config" / "paper.yaml")
+        config["inference"]["max_new_tokens"]["math"] = math_budget
+        (tmp_path / "paper-big.yaml").write_text(yaml.safe_dump(config))
+        (tmp_path / "work").mkdir()
+        output = dry_run(tmp_path / "paper-big.yaml", tmp_path / "work")[0]
+    fetch, slm, llm = (job_priorities(output, r) for r in ("fetch_model", "infer", "infer_llm"))
+    assert fetch and slm and llm
+    assert min(fetch.values()) > max(llm.values()) > min(llm.values()) > max(slm.values())
+    assert llm["llm=gpt-4.1-mini, dataset=gsm8k"] > llm["llm=gpt-4.1-mini, dataset=boolq"]
+    assert slm["slm=qwen3-0.6b, dataset=gsm8k"] > slm["slm=granite-3.1-8b, dataset=gsm8k"] > slm["slm=granite-3.1-8b, dataset=boolq"]
+
+
 def test_paper_resources_scale_with_the_model(paper_dry_run):
     output, _, _ = paper_dry_run
     big = job_resources(output, "infer", "slm=granite-3.1-8b, dataset=gsm8k")

@@ -171,16 +171,21 @@ def model_runtime_min(model, attempt=1):
 # Longest first: a model conversion gates every inference job of its model; an LLM job is a larger
 # model's; within a role, a larger answer budget means longer replies (the demo's 1.5B on SVAMP
 # takes 4 min, on the multiple-choice datasets 1-2; README, Demo timing).
-FETCH_PRIORITY = 100000
+FETCH_PRIORITY = 2  # above every inference job (those lie in [0, 2))
 
 
 def inference_priority(model, dataset, role):
-    """Priority of an inference job: LLM jobs above SLM jobs, then by the dataset's answer budget."""
+    """Priority of an inference job: LLM jobs above SLM jobs whatever the budgets, then by the answer budget.
+
+    The role is the integer part (LLM 1, SLM 0) and the budget b the fraction b / (b + 1), which grows
+    with b and stays below 1, so no budget (scaled by a reasoning model's max_new_tokens_scale) can lift
+    an SLM job above an LLM job.
+    """
     from uqroute.inference.settings import budgets
 
     spec = get_spec(dataset)
     answer = budgets(cfg("inference"), MODELS[model], spec.task_type, spec.domain)["answer"]
-    return (10000 if role == "llm" else 0) + answer
+    return (1 if role == "llm" else 0) + answer / (answer + 1)
 
 
 def judge_model_name():
