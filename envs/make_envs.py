@@ -8,7 +8,9 @@ Why generated: Snakemake copies an environment file to ``.snakemake/conda/<hash>
 repository (``-e ..`` or ``-c ../requirements.lock`` resolve against the wrong folder). Each file
 therefore lists every Python package it needs, pinned to the version in requirements.lock (the set
 the tests and benchmarks ran with): the library's own dependencies (pyproject.toml) and all their
-dependencies, found from the installed packages' metadata. The library itself is not installed in
+dependencies, found from the installed packages' metadata, plus the optional extras (pyproject's
+``[project.optional-dependencies]``) that the models of the presets need (:data:`MODEL_EXTRAS`;
+RWKV-7 needs ``rwkv``, flash-linear-attention). The library itself is not installed in
 the environments: the rule scripts put this repository's ``src/`` first on ``sys.path``
 (workflow/scripts/_log.py), so a job runs the code of the checkout that built its DAG.
 
@@ -37,13 +39,31 @@ TORCH_STACK = ("torch", "transformers", "accelerate")
 #: packaging tools `pip freeze` leaves out of requirements.lock; pinned to the development venv's version
 UNFROZEN = ("setuptools",)
 
+#: what a model needs beyond the core dependencies: hub-id prefix → extra of pyproject.toml. The
+#: fla-hub ports (RWKV-7 "Goose", config/paper.yaml ``rwkv7-2.9b``) re-export ``fla.models`` and need the
+#: ``rwkv`` extra (flash-linear-attention, fla-core, einops, triton). tests/test_envs.py checks that
+#: every local model of every config/*.yaml preset finds its extras in the torch environment.
+MODEL_EXTRAS = {"fla-hub/": "rwkv"}
+
+
+def model_extras(spec: dict) -> tuple[str, ...]:
+    """The pyproject extras a model's config entry needs in the environment that runs it (``()`` for an
+    API model: it runs elsewhere)."""
+    if "api" in spec:
+        return ()
+    hub = spec.get("hub") or ""
+    return tuple(sorted({extra for prefix, extra in MODEL_EXTRAS.items() if hub.startswith(prefix)}))
+
+
 ENVS = {
     "torch": {
         "drop": (),
+        "extras": tuple(sorted(set(MODEL_EXTRAS.values()))),
         "header": """\
 # Conda environment of the rules that run torch: `fetch_model` (GGUF → safetensors conversion),
 # `infer`, `infer_llm` and `judge` (the models, on a GPU when the job has one), `probe` and
-# `router_probe` (an MLP) and `router` (loads a probe router's MLP).
+# `router_probe` (an MLP) and `router` (loads a probe router's MLP). With the `rwkv` extra
+# (flash-linear-attention, for RWKV-7): the models of the presets need nothing else.
 # torch==2.13.0 from PyPI is its CUDA build on Linux x86_64 (CUDA 12 libraries come as nvidia-*
 # wheels, pinned exactly by torch itself); it runs on CPU-only nodes too. A site with another CUDA
 # version can change the torch line (e.g. add `--extra-index-url https://download.pytorch.org/whl/cu126`).
@@ -51,6 +71,7 @@ ENVS = {
     },
     "eval": {
         "drop": TORCH_STACK,
+        "extras": (),
         "header": """\
 # Conda environment of the rules that need no torch: `download`, `download_model`, `uq`, `routing`, `router_holdout`,
 # the tables, figures and `revisions_lock` (CPU jobs, or the submitting node).
@@ -76,9 +97,14 @@ def _lock() -> dict[str, str]:
     return pins
 
 
-def _roots() -> list[Requirement]:
+def _roots(extras: tuple[str, ...] = ()) -> list[Requirement]:
+    """pyproject's dependencies and those of the optional ``extras``."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"]]
+    optional = project.get("optional-dependencies") or {}
+    unknown = [e for e in extras if e not in optional]
+    if unknown:
+        raise SystemExit(f"envs/make_envs.py: extra(s) {unknown} are not in pyproject.toml's optional-dependencies")
+    return [Requirement(r) for r in [*project["dependencies"], *(d for e in extras for d in optional[e])]]
 
 
 def _marker_env(extra: str = "") -> dict:
@@ -89,12 +115,13 @@ def _marker_env(extra: str = "") -> dict:
     return env
 
 
-def closure(drop: tuple[str, ...]) -> dict[str, str]:
-    """``{distribution name (as in the lock): version}`` of pyproject's dependencies and all theirs, minus ``drop``."""
+def closure(drop: tuple[str, ...], extras: tuple[str, ...] = ()) -> dict[str, str]:
+    """``{distribution name (as in the lock): version}`` of pyproject's dependencies (and those of its optional
+    ``extras``) and all theirs, minus ``drop``."""
     pins = _lock()
     dropped = {canonicalize_name(d) for d in drop}
     names = {canonicalize_name(n): n for n in (l.split("==")[0] for l in (ROOT / "requirements.lock").read_text().split())}
-    todo = _roots()
+    todo = _roots(extras)
     visited: set[tuple[str, frozenset]] = set()
     while todo:
         req = todo.pop()
@@ -126,7 +153,7 @@ def closure(drop: tuple[str, ...]) -> dict[str, str]:
 
 def render(env: str) -> str:
     spec = ENVS[env]
-    pins = closure(spec["drop"])
+    pins = closure(spec["drop"], spec["extras"])
     lines = [COMMON_HEADER + spec["header"], "channels:", "  - conda-forge", "  - nodefaults", "dependencies:",
              f"  - python={PYTHON}", "  - pip", "  - pip:"]
     lines += [f"      - {name}=={version}" for name, version in pins.items()]
