@@ -111,9 +111,14 @@ def test_qwen3_thinking_reply_answer_starts_after_the_trace(qwen3):
     assert parsed == "B"
     i = find_option_token(tokens, parsed, "MCQ", start=start, choices=CHOICES)
     assert i is not None and i >= start and tokens[i].strip() == "B"
-    # searched over the whole generation, the "B" of the trace ("I pick B") would be taken
-    j = find_option_token(tokens, parsed, "MCQ", choices=CHOICES)
-    assert j is not None and j < tokens.index("</think>")
+    # the whole generation's last answer marker ("The answer is B") also leads to the final answer
+    assert find_option_token(tokens, parsed, "MCQ", choices=CHOICES) == i
+    # but an answer without a marker: searched over the whole generation, the "B" of the trace
+    # ("I pick B") would be taken
+    bare = generated_tokens(qwen3, TRACE_REPLY.replace("The answer is B.", "B."))
+    j = find_option_token(bare, parsed, "MCQ", choices=CHOICES)
+    assert j is not None and j < bare.index("</think>")
+    assert find_option_token(bare, parsed, "MCQ", start=answer_start(bare), choices=CHOICES) > bare.index("</think>")
 
 
 def test_option_token_skips_the_article_a(qwen3):

@@ -303,7 +303,10 @@ ADAPTERS: dict[str, Callable[[dict, RowRef], list[Item]]] = {
 
 
 def make_prompt(spec: DatasetSpec, item: Item) -> str:
-    """The user message for ``item``, by task type and answer format (see ``prompts``)."""
+    """The user message for ``item``, by task type, domain and answer format (see ``prompts``): every
+    math-domain dataset reasons before its answer."""
+    if spec.task_type == "MCQ" and spec.domain == "math":  # AQuA: reason, then the letter
+        return prompts.math_mcq_prompt(item.question, item.choices)
     if spec.task_type == "MCQ":
         return prompts.mcq_prompt(
             item.question, item.choices, context=item.context, instruction=item.instruction,

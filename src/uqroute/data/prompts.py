@@ -9,15 +9,23 @@ brief reasoning and a final numeric line, MATH-500 with a ``\\boxed{}`` answer
 (the convention of the MATH benchmark, Hendrycks et al. 2021), and the other
 free-form tasks (CoQA, TruthfulQA) with a short answer.
 
+Every dataset of the paper's mathematical-reasoning domain (Table 2: AQuA, GSM8K, MultiArith,
+SVAMP, MATH-500) is asked to reason before it answers, whatever its answer format: AQuA is
+multiple choice (Table 2's type MCQ) but a math word problem, so :func:`math_mcq_prompt` asks for
+brief reasoning and a final ``Answer: <letter>`` line (the parser reads the letter after the
+reasoning: the last answer marker), and it gets the math token budget
+(``uqroute.inference.settings.budgets``). The other domains are answered without explanation.
+
 The final-line formats here are what ``uqroute.parsing`` extracts: ``Answer: <n>``
-for numbers, ``\\boxed{...}`` for LaTeX, a single letter, ``True``/``False``.
+for numbers, ``\\boxed{...}`` for LaTeX, a single letter (or ``Answer: <letter>`` after
+reasoning), ``True``/``False``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["mcq_prompt", "tf_prompt", "math_prompt", "latex_prompt", "short_answer_prompt"]
+__all__ = ["mcq_prompt", "math_mcq_prompt", "tf_prompt", "math_prompt", "latex_prompt", "short_answer_prompt"]
 
 
 def _letters_phrase(labels: Sequence[str]) -> str:
@@ -52,6 +60,18 @@ def mcq_prompt(
         f"Answer with the letter of the correct option only ({_letters_phrase(labels)}), without any explanation."
     )
     return "\n\n".join(parts)
+
+
+def math_mcq_prompt(question: str, choices: Sequence[dict]) -> str:
+    """Multiple-choice math word problem (MCQ in the math domain; AQuA): brief reasoning, then the letter
+    on a final line ``Answer: <letter>``."""
+    labels = [c["label"] for c in choices]
+    return (
+        "Solve the following math problem. Reason briefly, then give the letter of the correct option "
+        f'on its own last line in the form "Answer: <letter>" (one of {_letters_phrase(labels)}).\n\n'
+        f"Problem: {question}\n\n"
+        "Options:\n" + "\n".join(f"{c['label']}. {c['text']}" for c in choices)
+    )
 
 
 def tf_prompt(question: str, *, context: str | None = None) -> str:

@@ -8,7 +8,12 @@
   after the greedy answer asks for a confidence from 0 to 100 (paper §3.1, method 5).
 * Verbalization-1s (Xiong et al. 2024, "Can LLMs Express Their Uncertainty?"): one
   separate prompt asks for the answer and a 0–100 confidence in a fixed format in
-  the same response (paper §3.1, method 4).
+  the same response (paper §3.1, method 4). The paper asks only for "both the answer and
+  numeric confidence in one step"; the dataset's own instruction is kept as it is (math
+  prompts still ask the model to reason; multiple-choice, true/false and short-answer prompts
+  still ask for the answer alone), and :data:`VERBAL_1S_INSTRUCTIONS` asks for the final answer
+  and the confidence as the reply's last two lines. They never forbid the reasoning a dataset
+  prompt asks for, so the answers scored are those the dataset prompt elicits.
 
 The dataset prompt (``data.prompt``) is the plain user message of the first turn;
 chat templates are applied by the backend. A router scores chat conversations instead: wherever a
@@ -46,12 +51,14 @@ VERBAL_2S_PROMPT = (
     "Reply with a number from 0 to 100 only, where 0 means surely wrong and 100 means surely correct."
 )
 
+#: Appended to the dataset prompt; it adds only the ending, so the dataset's instruction (reason
+#: first, or answer alone) still holds.
 VERBAL_1S_INSTRUCTIONS = (
-    "Give your answer and your confidence that it is correct, in exactly this format:\n"
-    "Answer: <your answer>\n"
+    "End your reply with your final answer and your confidence that it is correct, as its last two lines, "
+    "in exactly this format:\n"
+    "Answer: <your final answer>\n"
     "Confidence: <a number from 0 to 100>%\n"
-    "The confidence is how likely you think your answer is correct. "
-    "Give only these two lines, without any explanation."
+    "The confidence is how likely you think your answer is correct."
 )
 
 

@@ -22,13 +22,15 @@ def resolve_settings(cfg: dict | None) -> dict:
 def budgets(cfg: dict, spec: dict, task_type: str, domain: str) -> dict[str, int]:
     """Token budgets for one dataset: ``answer``, ``sample``, ``verbal`` (scaled by ``max_new_tokens_scale``).
 
-    Math free-form datasets (domain ``math``, task type ``FF``) use the ``math`` budget. The
+    Every dataset of the math domain uses the ``math`` budget, whatever its task type: the paper's
+    Table 2 puts AQuA (multiple choice) in mathematical reasoning with GSM8K, MultiArith, SVAMP and
+    MATH-500, and its prompt asks for reasoning before the letter (``uqroute.data.prompts``). The
     sample budget is ``sample_max_new_tokens`` capped at the answer budget (null: the answer
     budget), so it can shorten the math samples without lengthening the short ones.
     """
     cfg = resolve_settings(cfg)
     scale = float(spec.get("max_new_tokens_scale", 1) or 1)
-    key = "math" if (domain == "math" and task_type == "FF") else task_type
+    key = "math" if domain == "math" else task_type
     if key not in cfg["max_new_tokens"]:
         raise ValueError(f"inference.max_new_tokens has no budget for {key!r}")
     answer = int(cfg["max_new_tokens"][key])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from .options import _NEGATED, _letter_at, normalize_choices
+from .options import _NEGATED, _STRONG, _letter_at, normalize_choices
 
 __all__ = ["answer_start", "find_option_token"]
 
@@ -70,6 +70,14 @@ def answer_start(tokens: Sequence[str | None] | None, *, think_open: bool = Fals
     return n
 
 
+def _last_marker_end(text: str, target: str, opts) -> int:
+    """End of the last explicit answer marker in ``text`` followed by the label ``target`` (0: none)."""
+    for m in reversed(list(_STRONG.finditer(text))):
+        if _letter_at(text, m.end(), opts, allow_lower=False) == target.upper():
+            return m.end()
+    return 0
+
+
 def find_option_token(
     tokens: Sequence[str | None] | None,
     answer: str | None,
@@ -83,7 +91,11 @@ def find_option_token(
     Searched in ``tokens[start:]`` only: pass ``start = answer_start(tokens, …)`` so that a
     letter or ``True`` inside a reasoning trace is never taken.
 
-    - ``MCQ``: the first token that is exactly the parsed label once whitespace and the
+    - ``MCQ``: where the reply states its answer after an explicit answer marker (``Answer: B``,
+      ``the answer is (B)``: the :func:`uqroute.parsing.parse_option` rule that takes the *last*
+      such marker), the search starts at the last marker that names the parsed label, so a reply
+      that reasons first (AQuA's math prompt) gives the token of its final letter, not a mention of
+      that option inside the reasoning. Then: the first token that is exactly the parsed label once whitespace and the
       punctuation ``()[].:,*"'`` around it are removed — case-sensitive, so the article "a" is
       not option A — and that stands as a label in the answer text: not the article or pronoun
       ``A``/``I`` before an ordinary word (``A person would…``, unless the option's text follows,
@@ -106,10 +118,13 @@ def find_option_token(
     opts = normalize_choices(choices) if choices else []
     # the answer text with markdown emphasis and math dollars blanked (same length, so positions hold)
     joined = "".join(texts[start:]).translate(_BLANK)
+    skip = _last_marker_end(joined, target, opts) if task_type == "MCQ" else 0
     pos = 0
     for i in range(start, len(texts)):
         tok = texts[i]
         here, pos = pos, pos + len(tok)
+        if pos <= skip:
+            continue
         t = tok.strip().strip(_STRIP)
         if not t:
             continue
