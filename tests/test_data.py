@@ -301,8 +301,8 @@ COQA_ROWS = [
 ]
 
 
-def test_coqa_one_row_per_question_with_history():
-    rows = to_rows(get_spec("coqa"), "validation", "eval", COQA_ROWS)
+def test_coqa_all_questions_one_row_per_question_with_history():
+    rows = to_rows(get_spec("coqa"), "validation", "eval", COQA_ROWS, options={"coqa": {"questions": "all"}})
     assert [r["id"] for r in rows] == ["coqa/validation/0/0", "coqa/validation/0/1", "coqa/validation/0/2", "coqa/validation/1/0"]
     assert [r["answer"] for r in rows] == ["a bike", "red", "to school", "2-1"]
     assert rows[0]["context"] == COQA_ROWS[0]["story"]
@@ -316,6 +316,29 @@ def test_coqa_one_row_per_question_with_history():
         "Question: Where does she ride it?\n\nAnswer with a short answer (a few words or one sentence), without any explanation."
     )
     assert "Q: What color is it?\nA: red" in rows[2]["prompt"]
+
+
+def test_coqa_one_unit_per_story_its_last_question_with_the_whole_conversation():
+    rows = to_rows(get_spec("coqa"), "validation", "eval", COQA_ROWS)  # default: data.coqa_questions last
+    assert [r["id"] for r in rows] == ["coqa/validation/0/2", "coqa/validation/1/0"]
+    assert [r["question"] for r in rows] == ["Where does she ride it?", "What was the score?"]
+    assert [r["answer"] for r in rows] == ["to school", "2-1"]
+    assert rows[0]["context"] == (
+        "Anna has a red bike. She rides it to school every day.\n\n"
+        "Q: What does Anna have?\nA: a bike\nQ: What color is it?\nA: red"
+    )
+    assert rows[1]["context"] == "The match ended 2-1."
+    last = to_rows(get_spec("coqa"), "validation", "eval", COQA_ROWS, options={"coqa": {"questions": "last"}})
+    every = to_rows(get_spec("coqa"), "validation", "eval", COQA_ROWS, options={"coqa": {"questions": "all"}})
+    assert last == rows and [r for r in every if r["id"] in {x["id"] for x in rows}] == rows
+
+
+def test_coqa_every_turn_is_checked_even_when_only_the_last_is_kept():
+    bad = dict(COQA_ROWS[0], questions=["", "What color is it?", "Where does she ride it?"])
+    with pytest.raises(RowError, match=r"row 0, column 'questions': turn 0 is empty"):
+        to_rows(get_spec("coqa"), "validation", "eval", [bad])
+    with pytest.raises(ValueError, match=r"data.coqa_questions must be one of \('last', 'all'\), got 'first'"):
+        to_rows(get_spec("coqa"), "validation", "eval", COQA_ROWS, options={"coqa": {"questions": "first"}})
 
 
 def test_coqa_mismatched_answers_is_a_row_error():
@@ -351,9 +374,34 @@ def test_coqa_through_the_mirror_code_path(tmp_path):
     write_split(tmp_path, "coqa", "train", pa.Table.from_pylist(COQA_ROWS[:1], schema=COQA_SCHEMA))
     df = load_rows("coqa", source="mirror", mirror_dir=tmp_path, train_limit=2, seed=0)
     check_frame(df, "data")
-    assert df.filter(pl.col("role") == "eval").height == 4
+    # one evaluation unit per story (Table 2 counts stories): the last question of each
+    assert df.filter(pl.col("role") == "eval")["id"].to_list() == ["coqa/validation/0/2", "coqa/validation/1/0"]
     train = df.filter(pl.col("role") == "train")
-    assert train.height == 2 and set(train["split"]) == {"train"}
+    assert train["id"].to_list() == ["coqa/train/0/2"] and set(train["split"]) == {"train"}
+    every = load_rows("coqa", source="mirror", mirror_dir=tmp_path, train_limit=2, seed=0, coqa_questions="all")
+    check_frame(every, "data")
+    assert every.filter(pl.col("role") == "eval").height == 4
+    assert every.filter(pl.col("role") == "train").height == 2
+
+
+def test_coqa_500_stories_give_500_evaluation_units(tmp_path):
+    """A synthetic frame in the hub's exact columns (stanfordnlp/coqa: source, story, questions,
+    answers{input_text, answer_start, answer_end}) with the validation split's 500 stories."""
+    stories = [
+        {"source": "mctest", "story": f"Story {i}: Tom has {i} apples.",
+         "questions": [f"Who is in story {i}?", "How many apples?", "Does he share them?"][: 1 + i % 3],
+         "answers": {"input_text": ["Tom", str(i), "no"][: 1 + i % 3], "answer_start": [0, 1, 2][: 1 + i % 3],
+                     "answer_end": [3, 4, 5][: 1 + i % 3]}}
+        for i in range(500)
+    ]
+    table = pa.Table.from_pylist(stories, schema=COQA_SCHEMA)
+    assert table.schema.names == ["source", "story", "questions", "answers"]
+    write_split(tmp_path, "coqa", "validation", table)
+    df = load_rows("coqa", source="mirror", mirror_dir=tmp_path, seed=0)
+    assert df.height == 500 and df["id"].n_unique() == 500
+    assert df["id"][7] == "coqa/validation/7/1" and df["question"][7] == "How many apples?" and df["answer"][7] == "7"
+    assert df["context"][8] == "Story 8: Tom has 8 apples.\n\nQ: Who is in story 8?\nA: Tom\nQ: How many apples?\nA: 8"
+    assert load_rows("coqa", source="mirror", mirror_dir=tmp_path, seed=0, coqa_questions="all").height == sum(1 + i % 3 for i in range(500))
 
 
 # ------------------------------------------------------------------ hub path (datasets.load_dataset stubbed)
@@ -539,8 +587,11 @@ def test_slices_build_valid_artifacts_deterministically(tmp_path):
 def test_every_slice_loads_as_a_valid_artifact(name):
     df = load_rows(name, source="slices", slices_dir=SLICES, train_limit=40)
     check_frame(df, ARTIFACTS["data"])
-    assert (df["role"] == "eval").sum() == 40
     spec = get_spec(name)
+    if spec.eval_share:  # TruthfulQA: the 40-row slice divided in the share 164 / 817
+        assert ((df["role"] == "eval").sum(), (df["role"] == "train").sum()) == (8, 32)
+        return
+    assert (df["role"] == "eval").sum() == 40
     has_train = (SLICES / spec.split_file(spec.train_split)).is_file() if spec.train_split else False
     assert (df["role"] == "train").sum() == (40 if has_train else 0)
 
@@ -563,3 +614,51 @@ def test_slices_are_real_mirror_rows_with_the_mirrors_schema(name):
         assert sl.num_rows == min(40, full.num_rows)
         full_rows = {repr(r) for r in full.to_pylist()}
         assert all(repr(r) in full_rows for r in sl.to_pylist()), f"{name}/{split}: slice row not in the mirror"
+
+
+# ------------------------------------------------------------------ TruthfulQA: our seeded 164 / 653 split
+def test_holdout_split_is_seeded_disjoint_and_complete():
+    from uqroute.data.build import holdout_split
+
+    ev, tr = holdout_split(817, (164, 817), dataset="truthfulqa")
+    assert len(ev) == 164 and len(tr) == 653
+    assert sorted(set(ev) | set(tr)) == list(range(817)) and not set(ev) & set(tr)
+    assert list(ev) == sorted(ev) and list(tr) == sorted(tr)
+    again = holdout_split(817, (164, 817), dataset="truthfulqa")
+    assert (again[0] == ev).all() and (again[1] == tr).all()
+    assert not (holdout_split(817, (164, 817), dataset="other")[0] == ev).all()  # per dataset
+    # another number of rows keeps the share; degenerate sizes keep one row on each side
+    assert [len(x) for x in holdout_split(40, (164, 817), dataset="truthfulqa")] == [8, 32]
+    assert [len(x) for x in holdout_split(2, (164, 817), dataset="truthfulqa")] == [1, 1]
+    assert [len(x) for x in holdout_split(3, (2, 3), dataset="truthfulqa")] == [2, 1]
+    with pytest.raises(DatasetError, match=r"dataset 'truthfulqa': 1 row\(s\) cannot be divided"):
+        holdout_split(1, (164, 817), dataset="truthfulqa")
+
+
+def test_truthfulqa_registry_holds_out_164_of_the_validation_split():
+    spec = get_spec("truthfulqa")
+    assert spec.eval_share == (164, 817) and spec.train_split is None and spec.eval_split == "validation"
+
+
+TQA_SCHEMA = pa.schema([("type", pa.string()), ("category", pa.string()), ("question", pa.string()),
+                        ("best_answer", pa.string()), ("correct_answers", pa.list_(pa.string())),
+                        ("incorrect_answers", pa.list_(pa.string())), ("source", pa.string())])
+
+
+def test_truthfulqa_164_evaluated_653_train_the_probe_whatever_the_run_seed(tmp_path):
+    rows = [{"type": "Adversarial", "category": "Misc", "question": f"Question {i}?", "best_answer": f"answer {i}",
+             "correct_answers": [f"answer {i}"], "incorrect_answers": ["no"], "source": "x"} for i in range(817)]
+    write_split(tmp_path, "truthfulqa", "validation", pa.Table.from_pylist(rows, schema=TQA_SCHEMA))
+    df = load_rows("truthfulqa", source="mirror", mirror_dir=tmp_path, train_limit=1000, seed=0)
+    check_frame(df, "data")
+    ev, tr = df.filter(pl.col("role") == "eval"), df.filter(pl.col("role") == "train")
+    assert ev.height == 164 and tr.height == 653
+    assert set(ev["split"]) == set(tr["split"]) == {"validation"}
+    assert not set(ev["id"]) & set(tr["id"]) and df["id"].n_unique() == 817
+    other = load_rows("truthfulqa", source="mirror", mirror_dir=tmp_path, train_limit=1000, seed=7)
+    assert other.filter(pl.col("role") == "eval")["id"].to_list() == ev["id"].to_list()  # the split does not move
+    small = load_rows("truthfulqa", source="mirror", mirror_dir=tmp_path, eval_limit=10, train_limit=20, seed=0)
+    assert set(small.filter(pl.col("role") == "eval")["id"]) <= set(ev["id"])
+    assert set(small.filter(pl.col("role") == "train")["id"]) <= set(tr["id"])
+    assert small.height == 30
+    assert load_rows("truthfulqa", source="mirror", mirror_dir=tmp_path, train_limit=0, seed=0).height == 164

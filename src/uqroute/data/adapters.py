@@ -1,8 +1,9 @@
 """One adapter per dataset: a hub row (a dict with the hub's exact columns) → unified items.
 
 Every quirk of a source lives here and nowhere else. An adapter returns a list of
-:class:`Item` (one per query; CoQA gives one per conversation turn); the builder
-adds ids, the registry fields and the prompt (``uqroute.data.build``).
+:class:`Item` (one per query; CoQA gives one per story, its last question, or with
+``questions="all"`` one per conversation turn); the builder adds ids, the registry fields and
+the prompt (``uqroute.data.build``).
 
 Gold answers are canonical: option letters ``A``, ``B``, … (MCQ), ``True``/``False``
 (TF), minimal number strings (``42``, ``0.5``, ``-3``, ``1250``) for numeric math,
@@ -253,18 +254,29 @@ def coqa_context(story: str, turns: Sequence[tuple[str, str]]) -> str:
     return f"{story}\n\n{history}"
 
 
-def coqa(row: dict, ref: RowRef) -> list[Item]:
-    """CoQA (Reddy et al. 2019): one item per question; context = story + previous Q/A turns;
-    gold = the free-form ``answers.input_text`` of the turn (id ``{story}/{turn}``)."""
+#: ``data.coqa_questions``: which questions of a CoQA story are evaluation units.
+COQA_QUESTIONS = ("last", "all")
+
+
+def coqa(row: dict, ref: RowRef, *, questions: str = "last") -> list[Item]:
+    """CoQA (Reddy et al. 2019): context = story + the previous Q/A turns; gold = the free-form
+    ``answers.input_text`` of the turn (id ``{story}/{turn}``).
+
+    ``questions="last"`` (the default, ``data.coqa_questions``): one item per story, its last
+    question with every earlier turn as history, so that a story is one evaluation unit as in the
+    paper's Table 2 (500 validation stories); ``"all"``: one item per question. Every turn is
+    checked either way."""
+    if questions not in COQA_QUESTIONS:
+        raise ValueError(f"data.coqa_questions must be one of {COQA_QUESTIONS}, got {questions!r}")
     story = _text(row, "story", ref)
-    questions = list(row.get("questions") or [])
+    asked = list(row.get("questions") or [])
     answers = list((row.get("answers") or {}).get("input_text") or [])
-    if not questions:
+    if not asked:
         raise ref.fail("questions", "no questions")
-    if len(questions) != len(answers):
-        raise ref.fail("answers", f"{len(questions)} questions but {len(answers)} answers.input_text")
+    if len(asked) != len(answers):
+        raise ref.fail("answers", f"{len(asked)} questions but {len(answers)} answers.input_text")
     items, turns = [], []
-    for t, (q, a) in enumerate(zip(questions, answers)):
+    for t, (q, a) in enumerate(zip(asked, answers)):
         q, a = (q or "").strip(), (a or "").strip()
         if not q:
             raise ref.fail("questions", f"turn {t} is empty")
@@ -272,7 +284,7 @@ def coqa(row: dict, ref: RowRef) -> list[Item]:
             raise ref.fail("answers", f"answers.input_text of turn {t} is empty")
         items.append(Item(f"{ref.index}/{t}", q, a, context=coqa_context(story, turns)))
         turns.append((q, a))
-    return items
+    return items if questions == "all" else items[-1:]
 
 
 # ------------------------------------------------------------------ problem solving
@@ -321,12 +333,20 @@ def make_prompt(spec: DatasetSpec, item: Item) -> str:
     return prompts.short_answer_prompt(item.question, context=item.context)
 
 
-def to_rows(spec: DatasetSpec, split: str, role: str, rows: Sequence[dict]) -> list[dict]:
-    """Adapt every source row of one split into unified rows (the `data` artifact's columns)."""
+def adapter_options(data: dict) -> dict[str, dict]:
+    """Keyword arguments of the adapters, per dataset, from the ``data`` config section."""
+    return {"coqa": {"questions": data.get("coqa_questions", "last")}}
+
+
+def to_rows(spec: DatasetSpec, split: str, role: str, rows: Sequence[dict], *, options: dict | None = None) -> list[dict]:
+    """Adapt every source row of one split into unified rows (the `data` artifact's columns).
+
+    ``options``: per dataset name, keyword arguments of its adapter (:func:`adapter_options`)."""
     adapter = ADAPTERS[spec.name]
+    kwargs = (options or {}).get(spec.name) or {}
     out = []
     for index, row in enumerate(rows):
-        for item in adapter(row, RowRef(spec.name, split, index)):
+        for item in adapter(row, RowRef(spec.name, split, index), **kwargs):
             out.append(
                 {
                     "id": f"{spec.name}/{split}/{item.key}",

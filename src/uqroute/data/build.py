@@ -14,8 +14,15 @@ Selection (deterministic under ``seed``):
 
 Both samples draw from ``numpy.random.default_rng`` seeded with ``(seed, dataset,
 role)``, so one dataset's sample does not change when another is added. For CoQA
-a "row" is one question (conversation turn). A limit larger than the split uses
-every row and logs that it did.
+a "row" is one story, asked its last question (``data.coqa_questions: all``: one row per
+question). A limit larger than the split uses every row and logs that it did.
+
+A dataset whose registry entry sets ``eval_share`` (TruthfulQA: 164 of 817, Table 2) has no
+training split of its own: its evaluation split is divided by :func:`holdout_split`, a shuffle
+seeded with the registry's fixed ``HOLDOUT_SEED`` (not the run's ``seed``), into the evaluation
+rows (164 of the hub's 817; the same share of a copy with fewer rows) and the training rows (the
+other 653); both keep the source split's name in the ``split`` column and their source row index
+in the id. The split is ours: the paper does not publish its own.
 """
 
 from __future__ import annotations
@@ -30,14 +37,14 @@ import polars as pl
 from ..io import write_parquet
 from ..schema import ARTIFACTS
 from ..settings import defaults
-from .adapters import to_rows
+from .adapters import adapter_options, to_rows
 from .errors import DatasetError, EmptySplitError, SplitNotFoundError
-from .registry import DatasetSpec, get_spec
+from .registry import HOLDOUT_SEED, DatasetSpec, get_spec
 from .sources import SOURCES, read_split, resolve_hub_commit
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_rows", "build_dataset", "select_indices", "data_settings", "dataset_revision"]
+__all__ = ["load_rows", "build_dataset", "select_indices", "holdout_split", "data_settings", "dataset_revision"]
 
 
 def select_indices(n: int, limit: int | None, *, seed: int, dataset: str, role: str) -> np.ndarray:
@@ -51,11 +58,24 @@ def select_indices(n: int, limit: int | None, *, seed: int, dataset: str, role: 
     return np.sort(rng.choice(n, size=limit, replace=False))
 
 
-def _unified(spec: DatasetSpec, split: str, role: str, source_kw: dict) -> list[dict]:
+def holdout_split(n: int, share: tuple[int, int], *, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(evaluation, training)`` indices of ``n`` rows: ``round(n·a/b)`` of them (``a`` when
+    ``n == b``; at least 1, and at least 1 left to train), drawn by a shuffle seeded with the registry's
+    fixed ``HOLDOUT_SEED`` and the dataset name, are evaluated; the rest train. ``share`` = ``(a, b)``."""
+    a, b = share
+    if n < 2:
+        raise DatasetError(f"dataset {dataset!r}: {n} row(s) cannot be divided into evaluation and training rows")
+    n_eval = min(n - 1, max(1, round(n * a / b)))
+    seq = np.random.SeedSequence([HOLDOUT_SEED, zlib.crc32(dataset.encode()), zlib.crc32(b"holdout")])
+    order = np.random.default_rng(seq).permutation(n)
+    return np.sort(order[:n_eval]), np.sort(order[n_eval:])
+
+
+def _unified(spec: DatasetSpec, split: str, role: str, source_kw: dict, options: dict | None = None) -> list[dict]:
     rows = read_split(spec, split, **source_kw)
     if not rows:
         raise EmptySplitError(f"dataset {spec.name!r}, split {split!r} ({source_kw['source']}): the split has no rows")
-    out = to_rows(spec, split, role, rows)
+    out = to_rows(spec, split, role, rows, options=options)
     if not out:
         raise EmptySplitError(f"dataset {spec.name!r}, split {split!r}: no queries after adapting {len(rows)} rows")
     return out
@@ -133,17 +153,26 @@ def _load(name: str, seed: int | None, data: dict) -> tuple[pl.DataFrame, dict]:
         commit = resolve_hub_commit(spec, dataset_revision(name, data))
         source_kw["revision"] = commit or dataset_revision(name, data)
     splits = [spec.eval_split]
+    options = adapter_options(data)
 
-    eval_rows = _unified(spec, spec.eval_split, "eval", source_kw)
+    eval_rows = _unified(spec, spec.eval_split, "eval", source_kw, options)
+    held_out: list[dict] = []
+    if spec.eval_share is not None:  # TruthfulQA: our seeded division of the one labelled split
+        ev, tr = holdout_split(len(eval_rows), spec.eval_share, dataset=name)
+        held_out = [{**eval_rows[i], "role": "train"} for i in tr]
+        eval_rows = [eval_rows[i] for i in ev]
     keep = select_indices(len(eval_rows), eval_limit, seed=seed, dataset=name, role="eval")
     rows = [eval_rows[i] for i in keep]
 
-    if train_limit > 0:
+    if train_limit > 0 and held_out:
+        keep = select_indices(len(held_out), train_limit, seed=seed, dataset=name, role="train")
+        rows += [held_out[i] for i in keep]
+    elif train_limit > 0:
         if spec.train_split is None:
             log.warning("dataset %r has no training split; writing no training rows (the probe stage cross-fits)", name)
         else:
             try:
-                train_rows = _unified(spec, spec.train_split, "train", source_kw)
+                train_rows = _unified(spec, spec.train_split, "train", source_kw, options)
             except SplitNotFoundError as e:
                 log.warning("%s; writing no training rows (the probe stage cross-fits)", e)
                 train_rows = []

@@ -19,10 +19,16 @@ can be read from the hub's automatic parquet conversion by setting
 Differences from the paper's Table 2 that are deliberate:
 
 * TruthfulQA: the paper reports 653 train / 164 test, a split of the 817
-  ``generation/validation`` rows that it does not publish; we evaluate all 817 and
-  have no training split (the probe stage cross-fits).
-* CoQA: the paper counts stories (7,199 / 500); we make one row per question, with
-  the story and the earlier turns as context.
+  ``generation/validation`` rows that it does not publish. The split here is ours: a
+  seeded shuffle (:data:`HOLDOUT_SEED`, the same for every run and every ``seed``) evaluates
+  164 rows (``eval_share`` 164 of 817; a copy with another number of rows, such as the shipped
+  40-row slice, keeps that share) and gives the other 653 to the in-domain probe as its
+  training rows (``uqroute.data.build``).
+* CoQA: the paper counts stories (7,199 / 500), so one evaluation unit is one story. The
+  paper does not say which of a story's questions it asks; we ask the story's **last**
+  question, with the story and every earlier turn as its conversation history (the unit
+  that needs the whole conversation). ``data.coqa_questions: all`` makes one row per
+  question instead (about 8,000 evaluation rows).
 * MMLU: the training split is ``auxiliary_train`` (99,842 rows, as in Table 2).
 * WinoGrande: ``winogrande_xl`` (train 40,398); Table 2's 2,558 matches the smaller
   ``winogrande_m`` configuration. Evaluation (validation, 1,267) is the same.
@@ -35,6 +41,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UnknownDatasetError
+
+#: Seed of the evaluation/training division of a dataset with ``eval_share`` (TruthfulQA): fixed, so
+#: that every run, whatever its ``seed``, evaluates the same rows.
+HOLDOUT_SEED = 0
 
 DOMAINS = ("math", "commonsense", "conversational", "problem_solving")
 TASK_TYPES = ("FF", "MCQ", "TF")
@@ -59,6 +69,10 @@ class DatasetSpec:
             ``letter``, ``bool``, ``number``, ``latex`` or ``text``.
         columns: hub columns the adapter reads (checked on every source).
         description: one line, from Table 2.
+        eval_share: ``(a, b)``: the evaluation split is divided by a seeded shuffle: ``a`` of every
+            ``b`` rows are evaluated (exactly ``a`` when the split has ``b`` rows) and the rest are
+            the training rows (``train_split`` must be ``None``); TruthfulQA's ``(164, 817)``
+            (Table 2: 164 test, 653 train).
     """
 
     name: str
@@ -72,8 +86,13 @@ class DatasetSpec:
     answer_format: str
     columns: tuple[str, ...]
     description: str
+    eval_share: tuple[int, int] | None = None
 
     def __post_init__(self):
+        if self.eval_share is not None:
+            a, b = self.eval_share
+            if self.train_split is not None or not 0 < a < b:
+                raise ValueError(f"dataset {self.name!r}: eval_share {self.eval_share!r} needs train_split None and 0 < a < b")
         for field, value, allowed in (
             ("domain", self.domain, DOMAINS),
             ("task_type", self.task_type, TASK_TYPES),
@@ -118,7 +137,7 @@ _SPECS = (
                 "Social commonsense intelligence questions"),
     DatasetSpec("truthfulqa", "truthfulqa/truthful_qa", "generation", None, "validation", None, "commonsense", "FF",
                 "text", ("question", "best_answer", "correct_answers"),
-                "Questions that some humans would answer falsely"),
+                "Questions that some humans would answer falsely", eval_share=(164, 817)),
     DatasetSpec("winogrande", "allenai/winogrande", "winogrande_xl", None, "validation", "train", "commonsense",
                 "MCQ", "letter", ("sentence", "option1", "option2", "answer"),
                 "Pronoun/blank resolution with commonsense reasoning"),

@@ -2,7 +2,7 @@
 
 In-domain (``trained_probe``, paper §3.1 (7)): trained on the target's ``role == "train"``
 rows (a fixed seeded subsample taken by the data stage) and scored on its eval rows
-(scheme ``train_split``). A dataset with no labelled training rows (MATH-500, TruthfulQA,
+(scheme ``train_split``). A dataset with no labelled training rows (MATH-500,
 or ``train_limit: 0``) is cross-fitted instead: seeded stratified K-fold over its eval
 rows, so no query is scored by a probe that saw its label (scheme ``crossfit``; the saved
 weights are then a probe fit on all labelled eval rows, for reuse on new data).
