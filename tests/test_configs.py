@@ -85,6 +85,56 @@ def test_paper_config_is_the_papers_grid():
         assert "api" in models[name], f"{name}: the paper's LLMs are API models in paper.yaml"
 
 
+#: What each reasoning model's card recommends as output length in thinking mode (tokens): Qwen3
+#: ("Adequate Output Length": 32,768; 38,912 for highly complex math), Phi-4-mini-reasoning (its
+#: example's max_new_tokens=32768), DeepSeek-R1 (maximum generation length 32,768).
+CARD_BUDGETS = {"Qwen/Qwen3-0.6B": (32768, 38912), "Qwen/Qwen3-1.7B": (32768, 38912), "Qwen/Qwen3-4B": (32768, 38912),
+                "Qwen/Qwen3-32B": (32768, 38912), "microsoft/Phi-4-mini-reasoning": (32768, 32768),
+                "deepseek-ai/DeepSeek-R1": (32768, 32768)}
+
+
+def test_paper_reasoning_models_have_their_cards_budgets_on_every_task():
+    """A reasoning model's trace counts against its answer budget: the reasoning SLMs answer with at least
+    4,096 tokens on every dataset of the paper (Qwen3-0.6B's 8,192-token scaled math budget cut off
+    many traces; multiple choice had 512), and every reasoning model gets its card's output length."""
+    from uqroute.data import get_spec
+    from uqroute.inference.settings import budgets
+
+    config = load(ROOT / "config" / "paper.yaml")
+    models = config["models"]
+    reasoning = [m for m in config["slms"] + config["llms"] if models[m].get("reasoning")]
+    assert {model_id(models[m]) for m in reasoning} == REASONING
+    for name in reasoning:
+        most, math_ = CARD_BUDGETS[model_id(models[name])]
+        for dataset in config["datasets"]:
+            spec = get_spec(dataset)
+            got = budgets(config["inference"], models[name], spec.task_type, spec.domain)
+            if name in config["slms"]:
+                assert got["answer"] >= 4096, f"{name} on {dataset}: answer budget {got['answer']} < 4096"
+            assert got["answer"] == (math_ if spec.domain == "math" else most), (name, dataset, got)
+            assert got["sample"] == got["answer"] and got["verbal"] == 32 * 16
+    # the non-reasoning models keep the short budgets
+    for name in config["slms"]:
+        if not models[name].get("reasoning"):
+            assert budgets(config["inference"], models[name], "MCQ", "commonsense")["answer"] == 32
+
+
+def test_a_models_own_budget_replaces_the_scaled_one_for_the_tasks_it_names():
+    from uqroute.inference.settings import budgets
+
+    inference = {"max_new_tokens": {"MCQ": 32, "TF": 16, "FF": 128, "math": 512}, "sample_max_new_tokens": 100}
+    spec = {"max_new_tokens_scale": 2, "max_new_tokens": {"TF": 5000, "math": 9000}}
+    assert budgets(inference, spec, "TF", "commonsense") == {"answer": 5000, "sample": 200, "verbal": 64}
+    assert budgets(inference, spec, "MCQ", "math") == {"answer": 9000, "sample": 200, "verbal": 64}
+    assert budgets(inference, spec, "MCQ", "commonsense") == {"answer": 64, "sample": 64, "verbal": 64}
+    assert budgets({**inference, "sample_max_new_tokens": None}, spec, "TF", "commonsense")["sample"] == 5000
+    assert budgets(inference, {"max_new_tokens": {"TF": 3}}, "TF", "commonsense") == {"answer": 3, "sample": 3, "verbal": 32}
+    with pytest.raises(Exception, match="max_new_tokens"):
+        validate({**load(ROOT / "config" / "paper.yaml"),
+                  "models": {**load(ROOT / "config" / "paper.yaml")["models"],
+                             "qwen3-0.6b": {"hub": "Qwen/Qwen3-0.6B", "max_new_tokens": {"Math": 5}}}}, schema=str(SCHEMA))
+
+
 def dry_run(configfile: Path, workdir: Path) -> tuple[str, float, float]:
     """`snakemake -n` of the real workflow in an empty workdir; (stdout, wall s, CPU s)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -561,3 +561,38 @@ def test_api_judge_through_vllm(tmp_path, vllm_server):
         assert again.equals(table)
         assert server.metric("vllm:request_success_total") == served
     assert len(list(cache.rglob("*.json"))) == len(TRUTHFUL_ROWS) + len(COQA_ROWS)
+
+
+def test_quality_reports_the_truncated_share_per_statistic_and_warns_above_its_own_threshold(tmp_path, caplog):
+    """Greedy answers, samples, verbalization-1s and -2s: each statistic's truncated share, warned about above
+    judge.truncated_warn_fraction (default 0.02), whatever judge.quality_warn_fraction says."""
+    data = data_rows("multiarith", MATH_ROWS)
+    ids = data["id"].to_list()
+    extra = {"samples_truncated": ([0, 1, 0, 0], pl.Int64),  # 1 of 8 samples
+             "verbal_1s_finish_reason": (["stop"] * 4, pl.Utf8),  # none
+             "verbal_2s_finish_reason": (["stop", "stop", "stop", "length"], pl.Utf8)}  # 1 of 4
+    gens = slm_generations(ids, MATH_RESPONSES, MATH_PARSED, ["stop"] * 4, ["6, 90%", "2, 100%", "4, 80%", "5, 10%"],
+                           ["6", "2", "4", "5"], [0.9, 1.0, 0.8, 0.1], extra=extra)
+    dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
+    write_parquet(data, dp, "data")
+    gens.write_parquet(gp)
+    judge(tmp_path, "multiarith", dp, gp, scope="rules", warn_fraction=0.9)
+    q = quality(tmp_path, "multiarith")
+    assert (q["n_truncated"], q["truncated_fraction"]) == (0, 0.0)
+    assert (q["n_samples"], q["n_samples_truncated"], q["samples_truncated_fraction"]) == (8, 1, 0.125)
+    assert (q["n_verbal_1s_truncated"], q["verbal_1s_truncated_fraction"]) == (0, 0.0)
+    assert (q["n_verbal_2s_truncated"], q["verbal_2s_truncated_fraction"]) == (1, 0.25)
+    cut = [w for w in q["warnings"] if "cut off" in w]
+    assert len(cut) == 2 and all("[above judge.truncated_warn_fraction 0.02]" in w for w in cut)
+    assert any("1 of 8 (12%) sampled replies were cut off" in w for w in cut)
+    assert "1 of 4 (25%) verbalization-2s replies were cut off" in caplog.text
+    # the threshold is a setting
+    run_judge(model="m", dataset="multiarith", data_path=dp, generations_path=gp, out_path=tmp_path / "c2.parquet",
+              agreement_path=tmp_path / "a2.parquet", judge_cfg={"scope": "rules", "truncated_warn_fraction": 0.3,
+                                                                 "quality_warn_fraction": 0.9},
+              judge_spec=None, judge_model_dir=None, inference_cfg={}, quality_path=tmp_path / "q2.parquet")
+    assert pl.read_parquet(tmp_path / "q2.parquet")["warnings"][0].to_list() == []
+    # a file without samples_truncated: null, as for LLM rows
+    gens.drop("samples_truncated").write_parquet(gp)
+    judge(tmp_path, "multiarith", dp, gp, scope="rules", tag="old")
+    assert quality(tmp_path, "multiarith", "old")["n_samples_truncated"] is None

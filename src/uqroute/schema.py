@@ -176,7 +176,9 @@ QUALITY = Artifact(
     path="results/correctness/{model}/{dataset}.quality.parquet",
     doc=(
         "How many replies of one model on one dataset were cut off by the token budget or did not parse "
-        "(rule `judge`, one row). Every fraction above `judge.quality_warn_fraction` (default 0.1) is also "
+        "(rule `judge`, one row), with the truncated share per statistic (greedy answer, samples, "
+        "verbalization-1s, verbalization-2s). Every truncated share above `judge.truncated_warn_fraction` "
+        "(default 0.02) and every other fraction above `judge.quality_warn_fraction` (default 0.1) is also "
         "a warning in `logs/judge/{model}/{dataset}.log` and in `warnings`. Counts that do not apply are "
         "null: samples and verbalized replies for LLMs, truncation of the verbalized replies for "
         "generations files without `verbal_1s_finish_reason` / `verbal_2s_finish_reason`."
@@ -190,13 +192,17 @@ QUALITY = Artifact(
         Column("truncated_fraction", pl.Float64, "n_truncated / n_rows; null when there are no rows.", nullable=True),
         Column("n_unparsable_answers", pl.Int64, "Complete (not truncated) greedy replies whose `parsed_answer` is null."),
         Column("n_samples", pl.Int64, "Sampled replies (SLMs); null for LLMs.", nullable=True),
+        Column("n_samples_truncated", pl.Int64, "Sampled replies cut off by the token budget (sum of `generations.samples_truncated`); null for LLMs and files without that column.", nullable=True),
+        Column("samples_truncated_fraction", pl.Float64, "n_samples_truncated / n_samples; null where either is.", nullable=True),
         Column("n_unparsable_samples", pl.Int64, "Sampled replies without a parsable answer (null entries of `sample_answers`).", nullable=True),
         Column("n_verbal_1s", pl.Int64, "Verbalization-1s replies (SLMs); null for LLMs.", nullable=True),
         Column("n_verbal_1s_truncated", pl.Int64, "Verbalization-1s replies cut off by the token budget; null when the generations file does not record it.", nullable=True),
+        Column("verbal_1s_truncated_fraction", pl.Float64, "n_verbal_1s_truncated / n_verbal_1s; null where either is.", nullable=True),
         Column("n_unparsable_verbal_1s_answers", pl.Int64, "Complete verbalization-1s replies without a parsable answer.", nullable=True),
         Column("n_unparsable_verbal_1s_confidences", pl.Int64, "Complete verbalization-1s replies without a parsable confidence (dropped for `verbal_1s`).", nullable=True),
         Column("n_verbal_2s", pl.Int64, "Verbalization-2s replies (SLMs); null for LLMs.", nullable=True),
         Column("n_verbal_2s_truncated", pl.Int64, "Verbalization-2s replies cut off by the token budget; null when the generations file does not record it.", nullable=True),
+        Column("verbal_2s_truncated_fraction", pl.Float64, "n_verbal_2s_truncated / n_verbal_2s; null where either is.", nullable=True),
         Column("n_unparsable_verbal_2s_confidences", pl.Int64, "Complete verbalization-2s replies without a parsable confidence (dropped for `verbal_2s`).", nullable=True),
         Column("n_judged", pl.Int64, "Answers (greedy and verbalization-1s) sent to the LLM judge."),
         Column("n_unparsable_verdicts", pl.Int64, "Judge replies whose verdict was `unparsable` (the rule label was used)."),

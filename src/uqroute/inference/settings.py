@@ -19,22 +19,34 @@ def resolve_settings(cfg: dict | None) -> dict:
     return out
 
 
+def _task_key(task_type: str, domain: str) -> str:
+    return "math" if domain == "math" else task_type
+
+
 def budgets(cfg: dict, spec: dict, task_type: str, domain: str) -> dict[str, int]:
-    """Token budgets for one dataset: ``answer``, ``sample``, ``verbal`` (scaled by ``max_new_tokens_scale``).
+    """Token budgets for one dataset: ``answer``, ``sample``, ``verbal``.
 
     Every dataset of the math domain uses the ``math`` budget, whatever its task type: the paper's
     Table 2 puts AQuA (multiple choice) in mathematical reasoning with GSM8K, MultiArith, SVAMP and
     MATH-500, and its prompt asks for reasoning before the letter (``uqroute.data.prompts``). The
-    sample budget is ``sample_max_new_tokens`` capped at the answer budget (null: the answer
-    budget), so it can shorten the math samples without lengthening the short ones.
+    answer budget is the model's own ``max_new_tokens`` for that task where its config entry sets
+    one (reasoning models: the output length their model cards recommend), else
+    ``inference.max_new_tokens`` × the model's ``max_new_tokens_scale``. The sample budget is
+    ``sample_max_new_tokens`` × the scale capped at the answer budget (null: the answer budget), so
+    it can shorten the math samples without lengthening the short ones; the verbal budget is
+    ``verbal_max_new_tokens`` × the scale.
     """
     cfg = resolve_settings(cfg)
     scale = float(spec.get("max_new_tokens_scale", 1) or 1)
-    key = "math" if domain == "math" else task_type
+    key = _task_key(task_type, domain)
     if key not in cfg["max_new_tokens"]:
         raise ValueError(f"inference.max_new_tokens has no budget for {key!r}")
-    answer = int(cfg["max_new_tokens"][key])
+    own = spec.get("max_new_tokens") or {}
+
+    def scaled(v) -> int:
+        return max(1, math.ceil(int(v) * scale))
+
+    answer = int(own[key]) if key in own else scaled(cfg["max_new_tokens"][key])
     # samples are continuations of the answer prompt: never longer than the answer itself may be
-    sample = min(answer, int(cfg["sample_max_new_tokens"] or answer))
-    verbal = int(cfg["verbal_max_new_tokens"])
-    return {k: max(1, math.ceil(v * scale)) for k, v in {"answer": answer, "sample": sample, "verbal": verbal}.items()}
+    sample = min(answer, scaled(cfg["sample_max_new_tokens"])) if cfg["sample_max_new_tokens"] else answer
+    return {"answer": answer, "sample": sample, "verbal": scaled(cfg["verbal_max_new_tokens"])}

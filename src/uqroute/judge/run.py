@@ -82,6 +82,9 @@ DEFAULT_SCOPE = "text"
 TRUNCATED_SOURCE = "truncated"
 #: ``judge.quality_warn_fraction`` default.
 DEFAULT_WARN_FRACTION = 0.1
+#: ``judge.truncated_warn_fraction`` default: the share of replies a token budget may cut off before
+#: the ``quality`` table warns (reasoning budgets are set so that it stays at or below 2 %).
+DEFAULT_TRUNCATED_WARN_FRACTION = 0.02
 
 DATA_COLUMNS = ("id", "role", "question", "choices", "answer", "references")
 GENERATION_COLUMNS = (
@@ -89,7 +92,7 @@ GENERATION_COLUMNS = (
     "verbal_1s_response", "verbal_1s_answer", "verbal_1s_confidence", "verbal_2s_response", "verbal_2s_confidence",
 )
 #: Generations columns used when present (added by newer inference; older artifacts lack them).
-OPTIONAL_GENERATION_COLUMNS = ("answer_start", "verbal_1s_finish_reason", "verbal_2s_finish_reason")
+OPTIONAL_GENERATION_COLUMNS = ("answer_start", "verbal_1s_finish_reason", "verbal_2s_finish_reason", "samples_truncated")
 
 
 class JudgeInputError(ArtifactInputError):
@@ -282,7 +285,7 @@ def run_judge(
     ``judge_model_dir`` its fetched directory (None for API judges). ``cache_dir``
     overrides the judge cache directory (see :func:`judge_backend`). ``judge_cfg`` keys:
     ``model``, ``scope`` (:data:`SCOPES`, default ``text``), ``f1_threshold`` (0.5),
-    ``max_new_tokens`` (8), ``quality_warn_fraction`` (0.1).
+    ``max_new_tokens`` (8), ``quality_warn_fraction`` (0.1), ``truncated_warn_fraction`` (0.02).
     """
     from ..data import get_spec
 
@@ -294,6 +297,7 @@ def run_judge(
     f1_threshold = float(judge_cfg.get("f1_threshold", 0.5))
     max_new_tokens = int(judge_cfg.get("max_new_tokens", 8))
     warn_fraction = float(judge_cfg.get("quality_warn_fraction", DEFAULT_WARN_FRACTION))
+    truncated_warn = float(judge_cfg.get("truncated_warn_fraction", DEFAULT_TRUNCATED_WARN_FRACTION))
 
     df = _joined(data_path, generations_path)
     n = df.height
@@ -366,7 +370,8 @@ def run_judge(
                            "cohen_kappa": kappa}], schema=_schema("agreement"))
     v1_both, v1_agreement, v1_kappa = rule_judge_agreement(v1_rule, v1_judge_correct)
     quality = quality_row(model, dataset, df, truncated=truncated, v1_truncated=v1_cut,
-                          verdicts=[verdict[w][i] for w, i, _ in requests], warn_fraction=warn_fraction)
+                          verdicts=[verdict[w][i] for w, i, _ in requests], warn_fraction=warn_fraction,
+                          truncated_warn_fraction=truncated_warn)
     for message in quality["warnings"][0]:
         log.warning("%s", message)
 
@@ -397,14 +402,18 @@ def _fraction(count, total) -> float | None:
 
 
 def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[bool], v1_truncated: list[bool],
-                verdicts: list[str | None], warn_fraction: float = DEFAULT_WARN_FRACTION) -> pl.DataFrame:
+                verdicts: list[str | None], warn_fraction: float = DEFAULT_WARN_FRACTION,
+                truncated_warn_fraction: float = DEFAULT_TRUNCATED_WARN_FRACTION) -> pl.DataFrame:
     """The one-row ``quality`` table: how many replies were truncated or did not parse.
 
     ``df`` holds the generations columns (:data:`GENERATION_COLUMNS`); ``truncated`` /
     ``v1_truncated`` flag the greedy and verbal-1s replies cut off by the token budget;
     ``verdicts`` are the judge's parsed verdicts (one per judged answer). Counts that do not apply
-    (no samples or verbalized replies: LLM rows; no ``verbal_*_finish_reason`` column) are null.
-    ``warnings`` lists a message for every fraction above ``warn_fraction``.
+    (no samples or verbalized replies: LLM rows; no ``verbal_*_finish_reason`` or
+    ``samples_truncated`` column) are null. The truncated share is given per statistic (greedy
+    answer, samples, verbalization-1s, verbalization-2s). ``warnings`` lists a message for every
+    truncated share above ``truncated_warn_fraction`` and every other fraction above
+    ``warn_fraction``.
     """
     n = df.height
     parsed = df["parsed_answer"].to_list()
@@ -414,6 +423,8 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
     samples = [a for a in df["sample_answers"].to_list() if a is not None]
     n_samples = sum(len(a) for a in samples) if samples else None
     n_bad_samples = sum(x is None for a in samples for x in a) if samples else None
+    n_samples_trunc = (int(df["samples_truncated"].fill_null(0).sum())
+                       if n_samples and _recorded(df, "samples_truncated") else None)
 
     has_v1 = [r is not None for r in df["verbal_1s_response"].to_list()]
     n_v1 = sum(has_v1) or None
@@ -434,33 +445,43 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
     n_bad_verdicts = sum(v == UNPARSABLE for v in verdicts)
 
     where = f"{model}/{dataset}"
+    budget = "raise the answer budget (inference.max_new_tokens, or the model's own max_new_tokens)"
+    cut = "truncated_warn_fraction"
     checks = [
-        (n_trunc, n, "greedy replies were cut off by the token budget (finish_reason 'length'); they count as "
-                     "incorrect (label_source 'truncated'): raise inference.max_new_tokens"),
-        (n_unparsable, n - n_trunc, "complete greedy replies gave no parsable answer (counted incorrect)"),
-        (n_bad_samples, n_samples, "sampled replies gave no parsable answer"),
-        (n_v1_trunc, n_v1, "verbalization-1s replies were cut off by the token budget: raise inference.verbal_max_new_tokens"),
-        (n_v1_ans, (n_v1 or 0) - (n_v1_trunc or 0), "verbalization-1s replies gave no parsable answer"),
-        (n_v1_conf, (n_v1 or 0) - (n_v1_trunc or 0), "verbalization-1s replies gave no parsable confidence "
-                                                      "(those queries are dropped for verbal_1s)"),
-        (n_v2_trunc, n_v2, "verbalization-2s replies were cut off by the token budget: raise inference.verbal_max_new_tokens"),
-        (n_v2_conf, (n_v2 or 0) - (n_v2_trunc or 0), "verbalization-2s replies gave no parsable confidence "
-                                                      "(those queries are dropped for verbal_2s)"),
-        (n_bad_verdicts, n_judged, "judge verdicts were unparsable (the rule label was used)"),
+        (n_trunc, n, cut, "greedy replies were cut off by the token budget (finish_reason 'length'); they count as "
+                          f"incorrect (label_source 'truncated'): {budget}"),
+        (n_unparsable, n - n_trunc, None, "complete greedy replies gave no parsable answer (counted incorrect)"),
+        (n_samples_trunc, n_samples, cut, "sampled replies were cut off by the token budget (no answer): raise "
+                                          "inference.sample_max_new_tokens or the answer budget"),
+        (n_bad_samples, n_samples, None, "sampled replies gave no parsable answer"),
+        (n_v1_trunc, n_v1, cut, "verbalization-1s replies were cut off by the token budget (the answer budget plus "
+                                f"inference.verbal_max_new_tokens): {budget}"),
+        (n_v1_ans, (n_v1 or 0) - (n_v1_trunc or 0), None, "verbalization-1s replies gave no parsable answer"),
+        (n_v1_conf, (n_v1 or 0) - (n_v1_trunc or 0), None, "verbalization-1s replies gave no parsable confidence "
+                                                            "(those queries are dropped for verbal_1s)"),
+        (n_v2_trunc, n_v2, cut, "verbalization-2s replies were cut off by the token budget: raise "
+                                "inference.verbal_max_new_tokens"),
+        (n_v2_conf, (n_v2 or 0) - (n_v2_trunc or 0), None, "verbalization-2s replies gave no parsable confidence "
+                                                            "(those queries are dropped for verbal_2s)"),
+        (n_bad_verdicts, n_judged, None, "judge verdicts were unparsable (the rule label was used)"),
     ]
     warnings = []
-    for count, total, what in checks:
+    for count, total, key, what in checks:
         frac = _fraction(count, total)
-        if frac is not None and frac > warn_fraction:
-            warnings.append(f"{where}: {count} of {total} ({frac:.0%}) {what} [above judge.quality_warn_fraction "
-                            f"{warn_fraction:g}]")
+        limit, name = ((truncated_warn_fraction, "judge.truncated_warn_fraction") if key
+                       else (warn_fraction, "judge.quality_warn_fraction"))
+        if frac is not None and frac > limit:
+            warnings.append(f"{where}: {count} of {total} ({frac:.0%}) {what} [above {name} {limit:g}]")
     row = {
         "model": model, "dataset": dataset, "n_rows": n, "n_truncated": n_trunc,
         "truncated_fraction": _fraction(n_trunc, n), "n_unparsable_answers": n_unparsable,
-        "n_samples": n_samples, "n_unparsable_samples": n_bad_samples,
-        "n_verbal_1s": n_v1, "n_verbal_1s_truncated": n_v1_trunc, "n_unparsable_verbal_1s_answers": n_v1_ans,
+        "n_samples": n_samples, "n_samples_truncated": n_samples_trunc,
+        "samples_truncated_fraction": _fraction(n_samples_trunc, n_samples), "n_unparsable_samples": n_bad_samples,
+        "n_verbal_1s": n_v1, "n_verbal_1s_truncated": n_v1_trunc,
+        "verbal_1s_truncated_fraction": _fraction(n_v1_trunc, n_v1), "n_unparsable_verbal_1s_answers": n_v1_ans,
         "n_unparsable_verbal_1s_confidences": n_v1_conf,
-        "n_verbal_2s": n_v2, "n_verbal_2s_truncated": n_v2_trunc, "n_unparsable_verbal_2s_confidences": n_v2_conf,
+        "n_verbal_2s": n_v2, "n_verbal_2s_truncated": n_v2_trunc,
+        "verbal_2s_truncated_fraction": _fraction(n_v2_trunc, n_v2), "n_unparsable_verbal_2s_confidences": n_v2_conf,
         "n_judged": n_judged, "n_unparsable_verdicts": n_bad_verdicts, "warnings": warnings,
     }
     return pl.DataFrame([row], schema=_schema("quality"))
