@@ -26,6 +26,15 @@ class Branch:
     seed: int | None = None  # seeds this branch's own torch.Generator (sampling only)
     top_logprobs: int = 0
     entropy: bool = True  # record the next-token entropy at each step (costs a pass over the vocabulary)
+    # Budget forcing (Muennighoff et al. 2025, "s1: Simple test-time scaling"): when the branch has
+    # generated ``thinking_budget`` tokens and its reasoning trace is still open (the prompt opened it,
+    # ``think_in_prompt``, or the branch wrote ``think_open_ids`` and no ``think_close_ids`` after
+    # them), the next tokens are forced to ``think_close_ids`` (``</think>``) and the branch goes on
+    # answering within ``max_new_tokens``. None = off.
+    thinking_budget: int | None = None
+    think_open_ids: tuple[int, ...] = ()
+    think_close_ids: tuple[int, ...] = ()
+    think_in_prompt: bool = False
 
 
 @dataclass
@@ -72,6 +81,9 @@ def check_job(j: int, job: Job, context: int | None = None) -> None:
     for b in job.branches:
         if b.max_new_tokens < 1:
             raise ValueError(f"job {j}: max_new_tokens must be ≥ 1, got {b.max_new_tokens}")
+        if b.thinking_budget is not None and (b.thinking_budget < 0 or not b.think_close_ids):
+            raise ValueError(f"job {j}: budget forcing needs a thinking_budget ≥ 0 and the closing tag's token ids, "
+                             f"got {b.thinking_budget} and {b.think_close_ids!r}")
     need = len(job.prompt_ids) + max((b.max_new_tokens for b in job.branches), default=0)
     if context is not None and need > context:
         raise ValueError(f"job {j}: its prompt ({len(job.prompt_ids)} tokens) and budget "

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from .jobs import Branch, BranchResult
 from .kvcache import Prefix, buffered_layer_class, check_layers, layers, snapshot
 
-__all__ = ["Row", "Piece", "DecodePool", "choose_tokens"]
+__all__ = ["Row", "Piece", "DecodePool", "choose_tokens", "trace_open"]
 
 
 class Row:
     """One branch being decoded."""
 
-    __slots__ = ("_gen", "branch", "ents", "finish", "job", "keep_cache", "lps", "snapshot", "spec", "toks", "tops")
+    __slots__ = ("_gen", "branch", "ents", "finish", "forced", "forcing_checked", "job", "keep_cache", "lps", "snapshot",
+                 "spec", "toks", "tops")
 
     def __init__(self, job: int, branch: int, spec: Branch, keep_cache: bool = False):
         self.job, self.branch, self.spec = job, branch, spec
@@ -35,6 +36,19 @@ class Row:
         self.tops: list[dict] = []
         self.finish = ""
         self._gen = None
+        self.forced: list[int] = []  # budget forcing: token ids still to force (the closing tag)
+        self.forcing_checked = False
+
+    def next_forced(self) -> int | None:
+        """The token id budget forcing imposes at this step, or None (:class:`~.jobs.Branch`)."""
+        spec = self.spec
+        if spec.thinking_budget is None:
+            return None
+        if not self.forcing_checked and len(self.toks) >= spec.thinking_budget:
+            self.forcing_checked = True
+            if trace_open(self.toks, spec.think_open_ids, spec.think_close_ids, spec.think_in_prompt):
+                self.forced = list(spec.think_close_ids)
+        return self.forced.pop(0) if self.forced else None
 
     def generator(self):
         """This branch's own generator, seeded by its ``Branch.seed`` (created on first use)."""
@@ -49,6 +63,27 @@ class Row:
                             self.tops if self.spec.top_logprobs else None, self.finish)
 
 
+def _last(seq: list[int], sub: tuple[int, ...]) -> int:
+    """Start of the last occurrence of ``sub`` in ``seq`` (-1: none)."""
+    n = len(sub)
+    if not n:
+        return -1
+    first = sub[0]
+    for i in range(len(seq) - n, -1, -1):
+        if seq[i] == first and tuple(seq[i:i + n]) == tuple(sub):
+            return i
+    return -1
+
+
+def trace_open(toks: list[int], open_ids, close_ids, in_prompt: bool) -> bool:
+    """Whether generated ``toks`` end inside a reasoning trace: opened (by the prompt, or by ``open_ids``
+    in ``toks``) and not closed by ``close_ids`` after the last opening."""
+    o, c = _last(toks, tuple(open_ids)), _last(toks, tuple(close_ids))
+    if o >= 0:
+        return c < o
+    return in_prompt and c < 0
+
+
 def choose_tokens(rows: list[Row], logits, eos, stats: dict):
     """Every row's next token from its next-token ``logits`` (one row each); returns the chosen token ids.
 
@@ -58,6 +93,10 @@ def choose_tokens(rows: list[Row], logits, eos, stats: dict):
     and its top log-probabilities (where asked), and finishes at an end-of-sequence token
     (``"stop"``, not recorded) or at its budget (``"length"``). Shared by the KV pool and the
     recurrent-state engine, so both produce the same statistics.
+
+    Budget forcing (:class:`~.jobs.Branch`, s1): a row at its thinking budget with its trace still
+    open takes the closing tag's tokens instead of its own choice, one per step; each is recorded
+    with the model's own log-probability (and entropy) of it, and never ends the row.
     """
     import torch
 
@@ -80,8 +119,15 @@ def choose_tokens(rows: list[Row], logits, eos, stats: dict):
         u = u * cdf[:, -1]
         picked = torch.searchsorted(cdf, u[:, None], side="right").clamp(max=cdf.shape[-1] - 1)[:, 0]
         chosen[ridx] = picked
+    forced = {r: t for r, t in ((r, row.next_forced()) for r, row in enumerate(rows)) if t is not None}
+    if forced:
+        at = torch.tensor(list(forced), device=dev)
+        chosen[at] = torch.tensor(list(forced.values()), device=dev, dtype=chosen.dtype)
+        stats["forced_tokens"] = stats.get("forced_tokens", 0) + len(forced)
     chosen_lp = logp.gather(1, chosen[:, None])[:, 0]
     is_eos = torch.isin(chosen, eos)
+    if forced:
+        is_eos[at] = False  # a forced token never ends the row
     max_k = max(row.spec.top_logprobs for row in rows)
     if max_k:
         top_v, top_i = logp.topk(max_k, dim=-1)

@@ -100,7 +100,7 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
     in-domain probe needs their hidden state and correctness, nothing evaluates the rest.
     """
     from ..parsing import final_answer_text
-    from .jobs import Branch, Job
+    from .jobs import Job
 
     chosen = [STATISTICS[s] for s in (stats or list(STATISTICS))]
     ctx = ShardContext(backend, fmt, task_type, b, cfg, seed, spec)
@@ -122,7 +122,7 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
 
     jobs, branch_spans, follow_spans = [], [], []
     for r in rows:
-        branches, spans = [Branch(b["answer"])], {}
+        branches, spans = [ctx.branch(b["answer"])], {}
         mine = row_stats(r)
         turns = [st for st in mine if st.has_follow_ups]
         for st in mine:
@@ -212,6 +212,7 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     dataset, task_type, domain = data["dataset"][0], data["task_type"][0], data["domain"][0]
     fmt = _answer_format(dataset)
     b = budgets(cfg, spec, task_type, domain)
+    _check_thinking_budget(model, spec, role, dataset, b)
     if role == "llm":
         # Routing only ever uses the LLM's answers to evaluation queries; training rows exist
         # for the SLM's in-domain probe.
@@ -273,6 +274,20 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     record["models"] = {**record.get("models", {}), model: weights or source_identity(spec, name=model)}
     write_parquet(df, out_path, "generations", provenance=record)
     store.clear()
+
+
+def _check_thinking_budget(model: str, spec: dict, role: str, dataset: str, b: dict) -> None:
+    """Budget forcing (``models.<name>.thinking_budget``, s1) needs the local engine (it forces tokens while
+    decoding: SLM inference) and room to answer after the trace: a thinking budget below the answer budget."""
+    tb = spec.get("thinking_budget")
+    if tb is None:
+        return
+    if "api" in spec or role != "slm":
+        raise ValueError(f"model {model!r}: thinking_budget (budget forcing) is implemented for SLM inference on the "
+                         "transformers backend only; remove it from this model's config")
+    if int(tb) >= b["answer"]:
+        raise ValueError(f"model {model!r}, dataset {dataset!r}: thinking_budget {tb} leaves no room to answer within the "
+                         f"answer budget of {b['answer']} tokens; lower thinking_budget or raise the answer budget")
 
 
 def _check_context(backend, rows: list[dict], stats: list[str], b: dict, model: str, data_path) -> None:

@@ -65,6 +65,8 @@ __all__ = ["Statistic", "STATISTICS", "ALWAYS", "statistics_for", "ShardContext"
            "TRUE_VARIANTS", "FALSE_VARIANTS"]
 
 TRUE_VARIANTS = ("True", " True", "true", " true", "TRUE", " TRUE")
+#: The reasoning trace's tags (Qwen3, DeepSeek-R1, Phi-4-mini-reasoning): budget forcing closes an open trace.
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 FALSE_VARIANTS = ("False", " False", "false", " false", "FALSE", " FALSE")
 
 
@@ -81,6 +83,24 @@ class ShardContext:
     spec: dict  # the model's config entry
     _tf: tuple | None = None
     _think_open: bool | None = None
+    _forcing: dict | None = None
+
+    def forcing(self) -> dict:
+        """:class:`~.jobs.Branch` keyword arguments of budget forcing (s1; the model's ``thinking_budget``) for
+        the replies that may reason (the greedy answer, the samples, the verbalization-1s reply); ``{}`` when off."""
+        if self._forcing is None:
+            budget = self.spec.get("thinking_budget")
+            if budget is None:
+                self._forcing = {}
+            else:
+                ids = self.backend.text_ids
+                self._forcing = {"thinking_budget": int(budget), "think_open_ids": tuple(ids(THINK_OPEN)),
+                                 "think_close_ids": tuple(ids(THINK_CLOSE)), "think_in_prompt": self.think_open}
+        return self._forcing
+
+    def branch(self, max_new_tokens: int, *args, **kwargs) -> Branch:
+        """A continuation of a prompt that may reason: a :class:`~.jobs.Branch` with budget forcing where it is on."""
+        return Branch(max_new_tokens, *args, **kwargs, **self.forcing())
 
     @property
     def think_open(self) -> bool:
@@ -206,7 +226,7 @@ class Samples(Statistic):
 
     def branches(self, ctx, row):
         m, temp = int(ctx.cfg["num_samples"]), float(ctx.cfg["sample_temperature"])
-        return [Branch(ctx.budgets["sample"], temp, branch_seed(ctx.seed, row["id"], k), entropy=False) for k in range(m)]
+        return [ctx.branch(ctx.budgets["sample"], temp, branch_seed(ctx.seed, row["id"], k), entropy=False) for k in range(m)]
 
     def fill(self, ctx, row, res):
         got = res.branches[self.name]
@@ -241,7 +261,7 @@ class Verbal1S(Statistic):
 
     def jobs(self, ctx, row):
         conv = verbal_1s_conversation(row["prompt"])
-        return [Job(ctx.backend.encode(conv), [Branch(ctx.budgets["answer"] + ctx.budgets["verbal"], entropy=False)],
+        return [Job(ctx.backend.encode(conv), [ctx.branch(ctx.budgets["answer"] + ctx.budgets["verbal"], entropy=False)],
                     group=row["id"])]
 
     def fill(self, ctx, row, res):

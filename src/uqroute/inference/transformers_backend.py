@@ -228,6 +228,10 @@ class TransformersBackend:
         text = self.render(conversation, thinking=thinking, **template_kwargs)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of a plain text (no template, no extra special tokens), e.g. ``</think>`` for budget forcing."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def token_text(self, token_id: int) -> str:
         """One token decoded on its own (cached)."""
         s = self._decode_cache.get(token_id)
