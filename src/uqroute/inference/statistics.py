@@ -65,9 +65,9 @@ __all__ = ["Statistic", "STATISTICS", "ALWAYS", "statistics_for", "ShardContext"
            "TRUE_VARIANTS", "FALSE_VARIANTS"]
 
 TRUE_VARIANTS = ("True", " True", "true", " true", "TRUE", " TRUE")
+FALSE_VARIANTS = ("False", " False", "false", " false", "FALSE", " FALSE")
 #: The reasoning trace's tags (Qwen3, DeepSeek-R1, Phi-4-mini-reasoning): budget forcing closes an open trace.
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-FALSE_VARIANTS = ("False", " False", "false", " false", "FALSE", " FALSE")
 
 
 @dataclass
