@@ -136,3 +136,66 @@ def test_thinking_budget_needs_room_to_answer_and_the_local_slm_engine():
         _check_thinking_budget("m", {"api": {"model": "x"}, "thinking_budget": 10}, "llm", "gsm8k", b)
     with pytest.raises(ValueError, match=r"job 0: budget forcing needs a thinking_budget ≥ 0 and the closing tag"):
         check_job(0, Job([1, 2], [Branch(5, thinking_budget=2)]))
+
+
+# ------------------------------------------------------------------ end to end: rule infer's library call
+R1_TEMPLATE = (  # a DeepSeek-R1-distill-style template: the assistant turn opens the trace itself
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def thinking_model_dir(tiny_model_dir, tmp_path_factory):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("thinking") / "tiny-r1"
+    shutil.copytree(tiny_model_dir, path)
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = R1_TEMPLATE
+    tok.save_pretrained(path)
+    return path
+
+
+def test_run_inference_forces_the_close_in_greedy_samples_and_verbal_1s(thinking_model_dir, tmp_path):
+    import polars as pl
+
+    from uqroute.inference import run_inference
+    from uqroute.schema import check_frame
+
+    choices = [{"label": l, "text": t} for l, t in zip("AB", ["Paris", "Rome"])]
+    rows = [{"id": f"commonsenseqa/validation/{i}", "dataset": "commonsenseqa", "domain": "commonsense", "task_type": "MCQ",
+             "split": "validation", "role": "eval", "question": f"Which city {i}?", "context": None, "choices": choices,
+             "answer": "A", "references": ["A"], "prompt": f"Question: Which city {i}?\nOptions:\nA. Paris\nB. Rome"}
+            for i in range(3)]
+    data = tmp_path / "d.parquet"
+    pl.DataFrame(rows).write_parquet(data)
+    cfg = {"batch_size": 3, "max_new_tokens": {"MCQ": 16}, "num_samples": 2, "sample_max_new_tokens": 12,
+           "verbal_max_new_tokens": 4, "hidden_layer": -2, "shard_size": 8, "dtype": "float32"}
+
+    def run(name, **extra):
+        out = tmp_path / f"{name}.parquet"
+        run_inference("tiny-r1", {"local_dir": str(thinking_model_dir), "reasoning": True, **extra}, str(thinking_model_dir),
+                      str(data), str(out), str(tmp_path / f"{name}.hidden.safetensors"), "slm", cfg, 0)
+        return check_frame(pl.read_parquet(out), "generations")
+
+    free, forced = run("free"), run("forced", thinking_budget=3)
+    n_forced = 0
+    for f, g in zip(free.iter_rows(named=True), forced.iter_rows(named=True)):
+        assert g["tokens"][:3] == f["tokens"][:3]  # the model's own trace up to the budget
+        if len(f["tokens"]) > 3 and "</think>" not in "".join(f["tokens"][:3]):
+            n_forced += 1
+            assert "".join(g["tokens"][3:]).startswith("</think>")
+            assert g["answer_start"] > 3  # the forced tag is trace: the token-level methods never score it
+            assert g["response"].count("</think>") >= 1
+        assert len(g["tokens"]) <= 16
+    assert n_forced >= 1
+    # the samples and the verbal-1s replies reason too: forced where they were still in the trace
+    assert any("</think>" in s for s in forced["samples"].explode().to_list())
+    assert not any("</think>" in s for s in free["samples"].explode().to_list())
+    assert any("</think>" in s for s in forced["verbal_1s_response"].to_list())
+    assert not any("</think>" in s for s in free["verbal_1s_response"].to_list())
+    with pytest.raises(ValueError, match=r"thinking_budget 16 leaves no room to answer within the answer budget of 16"):
+        run("toolong", thinking_budget=16)
