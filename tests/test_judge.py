@@ -580,6 +580,13 @@ def test_api_judge_asks_for_a_structured_verdict(tmp_path):
         assert (q["n_judged"], q["n_verdict_fallbacks"], q["n_judge_unsure"], q["n_unparsable_verdicts"]) == (4, 0, None, 0)
         again, _ = judge(tmp_path, "truthfulqa", dp, gp, spec=fault_spec(server), cache_dir=tmp_path / "c", tag="2")
         assert again.equals(table) and len(server.sent()) == 4
+        # a cached record whose content is not the schema's JSON (prose) is refetched, never read as a verdict
+        record = sorted((tmp_path / "c").rglob("*.json"))[0]
+        stored = json.loads(record.read_text())
+        stored["response"]["choices"][0]["message"]["content"] = "Yes"
+        record.write_text(json.dumps(stored))
+        third, _ = judge(tmp_path, "truthfulqa", dp, gp, spec=fault_spec(server), cache_dir=tmp_path / "c", tag="3")
+        assert third.equals(table) and len(server.sent()) == 5
 
 
 def test_api_judge_falls_back_to_text_when_the_server_ignores_response_format(tmp_path, caplog):
