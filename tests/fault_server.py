@@ -14,6 +14,7 @@ queued and applied to the next requests in arrival order, after which the server
 Faults (:data:`FAULTS`):
 
 * ``"500"``, ``"503"``: that status with a JSON error body;
+* ``"400"``: HTTP 400, as from a server that rejects a request field (``response_format``);
 * ``("429", retry_after)``: HTTP 429 with ``Retry-After: <retry_after>`` (seconds);
 * ``"timeout"``: no answer for :attr:`FaultServer.hang_s` seconds (longer than the client's
   timeout), then the normal reply to a client that is gone;
@@ -38,9 +39,9 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, NamedTuple
 
-__all__ = ["FAULTS", "FaultServer", "Request", "canonical", "default_reply"]
+__all__ = ["FAULTS", "FaultServer", "Request", "canonical", "default_reply", "is_judge_prompt", "judge_reply"]
 
-FAULTS = ("500", "503", "429", "timeout", "drop", "html", "truncated", "no_choices", "short_choices", "null_logprob")
+FAULTS = ("400", "500", "503", "429", "timeout", "drop", "html", "truncated", "no_choices", "short_choices", "null_logprob")
 #: faults answered with HTTP 200 (a real API bills these)
 PAID_FAULTS = ("html", "truncated", "no_choices", "short_choices", "null_logprob")
 
@@ -55,10 +56,22 @@ def canonical(body: dict) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
+def is_judge_prompt(body: dict) -> bool:
+    """Whether a request is the LLM judge's (its prompt shows the assistant's answer)."""
+    return "[The Start of Assistant's Answer]" in body["messages"][-1]["content"]
+
+
+def judge_reply(body: dict, correct: bool) -> str:
+    """A judge's verdict in the form the request asks for: the JSON of a ``response_format`` json_schema
+    request (as a server with structured outputs gives it), else ``Yes``/``No``."""
+    if (body.get("response_format") or {}).get("type") == "json_schema":
+        return json.dumps({"verdict": "correct" if correct else "incorrect"})
+    return "Yes" if correct else "No"
+
+
 def default_reply(body: dict) -> str:
-    """``Yes`` to a judge prompt, else the letter ``A`` (an MCQ answer)."""
-    last = body["messages"][-1]["content"]
-    return "Yes" if "Reply with one word: Yes or No" in last else "A"
+    """A ``correct`` verdict to a judge prompt (:func:`judge_reply`), else the letter ``A`` (an MCQ answer)."""
+    return judge_reply(body, True) if is_judge_prompt(body) else "A"
 
 
 def completion(body: dict, text: str) -> dict:
@@ -195,7 +208,10 @@ class FaultServer:
                     self.close_connection = True
 
             def _answer(self, name, fault, body, reply):
-                if name in ("500", "503"):
+                if name == "400":
+                    self._send(400, b'{"error": {"message": "injected: response_format is not supported", '
+                                    b'"type": "invalid_request_error"}}')
+                elif name in ("500", "503"):
                     self._send(int(name), b'{"error": {"message": "injected server error", "type": "server_error"}}')
                 elif name == "429":
                     self._send(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}',

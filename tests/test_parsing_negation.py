@@ -27,7 +27,7 @@ VERDICT_CASES = [
     ("It can't be considered correct.", I), ("It cannot be considered correct.", I), ("I can’t say it’s correct.", I),
     ("That won't be correct.", I), ("It shouldn't be marked correct.", I), ("It shouldn’t be marked correct.", I),
     ("isnt correct", I), ("doesnt match", I), ("The answer is not essentially equivalent", I),
-    ("The assistant's answer is not necessarily equivalent", I), ("Not equivalent.", I), ("not correct", I),
+    ("Not equivalent.", I), ("not correct", I),
     ("They are not the same.", I),
     # "no," and "no" as a determiner
     ("No, it's not equivalent.", I), ("No, it isn't.", I), ("No it isn't", I), ("No, it is not equivalent.", I),
@@ -39,13 +39,15 @@ VERDICT_CASES = [
     # negated belief and elliptical replies
     ("I don't think it's correct.", I), ("I don’t think it’s correct.", I), ("I don't think so.", I),
     ("I think so.", C), ("It is not the case that the answer is correct.", I), ("It's neither correct nor complete.", I),
-    ("Not exactly.", I), ("Not really.", I), ("Not necessarily equivalent.", I),
+    ("Not exactly.", I), ("Not really.", I),
     # hedges
     ("Probably not.", I), ("probably not", I), ("Absolutely not.", I), ("Probably yes.", C), ("Likely correct.", C),
     ("I'm not sure, but probably yes.", C), ("Without a doubt, correct.", C), ("No doubt it is correct.", C),
+    ("Definitely.", C), ("Correct? No.", I),
     # doubt, no verdict, or both verdicts: never guessed
-    ("I'm not sure.", U), ("Not sure.", U), ("Hard to say.", U), ("I don't know.", U), ("Definitely.", U),
-    ("Yes. The answer is incorrect", U), ("Yes or No", U), ("Correct? No.", U), ("qwerty", U), ("", U), (None, U),
+    ("The assistant's answer is not necessarily equivalent", U), ("Not necessarily equivalent.", U),  # hedges
+    ("I'm not sure.", U), ("Not sure.", U), ("Hard to say.", U), ("I don't know.", U),
+    ("Yes. The answer is incorrect", U), ("Yes or No", U), ("qwerty", U), ("", U), (None, U),
     ("The assistant's answer is", U),
     # reasoning removed first
     ("<think>No, wait, it isn't</think>Yes", C),

@@ -51,6 +51,7 @@ def write_dataset(root, name, n_train, n_eval, *, seed, labels=None, states=None
         {
             "id": ids, "correct": correct, "label_source": ["rule"] * n, "rule_correct": correct,
             "judge_correct": [None] * n, "judge_verdict": [None] * n, "judge_raw": [None] * n, "verbal_1s_correct": [None] * n,
+            "judge_method": [None] * n, "judge_p_correct": [None] * n,
         },
         schema=ARTIFACTS["correctness"].polars_schema(),
     )

@@ -123,6 +123,7 @@ def test_calibrate_per_query_llm_labels(tmp_path):
     for d, ids, corr in (("a", ["a/0", "a/1", "a/2"], [True, None, False]), ("b", ["b/1", "b/0"], [True, False])):
         df = pl.DataFrame({"id": ids, "correct": corr, "label_source": ["rule"] * len(ids), "rule_correct": corr,
                            "judge_correct": [None] * len(ids), "judge_verdict": [None] * len(ids), "judge_raw": [None] * len(ids),
+                           "judge_method": [None] * len(ids), "judge_p_correct": [None] * len(ids),
                            "verbal_1s_correct": [None] * len(ids)}, schema=ARTIFACTS["correctness"].polars_schema())
         paths[d] = tmp_path / f"{d}.parquet"
         io.write_parquet(df, paths[d], "correctness")

@@ -148,7 +148,9 @@ CORRECTNESS = Artifact(
         Column("rule_correct", pl.Boolean, "Rule-based check (exact letter/bool/number, LaTeX equivalence, or normalised match / token-F1 ≥ threshold for FF); null for truncated replies and text rows without a reference.", nullable=True),
         Column("judge_correct", pl.Boolean, "LLM judge verdict; null where the judge was not run or its reply was unparsable.", nullable=True),
         Column("judge_verdict", pl.Utf8, "`correct`, `incorrect`, `unparsable`, or null where the judge was not run.", nullable=True),
-        Column("judge_raw", pl.Utf8, "The judge's raw reply.", nullable=True),
+        Column("judge_raw", pl.Utf8, "The judge's raw reply: the JSON verdict of an API judge, `p(Yes)=… p(No)=…` of a local judge's token choice, or the text of a fallback reply.", nullable=True),
+        Column("judge_method", pl.Utf8, "How the verdict was obtained: `json_schema` (API judge, structured output), `token_choice` (local judge, next-token Yes/No) or `text` (the fallback: free text read by the verdict parser); null where the judge was not run.", nullable=True),
+        Column("judge_p_correct", pl.Float64, "Local judge (`token_choice`): its probability that the answer is correct, p(Yes) / (p(Yes) + p(No)) of its next token; null for other methods and where the judge was not run.", nullable=True),
         Column("verbal_1s_correct", pl.Boolean, "SLMs: whether the answer stated in the verbalization-1s reply (`generations.verbal_1s_answer`) is correct, decided like `correct` (truncated reply → false; the same rules and, in scope, the same cached judge, shown the reply without its confidence statement); the label verbal_1s confidence is evaluated against (paper §3.1 (4)). Null for LLMs, for training rows (`role` = `train`: nothing evaluates it there, and a paid judge is not asked), and where neither check could decide.", nullable=True),
     ),
 )
@@ -206,6 +208,8 @@ QUALITY = Artifact(
         Column("n_unparsable_verbal_2s_confidences", pl.Int64, "Complete verbalization-2s replies without a parsable confidence (dropped for `verbal_2s`).", nullable=True),
         Column("n_judged", pl.Int64, "Answers (greedy and verbalization-1s) sent to the LLM judge."),
         Column("n_unparsable_verdicts", pl.Int64, "Judge replies whose verdict was `unparsable` (the rule label was used)."),
+        Column("n_verdict_fallbacks", pl.Int64, "Judged answers whose verdict was read from free text (`judge_method` `text`): the judge gave no structured verdict."),
+        Column("n_judge_unsure", pl.Int64, "Token-choice verdicts (local judge) with p(correct) in [0.4, 0.6]; null when no verdict was a token choice.", nullable=True),
         Column("warnings", pl.List(pl.Utf8), "The warnings issued: one message per fraction above `judge.quality_warn_fraction`."),
     ),
 )

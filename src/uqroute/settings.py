@@ -421,7 +421,7 @@ KEY_DOCS = {
     "inference.shard_size": "Queries per resumable shard: a job killed mid-way resumes from its finished shards.",
     "judge": "How answers are marked correct (rule `judge`; docs/judge.md).",
     "judge.f1_threshold": "Rule fallback for free-form answers: token F1 with a gold answer at or above this counts as correct.",
-    "judge.max_new_tokens": "Token budget of the judge's verdict.",
+    "judge.max_new_tokens": "Token budget of a text verdict (the fallback); a structured API verdict gets at least 32 tokens, a local token-choice verdict needs none.",
     "probe": "The MLP probes on hidden states (rule `probe`; paper §3.1).",
     "probe.hidden_sizes": "Widths of the three hidden layers (4 linear layers in all, LeakyReLU between).",
     "probe.epochs": "Training epochs.",

@@ -5,6 +5,8 @@ The package's public face (other stages, the benchmarks and a server use only th
 * :func:`run_inference` — the rule's entry point (:mod:`.run`);
 * :func:`load_backend` — a :class:`ChatBackend` for a model spec (:mod:`.backends`):
   :class:`TransformersBackend` for local models, :class:`OpenAIChatBackend` for ``api`` specs;
+* :class:`APIRequestError`, :class:`APIReplyError` — an OpenAI-compatible server's errors after all
+  retries (the judge falls back to a text verdict when a server rejects structured output);
 * :class:`ResponseCache`, :class:`CachedBackend`, :func:`model_fingerprint`,
   :func:`default_cache_dir` — the on-disk cache of slow or paid calls (:mod:`.cache`);
 * :data:`STATISTICS`, :func:`statistics_for` — the statistics one SLM pass produces and
@@ -25,6 +27,7 @@ models such as RWKV-7), ``fla_cpu`` (flash-linear-attention's PyTorch reference 
 
 from __future__ import annotations
 
+from .api_config import APIReplyError, APIRequestError
 from .backends import load_backend
 from .base import ChatBackend, Conversation, Generation, Message
 from .cache import CachedBackend, ResponseCache, cache_key, default_cache_dir, model_fingerprint
@@ -33,6 +36,8 @@ from .settings import INFERENCE_DEFAULTS, budgets
 from .statistics import STATISTICS, statistics_for
 
 __all__ = [
+    "APIReplyError",
+    "APIRequestError",
     "INFERENCE_DEFAULTS",
     "STATISTICS",
     "Branch",

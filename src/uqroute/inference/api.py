@@ -80,7 +80,7 @@ from .api_config import (
     endpoint,
     resolve_api_key,
 )
-from .api_replies import generations_from_response
+from .api_replies import StructuredReplyError, check_structured, generations_from_response
 from .base import Conversation, Generation, check_generation_args, normalise_messages
 from .cache import (
     CACHE_FORMAT,
@@ -112,6 +112,7 @@ __all__ = [
     "resolve_api_key",
     "model_fingerprint",
     "generations_from_response",
+    "check_structured",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ def _reply(content: bytes, body: dict) -> tuple[dict, list[Generation]]:
     except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
         raise InvalidReply(f"not JSON ({type(err).__name__}: {err}); it begins {bytes(content[:80])!r}") from None
     gens = generations_from_response(response, n=int(body.get("n", 1)), top_logprobs=int(body.get("top_logprobs") or 0))
+    check_structured(gens, body.get("response_format"))
     return response, gens
 
 
@@ -221,8 +223,14 @@ class OpenAIChatBackend:
         n: int,
         seed: int | None,
         top_logprobs: int,
+        response_format: dict | None = None,
     ) -> dict:
-        """The JSON body of one chat-completion request (with :attr:`endpoint`, the cache key's content)."""
+        """The JSON body of one chat-completion request (with :attr:`endpoint`, the cache key's content).
+
+        ``response_format`` (OpenAI structured outputs, e.g. ``{"type": "json_schema", "json_schema":
+        {"name": ..., "schema": {...}}}``; vLLM's guided decoding takes the same field) goes into the
+        body as given; without it the body, and so every existing cache key, is unchanged.
+        """
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -236,6 +244,8 @@ class OpenAIChatBackend:
             body["logprobs"] = True
             if top_logprobs > 0:
                 body["top_logprobs"] = int(top_logprobs)
+        if response_format is not None:
+            body["response_format"] = response_format
         return body
 
     def request_key(self, body: dict) -> str:
@@ -250,8 +260,9 @@ class OpenAIChatBackend:
         try:
             if record.get("endpoint") != self.endpoint or record.get("request") != json.loads(json.dumps(body)):
                 raise InvalidReply("it was stored for another endpoint or request")
-            return generations_from_response(record.get("response"), n=int(body["n"]),
+            gens = generations_from_response(record.get("response"), n=int(body["n"]),
                                              top_logprobs=int(body.get("top_logprobs") or 0))
+            return check_structured(gens, body.get("response_format"))
         except InvalidReply as err:
             log.warning("%s: cached reply %s (key %s) is invalid: %s; asking %s again",
                         self.name, self.cache.path(key), key, self._redact(str(err)), self.where)
@@ -266,9 +277,18 @@ class OpenAIChatBackend:
         n: int = 1,
         seed: int | None = None,
         top_logprobs: int = 0,
+        response_format: dict | None = None,
     ) -> list[list[Generation]]:
-        """``n`` generations per conversation; cached requests make no network call."""
+        """``n`` generations per conversation; cached requests make no network call.
+
+        ``response_format`` asks for structured output (:meth:`request_body`); every reply is then
+        checked against it (:func:`~.api_replies.check_structured`: complete JSON that the schema
+        accepts) before it is cached, and a reply that is not is retried like any invalid reply. A
+        server that rejects the field answers with an HTTP 4xx: :class:`APIRequestError` with its
+        ``status_code``.
+        """
         check_generation_args(max_new_tokens, temperature, n, top_logprobs)
+        check_structured([], response_format)  # a bad response_format fails here, before any request
         bodies = [
             self.request_body(
                 normalise_messages(conv, i),
@@ -277,6 +297,7 @@ class OpenAIChatBackend:
                 n=n,
                 seed=seed,
                 top_logprobs=top_logprobs,
+                response_format=response_format,
             )
             for i, conv in enumerate(conversations)
         ]
@@ -352,6 +373,7 @@ class OpenAIChatBackend:
                         self.where, response.status_code, tries, self.max_retries + 1, self._redact(str(err)))
             error = _invalid_reply_error()(str(err), request=response.request)
             error.status_code = response.status_code
+            error.structured = isinstance(err, StructuredReplyError)
             raise error from None
 
     def _attempts(self, request, *, response=None) -> str:
@@ -382,11 +404,14 @@ class OpenAIChatBackend:
             cause = err.__cause__
             attempts = self._attempts(err.request)
             if isinstance(cause, _invalid_reply_error()):
-                raise APIReplyError(
+                error = APIReplyError(
                     f"the server at {self.where} answered model {self.model!r} with HTTP "
                     f"{getattr(cause, 'status_code', 200)} but no valid chat completion ({attempts}; nothing was "
                     f"cached): {self._redact(str(cause))}"
-                ) from None
+                )
+                # a valid completion that does not follow response_format (a server that ignores it)
+                error.structured = getattr(cause, "structured", False)
+                raise error from None
             what = (f"timed out (timeout {self.timeout_s:g} s)" if isinstance(err, openai.APITimeoutError)
                     else "connection failed")
             detail = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(err).__name__}: {err}"
@@ -405,11 +430,13 @@ class OpenAIChatBackend:
                 hint = f" (check the key in {self._key_label})"
             elif code == 404:
                 hint = f" (is {self.model!r} the name the server serves the model under?)"
-            raise APIRequestError(
+            error = APIRequestError(
                 f"the server at {self.where} answered model {self.model!r} with HTTP {code}"
                 f"{', ' + self._attempts(err.response.request, response=err.response) if retryable else ''}"
                 f"{hint}: {self._redact(str(err))}"
-            ) from None
+            )
+            error.status_code = code
+            raise error from None
         try:
             response, gens = _reply(raw.http_response.content, body)  # already checked by the response hook
         except InvalidReply as err:

@@ -7,6 +7,7 @@ A reply is accepted only with exactly the ``n`` choices asked for, in order, str
 
 from __future__ import annotations
 
+import json
 import logging
 
 from .api_config import InvalidReply
@@ -15,7 +16,12 @@ from .cache import check_generations
 
 log = logging.getLogger(__name__)
 
-__all__ = ["generations_from_response"]
+__all__ = ["generations_from_response", "check_structured", "structured_content", "StructuredReplyError"]
+
+
+class StructuredReplyError(InvalidReply):
+    """A valid chat completion whose content is not what ``response_format`` asked for (a server that
+    ignores the field answers this way)."""
 
 def _choice_text(message: dict) -> str:
     """The reply text; a reasoning server's separate ``reasoning_content`` is put back as a ``<think>`` block.
@@ -128,3 +134,43 @@ def generations_from_response(response, *, n: int | None = None, top_logprobs: i
         raise InvalidReply(str(err)) from None
 
 
+
+
+def structured_content(text: str) -> str:
+    """The part of a reply that structured output constrains: the text after a ``<think>`` block."""
+    return text.rsplit("</think>", 1)[-1].strip()
+
+
+def check_structured(gens: list[Generation], response_format: dict | None) -> list[Generation]:
+    """``gens`` if each reply is what ``response_format`` asked for, else :class:`StructuredReplyError`.
+
+    ``{"type": "json_schema", "json_schema": {"schema": S}}``: the reply (after any reasoning) is one
+    complete JSON value that the JSON schema ``S`` accepts (``jsonschema``); ``{"type":
+    "json_object"}``: a JSON object. A reply cut off by the token limit is invalid (its JSON is
+    incomplete). ``None`` or ``{"type": "text"}`` checks nothing.
+    """
+    kind = (response_format or {}).get("type", "text")
+    if kind == "text":
+        return gens
+    if kind not in ("json_schema", "json_object"):
+        raise ValueError(f"response_format type {kind!r} is not one of text, json_object, json_schema")
+    schema = (response_format.get("json_schema") or {}).get("schema") if kind == "json_schema" else {"type": "object"}
+    if not isinstance(schema, dict):
+        raise ValueError("response_format json_schema has no `schema` object")
+    import jsonschema
+
+    for i, g in enumerate(gens):
+        where = f"choice {i}"
+        if g.finish_reason == "length":
+            raise StructuredReplyError(f"{where}: the structured reply was cut off by the token limit: {g.text[:80]!r}")
+        content = structured_content(g.text)
+        try:
+            value = json.loads(content)
+        except ValueError:
+            raise StructuredReplyError(f"{where}: the reply is not the JSON that response_format asked for: {content[:80]!r}") from None
+        try:
+            jsonschema.validate(value, schema)
+        except jsonschema.ValidationError as err:
+            raise StructuredReplyError(f"{where}: the reply {content[:80]!r} does not match the response_format schema: "
+                               f"{err.message}") from None
+    return gens

@@ -21,10 +21,13 @@ SLMs, the answer of the verbalization-1s reply (``verbal_1s_answer``):
 2. The LLM judge runs on the rows that ``judge.scope`` (:data:`SCOPES`) gives it and that have
    a reference answer, when a judge model is configured: ``rules`` none, ``text`` the
    ``text``-format datasets, ``free_form`` every free-form dataset, math included (the
-   paper's). All distinct judge prompts go to the backend in one ``generate`` call at
-   temperature 0. ``judge_raw`` is the reply, ``judge_verdict`` its parse
-   (:func:`~uqroute.judge.verdict.parse_verdict`), ``judge_correct`` the verdict as
-   a bool (null when unparsable).
+   paper's). All distinct judge prompts go to the backend in one call at temperature 0, and the
+   verdict is a choice, not prose (:mod:`.ask`): an API judge answers a JSON schema with one enum
+   field (``response_format``), a local judge chooses between its next tokens ``Yes`` and ``No``
+   (``judge_p_correct`` is its probability of ``Yes``); only a judge that supports neither is read
+   from text (:func:`~uqroute.judge.verdict.parse_verdict`, counted as a fallback).
+   ``judge_raw`` is the reply, ``judge_verdict`` the verdict, ``judge_method`` how it was
+   obtained, ``judge_correct`` the verdict as a bool (null when unparsable).
 3. ``correct`` = ``judge_correct`` with ``label_source = "judge"`` where the judge
    gave a parsable verdict; otherwise ``correct`` = ``rule_correct`` with
    ``label_source = "rule"`` (this includes rows whose judge verdict was
@@ -36,8 +39,8 @@ SLMs, the answer of the verbalization-1s reply (``verbal_1s_answer``):
 Besides ``correctness``, the stage writes ``agreement`` (rule vs judge on the greedy answers:
 agreement and Cohen's κ, whatever the scope; the verbal-1s answers' are logged) and ``quality``
 (per (model, dataset): truncated replies and everything that did not parse — answers, samples,
-verbalized confidences, judge verdicts — with a warning in the job log above
-``judge.quality_warn_fraction``).
+verbalized confidences, judge verdicts — the verdicts read from text (fallbacks) and the local
+judge's unsure verdicts, with a warning in the job log above ``judge.quality_warn_fraction``).
 
 Judge calls are cached on disk (``uqroute.inference.api``): an API judge by its
 request body, a local judge by a fingerprint of its model files + messages +
@@ -47,7 +50,6 @@ occurs twice in one run (the verbal-1s answer equal to the greedy one) is asked 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -57,8 +59,8 @@ from ..io import ArtifactInputError, align_ids, read_artifact, write_parquet
 from ..parsing import InvalidGoldError, final_answer_text, is_correct, is_truncated, strip_verbal_confidence
 from ..schema import check_frame
 from .agreement import rule_judge_agreement
-from .prompt import judge_messages
-from .verdict import UNPARSABLE, parse_verdict, verdict_to_bool
+from .ask import TEXT, TOKEN_CHOICE, UNSURE, Judged, TokenChoiceJudge, ask_verdicts
+from .verdict import UNPARSABLE, verdict_to_bool
 
 __all__ = [
     "run_judge",
@@ -163,17 +165,17 @@ def rule_labels(df: pl.DataFrame, answer_format: str, f1_threshold: float, *, da
 
 
 def judge_backend(judge_cfg: dict, judge_spec: dict, judge_model_dir, inference_cfg: dict | None, cache_dir=None):
-    """The judge's ChatBackend, behind the on-disk cache.
+    """The judge's backend, behind the on-disk cache.
 
     API judges (``api`` block) are :class:`~uqroute.inference.api.OpenAIChatBackend`,
-    which caches every request itself (default ``resources/cache/api/<served model>``).
-    Local judges are loaded by :func:`uqroute.inference.load_backend` only on a cache
-    miss and wrapped in :class:`~uqroute.inference.api.CachedBackend` keyed by the
-    model files' SHA-256, the dtype setting and the device (default cache
-    ``resources/cache/judge/<judge model>``; ``$UQROUTE_CACHE_DIR`` replaces ``resources/cache``).
+    which caches every request itself (default ``resources/cache/api/<served model>``) and asks
+    for structured verdicts (:mod:`.ask`). Local judges are a :class:`~uqroute.judge.ask.TokenChoiceJudge`
+    (``Yes``/``No`` next-token choice): the model is loaded by :func:`uqroute.inference.load_backend`
+    only on a cache miss, and every choice is cached keyed by the model files' SHA-256, the dtype
+    setting and the device (default cache ``resources/cache/judge/<judge model>``;
+    ``$UQROUTE_CACHE_DIR`` replaces ``resources/cache``).
     """
-    from ..inference import load_backend
-    from ..inference import CachedBackend, default_cache_dir, model_fingerprint
+    from ..inference import default_cache_dir, load_backend, model_fingerprint
 
     name = judge_cfg.get("model") or "judge"
     cfg = inference_cfg or {}
@@ -190,7 +192,8 @@ def judge_backend(judge_cfg: dict, judge_spec: dict, judge_model_dir, inference_
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "device_map": judge_spec.get("device_map"),
     }
-    return CachedBackend(lambda: load_backend(judge_spec, judge_model_dir, cfg, name=name), cache_dir, identity, name=name)
+    return TokenChoiceJudge(lambda: load_backend(judge_spec, judge_model_dir, cfg, name=name), cache_dir, identity,
+                            name=name, thinking=not judge_spec.get("reasoning"))
 
 
 def final_labels(rule: list[bool | None], verdict: list[str | None], truncated: list[bool] | None = None) -> tuple[list, list, list]:
@@ -225,17 +228,6 @@ def _references(row: dict) -> list[str]:
     if not refs and row["answer"] is not None and str(row["answer"]).strip():
         refs = [str(row["answer"])]
     return refs
-
-
-def _ask(backend, conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
-    """Raw judge replies, one per conversation; each distinct conversation is asked once
-    (one batched generate call at temperature 0)."""
-    keys = [json.dumps(c, sort_keys=True) for c in conversations]
-    unique = list(dict.fromkeys(keys))
-    first = {k: conversations[keys.index(k)] for k in unique}
-    gens = backend.generate([first[k] for k in unique], max_new_tokens=max_new_tokens, temperature=0.0, n=1)
-    reply = {k: g[0].text for k, g in zip(unique, gens)}
-    return [reply[k] for k in keys]
 
 
 def _shown_greedy(df: pl.DataFrame) -> list[str]:
@@ -285,7 +277,9 @@ def run_judge(
     ``judge_model_dir`` its fetched directory (None for API judges). ``cache_dir``
     overrides the judge cache directory (see :func:`judge_backend`). ``judge_cfg`` keys:
     ``model``, ``scope`` (:data:`SCOPES`, default ``text``), ``f1_threshold`` (0.5),
-    ``max_new_tokens`` (8), ``quality_warn_fraction`` (0.1), ``truncated_warn_fraction`` (0.02).
+    ``max_new_tokens`` (8: a text verdict's budget; a structured one gets at least
+    :data:`~uqroute.judge.ask.STRUCTURED_MIN_TOKENS`), ``quality_warn_fraction`` (0.1),
+    ``truncated_warn_fraction`` (0.02).
     """
     from ..data import get_spec
 
@@ -315,35 +309,40 @@ def run_judge(
     v1_rule = rule_labels(df, fmt, f1_threshold, dataset=dataset, path=generations_path, column="verbal_1s_answer",
                           skip=[not h or t for h, t in zip(has_v1, v1_truncated)])
 
-    # judge requests: (which answer, row, conversation)
-    requests: list[tuple[str, int, list[dict]]] = []
+    # judge requests: (which answer, row, (question, references, shown answer))
+    requests: list[tuple[str, int, tuple[str, list[str], str]]] = []
     if in_scope:
         shown = _shown_greedy(df)
         for i in range(n):
             if not truncated[i] and refs[i]:
-                requests.append(("greedy", i, judge_messages(rows[i]["question"], refs[i], shown[i])))
+                requests.append(("greedy", i, (rows[i]["question"], refs[i], shown[i])))
         v1_text = df["verbal_1s_response"].to_list()
         for i in range(n):
             if has_v1[i] and not v1_truncated[i] and refs[i]:
                 choices = [dict(c) for c in (rows[i]["choices"] or [])] or None
                 shown_v1 = strip_verbal_confidence(v1_text[i], fmt, choices)
-                requests.append(("verbal_1s", i, judge_messages(rows[i]["question"], refs[i], shown_v1)))
+                requests.append(("verbal_1s", i, (rows[i]["question"], refs[i], shown_v1)))
 
+    judged: list[Judged] = []
     raw = {"greedy": [None] * n, "verbal_1s": [None] * n}
     verdict = {"greedy": [None] * n, "verbal_1s": [None] * n}
+    p_correct: list[float | None] = [None] * n
+    method: list[str | None] = [None] * n
     if requests and judge_spec is not None:
         backend = judge_backend(judge_cfg, judge_spec, judge_model_dir, inference_cfg, cache_dir=cache_dir)
         try:
-            replies = _ask(backend, [c for _, _, c in requests], max_new_tokens)
+            judged = ask_verdicts(backend, [item for _, _, item in requests], max_new_tokens)
         finally:
             backend.close()
-        for (which, i, _), reply in zip(requests, replies):
-            raw[which][i] = reply
-            verdict[which][i] = parse_verdict(reply)
+        for (which, i, _), j in zip(requests, judged):
+            raw[which][i] = j.raw
+            verdict[which][i] = j.verdict
+            if which == "greedy":
+                p_correct[i], method[i] = j.p_correct, j.method
         stats = getattr(backend, "stats", {})
-        log.info("judge %s (scope %s) on %s/%s: %d answers judged (%s cached), %d unparsable verdicts",
-                 judge_cfg.get("model"), scope, model, dataset, len(requests), stats.get("cache_hits", "?"),
-                 sum(v == UNPARSABLE for vs in verdict.values() for v in vs))
+        log.info("judge %s (scope %s) on %s/%s: %d answers judged (%s cached), %d unparsable verdicts, %d read from "
+                 "text", judge_cfg.get("model"), scope, model, dataset, len(requests), stats.get("cache_hits", "?"),
+                 sum(j.verdict == UNPARSABLE for j in judged), sum(j.method == TEXT for j in judged))
     elif requests:
         log.warning("%s/%s: %d answers need the LLM judge (judge.scope %s) but no judge model is configured; "
                     "using rule labels only", model, dataset, len(requests), scope)
@@ -362,6 +361,8 @@ def run_judge(
             "judge_correct": pl.Series(judge_correct, dtype=pl.Boolean),
             "judge_verdict": pl.Series(verdict["greedy"], dtype=pl.Utf8),
             "judge_raw": pl.Series(raw["greedy"], dtype=pl.Utf8),
+            "judge_method": pl.Series(method, dtype=pl.Utf8),
+            "judge_p_correct": pl.Series(p_correct, dtype=pl.Float64),
             "verbal_1s_correct": pl.Series(v1_correct, dtype=pl.Boolean),
         }
     )
@@ -370,7 +371,7 @@ def run_judge(
                            "cohen_kappa": kappa}], schema=_schema("agreement"))
     v1_both, v1_agreement, v1_kappa = rule_judge_agreement(v1_rule, v1_judge_correct)
     quality = quality_row(model, dataset, df, truncated=truncated, v1_truncated=v1_cut,
-                          verdicts=[verdict[w][i] for w, i, _ in requests], warn_fraction=warn_fraction,
+                          judged=judged, warn_fraction=warn_fraction,
                           truncated_warn_fraction=truncated_warn)
     for message in quality["warnings"][0]:
         log.warning("%s", message)
@@ -402,13 +403,15 @@ def _fraction(count, total) -> float | None:
 
 
 def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[bool], v1_truncated: list[bool],
-                verdicts: list[str | None], warn_fraction: float = DEFAULT_WARN_FRACTION,
+                judged: list[Judged], warn_fraction: float = DEFAULT_WARN_FRACTION,
                 truncated_warn_fraction: float = DEFAULT_TRUNCATED_WARN_FRACTION) -> pl.DataFrame:
     """The one-row ``quality`` table: how many replies were truncated or did not parse.
 
     ``df`` holds the generations columns (:data:`GENERATION_COLUMNS`); ``truncated`` /
     ``v1_truncated`` flag the greedy and verbal-1s replies cut off by the token budget;
-    ``verdicts`` are the judge's parsed verdicts (one per judged answer). Counts that do not apply
+    ``judged`` are the judge's verdicts (one per judged answer: :class:`~uqroute.judge.ask.Judged`); those
+    read from text are fallbacks, and a token-choice verdict with ``p_correct`` in
+    :data:`~uqroute.judge.ask.UNSURE` is unsure. Counts that do not apply
     (no samples or verbalized replies: LLM rows; no ``verbal_*_finish_reason`` or
     ``samples_truncated`` column) are null. The truncated share is given per statistic (greedy
     answer, samples, verbalization-1s, verbalization-2s). ``warnings`` lists a message for every
@@ -441,8 +444,12 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
     n_v2_conf = (sum(1 for h, t, c in zip(has_v2, v2_trunc, df["verbal_2s_confidence"].to_list()) if h and not t and c is None)
                  if n_v2 else None)
 
-    n_judged = len(verdicts)
-    n_bad_verdicts = sum(v == UNPARSABLE for v in verdicts)
+    n_judged = len(judged)
+    n_bad_verdicts = sum(j.verdict == UNPARSABLE for j in judged)
+    n_fallbacks = sum(j.method == TEXT for j in judged)
+    chosen = [j.p_correct for j in judged if j.method == TOKEN_CHOICE]
+    n_chosen = len(chosen) or None
+    n_unsure = sum(p is not None and UNSURE[0] <= p <= UNSURE[1] for p in chosen) if chosen else None
 
     where = f"{model}/{dataset}"
     budget = "raise the answer budget (inference.max_new_tokens, or the model's own max_new_tokens)"
@@ -464,6 +471,9 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
         (n_v2_conf, (n_v2 or 0) - (n_v2_trunc or 0), None, "verbalization-2s replies gave no parsable confidence "
                                                             "(those queries are dropped for verbal_2s)"),
         (n_bad_verdicts, n_judged, None, "judge verdicts were unparsable (the rule label was used)"),
+        (n_fallbacks, n_judged, None, "judge verdicts were read from free text, a fallback: the judge gave no "
+                                      "structured verdict (JSON schema or Yes/No token choice)"),
+        (n_unsure, n_chosen, None, f"judge verdicts were unsure (p(correct) within [{UNSURE[0]:g}, {UNSURE[1]:g}])"),
     ]
     warnings = []
     for count, total, key, what in checks:
@@ -482,6 +492,7 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
         "n_unparsable_verbal_1s_confidences": n_v1_conf,
         "n_verbal_2s": n_v2, "n_verbal_2s_truncated": n_v2_trunc,
         "verbal_2s_truncated_fraction": _fraction(n_v2_trunc, n_v2), "n_unparsable_verbal_2s_confidences": n_v2_conf,
-        "n_judged": n_judged, "n_unparsable_verdicts": n_bad_verdicts, "warnings": warnings,
+        "n_judged": n_judged, "n_unparsable_verdicts": n_bad_verdicts, "n_verdict_fallbacks": n_fallbacks,
+        "n_judge_unsure": n_unsure, "warnings": warnings,
     }
     return pl.DataFrame([row], schema=_schema("quality"))

@@ -2,9 +2,12 @@
 
 The prompt asks for ``True`` or ``False``; replies also come as ``Yes, because…``,
 ``false.``, ``Answer: True``, ``The statement is false``, ``It isn't true that…``,
-``Probably not`` or ``I don't think so``. Negation (contractions included) is handled by
-:mod:`uqroute.parsing.negation`. A reply that only restates the alternatives
-(``True or False``) or that asserts both values without an answer marker gives ``None``.
+``Probably not``, ``I don't think so``, ``Untrue`` or ``Absolutely``. Negation (contractions
+included), questions and hedges are handled by :mod:`uqroute.parsing.negation`. A reply that only
+restates the alternatives (``True or False``), that asserts both values without an answer marker,
+or that hedges (``I'm not sure it's true``, ``Not necessarily``, ``It's unclear whether it's true``,
+``None of it is true``, ``Far from true``) gives ``None``: a hedge is no answer, never the
+opposite one. tests/test_parsing_phrasings.py holds the table of phrasings.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ __all__ = ["parse_bool", "BOOL_WORDS"]
 
 #: Words read as a truth value (lower case).
 BOOL_WORDS: dict[str, bool] = {
-    "true": True, "yes": True, "correct": True, "right": True,
-    "false": False, "no": False, "incorrect": False, "wrong": False,
+    "true": True, "yes": True, "correct": True, "right": True, "accurate": True,
+    "false": False, "no": False, "incorrect": False, "wrong": False, "untrue": False, "inaccurate": False,
 }
 _WORDS = "|".join(sorted(BOOL_WORDS, key=len, reverse=True))
 _ALTERNATIVES = re.compile(
@@ -34,8 +37,8 @@ _MARKER = re.compile(
 _WRAPPERS = re.compile(r"\\(?:boxed|text|textbf|mathrm)\s*\{([^{}]*)\}")
 # polar words other than the answer particles (yes/no are particles in uqroute.parsing.negation)
 _LEXICON = {w: v for w, v in BOOL_WORDS.items() if w not in ("yes", "no")}
-_STATEMENT_WORDS = {w: _LEXICON[w] for w in ("true", "false", "correct", "incorrect")}
-_TF_WORDS = {w: _LEXICON[w] for w in ("true", "false")}
+_STATEMENT_WORDS = {w: _LEXICON[w] for w in ("true", "false", "correct", "incorrect", "accurate", "inaccurate", "untrue")}
+_TF_WORDS = {w: _LEXICON[w] for w in ("true", "false", "untrue")}
 # words that may precede the stated value at the start of a reply ("Probably not", "I think yes")
 _LEAD = frozenset(
     "probably likely most very maybe perhaps definitely certainly absolutely surely well hmm ok okay so "
@@ -71,12 +74,14 @@ def parse_bool(text: str | None) -> bool | None:
     2. the value the reply opens with, after hedges (``Yes, because…``, ``false.``, ``No``,
        ``Not true``, ``Probably not``, ``I don't think so``, ``It does not.``), unless its first
        clause states both values (``true and false``);
-    3. a copula statement, ``… is (not) true/false/correct/incorrect`` (``isn't true``,
-       ``is not incorrect``), when all such statements agree;
-    4. every ``true``/``false`` in the reply, negation-aware (``not true`` counts as false),
+    3. a copula statement, ``… is (not) true/false/correct/incorrect/accurate/inaccurate/untrue``
+       (``isn't true``, ``is not incorrect``, ``This statement is not accurate``), when all such
+       statements agree;
+    4. every ``true``/``false``/``untrue`` in the reply, negation-aware (``not true`` counts as false),
        when they agree.
 
-    Words: true/yes/correct/right → ``True``; false/no/incorrect/wrong → ``False``.
+    Words: true/yes/correct/right/accurate (and a clause that is only ``Absolutely``, ``Of course``,
+    ``Certainly``…) → ``True``; false/no/incorrect/wrong/untrue/inaccurate → ``False``.
     """
     t = strip_markdown(clean_reply(text))
     t = _WRAPPERS.sub(r"\1", t)

@@ -3,7 +3,7 @@
 Shared by the true/false answer parser (:func:`uqroute.parsing.parse_bool`) and the judge's
 verdict parser (:func:`uqroute.judge.parse_verdict`). Both used to look for polar words
 (``correct``, ``true``) and a literal ``not`` in front of them, so a contraction was read as
-its opposite (``isn't correct`` → correct). Here negation is handled in three steps:
+its opposite (``isn't correct`` → correct). Here negation is handled in these steps:
 
 1. :func:`normalize_negations` — lower-case, curly apostrophes (``’``, ``‘``, ``ʼ``) made
    straight, and every negative contraction written out: ``isn't`` → ``is not``,
@@ -17,12 +17,25 @@ its opposite (``isn't correct`` → correct). Here negation is handled in three 
    ``I don't think it's incorrect`` → positive).
 3. Answer particles and elliptical replies: ``yes``/``yep``/``yeah`` are positive; ``no``/
    ``nope``/``nah`` are negative when they stand alone in their clause or open it before a
-   pronoun or article (``No, …``, ``No it isn't``); otherwise ``no`` is a negator (``no
-   difference``). A clause whose negator has no polar word after it is an elliptical
-   negative when only filler follows (``probably not``, ``not really``, ``it is not``, ``I don't
-   think so``); ``I think so`` is an elliptical positive. Expressions of doubt (``not sure``,
-   ``unsure``, ``I don't know``, ``hard to say``) and fixed phrases (``no doubt``,
-   ``not only``) carry no polarity and are removed first.
+   pronoun or article (``No, …``, ``No it isn't``); otherwise ``no`` is a negator before a polar
+   word (``no difference``) and indirect negation before any other word (below). A clause whose
+   negator has no polar word after it is an elliptical negative when only filler follows
+   (``probably not``, ``not really``, ``it is not``, ``I don't think so``); ``I think so`` and a
+   clause that is only an emphatic word (``Absolutely.``, ``Of course.``, ``Definitely.``) are
+   elliptical positives. Fixed phrases (``no doubt``, ``without a doubt``, ``not only``) are
+   removed first.
+4. Doubt, degree and indirect negation state no polarity: from ``not sure``, ``unsure``,
+   ``unclear``, ``I don't know``, ``hard to say``, ``not necessarily``, ``doubt``, ``depends``,
+   ``none``, ``nothing``, ``far from``, ``fails to``, ``lacks``, ``partially``/``partly`` and ``no``
+   before a non-polar word (``no evidence that``) to the end of the scope (clause or conjunction),
+   no polar word counts: ``I'm not sure it is correct``, ``None of it is true``, ``Far from
+   correct``, ``The response fails to match`` state nothing (never the opposite of what they mean).
+   ``I'm not sure, but probably yes`` is positive: the conjunction ends the doubt.
+5. A question states nothing: a clause ending in ``?`` is skipped (``Correct? No.`` is negative,
+   ``True? I'm not sure`` states nothing). A short label ending in ``:`` (at most three words) is
+   skipped when a later clause states a polarity (``Equivalent: No`` is negative; ``Incorrect: it
+   should be 42`` keeps its label). ``the correct answer`` at the start of a clause names an
+   answer and is not a verdict (``Incorrect. The correct answer is 42.`` is negative).
 
 A hedge does not hide the polarity it qualifies (``probably not`` → negative, ``likely
 correct`` → positive). Callers decide what to do with several polarities (the verdict parser
@@ -66,17 +79,28 @@ _SCOPE_END = frozenset("and or but because since although though while whereas h
 # what may follow an unattached negator in an elliptical negative ("probably not", "it is not",
 # "not really", "not at all", "I do not think so", "not the case")
 _ELLIPSIS_TAIL = frozenset(
-    "really at all quite exactly necessarily entirely completely fully the case i would do does is are it "
+    "really at all quite exactly entirely completely fully the case i would do does is are it "
     "that this actually likely to me sadly unfortunately".split()
 )
 # verbs allowed in the tail only before a final "so" ("I do not think so", "I would not say so")
 _SO_VERBS = frozenset("think believe guess suppose say hope expect".split())
-# expressions of doubt and fixed phrases: no polarity, and their negators are not negations
-_NEUTRAL = re.compile(
+# fixed phrases: no polarity, and their negators are not negations (removed first)
+_FIXED = re.compile(r"\b(?:no\s+(?:doubt|question)|without\s+(?:a\s+)?doubt|not\s+only)\b")
+# doubt, degree and indirect negation: a clause states no polarity from here to the end of its scope
+# ("I'm not sure it is correct", "unclear whether it's true", "not necessarily", "far from correct",
+# "none of it is true", "nothing suggests", "fails to match", "partially correct")
+_DOUBT = re.compile(
     r"\b(?:not\s+(?:entirely\s+|completely\s+|totally\s+|100\s*%\s*|quite\s+)?(?:sure|certain|clear)"
     r"|unsure|uncertain|unclear|(?:do|can)\s+not\s+(?:really\s+)?(?:know|tell|say\s+for\s+sure|determine|be\s+sure)"
-    r"|hard\s+to\s+(?:say|tell)|no\s+(?:doubt|question)|without\s+(?:a\s+)?doubt|not\s+only)\b"
+    r"|hard\s+to\s+(?:say|tell|determine)|not\s+necessarily|doubt(?:s|ful)?|depends|none|nothing|nobody|nowhere"
+    r"|far\s+from|fail(?:s|ed|ing)?\s+to|lack(?:s|ed|ing)?|partially|partly)\b"
 )
+#: the word :data:`_DOUBT` matches are replaced by (the lexicon never holds it)
+_BLOCK = "uqdoubt"
+# a whole clause that is an emphatic yes ("Absolutely.", "Of course.")
+_EMPHATIC = re.compile(r"^(?:absolutely|definitely|certainly|surely|exactly|precisely|of\s+course|sure)$")
+# "the correct answer is 42" names an answer, it does not judge one
+_ANSWER_NOUNS = frozenset("answer answers one response value result solution option choice reply".split())
 _CLAUSES = re.compile(r"[.;:!?,()\[\]{}\"\n]+|\s[-–—]+\s")
 _WORDS = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _THINK_SO = re.compile(r"^(?:i\s+)?(?:really\s+)?(?:think|believe|guess|suppose)\s+so$")
@@ -112,8 +136,14 @@ class Polarity:
     words: tuple[str, ...]
 
 
-def _clauses(text: str) -> list[list[str]]:
-    return [_WORDS.findall(c) for c in _CLAUSES.split(text)]
+def _clauses(text: str) -> list[tuple[list[str], str]]:
+    """The clauses of ``text``: (words, the punctuation that ends the clause)."""
+    parts, ends = _CLAUSES.split(text), _CLAUSES.findall(text) + [""]
+    return [(_WORDS.findall(c), e) for c, e in zip(parts, ends)]
+
+
+#: a clause ending in ``:`` with at most this many words is a label ("Equivalent: No")
+_LABEL_WORDS = 3
 
 
 def polarities(text: str | None, lexicon: dict[str, bool], *, normalized: bool = False) -> list[Polarity]:
@@ -125,37 +155,67 @@ def polarities(text: str | None, lexicon: dict[str, bool], *, normalized: bool =
     :func:`normalize_negations`.
     """
     t = text if normalized else normalize_negations(text)
-    t = _NEUTRAL.sub(" ", t or "")
+    t = _FIXED.sub(" ", t or "")
+    t = _DOUBT.sub(f" {_BLOCK} ", t)
+    found: list[tuple[list[Polarity], str, int]] = []
+    for ci, (words, end) in enumerate(_clauses(t)):
+        if words:
+            found.append((_clause_polarities(ci, words, lexicon), end, len(words)))
     out: list[Polarity] = []
-    for ci, words in enumerate(_clauses(t)):
-        if not words:
-            continue
-        ws = tuple(words)
-        if _THINK_SO.match(" ".join(words)):
-            out.append(Polarity(True, "(ellipsis)", ci, len(words) - 1, 0, ws))
-            continue
-        pending: list[int] = []  # indices of negators waiting for their polar word
-        for i, w in enumerate(words):
-            if w in _SCOPE_END:
-                pending = []
-                continue
-            if w in _NEGATIVE_PARTICLES and _is_particle(words, i):
-                out.append(Polarity(False, w, ci, i, 0, ws))
-                continue
-            if w in _POSITIVE_PARTICLES:
-                out.append(Polarity(True, w, ci, i, 0, ws))
-                continue
-            if w in NEGATORS:
-                pending.append(i)
-                continue
-            if w in lexicon:
-                n = len(pending)
-                out.append(Polarity(lexicon[w] ^ (n % 2 == 1), w, ci, i, n, ws))
-                pending = []
-        for j in pending[:1]:
-            if _elliptical(words, j, len(words)):
-                out.append(Polarity(False, "(ellipsis)", ci, j, 1, ws))
+    for k, (pols, end, n_words) in enumerate(found):
+        if "?" in end:
+            continue  # a question states nothing ("Correct? No.", "True or false?")
+        if ":" in end and n_words <= _LABEL_WORDS and any(p for p, _, _ in found[k + 1:]):
+            continue  # a label before the value it names ("Equivalent: No")
+        out.extend(pols)
     return out
+
+
+def _clause_polarities(ci: int, words: list[str], lexicon: dict[str, bool]) -> list[Polarity]:
+    ws = tuple(words)
+    joined = " ".join(words)
+    if _THINK_SO.match(joined) or _EMPHATIC.match(joined):
+        return [Polarity(True, "(ellipsis)", ci, len(words) - 1, 0, ws)]
+    out: list[Polarity] = []
+    pending: list[int] = []  # indices of negators waiting for their polar word
+    blocked = False  # after doubt or indirect negation, up to the end of its scope
+    for i, w in enumerate(words):
+        if w in _SCOPE_END:
+            pending, blocked = [], False
+            continue
+        if blocked:
+            continue
+        if w == _BLOCK:
+            pending, blocked = [], True
+            continue
+        if w in _NEGATIVE_PARTICLES and _is_particle(words, i):
+            out.append(Polarity(False, w, ci, i, 0, ws))
+            continue
+        if w in _POSITIVE_PARTICLES:
+            out.append(Polarity(True, w, ci, i, 0, ws))
+            continue
+        if w == "no" and i + 1 < len(words) and words[i + 1] not in lexicon and words[i + 1] not in NEGATORS:
+            pending, blocked = [], True  # "no evidence that it is true": no statement about the polar word
+            continue
+        if w in NEGATORS:
+            pending.append(i)
+            continue
+        if w in lexicon:
+            if _names_an_answer(words, i):
+                continue
+            n = len(pending)
+            out.append(Polarity(lexicon[w] ^ (n % 2 == 1), w, ci, i, n, ws))
+            pending = []
+    for j in pending[:1]:
+        if _elliptical(words, j, len(words)):
+            out.append(Polarity(False, "(ellipsis)", ci, j, 1, ws))
+    return out
+
+
+def _names_an_answer(words: list[str], i: int) -> bool:
+    """``words[i]`` is the adjective of "the correct answer (is 42)" at the start of its clause."""
+    return (0 < i < len(words) - 1 and words[i - 1] in ("the", "a", "an") and words[i + 1] in _ANSWER_NOUNS
+            and all(w in _HEDGES or w in _SCOPE_END for w in words[: i - 1]))
 
 
 def _is_particle(words: list[str], i: int) -> bool:

@@ -89,6 +89,7 @@ def write_synthetic(root, *, slms, llms, datasets, methods, n: int = 200, seed: 
             df = pl.DataFrame({
                 "id": [f"{d}/test/{i}" for i in range(n)], "correct": correct, "label_source": ["rule"] * n,
                 "rule_correct": correct, "judge_correct": [None] * n, "judge_verdict": [None] * n, "judge_raw": [None] * n,
+                "judge_method": [None] * n, "judge_p_correct": [None] * n,
                 "verbal_1s_correct": verbal if verbal is not None else [None] * n,
             }, schema=ARTIFACTS["correctness"].polars_schema())
             io.write_parquet(_shuffled(df, seed, model, d), Path(root) / ARTIFACTS["correctness"].path.format(model=model, dataset=d), "correctness")
