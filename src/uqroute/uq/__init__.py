@@ -8,6 +8,7 @@ with its formula and sign convention.
 
 from . import methods as _methods  # noqa: F401  (registers the methods)
 from .methods import normalize_answer
+from .checks import config_problems
 from .registry import METHODS, UnknownMethodError, UQMethod, get_methods, probe_methods, register
 from .run import UQInputError, join_inputs, run_uq, score_frame
 from .similarity import (
@@ -25,6 +26,7 @@ __all__ = [
     "UQInputError",
     "get_methods",
     "probe_methods",
+    "config_problems",
     "register",
     "run_uq",
     "score_frame",
