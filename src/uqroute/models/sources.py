@@ -32,12 +32,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..io import DIR_MARKER
 from .errors import ChecksumError, ModelSourceError
 
 log = logging.getLogger(__name__)
 
 SOURCE_KEYS = ("hub", "local_dir", "gguf", "pypi", "api")
-MARKER = ".uqroute-complete.json"
+MARKER = DIR_MARKER
 _CHUNK = 1 << 20
 
 
