@@ -525,8 +525,10 @@ def test_snakemake_lint_is_clean():
 
 def test_preflight_command_checks_a_config_file(tmp_path):
     """`python -m uqroute.preflight my.yaml` names the file and line of a YAML error (snakemake --configfile does not)."""
-    run = lambda path: subprocess.run([sys.executable, "-m", "uqroute.preflight", str(path), "--workdir", str(tmp_path)],  # noqa: E731
-                                      capture_output=True, text=True, timeout=120)
+    def run(path):
+        return subprocess.run([sys.executable, "-m", "uqroute.preflight", str(path), "--workdir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120)
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasets: [boolq, gsm8k\nslms: [x]\n")
     proc = run(bad)

@@ -123,7 +123,7 @@ def test_every_import_points_down_and_reaches_no_private_name():
 
 def test_the_allow_list_holds_only_what_still_happens():
     """An entry of ALLOWED that no longer matches an import must go (the list only shrinks)."""
-    seen = {(m, f"{t}{'.' + n if n else ''}") for m, is_pkg, p in _modules() for _, t, n in imports(m, is_pkg, p)}
+    seen = {(m, f"{t}{'.' + n if n else ''}") for m, pkg, p in _modules() for _, t, n in imports(m, pkg, p)}
     stale = sorted(ALLOWED - seen)
     assert not stale, f"ALLOWED entries that match no import any more (remove them): {stale}"
 
@@ -143,7 +143,7 @@ def test_the_contract_catches(tmp_path, monkeypatch, source, expected):
     """The checker itself: a planted bad import in uqroute.data is found and named with its file and line."""
     src = tmp_path / "src"
     pkg = src / PACKAGE
-    for module, is_pkg, path in _modules():
+    for _module, _pkg, path in _modules():
         target = src / path.relative_to(SRC)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(path.read_text())

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -195,8 +196,7 @@ def read_provenance(path: str | os.PathLike) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def _artifact_patterns() -> list[tuple[str, "re.Pattern"]]:
-    import re
+def _artifact_patterns() -> list[tuple[str, re.Pattern]]:
 
     out = []
     for name, art in ARTIFACTS.items():

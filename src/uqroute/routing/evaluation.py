@@ -384,7 +384,7 @@ def _proxy_study(inputs: RoutingInputs, p: dict, grid: np.ndarray, methods: list
         for sc in scs:
             what = f"{slm}/{method}: proxy {sc.setting} → {sc.target}"
 
-            def step(o: _Out, slm=slm, method=method, sc=sc, what=what):
+            def step(o: _Out, slm=slm, method=method, sc=sc, what=what, pools=pools):
                 if sc.sources not in pools:
                     pools[sc.sources] = holdout_pool(inputs, slm, method, sc.sources, p["bins"], inputs.label_of[method])
                     if pools[sc.sources] is not None and pools[sc.sources].pool.note:
