@@ -931,7 +931,7 @@ def test_recurrent_pool_matches_jobs_run_alone(tiny_rwkv7_dir):
 
 
 def test_greedy_columns_read_the_answer_after_the_trace():
-    """Issue 10 item 3: option token, answer tokens and parsed answer come from the final answer after `</think>`."""
+    """Option token, answer tokens and parsed answer come from the final answer after `</think>`."""
     from uqroute.inference import Generation
     from uqroute.inference.statistics import greedy_columns
 

@@ -215,7 +215,7 @@ def gguf_architecture(path: Path) -> str | None:
 def _unquantize_for_saving(model) -> None:
     """transformers refuses ``save_pretrained`` on a GGUF-loaded (dequantized) model; undo its markers.
 
-    The weights are already dense after loading; see ``/work/shared/offline-parts.md``.
+    The weights are already dense after loading (transformers dequantizes GGUF tensors on load).
     """
     model.hf_quantizer = None
     model.is_quantized = False
