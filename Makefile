@@ -20,6 +20,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -c requirements.lock torch==2.13.0
 	$(BIN)/pip install -q -c requirements.lock -e '.[workflow,test,rwkv,serve]'
+	$(BIN)/python scripts/slurm_plugin_gate.py  # the SLURM plugin loads only for SLURM runs: its import probes squeue/scontrol
 
 # vLLM on CPU: the real OpenAI-compatible server the API tests talk to (separate venv: it pins its own deps).
 install-vllm:

@@ -203,8 +203,11 @@ class _FakeJob:
     [({"gpu": 1, "gpu_model": "a100"}, " --gpus=a100:1"), ({"gpu": 2, "gpu_model": ""}, " --gpus=2"),
      ({"gpu": 0, "gpu_model": ""}, "")],
 )
-def test_gpu_resources_become_the_slurm_gpu_flag(resources, flag):
+def test_gpu_resources_become_the_slurm_gpu_flag(resources, flag, monkeypatch):
     """The resource names the rules set (gpu, gpu_model) are the ones the SLURM plugin turns into --gpus."""
+    plugin_dir = Path(sys.prefix) / "slurm-plugin"  # where `make install` keeps it (scripts/slurm_plugin_gate.py)
+    if plugin_dir.is_dir():
+        monkeypatch.syspath_prepend(str(plugin_dir))
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     assert set_gres_string(_FakeJob(resources)) == flag
