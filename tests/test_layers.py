@@ -27,15 +27,28 @@ PACKAGE = "uqroute"
 #: its own component and any lower layer.
 LAYERS = {
     # L0: the artifact schema, the config, file I/O, answer parsing
-    "schema": 0, "settings": 0, "io": 0, "parsing": 0,
+    "schema": 0,
+    "settings": 0,
+    "io": 0,
+    "parsing": 0,
     # L1: datasets, models, UQ methods; revision locks (they name model sources, uqroute.models)
-    "data": 1, "models": 1, "uq": 1, "revisions": 1,
+    "data": 1,
+    "models": 1,
+    "uq": 1,
+    "revisions": 1,
     # L2: inference
     "inference": 2,
     # L3: the judge, probes, routing evaluation
-    "judge": 3, "probes": 3, "routing": 3,
+    "judge": 3,
+    "probes": 3,
+    "routing": 3,
     # L4: deployable routers, the start-up checks, the command line, results, findings, figures
-    "router": 4, "preflight": 4, "cli": 4, "results": 4, "findings": 4, "figures": 4,
+    "router": 4,
+    "preflight": 4,
+    "cli": 4,
+    "results": 4,
+    "findings": 4,
+    "figures": 4,
 }
 
 #: Imports that break the contract today and that only the router engineer's change removes (the
@@ -84,7 +97,9 @@ def imports(module: str, is_pkg: bool, path: Path):
                 continue
             for alias in node.names:
                 sub = f"{target}.{alias.name}"
-                if _is_package(target) and (_is_package(sub) or (SRC / Path(*sub.split("."))).with_suffix(".py").is_file()):
+                if _is_package(target) and (
+                    _is_package(sub) or (SRC / Path(*sub.split("."))).with_suffix(".py").is_file()
+                ):
                     yield node.lineno, sub, None  # `from . import routing`: the submodule itself
                 else:
                     yield node.lineno, target, alias.name
@@ -107,7 +122,9 @@ def violations() -> list[str]:
             if (module, shown) in ALLOWED:
                 continue
             if LAYERS[there] > LAYERS[here]:
-                found.append(f"{where}: imports {shown}, an upward import (L{LAYERS[here]} {here} -> L{LAYERS[there]} {there})")
+                found.append(
+                    f"{where}: imports {shown}, an upward import (L{LAYERS[here]} {here} -> L{LAYERS[there]} {there})"
+                )
             private = [p for p in target.split(".")[2:] if p.startswith("_") and not p.startswith("__")]
             if name and name.startswith("_") and not name.startswith("__"):
                 private.append(name)

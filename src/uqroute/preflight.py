@@ -20,8 +20,8 @@ transformers (tests/test_layers.py checks it), so a dry run starts fast.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .settings import ConfigCheckError, ConfigError, load_yaml, validate
 
@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = load_yaml(args.config)
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {args.config}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"config file {args.config}: the top level must be a mapping of keys, got {type(loaded).__name__}"
+            )
         config = validate(loaded, where=str(args.config))
         check(config, workdir=args.workdir, where=str(args.config))
     except ConfigError as err:

@@ -26,8 +26,9 @@ import copy
 import functools
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "SCHEMA_PATH",

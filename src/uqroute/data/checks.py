@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .registry import DATASETS
 
@@ -29,5 +29,7 @@ def config_problems(config: Mapping, *, workdir: str | os.PathLike = ".") -> lis
         if not value:
             problems.append("data.mirror_dir: data.source is 'mirror' but data.mirror_dir is not set")
         elif not (workdir / os.path.expanduser(str(value))).is_dir():
-            problems.append(f"data.mirror_dir: {value!r} is not a directory (relative paths start at {workdir.resolve()})")
+            problems.append(
+                f"data.mirror_dir: {value!r} is not a directory (relative paths start at {workdir.resolve()})"
+            )
     return problems

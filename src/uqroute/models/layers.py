@@ -27,5 +27,7 @@ def resolve_layer(hidden_layer: int, n_layers: int) -> int:
     n = n_layers + 1
     idx = hidden_layer if hidden_layer >= 0 else n + hidden_layer
     if not 0 <= idx < n:
-        raise ValueError(f"hidden_layer {hidden_layer} is out of range for a model with {n_layers} layers ({n} hidden states)")
+        raise ValueError(
+            f"hidden_layer {hidden_layer} is out of range for a model with {n_layers} layers ({n} hidden states)"
+        )
     return idx
