@@ -565,8 +565,8 @@ def test_section_fills_defaults_merges_nested_sections_and_names_unknown_keys():
     assert routing["shifts"] == {"s": {"sources": ["a"], "targets": ["b"]}}
     # a value the schema gives as a whole (oneOf) replaces the default whole: never both operating points
     assert settings.section("router", {"operating_point": {"llm_accuracy_share": 0.9}})["operating_point"] == {"llm_accuracy_share": 0.9}
-    # null counts as unset only where the schema allows no null
-    assert settings.section("routing", {"bins": None})["bins"] == settings.defaults("routing")["bins"]
+    # null is a value like any other: the merge does not validate (an API block's api_key_env=None is refused later)
+    assert settings.section("routing", {"bins": None})["bins"] is None
     assert settings.section("data", {"eval_limit": None})["eval_limit"] is None
     assert settings.section("model.api", {"model": "m"})["model"] == "m"
     with pytest.raises(ConfigError, match=r"^probe: unknown key\(s\) \['epoch'\]; known: \['batch_size'"):

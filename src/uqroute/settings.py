@@ -142,11 +142,6 @@ def source_keys() -> list[str]:
     return [k for alt in _schema()["definitions"]["model"]["oneOf"] for k in alt["required"]]
 
 
-def _allows_null(sub: dict) -> bool:
-    t = sub.get("type")
-    return t == "null" or (isinstance(t, list) and "null" in t) or None in (sub.get("enum") or ())
-
-
 def _merge(base: dict, given: Mapping, sub: dict, root: dict, key: str) -> dict:
     props = sub.get("properties") or {}
     if sub.get("additionalProperties") is False:
@@ -155,8 +150,6 @@ def _merge(base: dict, given: Mapping, sub: dict, root: dict, key: str) -> dict:
             raise ConfigError(f"{key}: unknown key(s) {unknown}; known: {sorted(props)}")
     for name, value in given.items():
         s = _resolve(props.get(name) or {}, root)
-        if value is None and name in base and not _allows_null(s):
-            continue  # null where the schema allows no null: not set, the default stands
         if isinstance(value, Mapping) and isinstance(base.get(name), dict) and "properties" in s:
             base[name] = _merge(base[name], value, s, root, f"{key}.{name}")
         else:
@@ -171,9 +164,10 @@ def section(name: str, cfg: Mapping | None = None) -> dict:
     ``cfg`` may be partial or ``None``. Nested objects whose schema lists their keys
     (``inference.max_new_tokens``, ``routing.table4``) are merged key by key; any other value
     (lists, free mappings such as ``routing.shifts``, ``router.operating_point``) replaces the
-    default whole. A ``None`` where the schema allows no null counts as unset. A key the schema
-    does not know, at any depth, raises :class:`ConfigError` naming it (``probe: unknown key(s)
-    ['epoch']; known: ...``). A fresh copy every call; ``cfg`` is not changed.
+    default whole; a ``None`` is a value like any other (validation, not the merge, says where
+    null is allowed). A key the schema does not know, at any depth, raises :class:`ConfigError`
+    naming it (``probe: unknown key(s) ['epoch']; known: ...``). A fresh copy every call; ``cfg``
+    is not changed.
     """
     root = _schema()
     sub = _subschema(name)
