@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -171,16 +172,32 @@ def test_the_contract_catches(tmp_path, monkeypatch, source, expected):
     assert len(found) == 1 and expected in found[0] and "src/uqroute/data/planted.py:" in found[0], found
 
 
+def _workflow_imports() -> list[str]:
+    """Every ``uqroute`` import of the Snakefile and the rule files (run when Snakemake builds the DAG)."""
+    lines = []
+    for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
+        for line in path.read_text().splitlines():
+            m = re.match(r"^\s*((?:from uqroute[\w.]* import [\w, ]+)|(?:import uqroute[\w.]*))\s*(?:#.*)?$", line)
+            if m and m.group(1) not in lines:
+                lines.append(m.group(1))
+    return lines
+
+
 def test_the_start_up_checks_import_no_heavy_library():
-    """Validating and checking the paper's config imports no scikit-learn, torch or transformers."""
+    """Validating and checking the paper's config, and every uqroute import the workflow makes while
+    it builds the DAG, import no scikit-learn, SciPy, torch, transformers, matplotlib or seaborn."""
+    imports = _workflow_imports()
+    assert any("preflight" in line for line in imports) and any("uqroute.figures" in line for line in imports), imports
     code = (
         "import sys\n"
         "from uqroute import preflight, settings\n"
         "config = settings.validate(settings.load_yaml('config/paper.yaml'))\n"
         "assert preflight.problems(config) == [], preflight.problems(config)\n"
-        "print(sorted(m for m in ('sklearn', 'torch', 'transformers', 'scipy') if m in sys.modules))\n"
+        + "".join(f"{line}\n" for line in imports)
+        + "heavy = ('sklearn', 'scipy', 'torch', 'transformers', 'matplotlib', 'seaborn')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == "[]", f"the start-up checks imported {proc.stdout.strip()}"
+    assert proc.stdout.strip() == "[]", f"the start-up imported {proc.stdout.strip()}"
