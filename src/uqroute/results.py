@@ -64,7 +64,7 @@ def tidy(results_dir: str | Path = "results", *, slms: Sequence[str] | None = No
     Raises :class:`uqroute.io.ArtifactInputError` naming the file for a missing, corrupt or
     mismatched artifact (e.g. a correctness file that lacks some of the uq file's ids).
     """
-    from .routing.inputs import label_column
+    from .routing import label_column
 
     root = Path(results_dir)
     if slms is None:

@@ -12,7 +12,7 @@ is ``unparsable``, and the judge stage counts those replies.
 from __future__ import annotations
 
 from ..parsing import strip_think
-from ..parsing.negation import polarities
+from ..parsing import polarities
 
 __all__ = ["CORRECT", "INCORRECT", "UNPARSABLE", "VERDICTS", "VERDICT_WORDS", "parse_verdict", "verdict_to_bool"]
 

@@ -118,7 +118,7 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
         proxy = list(uq_methods)
     else:
         proxy = _names(p["proxy_methods"], "proxy_methods")
-        from ..uq.registry import METHODS  # the registry only; no model code
+        from ..uq import METHODS  # the registry only; no model code
 
         unknown = [m for m in proxy if m not in METHODS]
         if unknown:

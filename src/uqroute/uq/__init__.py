@@ -9,7 +9,7 @@ with its formula and sign convention.
 from . import methods as _methods  # noqa: F401  (registers the methods)
 from .methods import normalize_answer
 from .checks import config_problems
-from .registry import METHODS, UnknownMethodError, UQMethod, get_methods, probe_methods, register
+from .registry import ANSWER_LABELS, METHODS, UnknownMethodError, UQMethod, get_methods, probe_methods, register
 from .run import UQInputError, join_inputs, run_uq, score_frame
 from .similarity import (
     degree_uncertainty,
@@ -20,6 +20,7 @@ from .similarity import (
 )
 
 __all__ = [
+    "ANSWER_LABELS",
     "METHODS",
     "UQMethod",
     "UnknownMethodError",
