@@ -9,7 +9,7 @@ CORES ?= 2
 BIN := $(VENV)/bin
 SLURM_UP ?= bash scripts/slurm-up.sh
 
-.PHONY: demo test test-slurm-up install install-vllm slurm-up report docs clean
+.PHONY: demo test lint test-slurm-up install install-vllm slurm-up report docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -c requirements.lock torch==2.13.0
 	$(BIN)/pip install -q -c requirements.lock -e '.[workflow,test,rwkv,serve]'
+	$(BIN)/python scripts/slurm_plugin_gate.py  # the SLURM plugin loads only for SLURM runs: its import probes squeue/scontrol
 
 # vLLM on CPU: the real OpenAI-compatible server the API tests talk to (separate venv: it pins its own deps).
 install-vllm:
@@ -44,6 +45,11 @@ test-slurm-up:
 	  ""|0|false|False|FALSE|no) $(SLURM_UP) || echo "make test: SLURM did not come up; tests/test_slurm.py will skip (with CI set this stops make test)" ;; \
 	  *) $(SLURM_UP) ;; \
 	esac
+
+# Lint and format check (ruff, configured in pyproject.toml): no finding, and every file as `ruff format` writes it.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install install-vllm test-slurm-up
 	UQROUTE_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -q

@@ -9,7 +9,7 @@ from snakemake.utils import min_version, validate
 # so the DAG and the jobs use the same code whichever uqroute is installed.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from uqroute import settings
+from uqroute import preflight, settings
 
 min_version("9.17")  # a function as `priority` (workflow/rules/infer.smk)
 
@@ -26,11 +26,13 @@ if not workflow.overwrite_configfiles:
 
 # The library's validation first: one line naming the file and key (Snakemake's own message prints the
 # schema). Then Snakemake's, which fills in the schema's defaults, then the checks only the library
-# can make (names of methods, datasets and models, model roles, layers, directories).
-settings.validate(config, where=", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml")
+# can make (names of methods, datasets and models, model roles, layers, directories), every problem
+# at once under the config file's name (uqroute.preflight: each stage's config_problems).
+CONFIG_FILES = ", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml"
+settings.validate(config, where=CONFIG_FILES)
 validate(config, schema="config/schema.yaml")
 if workflow.is_main_process:  # job processes run with the config the main process checked
-    settings.check_config(config)
+    preflight.check(config, where=CONFIG_FILES)
 
 
 report: "workflow/report/workflow.rst"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of the routing server (issue 13): replay evaluation rows of a dataset that the router's
+"""Benchmark of the routing server (docs/router.md): replay evaluation rows of a dataset that the router's
 hold-out set did not include through `uqroute serve` at several concurrency levels, and print in one run:
 
 * the realised LLM-call fraction against the target, for the fixed and the tracking threshold, with

@@ -109,7 +109,7 @@ def baseline_proxy(inputs, slm, method, target, sources, llm, p, grid, oracle) -
     out = []
     for k in sorted({p["k"], *p["k_sweep"]}):
         for seed in p["seeds"]:
-            sample = pool.groupby("bin", group_keys=False)[["conf"]].apply(lambda g: g.sample(frac=k, random_state=seed))["conf"]
+            sample = pool.groupby("bin", group_keys=False)[["conf"]].apply(lambda g, k=k, seed=seed: g.sample(frac=k, random_state=seed))["conf"]
             prox = []
             for r in grid:
                 if r <= 0 or r >= 1:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from uqroute import settings
+from uqroute import preflight, settings
 from uqroute.settings import ConfigCheckError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,8 +253,11 @@ class _FakeJob:
     [({"gpu": 1, "gpu_model": "a100"}, " --gpus=a100:1"), ({"gpu": 2, "gpu_model": ""}, " --gpus=2"),
      ({"gpu": 0, "gpu_model": ""}, "")],
 )
-def test_gpu_resources_become_the_slurm_gpu_flag(resources, flag):
+def test_gpu_resources_become_the_slurm_gpu_flag(resources, flag, monkeypatch):
     """The resource names the rules set (gpu, gpu_model) are the ones the SLURM plugin turns into --gpus."""
+    plugin_dir = Path(sys.prefix) / "slurm-plugin"  # where `make install` keeps it (scripts/slurm_plugin_gate.py)
+    if plugin_dir.is_dir():
+        monkeypatch.syspath_prepend(str(plugin_dir))
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     assert set_gres_string(_FakeJob(resources)) == flag
@@ -314,7 +317,7 @@ def _library_defaults():
     from uqroute.data.build import data_settings
     from uqroute.inference.api import API_DEFAULTS
     from uqroute.inference.run import INFERENCE_DEFAULTS
-    from uqroute.probes.run import _settings as probe_settings
+    from uqroute.probes import probe_settings
     from uqroute.routing import DEFAULTS as ROUTING_DEFAULTS
 
     return {
@@ -372,9 +375,10 @@ def checked(workdir: Path, **changes) -> dict:
 
 def problems(config: dict, workdir: Path) -> list[str]:
     try:
-        settings.check_config(config, workdir=workdir)
+        preflight.check(config, workdir=workdir, where="my.yaml")
     except ConfigCheckError as err:
-        assert isinstance(err, ValueError)
+        assert isinstance(err, ValueError) and str(err).startswith(f"my.yaml: {len(err.problems)} problem(s) found")
+        assert err.problems == preflight.problems(config, workdir=workdir)
         return err.problems
     return []
 
@@ -443,21 +447,22 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert [p.split(":")[0] for p in found] == ["slms", "uq.methods", "datasets", "routing.proxy_methods"]
 
 
-def test_routing_checks_are_called_with_the_routing_section(tmp_path, monkeypatch):
-    """uqroute.routing.check_config(routing, datasets, uq_methods), where routing provides it, runs too."""
-    import uqroute.routing
+@pytest.mark.parametrize("stage", ["data", "models", "uq", "routing", "router"])
+def test_each_stage_contributes_its_config_problems(tmp_path, monkeypatch, stage):
+    """uqroute.preflight asks every stage's public config_problems(config) and reports what each finds."""
+    import importlib
 
+    package = importlib.import_module(f"uqroute.{stage}")
     calls = []
 
-    def fake_check(routing, datasets, uq_methods):
-        calls.append((routing, datasets, uq_methods))
-        raise ValueError("routing.proxy_methods: ['eigv'] are not among uq.methods")
+    def fake(config, **kwargs):
+        calls.append(config)
+        return [f"{stage}.some_key: wrong"]
 
-    monkeypatch.setattr(uqroute.routing, "check_config", fake_check, raising=False)
+    monkeypatch.setattr(package, "config_problems", fake)
     config = checked(tmp_path)
-    found = problems(config, tmp_path)
-    assert calls == [(config["routing"], ["boolq", "gsm8k"], settings.defaults("uq")["methods"])]
-    assert found == ["routing.proxy_methods: ['eigv'] are not among uq.methods"]
+    assert problems(config, tmp_path) == [f"{stage}.some_key: wrong"]
+    assert calls and all(c == config for c in calls)
 
 
 # ------------------------------------------------------------------ the real workflow: checked at start, user configs alone
@@ -485,7 +490,7 @@ def test_workflow_start_stops_on_library_checks_before_any_job(tmp_path):
     wall = time.perf_counter() - start
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "ConfigCheckError" in out and "6 problem(s) found before any job started" in out
+    assert "ConfigCheckError" in out and f"{tmp_path / 'bad.yaml'}: 6 problem(s) found before any job started" in out
     assert "routing.proxy_methods: ['ood_probe'] are not in uq.methods" in out
     assert "router.methods: ['ood_probe'] are not in uq.methods" in out
     assert f"data.mirror_dir: '{tmp_path / 'no-mirror'}' is not a directory" in out
@@ -571,10 +576,12 @@ def test_snakemake_lint_is_clean():
     assert proc.returncode == 0 and "Congratulations" in out, "snakemake --lint remarks:\n" + "\n".join(remarks)
 
 
-def test_settings_command_checks_a_config_file(tmp_path):
-    """`python -m uqroute.settings my.yaml` names the file and line of a YAML error (snakemake --configfile does not)."""
-    run = lambda path: subprocess.run([sys.executable, "-m", "uqroute.settings", str(path), "--workdir", str(tmp_path)],  # noqa: E731
-                                      capture_output=True, text=True, timeout=120)
+def test_preflight_command_checks_a_config_file(tmp_path):
+    """`python -m uqroute.preflight my.yaml` names the file and line of a YAML error (snakemake --configfile does not)."""
+    def run(path):
+        return subprocess.run([sys.executable, "-m", "uqroute.preflight", str(path), "--workdir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120)
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasets: [boolq, gsm8k\nslms: [x]\n")
     proc = run(bad)
@@ -587,3 +594,51 @@ def test_settings_command_checks_a_config_file(tmp_path):
     good.write_text(yaml.safe_dump({**MINIMAL, "data": {"slices_dir": str(ROOT / "data" / "slices")}}))
     proc = run(good)
     assert proc.returncode == 0 and "valid; 2 dataset(s)" in proc.stdout, proc.stderr
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(yaml.safe_dump({**MINIMAL, "slms": ["big"], "uq": {"methods": ["perplexity", "nope"]},
+                                     "routing": {"proxy_methods": ["perplexity"]}}))
+    proc = run(twice)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"{twice}: 2 problem(s) found before any job started:\n  - slms: 'big' is an API model"), proc.stderr
+    assert "\n  - uq.methods: unknown UQ method(s) ['nope']" in proc.stderr
+
+
+# ------------------------------------------------------------------ one merge of defaults into a section
+
+
+def test_section_fills_defaults_merges_nested_sections_and_names_unknown_keys():
+    assert settings.section("probe", None) == settings.defaults("probe")
+    inf = settings.section("inference", {"max_new_tokens": {"MCQ": 3}, "num_samples": 7})
+    assert inf["max_new_tokens"] == {**settings.defaults("inference.max_new_tokens"), "MCQ": 3} and inf["num_samples"] == 7
+    routing = settings.section("routing", {"table4": {"llm": "big"}, "shifts": {"s": {"sources": ["a"], "targets": ["b"]}}})
+    assert routing["table4"] == {**settings.defaults("routing")["table4"], "llm": "big"}
+    assert routing["shifts"] == {"s": {"sources": ["a"], "targets": ["b"]}}
+    # a value the schema gives as a whole (oneOf) replaces the default whole: never both operating points
+    assert settings.section("router", {"operating_point": {"llm_accuracy_share": 0.9}})["operating_point"] == {"llm_accuracy_share": 0.9}
+    # null is a value like any other: the merge does not validate (an API block's api_key_env=None is refused later)
+    assert settings.section("routing", {"bins": None})["bins"] is None
+    assert settings.section("data", {"eval_limit": None})["eval_limit"] is None
+    assert settings.section("model.api", {"model": "m"})["model"] == "m"
+    with pytest.raises(ConfigError, match=r"^probe: unknown key\(s\) \['epoch'\]; known: \['batch_size'"):
+        settings.section("probe", {"epoch": 3})
+    with pytest.raises(ConfigError, match=r"^routing.table4: unknown key\(s\) \['colour'\]"):
+        settings.section("routing", {"table4": {"colour": "red"}})
+    given = {"max_new_tokens": {"MCQ": 3}}
+    settings.section("inference", given)["max_new_tokens"]["MCQ"] = 99
+    assert given == {"max_new_tokens": {"MCQ": 3}}
+
+
+def test_every_stage_merges_its_section_with_settings_section():
+    """The stages' section helpers are settings.section: one merge, the same result."""
+    from uqroute.data.build import data_settings
+    from uqroute.inference.settings import resolve_settings
+    from uqroute.probes import probe_settings
+    from uqroute.router.config import resolve as router_resolve
+    from uqroute.routing import resolve as routing_resolve
+
+    given = {"inference": {"max_new_tokens": {"FF": 5}}, "probe": {"lr": 0.1}, "data": {"train_limit": 3},
+             "routing": {"table5": {"llm": "x"}, "bins": 4}, "router": {"methods": ["perplexity"], "k": None}}
+    got = {"inference": resolve_settings(given["inference"]), "probe": probe_settings(given["probe"]),
+           "data": data_settings("gsm8k", given["data"]), "routing": routing_resolve(given["routing"]),
+           "router": router_resolve(given["router"])}
+    assert got == {name: settings.section(name, cfg) for name, cfg in given.items()}

@@ -195,9 +195,9 @@ def test_a_run_writes_the_lock_and_the_next_run_uses_exactly_it(tmp_path, tiny_m
 
 
 def test_gguf_metadata_on_a_hub_model_is_a_config_error():
-    from uqroute import settings
+    from uqroute import preflight, settings
 
     config = settings.validate({"datasets": ["boolq", "gsm8k"], "slms": ["m"], "llms": ["m"],
                                 "models": {"m": {"hub": "org/m", "gguf_metadata": {"name": "x"}}}})
     with pytest.raises(settings.ConfigCheckError, match=r"models.m.gguf_metadata: only a `gguf` or `pypi` source"):
-        settings.check_config(config)
+        preflight.check(config)

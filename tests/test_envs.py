@@ -134,7 +134,7 @@ def run_in_env(site: Path, code: str, tmp_path: Path) -> subprocess.CompletedPro
 def _eval_env_code(tmp_path: Path) -> str:
     """Imports of every eval-env rule script, then the library calls of download and download_model."""
     lines = []
-    for name, rule in sorted(rules().items()):
+    for _name, rule in sorted(rules().items()):
         if rule["env"] and rule["env"].name == "eval.yaml" and rule["script"]:
             tree = ast.parse(rule["script"].read_text())
             lines += [ast.unparse(node) for node in tree.body
@@ -146,7 +146,7 @@ def _eval_env_code(tmp_path: Path) -> str:
         "import numpy as np; from gguf import GGUFWriter",
         f"w = GGUFWriter({str(gguf)!r}, 'llama'); w.add_name('t'); w.add_token_list(['a', 'b'])",
         "w.add_tensor('x', np.zeros((2, 2), dtype=np.float32)); w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()",
-        "import hashlib; sha = hashlib.sha256(open(%r, 'rb').read()).hexdigest()" % str(gguf),
+        f"import hashlib; sha = hashlib.sha256(open({str(gguf)!r}, 'rb').read()).hexdigest()",
         "from uqroute.models import download_model",
         f"download_model('t', {{'gguf': {{'path': {str(gguf)!r}, 'sha256': sha}}, 'gguf_metadata': {{'vocab_size': 2}}}}, {str(tmp_path / 'r.json')!r})",
         "import sys; print('torch' in sys.modules, 'transformers' in sys.modules)",

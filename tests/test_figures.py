@@ -83,7 +83,7 @@ def _texts(fig) -> str:
 
 
 def test_a_method_without_scores_is_named_not_dropped(tables):
-    """Issue 14: a method with no scores for a dataset is named in the figure, not silently left out."""
+    """A method with no scores for a dataset is named in the figure, not silently left out."""
     auc = pl.concat([io.read_artifact(outs(tables, s)["auc"], "auc") for s in SLMS])
     auc = auc.filter(~((pl.col("method") == "verbal_2s") & (pl.col("dataset") == "gsm8k")))
     fig = auc_heatmap(auc, "gsm8k", slms=SLMS + ["slm-gone"], methods=METHODS)

@@ -1,5 +1,5 @@
 """kill -9 and Ctrl-C during local-model work, then a rerun: finished work is kept, nothing is done
-twice, and the final artifacts equal an uninterrupted run's (issue 11; the API path is in
+twice, and the final artifacts equal an uninterrupted run's (resumable local-model work; the API path is in
 tests/test_faults.py)."""
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def test_bad_inputs_name_the_culprit_and_write_nothing(tmp_path):
 @pytest.mark.parametrize("which", ["data", "generations"])
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "missing"])
 def test_corrupted_input_names_the_file(tmp_path, which, damage):
-    """Issue 11: a corrupted input artifact gives an error that names the file, and writes nothing."""
+    """A corrupted input artifact gives an error that names the file, and writes nothing."""
     rows, responses, parsed, _ = RULE_CASES["gsm8k"]
     dp, gp = write_inputs(tmp_path, "gsm8k", rows, responses, parsed)
     bad = dp if which == "data" else gp
@@ -274,7 +274,7 @@ def slm_generations(ids, responses, parsed, finish, v1_responses, v1_answers, v1
 
 
 # MultiArith-like: the second reply stopped at the budget mid-list; its "answer" is a step number
-# that happens to equal the gold answer (issue 10: "mostly the step numbers of a numbered list")
+# that happens to equal the gold answer (truncated MultiArith replies parse as "mostly the step numbers of a numbered list")
 MATH_ROWS = [{"question": "3 boxes of 2 apples, how many?", "answer": "6"}, {"question": "1 + 1?", "answer": "2"},
              {"question": "2 + 2?", "answer": "4"}, {"question": "5 - 1?", "answer": "4"}]
 MATH_RESPONSES = ["3 * 2 = 6\nAnswer: 6", "Let's solve it step by step:\n1. One apple.\n2", "Answer: 5", "I do not know"]
@@ -351,7 +351,7 @@ def test_judge_in_scope_table():
 
 
 def test_verbal_1s_answer_is_judged_with_the_same_rules(tmp_path):
-    """Issue 10 item 4: the verbal-1s reply's own answer gets its own label (rules path)."""
+    """The verbal-1s reply's own answer gets its own label (rules path)."""
     data = data_rows("gsm8k", MATH_ROWS[:3] + [{**MATH_ROWS[3], "role": "train"}])
     ids = data["id"].to_list()
     gens = slm_generations(ids, MATH_RESPONSES, MATH_PARSED, ["stop"] * 4,

@@ -1,6 +1,6 @@
 """Negation in the two parsers that read a polarity: the judge's verdict and true/false answers.
 
-Issue 11: contractions were read as their opposite ("isn't correct" → correct). Each table row
+Contractions were read as their opposite ("isn't correct" → correct). Each table row
 is one phrasing; the tables cover contractions (straight and curly apostrophes, and the
 apostrophe-less forms small models write), "not", "no,", double negatives, hedges and doubt.
 """

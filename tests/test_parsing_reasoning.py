@@ -1,5 +1,6 @@
 """Reasoning traces and truncation: where the final answer starts, which token states the option,
-and the prompt helpers for templates that ignore ``enable_thinking`` (issue 10, item 3).
+and the prompt helpers for templates that ignore ``enable_thinking`` (reasoning models: only the final
+answer after the trace is parsed and scored).
 
 The tokenizers here are built offline in the test (a small byte-level BPE, as in conftest.py)
 with the special tokens and the generation-prompt behaviour of the paper's reasoning models'

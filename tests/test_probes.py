@@ -265,7 +265,7 @@ def test_probe_defaults_come_from_the_config_schema(monkeypatch):
         probe = fit_probe(np.zeros((4, 3)), np.ones(4))  # one class: a constant probe, but it records its sizes
     assert list(probe.hidden_sizes) == settings.defaults("probe")["hidden_sizes"]
     schema_defaults = settings.defaults("probe")
-    monkeypatch.setattr(run_mod, "defaults", lambda section: {**schema_defaults, "epochs": 7} if section == "probe" else None)
-    assert run_mod._settings({"lr": 1e-3}) == {**schema_defaults, "epochs": 7, "lr": 1e-3}
+    monkeypatch.setattr(settings, "defaults", lambda section: {**schema_defaults, "epochs": 7} if section == "probe" else None)
+    assert run_mod.probe_settings({"lr": 1e-3}) == {**schema_defaults, "epochs": 7, "lr": 1e-3}
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]"):
-        run_mod._settings({"epoch": 3})
+        run_mod.probe_settings({"epoch": 3})

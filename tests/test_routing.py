@@ -327,7 +327,7 @@ _TIED = {
 
 @pytest.mark.parametrize("kind", sorted(_TIED))
 def test_self_proxy_delivers_the_budget_with_tied_confidences(kind):
-    """Issue 10 item 1: with ties the old strict threshold routed 0 / 0.27 / 0.75 … (RMS 0.145 for a
+    """With ties the old strict threshold routed 0 / 0.27 / 0.75 … (RMS 0.145 for a
     constant confidence); tie-aware thresholds route r, and the self-proxy lies on the oracle curve."""
     conf, grid = _TIED[kind], ratio_grid(0.01)
     realised, acc, orc = _self_proxy(conf, _S, _L, grid)
@@ -432,7 +432,7 @@ def test_degenerate_pools_give_a_defined_sample_and_a_warning(pool, note):
 
 
 def test_proxy_sample_is_without_replacement_and_bins_follow_the_pool_range():
-    """Issue 11: draws without replacement; the pool's range is not [0, 1], so the data-derived bin
+    """Draws without replacement; the pool's range is not [0, 1], so the data-derived bin
     edges (numpy over [min, max]) differ from fixed [0, 1] edges and decide the allocation."""
     rng = np.random.default_rng(7)
     pool = np.concatenate([rng.uniform(2.0, 2.5, 300), rng.uniform(6.0, 7.0, 100), rng.uniform(7.9, 8.0, 50)])

@@ -117,7 +117,7 @@ def _joined(root, slm, d, llm):
 
 
 def test_auc_and_accuracies_recomputed_independently_by_id(synthetic, written):
-    """Issue 11: sklearn AUCs and accuracies from the parquet files joined by id (rows are shuffled per
+    """Sklearn AUCs and accuracies from the parquet files joined by id (rows are shuffled per
     file, so a join by position would fail); verbal_1s is scored against its own answer's label."""
     root, _ = synthetic
     _, t = written
@@ -267,7 +267,7 @@ def _set_method(path, method, values):
 
 @pytest.mark.parametrize("kind", ["one value", "range below float resolution"])
 def test_degenerate_pool_gives_results_and_a_record_not_a_crash(tmp_path, kind):
-    """Issue 10: a pool whose scored values span a range below float resolution killed the whole stage
+    """A pool whose scored values span a range below float resolution killed the whole stage
     ("Too many bins for data range"). Now it is one bin, recorded, and every table is written."""
     ds = ["gsm8k", "boolq", "piqa"]
     paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity", "verbal_1s"], n=30)

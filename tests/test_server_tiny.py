@@ -15,12 +15,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow
-
 from test_router_slm import _doc
 from test_server import post_json
+
 from uqroute.router.file import write_router_file
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-tiny-test-SECRET-90e1"

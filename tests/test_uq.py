@@ -88,7 +88,7 @@ TOKEN_METHODS = ("avg_token_prob", "perplexity", "min_token_prob", "sequence_log
 
 
 def test_token_methods_score_only_the_final_answer_after_a_trace():
-    """A reasoning reply: ``<think>`` trace, then the answer. With ``answer_start`` (issue 10 item 3)
+    """A reasoning reply: ``<think>`` trace, then the answer. With ``answer_start`` (where the final answer starts)
     the token methods see only the answer's tokens; without the column, every token (old artifacts)."""
     from uqroute.parsing import answer_start
 

@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from . import io
-from .results import _path  # an artifact's file inside a results folder
+from .results import artifact_path  # an artifact's file inside a results folder
 from .schema import ARTIFACTS
 
 __all__ = [
@@ -71,7 +71,7 @@ def _round(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _concat(root: Path, artifact: str, slms: list[str]) -> pl.DataFrame:
-    frames = [io.read_artifact(_path(root, artifact, slm=s), artifact, stage=STAGE) for s in slms]
+    frames = [io.read_artifact(artifact_path(root, artifact, slm=s), artifact, stage=STAGE) for s in slms]
     if not frames:
         return pl.DataFrame(schema=ARTIFACTS[artifact].polars_schema())
     return pl.concat(frames, how="vertical_relaxed")
@@ -94,7 +94,7 @@ def accuracy_table(root: str | Path) -> pl.DataFrame:
             if "." in path.stem:
                 continue  # agreement / quality files
             dataset = path.stem
-            data = io.read_artifact(_path(root, "data", dataset=dataset), "data", columns=["role"], stage=STAGE)
+            data = io.read_artifact(artifact_path(root, "data", dataset=dataset), "data", columns=["role"], stage=STAGE)
             eval_ids = data.filter(pl.col("role") == "eval")["id"]
             corr = io.read_artifact(path, "correctness", columns=["correct", "label_source"], stage=STAGE)
             corr = io.align_ids(eval_ids.to_list(), corr, path, what="correctness", stage=STAGE)
@@ -125,7 +125,7 @@ def cut_at_budgets(root: str | Path, budgets=BUDGETS) -> pl.DataFrame:
     for model in sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
         for path in sorted((folder / model).glob("*.parquet")):
             dataset = path.stem
-            data = io.read_artifact(_path(root, "data", dataset=dataset), "data", columns=["role"], stage=STAGE)
+            data = io.read_artifact(artifact_path(root, "data", dataset=dataset), "data", columns=["role"], stage=STAGE)
             eval_ids = data.filter(pl.col("role") == "eval")["id"]
             gen = io.read_artifact(path, "generations", columns=["tokens", "finish_reason"], stage=STAGE)
             gen = gen.filter(pl.col("id").is_in(eval_ids.implode()))

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +32,9 @@ import polars as pl
 
 from .schema import ARTIFACTS, ArtifactSchemaError, check_frame
 
+#: The file a finished directory artifact (a fetched model directory, ``uqroute.models.sources``) holds:
+#: written last, so a directory without it is unfinished. Its JSON names the model and its weights' identity.
+DIR_MARKER = ".uqroute-complete.json"
 
 class ArtifactInputError(ValueError):
     """An input artifact that is missing, unreadable, off its documented schema, or that does not
@@ -135,10 +139,8 @@ def provenance(config=None, *, models: dict | None = None, datasets: dict | None
             _merge(record["models"], found.get("models") or {})
             _merge(record["datasets"], found.get("datasets") or {})
         elif p.is_dir():
-            from .models.sources import is_complete, read_marker
-
-            if is_complete(p):
-                marker = read_marker(p)
+            if (p / DIR_MARKER).is_file():  # a finished model directory (uqroute.models.sources)
+                marker = json.loads((p / DIR_MARKER).read_text())
                 if marker.get("model") and marker.get("weights_identity"):
                     _merge(record["models"], {marker["model"]: marker["weights_identity"]})
     _merge(record["models"], models or {})
@@ -194,8 +196,7 @@ def read_provenance(path: str | os.PathLike) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def _artifact_patterns() -> list[tuple[str, "re.Pattern"]]:
-    import re
+def _artifact_patterns() -> list[tuple[str, re.Pattern]]:
 
     out = []
     for name, art in ARTIFACTS.items():
@@ -352,13 +353,13 @@ def _read_columns(path: Path, want: list[str], label: str) -> pl.DataFrame:
 
 
 def _check_columns(df: pl.DataFrame, art, label: str) -> None:
-    from .schema import _same_dtype
+    from .schema import same_dtype
 
     documented = {c.name: c for c in art.columns}
     for name in df.columns:
         c = documented.get(name)
         expected = c.dtype if c is not None else art.extra_dtype
-        if expected is not None and not _same_dtype(df.schema[name], expected):
+        if expected is not None and not same_dtype(df.schema[name], expected):
             raise ArtifactInputError(f"{label}: column {name!r} has type {df.schema[name]}, documented {expected}")
         if c is not None and not c.nullable and df[name].null_count():
             row = df.with_row_index().filter(pl.col(name).is_null())["index"][0]

@@ -18,7 +18,7 @@ import polars as pl
 from . import io
 from .schema import ARTIFACTS
 
-__all__ = ["tidy", "TIDY_COLUMNS"]
+__all__ = ["tidy", "TIDY_COLUMNS", "artifact_path"]
 
 #: The fixed columns of :func:`tidy`'s table; one Boolean ``<llm>_correct`` column per LLM follows.
 TIDY_COLUMNS = {
@@ -34,7 +34,8 @@ TIDY_COLUMNS = {
 STAGE = "tidy"
 
 
-def _path(results_dir: Path, artifact: str, **wildcards) -> Path:
+def artifact_path(results_dir: Path, artifact: str, **wildcards) -> Path:
+    """The file of ``artifact`` (with its path wildcards filled) inside the results folder ``results_dir``."""
     pattern = ARTIFACTS[artifact].path  # every artifact path starts with "results/"
     return results_dir / pattern.split("/", 1)[1].format(**wildcards)
 
@@ -63,7 +64,7 @@ def tidy(results_dir: str | Path = "results", *, slms: Sequence[str] | None = No
     Raises :class:`uqroute.io.ArtifactInputError` naming the file for a missing, corrupt or
     mismatched artifact (e.g. a correctness file that lacks some of the uq file's ids).
     """
-    from .routing.inputs import label_column
+    from .routing import label_column
 
     root = Path(results_dir)
     if slms is None:
@@ -77,24 +78,24 @@ def tidy(results_dir: str | Path = "results", *, slms: Sequence[str] | None = No
     for slm in slms:
         ds = list(datasets) if datasets is not None else _stems(root / "uq" / slm)
         for d in ds:
-            data_path = _path(root, "data", dataset=d)
+            data_path = artifact_path(root, "data", dataset=d)
             data = io.read_artifact(data_path, "data", columns=["domain", "role"], stage=STAGE).filter(pl.col("role") == "eval")
             ids = sorted(data["id"].to_list())
             domain = dict(zip(data["id"].to_list(), data["domain"].to_list()))
-            uq_path = _path(root, "uq", slm=slm, dataset=d)
+            uq_path = artifact_path(root, "uq", slm=slm, dataset=d)
             uq = io.align_ids(ids, io.read_artifact(uq_path, "uq", stage=STAGE), uq_path, what="uq", stage=STAGE, exact=True)
             ms = [m for m in (methods or uq.columns[1:])]
             absent = [m for m in ms if m not in uq.columns]
             if absent:
                 raise io.ArtifactInputError(f"{STAGE}: uq file {uq_path} has no column(s) {absent} (has {uq.columns[1:]})")
             labels = {m: label_column(m) for m in ms}
-            corr_path = _path(root, "correctness", model=slm, dataset=d)
+            corr_path = artifact_path(root, "correctness", model=slm, dataset=d)
             want = sorted(set(labels.values()))
             corr = io.align_ids(ids, io.read_artifact(corr_path, "correctness", columns=want, stage=STAGE), corr_path,
                                 what="correctness", stage=STAGE)
             llm_cols = {}
             for llm in llms:
-                path = _path(root, "correctness", model=llm, dataset=d)
+                path = artifact_path(root, "correctness", model=llm, dataset=d)
                 c = io.align_ids(ids, io.read_artifact(path, "correctness", columns=["correct"], stage=STAGE), path, what="correctness", stage=STAGE)
                 llm_cols[f"{llm}_correct"] = c["correct"]
             for m in ms:

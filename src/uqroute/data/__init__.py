@@ -9,6 +9,7 @@
 
 from .adapters import ADAPTERS, canonical_number
 from .build import build_dataset, load_rows, select_indices
+from .checks import config_problems
 from .errors import (
     CorruptFileError,
     DatasetError,
@@ -38,6 +39,7 @@ __all__ = [
     "UnknownDatasetError",
     "build_dataset",
     "canonical_number",
+    "config_problems",
     "get_spec",
     "load_rows",
     "read_split",

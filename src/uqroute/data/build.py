@@ -36,7 +36,7 @@ import polars as pl
 
 from ..io import write_parquet
 from ..schema import ARTIFACTS
-from ..settings import defaults
+from ..settings import ConfigError, defaults, section
 from .adapters import adapter_options, to_rows
 from .errors import DatasetError, EmptySplitError, SplitNotFoundError
 from .registry import HOLDOUT_SEED, DatasetSpec, get_spec
@@ -89,12 +89,12 @@ def _check_limit(name: str, key: str, value, minimum: int) -> None:
 
 
 def data_settings(name: str, data: dict) -> dict:
-    """The ``data`` section with the schema's defaults (``uqroute.settings.defaults("data")``) filled in."""
-    known = defaults("data")
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise DatasetError(f"dataset {name!r}: unknown data key(s) {unknown}; known: {sorted(known)}")
-    return {**known, **data}
+    """The ``data`` section with the schema's defaults filled in (``uqroute.settings.section("data", data)``);
+    an unknown key raises :class:`DatasetError` naming the dataset and the key."""
+    try:
+        return section("data", data)
+    except ConfigError as err:
+        raise DatasetError(f"dataset {name!r}: {err}") from None
 
 
 def dataset_revision(name: str, data: dict) -> str | None:

@@ -9,19 +9,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-import matplotlib
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-
-from .. import io  # noqa: E402
-from ..schema import ARTIFACTS  # noqa: E402
-from . import plots  # noqa: E402
+from .. import io
+from ..schema import ARTIFACTS
 
 __all__ = ["FigureSpec", "FIGURES", "make_figure", "read_tables"]
 
 DPI = 120
+
+
+class _Plots:
+    """:mod:`.plots`, imported when a figure is first drawn: the registry (which the workflow reads
+    when it builds the DAG) needs no matplotlib or seaborn."""
+
+    def __getattr__(self, name):
+        from . import plots as module
+
+        return getattr(module, name)
+
+
+plots = _Plots()
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,8 @@ def make_figure(kind: str, inputs: Mapping, output: str | Path, **params) -> Non
         raise ValueError(f"unknown figure {kind!r} (known: {', '.join(FIGURES)})")
     tables = read_tables(kind, inputs, params.pop("results_dir", "results"))
     fig = FIGURES[kind].draw(tables, params)
+    import matplotlib.pyplot as plt  # loaded by the draw above (uqroute.figures.plots sets the Agg backend)
+
     try:
         with io.atomic_path(output, suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})

@@ -15,7 +15,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..settings import defaults
+from ..settings import defaults, section
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,10 @@ def _api_block(spec: dict) -> dict:
     if not isinstance(spec, dict) or not isinstance(spec.get("api"), dict):
         keys = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
         raise APIConfigError(f"OpenAIChatBackend needs a model entry with an `api` block, got one with keys {keys}")
-    api = {**API_DEFAULTS, **spec["api"]}
-    unknown = sorted(set(api) - set(API_DEFAULTS) - {"model"})
+    unknown = sorted(set(spec["api"]) - set(API_DEFAULTS) - {"model"})
     if unknown:
         raise APIConfigError(f"api block: unknown keys {unknown} (known: model, {', '.join(API_DEFAULTS)})")
+    api = section("model.api", spec["api"])
     if not isinstance(api.get("model"), str) or not api["model"]:
         raise APIConfigError(f"api block: `model` (the served model name) is required, got {api.get('model')!r}")
     check_api_key_env(api["api_key_env"], api["model"])

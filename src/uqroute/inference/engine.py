@@ -16,21 +16,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from ..models import resolve_layer  # re-exported: its historical home
 from .jobs import Job, JobResult, check_job
 from .kvcache import Prefix
 from .pool import DecodePool
 from .prefill import Prefiller
 
 __all__ = ["Engine", "Run", "resolve_layer"]
-
-
-def resolve_layer(hidden_layer: int, n_layers: int) -> int:
-    """Absolute index into ``output_hidden_states`` (``n_layers + 1`` entries, 0 = embeddings)."""
-    n = n_layers + 1
-    idx = hidden_layer if hidden_layer >= 0 else n + hidden_layer
-    if not 0 <= idx < n:
-        raise ValueError(f"hidden_layer {hidden_layer} is out of range for a model with {n_layers} layers ({n} hidden states)")
-    return idx
 
 
 class Engine:

@@ -338,18 +338,16 @@ def _log_truncations(df: pl.DataFrame, stats: list[str], model: str, dataset: st
 
 
 def _layer_index(model: str, model_dir, hidden_layer: int) -> int:
-    """Absolute hidden-states index for ``hidden_layer``, from the model directory's config.json."""
-    import json
-
-    from .engine import resolve_layer
+    """Absolute hidden-states index for ``hidden_layer``, from the model directory's config.json
+    (``uqroute.models.num_hidden_layers``, which the start-up check reads too)."""
+    from ..models import num_hidden_layers, resolve_layer
 
     if model_dir is None:
         raise ValueError(f"model {model!r}: an SLM needs a local model directory")
     cfg_path = Path(model_dir) / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"model {model!r}: {cfg_path} does not exist (run rule fetch_model first)")
-    conf = json.loads(cfg_path.read_text())
-    n = conf.get("num_hidden_layers") or (conf.get("text_config") or {}).get("num_hidden_layers")
-    if not n:
+    n = num_hidden_layers(model_dir)
+    if n is None:
         raise ValueError(f"model {model!r}: {cfg_path} has no num_hidden_layers")
-    return resolve_layer(hidden_layer, int(n))
+    return resolve_layer(hidden_layer, n)

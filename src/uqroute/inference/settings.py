@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..settings import defaults
+from ..settings import defaults, section
 
 __all__ = ["INFERENCE_DEFAULTS", "resolve_settings", "budgets"]
 
@@ -13,10 +13,9 @@ INFERENCE_DEFAULTS = defaults("inference")
 
 
 def resolve_settings(cfg: dict | None) -> dict:
-    """The ``inference`` section with every default filled in (``max_new_tokens`` merged per task type)."""
-    out = {**INFERENCE_DEFAULTS, **(cfg or {})}
-    out["max_new_tokens"] = {**INFERENCE_DEFAULTS["max_new_tokens"], **((cfg or {}).get("max_new_tokens") or {})}
-    return out
+    """The ``inference`` section with every default filled in (``max_new_tokens`` merged per task type):
+    ``uqroute.settings.section("inference", cfg)``."""
+    return section("inference", cfg)
 
 
 def _task_key(task_type: str, domain: str) -> str:

@@ -32,12 +32,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..io import DIR_MARKER
 from .errors import ChecksumError, ModelSourceError
 
 log = logging.getLogger(__name__)
 
 SOURCE_KEYS = ("hub", "local_dir", "gguf", "pypi", "api")
-MARKER = ".uqroute-complete.json"
+MARKER = DIR_MARKER
 _CHUNK = 1 << 20
 
 
@@ -214,7 +215,7 @@ def gguf_architecture(path: Path) -> str | None:
 def _unquantize_for_saving(model) -> None:
     """transformers refuses ``save_pretrained`` on a GGUF-loaded (dequantized) model; undo its markers.
 
-    The weights are already dense after loading; see ``/work/shared/offline-parts.md``.
+    The weights are already dense after loading (transformers dequantizes GGUF tensors on load).
     """
     model.hf_quantizer = None
     model.is_quantized = False

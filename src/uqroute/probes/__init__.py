@@ -8,7 +8,7 @@ P(correct) for the target's evaluation rows and saves both as safetensors.
 
 from .inputs import ProbeInputError, ProbeInputs, load_probe_inputs
 from .model import build_probe
-from .run import in_domain_scores, ood_scores, run_probes
+from .run import in_domain_scores, ood_scores, probe_settings, run_probes
 from .train import CrossfitResult, FittedProbe, ProbeWarning, crossfit_predict, derive_seed, fit_probe
 from .weights import load_probe, save_probe
 
@@ -16,6 +16,7 @@ __all__ = [
     "run_probes",
     "in_domain_scores",
     "ood_scores",
+    "probe_settings",
     "build_probe",
     "fit_probe",
     "crossfit_predict",

@@ -23,23 +23,22 @@ import numpy as np
 import polars as pl
 
 from ..io import write_parquet
-from ..settings import defaults
+from ..settings import section
 from .inputs import ProbeInputError, ProbeInputs, load_probe_inputs
 from .train import crossfit_predict, derive_seed, fit_probe
 from .weights import save_probe
 
-__all__ = ["run_probes", "in_domain_scores", "ood_scores"]
+__all__ = ["run_probes", "in_domain_scores", "ood_scores", "probe_settings"]
 
 log = logging.getLogger(__name__)
 
-def _settings(cfg: dict | None) -> dict:
-    """The ``probe`` section with the schema's defaults (``uqroute.settings.defaults("probe")``) filled in."""
-    cfg = dict(cfg or {})
-    known = defaults("probe")
-    unknown = sorted(set(cfg) - set(known))
-    if unknown:
-        raise ValueError(f"probe config: unknown key(s) {unknown}; known: {sorted(known)}")
-    return {**known, **cfg}
+def probe_settings(cfg: dict | None) -> dict:
+    """The ``probe`` section with the schema's defaults filled in (``uqroute.settings.section("probe", cfg)``);
+    an unknown key raises a ``ValueError`` naming it."""
+    return section("probe", cfg)
+
+
+_settings = probe_settings  # the old private name, until router/ uses the public one
 
 
 def in_domain_scores(t: ProbeInputs, cfg: dict, seed: int):
@@ -110,7 +109,7 @@ def run_probes(
             f"run_probes: the OOD probe for {target!r} trains on the run's other datasets, but the run has only "
             f"{datasets}; add at least one more dataset"
         )
-    cfg = _settings(cfg)
+    cfg = probe_settings(cfg)
     inputs = {
         name: load_probe_inputs(name, dp, hp, cp)
         for name, dp, hp, cp in zip(datasets, data_paths, hidden_paths, correctness_paths)

@@ -15,13 +15,13 @@ Importing the package imports neither torch nor the server's web framework.
 from __future__ import annotations
 
 from .calibrate import POOLED, CalibrationError, calibrate, pooled_holdout, predicted_accuracy, select_holdout
-from .config import DEFAULTS, MODES, RouterConfigError, check_config, router_pairs
+from .config import DEFAULTS, MODES, RouterConfigError, check_config, config_problems, router_pairs
 from .file import RouterFileError, check_router_file, read_router_file, write_router_file
 from .tracking import Monitor, QuantileThreshold
 
 __all__ = [
     "POOLED", "CalibrationError", "calibrate", "pooled_holdout", "predicted_accuracy", "select_holdout",
-    "DEFAULTS", "MODES", "RouterConfigError", "check_config", "router_pairs",
+    "DEFAULTS", "MODES", "RouterConfigError", "check_config", "config_problems", "router_pairs",
     "RouterFileError", "check_router_file", "read_router_file", "write_router_file",
     "Monitor", "QuantileThreshold", "Router",
 ]

@@ -44,7 +44,7 @@ def run_router_probe(*, datasets: Sequence[str], data_paths, hidden_paths, corre
     (the pipeline's ``ood_probe`` for dataset d leaves d out; live traffic is from none of them), seeded
     like the pipeline's (``derive_seed(seed, "ood_probe")``)."""
     from ..probes import derive_seed, fit_probe, load_probe_inputs, save_probe
-    from ..probes.run import _settings
+    from ..probes import probe_settings as _settings
 
     cfg = _settings(dict(probe_cfg or {}))
     datasets = list(datasets)

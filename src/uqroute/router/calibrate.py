@@ -60,7 +60,7 @@ def pooled_holdout(inputs, slm: str, methods: Sequence[str], routing_params: Map
     every dataset as a source and no target (``target`` null, ``setting`` :data:`POOLED`).
     """
     from ..routing.config import resolve
-    from ..routing.evaluation import _holdout_frame, _pool
+    from ..routing import holdout_frame as _holdout_frame, holdout_pool as _pool
 
     p = resolve(routing_params)
     k = float(p["k"] if k is None else k)

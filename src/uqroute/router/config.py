@@ -8,12 +8,11 @@ reveal before any job runs; :func:`check_operating_point` / :func:`check_mode` a
 
 from __future__ import annotations
 
-import copy
 from typing import Mapping, Sequence
 
-from ..settings import defaults
+from ..settings import defaults, section
 
-__all__ = ["DEFAULTS", "MODES", "RouterConfigError", "UNSUPPORTED", "check_config", "resolve", "check_operating_point",
+__all__ = ["DEFAULTS", "MODES", "RouterConfigError", "UNSUPPORTED", "check_config", "config_problems", "resolve", "check_operating_point",
            "check_mode", "router_pairs"]
 
 #: Defaults of the section, read from the config schema.
@@ -37,11 +36,8 @@ class RouterConfigError(ValueError):
 
 
 def resolve(router_cfg: Mapping | None) -> dict:
-    """The section with every default filled in."""
-    p = copy.deepcopy(DEFAULTS)
-    for key, value in (router_cfg or {}).items():
-        p[key] = copy.deepcopy(value)
-    return p
+    """The section with every default filled in: ``uqroute.settings.section("router", router_cfg)``."""
+    return section("router", router_cfg)
 
 
 def _err(key: str, msg: str) -> RouterConfigError:
@@ -130,3 +126,16 @@ def router_pairs(router_cfg: Mapping | None, slms: Sequence[str]) -> list[tuple[
     p = resolve(router_cfg)
     chosen = list(slms) if p["slms"] is None else [s for s in slms if s in p["slms"]]
     return [(s, m) for s in chosen for m in p["methods"]]
+
+
+def config_problems(config: Mapping) -> list[str]:
+    """The mistakes :func:`check_config` finds in a validated config's ``router`` section (checked
+    against its SLMs, LLMs, ``uq.methods`` and ``routing.seeds``), as start-up problems naming the
+    key (called by :mod:`uqroute.preflight`)."""
+    try:
+        check_config(config.get("router") or {}, slms=list(config.get("slms") or []), llms=list(config.get("llms") or []),
+                     uq_methods=list((config.get("uq") or {}).get("methods") or []),
+                     routing_seeds=(config.get("routing") or {}).get("seeds"))
+    except ValueError as err:
+        return [str(err)]
+    return []

@@ -32,7 +32,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import wasserstein_distance
 
 from ..routing import tie_aware_thresholds
 
@@ -164,6 +163,8 @@ class Monitor:
         n = len(self.routed)
         frac = sum(self.routed) / n if n else math.nan
         live = np.asarray([c for c in self.conf if not math.isnan(c)], dtype=np.float64)
+        from scipy.stats import wasserstein_distance  # deferred: the start-up checks import this package
+
         w1 = float(wasserstein_distance(live, self.reference)) if live.size else math.nan
         drifting = n >= self.min_samples and abs(frac - self.target) > self.margin
         return MonitorState(n, frac, w1, drifting)

@@ -21,7 +21,16 @@ from .alignment import (
     roc_auc,
     weighted_auc,
 )
-from .config import DEFAULTS, PARTIAL_IN_DOMAIN, RoutingConfigError, Scenario, check_config, resolve, scenarios
+from .config import (
+    DEFAULTS,
+    PARTIAL_IN_DOMAIN,
+    RoutingConfigError,
+    Scenario,
+    check_config,
+    config_problems,
+    resolve,
+    scenarios,
+)
 from .curves import (
     expected_routed_sum,
     oracle_curve,
@@ -32,7 +41,7 @@ from .curves import (
     routed_counts,
     upper_curve,
 )
-from .evaluation import PROXY_METRICS, TABLES, evaluate
+from .evaluation import PROXY_METRICS, TABLES, evaluate, holdout_frame, holdout_pool
 from .inputs import RoutingInputError, RoutingInputs, label_column, load_inputs
 from .proxy import (
     DegeneratePoolWarning,
@@ -53,10 +62,10 @@ from .summary import CURVE_SUMMARIES, apgr, cpt, pgr
 __all__ = [
     "ALIGNMENT_METRICS", "OneClassWarning", "alignment", "aurac", "bootstrap_auc_ci", "prediction_rejection_area", "prr",
     "prr_polygraph", "roc_auc", "weighted_auc",
-    "DEFAULTS", "PARTIAL_IN_DOMAIN", "RoutingConfigError", "Scenario", "check_config", "resolve", "scenarios",
+    "DEFAULTS", "PARTIAL_IN_DOMAIN", "RoutingConfigError", "Scenario", "check_config", "config_problems", "resolve", "scenarios",
     "expected_routed_sum", "oracle_curve", "random_curve", "random_mc_curve", "ratio_grid", "relative_accuracy",
     "routed_counts", "upper_curve",
-    "PROXY_METRICS", "TABLES", "evaluate",
+    "PROXY_METRICS", "TABLES", "evaluate", "holdout_frame", "holdout_pool",
     "RoutingInputError", "RoutingInputs", "label_column", "load_inputs",
     "DegeneratePoolWarning", "ProxyPool", "apply_thresholds", "bin_allocation", "proxy_thresholds", "rms", "rms_realised",
     "route_fraction", "sample_proxy", "tie_aware_thresholds", "w1",

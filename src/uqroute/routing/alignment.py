@@ -27,7 +27,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from .curves import expected_routed_sum
 
@@ -51,6 +50,8 @@ def roc_auc(conf, slm_correct, *, where: str = "") -> float:
     if _one_class(s):
         warnings.warn(f"{where or 'alignment'}: correctness has a single class ({s.size} queries); ROC-AUC is undefined", OneClassWarning, stacklevel=2)
         return float("nan")
+    from sklearn.metrics import roc_auc_score  # deferred: the start-up checks import this package
+
     return float(roc_auc_score(s.astype(bool), np.asarray(conf, dtype=np.float64)))
 
 

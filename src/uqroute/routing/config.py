@@ -8,11 +8,10 @@ against ``config/schema.yaml`` (which Snakemake uses to fill them in).
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 
-from ..settings import defaults
+from ..settings import defaults, section
 from typing import Mapping, Sequence
 
 from .curves import ratio_grid
@@ -23,6 +22,7 @@ __all__ = [
     "RoutingConfigError",
     "Scenario",
     "check_config",
+    "config_problems",
     "resolve",
     "scenarios",
 ]
@@ -54,14 +54,9 @@ class Scenario:
 
 
 def resolve(routing_cfg: Mapping | None) -> dict:
-    """The section with every default filled in (nested ``table4``/``table5`` included)."""
-    p = copy.deepcopy(DEFAULTS)
-    for key, value in (routing_cfg or {}).items():
-        if key in ("table4", "table5") and isinstance(value, Mapping):
-            p[key].update({k: v for k, v in value.items()})
-        elif value is not None or key not in DEFAULTS:
-            p[key] = copy.deepcopy(value)
-    return p
+    """The section with every default filled in (nested ``table4``/``table5`` included):
+    ``uqroute.settings.section("routing", routing_cfg)``."""
+    return section("routing", routing_cfg)
 
 
 def _err(key: str, msg: str) -> RoutingConfigError:
@@ -123,7 +118,7 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
         proxy = list(uq_methods)
     else:
         proxy = _names(p["proxy_methods"], "proxy_methods")
-        from ..uq.registry import METHODS  # the registry only; no model code
+        from ..uq import METHODS  # the registry only; no model code
 
         unknown = [m for m in proxy if m not in METHODS]
         if unknown:
@@ -187,3 +182,15 @@ def scenarios(datasets: Sequence[str], shifts: Mapping | None) -> list[Scenario]
     for name, shift in (shifts or {}).items():
         out += [Scenario(name, t, tuple(shift["sources"])) for t in shift["targets"]]
     return out
+
+
+def config_problems(config: Mapping) -> list[str]:
+    """The mistakes :func:`check_config` finds in a validated config's ``routing`` section (checked
+    against its ``datasets`` and ``uq.methods``), as start-up problems naming the key (called by
+    :mod:`uqroute.preflight`)."""
+    try:
+        check_config(config.get("routing") or {}, list(config.get("datasets") or []),
+                     list((config.get("uq") or {}).get("methods") or []))
+    except ValueError as err:
+        return [str(err)]
+    return []

@@ -45,7 +45,8 @@ from .summary import CURVE_SUMMARIES
 
 log = logging.getLogger("uqroute.routing")
 
-__all__ = ["evaluate", "params", "PROXY_METRICS", "TABLES", "MethodCell", "method_cell", "alignment_step", "curve_step", "proxy_step"]
+__all__ = ["evaluate", "params", "PROXY_METRICS", "TABLES", "MethodCell", "method_cell", "alignment_step", "curve_step", "proxy_step",
+           "holdout_pool", "holdout_frame"]
 
 #: The tables :func:`evaluate` returns → their artifact names in ``uqroute.schema``.
 TABLES = {
@@ -262,7 +263,10 @@ class _Pool:
     label: np.ndarray
 
 
-def _pool(inputs: RoutingInputs, slm: str, method: str, sources: tuple[str, ...], bins: int, label: str) -> _Pool | None:
+def holdout_pool(inputs: RoutingInputs, slm: str, method: str, sources: tuple[str, ...], bins: int, label: str) -> _Pool | None:
+    """The confidences of ``method`` pooled from the ``sources`` datasets of ``slm`` (unscored rows
+    dropped) with ``bins`` equal-width bins, from which hold-out sets are drawn; None when no source
+    has a scored query. The routing evaluation and the router's pooled hold-out draw from it."""
     parts = []
     for d in sources:
         cell = inputs.cells[(slm, d)]
@@ -292,7 +296,7 @@ def proxy_step(slm: str, method: str, sc: Scenario, pool: _Pool, targets: dict[s
         sample = pool.conf[idx]
         t, q = tie_aware_thresholds(sample, grid)
         lab = pool.label[idx]
-        out.holdout.append({  # list columns as arrays; _holdout_frame builds them column-wise
+        out.holdout.append({  # list columns as arrays; holdout_frame builds them column-wise
             "slm": slm, "method": method, "setting": sc.setting, "target": sc.target, "sources": list(sc.sources), "k": k,
             "seed": int(seed), "bins": int(pool.pool.bins), "pool_size": int(pool.conf.size), "pool_note": pool.pool.note,
             "source_dataset": pool.dataset[idx], "id": pool.ids[idx], "confidence": sample, "slm_correct": lab,
@@ -380,9 +384,9 @@ def _proxy_study(inputs: RoutingInputs, p: dict, grid: np.ndarray, methods: list
         for sc in scs:
             what = f"{slm}/{method}: proxy {sc.setting} → {sc.target}"
 
-            def step(o: _Out, slm=slm, method=method, sc=sc, what=what):
+            def step(o: _Out, slm=slm, method=method, sc=sc, what=what, pools=pools):
                 if sc.sources not in pools:
-                    pools[sc.sources] = _pool(inputs, slm, method, sc.sources, p["bins"], inputs.label_of[method])
+                    pools[sc.sources] = holdout_pool(inputs, slm, method, sc.sources, p["bins"], inputs.label_of[method])
                     if pools[sc.sources] is not None and pools[sc.sources].pool.note:
                         o.warn(slm, None, method, sc.setting, "degenerate_pool", f"{slm}/{method}: proxy pool of {list(sc.sources)}: {pools[sc.sources].pool.note}")
                 pool = pools[sc.sources]
@@ -406,7 +410,7 @@ def _frame(rows: list[dict], name: str) -> pl.DataFrame:
 _LISTS = ("source_dataset", "id", "confidence", "slm_correct", "ratio", "threshold", "q")
 
 
-def _holdout_frame(rows: list[dict]) -> pl.DataFrame:
+def holdout_frame(rows: list[dict]) -> pl.DataFrame:
     """The ``holdout`` table; its list columns are built from flat arrays and offsets (fast)."""
     import pyarrow as pa
 
@@ -435,7 +439,7 @@ def _frames(out: _Out) -> dict[str, pl.DataFrame]:
         "summary": _frame(out.summary, "routing_summary"),
         "relative_accuracy": out.rel.frame(ARTIFACTS["relative_accuracy"].polars_schema()),
         "proxy_curves": out.proxy_curves.frame(ARTIFACTS["proxy_curves"].polars_schema()),
-        "holdout": _holdout_frame(out.holdout),
+        "holdout": holdout_frame(out.holdout),
         "warnings": _frame(out.warnings, "routing_warnings").unique(maintain_order=True),
     }
     for name in ("auc", "curves", "relative_accuracy"):
@@ -443,3 +447,8 @@ def _frames(out: _Out) -> dict[str, pl.DataFrame]:
     t["proxy"] = t["proxy"].with_columns(pl.col("k").round(10))
     t["holdout"] = t["holdout"].with_columns(pl.col("k").round(10))
     return t
+
+
+# The old private names, until router/ uses the public ones (uqroute.routing.holdout_pool, holdout_frame).
+_pool = holdout_pool
+_holdout_frame = holdout_frame

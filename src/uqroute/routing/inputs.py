@@ -33,7 +33,7 @@ def label_column(method: str) -> str:
     ``uqroute.uq.METHODS[method].answer`` names the answer ("greedy" or "verbal_1s") and
     ``uqroute.uq.registry.ANSWER_LABELS`` its correctness column.
     """
-    from ..uq.registry import ANSWER_LABELS, METHODS
+    from ..uq import ANSWER_LABELS, METHODS
 
     if method not in METHODS:
         raise KeyError(method)
@@ -113,7 +113,7 @@ def load_inputs(uq_paths, correctness_paths, data_paths, *, slms, llms, datasets
                 try:
                     label_of[m] = label_column(m)
                 except KeyError:
-                    from ..uq.registry import METHODS
+                    from ..uq import METHODS
 
                     raise RoutingInputError(f"{STAGE}: uq file {path} has column {m!r}, which is not a registered UQ method "
                                             f"(known: {sorted(METHODS)})") from None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import wasserstein_distance
 
 __all__ = [
     "DegeneratePoolWarning",
@@ -226,4 +225,6 @@ def rms_realised(realised: np.ndarray, accuracy: np.ndarray, grid: np.ndarray, o
 
 def w1(pool: np.ndarray, target: np.ndarray) -> float:
     """Wasserstein-1 distance between pooled source and target confidences (scipy)."""
+    from scipy.stats import wasserstein_distance  # deferred: the start-up checks import this package
+
     return float(wasserstein_distance(pool, target))

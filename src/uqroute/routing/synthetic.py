@@ -70,7 +70,7 @@ def write_synthetic(root, *, slms, llms, datasets, methods, n: int = 200, seed: 
     added to the logit of every confidence of its datasets (a confidence distribution shift
     between domains, as out-of-domain proxy data meets on real data).
     """
-    from ..uq.registry import METHODS
+    from ..uq import METHODS
 
     domains = {**DOMAINS, **(domains or {})}
     uq_paths, corr_paths, data_paths = synthetic_paths(root, slms, llms, datasets)

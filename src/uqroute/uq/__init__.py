@@ -8,7 +8,8 @@ with its formula and sign convention.
 
 from . import methods as _methods  # noqa: F401  (registers the methods)
 from .methods import normalize_answer
-from .registry import METHODS, UnknownMethodError, UQMethod, get_methods, probe_methods, register
+from .checks import config_problems
+from .registry import ANSWER_LABELS, METHODS, UnknownMethodError, UQMethod, get_methods, probe_methods, register
 from .run import UQInputError, join_inputs, run_uq, score_frame
 from .similarity import (
     degree_uncertainty,
@@ -19,12 +20,14 @@ from .similarity import (
 )
 
 __all__ = [
+    "ANSWER_LABELS",
     "METHODS",
     "UQMethod",
     "UnknownMethodError",
     "UQInputError",
     "get_methods",
     "probe_methods",
+    "config_problems",
     "register",
     "run_uq",
     "score_frame",
