@@ -47,6 +47,14 @@ include: "workflow/rules/routing.smk"
 include: "workflow/rules/router.smk"
 
 
+# The end-of-run summary: accuracy per model, the best-aligned methods and the quality warnings
+# (uqroute.figures.pages.run_summary; the same warnings are on the report's overview page).
+onsuccess:
+    from uqroute.figures.pages import run_summary
+
+    print(run_summary("results", slms=SLMS, llms=LLMS, datasets=DATASETS))
+
+
 rule all:
     input:
         all_targets(),

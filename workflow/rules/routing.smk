@@ -40,6 +40,7 @@ localrules:
     figure_confidence,
     figure_proxy_curves,
     figure_rms_vs_k,
+    report_pages,
 
 
 rule routing_tables:
@@ -185,3 +186,43 @@ rule figure_rms_vs_k:
         "../../envs/eval.yaml"
     script:
         "../scripts/figure.py"
+
+
+# The report's pages (uqroute.figures.pages): the run's tables as HTML, which Snakemake's report shows
+# inline (CSV and markdown are downloads only), and the quality warnings.
+def report_page(name, caption, subcategory, **labels):
+    return report(PAGES[name], caption=f"../report/pages/{caption}.rst", category="Results", subcategory=subcategory, labels={"page": caption, **labels})
+
+
+rule report_pages:
+    input:
+        data=expand(ARTIFACTS["data"].path, dataset=DATASETS),
+        uq=expand(ARTIFACTS["uq"].path, slm=ROUTED_SLMS, dataset=DATASETS),
+        generations=expand(ARTIFACTS["generations"].path, model=ROUTED_SLMS + LLMS, dataset=DATASETS),
+        correctness=expand(ARTIFACTS["correctness"].path, model=ROUTED_SLMS + LLMS, dataset=DATASETS),
+        quality=expand(ARTIFACTS["quality"].path, model=ROUTED_SLMS + LLMS, dataset=DATASETS),
+        auc=expand(ARTIFACTS["auc"].path, slm=ROUTED_SLMS),
+        routers=lambda w: router_targets(),
+        **{k: TABLE_FILES[k] for k in ("table4_csv", "table4_full_csv", "table5_csv", "table5_full_csv", "status")},
+    output:
+        overview=report_page("overview", "overview", "1. The run"),
+        accuracy=report_page("accuracy", "accuracy", "2. Accuracy"),
+        alignment=report_page("alignment", "alignment", "3. Alignment (AUC, PRR, AURAC)"),
+        table4=report_page("table4", "table4", "4. Tables 4-5"),
+        table5=report_page("table5", "table5", "4. Tables 4-5"),
+        quality=report_page("quality", "quality", "5. Quality"),
+        routers=report_page("routers", "routers", "6. Routers"),
+        status=report_page("status", "status", "7. Routing status"),
+        queries=report_page("queries", "queries", "8. Every query"),
+    params:
+        slms=ROUTED_SLMS,
+        llms=LLMS,
+        datasets=DATASETS,
+        methods=routing_methods(),
+        warn_share=cfg("judge")["quality_warn_fraction"],
+    log:
+        "logs/report/pages.log",
+    conda:
+        "../../envs/eval.yaml"
+    script:
+        "../scripts/report_pages.py"

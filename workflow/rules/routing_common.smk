@@ -4,6 +4,7 @@
 import re
 
 from uqroute.figures import FIGURES
+from uqroute.figures.pages import PAGES
 from uqroute.routing import PARTIAL_IN_DOMAIN, TABLES, available_slms, resolve
 from uqroute.routing.tables import TABLE_FILES
 from uqroute.schema import ARTIFACTS
@@ -66,4 +67,5 @@ def routing_targets():
     targets += expand(FIGURES["confidence"].path, slm=ROUTED_SLMS)
     targets += expand(FIGURES["proxy_curves"].path, slm=ROUTED_SLMS, llm=LLMS, setting=ROUTING_SETTINGS)
     targets += expand(FIGURES["rms_vs_k"].path, slm=ROUTED_SLMS, llm=LLMS)
+    targets += list(PAGES.values())
     return targets
