@@ -72,16 +72,16 @@ rule routing_tables:
 
 rule figure_auc_heatmap:
     input:
-        auc=expand(ARTIFACTS["auc"].path, slm=ROUTED_SLMS),
+        auc=ARTIFACTS["auc"].path,
     output:
-        report(FIGURES["auc_heatmap"].path, caption="../report/auc_heatmap.rst", category="Routing", subcategory="Alignment (ROC-AUC)", labels={"dataset": "{dataset}"}),
+        report(FIGURES["auc_heatmap"].path, caption="../report/auc_heatmap.rst", category="Routing", subcategory="Alignment (ROC-AUC)", labels={"SLM": "{slm}"}),
     params:
         kind="auc_heatmap",
-        dataset=lambda w: w.dataset,
-        slms=SLMS,
+        slm=lambda w: w.slm,
+        datasets=DATASETS,
         methods=routing_methods(),
     log:
-        "logs/routing/figures/auc_heatmap/{dataset}.log",
+        "logs/routing/figures/auc_heatmap/{slm}.log",
     conda:
         "../../envs/eval.yaml"
     script:
@@ -91,6 +91,7 @@ rule figure_auc_heatmap:
 rule figure_routing_curves:
     input:
         curves=ARTIFACTS["curves"].path,
+        auc=ARTIFACTS["auc"].path,
     output:
         report(FIGURES["routing_curves"].path, caption="../report/routing_curves.rst", category="Routing", subcategory="Routing curves", labels={"SLM": "{slm}", "LLM": "{llm}"}),
     params:

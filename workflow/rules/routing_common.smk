@@ -61,7 +61,7 @@ def routing_targets():
     """Every routing table and figure (called by common.smk's all_targets())."""
     targets = [path for slm in ROUTED_SLMS for path in routing_outputs(slm)]
     targets += list(TABLE_FILES.values())
-    targets += expand(FIGURES["auc_heatmap"].path, dataset=DATASETS)
+    targets += expand(FIGURES["auc_heatmap"].path, slm=ROUTED_SLMS)
     targets += expand(FIGURES["routing_curves"].path, slm=ROUTED_SLMS, llm=LLMS)
     targets += expand(FIGURES["relative_accuracy"].path, slm=ROUTED_SLMS, llm=LLMS)
     targets += expand(FIGURES["confidence"].path, slm=ROUTED_SLMS)
