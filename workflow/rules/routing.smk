@@ -191,10 +191,6 @@ rule figure_rms_vs_k:
 
 # The report's pages (uqroute.figures.pages): the run's tables as HTML, which Snakemake's report shows
 # inline (CSV and markdown are downloads only), and the quality warnings.
-def report_page(name, caption, subcategory, **labels):
-    return report(PAGES[name], caption=f"../report/pages/{caption}.rst", category="Results", subcategory=subcategory, labels={"page": caption, **labels})
-
-
 rule report_pages:
     input:
         data=expand(ARTIFACTS["data"].path, dataset=DATASETS),

@@ -57,6 +57,11 @@ def routing_setting_constraint():
     return "|".join(map(re.escape, ROUTING_SETTINGS))
 
 
+def report_page(name, caption, subcategory):
+    """A page of uqroute.figures.pages as a report item under "Results" (its caption: workflow/report/pages/)."""
+    return report(PAGES[name], caption=f"../report/pages/{caption}.rst", category="Results", subcategory=subcategory, labels={"page": caption})
+
+
 def routing_targets():
     """Every routing table and figure (called by common.smk's all_targets())."""
     targets = [path for slm in ROUTED_SLMS for path in routing_outputs(slm)]
