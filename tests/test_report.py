@@ -151,7 +151,7 @@ def test_pages_are_html_with_n_sizes_and_warnings(root, tmp_path):
     warnings = write_pages(inputs, outputs, slms=SLMS, llms=LLMS, datasets=DATASETS, methods=METHODS, results_dir=root / "results")
     assert len(warnings) == 4, warnings  # verbal_1s missing on both datasets, its replies on each, the gsm8k samples
     overview = Path(outputs["overview"]).read_text()
-    assert "A small run." in overview and "20–20 evaluation rows per dataset" in overview
+    assert "A small run." in overview and "20 evaluation rows per dataset" in overview
     assert "verbal_1s has no confidence on 36 of 40 queries" in overview and "samples replies (80%)" in overview
     queries = Path(outputs["queries"]).read_text()
     assert "_itables_2_9_1" in queries and "gsm8k/test/3" in queries  # interactive, searchable, every row

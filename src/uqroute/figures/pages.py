@@ -57,7 +57,7 @@ p.note { color: #555; max-width: 60em; }
 div.warn { background: #fff4e5; border-left: 4px solid #e67e22; padding: .5em .8em; margin: .8em 0; max-width: 70em; }
 div.ok { background: #eef8ee; border-left: 4px solid #2e7d32; padding: .5em .8em; margin: .8em 0; }
 table.plain { border-collapse: collapse; } table.plain td, table.plain th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; }
-td { white-space: pre-wrap; }
+td { white-space: pre-wrap; max-width: 36em; vertical-align: top; }
 """
 
 
@@ -297,7 +297,8 @@ def write_pages(inputs: Mapping, outputs: Mapping, *, slms: Sequence[str], llms:
     intro = (f"<p><b>SLMs:</b> {html.escape(', '.join(slms))}. <b>LLMs:</b> {html.escape(', '.join(llms))}. "
              f"<b>Datasets ({len(datasets)}):</b> {html.escape(', '.join(datasets))}. <b>UQ methods ({len(methods)}):</b> "
              f"{html.escape(', '.join(methods))}.</p>")
-    size_note = (f'<div class="warn"><b>A small run.</b> {min(n_eval)}–{max(n_eval)} evaluation rows per dataset: an AUC on so few '
+    span = f"{min(n_eval)}" if n_eval and min(n_eval) == max(n_eval) else f"{min(n_eval, default=0)}–{max(n_eval, default=0)}"
+    size_note = (f'<div class="warn"><b>A small run.</b> {span} evaluation rows per dataset: an AUC on so few '
                  f"queries has a 95 % CI tens of points wide (see the alignment page), and relative accuracy on the few most "
                  f"confident queries jumps. This run shows that the pipeline works end to end; it does not rank UQ methods "
                  f"(that takes at least {MIN_ROWS} rows per dataset, e.g. config/cpu-study.yaml).</div>") if small else ""
