@@ -73,9 +73,9 @@ def test_quality_table_and_warnings_name_the_culprits():
     w = quality_warnings(q, missing)
     assert any(line.startswith("s: verbal_1s has no confidence on 20 of 20 queries (100%; gsm8k 10/10, boolq 10/10)") for line in w), w
     assert not any("ptrue" in line for line in w)  # exactly half is not "more than half"
-    assert any(line.startswith("s on gsm8k: 41 of 50 samples replies (82%)") for line in w), w
+    assert any(line.startswith("s on gsm8k: 41 of 50 sampled replies (82%)") for line in w), w
     assert any(line.startswith("s on gsm8k: 6 of 10 greedy replies (60%)") for line in w), w
-    assert not any("boolq: " in line and "samples" in line for line in w)
+    assert not any("boolq: " in line and "sampled" in line for line in w)
     assert quality_warnings(q.filter(pl.col("model") == "l"), missing.filter(pl.col("method") == "none")) == []
     assert quality_warnings(None, None) == []
 
@@ -152,7 +152,7 @@ def test_pages_are_html_with_n_sizes_and_warnings(root, tmp_path):
     assert len(warnings) == 4, warnings  # verbal_1s missing on both datasets, its replies on each, the gsm8k samples
     overview = Path(outputs["overview"]).read_text()
     assert "A small run." in overview and "20 evaluation rows per dataset" in overview
-    assert "verbal_1s has no confidence on 36 of 40 queries" in overview and "samples replies (80%)" in overview
+    assert "verbal_1s has no confidence on 36 of 40 queries" in overview and "sampled replies (80%)" in overview
     queries = Path(outputs["queries"]).read_text()
     assert "_itables_2_9_1" in queries and "gsm8k/test/3" in queries  # interactive, searchable, every row
     acc = Path(outputs["accuracy"]).read_text()

@@ -136,6 +136,10 @@ _STATISTICS = {
 }
 
 
+_REPLIES = {"greedy": "greedy replies", "samples": "sampled replies", "verbal_1s": "verbalization-1s replies",
+            "verbal_2s": "verbalization-2s replies", "judge": "judge verdicts"}
+
+
 def quality_table(quality: pl.DataFrame, *, warn_share: float = 0.1) -> pl.DataFrame:
     """One row per (model, dataset, statistic) of the ``quality`` artifact rows: ``n`` replies,
     ``truncated`` and ``unparsable`` counts and shares (samples: every sample without an answer,
@@ -201,7 +205,7 @@ def quality_warnings(quality: pl.DataFrame | None, missing: pl.DataFrame | None,
             if bad / r["n"] > statistic_share:
                 parts = [f"{r['truncated']} truncated"] if r["truncated"] else []
                 parts.append(f"{r['unparsable']} without a parsable {'answer' if r['statistic'] in ('greedy', 'samples') else 'verdict' if r['statistic'] == 'judge' else 'confidence'}")
-                out.append(f"{r['model']} on {r['dataset']}: {bad} of {r['n']} {r['statistic']} replies ({bad / r['n']:.0%}) are "
+                out.append(f"{r['model']} on {r['dataset']}: {bad} of {r['n']} {_REPLIES[r['statistic']]} ({bad / r['n']:.0%}) are "
                            f"cut off or unparsable ({', '.join(parts)})")
     return out
 
