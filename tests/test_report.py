@@ -162,6 +162,17 @@ def test_pages_are_html_with_n_sizes_and_warnings(root, tmp_path):
     summary = run_summary(root / "results", slms=SLMS, llms=LLMS, datasets=DATASETS)
     assert "Accuracy (evaluation rows): slm-a " in summary and "llm-x " in summary and "Quality warnings (4):" in summary
     assert "no routing results yet" in summary
+    from uqroute.routing import TABLES, run_routing
+
+    uq = inputs["uq"]
+    corr = [str(root / ARTIFACTS["correctness"].path.format(model=m, dataset=d)) for m in SLMS + LLMS for d in DATASETS]
+    outs = {key: str(tmp_path / ARTIFACTS[name].path.format(slm=SLMS[0])) for key, name in TABLES.items()}
+    run_routing(uq_paths=uq, correctness_paths=corr, data_paths=inputs["data"], slms=SLMS, llms=LLMS, datasets=DATASETS, outputs=outs,
+                params={"bootstrap": 0, "random_mc": 0, "proxy_methods": ["perplexity"], "k_sweep": [0.2], "shifts": {}}, seed=0)
+    summary = run_summary(tmp_path / "results", slms=SLMS, llms=[], datasets=DATASETS)
+    assert "Best-aligned methods of slm-a (mean ROC-AUC over 2 dataset(s)): " in summary
+    ranked = summary.split("Best-aligned")[1].split("\n")[0]
+    assert "perplexity" in ranked and "verbal_1s" not in ranked  # two scored queries, one with an AUC: not ranked
 
 
 @pytest.mark.slow

@@ -386,11 +386,17 @@ def run_summary(results_dir: str | Path = "results", *, slms: Sequence[str], llm
         if not p.is_file():
             lines.append(f"Best-aligned methods of {slm}: no routing results yet ({p})")
             continue
-        auc = io.read_artifact(p, "auc", stage="summary")
-        best = (auc.filter(pl.col("roc_auc").is_not_null()).group_by("method")
-                .agg(pl.col("roc_auc").mean().alias("auc"), pl.len().alias("k"), pl.col("n").sum()).sort("auc", "method", descending=[True, False]).head(top))
-        lines.append(f"Best-aligned methods of {slm} (mean ROC-AUC over datasets): " + "; ".join(
-            f"{r['method']} {r['auc']:.3f} ({r['k']} datasets, n={r['n']})" for r in best.iter_rows(named=True)))
+        auc = io.read_artifact(p, "auc", stage="summary").filter(pl.col("roc_auc").is_not_null())
+        # rank only the methods with an AUC on every dataset where any method has one, so that a method
+        # scored on a few queries of one dataset does not top the list
+        n_ds = auc["dataset"].n_unique()
+        per = auc.group_by("method").agg(pl.col("roc_auc").mean().alias("auc"), pl.len().alias("k"), pl.col("n").sum())
+        best = per.filter(pl.col("k") == n_ds).sort("auc", "method", descending=[True, False]).head(top)
+        partial = per.filter(pl.col("k") < n_ds).sort("method")["method"].to_list()
+        lines.append(f"Best-aligned methods of {slm} (mean ROC-AUC over {n_ds} dataset(s)): " + ("; ".join(
+            f"{r['method']} {r['auc']:.3f} (n={r['n']})" for r in best.iter_rows(named=True)) or "none has an AUC on every dataset"))
+        if partial:
+            lines.append(f"  not ranked (an AUC on fewer datasets): {', '.join(partial)}")
         n_min = int(auc["n"].min()) if auc.height else 0
         if n_min < MIN_ROWS:
             lines.append(f"  (as few as {n_min} queries per dataset: these AUCs have wide CIs and do not rank methods)")
