@@ -49,6 +49,17 @@ include: "workflow/rules/routing.smk"
 include: "workflow/rules/router.smk"
 
 
+# The end-of-run summary: accuracy per model, the best-aligned methods and the quality warnings
+# (uqroute.figures.pages.run_summary; the same warnings are on the report's overview page).
+onsuccess:
+    from uqroute.figures.pages import run_summary
+
+    try:
+        print(run_summary("results", slms=SLMS, llms=LLMS, datasets=DATASETS))
+    except Exception as err:  # the run itself succeeded; say why there is no summary
+        print(f"uqroute run summary: not available ({type(err).__name__}: {err})")
+
+
 rule all:
     input:
         all_targets(),

@@ -37,8 +37,9 @@ def tables(tmp_path_factory):
 
 
 CASES = {
-    "auc_heatmap": (lambda r: {"auc": [outs(r, s)["auc"] for s in SLMS]}, {"dataset": "gsm8k", "slms": SLMS, "methods": METHODS}),
-    "routing_curves": (lambda r: {"curves": outs(r, "slm-a")["curves"]}, {"slm": "slm-a", "llm": "llm-x", "datasets": DATASETS, "methods": METHODS}),
+    "auc_heatmap": (lambda r: {"auc": [outs(r, "slm-a")["auc"]]}, {"slm": "slm-a", "datasets": DATASETS, "methods": METHODS}),
+    "routing_curves": (lambda r: {"curves": outs(r, "slm-a")["curves"], "auc": outs(r, "slm-a")["auc"]},
+                       {"slm": "slm-a", "llm": "llm-x", "datasets": DATASETS, "methods": METHODS}),
     "relative_accuracy": (lambda r: {"relative_accuracy": outs(r, "slm-b")["relative_accuracy"]}, {"slm": "slm-b", "llm": "llm-x", "datasets": DATASETS}),
     "confidence": (lambda r: {"results": r / "results"}, {"slm": "slm-a", "datasets": DATASETS, "methods": ["perplexity", "ood_probe"], "bins": 8}),
     "proxy_curves": (lambda r: {"proxy_curves": outs(r, "slm-a")["proxy_curves"]}, {"slm": "slm-a", "llm": "llm-x", "setting": "m2c", "methods": ["perplexity", "ood_probe"]}),
@@ -63,6 +64,7 @@ def test_figure_renders_a_png(kind, tables):
     make_figure(kind, inputs(tables), out, **params)
     data = out.read_bytes()
     assert data.startswith(PNG) and len(data) > 5000
+    assert out.with_suffix(".svg").read_text().lstrip().startswith("<?xml")  # an SVG beside the PNG
 
 
 @pytest.mark.parametrize("kind", ["auc_heatmap", "routing_curves", "proxy_curves", "rms_vs_k"])
@@ -86,9 +88,9 @@ def test_a_method_without_scores_is_named_not_dropped(tables):
     """A method with no scores for a dataset is named in the figure, not silently left out."""
     auc = pl.concat([io.read_artifact(outs(tables, s)["auc"], "auc") for s in SLMS])
     auc = auc.filter(~((pl.col("method") == "verbal_2s") & (pl.col("dataset") == "gsm8k")))
-    fig = auc_heatmap(auc, "gsm8k", slms=SLMS + ["slm-gone"], methods=METHODS)
+    fig = auc_heatmap(auc, "slm-a", datasets=DATASETS + ["gone"], methods=METHODS)
     text = _texts(fig)
-    assert "no scores: verbal_2s" in text and "no results for SLMs: slm-gone" in text
+    assert "no scores" in text and "no results for datasets: gone" in text
     curves = io.read_artifact(outs(tables, "slm-a")["curves"], "curves").filter(~((pl.col("method") == "ood_probe") & (pl.col("dataset") == "boolq")))
     fig = routing_curves(curves, "slm-a", "llm-x", datasets=DATASETS, methods=METHODS)
     assert "no scores: ood_probe" in _texts(fig)
@@ -104,8 +106,9 @@ def test_missing_selection_renders_an_explanatory_figure(tables):
 def test_figures_are_deterministic(tables):
     a, b = tables / "fig" / "a.png", tables / "fig" / "b.png"
     for p in (a, b):
-        make_figure("auc_heatmap", {"auc": [outs(tables, s)["auc"] for s in SLMS]}, p, dataset="boolq")
+        make_figure("auc_heatmap", {"auc": [outs(tables, s)["auc"] for s in SLMS]}, p, slm="slm-b")
     assert Path(a).read_bytes() == Path(b).read_bytes()
+    assert Path(a).with_suffix(".svg").read_bytes() == Path(b).with_suffix(".svg").read_bytes()
 
 
 def test_unknown_figure_is_an_error(tables):
@@ -123,3 +126,21 @@ def test_relative_accuracy_with_llm_never_correct_draws_explanation(tmp_path):
     fig.savefig(tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 0
     assert "undefined" in _texts(fig)
+
+
+def test_figures_show_n_and_tell_fifteen_methods_apart(tables):
+    """Each heatmap cell and routing-curve panel names its n; a method scored on fewer queries is named;
+    15 methods get 15 colours."""
+    from uqroute.figures.plots import _palette
+
+    auc = io.read_artifact(outs(tables, "slm-a")["auc"], "auc")
+    fig = auc_heatmap(auc, "slm-a", datasets=DATASETS, methods=METHODS)
+    n = auc.filter((pl.col("dataset") == "boolq") & (pl.col("method") == "verbal_2s"))["n"][0]
+    assert f"n={n}" in _texts(fig) and [t.get_text() for t in fig.axes[0].get_yticklabels()] == DATASETS
+    curves = io.read_artifact(outs(tables, "slm-a")["curves"], "curves")
+    fig = routing_curves(curves, "slm-a", "llm-x", datasets=DATASETS, methods=METHODS, auc=auc)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    full = auc.filter(pl.col("dataset") == "boolq")["n"].max()
+    assert f"boolq (n={full})" in titles and "fewer rows: verbal_2s" in _texts(fig)
+    names = [f"m{i}" for i in range(15)]
+    assert len(set(_palette(names).values())) == 15

@@ -125,3 +125,21 @@ def test_artifact_of_path_names_the_most_specific_pattern():
     assert io.artifact_of_path("/x/results/correctness/m/d.agreement.parquet") == "agreement"
     assert io.artifact_of_path("/x/results/correctness/m/d.parquet") == "correctness"
     assert io.artifact_of_path("notes.parquet") is None
+
+
+def test_provenance_names_config_values_packages_and_time_and_keeps_the_bytes(tmp_path):
+    import datetime
+    import importlib.metadata
+
+    cfg = {"inference": {"num_samples": 5, "sample_max_new_tokens": None}, "seed": 0}
+    io.write_parquet(_agreement(), tmp_path / "a.parquet", "agreement", provenance=io.provenance(cfg))
+    io.write_parquet(_agreement(), tmp_path / "b.parquet", "agreement", provenance=io.provenance(cfg))
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()  # the time is beside the file, not in it
+    got = io.read_provenance(tmp_path / "a.parquet")
+    assert got["config"] == cfg and got["config_sha256"] == io.fingerprint(cfg)
+    assert got["packages"]["polars"] == importlib.metadata.version("polars") and "numpy" in got["packages"]
+    stamp = datetime.datetime.fromisoformat(got["written_at"])
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - stamp).total_seconds()) < 60
+    assert (tmp_path / "a.parquet.provenance.json").is_file()
+    (tmp_path / "a.parquet.provenance.json").write_text('{"written_at": "2020-01-01T00:00:00+00:00", "size": 1}')
+    assert "written_at" not in io.read_provenance(tmp_path / "a.parquet")  # a sidecar of another file version is ignored

@@ -96,3 +96,9 @@ def test_rerun_is_a_no_op_and_report_builds(pipeline_run):
     rep = _snakemake(work, "--report", str(work / "report.html"), timeout=600)
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert (work / "report.html").stat().st_size > 100_000
+    from uqroute.figures.pages import PAGES
+
+    html = (work / "report.html").read_text()
+    for name in PAGES:  # the tables as pages, each in the report
+        assert f"{name}.html" in html, name
+    assert "A small run" in html

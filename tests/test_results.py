@@ -22,9 +22,11 @@ def root(tmp_path_factory):
 
 def test_one_row_per_slm_dataset_query_method(root):
     df = tidy(root / "results")
-    assert df.columns == list(TIDY_COLUMNS) + ["llm-x_correct", "llm-y_correct"]
-    assert df.height == len(SLMS) * len(DATASETS) * 25 * len(METHODS)
-    assert df.select("slm", "dataset", "id", "method").is_duplicated().sum() == 0
+    assert df.columns == list(TIDY_COLUMNS)  # the LLM is a value, never part of a column name
+    assert not any(llm in c for c in df.columns for llm in LLMS)
+    assert df.height == len(SLMS) * len(DATASETS) * 25 * len(METHODS) * len(LLMS)
+    assert df.select("slm", "dataset", "id", "method", "llm").is_duplicated().sum() == 0
+    assert df["llm"].unique().sort().to_list() == LLMS
     assert set(df["slm"]) == set(SLMS) and set(df["domain"]) == {"math", "commonsense"}
     assert df.filter(pl.col("method") == "verbal_1s")["confidence"].null_count() > 0
 
@@ -34,21 +36,22 @@ def test_values_join_by_id_and_use_each_methods_own_label(root):
     df = tidy(root / "results", slms=["slm-b"], datasets=["boolq"])
     uq = pl.read_parquet(root / "results/uq/slm-b/boolq.parquet")
     corr = pl.read_parquet(root / "results/correctness/slm-b/boolq.parquet")
-    llm = pl.read_parquet(root / "results/correctness/llm-y/boolq.parquet").select("id", pl.col("correct").alias("llm"))
+    llm = pl.read_parquet(root / "results/correctness/llm-y/boolq.parquet").select("id", pl.col("correct").alias("llm_right"))
     ref = uq.join(corr, on="id").join(llm, on="id")
     for m, label in (("perplexity", "correct"), ("verbal_1s", "verbal_1s_correct")):
-        got = df.filter(pl.col("method") == m).join(ref, on="id")
+        got = df.filter((pl.col("method") == m) & (pl.col("llm") == "llm-y")).join(ref, on="id")
         assert got.height == 25 and (got["label"] == label).all()
         assert got.filter(pl.col("confidence").ne_missing(pl.col(m))).height == 0
         assert got.filter(pl.col("slm_correct").ne_missing(pl.col(label))).height == 0
-        assert got.filter(pl.col("llm-y_correct").ne_missing(pl.col("llm"))).height == 0
-    v = df.filter(pl.col("method") == "verbal_1s").join(ref, on="id")
+        assert got.filter(pl.col("llm_correct").ne_missing(pl.col("llm_right"))).height == 0
+    v = df.filter((pl.col("method") == "verbal_1s") & (pl.col("llm") == "llm-x")).join(ref, on="id")
     assert v.filter(pl.col("slm_correct") != pl.col("correct")).height > 0  # not the greedy label
 
 
 def test_selections_and_no_llms(root):
     df = tidy(root / "results", slms=["slm-a"], llms=[], methods=["perplexity"])
     assert df.columns == list(TIDY_COLUMNS) and set(df["method"]) == {"perplexity"} and df.height == 50
+    assert df["llm"].null_count() == 50 and df["llm_correct"].null_count() == 50
 
 
 def test_a_mismatched_file_is_named(root, tmp_path):

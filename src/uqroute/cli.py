@@ -13,7 +13,7 @@ __all__ = ["main"]
 def _calibrate(a) -> int:
     from .router.build import calibrate_file
 
-    inference, seed = {}, 0
+    inference, seed = None, None  # None: the settings the hold-out file's provenance records
     if a.configfile:
         from .settings import load_yaml
 
@@ -51,11 +51,31 @@ def _serve(a) -> int:
     return 0
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Help that shows each flag's default (when it has one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or action.option_strings == []:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _version() -> str:
+    from . import __version__
+    from .io import code_version
+
+    commit = code_version().get("git_commit")
+    return f"uqroute {__version__}" + (f" (git {commit[:12]})" if commit else "")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="uqroute", description="Uncertainty-based SLM→LLM routers: calibrate and serve (docs/router.md).")
+    p = argparse.ArgumentParser(prog="uqroute", description="Uncertainty-based SLM→LLM routers: calibrate and serve (docs/router.md).",
+                                formatter_class=_Formatter)
+    p.add_argument("--version", action="version", version=_version(), help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("calibrate", help="write a router file from a hold-out set",
+    c = sub.add_parser("calibrate", help="write a router file from a hold-out set", formatter_class=_Formatter,
                        description="A router file from a hold-out parquet file (results/routers/{slm}/holdout.parquet, or any "
                                    "results/routing/{slm}/holdout.parquet with --setting/--target).")
     c.add_argument("--holdout", required=True, help="hold-out parquet file (artifact holdout or router_holdout)")
@@ -70,18 +90,20 @@ def parser() -> argparse.ArgumentParser:
     op = c.add_mutually_exclusive_group(required=True)
     op.add_argument("--llm-fraction", type=float, help="target LLM-call fraction in [0, 1]")
     op.add_argument("--llm-accuracy-share", type=float, help="smallest fraction whose predicted accuracy reaches this share of the LLM's")
-    c.add_argument("--mode", choices=("fixed", "tracking"), default="tracking")
-    c.add_argument("--window", type=int, default=500)
-    c.add_argument("--min-samples", type=int, default=50)
-    c.add_argument("--drift-margin", type=float, default=0.1)
+    c.add_argument("--mode", choices=("fixed", "tracking"), default="tracking",
+                   help="serve the calibrated threshold as is (fixed) or follow the live confidence quantile (tracking)")
+    c.add_argument("--window", type=int, default=500, help="live window: requests for the tracking quantile, realised fraction and W1")
+    c.add_argument("--min-samples", type=int, default=50, help="requests before the tracking quantile replaces the calibrated threshold")
+    c.add_argument("--drift-margin", type=float, default=0.1, help="W1 distance between live and hold-out confidences that is reported as drift")
     c.add_argument("--seed", type=int, help="the hold-out seed whose thresholds are served (default: the first)")
     c.add_argument("--slm-dir", help="the SLM's model directory to record (e.g. resources/models/smollm2-135m)")
     c.add_argument("--probe", help="probe file for probe methods (e.g. results/routers/{slm}/ood_probe.safetensors)")
-    c.add_argument("--configfile", help="pipeline config whose inference section and seed the confidence was computed with")
+    c.add_argument("--configfile", help="pipeline config whose inference section and seed the confidence was computed with "
+                   "(default: the settings the hold-out file's provenance records)")
     c.add_argument("--max-tokens", type=int, default=256, help="SLM answer budget for requests without max_tokens")
     c.set_defaults(fn=_calibrate)
 
-    s = sub.add_parser("serve", help="serve a router file as an OpenAI-compatible server",
+    s = sub.add_parser("serve", help="serve a router file as an OpenAI-compatible server", formatter_class=_Formatter,
                        description="POST /v1/chat/completions, GET /v1/models, /health, /metrics.")
     s.add_argument("--router", required=True, help="router file (results/routers/{slm}/{method}.json)")
     s.add_argument("--llm-base-url", required=True, help="the upstream LLM's OpenAI-compatible base URL, e.g. http://127.0.0.1:8001/v1")
@@ -89,8 +111,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="NAME of the environment variable holding the upstream key "
                    "(unset is allowed for a server on localhost)")
     s.add_argument("--slm-dir", help="the SLM's model directory (default: the router file's slm_model.model_dir)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on")
     s.add_argument("--name", help="the model name clients use (default uqroute-{slm}-{method})")
     s.add_argument("--fallback", action="store_true", help="answer with the SLM's answer (marked slm_fallback) when the LLM fails")
     s.add_argument("--mode", choices=("fixed", "tracking"), help="override the router file's serving.mode")
@@ -100,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=16, help="prompts per prefill chunk")
     s.add_argument("--max-batch-rows", type=int, default=128, help="rows decoded together (continuous batching)")
     s.add_argument("--log-file", help="also write the log (one JSON line per request) to this file")
-    s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"), help="server log level")
     s.set_defaults(fn=_serve)
     return p
 

@@ -6,10 +6,12 @@ a killed job never leaves a partial artifact that Snakemake (or a user) could
 mistake for a finished one (:func:`write_parquet`, :func:`atomic_path`).
 
 Provenance: every parquet file :func:`write_parquet` writes carries, in its key-value metadata
-(key ``uqroute.provenance``, a JSON object), the package version and git commit that wrote it, a
-hash of the config values the rule ran with, and the identities of the models and datasets it
-derives from (:func:`provenance`, :func:`read_provenance`). It holds no timestamps, so a rerun with
-the same code, config and inputs writes the same bytes.
+(key ``uqroute.provenance``, a JSON object), the package version and git commit that wrote it, the
+versions of the packages that computed it (:data:`PACKAGES`), the config values the rule ran with
+and their hash, and the identities of the models and datasets it derives from (:func:`provenance`,
+:func:`read_provenance`). It holds no timestamp, so a rerun with the same code, packages, config and
+inputs writes the same bytes; the time it was written goes to a sidecar file beside it,
+``<file>.provenance.json`` (:func:`read_provenance` adds it as ``written_at``).
 
 Reading: :func:`read_artifact` reads a parquet artifact and checks it against its
 documented schema (``uqroute.schema``); :func:`align_ids` puts another artifact's rows
@@ -83,12 +85,45 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike, artifact: str | Non
         record["artifact"] = artifact
     with atomic_path(path, suffix=".parquet") as tmp:
         df.write_parquet(tmp, statistics=False, metadata={PROVENANCE_KEY: json.dumps(record, sort_keys=True)})
+    _write_sidecar(path)
+
+
+def _sidecar(path) -> Path:
+    return Path(f"{path}{SIDECAR_SUFFIX}")
+
+
+def _write_sidecar(path) -> None:
+    """The time ``path`` was written, beside it (not inside: the artifact's bytes stay deterministic)."""
+    import datetime
+
+    stat = Path(path).stat()
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    write_text(json.dumps({"written_at": stamp, "size": stat.st_size}, sort_keys=True) + "\n", _sidecar(path))
 
 
 # ------------------------------------------------------------------ provenance
 
 #: parquet key-value metadata key of the provenance record
 PROVENANCE_KEY = "uqroute.provenance"
+#: suffix of the sidecar file that records when an artifact was written
+SIDECAR_SUFFIX = ".provenance.json"
+#: the distributions whose installed versions every provenance record names (those not installed are left out)
+PACKAGES = ("polars", "pyarrow", "numpy", "scipy", "scikit-learn", "torch", "transformers", "accelerate", "safetensors", "gguf",
+            "datasets", "openai", "math-verify", "vllm", "snakemake")
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict:
+    """``{distribution: version}`` of the installed :data:`PACKAGES` (read from their metadata; nothing is imported)."""
+    from importlib import metadata
+
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,7 +157,7 @@ def provenance(config=None, *, models: dict | None = None, datasets: dict | None
     """The provenance record of an artifact, for :func:`write_parquet`.
 
     * ``config``: the config values the artifact was made with (a rule's ``params``); stored as
-      ``config_sha256`` (:func:`fingerprint`), not verbatim.
+      ``config`` (the values, JSON; non-JSON values as text) and ``config_sha256`` (:func:`fingerprint`).
     * ``models``: ``{model name: weights identity}`` (``uqroute.models.weights_identity``: the
       resolved hub commit, or the sha256 of a GGUF/PyPI/local model).
     * ``datasets``: ``{dataset name: {source, hub, config, revision, commit | files}}`` (what
@@ -146,6 +181,7 @@ def provenance(config=None, *, models: dict | None = None, datasets: dict | None
     _merge(record["models"], models or {})
     _merge(record["datasets"], datasets or {})
     if config is not None:
+        record["config"] = json.loads(json.dumps(config, sort_keys=True, default=str))
         record["config_sha256"] = fingerprint(config)
     return record
 
@@ -165,15 +201,17 @@ def _merge(into: dict, new: dict) -> None:
 def _complete(record: dict | None) -> dict:
     out = {"models": {}, "datasets": {}, **(record or {})}
     out.update(code_version())
+    out["packages"] = package_versions()
     return out
 
 
 def read_provenance(path: str | os.PathLike) -> dict:
     """The provenance record of a parquet artifact written by uqroute (``{}`` when it has none).
 
-    Keys: ``uqroute_version``, ``git_commit``, ``git_dirty`` (the code that wrote it), ``artifact``
-    (its name in ``uqroute.schema``), ``config_sha256`` (hash of the config values it was made
-    with), ``models`` (``{name: weights identity}``) and ``datasets`` (``{name: {source, …, commit
+    Keys: ``uqroute_version``, ``git_commit``, ``git_dirty`` (the code that wrote it), ``packages``
+    (``{distribution: version}``, :data:`PACKAGES`), ``artifact`` (its name in ``uqroute.schema``),
+    ``config`` and ``config_sha256`` (the config values it was made with, and their hash), ``written_at``
+    (UTC time, from the sidecar file; absent without one), ``models`` (``{name: weights identity}``) and ``datasets`` (``{name: {source, …, commit
     or files}}``) of everything it derives from. A missing or unreadable file raises
     :class:`ArtifactInputError` naming it.
     """
@@ -190,9 +228,18 @@ def read_provenance(path: str | os.PathLike) -> dict:
     if not text:
         return {}
     try:
-        return json.loads(text)
+        record = json.loads(text)
     except ValueError as err:
         raise ArtifactInputError(f"{label} has unreadable {PROVENANCE_KEY} metadata ({err})") from None
+    side = _sidecar(p)
+    if side.is_file():
+        try:
+            stamp = json.loads(side.read_text())
+        except ValueError:
+            stamp = {}
+        if stamp.get("size") == p.stat().st_size and stamp.get("written_at"):  # a sidecar of another version of the file is ignored
+            record["written_at"] = stamp["written_at"]
+    return record
 
 
 @functools.lru_cache(maxsize=None)

@@ -17,6 +17,9 @@ rule router_holdout:
         methods=ROUTER["methods"],
         routing={k: ROUTING[k] for k in ("ratio_step", "bins", "k", "seeds")},
         k=ROUTER["k"],
+        # recorded in the file's provenance: `uqroute calibrate` reads them when no --configfile is given
+        inference=lambda w: cfg("inference"),
+        seed=config["seed"],
     resources:
         mem_mb=lambda w, attempt: model_mem_mb(None, attempt),
         runtime=lambda w, attempt: model_runtime_min(None, attempt),

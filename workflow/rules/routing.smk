@@ -40,6 +40,7 @@ localrules:
     figure_confidence,
     figure_proxy_curves,
     figure_rms_vs_k,
+    report_pages,
 
 
 rule routing_tables:
@@ -71,16 +72,16 @@ rule routing_tables:
 
 rule figure_auc_heatmap:
     input:
-        auc=expand(ARTIFACTS["auc"].path, slm=ROUTED_SLMS),
+        auc=ARTIFACTS["auc"].path,
     output:
-        report(FIGURES["auc_heatmap"].path, caption="../report/auc_heatmap.rst", category="Routing", subcategory="Alignment (ROC-AUC)", labels={"dataset": "{dataset}"}),
+        report(FIGURES["auc_heatmap"].path, caption="../report/auc_heatmap.rst", category="Routing", subcategory="Alignment (ROC-AUC)", labels={"SLM": "{slm}"}),
     params:
         kind="auc_heatmap",
-        dataset=lambda w: w.dataset,
-        slms=SLMS,
+        slm=lambda w: w.slm,
+        datasets=DATASETS,
         methods=routing_methods(),
     log:
-        "logs/routing/figures/auc_heatmap/{dataset}.log",
+        "logs/routing/figures/auc_heatmap/{slm}.log",
     conda:
         "../../envs/eval.yaml"
     script:
@@ -90,6 +91,7 @@ rule figure_auc_heatmap:
 rule figure_routing_curves:
     input:
         curves=ARTIFACTS["curves"].path,
+        auc=ARTIFACTS["auc"].path,
     output:
         report(FIGURES["routing_curves"].path, caption="../report/routing_curves.rst", category="Routing", subcategory="Routing curves", labels={"SLM": "{slm}", "LLM": "{llm}"}),
     params:
@@ -185,3 +187,39 @@ rule figure_rms_vs_k:
         "../../envs/eval.yaml"
     script:
         "../scripts/figure.py"
+
+
+# The report's pages (uqroute.figures.pages): the run's tables as HTML, which Snakemake's report shows
+# inline (CSV and markdown are downloads only), and the quality warnings.
+rule report_pages:
+    input:
+        data=expand(ARTIFACTS["data"].path, dataset=DATASETS),
+        uq=expand(ARTIFACTS["uq"].path, slm=ROUTED_SLMS, dataset=DATASETS),
+        generations=expand(ARTIFACTS["generations"].path, model=ROUTED_SLMS + LLMS, dataset=DATASETS),
+        correctness=expand(ARTIFACTS["correctness"].path, model=ROUTED_SLMS + LLMS, dataset=DATASETS),
+        quality=expand(ARTIFACTS["quality"].path, model=ROUTED_SLMS + LLMS, dataset=DATASETS),
+        auc=expand(ARTIFACTS["auc"].path, slm=ROUTED_SLMS),
+        routers=lambda w: router_targets(),
+        **{k: TABLE_FILES[k] for k in ("table4_csv", "table4_full_csv", "table5_csv", "table5_full_csv", "status")},
+    output:
+        overview=report_page("overview", "overview", "1. The run"),
+        accuracy=report_page("accuracy", "accuracy", "2. Accuracy"),
+        alignment=report_page("alignment", "alignment", "3. Alignment (AUC, PRR, AURAC)"),
+        table4=report_page("table4", "table4", "4. Tables 4-5"),
+        table5=report_page("table5", "table5", "4. Tables 4-5"),
+        quality=report_page("quality", "quality", "5. Quality"),
+        routers=report_page("routers", "routers", "6. Routers"),
+        status=report_page("status", "status", "7. Routing status"),
+        queries=report_page("queries", "queries", "8. Every query"),
+    params:
+        slms=ROUTED_SLMS,
+        llms=LLMS,
+        datasets=DATASETS,
+        methods=routing_methods(),
+        warn_share=cfg("judge")["quality_warn_fraction"],
+    log:
+        "logs/report/pages.log",
+    conda:
+        "../../envs/eval.yaml"
+    script:
+        "../scripts/report_pages.py"

@@ -4,6 +4,7 @@
 import re
 
 from uqroute.figures import FIGURES
+from uqroute.figures.pages import PAGES
 from uqroute.routing import PARTIAL_IN_DOMAIN, TABLES, available_slms, resolve
 from uqroute.routing.tables import TABLE_FILES
 from uqroute.schema import ARTIFACTS
@@ -56,14 +57,20 @@ def routing_setting_constraint():
     return "|".join(map(re.escape, ROUTING_SETTINGS))
 
 
+def report_page(name, caption, subcategory):
+    """A page of uqroute.figures.pages as a report item under "Results" (its caption: workflow/report/pages/)."""
+    return report(PAGES[name], caption=f"../report/pages/{caption}.rst", category="Results", subcategory=subcategory, labels={"page": caption})
+
+
 def routing_targets():
     """Every routing table and figure (called by common.smk's all_targets())."""
     targets = [path for slm in ROUTED_SLMS for path in routing_outputs(slm)]
     targets += list(TABLE_FILES.values())
-    targets += expand(FIGURES["auc_heatmap"].path, dataset=DATASETS)
+    targets += expand(FIGURES["auc_heatmap"].path, slm=ROUTED_SLMS)
     targets += expand(FIGURES["routing_curves"].path, slm=ROUTED_SLMS, llm=LLMS)
     targets += expand(FIGURES["relative_accuracy"].path, slm=ROUTED_SLMS, llm=LLMS)
     targets += expand(FIGURES["confidence"].path, slm=ROUTED_SLMS)
     targets += expand(FIGURES["proxy_curves"].path, slm=ROUTED_SLMS, llm=LLMS, setting=ROUTING_SETTINGS)
     targets += expand(FIGURES["rms_vs_k"].path, slm=ROUTED_SLMS, llm=LLMS)
+    targets += list(PAGES.values())
     return targets

@@ -1,5 +1,5 @@
 """The figure registry and :func:`make_figure`: read the tables a figure needs, draw it, save it
-atomically as PNG. One rule script (``workflow/scripts/figure.py``) serves every figure; a new
+atomically as PNG, with an SVG of it beside (same name, ``.svg``). One rule script (``workflow/scripts/figure.py``) serves every figure; a new
 figure is one function in :mod:`.plots` plus one :class:`FigureSpec` here (and its rule).
 """
 
@@ -16,7 +16,7 @@ from ..schema import ARTIFACTS
 
 __all__ = ["FigureSpec", "FIGURES", "make_figure", "read_tables"]
 
-DPI = 120
+DPI = 150
 
 
 class _Plots:
@@ -54,11 +54,12 @@ def _tidy_confidences(tables, p):
 
 
 FIGURES: dict[str, FigureSpec] = {f.name: f for f in (
-    FigureSpec("auc_heatmap", "results/routing/figures/auc_heatmap/{dataset}.png", ("auc",),
-               lambda t, p: plots.auc_heatmap(t["auc"], p["dataset"], slms=p.get("slms"), methods=p.get("methods")),
+    FigureSpec("auc_heatmap", "results/routing/figures/auc_heatmap/{slm}.png", ("auc",),
+               lambda t, p: plots.auc_heatmap(t["auc"], p["slm"], datasets=p.get("datasets"), methods=p.get("methods")),
                "auc_heatmap.rst", "Figures 1, 8–11"),
-    FigureSpec("routing_curves", "results/routing/figures/routing_curves/{slm}/{llm}.png", ("curves",),
-               lambda t, p: plots.routing_curves(t["curves"], p["slm"], p["llm"], datasets=p.get("datasets"), methods=p.get("methods")),
+    FigureSpec("routing_curves", "results/routing/figures/routing_curves/{slm}/{llm}.png", ("curves", "auc"),
+               lambda t, p: plots.routing_curves(t["curves"], p["slm"], p["llm"], datasets=p.get("datasets"), methods=p.get("methods"),
+                                                 auc=t.get("auc")),
                "routing_curves.rst", "Figures 2, 12–15"),
     FigureSpec("relative_accuracy", "results/routing/figures/relative_accuracy/{slm}/{llm}.png", ("relative_accuracy",),
                lambda t, p: plots.relative_accuracy_plot(t["relative_accuracy"], p["slm"], p["llm"], datasets=p.get("datasets"), methods=p.get("methods")),
@@ -74,6 +75,10 @@ FIGURES: dict[str, FigureSpec] = {f.name: f for f in (
 )}
 
 
+#: inputs a figure draws without (routing_curves: the n per method comes from `auc`)
+OPTIONAL_INPUTS = {"routing_curves": ("auc",)}
+
+
 def read_tables(kind: str, inputs: Mapping, results_dir: str | Path = "results") -> dict:
     """The tables figure ``kind`` reads: each artifact input (one path or a list, e.g. one per
     SLM) read with :func:`uqroute.io.read_artifact` and concatenated; "results" is the results
@@ -85,6 +90,8 @@ def read_tables(kind: str, inputs: Mapping, results_dir: str | Path = "results")
             tables[name] = inputs.get("results", results_dir)
             continue
         if name not in inputs:
+            if name in OPTIONAL_INPUTS.get(kind, ()):
+                continue
             raise ValueError(f"figure {kind}: input {name!r} is missing (got {sorted(inputs)})")
         paths = [inputs[name]] if isinstance(inputs[name], (str, Path)) else list(inputs[name])
         frames = [io.read_artifact(path, name, stage=f"figure {kind}") for path in paths]
@@ -93,7 +100,7 @@ def read_tables(kind: str, inputs: Mapping, results_dir: str | Path = "results")
 
 
 def make_figure(kind: str, inputs: Mapping, output: str | Path, **params) -> None:
-    """Draw figure ``kind`` (a key of :data:`FIGURES`) and save it to ``output`` (PNG).
+    """Draw figure ``kind`` (a key of :data:`FIGURES`) and save it to ``output`` (PNG) and beside it as SVG.
 
     ``inputs`` maps each of the figure's artifact inputs to a path or a list of paths (other
     entries, such as the rule's file inputs that only order the DAG, are ignored); ``params``
@@ -109,6 +116,8 @@ def make_figure(kind: str, inputs: Mapping, output: str | Path, **params) -> Non
     import matplotlib.pyplot as plt  # loaded by the draw above (uqroute.figures.plots sets the Agg backend)
 
     try:
+        with io.atomic_path(Path(output).with_suffix(".svg"), suffix=".svg") as tmp:
+            fig.savefig(tmp, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
         with io.atomic_path(output, suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     finally:

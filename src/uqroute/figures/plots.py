@@ -12,6 +12,7 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "uqroute"  # deterministic element ids in the SVGs
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -42,9 +43,45 @@ def empty_figure(title: str, reason: str) -> Figure:
     return fig
 
 
+#: 20 colours of maximum contrast (Kelly 1965, without white and black), in an order that keeps the
+#: first ones far apart: up to 20 methods each get their own colour.
+KELLY = ["#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#848482", "#008856", "#E68FAC", "#0067A5",
+         "#F99379", "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600", "#654522", "#E25822", "#2B3D26"]
+#: line style per UQ method family (paper Table 1), so that methods of one family read as a group
+FAMILY_STYLE = {"token_probability": "-", "consistency": "--", "verbalized": ":", "probe": "-.", "introspection": (0, (5, 1, 1, 1))}
+
+
 def _palette(names: list) -> dict:
-    colours = sns.color_palette("tab10" if len(names) <= 10 else "tab20", max(len(names), 1))
-    return dict(zip(names, colours))
+    """A distinct colour per name (:data:`KELLY`; names beyond 20 reuse them)."""
+    return {n: KELLY[i % len(KELLY)] for i, n in enumerate(names)}
+
+
+def _style(method: str):
+    """The line style of ``method``'s family (solid when it is not a registered method)."""
+    try:
+        from ..uq import METHODS
+    except ImportError:  # pragma: no cover
+        return "-"
+    m = METHODS.get(method)
+    return FAMILY_STYLE.get(m.family, "-") if m is not None else "-"
+
+
+def _n_of(auc: pl.DataFrame | None, slm: str, dataset: str) -> dict:
+    """{method: n} of one SLM and dataset from the ``auc`` table (queries with a confidence and a label)."""
+    if auc is None or auc.height == 0:
+        return {}
+    sub = auc.filter((pl.col("slm") == slm) & (pl.col("dataset") == dataset))
+    return dict(zip(sub["method"].to_list(), sub["n"].to_list()))
+
+
+def _n_note(n: dict, present) -> tuple[str, str]:
+    """(panel-title suffix "n=N", note naming the methods scored on fewer rows) from ``n``."""
+    got = {m: n[m] for m in present if m in n}
+    if not got:
+        return "", ""
+    top = max(got.values())
+    fewer = [f"{m} {v}" for m, v in got.items() if v < top]
+    return f" (n={top})", ("fewer rows: " + ", ".join(fewer)) if fewer else ""
 
 
 def _order(values, preferred=None) -> list:
@@ -67,7 +104,7 @@ def _note(ax, text: str) -> None:
 
 
 def _grid(n: int, ncol: int, w: float, h: float, sharey=True):
-    ncol = max(1, min(n, ncol))
+    ncol = max(1, min(n, ncol if n > 4 else 2))  # up to 4 panels: 2 × 2, so that each stays readable
     nrow = int(np.ceil(n / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol, h * nrow), squeeze=False, sharey=sharey)
     for ax in list(axes.flat)[n:]:
@@ -84,51 +121,64 @@ def _legend(fig, axes) -> None:
                 labels.append(lab)
         if ax.get_legend():
             ax.get_legend().remove()
-    if labels:
-        fig.legend([handles[lab] for lab in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if labels:  # below the panels, never over them
+        fig.legend([handles[lab] for lab in labels], labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+                   ncol=min(4, len(labels)), fontsize=9)
 
 
-def auc_heatmap(auc: pl.DataFrame, dataset: str, *, slms=None, methods=None) -> Figure:
-    """ROC-AUC of confidence vs correctness, SLM × method, for one dataset (Figures 1, 8–11).
+def auc_heatmap(auc: pl.DataFrame, slm: str, *, datasets=None, methods=None) -> Figure:
+    """ROC-AUC of confidence vs correctness of one SLM, datasets × methods (Figures 1, 8–11), each
+    cell with its n (queries with a confidence and a label).
 
     Cells without a value are marked "–": "no scores" (the method scored no query of this
-    dataset), "one class" (all answers right or all wrong); SLMs without any results are named.
+    dataset), "one class" (all answers right or all wrong). Datasets without any results are named.
     """
-    df = auc.filter(pl.col("dataset") == dataset)
-    title = f"ROC-AUC of confidence vs. correctness — {dataset}"
-    missing_slms = [s for s in (slms or []) if s not in set(df["slm"].to_list())]
+    df = auc.filter(pl.col("slm") == slm)
+    title = f"ROC-AUC of confidence vs. correctness — {slm}"
+    missing_ds = [d for d in (datasets or []) if d not in set(df["dataset"].to_list())]
     if df.height == 0:
-        return empty_figure(title, f"no AUC rows for {dataset}" + (f" (no results for SLMs {', '.join(missing_slms)})" if missing_slms else ""))
-    rows = [s for s in _order(df["slm"].to_list(), slms) if s not in missing_slms]
+        return empty_figure(title, f"no AUC rows for {slm}")
+    rows = [d for d in _order(df["dataset"].to_list(), datasets) if d not in missing_ds]
     cols = _order(df["method"].to_list(), methods)
     cols += [m for m in (methods or []) if m not in cols]
-    wide = df.to_pandas().pivot(index="slm", columns="method", values="roc_auc").reindex(index=rows, columns=cols).astype(float)
-    scored = set(zip(df["slm"].to_list(), df["method"].to_list()))
+    pdf = df.to_pandas()
+    wide = pdf.pivot(index="dataset", columns="method", values="roc_auc").reindex(index=rows, columns=cols).astype(float)
+    ns = pdf.pivot(index="dataset", columns="method", values="n").reindex(index=rows, columns=cols)
+    scored = set(zip(df["dataset"].to_list(), df["method"].to_list()))
     sns.set_theme(**_THEME)
-    fig, ax = plt.subplots(figsize=(1.4 + 0.8 * len(cols), 1.6 + 0.45 * len(rows)))
-    sns.heatmap(wide, annot=True, fmt=".2f", vmin=0.0, vmax=1.0, center=0.5, cmap="RdBu_r", cbar_kws={"label": "ROC-AUC"}, ax=ax)
-    for i, slm in enumerate(rows):
+    fig, ax = plt.subplots(figsize=(2.0 + 0.95 * len(cols), 1.8 + 0.75 * len(rows)))
+    sns.heatmap(wide, annot=False, vmin=0.0, vmax=1.0, center=0.5, cmap="RdBu_r", cbar_kws={"label": "ROC-AUC", "shrink": 0.9}, ax=ax,
+                linewidths=0.5, linecolor="white")
+    for i, d in enumerate(rows):
         for j, m in enumerate(cols):
-            if np.isnan(wide.iloc[i, j]):
-                why = "one class" if (slm, m) in scored else "no scores"
-                ax.text(j + 0.5, i + 0.5, f"–\n{why}", ha="center", va="center", fontsize=6, color="dimgrey")
+            v, n = wide.iloc[i, j], ns.iloc[i, j]
+            if np.isnan(v):
+                why = "one class" if (d, m) in scored else "no scores"
+                ax.text(j + 0.5, i + 0.5, f"–\n{why}", ha="center", va="center", fontsize=7, color="dimgrey")
+            else:
+                ax.text(j + 0.5, i + 0.5, f"{v:.2f}\nn={int(n)}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(v - 0.5) > 0.3 else "black")
     ax.set_title(title)
     ax.set_xlabel("UQ method")
-    ax.set_ylabel("SLM")
+    ax.set_ylabel("dataset")
     ax.tick_params(axis="x", rotation=45)
+    plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
+    ax.tick_params(axis="y", rotation=0)
     notes = [missing_note(methods, df["method"].to_list())]
-    if missing_slms:
-        notes.append(f"no results for SLMs: {', '.join(missing_slms)}")
+    if missing_ds:
+        notes.append(f"no results for datasets: {', '.join(missing_ds)}")
     notes = [n for n in notes if n]
     if notes:
-        fig.text(0.0, -0.02, "; ".join(notes), fontsize=7, color="dimgrey", ha="left", va="top")
+        fig.text(0.0, -0.02, "; ".join(notes), fontsize=8, color="dimgrey", ha="left", va="top")
     fig.tight_layout()
     return fig
 
 
-def routing_curves(curves: pl.DataFrame, slm: str, llm: str, *, datasets=None, methods=None) -> Figure:
+def routing_curves(curves: pl.DataFrame, slm: str, llm: str, *, datasets=None, methods=None, auc: pl.DataFrame | None = None) -> Figure:
     """Accuracy vs routing ratio per UQ method, one panel per dataset, with the perfect-confidence
-    and random curves (Figures 2, 12–15), for one SLM routed to one LLM."""
+    and random curves (Figures 2, 12–15), for one SLM routed to one LLM. With ``auc`` (the routing
+    stage's table) each panel names its n and the methods scored on fewer queries (their curves, and
+    the reference curves drawn for the first method, are on different rows)."""
     df = curves.filter((pl.col("slm") == slm) & (pl.col("llm") == llm))
     title = f"{slm} routed to {llm}"
     if df.height == 0:
@@ -138,15 +188,16 @@ def routing_curves(curves: pl.DataFrame, slm: str, llm: str, *, datasets=None, m
     method_order = _order(df["method"].to_list(), methods)
     palette = _palette(method_order)
     sns.set_theme(**_THEME)
-    fig, axes = _grid(len(ds), 5, 3.2, 2.8)
+    fig, axes = _grid(len(ds), 4, 4.6, 3.6)
     pdf = df.to_pandas()
     for ax, d in zip(axes, ds):
         sub = pdf[pdf["dataset"] == d]
         uq = sub[sub["curve"] == "uq"]
         present = [m for m in method_order if m in set(uq["method"])]
+        n_suffix, n_note = _n_note(_n_of(auc, slm, d), present)
         for m in present:
             cur = uq[uq["method"] == m]
-            ax.plot(cur["ratio"], cur["accuracy"], color=palette[m], linewidth=1.2, label=m)
+            ax.plot(cur["ratio"], cur["accuracy"], color=palette[m], linestyle=_style(m), linewidth=1.4, label=m)
         if present:
             ref = sub[sub["method"] == present[0]]
             up, rnd, mc = (ref[ref["curve"] == c] for c in ("upper", "random", "random_mc"))
@@ -155,8 +206,8 @@ def routing_curves(curves: pl.DataFrame, slm: str, llm: str, *, datasets=None, m
             if len(mc):
                 sd = mc["accuracy_sd"].fillna(0)
                 ax.fill_between(mc["ratio"], mc["accuracy"] - sd, mc["accuracy"] + sd, color="grey", alpha=0.2, linewidth=0)
-        _note(ax, missing_note(methods, present) if present else "no scores for any method")
-        ax.set_title(d)
+        _note(ax, "; ".join(t for t in (missing_note(methods, present) if present else "no scores for any method", n_note) if t))
+        ax.set_title(d + n_suffix)
         ax.set_xlabel("routing ratio")
         ax.set_ylabel("accuracy")
     _legend(fig, axes)
@@ -176,7 +227,7 @@ def relative_accuracy_plot(rel: pl.DataFrame, slm: str, llm: str, *, datasets=No
     method_order = _order(df["method"].to_list(), methods)
     palette = _palette(method_order)
     sns.set_theme(**_THEME)
-    fig, axes = _grid(len(ds), 5, 3.2, 2.8)
+    fig, axes = _grid(len(ds), 4, 4.6, 3.6)
     pdf = df.with_columns((pl.col("excluded") * 100).alias("pct")).to_pandas()
     for ax, d in zip(axes, ds):
         sub = pdf[pdf["dataset"] == d]
@@ -184,13 +235,20 @@ def relative_accuracy_plot(rel: pl.DataFrame, slm: str, llm: str, *, datasets=No
         defined = sub[sub["relative_accuracy"].notna()]
         for m in present:
             cur = defined[defined["method"] == m]
-            ax.plot(cur["pct"], cur["relative_accuracy"], color=palette[m], linewidth=1.2, label=m)
+            ax.plot(cur["pct"], cur["relative_accuracy"], color=palette[m], linestyle=_style(m), linewidth=1.4, label=m)
+        if "n_kept" in sub and len(sub):
+            n0 = int(sub[sub["excluded"] == sub["excluded"].min()]["n_kept"].max())
+            ax.set_title(f"{d} (n={n0})")
+            ax2 = ax.secondary_xaxis("top", functions=(lambda x: x, lambda x: x))
+            ax2.set_xticks([0, 50, 80, 90])
+            ax2.set_xticklabels([f"n={max(1, round(n0 * (1 - t / 100)))}" for t in (0, 50, 80, 90)], fontsize=7)
         ax.axhline(1.0, color="black", linestyle=":", linewidth=0.8)
         note = missing_note(methods, present) if present else "no scores for any method"
         if present and defined.empty:
             note = f"{llm} answers no query of {d} correctly: the ratio is undefined"
         _note(ax, note)
-        ax.set_title(d)
+        if not ("n_kept" in sub and len(sub)):
+            ax.set_title(d)
         ax.set_xlabel("lowest confidence excluded (%)")
         ax.set_ylabel("SLM acc. / LLM acc.")
     _legend(fig, axes)
@@ -248,7 +306,7 @@ def proxy_vs_oracle(proxy_curves: pl.DataFrame, slm: str, llm: str, setting: str
     method_order = _order(df["method"].to_list(), methods)
     palette = _palette(method_order)
     sns.set_theme(**_THEME)
-    fig, axes = _grid(len(tg), 5, 3.2, 2.8, sharey=False)
+    fig, axes = _grid(len(tg), 4, 4.6, 3.6, sharey=False)
     for ax, t in zip(axes, tg):
         sub = mean[mean["target"] == t]
         present = [m for m in method_order if m in set(sub["method"])]
@@ -281,7 +339,7 @@ def rms_vs_k(proxy: pl.DataFrame, slm: str, llm: str, *, methods=None, settings=
     method_order = _order(df["method"].to_list(), methods)
     palette = _palette(method_order)
     sns.set_theme(**_THEME)
-    fig, axes = _grid(len(scen), 5, 3.2, 2.8)
+    fig, axes = _grid(len(scen), 4, 4.6, 3.6)
     for ax, (s, t) in zip(axes, scen):
         sub = agg[(agg["setting"] == s) & (agg["target"] == t)]
         present = [m for m in method_order if m in set(sub["method"])]

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from .. import io
-from .calibrate import CalibrationError, calibrate, pooled_holdout, select_holdout
+from .calibrate import CalibrationError, calibrate, calibration_warnings, check_identity, pooled_holdout, recorded_inference, select_holdout
 from .config import UNSUPPORTED, RouterConfigError, check_mode, check_operating_point
 from .file import FORMAT, INFERENCE_KEYS, VERSION, file_sha256, write_router_file
 
@@ -27,13 +27,16 @@ __all__ = ["run_router_holdout", "run_router_probe", "run_router", "calibrate_fi
 
 
 def run_router_holdout(*, uq_paths, correctness_paths, data_paths, slm: str, datasets: Sequence[str], methods: Sequence[str],
-                       out_path, routing_params: Mapping | None = None, k: float | None = None) -> pl.DataFrame:
-    """Rule ``router_holdout``: ``results/routers/{slm}/holdout.parquet`` (artifact ``router_holdout``)."""
+                       out_path, routing_params: Mapping | None = None, k: float | None = None,
+                       provenance: dict | None = None) -> pl.DataFrame:
+    """Rule ``router_holdout``: ``results/routers/{slm}/holdout.parquet`` (artifact ``router_holdout``).
+    ``provenance`` (``uqroute.io.provenance``) records the models and the inference settings, which
+    ``uqroute calibrate`` checks and reads."""
     from ..routing.inputs import load_inputs
 
     inputs = load_inputs(uq_paths, correctness_paths, data_paths, slms=[slm], llms=[], datasets=datasets)
     df = pooled_holdout(inputs, slm, list(methods), routing_params or {}, k=k)
-    io.write_parquet(df, out_path, "router_holdout")
+    io.write_parquet(df, out_path, "router_holdout", provenance=provenance)
     return df
 
 
@@ -134,11 +137,15 @@ def calibrate_file(*, holdout_path, out_path, slm: str | None = None, method: st
                    llm: str | None = None, llm_fraction: float | None = None, llm_accuracy_share: float | None = None,
                    mode: str = "tracking", window: int = 500, min_samples: int = 50, drift_margin: float = 0.1,
                    seed: int | None = None, model_dir: str | None = None, inference_cfg: Mapping | None = None,
-                   max_tokens: int = 256, inference_seed: int = 0, probe_path=None) -> dict:
+                   max_tokens: int = 256, inference_seed: int | None = None, probe_path=None) -> dict:
     """``uqroute calibrate``: a router file from any ``holdout`` or ``router_holdout`` file.
 
     ``llm_correctness_dir`` is a folder with the LLM's ``{dataset}.parquet`` correctness files
-    (``results/correctness/{llm}``); or give ``llm_accuracy``.
+    (``results/correctness/{llm}``); or give ``llm_accuracy``. The hold-out set, ``model_dir`` and
+    ``probe_path`` must belong to the same SLM (:func:`uqroute.router.calibrate.check_identity`).
+    ``inference_cfg`` / ``inference_seed`` None: the settings the hold-out file's provenance records
+    (else the schema's defaults, with a warning). Warnings (:func:`uqroute.router.calibrate.calibration_warnings`)
+    are logged.
     """
     if llm_fraction is not None and llm_accuracy_share is not None:
         raise RouterConfigError("give --llm-fraction or --llm-accuracy-share, not both")
@@ -164,6 +171,18 @@ def calibrate_file(*, holdout_path, out_path, slm: str | None = None, method: st
     elif llm_accuracy is None:
         raise RouterConfigError("give the LLM's correctness folder (--llm-correctness results/correctness/LLM) or its accuracy (--llm-accuracy)")
     r0 = rows[0]
+    for note in check_identity(path, r0["slm"], model_dir=model_dir if model_dir is not None and Path(model_dir).is_dir() else None,
+                               probe_path=probe_path):
+        log.warning("%s", note)
+    if inference_cfg is None or inference_seed is None:
+        rec_inf, rec_seed = recorded_inference(path)
+        if inference_cfg is None:
+            if rec_inf is None:
+                log.warning("hold-out file %s records no inference settings and no --configfile was given: the router file gets the "
+                            "schema's defaults, which may not be those its confidences were computed with", path)
+            inference_cfg = rec_inf or {}
+        if inference_seed is None:
+            inference_seed = rec_seed if rec_seed is not None else 0
     cal = calibrate(rows, operating_point=op, llm_correctness=corr, llm_accuracy=llm_accuracy, served_seed=seed,
                     where=f"{path} {r0['slm']}/{r0['method']}")
     weights = None
@@ -175,5 +194,7 @@ def calibrate_file(*, holdout_path, out_path, slm: str | None = None, method: st
                           model_dir=model_dir, weights=weights, inference=inference_cfg or {}, max_tokens=max_tokens,
                           seed=inference_seed, probe=_probe_entry(r0["method"], probe_path, out_path), holdout_file=str(path),
                           serving={"mode": mode, "window": window, "min_samples": min_samples, "drift_margin": drift_margin})
+    for w in calibration_warnings(doc):
+        log.warning("router %s/%s: %s", r0["slm"], r0["method"], w)
     write_router_file(doc, out_path)
     return doc

@@ -40,7 +40,7 @@ from .config import RouterConfigError, check_operating_point
 log = logging.getLogger("uqroute.router")
 
 __all__ = ["POOLED", "pooled_holdout", "select_holdout", "llm_labels", "llm_accuracy_by_source", "calibrate",
-           "predicted_accuracy", "CalibrationError"]
+           "predicted_accuracy", "CalibrationError", "check_identity", "calibration_warnings", "recorded_inference"]
 
 #: The hold-out setting of a router: every dataset of the run pooled, no target left out.
 POOLED = "pooled"
@@ -275,3 +275,89 @@ def calibrate(rows: Sequence[dict], *, operating_point: Mapping, llm_correctness
             "predicted_accuracy_share": op_acc / llm_mean if llm_mean > 0 else None,
         },
     }
+
+
+# ------------------------------------------------------------------ checks of `uqroute calibrate`
+def _identities(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def check_identity(holdout_path, slm: str, *, model_dir=None, probe_path=None) -> list[str]:
+    """Refuse a hold-out set, SLM weights and probe that do not belong together; return what could not be checked.
+
+    * The hold-out file's provenance (``uqroute.io.read_provenance``) names every model its
+      confidences derive from: the SLM its rows name (``slm``) must be among them, or the rows were
+      relabelled (or computed by another SLM).
+    * ``model_dir`` (``--slm-dir``): the model ``fetch_model`` recorded in it must be that SLM, and
+      its weights identity (``uqroute.models.weights_identity``) the one the provenance records for it.
+    * ``probe_path`` (``--probe``): the probe's input size must be the SLM's hidden size
+      (``config.json`` of ``model_dir``).
+
+    Raises :class:`CalibrationError` naming the files; returns notes for what the files do not record.
+    """
+    from .. import io
+
+    notes = []
+    models = io.read_provenance(holdout_path).get("models") or {}
+    if not models:
+        notes.append(f"hold-out file {holdout_path} records no model identities (written by an older uqroute?): "
+                     f"whether its confidences are {slm}'s is not checked")
+    elif slm not in models:
+        raise CalibrationError(f"hold-out file {holdout_path}: its rows say SLM {slm!r}, but its provenance says it was computed from "
+                               f"the models {sorted(models)}: the hold-out set is not {slm}'s (relabelled?); calibrate on {slm}'s own hold-out set")
+    if model_dir is not None:
+        fetched = io.provenance(inputs=[model_dir])["models"]  # {model: identity} from fetch_model's marker
+        if fetched and slm not in fetched:
+            raise CalibrationError(f"--slm-dir {model_dir} holds the model {', '.join(sorted(fetched))}, but the hold-out file {holdout_path} "
+                                   f"says its rows are SLM {slm!r}'s: the router would score requests with another model than it was calibrated on")
+    if model_dir is not None and models.get(slm) is not None:
+        from ..models import weights_identity
+
+        got = weights_identity(None, model_dir, name=slm)
+        if got not in _identities(models[slm]):
+            raise CalibrationError(f"--slm-dir {model_dir} holds weights {got}, but the hold-out file {holdout_path} was computed with "
+                                   f"{slm} weights {models[slm]}: the router would score requests with another model than it was calibrated on")
+    if probe_path is not None and model_dir is not None:
+        import json
+
+        from ..probes import load_probe
+
+        probe, _ = load_probe(probe_path)
+        cfg_path = Path(model_dir) / "config.json"
+        if cfg_path.is_file():
+            cfg = json.loads(cfg_path.read_text())
+            hidden = cfg.get("hidden_size", (cfg.get("text_config") or {}).get("hidden_size"))
+            if hidden is not None and int(hidden) != int(probe.input_dim):
+                raise CalibrationError(f"--probe {probe_path} reads {probe.input_dim}-dimensional hidden states, but the SLM in --slm-dir "
+                                       f"{model_dir} has hidden size {hidden}: the probe was trained on another model")
+        else:
+            notes.append(f"--slm-dir {model_dir} has no config.json: the probe's input size is not checked")
+    return notes
+
+
+def calibration_warnings(doc: Mapping) -> list[str]:
+    """What a user should know about a router calibrated as ``doc`` (a router file): a hold-out set
+    with fewer rows than bins (its thresholds are coarse), and an operating point that routes every
+    request to the LLM (or none)."""
+    out = []
+    h, op = doc["holdout"], doc["operating_point"]
+    if h["n"] < h["bins"]:
+        out.append(f"the hold-out set has {h['n']} rows, fewer than its {h['bins']} bins: its thresholds can only take "
+                   f"{h['n'] + 1} distinct LLM-call fractions")
+    if op["llm_fraction"] >= 1:
+        target = op["target"]
+        why = (f" (no smaller fraction reaches {target['llm_accuracy_share']} of the LLM's predicted accuracy)"
+               if "llm_accuracy_share" in target else "")
+        out.append(f"the operating point routes every request to the LLM{why}: the router saves nothing")
+    elif op["llm_fraction"] <= 0 and op["target"].get("llm_fraction", 0) > 0:
+        out.append("the operating point routes no request to the LLM")
+    return out
+
+
+def recorded_inference(holdout_path) -> tuple[dict | None, int | None]:
+    """The ``inference`` settings and ``seed`` the hold-out file's provenance records (``(None, None)`` when absent)."""
+    from .. import io
+
+    cfg = io.read_provenance(holdout_path).get("config") or {}
+    inf = cfg.get("inference")
+    return (dict(inf) if isinstance(inf, dict) else None), (int(cfg["seed"]) if isinstance(cfg.get("seed"), int) else None)
