@@ -293,6 +293,32 @@ def test_max_retries_zero_says_so(server, cache, tmp_path):
     assert len(server.sent()) == 1
 
 
+@pytest.mark.parametrize("fault", ["drop", "timeout"])
+def test_max_retries_zero_is_said_once_when_unreachable(fault, server, cache, tmp_path):
+    server.fail_always(fault)
+    with pytest.raises(APIUnreachableError) as err:
+        run_stage("llm", tmp_path, spec(server, max_retries=0, **timeout_for(fault)))
+    message = str(err.value)
+    assert "not retried (max_retries is 0): " in message and message.count("max_retries") == 1, message
+    assert len(server.sent()) == 1
+
+
+@pytest.mark.parametrize("status", [401, 503, 200])
+def test_a_key_the_server_echoes_is_shown_as_stars(status, server, cache, tmp_path, caplog):
+    """A server that puts the bearer key into its reply (an error body, or a token of an invalid reply):
+    the error and the log show ``***`` in its place, never the key."""
+    server.fail_always(("echo_key", status))
+    with caplog.at_level(logging.DEBUG), pytest.raises((APIRequestError, APIReplyError)) as err:
+        run_stage("llm", tmp_path, spec(server, max_retries=1))
+    assert server.log[0].fault == "echo_key"
+    message = str(err.value)
+    assert "***" in message and FAKE_KEY not in message, message
+    assert FAKE_KEY not in caplog.text
+    if status != 401:  # retried: the log's warnings name each try's reply, redacted too
+        assert len(server.sent()) == 2
+    assert cached_records(cache) == []
+
+
 def test_a_failure_stops_sending_and_keeps_what_was_answered(server, cache, tmp_path):
     """The first request that fails for good stops the run; answered requests stay cached, the rerun pays the rest."""
     server.fail("drop", "drop", "drop")  # the first request fails 3 times (max_retries 2)
