@@ -206,6 +206,31 @@ def test_tree_sha256_changes_with_contents_and_is_memoised(tmp_path, monkeypatch
     assert tree_sha256(d) == first  # content, not history
 
 
+@pytest.mark.parametrize("restore_mtime", [False, True], ids=["rewritten", "rewritten-touch-r"])
+def test_tree_sha256_notices_a_file_rewritten_in_place(restore_mtime, tmp_path):
+    """A rewrite in place keeps the path, the size and the inode; ``touch -r`` then restores the mtime
+    too. Only the content and the ctime changed, and the memo must not answer the old hash."""
+    import subprocess
+    import time
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "a.bin").write_bytes(b"weights-1")
+    (tmp_path / "ref").write_bytes(b"")
+    subprocess.run(["touch", "-r", str(d / "a.bin"), str(tmp_path / "ref")], check=True)  # remember the mtime
+    first = tree_sha256(d, memo_dir=tmp_path / "memo")
+    before = (d / "a.bin").stat()
+    time.sleep(0.05)  # past the filesystem's timestamp granularity
+    with open(d / "a.bin", "r+b") as fh:  # same inode, same size
+        fh.write(b"WEIGHTS-2")
+    if restore_mtime:
+        subprocess.run(["touch", "-r", str(tmp_path / "ref"), str(d / "a.bin")], check=True)
+    after = (d / "a.bin").stat()
+    assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)
+    assert (after.st_mtime_ns == before.st_mtime_ns) == restore_mtime
+    assert tree_sha256(d, memo_dir=tmp_path / "memo") == hashlib.sha256(b"a.bin\x009\x00WEIGHTS-2").hexdigest() != first
+
+
 def test_fetch_model_notices_a_changed_local_dir(tiny_model_dir, tmp_path):
     import shutil
 
