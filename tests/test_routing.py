@@ -293,6 +293,16 @@ def test_apply_thresholds_and_budget_error_hand_computed():
     assert PROXY_METRICS["budget_error"](ev) == pytest.approx(1 / 6)  # n - 1 in the denominator or the max give 1/4
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_tie_aware_thresholds_refuses_a_non_finite_sample(bad):
+    """NaN sorts last and ±inf turns the interpolation into inf - inf: either would give a NaN threshold."""
+    sample = np.array([0.2, 0.4, bad, 0.6, 0.8])
+    with pytest.raises(ValueError, match=r"tie_aware_thresholds: the sample holds 1 non-finite confidence\(s\) \((nan|inf|-inf)\) among 5"):
+        tie_aware_thresholds(sample, ratio_grid(0.25))
+    t, q = tie_aware_thresholds(np.array([0.2, 0.4, 0.6, 0.8]), ratio_grid(0.25))  # the finite rest is fine
+    assert not np.isnan(t).any() and not np.isnan(q).any()
+
+
 def test_tie_aware_q_stays_in_0_1_on_a_pool_a_few_ulps_wide():
     """Three consecutive doubles: the interpolated quantile rounds onto a neighbour, so the unclipped
     q = (r n - below) / tied reaches -0.25 and 1.25. q is a probability: clipped to [0, 1], and the
