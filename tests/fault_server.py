@@ -23,6 +23,8 @@ Faults (:data:`FAULTS`):
 * ``"no_choices"``: HTTP 200 with ``"choices": []``;
 * ``"short_choices"``: HTTP 200 with one choice fewer than the request's ``n``;
 * ``"null_logprob"``: HTTP 200 whose second token (or only token) has ``"logprob": null``;
+* ``"content_filter"``: HTTP 200, a valid reply whose first choice the provider's filter stopped
+  (``finish_reason: content_filter``, empty content: OpenAI's and Azure's shape);
 * ``("echo_key", status)``: the request's bearer key echoed back, as some servers do: HTTP 401 or
   503 with ``Incorrect API key provided: <key>`` in the error body, or HTTP 200 whose first
   log-prob token is the key with ``"logprob": null`` (an invalid reply naming the token).
@@ -43,7 +45,8 @@ from typing import Callable, NamedTuple
 
 __all__ = ["FAULTS", "FaultServer", "Request", "canonical", "default_reply"]
 
-FAULTS = ("500", "503", "429", "timeout", "drop", "html", "truncated", "no_choices", "short_choices", "null_logprob", "echo_key")
+FAULTS = ("500", "503", "429", "timeout", "drop", "html", "truncated", "no_choices", "short_choices", "null_logprob", "echo_key",
+          "content_filter")
 #: faults answered with HTTP 200 (a real API bills these)
 PAID_FAULTS = ("html", "truncated", "no_choices", "short_choices", "null_logprob")
 
@@ -217,6 +220,12 @@ class FaultServer:
                     self._send(200, json.dumps({**reply, "choices": []}).encode())
                 elif name == "short_choices":
                     self._send(200, json.dumps({**reply, "choices": reply["choices"][:-1]}).encode())
+                elif name == "content_filter":
+                    choice = reply["choices"][0]
+                    choice.update(finish_reason="content_filter", message={"role": "assistant", "content": ""})
+                    if choice.get("logprobs"):
+                        choice["logprobs"] = {"content": []}
+                    self._send(200, json.dumps(reply).encode())
                 elif name == "echo_key":
                     key = self.headers.get("Authorization", "").removeprefix("Bearer ")
                     if fault[1] == 200:

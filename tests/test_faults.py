@@ -330,6 +330,25 @@ def test_a_failure_stops_sending_and_keeps_what_was_answered(server, cache, tmp_
     assert len(server.answered()) == N_ROWS and no_duplicates(server.answered())
 
 
+def test_a_content_filtered_reply_is_stored_as_such_and_counted(server, cache, tmp_path):
+    """``finish_reason: content_filter`` is a valid reply: cached once, stored as ``content_filter``
+    (not ``stop``), read back so from the cache, and counted in the judge stage's ``quality`` table."""
+    server.fail("content_filter")
+    table, out = run_stage("llm", tmp_path, spec(server))
+    assert table["finish_reason"].to_list() == ["content_filter"] + ["stop"] * (N_ROWS - 1)
+    assert table["response"][0] == "" and table["parsed_answer"][0] is None
+    out.unlink()
+    again, _ = run_stage("llm", tmp_path, spec(server))  # from the cache: nothing sent
+    assert again.equals(table) and len(server.sent()) == N_ROWS
+    data = data_file(tmp_path, "commonsenseqa")
+    quality_path = tmp_path / "quality.parquet"
+    run_judge("served-llm", "commonsenseqa", data, out, tmp_path / "correct.parquet", tmp_path / "agree.parquet",
+              {"model": None, "quality_warn_fraction": 0.2}, None, None, {}, quality_path=quality_path)
+    q = pl.read_parquet(quality_path).row(0, named=True)
+    assert q["n_content_filtered"] == 1 and q["n_truncated"] == 0
+    assert any("1 of 4 (25%) greedy replies were stopped by the API provider's content filter" in w for w in q["warnings"])
+
+
 # ------------------------------------------------------------------ where requests and keys go
 
 

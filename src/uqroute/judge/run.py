@@ -54,7 +54,7 @@ from pathlib import Path
 import polars as pl
 
 from ..io import ArtifactInputError, align_ids, read_artifact, write_parquet
-from ..parsing import InvalidGoldError, final_answer_text, is_correct, is_truncated, strip_verbal_confidence
+from ..parsing import CONTENT_FILTER, InvalidGoldError, final_answer_text, is_correct, is_truncated, strip_verbal_confidence
 from ..schema import check_frame
 from .agreement import rule_judge_agreement
 from .prompt import judge_messages
@@ -432,6 +432,7 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
 
     n_judged = len(verdicts)
     n_bad_verdicts = sum(v == UNPARSABLE for v in verdicts)
+    n_filtered = sum(r == CONTENT_FILTER for r in df["finish_reason"].to_list()) if "finish_reason" in df.columns else 0
 
     where = f"{model}/{dataset}"
     checks = [
@@ -447,6 +448,7 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
         (n_v2_conf, (n_v2 or 0) - (n_v2_trunc or 0), "verbalization-2s replies gave no parsable confidence "
                                                       "(those queries are dropped for verbal_2s)"),
         (n_bad_verdicts, n_judged, "judge verdicts were unparsable (the rule label was used)"),
+        (n_filtered, n, "greedy replies were stopped by the API provider's content filter (finish_reason 'content_filter')"),
     ]
     warnings = []
     for count, total, what in checks:
@@ -461,6 +463,6 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
         "n_verbal_1s": n_v1, "n_verbal_1s_truncated": n_v1_trunc, "n_unparsable_verbal_1s_answers": n_v1_ans,
         "n_unparsable_verbal_1s_confidences": n_v1_conf,
         "n_verbal_2s": n_v2, "n_verbal_2s_truncated": n_v2_trunc, "n_unparsable_verbal_2s_confidences": n_v2_conf,
-        "n_judged": n_judged, "n_unparsable_verdicts": n_bad_verdicts, "warnings": warnings,
+        "n_judged": n_judged, "n_unparsable_verdicts": n_bad_verdicts, "n_content_filtered": n_filtered, "warnings": warnings,
     }
     return pl.DataFrame([row], schema=_schema("quality"))
