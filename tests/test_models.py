@@ -100,9 +100,9 @@ def test_local_dir_fetch_and_reuse(tiny_model_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(out)
     assert tok.chat_template  # preserved
     AutoModelForCausalLM.from_pretrained(out)
-    # hardlinked, not copied, on the same filesystem
+    # the user's files are copied, not hardlinked (see test_a_local_dir_edited_in_place_leaves_the_fetched_copy_alone)
     w = next(out.glob("*.safetensors"))
-    assert w.stat().st_ino == (tiny_model_dir / w.name).stat().st_ino
+    assert w.stat().st_ino != (tiny_model_dir / w.name).stat().st_ino
     # reuse: a complete out_dir for the same spec is left as is
     mtime = (out / MARKER).stat().st_mtime_ns
     fetch_model("tiny", {"local_dir": str(tiny_model_dir)}, out)
@@ -249,6 +249,27 @@ def test_fetch_model_notices_a_changed_local_dir(tiny_model_dir, tmp_path):
     assert weights_identity(spec, out) == source_identity(spec) != before
     # a directory fetch_model did not write is identified by its files
     assert weights_identity(None, other).startswith("files:sha256:")
+
+
+def test_a_local_dir_edited_in_place_leaves_the_fetched_copy_alone(tiny_model_dir, tmp_path):
+    """fetch_model copies a local_dir's files: an edit of the source in place (same inode) changes the
+    source's identity, so the workflow fetches again, but not the fetched copy, which still holds
+    exactly the weights its marker names."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_model_dir, src)
+    spec = {"local_dir": str(src)}
+    out = fetch_model("tiny", spec, tmp_path / "models" / "tiny")
+    recorded = weights_identity(spec, out)
+    fetched = (out / "model.safetensors").read_bytes()
+    with open(src / "model.safetensors", "r+b") as fh:  # an in-place edit: same inode, same size
+        fh.seek(-8, os.SEEK_END)
+        fh.write(b"\xff" * 8)
+    assert (out / "model.safetensors").read_bytes() == fetched
+    assert recorded == weights_identity(spec, out) == f"local_dir:sha256:{tree_sha256(out)}"
+    assert source_identity(spec) != recorded  # the edit is noticed: rule fetch_model's params change
+    assert fetch_model("tiny", spec, out) == out and weights_identity(spec, out) == source_identity(spec)
 
 
 def test_fetch_model_refuses_files_changed_after_the_dag_was_built(tiny_model_dir, tmp_path):
