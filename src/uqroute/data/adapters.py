@@ -47,9 +47,10 @@ class RowRef:
     dataset: str
     split: str
     index: int
+    where: str = ""  # the file (or hub dataset) the row was read from: ``sources.split_location``
 
     def fail(self, column: str, problem: str) -> RowError:
-        return RowError(self.dataset, self.split, self.index, column, problem)
+        return RowError(self.dataset, self.split, self.index, column, f"{problem}, in {self.where}" if self.where else problem)
 
 
 # ------------------------------------------------------------------ helpers
@@ -318,12 +319,13 @@ def make_prompt(spec: DatasetSpec, item: Item) -> str:
     return prompts.short_answer_prompt(item.question, context=item.context)
 
 
-def to_rows(spec: DatasetSpec, split: str, role: str, rows: Sequence[dict]) -> list[dict]:
-    """Adapt every source row of one split into unified rows (the `data` artifact's columns)."""
+def to_rows(spec: DatasetSpec, split: str, role: str, rows: Sequence[dict], where: str = "") -> list[dict]:
+    """Adapt every source row of one split into unified rows (the `data` artifact's columns).
+    ``where`` (``sources.split_location``) names the file in a bad row's error."""
     adapter = ADAPTERS[spec.name]
     out = []
     for index, row in enumerate(rows):
-        for item in adapter(row, RowRef(spec.name, split, index)):
+        for item in adapter(row, RowRef(spec.name, split, index, where)):
             out.append(
                 {
                     "id": f"{spec.name}/{split}/{item.key}",

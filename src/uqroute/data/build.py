@@ -33,7 +33,7 @@ from ..settings import defaults
 from .adapters import to_rows
 from .errors import DatasetError, EmptySplitError, SplitNotFoundError
 from .registry import DatasetSpec, get_spec
-from .sources import SOURCES, read_split, resolve_hub_commit
+from .sources import SOURCES, read_split, resolve_hub_commit, split_location
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,12 @@ def select_indices(n: int, limit: int | None, *, seed: int, dataset: str, role: 
 
 def _unified(spec: DatasetSpec, split: str, role: str, source_kw: dict) -> list[dict]:
     rows = read_split(spec, split, **source_kw)
+    where = split_location(spec, split, **source_kw)
     if not rows:
-        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r} ({source_kw['source']}): the split has no rows")
-    out = to_rows(spec, split, role, rows)
+        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r} ({source_kw['source']}): the split has no rows, in {where}")
+    out = to_rows(spec, split, role, rows, where)
     if not out:
-        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r}: no queries after adapting {len(rows)} rows")
+        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r}: no queries after adapting {len(rows)} rows, in {where}")
     return out
 
 
