@@ -68,25 +68,41 @@ def pack_linear_layers(model) -> int:
     Returns the number of layers replaced (0 where oneDNN is unavailable; the model is then
     unchanged). Tied output embeddings keep their embedding; the output layer gets its own
     packed copy.
+
+    Memory: layers are packed one at a time, and each plain weight is dropped as soon as its
+    packed copy replaces it, so the peak stays near one copy of the weights (plus the largest
+    layer), not two. Whether this CPU and build can pack is tried first on one layer of each
+    dtype: where it cannot (e.g. bfloat16 without AVX-512 BF16), nothing is replaced. Should a later
+    layer still fail, the layers packed so far stay packed and the rest plain (a plain weight
+    dropped cannot be restored; both compute the same product).
     """
     import torch
 
     if not packing_available():
         return 0
     cls = _packed_linear_class()
-    todo = [
-        (module, name, child)
+    todo = [  # (parent, attribute name, dtype): no reference to the layer itself is kept
+        (module, name, child.weight.dtype)
         for module in model.modules()
         for name, child in module.named_children()
         if type(child) is torch.nn.Linear
         and child.weight.device.type == "cpu"
         and child.weight.dtype in (torch.float32, torch.bfloat16)
     ]
-    try:  # all or nothing: a CPU or build that cannot pack (e.g. bfloat16 without AVX-512 BF16) keeps nn.Linear
-        packed = [cls(child) for _, _, child in todo]
+    firsts: dict = {}
+    for i, (_, _, dtype) in enumerate(todo):
+        firsts.setdefault(dtype, i)
+    try:  # one trial layer per dtype: a CPU or build that cannot pack keeps nn.Linear everywhere
+        trial = {i: cls(getattr(todo[i][0], todo[i][1])) for i in firsts.values()}
     except (RuntimeError, NotImplementedError) as e:
         log.warning("oneDNN weight prepacking unavailable here (%s); using plain nn.Linear", e)
         return 0
-    for (module, name, _), p in zip(todo, packed):
-        setattr(module, name, p)
-    return len(packed)
+    for i, (module, name, _) in enumerate(todo):
+        try:
+            packed = trial.pop(i) if i in trial else cls(getattr(module, name))
+        except (RuntimeError, NotImplementedError) as e:  # the plain weights already dropped cannot come back
+            log.warning("oneDNN weight prepacking failed at layer %d of %d (%s); the other %d keep plain nn.Linear "
+                        "(the results agree to float32 rounding)", i + 1, len(todo), e, len(todo) - i)
+            return i
+        setattr(module, name, packed)  # the plain layer (and its weight, unless tied to an embedding) is freed here
+    return len(todo)
