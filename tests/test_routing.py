@@ -293,11 +293,22 @@ def test_apply_thresholds_and_budget_error_hand_computed():
     assert PROXY_METRICS["budget_error"](ev) == pytest.approx(1 / 6)  # n - 1 in the denominator or the max give 1/4
 
 
+@pytest.mark.parametrize("ratios, match", [([0.5, 1.5], r"ratios must lie in \[0, 1\], got \[1.5\]"),
+                                           ([-0.25, 0.5], r"ratios must lie in \[0, 1\], got \[-0.25\]")])
+def test_tie_aware_thresholds_refuses_ratios_outside_0_1(ratios, match):
+    with pytest.raises(ValueError, match=rf"tie_aware_thresholds: {match}"):
+        tie_aware_thresholds(np.array([0.2, 0.4, 0.6]), np.array(ratios))
+    with pytest.raises(ValueError, match=r"^tie_aware_thresholds: empty sample$"):
+        tie_aware_thresholds(np.array([]), np.array([0.5]))
+    t, q = tie_aware_thresholds(np.array([0.2, 0.4, 0.6]), np.array([0.0, 1.0]))  # the ends themselves are fine
+    assert t.tolist() == [-np.inf, np.inf] and q.tolist() == [0.0, 0.0]
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_tie_aware_thresholds_refuses_a_non_finite_sample(bad):
     """NaN sorts last and ±inf turns the interpolation into inf - inf: either would give a NaN threshold."""
     sample = np.array([0.2, 0.4, bad, 0.6, 0.8])
-    with pytest.raises(ValueError, match=r"tie_aware_thresholds: the sample holds 1 non-finite confidence\(s\) \((nan|inf|-inf)\) among 5"):
+    with pytest.raises(ValueError, match=r"tie_aware_thresholds: the sample holds 1 non-finite confidence\(s\) \((nan|inf|-inf)\) among 5; drop"):
         tie_aware_thresholds(sample, ratio_grid(0.25))
     t, q = tie_aware_thresholds(np.array([0.2, 0.4, 0.6, 0.8]), ratio_grid(0.25))  # the finite rest is fine
     assert not np.isnan(t).any() and not np.isnan(q).any()
