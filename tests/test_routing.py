@@ -302,6 +302,8 @@ def test_tie_aware_thresholds_refuses_ratios_outside_0_1(ratios, match):
         tie_aware_thresholds(np.array([]), np.array([0.5]))
     t, q = tie_aware_thresholds(np.array([0.2, 0.4, 0.6]), np.array([0.0, 1.0]))  # the ends themselves are fine
     assert t.tolist() == [-np.inf, np.inf] and q.tolist() == [0.0, 0.0]
+    t, q = tie_aware_thresholds(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.6]))  # t = 0.28 lies between samples
+    assert t[0] == pytest.approx(0.28) and q[0] == 0.0  # no sample equals t: q is 0, not r n - below = 0.4
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
