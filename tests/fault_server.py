@@ -23,7 +23,12 @@ Faults (:data:`FAULTS`):
 * ``"truncated"``: HTTP 200, ``application/json``, the reply cut in the middle;
 * ``"no_choices"``: HTTP 200 with ``"choices": []``;
 * ``"short_choices"``: HTTP 200 with one choice fewer than the request's ``n``;
-* ``"null_logprob"``: HTTP 200 whose second token (or only token) has ``"logprob": null``.
+* ``"null_logprob"``: HTTP 200 whose second token (or only token) has ``"logprob": null``;
+* ``"content_filter"``: HTTP 200, a valid reply whose first choice the provider's filter stopped
+  (``finish_reason: content_filter``, empty content: OpenAI's and Azure's shape);
+* ``("echo_key", status)``: the request's bearer key echoed back, as some servers do: HTTP 401 or
+  503 with ``Incorrect API key provided: <key>`` in the error body, or HTTP 200 whose first
+  log-prob token is the key with ``"logprob": null`` (an invalid reply naming the token).
 
 Every request is recorded (:attr:`FaultServer.log`: the parsed body and the fault applied, ``None``
 for a normal reply); a test counts on the server side what was sent and what was paid for.
@@ -41,7 +46,8 @@ from typing import Callable, NamedTuple
 
 __all__ = ["FAULTS", "FaultServer", "Request", "canonical", "default_reply", "is_judge_prompt", "judge_reply"]
 
-FAULTS = ("400", "500", "503", "429", "timeout", "drop", "html", "truncated", "no_choices", "short_choices", "null_logprob")
+FAULTS = ("400", "500", "503", "429", "timeout", "drop", "html", "truncated", "no_choices", "short_choices", "null_logprob",
+          "echo_key", "content_filter")
 #: faults answered with HTTP 200 (a real API bills these)
 PAID_FAULTS = ("html", "truncated", "no_choices", "short_choices", "null_logprob")
 
@@ -230,6 +236,21 @@ class FaultServer:
                     self._send(200, json.dumps({**reply, "choices": []}).encode())
                 elif name == "short_choices":
                     self._send(200, json.dumps({**reply, "choices": reply["choices"][:-1]}).encode())
+                elif name == "content_filter":
+                    choice = reply["choices"][0]
+                    choice.update(finish_reason="content_filter", message={"role": "assistant", "content": ""})
+                    if choice.get("logprobs"):
+                        choice["logprobs"] = {"content": []}
+                    self._send(200, json.dumps(reply).encode())
+                elif name == "echo_key":
+                    key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    if fault[1] == 200:
+                        content = (reply["choices"][0].get("logprobs") or {}).get("content") or []
+                        content[0].update(token=key, logprob=None)
+                        self._send(200, json.dumps(reply).encode())
+                    else:
+                        self._send(int(fault[1]), json.dumps({"error": {"message": f"Incorrect API key provided: {key}",
+                                                                         "type": "invalid_request_error"}}).encode())
                 elif name == "null_logprob":
                     content = (reply["choices"][0].get("logprobs") or {}).get("content") or []
                     if content:

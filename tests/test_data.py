@@ -524,6 +524,36 @@ def test_empty_split(tmp_path):
         load_rows("gsm8k", source="mirror", mirror_dir=tmp_path)
 
 
+def _boolq_table(**answer) -> pa.Table:
+    rows = [{"question": f"is it {i}", "answer": True, "passage": f"passage {i}"} for i in range(3)]
+    rows[1].update(answer)
+    return pa.Table.from_pylist(rows)
+
+
+@pytest.mark.parametrize("name, split, table, row, column, problem", [
+    ("gsm8k", "test", pa.table({"question": ["q0?", "  "], "answer": ["#### 1", "#### 2"]}), 1, "question", "empty or missing"),
+    ("boolq", "validation", _boolq_table(answer=None), 1, "answer", "expected a boolean, got None"),
+    ("boolq", "validation", pa.table({"question": ["a", "b"], "answer": ["yes", "no"], "passage": ["p", "q"]}), 0, "answer",
+     "expected a boolean, got 'yes'"),
+    ("svamp", "test", pa.table({"question_concat": ["q"], "Answer": [None]}, schema=pa.schema([("question_concat", pa.string()), ("Answer", pa.float64())])),
+     0, "Answer", "expected a number, got None"),
+    ("gsm8k", "test", gsm8k_table(0), None, None, "the split has no rows"),
+], ids=["empty-question", "null-answer", "wrong-type-answer", "null-number", "zero-rows"])
+@pytest.mark.parametrize("source", ["mirror", "slices"])
+def test_row_errors_name_dataset_split_row_column_and_file(source, name, split, table, row, column, problem, tmp_path):
+    """A bad row (or a file without rows) is named by dataset, split, row, column and the file it is in."""
+    path = write_split(tmp_path, name, split, table)
+    where = rf"in file {re.escape(str(path))}$"
+    if row is None:
+        match = rf"dataset '{name}', split '{split}' \({source}\): {problem}, {where}"
+        error = EmptySplitError
+    else:
+        match = rf"dataset '{name}', split '{split}', row {row}, column '{column}': {re.escape(problem)}.*, {where}"
+        error = RowError
+    with pytest.raises(error, match=match):
+        load_rows(name, source=source, **{f"{source}_dir": tmp_path}, train_limit=0)
+
+
 def test_missing_train_split_warns_and_gives_no_train_rows(tmp_path, caplog):
     write_split(tmp_path, "gsm8k", "test", gsm8k_table(4))
     with caplog.at_level(logging.WARNING, logger="uqroute.data"):

@@ -293,6 +293,32 @@ def test_max_retries_zero_says_so(server, cache, tmp_path):
     assert len(server.sent()) == 1
 
 
+@pytest.mark.parametrize("fault", ["drop", "timeout"])
+def test_max_retries_zero_is_said_once_when_unreachable(fault, server, cache, tmp_path):
+    server.fail_always(fault)
+    with pytest.raises(APIUnreachableError) as err:
+        run_stage("llm", tmp_path, spec(server, max_retries=0, **timeout_for(fault)))
+    message = str(err.value)
+    assert "not retried (max_retries is 0): " in message and message.count("max_retries") == 1, message
+    assert len(server.sent()) == 1
+
+
+@pytest.mark.parametrize("status", [401, 503, 200])
+def test_a_key_the_server_echoes_is_shown_as_stars(status, server, cache, tmp_path, caplog):
+    """A server that puts the bearer key into its reply (an error body, or a token of an invalid reply):
+    the error and the log show ``***`` in its place, never the key."""
+    server.fail_always(("echo_key", status))
+    with caplog.at_level(logging.DEBUG), pytest.raises((APIRequestError, APIReplyError)) as err:
+        run_stage("llm", tmp_path, spec(server, max_retries=1))
+    assert server.log[0].fault == "echo_key"
+    message = str(err.value)
+    assert "***" in message and FAKE_KEY not in message, message
+    assert FAKE_KEY not in caplog.text
+    if status != 401:  # retried: the log's warnings name each try's reply, redacted too
+        assert len(server.sent()) == 2
+    assert cached_records(cache) == []
+
+
 def test_a_failure_stops_sending_and_keeps_what_was_answered(server, cache, tmp_path):
     """The first request that fails for good stops the run; answered requests stay cached, the rerun pays the rest."""
     server.fail("drop", "drop", "drop")  # the first request fails 3 times (max_retries 2)
@@ -302,6 +328,25 @@ def test_a_failure_stops_sending_and_keeps_what_was_answered(server, cache, tmp_
     table, _ = run_stage("llm", tmp_path, spec(server))
     check_answers("llm", table)
     assert len(server.answered()) == N_ROWS and no_duplicates(server.answered())
+
+
+def test_a_content_filtered_reply_is_stored_as_such_and_counted(server, cache, tmp_path):
+    """``finish_reason: content_filter`` is a valid reply: cached once, stored as ``content_filter``
+    (not ``stop``), read back so from the cache, and counted in the judge stage's ``quality`` table."""
+    server.fail("content_filter")
+    table, out = run_stage("llm", tmp_path, spec(server))
+    assert table["finish_reason"].to_list() == ["content_filter"] + ["stop"] * (N_ROWS - 1)
+    assert table["response"][0] == "" and table["parsed_answer"][0] is None
+    out.unlink()
+    again, _ = run_stage("llm", tmp_path, spec(server))  # from the cache: nothing sent
+    assert again.equals(table) and len(server.sent()) == N_ROWS
+    data = data_file(tmp_path, "commonsenseqa")
+    quality_path = tmp_path / "quality.parquet"
+    run_judge("served-llm", "commonsenseqa", data, out, tmp_path / "correct.parquet", tmp_path / "agree.parquet",
+              {"model": None, "quality_warn_fraction": 0.2}, None, None, {}, quality_path=quality_path)
+    q = pl.read_parquet(quality_path).row(0, named=True)
+    assert q["n_content_filtered"] == 1 and q["n_truncated"] == 0
+    assert any("1 of 4 (25%) greedy replies were stopped by the API provider's content filter" in w for w in q["warnings"])
 
 
 # ------------------------------------------------------------------ where requests and keys go

@@ -100,9 +100,9 @@ def test_local_dir_fetch_and_reuse(tiny_model_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(out)
     assert tok.chat_template  # preserved
     AutoModelForCausalLM.from_pretrained(out)
-    # hardlinked, not copied, on the same filesystem
+    # the user's files are copied, not hardlinked (see test_a_local_dir_edited_in_place_leaves_the_fetched_copy_alone)
     w = next(out.glob("*.safetensors"))
-    assert w.stat().st_ino == (tiny_model_dir / w.name).stat().st_ino
+    assert w.stat().st_ino != (tiny_model_dir / w.name).stat().st_ino
     # reuse: a complete out_dir for the same spec is left as is
     mtime = (out / MARKER).stat().st_mtime_ns
     fetch_model("tiny", {"local_dir": str(tiny_model_dir)}, out)
@@ -206,6 +206,31 @@ def test_tree_sha256_changes_with_contents_and_is_memoised(tmp_path, monkeypatch
     assert tree_sha256(d) == first  # content, not history
 
 
+@pytest.mark.parametrize("restore_mtime", [False, True], ids=["rewritten", "rewritten-touch-r"])
+def test_tree_sha256_notices_a_file_rewritten_in_place(restore_mtime, tmp_path):
+    """A rewrite in place keeps the path, the size and the inode; ``touch -r`` then restores the mtime
+    too. Only the content and the ctime changed, and the memo must not answer the old hash."""
+    import subprocess
+    import time
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "a.bin").write_bytes(b"weights-1")
+    (tmp_path / "ref").write_bytes(b"")
+    subprocess.run(["touch", "-r", str(d / "a.bin"), str(tmp_path / "ref")], check=True)  # remember the mtime
+    first = tree_sha256(d, memo_dir=tmp_path / "memo")
+    before = (d / "a.bin").stat()
+    time.sleep(0.05)  # past the filesystem's timestamp granularity
+    with open(d / "a.bin", "r+b") as fh:  # same inode, same size
+        fh.write(b"WEIGHTS-2")
+    if restore_mtime:
+        subprocess.run(["touch", "-r", str(tmp_path / "ref"), str(d / "a.bin")], check=True)
+    after = (d / "a.bin").stat()
+    assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)
+    assert (after.st_mtime_ns == before.st_mtime_ns) == restore_mtime
+    assert tree_sha256(d, memo_dir=tmp_path / "memo") == hashlib.sha256(b"a.bin\x009\x00WEIGHTS-2").hexdigest() != first
+
+
 def test_fetch_model_notices_a_changed_local_dir(tiny_model_dir, tmp_path):
     import shutil
 
@@ -224,6 +249,27 @@ def test_fetch_model_notices_a_changed_local_dir(tiny_model_dir, tmp_path):
     assert weights_identity(spec, out) == source_identity(spec) != before
     # a directory fetch_model did not write is identified by its files
     assert weights_identity(None, other).startswith("files:sha256:")
+
+
+def test_a_local_dir_edited_in_place_leaves_the_fetched_copy_alone(tiny_model_dir, tmp_path):
+    """fetch_model copies a local_dir's files: an edit of the source in place (same inode) changes the
+    source's identity, so the workflow fetches again, but not the fetched copy, which still holds
+    exactly the weights its marker names."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_model_dir, src)
+    spec = {"local_dir": str(src)}
+    out = fetch_model("tiny", spec, tmp_path / "models" / "tiny")
+    recorded = weights_identity(spec, out)
+    fetched = (out / "model.safetensors").read_bytes()
+    with open(src / "model.safetensors", "r+b") as fh:  # an in-place edit: same inode, same size
+        fh.seek(-8, os.SEEK_END)
+        fh.write(b"\xff" * 8)
+    assert (out / "model.safetensors").read_bytes() == fetched
+    assert recorded == weights_identity(spec, out) == f"local_dir:sha256:{tree_sha256(out)}"
+    assert source_identity(spec) != recorded  # the edit is noticed: rule fetch_model's params change
+    assert fetch_model("tiny", spec, out) == out and weights_identity(spec, out) == source_identity(spec)
 
 
 def test_fetch_model_refuses_files_changed_after_the_dag_was_built(tiny_model_dir, tmp_path):

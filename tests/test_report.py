@@ -27,7 +27,7 @@ def quality_row(model, dataset, *, n=20, truncated=0, unparsable=0, samples=None
     row.update(model=model, dataset=dataset, n_rows=n, n_truncated=truncated, truncated_fraction=truncated / n, n_unparsable_answers=unparsable,
                n_samples=samples, n_unparsable_samples=bad_samples if slm else None, n_verbal_1s=v1, n_verbal_1s_truncated=0 if slm else None,
                n_unparsable_verbal_1s_answers=v1_bad if slm else None, n_unparsable_verbal_1s_confidences=v1_bad if slm else None,
-               n_judged=0, n_unparsable_verdicts=0, n_verdict_fallbacks=0, warnings=[])
+               n_judged=0, n_unparsable_verdicts=0, n_verdict_fallbacks=0, n_content_filtered=0, warnings=[])
     return row
 
 

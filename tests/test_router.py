@@ -302,6 +302,16 @@ def test_fixed_threshold_routes_below_and_a_fraction_of_ties():
     assert a == b
 
 
+def test_tracking_decides_an_infinite_confidence_but_keeps_it_out_of_the_window():
+    qt = QuantileThreshold(0.5, 0.0, 0.0, mode="tracking", window=4, min_samples=2, seed=0)
+    for c in (0.1, 0.9, -math.inf, math.inf):
+        qt.decide(c)
+    assert qt.window.array().tolist() == [0.1, 0.9]
+    t, q, src = qt.current()
+    assert src == "tracking" and math.isfinite(t)
+    assert qt.decide(-math.inf).routed and not qt.decide(math.inf).routed
+
+
 def test_tracking_threshold_is_the_tie_aware_window_quantile():
     qt = QuantileThreshold(0.25, 100.0, 0.0, mode="tracking", window=8, min_samples=4, seed=0)
     seen = []

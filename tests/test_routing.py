@@ -41,6 +41,7 @@ from uqroute.routing import (
     weighted_auc,
 )
 from uqroute.routing.curves import random_permutations, restrict_permutations
+from uqroute.routing.evaluation import PROXY_METRICS, ProxyEval
 from uqroute.schema import ARTIFACTS
 
 bits = st.lists(st.booleans(), min_size=1, max_size=40)
@@ -286,7 +287,50 @@ def test_apply_thresholds_and_budget_error_hand_computed():
     realised, acc = apply_thresholds(conf, np.concatenate([[0], np.cumsum(gain)]), 0.5, np.array([0.15, 0.35, 0.45]))
     np.testing.assert_allclose(realised, [0.25, 0.75, 1.0])
     np.testing.assert_allclose(acc, [0.75, 1.0, 0.75])
-    assert np.mean(np.abs(realised - np.array([0, 0.5, 1]))) == pytest.approx(1 / 6)
+    # the library's budget_error (not a copy of it): mean |realised - r| = (0.25 + 0.25 + 0) / 3
+    grid = np.array([0, 0.5, 1])
+    ev = ProxyEval(grid=grid, realised=realised, accuracy=acc, oracle=np.zeros(3))
+    assert PROXY_METRICS["budget_error"](ev) == pytest.approx(1 / 6)  # n - 1 in the denominator or the max give 1/4
+
+
+@pytest.mark.parametrize("ratios, match", [([0.5, 1.5], r"ratios must lie in \[0, 1\], got \[1.5\]"),
+                                           ([-0.25, 0.5], r"ratios must lie in \[0, 1\], got \[-0.25\]")])
+def test_tie_aware_thresholds_refuses_ratios_outside_0_1(ratios, match):
+    with pytest.raises(ValueError, match=rf"tie_aware_thresholds: {match}"):
+        tie_aware_thresholds(np.array([0.2, 0.4, 0.6]), np.array(ratios))
+    with pytest.raises(ValueError, match=r"^tie_aware_thresholds: empty sample$"):
+        tie_aware_thresholds(np.array([]), np.array([0.5]))
+    t, q = tie_aware_thresholds(np.array([0.2, 0.4, 0.6]), np.array([0.0, 1.0]))  # the ends themselves are fine
+    assert t.tolist() == [-np.inf, np.inf] and q.tolist() == [0.0, 0.0]
+    t, q = tie_aware_thresholds(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.6]))  # t = 0.28 lies between samples
+    assert t[0] == pytest.approx(0.28) and q[0] == 0.0  # no sample equals t: q is 0, not r n - below = 0.4
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_tie_aware_thresholds_refuses_a_non_finite_sample(bad):
+    """NaN sorts last and ±inf turns the interpolation into inf - inf: either would give a NaN threshold."""
+    sample = np.array([0.2, 0.4, bad, 0.6, 0.8])
+    with pytest.raises(ValueError, match=r"tie_aware_thresholds: the sample holds 1 non-finite confidence\(s\) \((nan|inf|-inf)\) among 5; drop"):
+        tie_aware_thresholds(sample, ratio_grid(0.25))
+    t, q = tie_aware_thresholds(np.array([0.2, 0.4, 0.6, 0.8]), ratio_grid(0.25))  # the finite rest is fine
+    assert not np.isnan(t).any() and not np.isnan(q).any()
+
+
+def test_tie_aware_q_stays_in_0_1_on_a_pool_a_few_ulps_wide():
+    """Three consecutive doubles: the interpolated quantile rounds onto a neighbour, so the unclipped
+    q = (r n - below) / tied reaches -0.25 and 1.25. q is a probability: clipped to [0, 1], and the
+    expected routed fraction is then the achievable fraction nearest r."""
+    v = 0.8631789223498866
+    x = np.array([v, np.nextafter(v, 1), np.nextafter(np.nextafter(v, 1), 1)])
+    grid = ratio_grid(0.05)
+    t, q = tie_aware_thresholds(x, grid)
+    assert ((q >= 0) & (q <= 1)).all(), q
+    routed = np.array([route_fraction(x, ti, qi).mean() for ti, qi in zip(t, q)])
+    assert (np.abs(routed - grid) <= 1 / 3 + 1e-12).all()
+    for v in (0.39161900052816123, 1e-300, 1.0 - 2**-52):  # other starting points, other roundings
+        pool = np.sort(np.array([v, np.nextafter(v, 2), np.nextafter(v, 2), np.nextafter(np.nextafter(v, 2), 2), v]))
+        q = tie_aware_thresholds(pool, grid)[1]
+        assert ((q >= 0) & (q <= 1)).all(), (v, q)
 
 
 def _self_proxy(conf, s, l, grid, *, tie_aware=True):

@@ -100,6 +100,12 @@ def test_table_contents(written):
     pid = proxy.filter((pl.col("setting") == "partial_in_domain") & (pl.col("target") == "svamp"))
     assert pid["sources"][0].to_list() == ["gsm8k", "boolq", "commonsenseqa"]
     assert (proxy["budget_error"] >= 0).all() and (proxy["w1"] >= 0).all() and (proxy["rms_realised"] >= 0).all()
+    # budget_error is the mean over the grid of |realised ratio - r|, read back from the proxy curves
+    keys = ["slm", "llm", "target", "method", "setting", "k", "seed"]
+    per_curve = t["proxy_curves"].group_by(keys).agg((pl.col("realised_ratio") - pl.col("ratio")).abs().mean().alias("want"))
+    both = proxy.join(per_curve, on=keys)
+    assert both.height > 0 and (both["want"] > 0).any()
+    np.testing.assert_allclose(both["budget_error"].to_numpy(), both["want"].to_numpy(), rtol=1e-12)
     assert t["holdout"].height == len(SLMS) * 2 * N_SCENARIOS * 3 * 2
     summ = t["summary"]
     row = summ.row(0, named=True)

@@ -62,6 +62,15 @@ def test_perplexity_of_known_logprobs():
     assert np.isnan(out[2]) and np.isnan(out[3])
 
 
+def test_perplexity_is_the_mean_of_the_log_probs_not_their_median():
+    """Skewed token lists (three and five distinct values) where the mean, the median and the min of ln p differ."""
+    lps = [[math.log(0.5), math.log(0.5), math.log(0.125)], [math.log(p) for p in (0.9, 0.8, 0.5, 0.1, 0.01)]]
+    out = run("perplexity", frame(token_logprobs=lps))
+    want = [2 ** (-5 / 3), (0.9 * 0.8 * 0.5 * 0.1 * 0.01) ** (1 / 5)]  # exp(mean ln p): the geometric mean
+    np.testing.assert_allclose(out, want, rtol=1e-12)
+    assert out[0] != pytest.approx(0.5) and out[1] != pytest.approx(0.5)  # the median token's probability
+
+
 def test_token_lists_skip_null_entries():
     f = frame(token_logprobs=[[math.log(0.5), None, math.log(0.5)]])
     assert run("perplexity", f)[0] == pytest.approx(0.5)

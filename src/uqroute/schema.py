@@ -114,7 +114,7 @@ GENERATIONS = Artifact(
         Column("answer_start", pl.Int64, "Index into `tokens` of the first token of the final answer: 0 without a reasoning trace, the first token after the last `</think>` otherwise, `len(tokens)` when the reply holds no final answer (an unfinished trace); null where the backend gave no tokens. Token-level UQ methods score `tokens[answer_start:]` (docs/uq.md).", nullable=True),
         Column("option_prob", pl.Float64, "MCQ/TF: probability of the token that states the chosen option (e.g. `B`, `True`); null for FF or when no option token was found.", nullable=True),
         Column("n_prompt_tokens", pl.Int64, "Prompt length in tokens after the chat template."),
-        Column("finish_reason", pl.Utf8, "`stop` (end of sequence) or `length` (hit max_new_tokens: a truncation)."),
+        Column("finish_reason", pl.Utf8, "`stop` (end of sequence), `length` (hit max_new_tokens: a truncation) or `content_filter` (an API provider's content filter stopped the reply; counted in `quality`)."),
         Column("samples", pl.List(pl.Utf8), "SLM: m responses sampled at temperature 1.0 (seeded); null for LLMs.", nullable=True),
         Column("sample_answers", pl.List(pl.Utf8), "Answers parsed from `samples` (null entries where unparsable or where the sample was cut off by its token budget).", nullable=True),
         Column("samples_truncated", pl.Int64, "SLM: how many of `samples` were cut off by their token budget (their `sample_answers` entries are null).", nullable=True),
@@ -210,6 +210,7 @@ QUALITY = Artifact(
         Column("n_unparsable_verdicts", pl.Int64, "Judge replies whose verdict was `unparsable` (the rule label was used)."),
         Column("n_verdict_fallbacks", pl.Int64, "Judged answers whose verdict was read from free text (`judge_method` `text`): the judge gave no structured verdict."),
         Column("n_judge_unsure", pl.Int64, "Token-choice verdicts (local judge) with p(correct) in [0.4, 0.6]; null when no verdict was a token choice.", nullable=True),
+        Column("n_content_filtered", pl.Int64, "Greedy replies with `finish_reason` `content_filter` (an API provider's filter stopped them; their text is parsed and labelled like any other)."),
         Column("warnings", pl.List(pl.Utf8), "The warnings issued: one message per fraction above `judge.quality_warn_fraction`."),
     ),
 )

@@ -48,9 +48,10 @@ class RowRef:
     dataset: str
     split: str
     index: int
+    where: str = ""  # the file (or hub dataset) the row was read from: ``sources.split_location``
 
     def fail(self, column: str, problem: str) -> RowError:
-        return RowError(self.dataset, self.split, self.index, column, problem)
+        return RowError(self.dataset, self.split, self.index, column, f"{problem}, in {self.where}" if self.where else problem)
 
 
 # ------------------------------------------------------------------ helpers
@@ -338,15 +339,17 @@ def adapter_options(data: dict) -> dict[str, dict]:
     return {"coqa": {"questions": data.get("coqa_questions", "last")}}
 
 
-def to_rows(spec: DatasetSpec, split: str, role: str, rows: Sequence[dict], *, options: dict | None = None) -> list[dict]:
+def to_rows(spec: DatasetSpec, split: str, role: str, rows: Sequence[dict], where: str = "", *,
+            options: dict | None = None) -> list[dict]:
     """Adapt every source row of one split into unified rows (the `data` artifact's columns).
 
-    ``options``: per dataset name, keyword arguments of its adapter (:func:`adapter_options`)."""
+    ``where`` (``sources.split_location``) names the file in a bad row's error. ``options``: per
+    dataset name, keyword arguments of its adapter (:func:`adapter_options`)."""
     adapter = ADAPTERS[spec.name]
     kwargs = (options or {}).get(spec.name) or {}
     out = []
     for index, row in enumerate(rows):
-        for item in adapter(row, RowRef(spec.name, split, index), **kwargs):
+        for item in adapter(row, RowRef(spec.name, split, index, where), **kwargs):
             out.append(
                 {
                     "id": f"{spec.name}/{split}/{item.key}",

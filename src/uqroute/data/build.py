@@ -40,7 +40,7 @@ from ..settings import ConfigError, defaults, section
 from .adapters import adapter_options, to_rows
 from .errors import DatasetError, EmptySplitError, SplitNotFoundError
 from .registry import HOLDOUT_SEED, DatasetSpec, get_spec
-from .sources import SOURCES, read_split, resolve_hub_commit
+from .sources import SOURCES, read_split, resolve_hub_commit, split_location
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,12 @@ def holdout_split(n: int, share: tuple[int, int], *, dataset: str) -> tuple[np.n
 
 def _unified(spec: DatasetSpec, split: str, role: str, source_kw: dict, options: dict | None = None) -> list[dict]:
     rows = read_split(spec, split, **source_kw)
+    where = split_location(spec, split, **source_kw)
     if not rows:
-        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r} ({source_kw['source']}): the split has no rows")
-    out = to_rows(spec, split, role, rows, options=options)
+        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r} ({source_kw['source']}): the split has no rows, in {where}")
+    out = to_rows(spec, split, role, rows, where, options=options)
     if not out:
-        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r}: no queries after adapting {len(rows)} rows")
+        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r}: no queries after adapting {len(rows)} rows, in {where}")
     return out
 
 

@@ -52,6 +52,18 @@ def read_split(
     raise DatasetError(f"dataset {spec.name!r}: unknown data source {source!r}; use one of {', '.join(SOURCES)}")
 
 
+def split_location(spec: DatasetSpec, split: str, *, source: str, mirror_dir: str | Path | None = None,
+                   slices_dir: str | Path | None = None, revision: str | None = None) -> str:
+    """Where :func:`read_split` reads ``split`` from, for error messages: ``file <path>`` (mirror,
+    slices) or ``hub dataset <id>[/<config>] split '<split>' [revision <r>]``."""
+    root = {"mirror": mirror_dir, "slices": slices_dir}.get(source)
+    if root:
+        return f"file {Path(root) / spec.split_file(split)}"
+    where = f"{spec.hub_id}{'/' + spec.hub_config if spec.hub_config else ''}"
+    rev = revision or spec.revision
+    return f"hub dataset {where} split {split!r}{f' revision {rev}' if rev else ''}"
+
+
 def read_parquet_split(spec: DatasetSpec, split: str, root: Path, *, what: str = "mirror") -> list[dict]:
     """Read ``<root>/<owner>__<name>/<config>/<split>.parquet`` (mirror and slices layout).
 

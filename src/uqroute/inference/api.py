@@ -417,7 +417,8 @@ class OpenAIChatBackend:
             detail = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(err).__name__}: {err}"
             raise APIUnreachableError(
                 f"could not reach the OpenAI-compatible server at {self.where} for model {self.model!r}: "
-                f"{what}, {attempts} (max_retries {self.max_retries}): {self._redact(detail)}"
+                f"{what}, {attempts}{'' if 'max_retries' in attempts else f' (max_retries {self.max_retries})'}: "
+                f"{self._redact(detail)}"
             ) from None
         except openai.APIStatusError as err:
             code = err.status_code

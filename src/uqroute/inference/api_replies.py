@@ -11,7 +11,7 @@ import json
 import logging
 
 from .api_config import InvalidReply
-from .base import Generation
+from .base import FINISH_REASONS, Generation
 from .cache import check_generations
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,8 @@ def generations_from_response(response, *, n: int | None = None, top_logprobs: i
     that is not a number (``null``, NaN), missing top log-probs where ``top_logprobs > 0``, a
     bad ``usage.prompt_tokens``. A choice without log-probs (``logprobs`` null: the server
     gives none) is valid: its ``tokens`` are empty and ``token_logprobs`` is ``None``.
-    ``finish_reason`` is ``length`` when the token limit was hit and ``stop`` otherwise.
+    ``finish_reason`` is ``length`` when the token limit was hit, ``content_filter`` when the
+    provider's content filter stopped the reply, and ``stop`` otherwise (any other value is logged).
     """
     if not isinstance(response, dict):
         raise InvalidReply(f"the reply is a JSON {type(response).__name__}, not an object")
@@ -115,7 +116,7 @@ def generations_from_response(response, *, n: int | None = None, top_logprobs: i
         if content is not None:
             tokens, token_logprobs, top = _token_entries(content, top_logprobs, where)
         reason = choice.get("finish_reason")
-        if reason not in ("stop", "length", None):
+        if reason not in FINISH_REASONS and reason is not None:
             log.warning("finish_reason %r recorded as 'stop'", reason)
         out.append(
             Generation(
@@ -124,7 +125,7 @@ def generations_from_response(response, *, n: int | None = None, top_logprobs: i
                 token_logprobs=token_logprobs,
                 token_entropies=None,
                 top_logprobs=top,
-                finish_reason="length" if reason == "length" else "stop",
+                finish_reason=reason if reason in FINISH_REASONS else "stop",
                 n_prompt_tokens=n_prompt,
             )
         )

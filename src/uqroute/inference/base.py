@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
+from ..parsing import CONTENT_FILTER, TRUNCATED
+
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 Conversation = Sequence[Message]
 
@@ -52,8 +54,14 @@ class Generation:
     token_entropies: list[float] | None = None
     # per position: {token string: logprob} of the k most likely tokens (where requested)
     top_logprobs: list[dict[str, float]] | None = None
-    finish_reason: str = "stop"  # "stop" | "length"
+    finish_reason: str = "stop"  # one of FINISH_REASONS
     n_prompt_tokens: int = 0
+
+
+#: What a :class:`Generation`'s ``finish_reason`` can be: ``stop`` (end of sequence), ``length``
+#: (the token budget, :data:`uqroute.parsing.TRUNCATED`) and ``content_filter`` (an API provider's
+#: filter stopped the reply, :data:`uqroute.parsing.CONTENT_FILTER`). Other values a server sends are stored as ``stop``.
+FINISH_REASONS = ("stop", TRUNCATED, CONTENT_FILTER)
 
 
 @runtime_checkable

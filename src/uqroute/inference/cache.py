@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..io import atomic_path
-from .base import Conversation, Generation, check_generation_args, normalise_messages
+from .base import FINISH_REASONS, Conversation, Generation, check_generation_args, normalise_messages
 
 __all__ = [
     "CACHE_FORMAT",
@@ -69,7 +69,7 @@ def check_generations(gens, n: int) -> list[Generation]:
     Well-formed: ``text`` a string, ``tokens`` a list of strings, ``token_logprobs`` and
     ``token_entropies`` ``None`` or lists of numbers (no ``None``, no NaN) as long as ``tokens``,
     ``top_logprobs`` ``None`` or one ``{token: number}`` dict per token, ``finish_reason``
-    ``stop`` or ``length``, ``n_prompt_tokens`` an integer >= 0.
+    one of :data:`FINISH_REASONS` (``stop``, ``length``, ``content_filter``), ``n_prompt_tokens`` an integer >= 0.
     """
     if not isinstance(gens, (list, tuple)):
         raise ValueError(f"expected a list of {n} generations, got a {type(gens).__name__}")
@@ -94,8 +94,8 @@ def check_generations(gens, n: int) -> list[Generation]:
             for j, top in enumerate(g.top_logprobs):
                 if not isinstance(top, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in top.items()):
                     raise ValueError(f"{where}: top_logprobs[{j}] is not a {{token: log-prob}} dict")
-        if g.finish_reason not in ("stop", "length"):
-            raise ValueError(f"{where}: finish_reason is {g.finish_reason!r}, not 'stop' or 'length'")
+        if g.finish_reason not in FINISH_REASONS:
+            raise ValueError(f"{where}: finish_reason is {g.finish_reason!r}, not one of {', '.join(map(repr, FINISH_REASONS))}")
         if not isinstance(g.n_prompt_tokens, int) or isinstance(g.n_prompt_tokens, bool) or g.n_prompt_tokens < 0:
             raise ValueError(f"{where}: n_prompt_tokens is {g.n_prompt_tokens!r}")
     return list(gens)

@@ -56,7 +56,7 @@ from pathlib import Path
 import polars as pl
 
 from ..io import ArtifactInputError, align_ids, read_artifact, write_parquet
-from ..parsing import InvalidGoldError, final_answer_text, is_correct, is_truncated, strip_verbal_confidence
+from ..parsing import CONTENT_FILTER, InvalidGoldError, final_answer_text, is_correct, is_truncated, strip_verbal_confidence
 from ..schema import check_frame
 from .agreement import rule_judge_agreement
 from .ask import TEXT, TOKEN_CHOICE, UNSURE, Judged, TokenChoiceJudge, ask_verdicts
@@ -450,6 +450,7 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
     chosen = [j.p_correct for j in judged if j.method == TOKEN_CHOICE]
     n_chosen = len(chosen) or None
     n_unsure = sum(p is not None and UNSURE[0] <= p <= UNSURE[1] for p in chosen) if chosen else None
+    n_filtered = sum(r == CONTENT_FILTER for r in df["finish_reason"].to_list()) if "finish_reason" in df.columns else 0
 
     where = f"{model}/{dataset}"
     budget = "raise the answer budget (inference.max_new_tokens, or the model's own max_new_tokens)"
@@ -474,6 +475,8 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
         (n_fallbacks, n_judged, None, "judge verdicts were read from free text, a fallback: the judge gave no "
                                       "structured verdict (JSON schema or Yes/No token choice)"),
         (n_unsure, n_chosen, None, f"judge verdicts were unsure (p(correct) within [{UNSURE[0]:g}, {UNSURE[1]:g}])"),
+        (n_filtered, n, None, "greedy replies were stopped by the API provider's content filter (finish_reason "
+                              "'content_filter')"),
     ]
     warnings = []
     for count, total, key, what in checks:
@@ -493,6 +496,6 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
         "n_verbal_2s": n_v2, "n_verbal_2s_truncated": n_v2_trunc,
         "verbal_2s_truncated_fraction": _fraction(n_v2_trunc, n_v2), "n_unparsable_verbal_2s_confidences": n_v2_conf,
         "n_judged": n_judged, "n_unparsable_verdicts": n_bad_verdicts, "n_verdict_fallbacks": n_fallbacks,
-        "n_judge_unsure": n_unsure, "warnings": warnings,
+        "n_judge_unsure": n_unsure, "n_content_filtered": n_filtered, "warnings": warnings,
     }
     return pl.DataFrame([row], schema=_schema("quality"))

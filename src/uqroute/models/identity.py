@@ -5,9 +5,10 @@
   ``fetch_model`` recorded for a fetched directory. It changes whenever the weights can have.
 * :func:`tree_sha256` — SHA-256 over the files of a directory (relative paths, sizes and
   contents). Hashing gigabytes takes seconds, so the result is memoised under
-  ``$UQROUTE_CACHE/fingerprints`` keyed by every file's path, size, inode and mtime (as ``git``
-  does for its index): an unchanged directory is listed, not re-read, e.g. each time Snakemake
-  builds its DAG. The algorithm is that of ``uqroute.inference.api.model_fingerprint``.
+  ``$UQROUTE_CACHE/fingerprints`` keyed by every file's path, size, inode, mtime and ctime (as
+  ``git`` does for its index): an unchanged directory is listed, not re-read, e.g. each time
+  Snakemake builds its DAG. The ctime is there because a program can set a file's mtime back
+  after rewriting it in place (``touch -r``, ``cp -p``, ``rsync -t``) but never its ctime. The algorithm is that of ``uqroute.inference.api.model_fingerprint``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _listing(root: Path) -> tuple:
         rel = p.relative_to(root)
         if p.is_file() and not any(part.startswith(".") for part in rel.parts):
             st = p.stat()
-            out.append((rel.as_posix(), st.st_size, st.st_ino, st.st_mtime_ns))
+            out.append((rel.as_posix(), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
     return tuple(out)
 
 
@@ -52,8 +53,9 @@ def tree_sha256(root: str | os.PathLike, memo_dir: str | os.PathLike | None = No
     """SHA-256 over every non-hidden file under ``root`` (relative path, size, contents), memoised.
 
     ``memo_dir`` (default ``$UQROUTE_CACHE``) holds ``fingerprints/<key>.sha256``, ``key`` being
-    a hash of the resolved root and each file's (path, size, inode, mtime): a replaced or rewritten
-    file changes its inode or mtime, so it is hashed again. Raises ``FileNotFoundError`` for a
+    a hash of the resolved root and each file's (path, size, inode, mtime, ctime): a replaced or
+    rewritten file changes its inode or ctime (whatever its mtime is set back to), so it is hashed
+    again. (Any change of the mtime also sets the ctime, so the mtime adds nothing the ctime misses.) Raises ``FileNotFoundError`` for a
     missing or empty directory.
     """
     path = Path(os.path.expanduser(str(root))).resolve()

@@ -43,6 +43,7 @@ from .negation import normalize_negations, polarities
 from .think import (
     EMPTY_THINK,
     TRUNCATED,
+    CONTENT_FILTER,
     clean_reply,
     final_answer_text,
     is_truncated,
@@ -56,6 +57,7 @@ __all__ = [
     "ANSWER_FORMATS",
     "EMPTY_THINK",
     "TRUNCATED",
+    "CONTENT_FILTER",
     "answer_start",
     "final_answer_text",
     "find_option_token",

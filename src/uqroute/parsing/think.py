@@ -28,11 +28,14 @@ __all__ = [
     "prompt_opens_think",
     "think_prefill",
     "TRUNCATED",
+    "CONTENT_FILTER",
     "EMPTY_THINK",
 ]
 
 #: ``finish_reason`` of a reply that hit ``max_new_tokens`` (``generations.finish_reason``).
 TRUNCATED = "length"
+#: ``finish_reason`` of an API reply that the provider's content filter stopped or withheld.
+CONTENT_FILTER = "content_filter"
 #: The empty reasoning block Qwen3's template writes for ``enable_thinking=False``.
 EMPTY_THINK = "<think>\n\n</think>\n\n"
 

@@ -113,7 +113,8 @@ class QuantileThreshold:
                 return Decision(True, t, q, "unscored", 1.0)
             p = 1.0 if c < t else (q if c == t else 0.0)
             routed = p >= 1.0 or (p > 0.0 and bool(self.rng.random() < p))
-            self.window.add(c)
+            if math.isfinite(c):  # ±inf is decided (below or above every threshold) but kept out of the quantile
+                self.window.add(c)
             return Decision(routed, t, q, src, p)
 
 

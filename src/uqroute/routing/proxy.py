@@ -159,12 +159,16 @@ def tie_aware_thresholds(sample, ratios) -> tuple[np.ndarray, np.ndarray]:
     P the sample's empirical distribution. Routing every query with c < t plus a fraction q of
     those with c = t then routes r of the sample in expectation, also when confidences tie.
     The ends are exact budgets: r = 0 gives t = −∞ (route nothing) and r = 1 gives t = +∞
-    (route everything). Pure; the router reuses it.
+    (route everything). A sample holding NaN or ±inf raises ``ValueError``. Pure; the router reuses it.
     """
     x = np.sort(np.asarray(sample, dtype=np.float64))
     r = np.asarray(ratios, dtype=np.float64)
     if x.size == 0:
         raise ValueError("tie_aware_thresholds: empty sample")
+    bad = ~np.isfinite(x)
+    if bad.any():  # a NaN sorts last and an inf makes the interpolation inf - inf: either gives a NaN threshold
+        raise ValueError(f"tie_aware_thresholds: the sample holds {int(bad.sum())} non-finite confidence(s) "
+                         f"({', '.join(map(repr, np.unique(x[bad]).tolist()))}) among {x.size}; drop them (or score them) first")
     if np.any((r < 0) | (r > 1)):
         raise ValueError(f"tie_aware_thresholds: ratios must lie in [0, 1], got {r[(r < 0) | (r > 1)][:3]}")
     t = proxy_thresholds(x, r)
