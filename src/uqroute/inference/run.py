@@ -271,8 +271,18 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
 
     record = dict(provenance) if provenance is not None else make_provenance(inputs=[data_path])
     record["models"] = {**record.get("models", {}), model: weights or source_identity(spec, name=model)}
+    record["engine"] = _engine_record(backend, spec, cfg)
     write_parquet(df, out_path, "generations", provenance=record)
     store.clear()
+
+
+def _engine_record(backend, spec: dict, cfg: dict) -> dict:
+    """Which engine generated (provenance): ``{"name": "vllm", "version": …, …}`` (the backend's own record),
+    ``{"name": "uqroute"}`` (our engine; the code version is the record's ``uqroute_version``) or an API."""
+    if backend is not None and hasattr(backend, "engine_record"):
+        return backend.engine_record()
+    name = "openai" if "api" in spec else (spec.get("backend") or cfg.get("backend") or "transformers")
+    return {"name": "uqroute" if name == "transformers" else name}
 
 
 def _check_context(backend, rows: list[dict], stats: list[str], b: dict, model: str, data_path) -> None:
