@@ -85,6 +85,19 @@ def test_paper_config_is_the_papers_grid():
         assert "api" in models[name], f"{name}: the paper's LLMs are API models in paper.yaml"
 
 
+def test_paper_runs_its_local_slms_on_vllm_but_rwkv7():
+    """vLLM generates for every local SLM of the preset; RWKV-7, which vLLM does not run, keeps our engine."""
+    config = load(ROOT / "config" / "paper.yaml")
+    engines = {m: config["models"][m].get("backend") or config["inference"]["backend"] for m in config["slms"]}
+    assert engines.pop("rwkv7-2.9b") == "transformers"
+    assert set(engines.values()) == {"vllm"}, engines
+    v = config["inference"]["vllm"]
+    assert v["tensor_parallel_size"] == 1 and 0 < v["gpu_memory_utilization"] < 1
+    # the longest reasoning reply (the math budget × the scale) fits the planned model length
+    scale = max(config["models"][m].get("max_new_tokens_scale", 1) for m in engines)
+    assert config["inference"]["max_new_tokens"]["math"] * scale < v["max_model_len"]
+
+
 def dry_run(configfile: Path, workdir: Path) -> tuple[str, float, float]:
     """`snakemake -n` of the real workflow in an empty workdir; (stdout, wall s, CPU s)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -236,6 +236,7 @@ class VLLMBackend(TransformersBackend):
         self.max_model_len = int(v.get("max_model_len") or self.context_limit or 4096)
         if self.context_limit:
             self.max_model_len = min(self.max_model_len, self.context_limit)
+        self.context_limit = self.max_model_len  # what run_inference checks every prompt + budget against
         self.worker_settings = {
             "model_dir": str(Path(model_dir).absolute()),
             "dtype": str(self.dtype).split(".")[-1],
