@@ -406,8 +406,9 @@ class VLLMBackend(TransformersBackend):
                         continue
                     br, spec = results[i].branches[k], jobs[i].branches[k]
                     tok = torch.tensor(br.token_ids, device=lp.device)
-                    if spec.entropy:
-                        br.entropies = (-torch.xlogy(lp.exp(), lp.exp()).sum(-1)).cpu().tolist()
+                    if spec.entropy:  # in slices of positions: a reasoning trace has thousands
+                        br.entropies = [e for a in range(0, n, 1024) for p in [lp[a:a + 1024].exp()]
+                                        for e in (-torch.xlogy(p, p).sum(-1)).cpu().tolist()]
                     if spec.top_logprobs:
                         v, ix = lp.topk(spec.top_logprobs, dim=-1)
                         br.top_logprobs = [dict(zip(a, b)) for a, b in zip(ix.cpu().tolist(), v.cpu().tolist())]
