@@ -136,3 +136,15 @@ def test_load_backend_picks_vllm_per_model(tiny_model_dir, tmp_path):
     assert other.worker_settings["max_model_len"] == 256 and other.worker_settings["dtype"] == "float32"
     other.close()
     assert not isinstance(load_backend({"backend": "transformers"}, tiny_model_dir, {"backend": "vllm"}), VLLMBackend)
+
+
+def test_a_local_judge_stays_on_our_engine(tiny_model_dir, tmp_path):
+    """The vLLM engine is for rules infer / infer_llm (their env has vLLM); the judge job's env has not."""
+    from uqroute.inference.transformers_backend import TransformersBackend
+    from uqroute.inference.vllm_backend import VLLMBackend
+    from uqroute.judge.run import judge_backend
+
+    be = judge_backend({"model": "tiny"}, {"backend": "vllm"}, tiny_model_dir,
+                       {"backend": "vllm", "dtype": "float32", "pack_weights": False}, cache_dir=tmp_path)
+    inner = be.backend
+    assert isinstance(inner, TransformersBackend) and not isinstance(inner, VLLMBackend)

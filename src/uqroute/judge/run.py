@@ -187,7 +187,10 @@ def judge_backend(judge_cfg: dict, judge_spec: dict, judge_model_dir, inference_
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "device_map": judge_spec.get("device_map"),
     }
-    return CachedBackend(lambda: load_backend(judge_spec, judge_model_dir, cfg, name=name), cache_dir, identity, name=name)
+    # a local judge runs on our engine in the torch env: the vLLM engine is for rules infer / infer_llm only
+    local = {**judge_spec, "backend": "transformers"}
+    cfg = {**cfg, "backend": "transformers"}
+    return CachedBackend(lambda: load_backend(local, judge_model_dir, cfg, name=name), cache_dir, identity, name=name)
 
 
 def final_labels(rule: list[bool | None], verdict: list[str | None], truncated: list[bool] | None = None) -> tuple[list, list, list]:
