@@ -172,7 +172,8 @@ def read_provenance(path: str | os.PathLike) -> dict:
     Keys: ``uqroute_version``, ``git_commit``, ``git_dirty`` (the code that wrote it), ``artifact``
     (its name in ``uqroute.schema``), ``config_sha256`` (hash of the config values it was made
     with), ``models`` (``{name: weights identity}``) and ``datasets`` (``{name: {source, …, commit
-    or files}}``) of everything it derives from. A missing or unreadable file raises
+    or files}}``) of everything it derives from; a generations artifact also has ``engine`` (which engine
+    generated it: ``uqroute.inference.run``). A missing or unreadable file raises
     :class:`ArtifactInputError` naming it.
     """
     p = Path(path)
