@@ -1,4 +1,4 @@
-"""Write the conda environments of the rules (envs/torch.yaml, envs/eval.yaml) from requirements.lock.
+"""Write the conda environments of the rules (envs/torch.yaml, envs/vllm.yaml, envs/eval.yaml) from requirements.lock.
 
     python envs/make_envs.py            # rewrite both files
     python envs/make_envs.py --check    # exit 1 when a file is stale (tests/test_envs.py runs this check)
@@ -67,6 +67,17 @@ ENVS = {
 # torch==2.13.0 from PyPI is its CUDA build on Linux x86_64 (CUDA 12 libraries come as nvidia-*
 # wheels, pinned exactly by torch itself); it runs on CPU-only nodes too. A site with another CUDA
 # version can change the torch line (e.g. add `--extra-index-url https://download.pytorch.org/whl/cu126`).
+""",
+    },
+    "vllm": {
+        "drop": TORCH_STACK,
+        "extras": (),
+        "add": ("vllm==0.32.0",),
+        "header": """\
+# Conda environment of rules `infer` and `infer_llm` for models on the vLLM engine (`inference.backend: vllm`):
+# vLLM (its CUDA build; it pins its own torch and transformers, which is why it is an env of its own) and the
+# library's other dependencies. vLLM generates in a worker process of this env's python, and the same job
+# scores with transformers (vLLM's torch and transformers) in this env too.
 """,
     },
     "eval": {
@@ -157,6 +168,7 @@ def render(env: str) -> str:
     lines = [COMMON_HEADER + spec["header"], "channels:", "  - conda-forge", "  - nodefaults", "dependencies:",
              f"  - python={PYTHON}", "  - pip", "  - pip:"]
     lines += [f"      - {name}=={version}" for name, version in pins.items()]
+    lines += [f"      - {req}" for req in spec.get("add", ())]
     return "\n".join(lines) + "\n"
 
 

@@ -135,6 +135,24 @@ def test_a_models_own_budget_replaces_the_scaled_one_for_the_tasks_it_names():
                              "qwen3-0.6b": {"hub": "Qwen/Qwen3-0.6B", "max_new_tokens": {"Math": 5}}}}, schema=str(SCHEMA))
 
 
+def test_paper_runs_its_local_slms_on_vllm_but_rwkv7():
+    """vLLM generates for every local SLM of the preset; RWKV-7, which vLLM does not run, keeps our engine."""
+    config = load(ROOT / "config" / "paper.yaml")
+    engines = {m: config["models"][m].get("backend") or config["inference"]["backend"] for m in config["slms"]}
+    assert engines.pop("rwkv7-2.9b") == "transformers"
+    assert set(engines.values()) == {"vllm"}, engines
+    v = config["inference"]["vllm"]
+    assert v["tensor_parallel_size"] == 1 and 0 < v["gpu_memory_utilization"] < 1
+    # the longest reply of every vLLM SLM (its own card budget for a reasoning model) fits the planned model length
+    from uqroute.data import get_spec
+    from uqroute.inference.settings import budgets
+
+    for m in engines:
+        for d in config["datasets"]:
+            spec = get_spec(d)
+            assert budgets(config["inference"], config["models"][m], spec.task_type, spec.domain)["answer"] < v["max_model_len"], (m, d)
+
+
 def dry_run(configfile: Path, workdir: Path) -> tuple[str, float, float]:
     """`snakemake -n` of the real workflow in an empty workdir; (stdout, wall s, CPU s)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -58,6 +58,9 @@ def rules() -> dict[str, dict]:
                 continue
             name = re.match(r"rule (\w+):", block).group(1)
             env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
+            if env is None and re.search(r"conda:\s*\n\s*lambda w: model_env\(", block):
+                # the model's engine picks the env (common.smk model_env): torch.yaml, or vllm.yaml on vLLM
+                env = re.match(r"(.*)", "../../envs/torch.yaml")
             script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
             out[name] = {"env": (path.parent / env.group(1)).resolve() if env else None,
                          "script": (path.parent / script.group(1)).resolve() if script else None}
@@ -81,15 +84,37 @@ def test_env_file_pins_everything_to_the_lock_and_points_at_nothing_relative(pat
         assert not line.startswith("-"), f"{path.name}: pip option {line!r} (paths resolve against .snakemake/conda/)"
         name, _, version = line.partition("==")
         assert version, f"{path.name}: {line!r} is not pinned"
+        if line in _added(path):  # an env's own engine (vllm), not a library dependency: pinned in make_envs.py
+            continue
         if canonicalize_name(name) != "setuptools":  # `pip freeze` leaves it out of the lock (envs/make_envs.py)
             assert pins.get(canonicalize_name(name)) == version, f"{path.name}: {line} differs from requirements.lock"
 
 
+def _added(path: Path) -> tuple[str, ...]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_envs", ENVS / "make_envs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return tuple(mod.ENVS.get(path.stem, {}).get("add", ()))
+
+
 def test_only_the_torch_env_has_torch():
     names = {p.stem: {l.split("==")[0].lower() for l in pip_section(p)} for p in env_files()}
-    assert set(names) == {"torch", "eval"}
+    assert set(names) == {"torch", "eval", "vllm"}
     assert {"torch", "transformers", "accelerate"} <= names["torch"]
     assert not {"torch", "transformers", "accelerate"} & names["eval"]
+    # the vLLM env takes torch and transformers from vLLM's own pins, and has the library's other packages
+    assert "vllm" in names["vllm"] and not {"torch", "transformers", "accelerate"} & names["vllm"]
+    assert names["eval"] <= names["vllm"]
+
+
+def test_the_vllm_engine_picks_the_vllm_env():
+    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert '"../../envs/vllm.yaml" if runs_locally(model) and model_engine(model) == "vllm"' in text
+    for rule in ("infer", "infer_llm"):
+        block = re.search(rf"(?ms)^rule {rule}:.*?(?=^rule |\Z)", (ROOT / "workflow" / "rules" / "infer.smk").read_text())
+        assert "lambda w: model_env(" in block.group(0), rule
 
 
 def test_every_rule_names_an_env_of_the_repository():

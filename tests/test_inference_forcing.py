@@ -134,6 +134,10 @@ def test_thinking_budget_needs_room_to_answer_and_the_local_slm_engine():
         _check_thinking_budget("m", {"hub": "x", "thinking_budget": 100}, "slm", "gsm8k", b)
     with pytest.raises(ValueError, match=r"model 'm': thinking_budget \(budget forcing\) is implemented for SLM"):
         _check_thinking_budget("m", {"api": {"model": "x"}, "thinking_budget": 10}, "llm", "gsm8k", b)
+    with pytest.raises(ValueError, match="transformers backend only"):  # vLLM generates: nothing would force the tag
+        _check_thinking_budget("m", {"hub": "x", "thinking_budget": 10}, "slm", "gsm8k", b, {"backend": "vllm"})
+    with pytest.raises(ValueError, match="transformers backend only"):
+        _check_thinking_budget("m", {"hub": "x", "backend": "vllm", "thinking_budget": 10}, "slm", "gsm8k", b)
     with pytest.raises(ValueError, match=r"job 0: budget forcing needs a thinking_budget ≥ 0 and the closing tag"):
         check_job(0, Job([1, 2], [Branch(5, thinking_budget=2)]))
 

@@ -212,7 +212,8 @@ def read_provenance(path: str | os.PathLike) -> dict:
     (``{distribution: version}``, :data:`PACKAGES`), ``artifact`` (its name in ``uqroute.schema``),
     ``config`` and ``config_sha256`` (the config values it was made with, and their hash), ``written_at``
     (UTC time, from the sidecar file; absent without one), ``models`` (``{name: weights identity}``) and ``datasets`` (``{name: {source, …, commit
-    or files}}``) of everything it derives from. A missing or unreadable file raises
+    or files}}``) of everything it derives from; a generations artifact also has ``engine`` (which engine
+    generated it: ``uqroute.inference.run``). A missing or unreadable file raises
     :class:`ArtifactInputError` naming it.
     """
     p = Path(path)

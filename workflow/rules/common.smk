@@ -132,9 +132,25 @@ def runs_locally(model):
     return bool(model) and not is_api(model)
 
 
+def model_engine(model):
+    """The engine of a local model: models.<name>.backend, else inference.backend (`transformers` or `vllm`)."""
+    return MODELS[model].get("backend") or cfg("inference")["backend"]
+
+
+def model_env(model):
+    """The conda env of a job that runs `model`: envs/vllm.yaml on the vLLM engine, else envs/torch.yaml."""
+    return "../../envs/vllm.yaml" if runs_locally(model) and model_engine(model) == "vllm" else "../../envs/torch.yaml"
+
+
 def model_gpus(model):
-    """GPUs for a job that runs `model`: resources.gpus_per_job for local models; 0 for API models or None."""
-    return int(cfg("resources")["gpus_per_job"]) if runs_locally(model) else 0
+    """GPUs for a job that runs `model`: resources.gpus_per_job for local models (on the vLLM engine at least
+    inference.vllm.tensor_parallel_size); 0 for API models or None."""
+    if not runs_locally(model):
+        return 0
+    n = int(cfg("resources")["gpus_per_job"])
+    if model_engine(model) == "vllm":
+        n = max(n, int(cfg("inference")["vllm"]["tensor_parallel_size"]))
+    return n
 
 
 def model_gpu_model(model):

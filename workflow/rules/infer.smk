@@ -22,7 +22,7 @@ rule infer:
     log:
         "logs/infer/{slm}/{dataset}.log",
     conda:
-        "../../envs/torch.yaml"
+        lambda w: model_env(w.slm)  # envs/torch.yaml, or envs/vllm.yaml for a model on the vLLM engine
     script:
         "../scripts/infer.py"
 
@@ -49,7 +49,7 @@ rule infer_llm:
     log:
         "logs/infer/{llm}/{dataset}.log",
     conda:
-        "../../envs/torch.yaml"
+        lambda w: model_env(w.llm)  # envs/torch.yaml, or envs/vllm.yaml for a model on the vLLM engine
     script:
         "../scripts/infer.py"
 

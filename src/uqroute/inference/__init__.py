@@ -22,7 +22,9 @@ both engines share), ``engine`` (scheduler), ``recurrent`` (the engine for recur
 models such as RWKV-7), ``fla_cpu`` (flash-linear-attention's PyTorch reference ops for a CPU),
 ``transformers_backend`` (model, tokenizer, chat templates, which engine), ``cache``, ``api``
 (OpenAI-compatible backend), ``statistics``, ``run``, ``sharding``, ``seeding``, ``packing``,
-``prompts``. Importing the package does not import torch.
+``prompts``, ``vllm_backend`` (``inference.backend: vllm``: vLLM generates in ``vllm_worker``, a
+subprocess of the vLLM environment's python, and one teacher-forced transformers pass scores).
+Importing the package does not import torch.
 """
 
 from __future__ import annotations

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .settings import resolve_settings
 
 __all__ = ["load_backend"]
 
 
 def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache_dir=None, *, name: str | None = None):
-    """The backend for one model: OpenAI-compatible for ``api`` specs, else transformers on ``model_dir``.
+    """The backend for one model: OpenAI-compatible for ``api`` specs, else transformers on ``model_dir``
+    (our engine, or with backend ``vllm`` vLLM generating and transformers scoring: :mod:`.vllm_backend`).
 
     ``inference_cfg`` is the ``inference`` config section (dtype, batch_size, attn_implementation);
     ``spec.device_map`` is passed to transformers (e.g. ``auto`` for multi-GPU).
@@ -26,8 +29,20 @@ def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache
     from .transformers_backend import TransformersBackend
 
     cfg = resolve_settings(cfg)  # the one place the defaults live (the judge passes a partial section)
-    return TransformersBackend(
+    cls, extra = TransformersBackend, {}
+    if backend == "vllm":
+        from ..models import weights_identity
+        from .cache import default_cache_dir
+        from .vllm_backend import VLLMBackend
+
+        # vLLM generates (its results kept per request in the generation store), transformers scores
+        store = Path(cache_dir) if cache_dir is not None else default_cache_dir("vllm", name or Path(model_dir).name)
+        cls, extra = VLLMBackend, {"vllm": {**resolve_settings({})["vllm"], **(cfg.get("vllm") or {})},
+                                   "store": store / "generations.sqlite",
+                                   "identity": weights_identity(spec, model_dir, name=name or "model")}
+    return cls(
         model_dir,
+        **extra,
         dtype=cfg["dtype"],
         batch_size=int(cfg["batch_size"]),
         max_batch_rows=int(cfg["max_batch_rows"]),

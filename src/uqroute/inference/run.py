@@ -212,7 +212,7 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     dataset, task_type, domain = data["dataset"][0], data["task_type"][0], data["domain"][0]
     fmt = _answer_format(dataset)
     b = budgets(cfg, spec, task_type, domain)
-    _check_thinking_budget(model, spec, role, dataset, b)
+    _check_thinking_budget(model, spec, role, dataset, b, cfg)
     if role == "llm":
         # Routing only ever uses the LLM's answers to evaluation queries; training rows exist
         # for the SLM's in-domain probe.
@@ -272,22 +272,33 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
 
     record = dict(provenance) if provenance is not None else make_provenance(inputs=[data_path])
     record["models"] = {**record.get("models", {}), model: weights or source_identity(spec, name=model)}
+    record["engine"] = _engine_record(backend, spec, cfg)
     write_parquet(df, out_path, "generations", provenance=record)
     store.clear()
 
 
-def _check_thinking_budget(model: str, spec: dict, role: str, dataset: str, b: dict) -> None:
+def _check_thinking_budget(model: str, spec: dict, role: str, dataset: str, b: dict, cfg: dict | None = None) -> None:
     """Budget forcing (``models.<name>.thinking_budget``, s1) needs the local engine (it forces tokens while
     decoding: SLM inference) and room to answer after the trace: a thinking budget below the answer budget."""
     tb = spec.get("thinking_budget")
     if tb is None:
         return
-    if "api" in spec or role != "slm":
+    engine = spec.get("backend") or (cfg or {}).get("backend") or "transformers"
+    if "api" in spec or role != "slm" or engine != "transformers":
         raise ValueError(f"model {model!r}: thinking_budget (budget forcing) is implemented for SLM inference on the "
                          "transformers backend only; remove it from this model's config")
     if int(tb) >= b["answer"]:
         raise ValueError(f"model {model!r}, dataset {dataset!r}: thinking_budget {tb} leaves no room to answer within the "
                          f"answer budget of {b['answer']} tokens; lower thinking_budget or raise the answer budget")
+
+
+def _engine_record(backend, spec: dict, cfg: dict) -> dict:
+    """Which engine generated (provenance): ``{"name": "vllm", "version": …, …}`` (the backend's own record),
+    ``{"name": "uqroute"}`` (our engine; the code version is the record's ``uqroute_version``) or an API."""
+    if backend is not None and hasattr(backend, "engine_record"):
+        return backend.engine_record()
+    name = "openai" if "api" in spec else (spec.get("backend") or cfg.get("backend") or "transformers")
+    return {"name": "uqroute" if name == "transformers" else name}
 
 
 def _check_context(backend, rows: list[dict], stats: list[str], b: dict, model: str, data_path) -> None:

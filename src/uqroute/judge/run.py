@@ -192,7 +192,10 @@ def judge_backend(judge_cfg: dict, judge_spec: dict, judge_model_dir, inference_
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "device_map": judge_spec.get("device_map"),
     }
-    return TokenChoiceJudge(lambda: load_backend(judge_spec, judge_model_dir, cfg, name=name), cache_dir, identity,
+    # a local judge runs on our engine in the torch env: the vLLM engine is for rules infer / infer_llm only
+    local = {**judge_spec, "backend": "transformers"}
+    cfg = {**cfg, "backend": "transformers"}
+    return TokenChoiceJudge(lambda: load_backend(local, judge_model_dir, cfg, name=name), cache_dir, identity,
                             name=name, thinking=not judge_spec.get("reasoning"))
 
 
