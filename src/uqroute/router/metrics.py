@@ -27,6 +27,8 @@ class RouterMetrics:
                                 ["router", "code"], registry=r)
         self.upstream_errors = Counter("uqroute_router_upstream_errors", "Upstream calls that failed after the client's retries.",
                                        ["router", "code"], registry=r)
+        self.disconnects = Counter("uqroute_router_client_disconnects", "Routed streams the client left before their end.",
+                                   ["router"], registry=r)
         self.latency = Histogram("uqroute_router_request_seconds", "End-to-end request latency.", ["router", "answered_by"],
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.slm_latency = Histogram("uqroute_router_slm_seconds", "SLM answer + confidence latency (queueing and the shared engine).",

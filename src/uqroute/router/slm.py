@@ -182,6 +182,12 @@ class Scored:
     engine_s: float  # from submission to the last job's result (queueing + the shared engine work)
     confidence_s: float  # turning the engine's results into the confidence (parsing, the UQ method, the probe)
     columns: dict = field(default_factory=dict)  # the joined-frame row the method read (for logs and tests)
+    token_ids: list = field(default_factory=list)  # the greedy answer's tokens (to cut the reply at the client's max_tokens)
+
+    @property
+    def truncated(self) -> bool:
+        """Cut off by the scoring budget (``finish_reason`` ``length``): the pipeline's truncation rule."""
+        return self.finish_reason == "length"
 
 
 class SLMScorer:
@@ -196,6 +202,8 @@ class SLMScorer:
         self.doc, self.method = doc, METHODS[doc["method"]]
         inf = doc["inference"]
         self.inference = inf
+        #: the router file's answer budget: every request is scored at it, whatever the client asks (calibration's budget)
+        self.budget = int(inf["max_tokens"])
         model_dir = Path(model_dir)
         self.backend = TransformersBackend(model_dir, dtype=inf["dtype"], batch_size=batch_size, device=device,
                                            max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens, progress=False,
@@ -214,6 +222,8 @@ class SLMScorer:
         self.think_open = self._ctx_proto.think_open
         layer = int(inf["hidden_layer"]) if self.probe is not None else None
         self.worker = EngineWorker(self.backend.engine(), hidden_layer=layer, name=doc["slm"])
+        #: the SLM's context in tokens (None: unknown)
+        self.context = self.backend.context_limit
 
     @staticmethod
     def _load_probe(path: Path, sha256: str):
@@ -312,7 +322,27 @@ class SLMScorer:
         t2 = time.perf_counter()
         return Scored(text=values["response"], finish_reason=values["finish_reason"], prompt_tokens=int(values["n_prompt_tokens"]),
                       completion_tokens=len(values["tokens"]), confidence=conf if math.isfinite(conf) else math.nan,
-                      engine_s=t1 - t0, confidence_s=t2 - t1, columns=values)
+                      engine_s=t1 - t0, confidence_s=t2 - t1, columns=values, token_ids=list(results[0].branches[0].token_ids))
+
+    def reply(self, scored: Scored, max_tokens: int | None = None, stop=None) -> tuple[str, str, int]:
+        """What the client gets of the SLM's answer: ``(text, finish_reason, completion_tokens)``.
+
+        The answer is scored whole (at :attr:`budget`); the client's ``max_tokens`` only cuts what is
+        returned (``finish_reason`` ``length``), and its ``stop`` strings end the text at the first one
+        (not included, ``finish_reason`` ``stop``), as an OpenAI server does.
+        """
+        from ..parsing import final_answer_text
+
+        text, finish, n = scored.text, scored.finish_reason, scored.completion_tokens
+        if max_tokens is not None and max_tokens < len(scored.token_ids):
+            n = int(max_tokens)
+            text = final_answer_text(self.backend.decode(scored.token_ids[:n]), think_open=self.think_open)
+            finish = "length"
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        cut = min((i for i in (text.find(x) for x in stops if x) if i >= 0), default=-1)
+        if cut >= 0:
+            text, finish = text[:cut], "stop"
+        return text, finish, n
 
     def score(self, messages: list[dict], max_tokens: int, request_id: str, timeout: float | None = None) -> Scored:
         fut, plan, t0 = self.submit(messages, max_tokens, request_id)
