@@ -25,7 +25,7 @@ and the realised fraction is farther than ``drift_margin`` from the target.
 guards, each optional in :class:`QuantileThreshold` and on by default in ``uqroute serve``:
 
 * a per-client share: a client (``client``: an id from its API key or a header) holds at most
-  ``client_share`` of the window; its further confidences are decided but not added;
+  ``client_share`` of the window; beyond that, its newest confidence replaces its oldest;
 * duplicates: a prompt (``key``: a hash of the conversation) already in the window is not added again;
 * bounds: the live threshold is clamped to the hold-out thresholds of the LLM-call fractions
   ``fraction ± max_shift`` (:meth:`QuantileThreshold.bounds`), so whatever the live traffic, the
@@ -101,6 +101,16 @@ class SortedWindow:
             self._inc(self._clients, oc, -1)
             self._inc(self._keys, ok, -1)
 
+    def drop_oldest_of(self, client) -> None:
+        """Remove the oldest value of ``client`` (O(size))."""
+        for i, (x, c, k) in enumerate(self.fifo):
+            if c == client:
+                del self.fifo[i]
+                del self.sorted[bisect.bisect_left(self.sorted, x)]
+                self._inc(self._clients, c, -1)
+                self._inc(self._keys, k, -1)
+                return
+
     def array(self) -> np.ndarray:
         return np.asarray(self.sorted, dtype=np.float64)
 
@@ -144,7 +154,8 @@ class QuantileThreshold:
     Args:
         fraction, threshold, q: the target LLM-call fraction and the calibrated (t, q).
         mode, window, min_samples, seed: see the module docstring.
-        client_share: the largest share of the window one client may hold (None: no limit).
+        client_share: the largest share of the window one client may hold (None: no limit); ``client_cap``
+            = max(1, ⌊client_share × window⌋) values.
         dedupe: keep a prompt key out of the window while the window holds it already.
         reference: the hold-out confidences; with ``max_shift``, they bound the live threshold.
         max_shift: the live threshold stays between the reference's thresholds of ``fraction ± max_shift``.
@@ -219,9 +230,10 @@ class QuantileThreshold:
             routed = p >= 1.0 or (p > 0.0 and bool(self.rng.random() < p))
             if self.dedupe and self.window.has(key):
                 self.skipped["duplicate"] += 1
-            elif client is not None and self.client_cap is not None and self.window.count(client) >= self.client_cap:
-                self.skipped["client_share"] += 1
             else:
+                if client is not None and self.client_cap is not None and self.window.count(client) >= self.client_cap:
+                    self.skipped["client_share"] += 1  # its newest confidence replaces its oldest: its share stays capped
+                    self.window.drop_oldest_of(client)
                 self.window.add(c, client, key)
             return Decision(routed, t, q, src, p)
 
