@@ -13,8 +13,11 @@ hold-out set did not include through `uqroute serve` at several concurrency leve
 
 Processes: a vLLM server for the SLM alone (the baseline; stopped before the rest starts), a vLLM
 server for the upstream LLM, and the router (`python -m uqroute.cli serve`), once per mode. All on
-127.0.0.1. The tracking window is shortened (``--window``/``--min-samples``) so that tracking starts
-within a small replay; the router file is copied with those settings.
+127.0.0.1. The tracking window is shortened (``--window``/``--min-samples``, served with
+``--min-samples file``) so that tracking starts within a small replay, and the scoring budget is set
+to ``--max-tokens`` (the router always decodes at its file's budget); the router file is copied with
+those settings. The tracking guards are the server's defaults (one anonymous client: the per-client
+share does not apply; distinct prompts; bounds ±0.2).
 
 Example (the demo's router after `snakemake --cores 2`; piqa is not one of the demo's datasets)::
 
@@ -85,7 +88,7 @@ class Router:
         self.port = vm.free_port()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
         cmd = [sys.executable, "-m", "uqroute.cli", "serve", "--router", str(router_path), "--llm-base-url", llm_url, "--llm-model",
-               llm_model, "--port", str(self.port), "--mode", mode, "--log-level", "warning"]
+               llm_model, "--port", str(self.port), "--mode", mode, "--log-level", "warning", "--min-samples", "file"]
         if slm_dir:
             cmd += ["--slm-dir", str(slm_dir)]
         self.log = open(log, "wb")
@@ -141,6 +144,9 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-router-"))
     bench = copy.deepcopy(doc)
     bench["serving"].update(window=a.window, min_samples=a.min_samples)
+    # the router scores every request at its file's budget (the calibration's), whatever max_tokens asks; the copy's budget is
+    # the replay's, so that the router and vLLM serving the SLM alone decode the same number of tokens
+    bench["inference"]["max_tokens"] = a.max_tokens
     if doc["probe"] is not None:  # keep the probe reachable from the copy
         bench["probe"]["path"] = os.path.relpath((Path(a.router).resolve().parent / doc["probe"]["path"]), work)
     router_copy = work / Path(a.router).name
