@@ -324,3 +324,36 @@ def test_truncated_reply_is_routed_and_readiness_reports_a_down_upstream(start, 
     assert status == 503 and ready["routers"]["r"]["upstream"] == "unreachable" and s.request("GET", "/health", key=None)[0] == 200
     # the openapi docs are on unless --no-docs
     assert s.request("GET", "/openapi.json", key=None)[0] == 200
+
+
+def test_ood_probe_decides_at_prefill_and_skips_the_decode(start, upstream, tiny_model_dir, tmp_path):
+    """ood_probe reads the prompt's hidden state: a routed request never waits for the SLM's answer; an answered
+    one gets the same confidence as the pipeline's path (prefill, then the answer); the fallback decodes then."""
+    import numpy as np
+
+    from uqroute.probes import fit_probe, save_probe
+    from uqroute.router.file import file_sha256
+
+    rng = np.random.default_rng(0)
+    probe = fit_probe(rng.normal(size=(40, 32)).astype(np.float32), (rng.random(40) < 0.5).astype(float), hidden_sizes=[8, 4],
+                      epochs=2, batch_size=8, lr=1e-3, seed=0, label="test")
+    path = tmp_path / "ood_probe.safetensors"
+    save_probe(path, probe, training_datasets=["a"])
+    docs = {}
+    for name, fraction in (("probe-all", 1.0), ("probe-none", 0.0)):
+        doc = _doc(tiny_model_dir, "ood_probe", fraction=fraction)
+        doc["inference"]["hidden_layer"] = -2
+        doc["probe"] = {"path": str(path), "sha256": file_sha256(path), "training_datasets": ["a"]}
+        docs[name] = doc
+    s = start(docs, upstream.base_url, "--on-truncated", "mark", "--fallback", keys=())
+    status, _, routed = s.chat({"model": "probe-all", "messages": MSGS}, key=None)
+    assert status == 200 and routed["uqroute"]["answered_by"] == "llm" and routed["uqroute"]["slm_decoded"] is False
+    status, _, answered = s.chat({"model": "probe-none", "messages": MSGS}, key=None)
+    assert status == 200 and answered["uqroute"]["answered_by"] == "slm" and answered["uqroute"]["slm_decoded"] is True
+    assert answered["uqroute"]["confidence"] == pytest.approx(routed["uqroute"]["confidence"], rel=1e-6)
+    assert answered["usage"]["completion_tokens"] == 8 and answered["choices"][0]["message"]["content"]
+    upstream.fail("500")
+    status, _, fell = s.chat({"model": "probe-all", "messages": MSGS}, key=None)
+    assert status == 200 and fell["uqroute"]["answered_by"] == "slm_fallback" and fell["uqroute"]["slm_decoded"] is True
+    assert fell["choices"][0]["message"]["content"] == answered["choices"][0]["message"]["content"]
+    assert fell["uqroute"]["confidence"] == routed["uqroute"]["confidence"]

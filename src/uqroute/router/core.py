@@ -273,23 +273,39 @@ class Router:
         return cls(doc, router_path=path, upstream=upstream, **kw)
 
     # ------------------------------------------------------------ deciding
-    def decide(self, scored, *, client=None, key=None) -> Decision:
-        """Decide one request (thread-safe) and update the monitor and the metrics.
+    def decide(self, scored, *, client=None, key=None, record: bool = True) -> Decision:
+        """Decide one request (thread-safe) and, with ``record``, update the monitor and the metrics (else call
+        :meth:`record` with the final outcome).
 
         ``scored`` is a :class:`.slm.Scored` (or a bare confidence). A reply cut off by the scoring
-        budget is never trusted as confident: with ``on_truncated`` ``route`` it is routed; with
-        ``mark`` it is decided by its confidence but kept out of the tracking window.
+        budget is never trusted as confident: with ``on_truncated`` ``route`` it is routed (and kept out
+        of the tracking window); with ``mark`` it is decided by its confidence and marked.
         """
         conf = scored if isinstance(scored, (int, float)) or scored is None else scored.confidence
-        truncated = bool(getattr(scored, "truncated", False))
-        d = self.threshold.decide(conf, client=client, key=key, trusted=not (truncated and self.on_truncated == "route"))
-        if truncated and self.on_truncated == "mark" and not d.routed:
-            d = Decision(False, d.threshold, d.q, "truncated", d.p_route)
-        st = self.monitor.record(conf, d.routed)
+        d = self.threshold.decide(conf, client=client, key=key, trusted=not (self.truncated(scored) and self.on_truncated == "route"))
+        d = self.after_answer(scored, d)
+        if record:
+            self.record(conf, d.routed)
+        return d
+
+    @staticmethod
+    def truncated(scored) -> bool:
+        return bool(getattr(scored, "truncated", False))
+
+    def after_answer(self, scored, d: Decision) -> Decision:
+        """The decision once the answer is known: a cut-off answer is routed (``route``) or marked (``mark``)."""
+        if not self.truncated(scored) or d.routed:
+            return d
+        if self.on_truncated == "route":
+            return Decision(True, d.threshold, d.q, "truncated", 1.0)
+        return Decision(False, d.threshold, d.q, "truncated", d.p_route)
+
+    def record(self, confidence, routed: bool) -> None:
+        """Count one final decision in the monitor and the metrics."""
+        st = self.monitor.record(confidence, routed)
         if self.metrics is not None:
             t, q, _ = self.threshold.current()
-            self.metrics.observe_decision(conf if conf is not None else math.nan, st, t, q)
-        return d
+            self.metrics.observe_decision(confidence if confidence is not None else math.nan, st, t, q)
 
     def info(self, scored, decision: Decision, answered_by: str, **extra) -> dict:
         """The ``uqroute`` field of a response (JSON-safe: non-finite numbers are null)."""
@@ -298,7 +314,8 @@ class Router:
             "answered_by": answered_by, "model": llm if answered_by == "llm" else self.slm, "slm": self.slm, "llm": llm,
             "method": self.method, "confidence": _num(scored.confidence), "threshold": _num(decision.threshold), "q": decision.q,
             "routed": decision.routed, "threshold_source": decision.source, "mode": self.mode, "llm_fraction_target": self.target,
-            "extra_cost": self.extra_cost, "truncated": bool(getattr(scored, "truncated", False)), **extra,
+            "extra_cost": self.extra_cost, "truncated": self.truncated(scored), "slm_decoded": bool(getattr(scored, "decoded", True)),
+            **extra,
         }
 
     @staticmethod

@@ -322,25 +322,45 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
             return _error(500, f"internal error; the router's log has the details under request id {rid}", type_="server_error",
                           rid=rid)
 
-    async def _chat(router: Router, req, rid, t0, client):
+    async def _engine(submit, *args):
+        """Run one submission on the SLM's engine: its results, or the RequestError / EngineStopped to answer with."""
         try:
-            fut, plan, ts = await asyncio.to_thread(router.scorer.submit, req["messages"], router.max_tokens(), rid)
-        except RequestError as err:
-            return reject(router, err, rid, t0)
+            fut, plan, ts = await asyncio.to_thread(submit, *args)
+        except RequestError:
+            raise
         except ValueError as err:  # the chat template or the prompt (e.g. longer than the context)
-            return reject(router, RequestError(str(err)), rid, t0)
+            raise RequestError(str(err)) from None
         try:
             results = await asyncio.wrap_future(fut)
         except ValueError as err:  # refused by the engine (prompt + budget beyond the context)
-            return reject(router, RequestError(str(err)), rid, t0)
+            raise RequestError(str(err)) from None
+        return results, plan, ts
+
+    async def _answer(router: Router, req, rid):
+        results, plan, ts = await _engine(router.scorer.submit, req["messages"], router.max_tokens(), rid)
+        return await asyncio.to_thread(router.scorer.finish, results, plan, ts)
+
+    async def _chat(router: Router, req, rid, t0, client):
+        key = prompt_key(req["messages"])
+        try:
+            if router.scorer.at_prefill:
+                # the confidence reads the prompt only: decide at prefill, decode only what the SLM answers
+                results, plan, ts = await _engine(router.scorer.submit_prefill, req["messages"], rid)
+                pre = await asyncio.to_thread(router.scorer.finish_prefill, results, plan, ts)
+                decision = await asyncio.to_thread(router.decide, pre, client=client, key=key, record=False)
+                scored = pre
+                if not decision.routed:
+                    scored = await _answer(router, req, rid)
+                    scored.engine_s += pre.engine_s
+                    decision = router.after_answer(scored, decision)
+                router.record(pre.confidence, decision.routed)
+            else:
+                scored = await _answer(router, req, rid)
+                decision = await asyncio.to_thread(router.decide, scored, client=client, key=key)
+        except RequestError as err:
+            return reject(router, err, rid, t0)
         except EngineStopped as err:
             return _error(503, str(err), type_="service_unavailable", rid=rid)
-
-        def score():
-            scored = router.scorer.finish(results, plan, ts)
-            return scored, router.decide(scored, client=client, key=prompt_key(req["messages"]))
-
-        scored, decision = await asyncio.to_thread(score)
         lat = {"slm_s": scored.engine_s + scored.confidence_s, "confidence_s": scored.confidence_s}
         if not decision.routed:
             return await _answer_slm(router, req, scored, decision, rid, t0, lat, "slm")
@@ -359,6 +379,13 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
         return JSONResponse(resp, headers=router.headers(info))
 
     async def _answer_slm(router, req, scored, decision, rid, t0, lat, answered_by, **extra):
+        if not scored.decoded:  # decided at prefill and routed, but the LLM failed: the fallback needs the SLM's answer now
+            try:
+                whole = await _answer(router, req, rid)
+            except (RequestError, EngineStopped) as err:
+                return _error(503, f"the fallback answer failed: {err}", type_="service_unavailable", rid=rid)
+            whole.confidence = scored.confidence
+            scored = whole
         info = router.info(scored, decision, answered_by, latency={**lat, "total_s": time.perf_counter() - t0}, **extra)
         detail = extra.pop("_detail", None)
         info.pop("_detail", None)

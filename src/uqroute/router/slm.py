@@ -183,6 +183,7 @@ class Scored:
     confidence_s: float  # turning the engine's results into the confidence (parsing, the UQ method, the probe)
     columns: dict = field(default_factory=dict)  # the joined-frame row the method read (for logs and tests)
     token_ids: list = field(default_factory=list)  # the greedy answer's tokens (to cut the reply at the client's max_tokens)
+    decoded: bool = True  # False: scored at prefill (SLMScorer.submit_prefill), no answer decoded
 
     @property
     def truncated(self) -> bool:
@@ -217,6 +218,9 @@ class SLMScorer:
         # the hidden state is read only when a probe scores it
         names = [s for s in inf["statistics"] if s != "hidden" or self.probe is not None]
         self.stats = [STATISTICS[s] for s in names]
+        #: the confidence depends on the prompt alone (a probe on the prompt's hidden state): it can be computed at
+        #: prefill, and a routed request then skips the SLM's decode (:meth:`submit_prefill`)
+        self.at_prefill = self.probe is not None and set(names) <= {"greedy", "hidden"}
         self.turns = [st for st in self.stats if st.has_follow_ups]
         self._ctx_proto = ShardContext(self.backend, "text", "FF", {}, dict(inf), int(inf["seed"]), {})
         self.think_open = self._ctx_proto.think_open
@@ -315,6 +319,34 @@ class SLMScorer:
         """Queue one request; returns ``(future, plan, t0)`` for :meth:`finish`."""
         jobs, plan = self.jobs(messages, max_tokens, request_id)
         return self.worker.submit(jobs), plan, time.perf_counter()
+
+    def submit_prefill(self, messages: list[dict], request_id: str):
+        """Queue the prompt's prefill only (no decoding): for :attr:`at_prefill` methods, the confidence before the
+        answer. A prompt that with the budget does not fit the context is refused here already (``ValueError``)."""
+        from ..inference.jobs import Branch, Job, check_job
+        from ..inference.prompts import answer_conversation
+
+        if not self.at_prefill:
+            raise ValueError(f"{self.doc['method']}: the confidence needs the answer; it cannot be computed at prefill")
+        ids = self.backend.encode(answer_conversation(messages))
+        job = Job(ids, [], want_hidden=True, group=request_id)
+        check_job(0, Job(ids, [Branch(self.budget)]), self.context)
+        return self.worker.submit([job]), request_id, time.perf_counter()
+
+    def finish_prefill(self, results, request_id: str, t0: float) -> Scored:
+        """The confidence from a prefill's hidden state (the same value :meth:`finish` computes after the answer)."""
+        import polars as pl
+
+        t1 = time.perf_counter()
+        res = results[0]
+        value = float(self.probe.predict(np.asarray(res.hidden, dtype=np.float32)[None, :])[0])
+        frame = pl.DataFrame([{"id": request_id, "task_type": "FF", self.method.name: value}],
+                             schema={"id": pl.Utf8, "task_type": pl.Utf8, self.method.name: pl.Float64})
+        conf = float(self.method(frame)[0])
+        t2 = time.perf_counter()
+        return Scored(text="", finish_reason="", prompt_tokens=int(res.n_prompt_tokens), completion_tokens=0,
+                      confidence=conf if math.isfinite(conf) else math.nan, engine_s=t1 - t0, confidence_s=t2 - t1,
+                      columns={self.method.name: value}, token_ids=[], decoded=False)
 
     def finish(self, results, plan, t0: float) -> Scored:
         t1 = time.perf_counter()
