@@ -223,6 +223,12 @@ def test_client_key_docs_and_request_ids(two):
     assert "system_fingerprint" not in routed and routed["uqroute"]["answered_by"] == "llm"
     ids = {line["request_id"] for line in two.lines()}
     assert body["id"] in ids and routed["id"] in ids
+    # one process, two routers: each metric family once (the text format allows a name once), both routers' samples
+    metrics = two.request("GET", "/metrics", key=None)[2].decode()
+    import re
+
+    assert len(re.findall(r"^# TYPE uqroute_router_requests(?:_total)? counter$", metrics, re.M)) == 1, metrics
+    assert 'answered_by="slm",router="none",status="ok"' in metrics and 'answered_by="llm",router="all",status="ok"' in metrics
 
 
 def test_client_max_tokens_does_not_change_the_decision(two):

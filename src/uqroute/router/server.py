@@ -277,9 +277,9 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
 
     @app.get("/metrics")
     async def metrics():
-        from .metrics import CONTENT_TYPE
+        from .metrics import CONTENT_TYPE, render_all
 
-        return Response(b"".join(r.metrics.render(r.scorer.worker) for r in routers if r.metrics is not None), media_type=CONTENT_TYPE)
+        return Response(render_all((r.metrics, r.scorer.worker) for r in routers if r.metrics is not None), media_type=CONTENT_TYPE)
 
     def reject(router, err: RequestError, rid: str, t0: float):
         if router is not None and router.metrics is not None:
