@@ -202,6 +202,7 @@ def test_a_5mb_body_is_refused_while_others_are_answered(two):
     for t in threads:
         t.join()
     assert done["status"] == 413 and done["body"]["error"]["code"] == "request_too_large"
+    assert any(x["request_id"] == done["body"]["error"]["request_id"] and x["http_status"] == 413 for x in two.lines())
     _assert_error(*done["long"], 400)
     assert worst < 1.0, worst
 

@@ -86,6 +86,8 @@ class _Guard:
         self.client_header = client_header.lower().encode() if client_header else None
 
     async def _reply(self, send, status: int, body: dict, rid: str, extra=()):
+        logging.getLogger("uqroute.router.requests").info(json.dumps(
+            {"request_id": rid, "status": "rejected", "http_status": status, "error": body["error"]["message"]}, sort_keys=True))
         data = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
