@@ -9,7 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from uqroute.router.tracking import QuantileThreshold, SortedWindow, fraction_sd, warmup_samples
+from uqroute.router.tracking import (
+    QuantileThreshold,
+    SortedWindow,
+    fraction_sd,
+    warmup_samples,
+)
 from uqroute.routing import tie_aware_thresholds
 
 TARGET = 0.3

@@ -27,9 +27,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from fault_server import FaultServer
 from test_router_slm import _doc
+
 from uqroute.router.file import write_router_file
 
 pytestmark = pytest.mark.slow
@@ -228,7 +228,7 @@ def test_client_key_docs_and_request_ids(two):
     metrics = two.request("GET", "/metrics", key=None)[2].decode()
     import re
 
-    assert len(re.findall(r"^# TYPE uqroute_router_requests(?:_total)? counter$", metrics, re.M)) == 1, metrics
+    assert len(re.findall(r"^# TYPE uqroute_router_requests(?:_total)? counter$", metrics, re.MULTILINE)) == 1, metrics
     assert 'answered_by="slm",router="none",status="ok"' in metrics and 'answered_by="llm",router="all",status="ok"' in metrics
 
 
