@@ -13,8 +13,20 @@ hold-out set did not include through `uqroute serve` at several concurrency leve
 
 Processes: a vLLM server for the SLM alone (the baseline; stopped before the rest starts), a vLLM
 server for the upstream LLM, and the router (`python -m uqroute.cli serve`), once per mode. All on
-127.0.0.1. The tracking window is shortened (``--window``/``--min-samples``) so that tracking starts
-within a small replay; the router file is copied with those settings.
+127.0.0.1. The tracking window is shortened (``--window``/``--min-samples``, served with
+``--min-samples file``) so that tracking starts within a small replay, and the scoring budget is set
+to ``--max-tokens`` (the router always decodes at its file's budget); the router file is copied with
+those settings. The tracking guards are the server's defaults (one anonymous client: the per-client
+share does not apply; distinct prompts; bounds ±0.2).
+
+With ``--prefill-saving`` it measures instead, in-process and without vLLM, what deciding at prefill
+saves a routed request of a method that reads the prompt alone (``ood_probe``): per request, the
+SLM's time to the confidence with the answer decoded at the budget (the pipeline's path) against the
+prefill alone (``SLMScorer.submit_prefill``), on the same prompts, one request at a time; the probe
+is a random MLP of the SLM's hidden size (its weights do not change the time)::
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_router.py --prefill-saving --slm-dir resources/models/smollm2-135m \
+        --dataset piqa --n 16 --max-tokens 64
 
 Example (the demo's router after `snakemake --cores 2`; piqa is not one of the demo's datasets)::
 
@@ -85,7 +97,7 @@ class Router:
         self.port = vm.free_port()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
         cmd = [sys.executable, "-m", "uqroute.cli", "serve", "--router", str(router_path), "--llm-base-url", llm_url, "--llm-model",
-               llm_model, "--port", str(self.port), "--mode", mode, "--log-level", "warning"]
+               llm_model, "--port", str(self.port), "--mode", mode, "--log-level", "warning", "--min-samples", "file"]
         if slm_dir:
             cmd += ["--slm-dir", str(slm_dir)]
         self.log = open(log, "wb")
@@ -114,9 +126,63 @@ class Router:
         self.log.close()
 
 
+def prefill_saving(slm_dir: Path, prompts: list[str], budget: int, seed: int) -> None:
+    """Time to the confidence with the answer decoded (budget ``budget``) vs. the prefill alone (ood_probe)."""
+    from uqroute.probes import fit_probe, save_probe
+    from uqroute.router import calibrate
+    from uqroute.router.build import router_document
+    from uqroute.router.file import file_sha256
+    from uqroute.router.slm import SLMScorer
+    from uqroute.routing import tie_aware_thresholds
+
+    hidden = int(json.loads((slm_dir / "config.json").read_text())["hidden_size"])
+    work = Path(tempfile.mkdtemp(prefix="bench-prefill-"))
+    rng = np.random.default_rng(seed)
+    probe = fit_probe(rng.normal(size=(64, hidden)).astype(np.float32), (rng.random(64) < 0.5).astype(float), hidden_sizes=[16],
+                      epochs=1, batch_size=16, lr=1e-3, seed=seed, label="bench")
+    save_probe(work / "ood_probe.safetensors", probe, training_datasets=["x"])
+    conf, grid = np.linspace(0, 1, 20), np.linspace(0, 1, 11)
+    t, q = tie_aware_thresholds(conf, grid)
+    row = {"slm": "slm", "method": "ood_probe", "setting": "pooled", "target": None, "sources": ["x"], "k": 1.0, "seed": 50, "bins": 1,
+           "pool_size": 20, "pool_note": None, "source_dataset": ["x"] * 20, "id": [f"x/{i}" for i in range(20)], "confidence": list(conf),
+           "slm_correct": [bool(i % 2) for i in range(20)], "ratio": list(grid), "threshold": list(t), "q": list(q)}
+    cal = calibrate([row], operating_point={"llm_fraction": 0.3}, llm_accuracy=0.8)
+    doc = router_document(cal, slm="slm", method="ood_probe", llm=None, created_by="bench", model_dir=str(slm_dir), weights=None,
+                          inference={}, max_tokens=budget, seed=seed,
+                          probe={"path": "ood_probe.safetensors", "sha256": file_sha256(work / "ood_probe.safetensors"),
+                                 "training_datasets": ["x"]},
+                          holdout_file=None, serving={"mode": "fixed", "window": 50, "min_samples": 5, "drift_margin": 0.1})
+    scorer = SLMScorer(doc, slm_dir, router_dir=work)
+    try:
+        msgs = [[{"role": "user", "content": p}] for p in prompts]
+        scorer.score(msgs[0], budget, "warm")  # warm-up
+        full, pre, toks, same = [], [], [], 0
+        for i, m in enumerate(msgs):
+            t0 = time.perf_counter()
+            a = scorer.score(m, budget, f"a{i}")
+            full.append(time.perf_counter() - t0)
+            toks.append(a.completion_tokens)
+            t0 = time.perf_counter()
+            fut, rid, ts = scorer.submit_prefill(m, f"p{i}")
+            b = scorer.finish_prefill(fut.result(), rid, ts)
+            pre.append(time.perf_counter() - t0)
+            same += abs(a.confidence - b.confidence) <= 1e-6 * max(1.0, abs(a.confidence))
+    finally:
+        scorer.close()
+    full, pre = np.array(full), np.array(pre)
+    print(f"ood_probe on {slm_dir.name}, {len(prompts)} prompts one at a time, answer budget {budget} "
+          f"(answers: {np.mean(toks):.1f} tokens mean, {sum(t >= budget for t in toks)} cut off by the budget):")
+    print(f"  to the confidence with the answer decoded: {np.mean(full):.3f} s mean, p50 {np.median(full):.3f} s, p95 {np.percentile(full, 95):.3f} s")
+    print(f"  to the confidence at prefill:             {np.mean(pre):.3f} s mean, p50 {np.median(pre):.3f} s, p95 {np.percentile(pre, 95):.3f} s")
+    print(f"  saved per routed request: {np.mean(full - pre):.3f} s mean ({np.mean(full) / np.mean(pre):.1f}x faster to the decision); "
+          f"same confidence on {same}/{len(prompts)} prompts")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--router", required=True, help="router file (results/routers/{slm}/{method}.json)")
+    ap.add_argument("--router", help="router file (results/routers/{slm}/{method}.json); required unless --prefill-saving")
+    ap.add_argument("--prefill-saving", action="store_true", help="measure what deciding at prefill saves (ood_probe), in-process")
     ap.add_argument("--dataset", required=True, help="a dataset NOT among the router's hold-out sources (read from data/slices, "
                     "40 rows each, or --mirror-dir)")
     ap.add_argument("--mirror-dir", help="a hub mirror (data.mirror_dir layout) for more rows than the shipped slices")
@@ -130,6 +196,15 @@ def main(argv=None) -> int:
     ap.add_argument("--llm-model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    if a.prefill_saving:
+        if not a.slm_dir:
+            raise SystemExit("--prefill-saving needs --slm-dir")
+        la = os.getloadavg()
+        print(f"load average at start (1, 5, 15 min): {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores")
+        prefill_saving(Path(a.slm_dir), prompts_of(a.dataset, a.n, a.seed, a.mirror_dir), a.max_tokens, a.seed)
+        return 0
+    if not a.router:
+        raise SystemExit("--router is required (or --prefill-saving)")
 
     from uqroute.router import read_router_file
     from uqroute.router.file import write_router_file
@@ -141,6 +216,9 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-router-"))
     bench = copy.deepcopy(doc)
     bench["serving"].update(window=a.window, min_samples=a.min_samples)
+    # the router scores every request at its file's budget (the calibration's), whatever max_tokens asks; the copy's budget is
+    # the replay's, so that the router and vLLM serving the SLM alone decode the same number of tokens
+    bench["inference"]["max_tokens"] = a.max_tokens
     if doc["probe"] is not None:  # keep the probe reachable from the copy
         bench["probe"]["path"] = os.path.relpath((Path(a.router).resolve().parent / doc["probe"]["path"]), work)
     router_copy = work / Path(a.router).name

@@ -26,9 +26,15 @@ Faults (:data:`FAULTS`):
 * ``"null_logprob"``: HTTP 200 whose second token (or only token) has ``"logprob": null``;
 * ``"content_filter"``: HTTP 200, a valid reply whose first choice the provider's filter stopped
   (``finish_reason: content_filter``, empty content: OpenAI's and Azure's shape);
-* ``("echo_key", status)``: the request's bearer key echoed back, as some servers do: HTTP 401 or
+* ``("echo_key", status)`` (``"echo_key"`` alone: 401): the request's bearer key echoed back, as some servers do: HTTP 401 or
   503 with ``Incorrect API key provided: <key>`` in the error body, or HTTP 200 whose first
   log-prob token is the key with ``"logprob": null`` (an invalid reply naming the token).
+* ``"stream_cut"``: a streaming reply whose connection closes after the first chunk, with no ``finish_reason``.
+
+A request with ``"stream": true`` is answered with server-sent ``chat.completion.chunk`` events, one
+word each, :attr:`FaultServer.stream_delay_s` apart, a last chunk with ``finish_reason`` and, when
+``stream_options.include_usage`` is set, a usage chunk. ``GET /v1/models`` lists the model with
+vLLM's ``max_model_len`` (:attr:`FaultServer.max_model_len`).
 
 Every request is recorded (:attr:`FaultServer.log`: the parsed body and the fault applied, ``None``
 for a normal reply); a test counts on the server side what was sent and what was paid for.
@@ -47,7 +53,7 @@ from typing import Callable, NamedTuple
 __all__ = ["FAULTS", "FaultServer", "Request", "canonical", "default_reply", "is_judge_prompt", "judge_reply"]
 
 FAULTS = ("400", "500", "503", "429", "timeout", "drop", "html", "truncated", "no_choices", "short_choices", "null_logprob",
-          "echo_key", "content_filter")
+          "echo_key", "content_filter", "stream_cut")
 #: faults answered with HTTP 200 (a real API bills these)
 PAID_FAULTS = ("html", "truncated", "no_choices", "short_choices", "null_logprob")
 
@@ -99,7 +105,7 @@ def completion(body: dict, text: str) -> dict:
         choices.append(choice)
     prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
     return {
-        "id": "chatcmpl-fault-server", "object": "chat.completion", "created": 0, "model": body["model"],
+        "id": "chatcmpl-fault-server", "object": "chat.completion", "created": 0, "model": body["model"], "system_fingerprint": "fp_fault",
         "choices": choices,
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
     }
@@ -116,8 +122,11 @@ class FaultServer:
     """
 
     def __init__(self, model: str = "fault-model", *, reply: Callable[[dict], str] = default_reply,
-                 delay_s: float = 0.0, hang_s: float = 2.0):
+                 delay_s: float = 0.0, hang_s: float = 2.0, stream_delay_s: float = 0.0, max_model_len: int | None = 4096):
         self.model, self.reply, self.delay_s, self.hang_s = model, reply, delay_s, hang_s
+        self.stream_delay_s, self.max_model_len = stream_delay_s, max_model_len
+        self.keys: list[str] = []  # the bearer key of every request, in arrival order
+        self._conns: set = set()  # open client connections (closed by stop(): a stopped server keeps no keep-alive one)
         self.log: list[Request] = []
         self._queue: deque = deque()
         self._always = None
@@ -182,6 +191,16 @@ class FaultServer:
             def log_message(self, *args):  # quiet
                 pass
 
+            def setup(self):
+                super().setup()
+                with server._lock:
+                    server._conns.add(self.connection)
+
+            def finish(self):
+                with server._lock:
+                    server._conns.discard(self.connection)
+                super().finish()
+
             def _send(self, status: int, payload: bytes, content_type: str = "application/json", headers=()):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -192,7 +211,45 @@ class FaultServer:
                 self.wfile.write(payload)
                 self.wfile.flush()
 
+            def do_GET(self):  # noqa: N802
+                if self.path.rstrip("/") != "/v1/models":
+                    self._send(404, b'{"error": {"message": "not found"}}')
+                    return
+                entry = {"id": server.model, "object": "model", "created": 0, "owned_by": "fault-server"}
+                if server.max_model_len is not None:
+                    entry["max_model_len"] = server.max_model_len
+                self._send(200, json.dumps({"object": "list", "data": [entry]}).encode())
+
+            def _stream(self, body, reply, cut: bool):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                base = {"id": "chatcmpl-fault-server", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                        "system_fingerprint": "fp_fault"}
+                words = re.findall(r"\s*\S+", reply["choices"][0]["message"]["content"]) or [""]
+                try:
+                    for i, w in enumerate(words):
+                        delta = {"role": "assistant", "content": w} if i == 0 else {"content": w}
+                        self.wfile.write(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': None}]})}\n\n".encode())
+                        self.wfile.flush()
+                        if cut:
+                            return
+                        time.sleep(server.stream_delay_s)
+                    last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
+                    if (body.get("stream_options") or {}).get("include_usage"):
+                        self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': reply['usage']})}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
             def do_POST(self):  # noqa: N802
+                auth = self.headers.get("Authorization") or ""
+                with server._lock:
+                    server.keys.append(auth[7:] if auth.startswith("Bearer ") else auth)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if self.path.rstrip("/") != "/v1/chat/completions":
@@ -217,6 +274,8 @@ class FaultServer:
                 if name == "400":
                     self._send(400, b'{"error": {"message": "injected: response_format is not supported", '
                                     b'"type": "invalid_request_error"}}')
+                elif body.get("stream") and name in (None, "stream_cut"):
+                    self._stream(body, reply, cut=name == "stream_cut")
                 elif name in ("500", "503"):
                     self._send(int(name), b'{"error": {"message": "injected server error", "type": "server_error"}}')
                 elif name == "429":
@@ -244,12 +303,13 @@ class FaultServer:
                     self._send(200, json.dumps(reply).encode())
                 elif name == "echo_key":
                     key = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                    if fault[1] == 200:
+                    status = fault[1] if isinstance(fault, tuple) else 401
+                    if status == 200:
                         content = (reply["choices"][0].get("logprobs") or {}).get("content") or []
                         content[0].update(token=key, logprob=None)
                         self._send(200, json.dumps(reply).encode())
                     else:
-                        self._send(int(fault[1]), json.dumps({"error": {"message": f"Incorrect API key provided: {key}",
+                        self._send(int(status), json.dumps({"error": {"message": f"Incorrect API key provided: {key}",
                                                                          "type": "invalid_request_error"}}).encode())
                 elif name == "null_logprob":
                     content = (reply["choices"][0].get("logprobs") or {}).get("content") or []
@@ -270,6 +330,15 @@ class FaultServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+            import socket
+
+            with self._lock:
+                conns, self._conns = list(self._conns), set()
+            for c in conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def __enter__(self) -> "FaultServer":
         return self.start()

@@ -57,28 +57,7 @@ LAYERS = {
 #: query plan in inference, EngineWorker moved into inference, router/'s reach into other stages'
 #: modules). Each is (importing module, imported module or name). The coordinator empties this
 #: list after merging; nothing else may be added here.
-ALLOWED: set[tuple[str, str]] = {
-    # cli -> router: the server and calibration are imported lazily (fastapi, torch); to become public
-    # names of uqroute.router (its module __getattr__)
-    ("uqroute.cli", "uqroute.router.build.calibrate_file"),
-    ("uqroute.cli", "uqroute.router.server.serve"),
-    # router/ reaching into other stages' modules instead of their __init__
-    ("uqroute.router.build", "uqroute.inference.settings.resolve_settings"),
-    ("uqroute.router.build", "uqroute.routing.inputs.load_inputs"),
-    ("uqroute.router.build", "uqroute.uq.registry.METHODS"),
-    ("uqroute.router.calibrate", "uqroute.routing.config.resolve"),
-    ("uqroute.router.core", "uqroute.inference.statistics.STATISTICS"),
-    ("uqroute.router.slm", "uqroute.inference.jobs.Branch"),
-    ("uqroute.router.slm", "uqroute.inference.jobs.Job"),
-    ("uqroute.router.slm", "uqroute.inference.prompts.answer_conversation"),
-    ("uqroute.router.slm", "uqroute.inference.statistics.QueryResult"),
-    ("uqroute.router.slm", "uqroute.inference.statistics.STATISTICS"),
-    ("uqroute.router.slm", "uqroute.inference.statistics.ShardContext"),
-    ("uqroute.router.slm", "uqroute.inference.transformers_backend.TransformersBackend"),
-    ("uqroute.router.slm", "uqroute.uq.registry.METHODS"),
-    ("uqroute.router.upstream", "uqroute.inference.api.endpoint"),
-    ("uqroute.router.upstream", "uqroute.inference.api.resolve_api_key"),
-}
+ALLOWED: set[tuple[str, str]] = set()  # no exception: every stage is reached through its package's __init__
 
 
 def _modules():

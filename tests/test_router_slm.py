@@ -135,10 +135,17 @@ class FakeUpstream:
 
 def test_route_both_branches_and_fallback(tiny_model_dir):
     msgs = [{"role": "user", "content": "What is the capital of France?"}]
-    with Router(_doc(tiny_model_dir, fraction=0.0), upstream=FakeUpstream()) as r:  # route nothing
+    # route nothing (the tiny model never ends within its 8-token budget: its cut-off answer is served, marked)
+    with Router(_doc(tiny_model_dir, fraction=0.0), upstream=FakeUpstream(), on_truncated="mark") as r:
         out = r.route(msgs)
         assert out["uqroute"]["answered_by"] == "slm" and out["model"] == "tiny" and not out["uqroute"]["routed"]
         assert out["uqroute"]["threshold"] is None  # −∞, as null
+        assert out["uqroute"]["truncated"] and out["uqroute"]["threshold_source"] == "truncated"
+        short = r.route(msgs, max_tokens=2)  # the client's max_tokens cuts the reply, not the scoring
+        assert short["usage"]["completion_tokens"] == 2 and short["uqroute"]["confidence"] == out["uqroute"]["confidence"]
+    with Router(_doc(tiny_model_dir, fraction=0.0), upstream=FakeUpstream()) as r:  # by default, a cut-off answer is routed
+        out = r.route(msgs)
+        assert out["uqroute"]["answered_by"] == "llm" and out["uqroute"]["threshold_source"] == "truncated"
     up = FakeUpstream()
     with Router(_doc(tiny_model_dir, fraction=1.0), upstream=up) as r:  # route everything
         out = r.route(msgs, max_tokens=5, temperature=0.3)

@@ -65,8 +65,9 @@ def upstream(qwen_dir):
 
 @pytest.fixture(scope="module")
 def router_file(smollm2_dir, tmp_path_factory):
-    """A perplexity router whose threshold is the median of the SLM's confidences on PROMPTS (computed
-    in-process with the same code): half the prompts go to the LLM. Returns (path, {prompt: routed})."""
+    """A perplexity router whose threshold is the median of the SLM's confidences on the PROMPTS it answers
+    within the budget (computed in-process with the same code): half of those go to the LLM, and so does
+    every answer cut off by the budget (never trusted as confident). Returns (path, {prompt: routed})."""
     from uqroute.router.file import write_router_file
     from uqroute.router.slm import SLMScorer
 
@@ -74,16 +75,20 @@ def router_file(smollm2_dir, tmp_path_factory):
     probe_doc = _doc(np.linspace(0.1, 0.9, 9), grid, smollm2_dir)
     scorer = SLMScorer(probe_doc, smollm2_dir)
     try:
-        conf = {p: scorer.score([{"role": "user", "content": p}], MAX_TOKENS, f"x{i}").confidence for i, p in enumerate(PROMPTS)}
+        scored = {p: scorer.score([{"role": "user", "content": p}], MAX_TOKENS, f"x{i}") for i, p in enumerate(PROMPTS)}
     finally:
         scorer.close()
-    values = np.array(sorted(conf.values()))
-    doc = _doc(values, grid, smollm2_dir)
+    whole = np.array(sorted(s.confidence for s in scored.values() if not s.truncated))
+    assert whole.size >= 2, {p: s.finish_reason for p, s in scored.items()}
+    # an even number of values puts the median between two of them (no tie at the threshold); the top one left out
+    # is above it, so it still goes to the SLM
+    whole = whole[: whole.size - whole.size % 2]
+    doc = _doc(whole, grid, smollm2_dir)
     t = doc["operating_point"]["threshold"]
-    assert doc["operating_point"]["q"] == 0.0 or t not in values
+    assert doc["operating_point"]["q"] == 0.0 or t not in whole
     path = tmp_path_factory.mktemp("router") / "perplexity.json"
     write_router_file(doc, path)
-    return path, {p: c < t for p, c in conf.items()}
+    return path, {p: s.truncated or s.confidence < t for p, s in scored.items()}
 
 
 def _doc(conf, grid, model_dir):
@@ -201,7 +206,8 @@ def test_models_health_and_both_branches(server, router_file, upstream):
         assert float(raw.headers["x-uqroute-confidence"]) == pytest.approx(info["confidence"])
         assert float(raw.headers["x-uqroute-threshold"]) == pytest.approx(info["threshold"])
         assert resp.choices[0].message.content
-        assert (info["confidence"] < info["threshold"]) is want_routed
+        assert (info["confidence"] < info["threshold"] or info["truncated"]) is want_routed
+        assert info["threshold_source"] == ("truncated" if info["truncated"] else "calibrated")
     if True:  # the routed answer is the LLM's own: the same as asking vLLM directly (greedy)
         import openai
 

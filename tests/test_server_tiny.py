@@ -103,9 +103,11 @@ def test_http_layer(serve, tiny_model_dir):
     r = client.chat.completions.with_raw_response.create(model=name, messages=msgs, max_tokens=4)
     out = r.parse()
     assert out.model_extra["uqroute"]["answered_by"] == "slm_fallback" == r.headers["x-uqroute-answered-by"] and out.model == "tiny"
-    url, _ = serve(_doc(tiny_model_dir, fraction=0.0))
+    # (the tiny random model never ends within its 8-token budget: --on-truncated mark serves its cut-off answers, marked)
+    url, _ = serve(_doc(tiny_model_dir, fraction=0.0), "--on-truncated", "mark")
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     whole = client.chat.completions.create(model=name, messages=msgs, max_tokens=6)
     chunks = list(client.chat.completions.create(model=name, messages=msgs, max_tokens=6, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole.choices[0].message.content
     assert chunks[0].model_extra["uqroute"]["answered_by"] == "slm" and chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert chunks[0].model_extra["uqroute"]["truncated"] is True and chunks[0].model_extra["uqroute"]["threshold_source"] == "truncated"

@@ -11,7 +11,7 @@ __all__ = ["main"]
 
 
 def _calibrate(a) -> int:
-    from .router.build import calibrate_file
+    from .router import calibrate_file
 
     inference, seed = None, None  # None: the settings the hold-out file's provenance records
     if a.configfile:
@@ -32,22 +32,55 @@ def _calibrate(a) -> int:
     return 0
 
 
+def _client_keys(a) -> list[str]:
+    """The client keys: --api-key (repeatable), the lines of --api-key-file, else $UQROUTE_API_KEY; none = no authentication."""
+    import os
+
+    keys = list(a.api_key or [])
+    if a.api_key_file:
+        with open(a.api_key_file) as f:
+            keys += [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    if not keys and os.environ.get("UQROUTE_API_KEY"):
+        keys = [os.environ["UQROUTE_API_KEY"].strip()]
+    if any(len(k) < 8 for k in keys):
+        raise ValueError("--api-key: a client key must be at least 8 characters long")
+    return keys
+
+
 def _serve(a) -> int:
     from .router import Router
-    from .router.server import serve
+    from .router import serve
 
     if a.log_file:
         fh = logging.FileHandler(a.log_file)
         fh.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.getLogger("uqroute").addHandler(fh)
-    router = Router.from_file(a.router, llm_base_url=a.llm_base_url, llm_model=a.llm_model, api_key_env=a.api_key_env,
-                              max_retries=a.max_retries, timeout_s=a.timeout, slm_dir=a.slm_dir, fallback=a.fallback, mode=a.mode,
-                              name=a.name, device=a.device, batch_size=a.batch_size, max_batch_rows=a.max_batch_rows)
-    op = router.doc["operating_point"]
-    logging.getLogger("uqroute.router").info(
-        "serving %s on http://%s:%d/v1: SLM %s, method %s, LLM %s at %s, LLM-call fraction %.3f, mode %s, fallback %s",
-        router.name, a.host, a.port, router.slm, router.method, a.llm_model, a.llm_base_url, op["llm_fraction"], router.mode, a.fallback)
-    serve(router, host=a.host, port=a.port, log_level=a.log_level)
+    names = a.name or []
+    if len(names) > len(a.router):
+        raise ValueError(f"--name is given {len(names)} times for {len(a.router)} --router files")
+    min_samples = a.min_samples if a.min_samples in ("auto", "file") else int(a.min_samples)
+    keys = _client_keys(a)
+    routers = []
+    try:
+        for i, path in enumerate(a.router):
+            routers.append(Router.from_file(
+                path, llm_base_url=a.llm_base_url, llm_model=a.llm_model, api_key_env=a.api_key_env, max_retries=a.max_retries,
+                timeout_s=a.timeout, slm_dir=a.slm_dir, fallback=a.fallback, mode=a.mode, name=names[i] if i < len(names) else None,
+                device=a.device, batch_size=a.batch_size, max_batch_rows=a.max_batch_rows, min_samples=min_samples,
+                client_share=a.client_share if a.client_share > 0 else None, dedupe=not a.no_dedupe,
+                max_shift=a.max_shift if a.max_shift < 1 else None, on_truncated=a.on_truncated, llm_max_model_len=a.llm_max_model_len))
+    except BaseException:
+        for r in routers:
+            r.close()
+        raise
+    for router in routers:
+        op = router.doc["operating_point"]
+        logging.getLogger("uqroute.router").info(
+            "serving %s on http://%s:%d/v1: SLM %s, method %s, LLM %s at %s, LLM-call fraction %.3f, mode %s (warm-up %d), fallback %s, "
+            "client keys %d", router.name, a.host, a.port, router.slm, router.method, a.llm_model, a.llm_base_url, op["llm_fraction"],
+            router.mode, router.warmup["min_samples"], a.fallback, len(keys))
+    serve(routers, host=a.host, port=a.port, log_level=a.log_level, max_body_bytes=a.max_body_bytes, api_keys=keys,
+          docs=not a.no_docs, client_header=a.client_header)
     return 0
 
 
@@ -103,26 +136,48 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--max-tokens", type=int, default=256, help="SLM answer budget for requests without max_tokens")
     c.set_defaults(fn=_calibrate)
 
-    s = sub.add_parser("serve", help="serve a router file as an OpenAI-compatible server", formatter_class=_Formatter,
-                       description="POST /v1/chat/completions, GET /v1/models, /health, /metrics.")
-    s.add_argument("--router", required=True, help="router file (results/routers/{slm}/{method}.json)")
+    s = sub.add_parser("serve", help="serve router files as an OpenAI-compatible server",
+                       formatter_class=_Formatter,
+                       description="POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics (docs/router.md).")
+    s.add_argument("--router", required=True, action="append", help="router file (results/routers/{slm}/{method}.json); repeat "
+                   "it to serve several from one process, each under its own model name")
     s.add_argument("--llm-base-url", required=True, help="the upstream LLM's OpenAI-compatible base URL, e.g. http://127.0.0.1:8001/v1")
     s.add_argument("--llm-model", required=True, help="the upstream model name")
     s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="NAME of the environment variable holding the upstream key "
                    "(unset is allowed for a server on localhost)")
+    s.add_argument("--llm-max-model-len", type=int, help="the LLM's context in tokens, to refuse a max_tokens it cannot serve "
+                   "(default: the upstream's /v1/models max_model_len where it says, as vLLM does; else unchecked)")
     s.add_argument("--slm-dir", help="the SLM's model directory (default: the router file's slm_model.model_dir)")
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    s.add_argument("--port", type=int, default=8000, help="port to listen on")
-    s.add_argument("--name", help="the model name clients use (default uqroute-{slm}-{method})")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind")
+    s.add_argument("--port", type=int, default=8000, help="port to bind")
+    s.add_argument("--name", action="append", help="the model name clients use, one per --router in the same order "
+                   "(default uqroute-{slm}-{method})")
+    s.add_argument("--api-key", action="append", help="a client key: /v1/ requests must send 'Authorization: Bearer KEY' "
+                   "(repeatable: each key is then one client of the tracking's per-client share; also --api-key-file, "
+                   "or $UQROUTE_API_KEY; default: no authentication)")
+    s.add_argument("--api-key-file", help="a file of client keys, one a line ('#' comments)")
+    s.add_argument("--no-docs", action="store_true", help="do not serve /docs, /redoc and /openapi.json")
+    s.add_argument("--max-body-bytes", type=int, help="refuse (413) a request body larger than this, before parsing it (default: "
+                   "32 bytes per token of the SLM's context)")
     s.add_argument("--fallback", action="store_true", help="answer with the SLM's answer (marked slm_fallback) when the LLM fails")
     s.add_argument("--mode", choices=("fixed", "tracking"), help="override the router file's serving.mode")
+    s.add_argument("--min-samples", default="auto", help="tracking warm-up: 'auto' (from the target fraction, the hold-out size "
+                   "and the drift margin: ceil(r(1-r)/margin^2), at most the hold-out size), 'file' (serving.min_samples), or a number")
+    s.add_argument("--client-share", type=float, default=0.1, help="the largest share of the tracking window one client may "
+                   "hold (0: no limit); clients are told apart by their --api-key or --client-header")
+    s.add_argument("--client-header", help="a request header naming the client (set it only behind a proxy that sets it)")
+    s.add_argument("--no-dedupe", action="store_true", help="let a prompt already in the tracking window enter it again")
+    s.add_argument("--max-shift", type=float, default=0.2, help="the tracking threshold stays between the hold-out thresholds of "
+                   "the LLM-call fractions target ± this (1: unbounded)")
+    s.add_argument("--on-truncated", choices=("route", "mark"), default="route", help="an SLM answer cut off by the router file's "
+                   "budget: route it to the LLM, or serve it marked truncated (when the threshold does not route it)")
     s.add_argument("--max-retries", type=int, default=2, help="upstream retries (exponential backoff, the openai client's)")
     s.add_argument("--timeout", type=float, default=60.0, help="upstream timeout per attempt, seconds")
     s.add_argument("--device", help="SLM device (default: cuda when available)")
     s.add_argument("--batch-size", type=int, default=16, help="prompts per prefill chunk")
     s.add_argument("--max-batch-rows", type=int, default=128, help="rows decoded together (continuous batching)")
     s.add_argument("--log-file", help="also write the log (one JSON line per request) to this file")
-    s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"), help="server log level")
+    s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"), help="uvicorn's log level")
     s.set_defaults(fn=_serve)
     return p
 

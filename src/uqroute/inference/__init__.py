@@ -12,7 +12,10 @@ The package's public face (other stages, the benchmarks and a server use only th
 * :data:`STATISTICS`, :func:`statistics_for` — the statistics one SLM pass produces and
   which UQ methods need which (:mod:`.statistics`);
 * :class:`Job`, :class:`Branch`, :class:`JobResult` — engine work items (:mod:`.jobs`);
-* :data:`INFERENCE_DEFAULTS`, :func:`budgets` — settings (:mod:`.settings`);
+* :data:`INFERENCE_DEFAULTS`, :func:`budgets`, :func:`resolve_settings` — settings (:mod:`.settings`);
+* :class:`ShardContext`, :class:`QueryResult`, :func:`check_job`, :func:`answer_conversation` — one query's
+  jobs and their results, for the online router (:mod:`.statistics`, :mod:`.jobs`, :mod:`.prompts`);
+* :func:`endpoint`, :func:`resolve_api_key` — an OpenAI-compatible endpoint and its key (:mod:`.api_config`);
 * :mod:`.prompts` — the p(True) / verbalized-confidence prompts.
 
 Modules: ``base`` (Generation, ChatBackend), ``settings``, ``backends``, ``jobs`` (jobs, branches,
@@ -29,15 +32,17 @@ Importing the package does not import torch.
 
 from __future__ import annotations
 
-from .api_config import APIReplyError, APIRequestError
+from .api_config import APIReplyError, APIRequestError, endpoint, resolve_api_key
 from .backends import load_backend
 from .base import ChatBackend, Conversation, Generation, Message
 from .cache import CachedBackend, ResponseCache, cache_key, default_cache_dir, model_fingerprint
-from .jobs import Branch, Job, JobResult
-from .settings import INFERENCE_DEFAULTS, budgets
-from .statistics import STATISTICS, statistics_for
+from .jobs import Branch, Job, JobResult, check_job
+from .prompts import answer_conversation
+from .settings import INFERENCE_DEFAULTS, budgets, resolve_settings
+from .statistics import STATISTICS, QueryResult, ShardContext, statistics_for
 
 __all__ = [
+    "endpoint", "resolve_api_key", "check_job", "answer_conversation", "resolve_settings", "QueryResult", "ShardContext",
     "APIReplyError",
     "APIRequestError",
     "INFERENCE_DEFAULTS",

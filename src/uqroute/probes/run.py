@@ -38,7 +38,6 @@ def probe_settings(cfg: dict | None) -> dict:
     return section("probe", cfg)
 
 
-_settings = probe_settings  # the old private name, until router/ uses the public one
 
 
 def in_domain_scores(t: ProbeInputs, cfg: dict, seed: int):

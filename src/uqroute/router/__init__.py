@@ -23,13 +23,21 @@ __all__ = [
     "POOLED", "CalibrationError", "calibrate", "pooled_holdout", "predicted_accuracy", "select_holdout",
     "DEFAULTS", "MODES", "RouterConfigError", "check_config", "config_problems", "router_pairs",
     "RouterFileError", "check_router_file", "read_router_file", "write_router_file",
-    "Monitor", "QuantileThreshold", "Router",
+    "Monitor", "QuantileThreshold", "Router", "calibrate_file", "serve",
 ]
 
 
-def __getattr__(attr):  # lazy: the Router pulls in the inference engine
+def __getattr__(attr):  # lazy: the Router pulls in the inference engine, the server its web framework
     if attr == "Router":
         from .core import Router
 
         return Router
+    if attr == "calibrate_file":  # `uqroute calibrate`
+        from .build import calibrate_file
+
+        return calibrate_file
+    if attr == "serve":  # `uqroute serve`
+        from .server import serve
+
+        return serve
     raise AttributeError(attr)

@@ -32,7 +32,7 @@ def run_router_holdout(*, uq_paths, correctness_paths, data_paths, slm: str, dat
     """Rule ``router_holdout``: ``results/routers/{slm}/holdout.parquet`` (artifact ``router_holdout``).
     ``provenance`` (``uqroute.io.provenance``) records the models and the inference settings, which
     ``uqroute calibrate`` checks and reads."""
-    from ..routing.inputs import load_inputs
+    from ..routing import load_inputs
 
     inputs = load_inputs(uq_paths, correctness_paths, data_paths, slms=[slm], llms=[], datasets=datasets)
     df = pooled_holdout(inputs, slm, list(methods), routing_params or {}, k=k)
@@ -47,9 +47,9 @@ def run_router_probe(*, datasets: Sequence[str], data_paths, hidden_paths, corre
     (the pipeline's ``ood_probe`` for dataset d leaves d out; live traffic is from none of them), seeded
     like the pipeline's (``derive_seed(seed, "ood_probe")``)."""
     from ..probes import derive_seed, fit_probe, load_probe_inputs, save_probe
-    from ..probes import probe_settings as _settings
+    from ..probes import probe_settings
 
-    cfg = _settings(dict(probe_cfg or {}))
+    cfg = probe_settings(dict(probe_cfg or {}))
     datasets = list(datasets)
     inputs = [load_probe_inputs(d, dp, hp, cp) for d, dp, hp, cp in zip(datasets, data_paths, hidden_paths, correctness_paths)]
     dims = {i.dataset: i.x.shape[1] for i in inputs}
@@ -70,7 +70,7 @@ def router_document(cal: dict, *, slm: str, method: str, llm: str | None, create
                     holdout_file: str | None, serving: Mapping) -> dict:
     """The whole router file from :func:`uqroute.router.calibrate.calibrate`'s sections and the serving settings."""
     from ..inference import statistics_for
-    from ..inference.settings import resolve_settings
+    from ..inference import resolve_settings
 
     inf = resolve_settings(dict(inference or {}))
     check_mode(serving["mode"], serving["window"], serving["min_samples"], prefix="serving.")
@@ -89,7 +89,7 @@ def router_document(cal: dict, *, slm: str, method: str, llm: str | None, create
 
 
 def _probe_entry(method: str, probe_path, router_path) -> dict | None:
-    from ..uq.registry import METHODS
+    from ..uq import METHODS
 
     if method in UNSUPPORTED:
         raise RouterConfigError(f"method {method}: {UNSUPPORTED[method]}")

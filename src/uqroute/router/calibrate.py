@@ -59,8 +59,8 @@ def pooled_holdout(inputs, slm: str, methods: Sequence[str], routing_params: Map
     Exactly the routing evaluation's draw (same pool order, bins, allocation and keys per seed), with
     every dataset as a source and no target (``target`` null, ``setting`` :data:`POOLED`).
     """
-    from ..routing.config import resolve
-    from ..routing import holdout_frame as _holdout_frame, holdout_pool as _pool
+    from ..routing import resolve
+    from ..routing import holdout_frame, holdout_pool
 
     p = resolve(routing_params)
     k = float(p["k"] if k is None else k)
@@ -71,7 +71,7 @@ def pooled_holdout(inputs, slm: str, methods: Sequence[str], routing_params: Map
         if method not in inputs.label_of:
             raise CalibrationError(f"router hold-out for {slm}: the uq files have no column {method!r} "
                                    f"(methods found: {inputs.methods})")
-        pool = _pool(inputs, slm, method, sources, int(p["bins"]), inputs.label_of[method])
+        pool = holdout_pool(inputs, slm, method, sources, int(p["bins"]), inputs.label_of[method])
         if pool is None:
             raise CalibrationError(f"router hold-out for {slm}/{method}: no dataset has a scored query ({list(sources)})")
         if pool.pool.note:
@@ -86,7 +86,7 @@ def pooled_holdout(inputs, slm: str, methods: Sequence[str], routing_params: Map
                 "source_dataset": pool.dataset[idx], "id": pool.ids[idx], "confidence": sample, "slm_correct": pool.label[idx],
                 "ratio": grid, "threshold": t, "q": q,
             })
-    df = _holdout_frame(rows).with_columns(pl.col("k").round(10))
+    df = holdout_frame(rows).with_columns(pl.col("k").round(10))
     return df.select([pl.col(c).cast(t) for c, t in ARTIFACTS["router_holdout"].polars_schema().items()])
 
 

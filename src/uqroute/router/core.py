@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .file import read_router_file, threshold_value
-from .tracking import Decision, Monitor, QuantileThreshold
+from .tracking import Decision, Monitor, QuantileThreshold, fraction_sd, warmup_samples
 
 log = logging.getLogger("uqroute.router")
 request_log = logging.getLogger("uqroute.router.requests")
 
-__all__ = ["Router", "RequestError", "parse_request", "extra_cost"]
+__all__ = ["Router", "RequestError", "parse_request", "prompt_key", "extra_cost", "TRUNCATED"]
+
+#: What the router does with an SLM reply cut off by the scoring budget: send it to the LLM, or serve it marked.
+TRUNCATED = ("route", "mark")
 
 _ROLES = ("system", "developer", "user", "assistant")
 
@@ -45,7 +48,7 @@ def _messages(value) -> list[dict]:
             raise RequestError(f"{where} must be an object with role and content", param=where)
         role, content = m.get("role"), m.get("content")
         if role not in _ROLES:
-            raise RequestError(f"{where}.role must be one of {list(_ROLES)}, got {role!r}", param=f"{where}.role")
+            raise RequestError(f"{where}.role must be one of {list(_ROLES)}, got {_show(role)}", param=f"{where}.role")
         if isinstance(content, list):  # content parts: text only
             texts = []
             for j, part in enumerate(content):
@@ -55,19 +58,48 @@ def _messages(value) -> list[dict]:
             content = "".join(texts)
         if not isinstance(content, str):
             raise RequestError(f"{where}.content must be a string (or a list of text parts)", param=f"{where}.content")
+        _text(content, f"{where}.content")
         out.append({"role": "system" if role == "developer" else role, "content": content})
     if not any(m["role"] == "user" for m in out):
         raise RequestError("messages must hold at least one user message", param="messages")
     return out
 
 
-def _int(body: dict, key: str, lo: int = 1) -> int | None:
+def _text(value: str, where: str) -> str:
+    """A string that is valid Unicode text (JSON can carry lone surrogates, ``"\\ud800"``, which no tokenizer takes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RequestError(f"{where} is not valid Unicode text (a lone surrogate at character {err.start})", param=where) from None
+    return value
+
+
+def _show(v) -> str:
+    """A client's value for an error message: its repr, or its size for a huge integer or a long string."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 64:
+        return f"an integer of {v.bit_length()} bits"
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def _int(body: dict, key: str, lo: int = 1, hi: int | None = None) -> int | None:
     v = body.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise RequestError(f"{key} must be an integer ≥ {lo}, got {v!r}", param=key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        rng = f"in [{lo}, {hi}]" if hi is not None else f"≥ {lo}"
+        raise RequestError(f"{key} must be an integer {rng}, got {_show(v)}", param=key)
     return v
+
+
+def _number(body: dict, key: str, lo: float, hi: float) -> None:
+    v = body.get(key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi):
+        raise RequestError(f"{key} must be a number in [{lo}, {hi}], got {_show(v)}", param=key)
+
+
+#: The largest value of an integer field the router accepts (OpenAI's seed is a 64-bit integer).
+_INT_MAX = 2**63 - 1
 
 
 def parse_request(body: Any, *, model_names: tuple[str, ...]) -> dict:
@@ -81,31 +113,61 @@ def parse_request(body: Any, *, model_names: tuple[str, ...]) -> dict:
     if not isinstance(model, str) or not model:
         raise RequestError("model is required (GET /v1/models lists this router's name)", param="model")
     if model not in model_names:
-        raise RequestError(f"the model {model!r} does not exist here; this router serves {list(model_names)}", status=404,
+        raise RequestError(f"the model {_show(model)} does not exist here; this router serves {list(model_names)}", status=404,
                            param="model", code="model_not_found")
     req = dict(body)
     req["messages"] = _messages(body.get("messages"))
-    for key in ("max_tokens", "max_completion_tokens", "seed", "top_logprobs"):
-        _int(body, key, lo=0 if key in ("seed", "top_logprobs") else 1)
-    n = _int(body, "n")
+    for key in ("max_tokens", "max_completion_tokens", "seed"):
+        _int(body, key, lo=0 if key == "seed" else 1, hi=_INT_MAX)
+    n = _int(body, "n", hi=_INT_MAX)
     if n is not None and n != 1:
         raise RequestError("n must be 1: the router answers with one completion", param="n")
     if body.get("tools") or body.get("functions"):
         raise RequestError("tools and functions are not supported by the router", param="tools")
-    for key, lo, hi in (("temperature", 0, 2), ("top_p", 0, 1)):
-        v = body.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi):
-            raise RequestError(f"{key} must be a number in [{lo}, {hi}], got {v!r}", param=key)
+    for key, lo, hi in (("temperature", 0, 2), ("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2)):
+        _number(body, key, lo, hi)
+    # parameters the SLM's answer cannot honour are refused on both branches, so a reply never depends on the routing
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise RequestError("logprobs are not supported by the router: the SLM's answers carry none", param="logprobs")
+    rf = body.get("response_format")
+    if rf is not None and rf != {"type": "text"}:
+        raise RequestError("response_format other than {\"type\": \"text\"} is not supported by the router: the SLM's answers "
+                           "are not constrained", param="response_format")
+    if body.get("logit_bias"):
+        raise RequestError("logit_bias is not supported by the router: the SLM decodes greedily without it", param="logit_bias")
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(x, str) and x for x in stops):
+            raise RequestError("stop must be a non-empty string or a list of up to 4 of them", param="stop")
+        for x in stops:
+            _text(x, "stop")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise RequestError(f"stream must be true or false, got {body['stream']!r}", param="stream")
     req["stream"] = bool(body.get("stream", False))
+    so = body.get("stream_options")
+    if so is not None:
+        if not req["stream"]:
+            raise RequestError("stream_options is only allowed with stream: true", param="stream_options")
+        if not isinstance(so, dict) or set(so) - {"include_usage"} or not isinstance(so.get("include_usage", False), bool):
+            raise RequestError("stream_options must be {\"include_usage\": true|false}", param="stream_options")
+    req["include_usage"] = bool((so or {}).get("include_usage", False))
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise RequestError("user must be a string", param="user")
     req["slm_max_tokens"] = body.get("max_completion_tokens") or body.get("max_tokens")
     return req
 
 
+def prompt_key(messages: list[dict]) -> str:
+    """A hash of a conversation (the tracking's duplicate guard)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=True).encode()).hexdigest()[:32]
+
+
 def extra_cost(statistics) -> str | None:
     """What the method costs beyond the greedy answer (from the statistics' declared costs), or None."""
-    from ..inference.statistics import STATISTICS
+    from ..inference import STATISTICS
 
     parts = [f"{s}: {STATISTICS[s].cost}" for s in statistics if s not in ("greedy", "hidden")]
     return "; ".join(parts) or None
@@ -128,10 +190,18 @@ class Router:
         name: the model name clients use (default ``uqroute-{slm}-{method}``).
         scorer: an object with the :class:`.slm.SLMScorer` interface (tests inject one); default builds it.
         device, batch_size, max_batch_rows: the SLM engine's settings.
+        min_samples: the tracking warm-up: ``"auto"`` (:func:`.tracking.warmup_samples` of the target, the
+            hold-out size and the drift margin), ``"file"`` (the file's ``serving.min_samples``) or a number.
+        client_share, dedupe, max_shift: the tracking's guards (:class:`.tracking.QuantileThreshold`).
+        on_truncated: ``route`` (a reply cut off by the scoring budget goes to the LLM) or ``mark`` (it is
+            served, marked ``truncated``, only where the threshold would not route it anyway).
+        llm_max_model_len: the LLM's context in tokens (None: read from the upstream's ``/models`` when it says).
     """
 
     def __init__(self, doc: Mapping, *, router_path=None, slm_dir=None, upstream=None, fallback: bool = False, mode: str | None = None,
-                 name: str | None = None, scorer=None, device: str | None = None, batch_size: int = 16, max_batch_rows: int = 128):
+                 name: str | None = None, scorer=None, device: str | None = None, batch_size: int = 16, max_batch_rows: int = 128,
+                 min_samples="auto", client_share: float | None = 0.1, dedupe: bool = True, max_shift: float | None = 0.2,
+                 on_truncated: str = "route", llm_max_model_len: int | None = None):
         self.doc = dict(doc)
         self.slm, self.method = doc["slm"], doc["method"]
         self.name = name or f"uqroute-{self.slm}-{self.method}"
@@ -139,10 +209,34 @@ class Router:
         self.mode = mode or serving["mode"]
         self.target = float(op["llm_fraction"])
         t = threshold_value(op["threshold"], self.target)
-        self.threshold = QuantileThreshold(self.target, t, float(op["q"]), mode=self.mode, window=serving["window"],
-                                           min_samples=serving["min_samples"], seed=int(doc["inference"]["seed"]))
-        self.monitor = Monitor(self.target, doc["holdout"]["confidence"], window=serving["window"], min_samples=serving["min_samples"],
+        if on_truncated not in TRUNCATED:
+            raise ValueError(f"router {self.name}: on_truncated must be one of {list(TRUNCATED)}, got {on_truncated!r}")
+        self.on_truncated = on_truncated
+        window, n_holdout = int(serving["window"]), len(doc["holdout"]["confidence"])
+        if min_samples == "auto":
+            warm = warmup_samples(self.target, n_holdout, float(serving["drift_margin"]), window)
+        elif min_samples == "file":
+            warm = int(serving["min_samples"])
+        else:
+            warm = int(min_samples)
+        self.warmup = {
+            "min_samples": warm, "source": min_samples if min_samples in ("auto", "file") else "option", "holdout_n": n_holdout,
+            # the realised LLM-call fraction's sd over the first N requests on hold-out-like traffic (calibrated threshold:
+            # the hold-out's own sampling error plus the requests'), and over the window once tracking has started
+            "fraction_sd_warmup": _num(math.hypot(fraction_sd(self.target, n_holdout), fraction_sd(self.target, warm))),
+            "fraction_sd_tracking": _num(fraction_sd(self.target, window)),
+            "max_shift": max_shift,
+        }
+        self.threshold = QuantileThreshold(self.target, t, float(op["q"]), mode=self.mode, window=window, min_samples=warm,
+                                           seed=int(doc["inference"]["seed"]), client_share=client_share, dedupe=dedupe,
+                                           reference=doc["holdout"]["confidence"], max_shift=max_shift)
+        b = self.threshold.bounds()
+        self.warmup["bounds"] = None if b is None else {"low": [_num(b[0][0]), b[0][1]], "high": [_num(b[1][0]), b[1][1]]}
+        self.monitor = Monitor(self.target, doc["holdout"]["confidence"], window=window, min_samples=warm,
                                drift_margin=serving["drift_margin"], name=self.name)
+        self.budget = int(doc["inference"]["max_tokens"])
+        self.llm_max_model_len = llm_max_model_len
+        self.llm_max_model_len_set = llm_max_model_len is not None  # else the server reads it off the upstream
         try:
             from .metrics import RouterMetrics
 
@@ -179,14 +273,39 @@ class Router:
         return cls(doc, router_path=path, upstream=upstream, **kw)
 
     # ------------------------------------------------------------ deciding
-    def decide(self, confidence: float) -> Decision:
-        """Decide one request (thread-safe) and update the monitor and the metrics."""
-        d = self.threshold.decide(confidence)
-        st = self.monitor.record(confidence, d.routed)
+    def decide(self, scored, *, client=None, key=None, record: bool = True) -> Decision:
+        """Decide one request (thread-safe) and, with ``record``, update the monitor and the metrics (else call
+        :meth:`record` with the final outcome).
+
+        ``scored`` is a :class:`.slm.Scored` (or a bare confidence). A reply cut off by the scoring
+        budget is never trusted as confident: with ``on_truncated`` ``route`` it is routed (and kept out
+        of the tracking window); with ``mark`` it is decided by its confidence and marked.
+        """
+        conf = scored if isinstance(scored, (int, float)) or scored is None else scored.confidence
+        d = self.threshold.decide(conf, client=client, key=key, trusted=not (self.truncated(scored) and self.on_truncated == "route"))
+        d = self.after_answer(scored, d)
+        if record:
+            self.record(conf, d.routed)
+        return d
+
+    @staticmethod
+    def truncated(scored) -> bool:
+        return bool(getattr(scored, "truncated", False))
+
+    def after_answer(self, scored, d: Decision) -> Decision:
+        """The decision once the answer is known: a cut-off answer is routed (``route``) or marked (``mark``)."""
+        if not self.truncated(scored) or d.routed:
+            return d
+        if self.on_truncated == "route":
+            return Decision(True, d.threshold, d.q, "truncated", 1.0)
+        return Decision(False, d.threshold, d.q, "truncated", d.p_route)
+
+    def record(self, confidence, routed: bool) -> None:
+        """Count one final decision in the monitor and the metrics."""
+        st = self.monitor.record(confidence, routed)
         if self.metrics is not None:
             t, q, _ = self.threshold.current()
-            self.metrics.observe_decision(confidence, st, t, q)
-        return d
+            self.metrics.observe_decision(confidence if confidence is not None else math.nan, st, t, q)
 
     def info(self, scored, decision: Decision, answered_by: str, **extra) -> dict:
         """The ``uqroute`` field of a response (JSON-safe: non-finite numbers are null)."""
@@ -195,7 +314,8 @@ class Router:
             "answered_by": answered_by, "model": llm if answered_by == "llm" else self.slm, "slm": self.slm, "llm": llm,
             "method": self.method, "confidence": _num(scored.confidence), "threshold": _num(decision.threshold), "q": decision.q,
             "routed": decision.routed, "threshold_source": decision.source, "mode": self.mode, "llm_fraction_target": self.target,
-            "extra_cost": self.extra_cost, **extra,
+            "extra_cost": self.extra_cost, "truncated": self.truncated(scored), "slm_decoded": bool(getattr(scored, "decoded", True)),
+            **extra,
         }
 
     @staticmethod
@@ -207,23 +327,47 @@ class Router:
                 "x-uqroute-confidence": fmt(info["confidence"]), "x-uqroute-threshold": fmt(info["threshold"]),
                 "x-uqroute-routed": fmt(info["routed"])}
 
-    def slm_completion(self, scored, request_id: str, info: Mapping) -> dict:
-        """The SLM's answer as an OpenAI chat completion (``model`` is the SLM's name)."""
+    def slm_completion(self, scored, request_id: str, info: Mapping, max_tokens: int | None = None, stop=None) -> dict:
+        """The SLM's answer as an OpenAI chat completion (``model`` is the SLM's name), cut at the client's
+        ``max_tokens`` and ``stop`` (:meth:`.slm.SLMScorer.reply`)."""
+        text, finish, n = self.scorer.reply(scored, max_tokens, stop)
         return {
             "id": request_id, "object": "chat.completion", "created": int(time.time()), "model": self.slm,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": scored.text}, "finish_reason": scored.finish_reason,
-                         "logprobs": None}],
-            "usage": {"prompt_tokens": scored.prompt_tokens, "completion_tokens": scored.completion_tokens,
-                      "total_tokens": scored.prompt_tokens + scored.completion_tokens},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}],
+            "usage": {"prompt_tokens": scored.prompt_tokens, "completion_tokens": n, "total_tokens": scored.prompt_tokens + n},
             "uqroute": dict(info),
         }
+
+    @staticmethod
+    def own(resp: dict, request_id: str) -> dict:
+        """An upstream completion (or chunk) under the router's id, without the upstream's ``system_fingerprint``."""
+        resp["id"] = request_id
+        resp.pop("system_fingerprint", None)
+        return resp
+
+    def check_limits(self, req: Mapping) -> None:
+        """Refuse (400), before routing, what either branch could not serve, so that a request's validity never
+        depends on its routing: a ``max_tokens`` at or beyond the LLM's context (``llm_max_model_len``, set or
+        read off the upstream's ``/models``). The SLM always decodes at the router file's budget, so the
+        client's ``max_tokens`` asks nothing of it; a prompt that does not fit the SLM's context with that
+        budget is refused by its engine, before routing as well."""
+        want = req.get("slm_max_tokens")
+        limit = self.llm_max_model_len
+        if want is None or limit is None:
+            return
+        key = "max_completion_tokens" if req.get("max_completion_tokens") is not None else "max_tokens"
+        if want >= limit:
+            llm = self.upstream.model if self.upstream is not None else "the LLM"
+            raise RequestError(f"{key} {want} does not fit the LLM {llm}'s context of {limit} tokens", param=key)
 
     def log_request(self, **fields) -> None:
         """One JSON line per request on logger ``uqroute.router.requests`` (never the key: it is not in any field)."""
         request_log.info(json.dumps({k: (_num(v) if isinstance(v, float) else v) for k, v in fields.items()}, sort_keys=True))
 
-    def max_tokens(self, requested: int | None) -> int:
-        return int(requested or self.doc["inference"]["max_tokens"])
+    def max_tokens(self, requested: int | None = None) -> int:
+        """The SLM's decoding budget: always the router file's (``inference.max_tokens``), whatever the client asks,
+        because the thresholds are calibrated on answers at that budget. The client's ``max_tokens`` cuts the reply."""
+        return self.budget
 
     # ------------------------------------------------------------ the Python API
     def route(self, messages, *, max_tokens: int | None = None, timeout: float | None = None, **params) -> dict:
@@ -239,14 +383,14 @@ class Router:
         msgs = _messages(list(messages))
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         try:
-            scored = self.scorer.score(msgs, self.max_tokens(max_tokens), rid, timeout=timeout)
+            scored = self.scorer.score(msgs, self.max_tokens(), rid, timeout=timeout)
         except ValueError as err:
             raise RequestError(str(err)) from None
-        decision = self.decide(scored.confidence)
+        decision = self.decide(scored, key=prompt_key(msgs))
         lat = {"slm_s": scored.engine_s + scored.confidence_s, "confidence_s": scored.confidence_s}
         if not decision.routed:
             info = self.info(scored, decision, "slm", latency={**lat, "total_s": time.perf_counter() - t0})
-            out = self.slm_completion(scored, rid, info)
+            out = self.slm_completion(scored, rid, info, max_tokens, params.get("stop"))
             self._account(info, "ok", rid, t0, False)
             return out
         if self.upstream is None:
@@ -260,13 +404,14 @@ class Router:
                 self.metrics.upstream_errors.labels(router=self.name, code=err.code).inc()
             if not self.fallback:
                 self._account({"answered_by": "llm", "confidence": scored.confidence, "threshold": decision.threshold, "routed": True},
-                              "error", rid, t0, False, error=str(err))
+                              "error", rid, t0, False, error=str(err), detail=err.detail)
                 raise
             info = self.info(scored, decision, "slm_fallback", upstream_error=str(err), latency={**lat, "total_s": time.perf_counter() - t0})
-            self._account(info, "ok", rid, t0, False)
-            return self.slm_completion(scored, rid, info)
+            self._account(info, "ok", rid, t0, False, detail=err.detail)
+            return self.slm_completion(scored, rid, info, max_tokens, params.get("stop"))
         lat["upstream_s"] = time.perf_counter() - t1
         info = self.info(scored, decision, "llm", latency={**lat, "total_s": time.perf_counter() - t0})
+        resp = self.own(resp, rid)
         resp["uqroute"] = info
         self._account(info, "ok", rid, t0, False)
         return resp

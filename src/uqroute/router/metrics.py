@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["RouterMetrics", "CONTENT_TYPE"]
+__all__ = ["RouterMetrics", "CONTENT_TYPE", "render_all"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
@@ -27,6 +27,8 @@ class RouterMetrics:
                                 ["router", "code"], registry=r)
         self.upstream_errors = Counter("uqroute_router_upstream_errors", "Upstream calls that failed after the client's retries.",
                                        ["router", "code"], registry=r)
+        self.disconnects = Counter("uqroute_router_client_disconnects", "Routed streams the client left before their end.",
+                                   ["router"], registry=r)
         self.latency = Histogram("uqroute_router_request_seconds", "End-to-end request latency.", ["router", "answered_by"],
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.slm_latency = Histogram("uqroute_router_slm_seconds", "SLM answer + confidence latency (queueing and the shared engine).",
@@ -75,3 +77,31 @@ class RouterMetrics:
             self.engine_peak.labels(**self.labels).set(worker.peak_in_flight)
             self.engine_steps.labels(**self.labels).set(worker.steps)
         return generate_latest(self.registry)
+
+
+class _Merged:
+    """Several routers' registries as one: each metric family once, with every router's samples."""
+
+    def __init__(self, registries):
+        self.registries = list(registries)
+
+    def collect(self):
+        families: dict = {}
+        for reg in self.registries:
+            for fam in reg.collect():
+                if fam.name in families:
+                    families[fam.name].samples.extend(fam.samples)
+                else:
+                    families[fam.name] = fam
+        return list(families.values())
+
+
+def render_all(pairs) -> bytes:
+    """The Prometheus text of several routers, ``pairs`` of (:class:`RouterMetrics`, engine worker): one family per
+    metric name (the text format allows each name once), a ``router`` label on every sample."""
+    from prometheus_client import generate_latest
+
+    pairs = list(pairs)
+    for m, worker in pairs:
+        m.render(worker)  # refresh the engine gauges
+    return generate_latest(_Merged(m.registry for m, _ in pairs))

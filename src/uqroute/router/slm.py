@@ -182,6 +182,13 @@ class Scored:
     engine_s: float  # from submission to the last job's result (queueing + the shared engine work)
     confidence_s: float  # turning the engine's results into the confidence (parsing, the UQ method, the probe)
     columns: dict = field(default_factory=dict)  # the joined-frame row the method read (for logs and tests)
+    token_ids: list = field(default_factory=list)  # the greedy answer's tokens (to cut the reply at the client's max_tokens)
+    decoded: bool = True  # False: scored at prefill (SLMScorer.submit_prefill), no answer decoded
+
+    @property
+    def truncated(self) -> bool:
+        """Cut off by the scoring budget (``finish_reason`` ``length``): the pipeline's truncation rule."""
+        return self.finish_reason == "length"
 
 
 class SLMScorer:
@@ -189,13 +196,15 @@ class SLMScorer:
 
     def __init__(self, doc: dict, model_dir, *, router_dir=None, device: str | None = None, batch_size: int = 16,
                  max_batch_rows: int = 128, max_batch_tokens: int = 8192):
-        from ..inference.statistics import STATISTICS, ShardContext
-        from ..inference.transformers_backend import TransformersBackend
-        from ..uq.registry import METHODS
+        from ..inference import STATISTICS, ShardContext
+        from ..inference import TransformersBackend
+        from ..uq import METHODS
 
         self.doc, self.method = doc, METHODS[doc["method"]]
         inf = doc["inference"]
         self.inference = inf
+        #: the router file's answer budget: every request is scored at it, whatever the client asks (calibration's budget)
+        self.budget = int(inf["max_tokens"])
         model_dir = Path(model_dir)
         self.backend = TransformersBackend(model_dir, dtype=inf["dtype"], batch_size=batch_size, device=device,
                                            max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens, progress=False,
@@ -209,11 +218,16 @@ class SLMScorer:
         # the hidden state is read only when a probe scores it
         names = [s for s in inf["statistics"] if s != "hidden" or self.probe is not None]
         self.stats = [STATISTICS[s] for s in names]
+        #: the confidence depends on the prompt alone (a probe on the prompt's hidden state): it can be computed at
+        #: prefill, and a routed request then skips the SLM's decode (:meth:`submit_prefill`)
+        self.at_prefill = self.probe is not None and set(names) <= {"greedy", "hidden"}
         self.turns = [st for st in self.stats if st.has_follow_ups]
         self._ctx_proto = ShardContext(self.backend, "text", "FF", {}, dict(inf), int(inf["seed"]), {})
         self.think_open = self._ctx_proto.think_open
         layer = int(inf["hidden_layer"]) if self.probe is not None else None
         self.worker = EngineWorker(self.backend.engine(), hidden_layer=layer, name=doc["slm"])
+        #: the SLM's context in tokens (None: unknown)
+        self.context = self.backend.context_limit
 
     @staticmethod
     def _load_probe(path: Path, sha256: str):
@@ -228,7 +242,7 @@ class SLMScorer:
         return load_probe(path)[0]
 
     def _ctx(self, max_tokens: int):
-        from ..inference.statistics import ShardContext
+        from ..inference import ShardContext
 
         inf = self.inference
         # as the pipeline's budgets (main, "sample budget capped at the answer budget"): samples never outgrow the answer
@@ -240,8 +254,8 @@ class SLMScorer:
 
     def jobs(self, messages: list[dict], max_tokens: int, request_id: str):
         """The engine jobs of one request (answer job first) and what :meth:`collect` needs."""
-        from ..inference.jobs import Branch, Job
-        from ..inference.prompts import answer_conversation
+        from ..inference import Branch, Job
+        from ..inference import answer_conversation
         from ..parsing import final_answer_text
 
         ctx = self._ctx(max_tokens)
@@ -278,7 +292,7 @@ class SLMScorer:
         """The joined-frame row of one request from its jobs' results, and its confidence (NaN if unscorable)."""
         import polars as pl
 
-        from ..inference.statistics import QueryResult
+        from ..inference import QueryResult
         from ..schema import GENERATIONS
 
         ctx, row, spans, follow_spans, extra = plan
@@ -306,13 +320,61 @@ class SLMScorer:
         jobs, plan = self.jobs(messages, max_tokens, request_id)
         return self.worker.submit(jobs), plan, time.perf_counter()
 
+    def submit_prefill(self, messages: list[dict], request_id: str):
+        """Queue the prompt's prefill only (no decoding): for :attr:`at_prefill` methods, the confidence before the
+        answer. A prompt that with the budget does not fit the context is refused here already (``ValueError``)."""
+        from ..inference import Branch, Job, check_job
+        from ..inference import answer_conversation
+
+        if not self.at_prefill:
+            raise ValueError(f"{self.doc['method']}: the confidence needs the answer; it cannot be computed at prefill")
+        ids = self.backend.encode(answer_conversation(messages))
+        job = Job(ids, [], want_hidden=True, group=request_id)
+        check_job(0, Job(ids, [Branch(self.budget)]), self.context)
+        return self.worker.submit([job]), request_id, time.perf_counter()
+
+    def finish_prefill(self, results, request_id: str, t0: float) -> Scored:
+        """The confidence from a prefill's hidden state (the same value :meth:`finish` computes after the answer)."""
+        import polars as pl
+
+        t1 = time.perf_counter()
+        res = results[0]
+        value = float(self.probe.predict(np.asarray(res.hidden, dtype=np.float32)[None, :])[0])
+        frame = pl.DataFrame([{"id": request_id, "task_type": "FF", self.method.name: value}],
+                             schema={"id": pl.Utf8, "task_type": pl.Utf8, self.method.name: pl.Float64})
+        conf = float(self.method(frame)[0])
+        t2 = time.perf_counter()
+        return Scored(text="", finish_reason="", prompt_tokens=int(res.n_prompt_tokens), completion_tokens=0,
+                      confidence=conf if math.isfinite(conf) else math.nan, engine_s=t1 - t0, confidence_s=t2 - t1,
+                      columns={self.method.name: value}, token_ids=[], decoded=False)
+
     def finish(self, results, plan, t0: float) -> Scored:
         t1 = time.perf_counter()
         values, conf = self.collect(results, plan)
         t2 = time.perf_counter()
         return Scored(text=values["response"], finish_reason=values["finish_reason"], prompt_tokens=int(values["n_prompt_tokens"]),
                       completion_tokens=len(values["tokens"]), confidence=conf if math.isfinite(conf) else math.nan,
-                      engine_s=t1 - t0, confidence_s=t2 - t1, columns=values)
+                      engine_s=t1 - t0, confidence_s=t2 - t1, columns=values, token_ids=list(results[0].branches[0].token_ids))
+
+    def reply(self, scored: Scored, max_tokens: int | None = None, stop=None) -> tuple[str, str, int]:
+        """What the client gets of the SLM's answer: ``(text, finish_reason, completion_tokens)``.
+
+        The answer is scored whole (at :attr:`budget`); the client's ``max_tokens`` only cuts what is
+        returned (``finish_reason`` ``length``), and its ``stop`` strings end the text at the first one
+        (not included, ``finish_reason`` ``stop``), as an OpenAI server does.
+        """
+        from ..parsing import final_answer_text
+
+        text, finish, n = scored.text, scored.finish_reason, scored.completion_tokens
+        if max_tokens is not None and max_tokens < len(scored.token_ids):
+            n = int(max_tokens)
+            text = final_answer_text(self.backend.decode(scored.token_ids[:n]), think_open=self.think_open)
+            finish = "length"
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        cut = min((i for i in (text.find(x) for x in stops if x) if i >= 0), default=-1)
+        if cut >= 0:
+            text, finish = text[:cut], "stop"
+        return text, finish, n
 
     def score(self, messages: list[dict], max_tokens: int, request_id: str, timeout: float | None = None) -> Scored:
         fut, plan, t0 = self.submit(messages, max_tokens, request_id)

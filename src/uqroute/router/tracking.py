@@ -20,6 +20,19 @@ Wasserstein-1 distance between the live confidences and the hold-out set's
 (``scipy.stats.wasserstein_distance``; the domain-shift term of the paper's Theorem 3), and a
 drift flag, set (with a logged warning) once at least ``min_samples`` decisions are in the window
 and the realised fraction is farther than ``drift_margin`` from the target.
+
+**No client can steer the tracking threshold** (our choice; the paper does not serve routers). Three
+guards, each optional in :class:`QuantileThreshold` and on by default in ``uqroute serve``:
+
+* a per-client share: a client (``client``: an id from its API key or a header) holds at most
+  ``client_share`` of the window; beyond that, its newest confidence replaces its oldest;
+* duplicates: a prompt (``key``: a hash of the conversation) already in the window is not added again;
+* bounds: the live threshold is clamped to the hold-out thresholds of the LLM-call fractions
+  ``fraction ± max_shift`` (:meth:`QuantileThreshold.bounds`), so whatever the live traffic, the
+  threshold routes between ``fraction − max_shift`` and ``fraction + max_shift`` of hold-out-like
+  traffic. Moving further needs an operator (a new router file, or a wider ``--max-shift``).
+
+:func:`warmup_samples` chooses the warm-up from the calibration's own uncertainty.
 """
 
 from __future__ import annotations
@@ -37,32 +50,90 @@ from ..routing import tie_aware_thresholds
 
 log = logging.getLogger("uqroute.router")
 
-__all__ = ["Decision", "QuantileThreshold", "Monitor", "MonitorState", "SortedWindow"]
+__all__ = ["Decision", "QuantileThreshold", "Monitor", "MonitorState", "SortedWindow", "warmup_samples", "fraction_sd"]
 
 
 class SortedWindow:
-    """The last ``size`` values, kept in arrival order and in sorted order (O(size) per update)."""
+    """The last ``size`` values, kept in arrival order and in sorted order (O(size) per update).
+
+    Each value may carry a client id and a key (a prompt hash): :meth:`count` and :meth:`has` say
+    how many values of a client, and whether a key, the window holds now.
+    """
 
     def __init__(self, size: int):
         if size < 1:
             raise ValueError(f"window size must be ≥ 1, got {size}")
         self.size = int(size)
-        self.fifo: deque[float] = deque()
+        self.fifo: deque[tuple[float, object, object]] = deque()
         self.sorted: list[float] = []
+        self._clients: dict = {}
+        self._keys: dict = {}
 
     def __len__(self) -> int:
         return len(self.fifo)
 
-    def add(self, x: float) -> None:
+    def count(self, client) -> int:
+        return self._clients.get(client, 0)
+
+    def has(self, key) -> bool:
+        return key is not None and key in self._keys
+
+    @staticmethod
+    def _inc(d: dict, k, by: int) -> None:
+        if k is None:
+            return
+        n = d.get(k, 0) + by
+        if n:
+            d[k] = n
+        else:
+            d.pop(k, None)
+
+    def add(self, x: float, client=None, key=None) -> None:
         x = float(x)
-        self.fifo.append(x)
+        self.fifo.append((x, client, key))
         bisect.insort(self.sorted, x)
+        self._inc(self._clients, client, 1)
+        self._inc(self._keys, key, 1)
         if len(self.fifo) > self.size:
-            old = self.fifo.popleft()
+            old, oc, ok = self.fifo.popleft()
             del self.sorted[bisect.bisect_left(self.sorted, old)]
+            self._inc(self._clients, oc, -1)
+            self._inc(self._keys, ok, -1)
+
+    def drop_oldest_of(self, client) -> None:
+        """Remove the oldest value of ``client`` (O(size))."""
+        for i, (x, c, k) in enumerate(self.fifo):
+            if c == client:
+                del self.fifo[i]
+                del self.sorted[bisect.bisect_left(self.sorted, x)]
+                self._inc(self._clients, c, -1)
+                self._inc(self._keys, k, -1)
+                return
 
     def array(self) -> np.ndarray:
         return np.asarray(self.sorted, dtype=np.float64)
+
+
+def fraction_sd(fraction: float, n: int) -> float:
+    """The binomial standard deviation sqrt(r(1 − r)/n) of a fraction r estimated from n requests (inf for n = 0)."""
+    if n <= 0:
+        return math.inf
+    return math.sqrt(max(fraction * (1 - fraction), 0.0) / n)
+
+
+def warmup_samples(fraction: float, n_holdout: int, margin: float, window: int) -> int:
+    """How many live confidences the tracking threshold waits for: ⌈r(1 − r)/margin²⌉, at least 1, at most
+    the hold-out size and the window.
+
+    After n live confidences the window quantile's LLM-call fraction has a standard deviation of about
+    sqrt(r(1 − r)/n) (:func:`fraction_sd`); this is the smallest n at which that is within ``margin``
+    (the drift margin, the budget error the operator accepts). Waiting longer than the hold-out's own
+    size n_h gains nothing: by then the live estimate is as precise as the calibration's. (r = 0.3,
+    margin 0.1: 21 requests.)
+    """
+    r = float(fraction)
+    need = math.ceil(r * (1 - r) / float(margin) ** 2) if margin > 0 else int(window)
+    return int(max(1, min(need, int(n_holdout), int(window))))
 
 
 @dataclass(frozen=True)
@@ -72,26 +143,55 @@ class Decision:
     routed: bool
     threshold: float
     q: float
-    source: str  # "calibrated" | "tracking" | "unscored"
+    source: str  # "calibrated" | "tracking" | "bounded" (tracking, clamped to the bounds) | "unscored" | "truncated"
     p_route: float  # the probability of routing this confidence had: 1, q or 0
 
 
 class QuantileThreshold:
-    """Decide requests at a fixed or tracking threshold (see the module docstring). Thread-safe."""
+    """Decide requests at a fixed or tracking threshold (see the module docstring). Thread-safe.
+
+    Args:
+        fraction, threshold, q: the target LLM-call fraction and the calibrated (t, q).
+        mode, window, min_samples, seed: see the module docstring.
+        client_share: the largest share of the window one client may hold (None: no limit); ``client_cap``
+            = max(1, ⌊client_share × window⌋) values.
+        dedupe: keep a prompt key out of the window while the window holds it already.
+        reference: the hold-out confidences; with ``max_shift``, they bound the live threshold.
+        max_shift: the live threshold stays between the reference's thresholds of ``fraction ± max_shift``.
+    """
 
     def __init__(self, fraction: float, threshold: float, q: float, *, mode: str = "tracking", window: int = 500,
-                 min_samples: int = 50, seed: int = 0):
+                 min_samples: int = 50, seed: int = 0, client_share: float | None = None, dedupe: bool = False,
+                 reference=None, max_shift: float | None = None):
         if mode not in ("fixed", "tracking"):
             raise ValueError(f"mode must be 'fixed' or 'tracking', got {mode!r}")
         if not 0 <= fraction <= 1:
             raise ValueError(f"the LLM-call fraction must lie in [0, 1], got {fraction!r}")
         if min_samples < 1 or min_samples > window:
             raise ValueError(f"min_samples must lie in [1, window={window}], got {min_samples}")
+        if client_share is not None and not 0 < client_share <= 1:
+            raise ValueError(f"client_share must lie in (0, 1], got {client_share!r}")
+        if max_shift is not None and (reference is None or not 0 <= max_shift <= 1):
+            raise ValueError(f"max_shift must lie in [0, 1] and needs the reference (hold-out) confidences, got {max_shift!r}")
         self.fraction, self.mode, self.min_samples = float(fraction), mode, int(min_samples)
         self.calibrated = (float(threshold), float(q))
         self.window = SortedWindow(window)
         self.rng = np.random.default_rng(int(seed))
+        self.client_share, self.dedupe, self.max_shift = client_share, bool(dedupe), max_shift
+        self.client_cap = None if client_share is None else max(1, int(client_share * window))
+        self._bounds = None
+        if max_shift is not None:
+            ref = np.sort(np.asarray(reference, dtype=np.float64))
+            lo, hi = max(0.0, self.fraction - max_shift), min(1.0, self.fraction + max_shift)
+            t, qq = tie_aware_thresholds(ref, [lo, hi])
+            # a lower threshold routes less: the lower bound is the threshold of the smaller fraction
+            self._bounds = ((float(t[0]), float(qq[0])), (float(t[1]), float(qq[1])))
+        self.skipped = {"client_share": 0, "duplicate": 0}
         self._lock = threading.Lock()
+
+    def bounds(self) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """((t, q) at fraction − max_shift, (t, q) at fraction + max_shift) on the hold-out confidences, or None."""
+        return self._bounds
 
     def current(self) -> tuple[float, float, str]:
         """The (threshold, q) the next request is decided with, and where it comes from."""
@@ -102,19 +202,40 @@ class QuantileThreshold:
         if self.mode == "fixed" or len(self.window) < self.min_samples:
             return (*self.calibrated, "calibrated")
         t, q = tie_aware_thresholds(self.window.array(), [self.fraction])
-        return float(t[0]), float(q[0]), "tracking"
+        t, q = float(t[0]), float(q[0])
+        if self._bounds is not None:
+            (tl, ql), (th, qh) = self._bounds
+            # routing grows with (t, q) in lexicographic order: clamp to [(tl, ql), (th, qh)]
+            if (t, q) < (tl, ql):
+                return tl, ql, "bounded"
+            if (t, q) > (th, qh):
+                return th, qh, "bounded"
+        return t, q, "tracking"
 
-    def decide(self, confidence: float) -> Decision:
-        """Route (True) or not one request with ``confidence``; then add it to the window."""
+    def decide(self, confidence: float, *, client=None, key=None, trusted: bool = True) -> Decision:
+        """Route (True) or not one request with ``confidence``; then add it to the window.
+
+        ``client`` and ``key`` (a prompt hash) feed the per-client share and the duplicate guard;
+        ``trusted=False`` (a reply cut off by the budget) routes and keeps it out of the window, as NaN.
+        """
         with self._lock:
             t, q, src = self._current()
             c = float(confidence) if confidence is not None else math.nan
             if math.isnan(c):
                 return Decision(True, t, q, "unscored", 1.0)
+            if not trusted:
+                return Decision(True, t, q, "truncated", 1.0)
             p = 1.0 if c < t else (q if c == t else 0.0)
             routed = p >= 1.0 or (p > 0.0 and bool(self.rng.random() < p))
-            if math.isfinite(c):  # ±inf is decided (below or above every threshold) but kept out of the quantile
-                self.window.add(c)
+            if not math.isfinite(c):  # ±inf is decided (below or above every threshold) but kept out of the quantile
+                pass
+            elif self.dedupe and self.window.has(key):
+                self.skipped["duplicate"] += 1
+            else:
+                if client is not None and self.client_cap is not None and self.window.count(client) >= self.client_cap:
+                    self.skipped["client_share"] += 1  # its newest confidence replaces its oldest: its share stays capped
+                    self.window.drop_oldest_of(client)
+                self.window.add(c, client, key)
             return Decision(routed, t, q, src, p)
 
 

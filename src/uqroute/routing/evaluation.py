@@ -447,8 +447,3 @@ def _frames(out: _Out) -> dict[str, pl.DataFrame]:
     t["proxy"] = t["proxy"].with_columns(pl.col("k").round(10))
     t["holdout"] = t["holdout"].with_columns(pl.col("k").round(10))
     return t
-
-
-# The old private names, until router/ uses the public ones (uqroute.routing.holdout_pool, holdout_frame).
-_pool = holdout_pool
-_holdout_frame = holdout_frame
