@@ -318,9 +318,12 @@ ROUTING_SUMMARY = Artifact(
         Column("method", pl.Utf8, "UQ method."),
         Column("slm_accuracy", pl.Float64, "Accuracy with nothing routed."),
         Column("llm_accuracy", pl.Float64, "Accuracy with everything routed."),
-        Column("apgr", pl.Float64, "Average performance gap recovered (RouteLLM): mean over r of (acc(r) − acc_slm)/(acc_llm − acc_slm); null when acc_llm = acc_slm.", nullable=True),
-        Column("cpt50", pl.Float64, "Smallest r recovering 50% of the gap; null if never.", nullable=True),
-        Column("cpt80", pl.Float64, "Smallest r recovering 80% of the gap; null if never.", nullable=True),
+        Column("apgr", pl.Float64, "Average performance gap recovered (after RouteLLM): mean over the grid points r of (acc(r) − acc_slm)/(acc_llm − acc_slm); null when acc_llm = acc_slm.", nullable=True),
+        Column("cpt50", pl.Float64, "First grid ratio r recovering 50% of the gap (no interpolation); null if never.", nullable=True),
+        Column("cpt80", pl.Float64, "First grid ratio r recovering 80% of the gap (no interpolation); null if never.", nullable=True),
+        Column("apgr_routellm", pl.Float64, "RouteLLM's own APGR: trapezoid area of the curve over the realised fraction of LLM calls (⌈r·n⌉/n), normalised by the SLM's and LLM's areas; null when acc_llm = acc_slm.", nullable=True),
+        Column("cpt50_routellm", pl.Float64, "RouteLLM's own CPT(50%): numpy.interp of the 50%-gap accuracy over the curve's (accuracy, realised call fraction) points (assumes an increasing curve); a fraction, not RouteLLM's percent; null when acc_llm = acc_slm.", nullable=True),
+        Column("cpt80_routellm", pl.Float64, "RouteLLM's own CPT(80%), as cpt50_routellm; null when acc_llm = acc_slm.", nullable=True),
     ),
 )
 

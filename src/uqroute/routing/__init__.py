@@ -3,7 +3,7 @@
 Alignment (ROC-AUC with bootstrap CI, PRR in Malinin's and LM-Polygraph's form, AURAC),
 oracle/upper/random routing curves, relative accuracy on confident queries, proxy routing
 data (hold-out sets with tie-aware thresholds) with its RMS to the oracle, the paper's named
-out-of-domain shifts, and RouteLLM's APGR/CPT. Definitions: docs/routing.md.
+out-of-domain shifts, and RouteLLM's APGR/CPT (on our grid and in RouteLLM's own form). Definitions: docs/routing.md.
 
 For a router: :func:`tie_aware_thresholds` turns a hold-out sample into (threshold, q) per
 ratio and :func:`route_fraction` routes new confidences with them.
@@ -48,7 +48,7 @@ from .proxy import (
     w1,
 )
 from .run import ASSEMBLY_KEYS, OUTPUT_KEYS, assemble_routing, available_slms, run_routing
-from .summary import CURVE_SUMMARIES, apgr, cpt, pgr
+from .summary import CURVE_SUMMARIES, apgr, apgr_routellm, cpt, cpt_routellm, pgr
 
 __all__ = [
     "ALIGNMENT_METRICS", "OneClassWarning", "alignment", "aurac", "bootstrap_auc_ci", "prediction_rejection_area", "prr",
@@ -61,5 +61,5 @@ __all__ = [
     "DegeneratePoolWarning", "ProxyPool", "apply_thresholds", "bin_allocation", "proxy_thresholds", "rms", "rms_realised",
     "route_fraction", "sample_proxy", "tie_aware_thresholds", "w1",
     "ASSEMBLY_KEYS", "OUTPUT_KEYS", "assemble_routing", "available_slms", "run_routing",
-    "CURVE_SUMMARIES", "apgr", "cpt", "pgr",
+    "CURVE_SUMMARIES", "apgr", "apgr_routellm", "cpt", "cpt_routellm", "pgr",
 ]

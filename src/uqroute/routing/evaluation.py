@@ -215,6 +215,7 @@ def curve_step(mc: MethodCell, llms: list[str], lmat_all: np.ndarray, grid: np.n
     excl = grid[grid < 1]
     excl = excl[routed_counts(excl, s.size) < s.size]  # keep at least one query
     kept, sacc, lacc = relative_accuracy(c, s, lmat, excl)
+    realised = routed_counts(grid, s.size) / s.size  # the fraction each grid ratio actually routes
     nan = np.full(grid.size, np.nan)
     for j, llm in enumerate(llms):
         key = (mc.slm, llm, mc.dataset, mc.method)
@@ -228,7 +229,7 @@ def curve_step(mc: MethodCell, llms: list[str], lmat_all: np.ndarray, grid: np.n
         out.rel.add(key, excluded=excl, n_kept=kept, slm_accuracy=sacc, llm_accuracy=lacc[:, j], relative_accuracy=ra)
         out.summary.append({"slm": mc.slm, "llm": llm, "dataset": mc.dataset, "method": mc.method,
                             "slm_accuracy": float(uq[0, j]), "llm_accuracy": float(uq[-1, j]),
-                            **{name: fn(uq[:, j], grid) for name, fn in CURVE_SUMMARIES.items()}})
+                            **{name: fn(uq[:, j], grid, realised) for name, fn in CURVE_SUMMARIES.items()}})
     return CurveGroup(llms, mask, c, s, lmat, uq, rnd)
 
 
