@@ -112,8 +112,12 @@ def test_paper_preset_dry_run_lists_per_slm_routing_jobs_and_the_shifts():
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     slms = yaml.safe_load((REPO / "config/paper.yaml").read_text())["slms"]
-    stats = dict(line.split()[:2] for line in out.splitlines() if line.strip() and line.split()[0] in ("routing", "routing_tables", "figure_proxy_curves"))
-    assert stats == {"routing": str(len(slms)), "routing_tables": "1", "figure_proxy_curves": str(len(slms) * 4 * 4)}
+    stats = dict(line.split()[:2] for line in out.splitlines()
+                 if line.strip() and line.split()[0] in ("routing", "routing_tables", "figure_proxy_curves", "proxy_probe"))
+    # settings: partially in-domain, generic out-of-domain and the three named shifts; one leak-free probe per dataset pair
+    assert stats == {"routing": str(len(slms)), "routing_tables": "1", "figure_proxy_curves": str(len(slms) * 4 * 5),
+                     "proxy_probe": str(len(slms) * 15 * 14 // 2)}
+    assert f"results/probes/{slms[0]}/proxy/gsm8k+aqua.parquet" in out and "/out_of_domain.png" in out
     for slm in slms:
         assert f"results/routing/{slm}/holdout.parquet" in out
     for shift in ("math_to_commonsense", "commonsense_to_math", "commonsense_conversational_to_math"):

@@ -220,6 +220,25 @@ PROBES = Artifact(
     ),
 )
 
+PROXY_PROBE = Artifact(
+    name="proxy_probe",
+    path="results/probes/{slm}/proxy/{dataset}+{other}.parquet",
+    doc=(
+        "Leak-free OOD-probe confidences for the proxy study (rule `proxy_probe`, paper §4.2): one probe per pair of "
+        "datasets, trained on every labelled row of the run's *other* datasets (neither of the two), scoring the "
+        "evaluation rows of both. When one of the pair is a routing target, the other's rows enter its proxy pool with "
+        "these scores, so the pool carries no information from the target. Weights: "
+        "`results/probes/{slm}/proxy/{dataset}+{other}.ood_probe.safetensors`."
+    ),
+    key=("dataset", "id"),
+    columns=(
+        Column("dataset", pl.Utf8, "The dataset the row belongs to (one of the pair)."),
+        Column("other", pl.Utf8, "The pair's other dataset, also left out of the probe's training."),
+        Column("id", pl.Utf8, "Query id (eval rows of `dataset`)."),
+        Column("ood_probe", pl.Float64, "P(correct) from the probe trained without `dataset` and `other`."),
+    ),
+)
+
 # ---------------------------------------------------------------- uq
 UQ = Artifact(
     name="uq",
@@ -450,7 +469,7 @@ ROUTING_WARNINGS = Artifact(
 
 ARTIFACTS: dict[str, Artifact] = {
     a.name: a
-    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, QUALITY, PROBES, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES,
+    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, QUALITY, PROBES, PROXY_PROBE, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES,
               ROUTING_SUMMARY, HOLDOUT, ROUTING_WARNINGS, ROUTER_HOLDOUT)
 }
 
@@ -460,6 +479,7 @@ FILES: dict[str, str] = {
     "hidden_states": "results/generations/{model}/{dataset}.hidden.safetensors",
     "trained_probe_weights": "results/probes/{slm}/{dataset}.trained_probe.safetensors",
     "ood_probe_weights": "results/probes/{slm}/{dataset}.ood_probe.safetensors",
+    "proxy_probe_weights": "results/probes/{slm}/proxy/{dataset}+{other}.ood_probe.safetensors",
     "revisions_lock": "results/revisions.lock.yaml",
     "model_download": "resources/downloads/{model}.json",
     "model_dir": "resources/models/{model}",

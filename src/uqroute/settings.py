@@ -445,7 +445,7 @@ KEY_DOCS = {
     "routing.table4.slms": "SLMs (rows) of Table 4.",
     "routing.table5.shifts": "Named shifts (columns) of Table 5.",
     "routing.table5.llm": "LLM of Table 5.",
-    "routing.table5.method": "UQ method of Table 5.",
+    "routing.table5.method": "UQ method of Table 5; null = one block per proxy method (the paper does not name it).",
     "routing.table5.slms": "SLMs (rows) of Table 5.",
     "resources.gpu_model": "GPU type of model jobs (`--gpus=<type>:<n>`, e.g. a100); null = any GPU.",
     "resources.mem_mb_base": "Host memory (MB) of every job; model jobs add `mem_mb_per_b` × params_b.",

@@ -3,7 +3,7 @@
 Alignment (ROC-AUC with bootstrap CI, PRR in Malinin's and LM-Polygraph's form, AURAC),
 oracle/upper/random routing curves, relative accuracy on confident queries, proxy routing
 data (hold-out sets with tie-aware thresholds) with its RMS to the oracle, the paper's named
-out-of-domain shifts, and RouteLLM's APGR/CPT (on our grid and in RouteLLM's own form). Definitions: docs/routing.md.
+out-of-domain shifts and its generic out-of-domain setting, and RouteLLM's APGR/CPT (on our grid and in RouteLLM's own form). Definitions: docs/routing.md.
 
 For a router: :func:`tie_aware_thresholds` turns a hold-out sample into (threshold, q) per
 ratio and :func:`route_fraction` routes new confidences with them.
@@ -21,7 +21,18 @@ from .alignment import (
     roc_auc,
     weighted_auc,
 )
-from .config import DEFAULTS, PARTIAL_IN_DOMAIN, RoutingConfigError, Scenario, check_config, resolve, scenarios
+from .config import (
+    DEFAULTS,
+    LEAK_FREE_METHODS,
+    OUT_OF_DOMAIN,
+    PARTIAL_IN_DOMAIN,
+    RoutingConfigError,
+    Scenario,
+    check_config,
+    proxy_probe_pairs,
+    resolve,
+    scenarios,
+)
 from .curves import (
     expected_routed_sum,
     oracle_curve,
@@ -53,7 +64,8 @@ from .summary import CURVE_SUMMARIES, apgr, apgr_routellm, cpt, cpt_routellm, pg
 __all__ = [
     "ALIGNMENT_METRICS", "OneClassWarning", "alignment", "aurac", "bootstrap_auc_ci", "prediction_rejection_area", "prr",
     "prr_polygraph", "roc_auc", "weighted_auc",
-    "DEFAULTS", "PARTIAL_IN_DOMAIN", "RoutingConfigError", "Scenario", "check_config", "resolve", "scenarios",
+    "DEFAULTS", "LEAK_FREE_METHODS", "OUT_OF_DOMAIN", "PARTIAL_IN_DOMAIN", "RoutingConfigError", "Scenario", "check_config", "proxy_probe_pairs",
+    "resolve", "scenarios",
     "expected_routed_sum", "oracle_curve", "random_curve", "random_mc_curve", "ratio_grid", "relative_accuracy",
     "routed_counts", "upper_curve",
     "PROXY_METRICS", "TABLES", "evaluate",
