@@ -257,7 +257,8 @@ UQ = Artifact(
 # One file per SLM (rule `routing`, one job per SLM), so a failed SLM leaves the others'
 # results in place. Read every SLM at once with a glob, e.g.
 # ``polars.read_parquet("results/routing/*/auc.parquet")``.
-_SETTING = "`partial_in_domain` (sources: every other dataset of the run) or the name of an out-of-domain shift from `routing.shifts`."
+_SETTING = ("`partial_in_domain` (sources: every other dataset of the run), `out_of_domain` (sources: the run's datasets of other "
+            "domains; with `routing.out_of_domain`) or the name of an out-of-domain shift from `routing.shifts`.")
 
 AUC = Artifact(
     name="auc",
