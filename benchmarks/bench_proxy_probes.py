@@ -15,6 +15,7 @@ time does not depend on their values.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -23,14 +24,15 @@ from uqroute.probes import fit_probe
 from uqroute.settings import defaults
 
 
-def _time_fit(n_rows: int, dim: int, seed: int) -> float:
+def _time_fit(n_rows: int, dim: int, seed: int) -> tuple[float, float]:
+    """(wall s, CPU s) of one probe fit on ``n_rows`` random hidden states."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_rows, dim)).astype(np.float32)
     y = (rng.random(n_rows) < 0.5).astype(np.float64)
     cfg = defaults("probe")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fit_probe(x, y, hidden_sizes=cfg["hidden_sizes"], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["ood_lr"], seed=seed)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -42,16 +44,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="timings per probe kind; the fastest is printed")
     a = ap.parse_args()
     n = a.datasets
+    load = os.getloadavg()
     _time_fit(64, a.dim, 2)  # warm-up: torch's one-time set-up is not a probe's cost
-    pair = min(_time_fit((n - 2) * a.rows, a.dim, 0) for _ in range(a.repeat))
-    lodo = min(_time_fit((n - 1) * a.rows, a.dim, 1) for _ in range(a.repeat))
+    pair = min((_time_fit((n - 2) * a.rows, a.dim, 0) for _ in range(a.repeat)), key=lambda t: t[1])
+    lodo = min((_time_fit((n - 1) * a.rows, a.dim, 1) for _ in range(a.repeat)), key=lambda t: t[1])
     pairs = n * (n - 1) // 2
     print(f"shape: {n} datasets × {a.rows} rows, hidden size {a.dim}, probe settings {defaults('probe')}")
-    print(f"one pair probe (trained on {(n - 2) * a.rows} rows): {pair:.1f} s")
-    print(f"one leave-one-dataset-out probe (trained on {(n - 1) * a.rows} rows): {lodo:.1f} s  (pair/LODO ratio {pair / lodo:.2f})")
-    print(f"pair probes per SLM: {pairs} ({pairs / n:.1f}× the {n} LODO probes): {pairs * pair / 60:.1f} min per SLM on one thread")
-    print(f"grid of {a.slms} SLMs: {a.slms * pairs} pair probes, {a.slms * pairs * pair / 3600:.1f} CPU-hours (jobs are independent)")
-
+    print(f"load average at start (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
+    print(f"one pair probe (trained on {(n - 2) * a.rows} rows): {pair[0]:.1f} s wall, {pair[1]:.1f} s CPU")
+    print(f"one leave-one-dataset-out probe (trained on {(n - 1) * a.rows} rows): {lodo[0]:.1f} s wall, {lodo[1]:.1f} s CPU"
+          f"  (pair/LODO CPU ratio {pair[1] / lodo[1]:.2f})")
+    print(f"pair probes per SLM: {pairs} ({pairs / n:.1f}× the {n} LODO probes): {pairs * pair[1] / 60:.1f} CPU-min per SLM")
+    print(f"grid of {a.slms} SLMs: {a.slms * pairs} pair probes, {a.slms * pairs * pair[1] / 3600:.1f} CPU-hours (jobs are independent)")
 
 if __name__ == "__main__":
     main()
