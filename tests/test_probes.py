@@ -21,6 +21,7 @@ from uqroute.probes import (
     fit_probe,
     load_probe,
     run_probes,
+    run_proxy_probe,
 )
 from uqroute.schema import ARTIFACTS, check_frame
 
@@ -269,3 +270,112 @@ def test_probe_defaults_come_from_the_config_schema(monkeypatch):
     assert run_mod.probe_settings({"lr": 1e-3}) == {**schema_defaults, "epochs": 7, "lr": 1e-3}
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]"):
         run_mod.probe_settings({"epoch": 3})
+
+
+# ------------------------------------------------------------------ leak-free probes for the proxy pools (rule proxy_probe)
+def proxy_probe_run(out, sets, pair, cfg=QUICK, seed=0):
+    names = list(sets)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"parquet": out / f"{pair[0]}+{pair[1]}.parquet", "weights": out / f"{pair[0]}+{pair[1]}.ood_probe.safetensors"}
+    table = run_proxy_probe(
+        held_out=list(pair), datasets=names,
+        data_paths=[sets[n]["paths"]["data"] for n in names],
+        hidden_paths=[sets[n]["paths"]["hidden"] for n in names],
+        correctness_paths=[sets[n]["paths"]["correctness"] for n in names],
+        out_path=files["parquet"], weights_path=files["weights"], cfg=cfg, seed=seed,
+    )
+    return table, files
+
+
+def poison(root, sets, name):
+    """``name`` with every label flipped and every hidden state scrambled, written under ``root``."""
+    ds = sets[name]
+    root.mkdir(parents=True, exist_ok=True)
+    x = np.random.default_rng(9).normal(size=ds["x"].shape) * 50
+    n_train, n_eval = int((~ds["eval"]).sum()), int(ds["eval"].sum())
+    return dict(sets, **{name: write_dataset(root, name, n_train, n_eval, seed=1, labels=~ds["y"], states=x)})
+
+
+def test_proxy_probe_trains_without_both_and_scores_both(tmp_path, three):
+    table, files = proxy_probe_run(tmp_path / "out", three, ("a", "b"))
+    check_frame(table, "proxy_probe")
+    for name, other in (("a", "b"), ("b", "a")):
+        rows = table.filter(pl.col("dataset") == name)
+        assert rows["id"].to_list() == [i for i, e in zip(three[name]["ids"], three[name]["eval"]) if e]
+        assert set(rows["other"]) == {other}
+    probe, meta = load_probe(files["weights"])
+    assert json.loads(meta["training_datasets"]) == ["c"] and json.loads(meta["held_out"]) == ["a", "b"]
+    assert json.loads(meta["n_train"]) == 120 and meta["scheme"] == "leave_two_datasets_out"
+    a = table.filter(pl.col("dataset") == "a")["ood_probe"].to_numpy()
+    np.testing.assert_allclose(probe.predict(three["a"]["x"][three["a"]["eval"]]), a, rtol=1e-6)
+    # one probe per unordered pair
+    again, files2 = proxy_probe_run(tmp_path / "out2", three, ("b", "a"))
+    assert files2["weights"].read_bytes() == files["weights"].read_bytes()
+    with pytest.raises(ProbeInputError, match="needs a third dataset"):
+        proxy_probe_run(tmp_path / "out3", {k: three[k] for k in ("a", "b")}, ("a", "b"))
+
+
+def test_proxy_probe_never_reads_the_held_out_datasets(tmp_path, three):
+    """Flipping every label and scrambling every hidden state of target 'a' leaves the scores of
+    source 'b' from the probe held out of (a, b) unchanged, byte for byte; the leave-one-dataset-out
+    probe of 'b', which trained on 'a', changes."""
+    table, files = proxy_probe_run(tmp_path / "clean", three, ("a", "b"))
+    poisoned = poison(tmp_path / "poison", three, "a")
+    table2, files2 = proxy_probe_run(tmp_path / "dirty", poisoned, ("a", "b"))
+    b = pl.col("dataset") == "b"
+    assert table2.filter(b)["ood_probe"].to_list() == table.filter(b)["ood_probe"].to_list()
+    assert files2["weights"].read_bytes() == files["weights"].read_bytes()
+    lodo, _ = probe_run(tmp_path, tmp_path / "lodo", three, "b", cfg=QUICK)
+    lodo2, _ = probe_run(tmp_path, tmp_path / "lodo2", poisoned, "b", cfg=QUICK)
+    assert lodo2["ood_probe"].to_list() != lodo["ood_probe"].to_list()  # the leak the proxy probe removes
+
+
+def _routing_inputs(root, sets, slm="s", llm="l"):
+    """The pipeline from probes to routing inputs on the tiny fixtures: rule probe for every
+    dataset (the uq column ood_probe), rule proxy_probe for every pair, correctness copies."""
+    from uqroute.routing import proxy_probe_pairs, scenarios
+
+    names = list(sets)
+    uq, corr, data = [], [], []
+    for d in names:
+        table, _ = probe_run(root, root / "probes" / d, sets, d, cfg=QUICK)
+        path = root / "uq" / slm / f"{d}.parquet"
+        write_parquet(table.select("id", "ood_probe"), path, "uq")
+        uq.append(str(path))
+        data.append(str(sets[d]["paths"]["data"]))
+    for model in (slm, llm):
+        for d in names:
+            path = root / "correctness" / model / f"{d}.parquet"
+            write_parquet(pl.read_parquet(sets[d]["paths"]["correctness"]), path, "correctness")
+            corr.append(str(path))
+    proxy = []
+    for pair in proxy_probe_pairs(scenarios(names, {}), names):
+        _, files = proxy_probe_run(root / "probes" / slm / "proxy", sets, pair)
+        proxy.append(str(files["parquet"]))
+    return uq, corr, data, proxy
+
+
+def test_a_targets_rows_never_reach_the_probe_that_scores_its_proxy_pool(tmp_path, three):
+    """End to end on the tiny fixtures (probe → proxy_probe → routing): poisoning target 'a' (labels
+    flipped, hidden states scrambled) leaves every confidence of its proxy pool unchanged."""
+    from uqroute.routing import evaluate, load_inputs
+
+    params = {"ratio_step": 0.1, "bins": 5, "k": 0.5, "seeds": [50], "k_sweep": [], "bootstrap": 0, "random_mc": 0,
+              "proxy_methods": ["ood_probe"], "shifts": {}, "table4": {}, "table5": {}}
+
+    def holdout(root, sets):
+        uq, corr, data, proxy = _routing_inputs(root, sets)
+        inputs = load_inputs(uq, corr, data, slms=["s"], llms=["l"], datasets=list(sets), proxy_probe_paths=proxy)
+        t = evaluate(inputs, params, seed=0)
+        return t["holdout"].filter(pl.col("target") == "a"), inputs
+
+    clean, inputs = holdout(tmp_path / "clean", three)
+    dirty, inputs2 = holdout(tmp_path / "dirty", poison(tmp_path / "poison", three, "a"))
+    assert clean.height == 1 and sorted(set(clean["source_dataset"][0].to_list())) == ["b", "c"]
+    for col in ("source_dataset", "id", "confidence", "threshold", "q"):
+        assert dirty[col].to_list() == clean[col].to_list(), col
+    # the sources' own ood_probe scores (leave-one-dataset-out, trained on 'a') did change: they must not enter a's pool
+    assert not np.allclose(inputs.cells[("s", "b")].conf["ood_probe"], inputs2.cells[("s", "b")].conf["ood_probe"])
+    pool = dict(zip(clean["id"][0].to_list(), clean["confidence"][0].to_list()))
+    leak_free = dict(zip(inputs.cells[("s", "b")].ids, inputs.leak_free[("s", "b", "a")]))
+    assert all(pool[i] == leak_free[i] for i in pool if i.startswith("b/"))

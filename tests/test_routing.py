@@ -15,11 +15,13 @@ from uqroute.routing import (
     ProxyPool,
     alignment,
     apgr,
+    apgr_routellm,
     apply_thresholds,
     aurac,
     bin_allocation,
     bootstrap_auc_ci,
     cpt,
+    cpt_routellm,
     expected_routed_sum,
     oracle_curve,
     proxy_thresholds,
@@ -511,3 +513,63 @@ def test_apgr_and_cpt_on_a_hand_made_curve():
     assert cpt(curve, grid, 0.8) == pytest.approx(1.0)
     flat = np.array([0.6, 0.7, 0.6, 0.6])
     assert apgr(flat) is None and cpt(flat, grid, 0.5) is None
+
+
+# ------------------------------------------------------------------ RouteLLM's own APGR and CPT (routellm/evals/evaluate.py)
+def test_apgr_routellm_is_the_trapezoid_over_realised_calls():
+    grid = np.array([0, 1 / 3, 2 / 3, 1])
+    curve = np.array([0.5, 0.7, 0.8, 0.9])  # PGR 0, .5, .75, 1
+    # trapezoid of PGR over [0, 1/3, 2/3, 1]: (0 + .5)/2/3 + (.5 + .75)/2/3 + (.75 + 1)/2/3 = 3.5/6
+    assert apgr_routellm(curve, grid) == pytest.approx(3.5 / 6)
+    assert apgr(curve) == pytest.approx(0.5625)  # ours: the plain mean over the grid points
+    # realised fractions are what RouteLLM integrates over: n = 4 queries, r = 0, .3, .6, 1 route 0, 2, 3, 4
+    realised = np.array([0, 0.5, 0.75, 1.0])
+    # PGR 0, .5, .75, 1 at 0, .5, .75, 1: .5·(0+.5)/2 + .25·(.5+.75)/2 + .25·(.75+1)/2 = .125 + .15625 + .21875
+    assert apgr_routellm(curve, realised) == pytest.approx(0.5)
+    # RouteLLM's normalisation by the weak/strong areas over the realised span, not [0, 1]
+    assert apgr_routellm(np.array([0.5, 0.7, 0.9]), np.array([0.2, 0.4, 0.6])) == pytest.approx(0.5)
+
+
+def test_cpt_routellm_interpolates_and_cpt_takes_the_first_grid_crossing():
+    grid = np.array([0, 1 / 3, 2 / 3, 1])
+    curve = np.array([0.5, 0.7, 0.8, 0.9])  # PGR 0, .5, .75, 1
+    assert cpt_routellm(curve, grid, 0.5) == pytest.approx(1 / 3)  # a point exactly at the target
+    # 80%: target 0.82 lies between 0.8 (2/3) and 0.9 (1): 2/3 + (0.02/0.1)/3
+    assert cpt_routellm(curve, grid, 0.8) == pytest.approx(2 / 3 + 0.2 / 3)
+    assert cpt(curve, grid, 0.8) == pytest.approx(1.0)  # ours: the grid point, not interpolated
+    assert cpt_routellm(curve, grid, 0.2) == pytest.approx(0.4 / 3)  # 0.58 on the first segment
+
+
+def test_routellm_variants_on_a_non_monotone_curve():
+    """An overshooting curve: PGR 0, 1.5, 0.5, 1. RouteLLM's numpy.interp reads the first segment
+    whose accuracies bracket the target (for ≤ 4 points numpy scans from the left), ours the first
+    grid point at or above the level."""
+    grid = np.array([0, 1 / 3, 2 / 3, 1])
+    curve = np.array([0.2, 0.8, 0.4, 0.6])
+    # target 0.4 on the segment 0.2 → 0.8 over calls 0 → 1/3: a third of the way
+    assert cpt_routellm(curve, grid, 0.5) == pytest.approx(1 / 9)
+    assert cpt(curve, grid, 0.5) == pytest.approx(1 / 3)
+    # trapezoid of PGR (0, 1.5, .5, 1) over thirds: (.75 + 1 + .75)/3
+    assert apgr_routellm(curve, grid) == pytest.approx(2.5 / 3)
+    assert apgr(curve) == pytest.approx(3.0 / 4)
+
+
+def test_routellm_variants_degenerate_inputs():
+    grid = np.array([0, 0.5, 1])
+    flat = np.array([0.6, 0.7, 0.6])
+    assert apgr_routellm(flat, grid) is None and cpt_routellm(flat, grid, 0.5) is None
+    # a target beyond every accuracy is clamped to the last point's calls (numpy.interp)
+    assert cpt_routellm(np.array([0.5, 0.4, 0.7]), grid, 1.0) == pytest.approx(1.0)
+    # points listed out of call order are sorted by calls first, as RouteLLM sorts by strong_percentage
+    assert apgr_routellm(np.array([0.5, 0.9, 0.7]), np.array([0, 1, 0.5])) == pytest.approx(0.5)
+    assert cpt_routellm(np.array([0.5, 0.9, 0.7]), np.array([0, 1, 0.5]), 0.25) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="realised"):
+        apgr_routellm(np.array([0.5, 0.9]), np.array([0.0, 0.5, 1.0]))
+
+
+def test_prediction_rejection_area_of_one_class_is_lm_polygraphs_half():
+    """LM-Polygraph's normalize() maps one-class targets to 0.5, so its area is 0.5 for either class."""
+    for s in (np.ones(5), np.zeros(5)):
+        assert prediction_rejection_area(np.arange(5.0), s) == pytest.approx(0.5)
+    assert np.isnan(prediction_rejection_area(np.array([]), np.array([])))
+    assert np.isnan(prr_polygraph(np.arange(5.0), np.ones(5)))  # the normalised ratio stays undefined

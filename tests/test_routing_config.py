@@ -118,3 +118,36 @@ def test_scenarios():
         (PARTIAL_IN_DOMAIN, "a", ("b", "c")), (PARTIAL_IN_DOMAIN, "b", ("a", "c")), (PARTIAL_IN_DOMAIN, "c", ("a", "b")),
         ("s", "b", ("a",)), ("s", "c", ("a",))]
     assert scenarios(["a"], {}) == []
+
+
+def test_the_generic_out_of_domain_setting_pools_the_other_domains():
+    from uqroute.routing import OUT_OF_DOMAIN
+
+    domains = {"a": "math", "b": "math", "c": "commonsense", "d": "conversational"}
+    sc = [x for x in scenarios(list(domains), {}, domains) if x.setting == OUT_OF_DOMAIN]
+    assert [(x.target, x.sources) for x in sc] == [("a", ("c", "d")), ("b", ("c", "d")), ("c", ("a", "b", "d")), ("d", ("a", "b", "c"))]
+    assert not [x for x in scenarios(["a", "b"], {}, {"a": "math", "b": "math"}) if x.setting == OUT_OF_DOMAIN]  # no other domain
+    assert all(x.setting != OUT_OF_DOMAIN for x in scenarios(list(domains), {}))  # off without domains
+    with pytest.raises(RoutingConfigError, match="out_of_domain"):
+        check(GOOD | {"shifts": {OUT_OF_DOMAIN: {"sources": ["gsm8k"], "targets": ["boolq"]}}})
+    with pytest.raises(RoutingConfigError, match="routing.out_of_domain: must be true or false"):
+        check(GOOD | {"out_of_domain": "yes"})
+
+
+def test_the_paper_preset_runs_the_generic_out_of_domain_setting_and_table5_for_both_proxy_methods():
+    """§4.2 names two settings (fully out-of-domain, partially in-domain); Table 5's UQ method is not named,
+    so the preset shows it for both proxy methods of §4.2."""
+    r = yaml.safe_load((ROOT / "config/paper.yaml").read_text())["routing"]
+    assert r["out_of_domain"] is True
+    assert r["table5"]["method"] is None and r["proxy_methods"] == ["perplexity", "ood_probe"]
+
+
+def test_proxy_probe_pairs_cover_every_source_target_pair_once():
+    from uqroute.routing import proxy_probe_pairs
+
+    ds = ["a", "b", "c", "d"]
+    sc = scenarios(ds, {"s": {"sources": ["d"], "targets": ["a"]}})
+    assert proxy_probe_pairs(sc, ds) == [("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"), ("b", "d"), ("c", "d")]
+    only = [x for x in sc if x.setting == "s"]
+    assert proxy_probe_pairs(only, ds) == [("a", "d")]  # (d, a) and (a, d) are one probe, in run order
+    assert proxy_probe_pairs(scenarios(["a", "b"], {}), ["a", "b"]) == []  # no third dataset to train on

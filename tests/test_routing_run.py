@@ -159,12 +159,33 @@ def test_tables_4_and_5_in_the_papers_layout(written):
     sel = full4.filter((pl.col("llm") == "llm-y") & (pl.col("target") == "boolq") & (pl.col("method") == "perplexity"))
     np.testing.assert_allclose(sel.select(SLMS).to_numpy(), t4.select(SLMS).to_numpy())
     t5 = pl.read_csv(out["table5_csv"])
-    assert t5.columns == ["shift", "target", "routing", "slm-b", "slm-a"]  # the selected SLMs, in the selected order
+    assert t5.columns == ["shift", "target", "method", "routing", "slm-b", "slm-a"]  # the selected SLMs, in the selected order
+    assert set(t5["method"]) == {"perplexity"}  # routing.table5.method names one
     assert t5.select("shift", "target").unique(maintain_order=True).rows() == [
         ("math_to_commonsense", "boolq"), ("commonsense_to_math", "gsm8k"), ("commonsense_to_math", "svamp")]
     md = Path(out["table5_md"]).read_text()
     assert md.startswith("Table 5") and "## Full grid" in md and "math_to_commonsense (gsm8k + svamp → boolq)" in md
     assert "No SLM is missing." in Path(out["status"]).read_text()
+
+
+def test_table5_shows_every_proxy_method_when_none_is_named(written, tmp_path):
+    """The paper does not name Table 5's UQ method: with table5.method null the paper layout has a block per
+    proxy method, in the configured order, and the markdown says why."""
+    root, t = written
+    params = PARAMS | {"table5": {**PARAMS["table5"], "method": None}}
+    out = table_outputs(tmp_path)
+    assemble_routing(proxy_paths=[slm_outputs(root, s)["proxy"] for s in SLMS], warnings_paths=[slm_outputs(root, s)["warnings"] for s in SLMS],
+                     slms=SLMS, assembled=SLMS, llms=LLMS, datasets=DATASETS, methods=METHODS, outputs=out, params=params)
+    t5 = pl.read_csv(out["table5_csv"])
+    assert t5.columns == ["shift", "target", "method", "routing", "slm-b", "slm-a"]
+    blocks = t5.select("shift", "target", "method").unique(maintain_order=True).rows()
+    assert blocks[:2] == [("math_to_commonsense", "boolq", "perplexity"), ("math_to_commonsense", "boolq", "verbal_1s")]
+    assert len(blocks) == 3 * 2
+    p = t["proxy"].filter((pl.col("setting") == "math_to_commonsense") & (pl.col("llm") == "llm-x") & (pl.col("method") == "verbal_1s")
+                          & (pl.col("k") == 0.2) & (pl.col("slm") == "slm-a"))
+    row = t5.filter((pl.col("method") == "verbal_1s") & (pl.col("routing") == "proxy"))
+    assert row["slm-a"][0] == pytest.approx(p["rms"].mean())
+    assert "does not name Table 5's UQ method" in Path(out["table5_md"]).read_text()
 
 
 def test_table4_mean_over_seeds_is_recomputed(written):
@@ -300,14 +321,14 @@ def test_one_methods_failure_leaves_the_other_methods_complete(tmp_path, monkeyp
     import uqroute.routing.evaluation as ev
 
     ds = ["gsm8k", "boolq"]
-    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity", "ood_probe"], n=30)
+    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity", "ptrue"], n=30)  # two datasets: no leak-free ood_probe pool exists
     inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
-    p = PARAMS | {"proxy_methods": ["perplexity", "ood_probe"], "shifts": {}, "table4": {}, "table5": {}}
+    p = PARAMS | {"proxy_methods": ["perplexity", "ptrue"], "shifts": {}, "table4": {}, "table5": {}}
     clean = evaluate(inputs, p, seed=0)
     real_curve, real_proxy = ev.curve_step, ev.proxy_step
 
     def bad_curve(mc, *a, **k):
-        if mc.method == "ood_probe" and mc.dataset == "boolq":
+        if mc.method == "ptrue" and mc.dataset == "boolq":
             raise FloatingPointError("injected")
         return real_curve(mc, *a, **k)
 
@@ -322,13 +343,13 @@ def test_one_methods_failure_leaves_the_other_methods_complete(tmp_path, monkeyp
     failed = t["warnings"].filter(pl.col("kind") == "failed")
     assert failed.height == 2 and "injected" in failed["message"][0] and "FloatingPointError" in " ".join(failed["message"])
     for name in ("auc", "curves", "relative_accuracy", "summary"):
-        keep = ~((pl.col("method") == "ood_probe") & (pl.col("dataset") == "boolq"))
+        keep = ~((pl.col("method") == "ptrue") & (pl.col("dataset") == "boolq"))
         assert t[name].equals(clean[name].filter(keep)), name  # nothing half-written for the failed cell
     keep = ~((pl.col("method") == "perplexity") & (pl.col("target") == "gsm8k"))
-    keep &= ~((pl.col("method") == "ood_probe") & (pl.col("target") == "boolq"))  # its target curve failed: hold-out set only
+    keep &= ~((pl.col("method") == "ptrue") & (pl.col("target") == "boolq"))  # its target curve failed: hold-out set only
     assert t["proxy"].equals(clean["proxy"].filter(keep))
-    assert t["holdout"].filter((pl.col("method") == "ood_probe") & (pl.col("target") == "boolq")).height == 6
-    assert t["proxy"].filter(pl.col("method") == "ood_probe").height > 0
+    assert t["holdout"].filter((pl.col("method") == "ptrue") & (pl.col("target") == "boolq")).height == 6
+    assert t["proxy"].filter(pl.col("method") == "ptrue").height > 0
 
 
 def test_bad_inputs_name_the_culprit_and_write_nothing(tmp_path):
@@ -403,3 +424,26 @@ def test_the_rules_take_paths_from_the_registries():
 def test_synthetic_paths_follow_the_registry(tmp_path):
     uq, corr, data = synthetic_paths(tmp_path, ["s"], ["l"], ["gsm8k"])
     assert uq == [str(tmp_path / ARTIFACTS["uq"].path.format(slm="s", dataset="gsm8k"))]
+
+
+def test_generic_out_of_domain_setting_and_leak_free_ood_probe_pools(synthetic):
+    """routing.out_of_domain adds one scenario per target with the other domains as sources; an ood_probe pool
+    uses the leak-free scores of each (source, target) pair, and without them the scenario is skipped, recorded."""
+    _, paths = synthetic
+    inputs = load_inputs(*paths, slms=SLMS, llms=LLMS, datasets=DATASETS)
+    p = PARAMS | {"out_of_domain": True, "proxy_methods": ["perplexity", "ood_probe"], "k_sweep": []}
+    t = evaluate(inputs, p, seed=0)
+    ood = t["holdout"].filter((pl.col("setting") == "out_of_domain") & (pl.col("method") == "perplexity") & (pl.col("slm") == "slm-a"))
+    got = {r["target"]: r["sources"] for r in ood.unique("target").iter_rows(named=True)}
+    assert got == {"gsm8k": ["boolq", "commonsenseqa"], "svamp": ["boolq", "commonsenseqa"],
+                   "boolq": ["gsm8k", "svamp"], "commonsenseqa": ["gsm8k", "svamp"]}
+    assert t["holdout"].filter(pl.col("method") == "ood_probe").height == 0  # no leak-free scores given
+    skipped = t["warnings"].filter((pl.col("kind") == "no_sources") & (pl.col("method") == "ood_probe"))
+    assert skipped.height == len(SLMS) * (N_SCENARIOS + len(DATASETS)) and "leak-free" in skipped["message"][0]
+    # with leak-free scores (a distinct, recognisable value per (source, target)), the pool holds exactly them
+    inputs.leak_free = {(s, d, o): np.full(inputs.cells[(s, d)].ids.size, 0.1 * (1 + DATASETS.index(d)) + 0.01 * DATASETS.index(o))
+                        for s in SLMS for d in DATASETS for o in DATASETS if d != o}
+    t = evaluate(inputs, p, seed=0)
+    for r in t["holdout"].filter(pl.col("method") == "ood_probe").iter_rows(named=True):
+        expect = {0.1 * (1 + DATASETS.index(d)) + 0.01 * DATASETS.index(r["target"]) for d in r["source_dataset"]}
+        assert set(r["confidence"]) <= {round(e, 12) for e in expect} | expect

@@ -15,7 +15,8 @@ import yaml
 
 from uqroute.figures import FIGURES
 from uqroute.routing import TABLES
-from uqroute.routing.synthetic import write_synthetic
+from uqroute.routing import proxy_probe_pairs, scenarios
+from uqroute.routing.synthetic import write_synthetic, write_synthetic_proxy_probes
 from uqroute.routing.tables import TABLE_FILES
 from uqroute.schema import ARTIFACTS, check_frame
 
@@ -55,6 +56,8 @@ def test_a_broken_slm_leaves_the_others_and_the_report_names_it(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     write_synthetic(tmp_path, slms=cfg["slms"], llms=cfg["llms"], datasets=DATASETS, methods=cfg["uq"]["methods"], n=20, null_confidence=0.2)
+    # the leak-free ood_probe scores of the proxy pools (rule proxy_probe needs hidden states, which this test has not)
+    write_synthetic_proxy_probes(tmp_path, slms=cfg["slms"], pairs=proxy_probe_pairs(scenarios(DATASETS, cfg["routing"]["shifts"]), DATASETS), n=20)
     bad = tmp_path / ARTIFACTS["uq"].path.format(slm=BROKEN, dataset="boolq")
     bad.write_bytes(bad.read_bytes()[:100])
     llms, settings = cfg["llms"], ["partial_in_domain", "math_to_commonsense"]
@@ -112,8 +115,12 @@ def test_paper_preset_dry_run_lists_per_slm_routing_jobs_and_the_shifts():
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     slms = yaml.safe_load((REPO / "config/paper.yaml").read_text())["slms"]
-    stats = dict(line.split()[:2] for line in out.splitlines() if line.strip() and line.split()[0] in ("routing", "routing_tables", "figure_proxy_curves"))
-    assert stats == {"routing": str(len(slms)), "routing_tables": "1", "figure_proxy_curves": str(len(slms) * 4 * 4)}
+    stats = dict(line.split()[:2] for line in out.splitlines()
+                 if line.strip() and line.split()[0] in ("routing", "routing_tables", "figure_proxy_curves", "proxy_probe"))
+    # settings: partially in-domain, generic out-of-domain and the three named shifts; one leak-free probe per dataset pair
+    assert stats == {"routing": str(len(slms)), "routing_tables": "1", "figure_proxy_curves": str(len(slms) * 4 * 5),
+                     "proxy_probe": str(len(slms) * 15 * 14 // 2)}
+    assert f"results/probes/{slms[0]}/proxy/gsm8k+aqua.parquet" in out and "/out_of_domain.png" in out
     for slm in slms:
         assert f"results/routing/{slm}/holdout.parquet" in out
     for shift in ("math_to_commonsense", "commonsense_to_math", "commonsense_conversational_to_math"):

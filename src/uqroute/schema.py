@@ -231,6 +231,25 @@ PROBES = Artifact(
     ),
 )
 
+PROXY_PROBE = Artifact(
+    name="proxy_probe",
+    path="results/probes/{slm}/proxy/{dataset}+{other}.parquet",
+    doc=(
+        "Leak-free OOD-probe confidences for the proxy study (rule `proxy_probe`, paper §4.2): one probe per pair of "
+        "datasets, trained on every labelled row of the run's *other* datasets (neither of the two), scoring the "
+        "evaluation rows of both. When one of the pair is a routing target, the other's rows enter its proxy pool with "
+        "these scores, so the pool carries no information from the target. Weights: "
+        "`results/probes/{slm}/proxy/{dataset}+{other}.ood_probe.safetensors`."
+    ),
+    key=("dataset", "id"),
+    columns=(
+        Column("dataset", pl.Utf8, "The dataset the row belongs to (one of the pair)."),
+        Column("other", pl.Utf8, "The pair's other dataset, also left out of the probe's training."),
+        Column("id", pl.Utf8, "Query id (eval rows of `dataset`)."),
+        Column("ood_probe", pl.Float64, "P(correct) from the probe trained without `dataset` and `other`."),
+    ),
+)
+
 # ---------------------------------------------------------------- uq
 UQ = Artifact(
     name="uq",
@@ -249,7 +268,8 @@ UQ = Artifact(
 # One file per SLM (rule `routing`, one job per SLM), so a failed SLM leaves the others'
 # results in place. Read every SLM at once with a glob, e.g.
 # ``polars.read_parquet("results/routing/*/auc.parquet")``.
-_SETTING = "`partial_in_domain` (sources: every other dataset of the run) or the name of an out-of-domain shift from `routing.shifts`."
+_SETTING = ("`partial_in_domain` (sources: every other dataset of the run), `out_of_domain` (sources: the run's datasets of other "
+            "domains; with `routing.out_of_domain`) or the name of an out-of-domain shift from `routing.shifts`.")
 
 AUC = Artifact(
     name="auc",
@@ -329,9 +349,12 @@ ROUTING_SUMMARY = Artifact(
         Column("method", pl.Utf8, "UQ method."),
         Column("slm_accuracy", pl.Float64, "Accuracy with nothing routed."),
         Column("llm_accuracy", pl.Float64, "Accuracy with everything routed."),
-        Column("apgr", pl.Float64, "Average performance gap recovered (RouteLLM): mean over r of (acc(r) − acc_slm)/(acc_llm − acc_slm); null when acc_llm = acc_slm.", nullable=True),
-        Column("cpt50", pl.Float64, "Smallest r recovering 50% of the gap; null if never.", nullable=True),
-        Column("cpt80", pl.Float64, "Smallest r recovering 80% of the gap; null if never.", nullable=True),
+        Column("apgr", pl.Float64, "Average performance gap recovered (after RouteLLM): mean over the grid points r of (acc(r) − acc_slm)/(acc_llm − acc_slm); null when acc_llm = acc_slm.", nullable=True),
+        Column("cpt50", pl.Float64, "First grid ratio r recovering 50% of the gap (no interpolation); null if never.", nullable=True),
+        Column("cpt80", pl.Float64, "First grid ratio r recovering 80% of the gap (no interpolation); null if never.", nullable=True),
+        Column("apgr_routellm", pl.Float64, "RouteLLM's own APGR: trapezoid area of the curve over the realised fraction of LLM calls (⌈r·n⌉/n), normalised by the SLM's and LLM's areas; null when acc_llm = acc_slm.", nullable=True),
+        Column("cpt50_routellm", pl.Float64, "RouteLLM's own CPT(50%): numpy.interp of the 50%-gap accuracy over the curve's (accuracy, realised call fraction) points (assumes an increasing curve); a fraction, not RouteLLM's percent; null when acc_llm = acc_slm.", nullable=True),
+        Column("cpt80_routellm", pl.Float64, "RouteLLM's own CPT(80%), as cpt50_routellm; null when acc_llm = acc_slm.", nullable=True),
     ),
 )
 
@@ -458,7 +481,7 @@ ROUTING_WARNINGS = Artifact(
 
 ARTIFACTS: dict[str, Artifact] = {
     a.name: a
-    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, QUALITY, PROBES, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES,
+    for a in (DATA, GENERATIONS, CORRECTNESS, AGREEMENT, QUALITY, PROBES, PROXY_PROBE, UQ, AUC, CURVES, RELATIVE_ACCURACY, PROXY, PROXY_CURVES,
               ROUTING_SUMMARY, HOLDOUT, ROUTING_WARNINGS, ROUTER_HOLDOUT)
 }
 
@@ -468,6 +491,7 @@ FILES: dict[str, str] = {
     "hidden_states": "results/generations/{model}/{dataset}.hidden.safetensors",
     "trained_probe_weights": "results/probes/{slm}/{dataset}.trained_probe.safetensors",
     "ood_probe_weights": "results/probes/{slm}/{dataset}.ood_probe.safetensors",
+    "proxy_probe_weights": "results/probes/{slm}/proxy/{dataset}+{other}.ood_probe.safetensors",
     "revisions_lock": "results/revisions.lock.yaml",
     "model_download": "resources/downloads/{model}.json",
     "model_dir": "resources/models/{model}",

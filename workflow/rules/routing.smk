@@ -12,6 +12,7 @@ rule routing:
         uq=expand(ARTIFACTS["uq"].path, dataset=DATASETS, allow_missing=True),
         correctness=routing_correctness,
         data=expand(ARTIFACTS["data"].path, dataset=DATASETS),
+        proxy_probes=routing_proxy_probes,
     output:
         **ROUTING_OUTPUTS,
     params:
@@ -161,7 +162,7 @@ rule figure_proxy_curves:
         llm=lambda w: w.llm,
         setting=lambda w: w.setting,
         methods=proxy_methods(),
-        targets=lambda w: DATASETS if w.setting == PARTIAL_IN_DOMAIN else ROUTING["shifts"][w.setting]["targets"],
+        targets=lambda w: setting_targets(w.setting),
     log:
         "logs/routing/figures/proxy_curves/{slm}/{llm}/{setting}.log",
     conda:

@@ -5,7 +5,7 @@ import re
 
 from uqroute.figures import FIGURES
 from uqroute.figures.pages import PAGES
-from uqroute.routing import PARTIAL_IN_DOMAIN, TABLES, available_slms, resolve
+from uqroute.routing import LEAK_FREE_METHODS, OUT_OF_DOMAIN, PARTIAL_IN_DOMAIN, TABLES, available_slms, proxy_probe_pairs, resolve, scenarios
 from uqroute.routing.tables import TABLE_FILES
 from uqroute.schema import ARTIFACTS
 
@@ -14,7 +14,16 @@ ROUTING = resolve(cfg("routing"))
 ROUTING_EVAL = {k: v for k, v in ROUTING.items() if k != "assemble"}
 # the per-SLM artifacts written by the `routing` job: output key -> path pattern with {slm}
 ROUTING_OUTPUTS = {key: ARTIFACTS[name].path for key, name in TABLES.items()}
-ROUTING_SETTINGS = [PARTIAL_IN_DOMAIN] + list(ROUTING["shifts"])
+# dataset -> domain for the generic out-of-domain setting (routing.out_of_domain; None when off)
+ROUTING_DOMAINS = {d: get_spec(d).domain for d in DATASETS} if ROUTING["out_of_domain"] else None
+ROUTING_SCENARIOS = scenarios(DATASETS, ROUTING["shifts"], ROUTING_DOMAINS)
+ROUTING_SETTINGS = [PARTIAL_IN_DOMAIN] + ([OUT_OF_DOMAIN] if ROUTING["out_of_domain"] else []) + list(ROUTING["shifts"])
+
+
+def setting_targets(setting):
+    """The target datasets of one proxy setting (figure panels): every dataset for the partially
+    in-domain and generic out-of-domain settings, a shift's targets otherwise."""
+    return ROUTING["shifts"][setting]["targets"] if setting in ROUTING["shifts"] else DATASETS
 
 
 def routing_outputs(slm):
@@ -46,6 +55,15 @@ def proxy_methods():
     """The proxy methods (routing.proxy_methods; `all` = every UQ method)."""
     m = ROUTING["proxy_methods"]
     return routing_methods() if m == "all" else list(m)
+
+
+def routing_proxy_probes(wildcards):
+    """The leak-free OOD-probe files of one SLM's proxy pools, written by the proxy_probe jobs, one per
+    (source, target) pair of the proxy scenarios, when a proxy method needs them (uqroute.routing.LEAK_FREE_METHODS)."""
+    if not any(m in LEAK_FREE_METHODS for m in proxy_methods()):
+        return []
+    pairs = proxy_probe_pairs(ROUTING_SCENARIOS, DATASETS)
+    return [ARTIFACTS["proxy_probe"].path.format(slm=wildcards.slm, dataset=a, other=b) for a, b in pairs]
 
 
 def routing_correctness(wildcards):

@@ -10,6 +10,7 @@ with logged(sm):
         uq_paths=list(sm.input.uq),
         correctness_paths=list(sm.input.correctness),
         data_paths=list(sm.input.data),
+        proxy_probe_paths=list(sm.input.proxy_probes),
         slms=[sm.wildcards.slm],
         llms=sm.params.llms,
         datasets=sm.params.datasets,

@@ -47,6 +47,7 @@ def load_probe_inputs(dataset: str, data_path, hidden_path, correctness_path) ->
     order. A null ``correct`` becomes NaN (never trained on). A missing, truncated or off-schema
     file, or ids that do not match, raise :class:`uqroute.io.ArtifactInputError` naming the
     dataset and the file; non-finite hidden states raise :class:`ProbeInputError`.
+    ``correctness_path=None`` reads no labels (every ``y`` is NaN): rows that are only scored.
     """
     stage = f"probe, dataset {dataset!r}"
     data = read_artifact(data_path, "data", columns=["role"], stage=stage)
@@ -64,6 +65,8 @@ def load_probe_inputs(dataset: str, data_path, hidden_path, correctness_path) ->
             " (float16 overflow?)"
         )
 
+    if correctness_path is None:  # rows to be scored only: their labels are never read
+        return ProbeInputs(dataset, ids, data["role"].to_numpy().astype(str), x, np.full(len(ids), np.nan))
     corr = read_artifact(correctness_path, "correctness", columns=["correct"], stage=stage)
     labels = align_ids(ids, corr, correctness_path, what="correctness", stage=stage, exact=True)["correct"].to_list()
     y = np.array([np.nan if v is None else float(bool(v)) for v in labels], dtype=np.float64)

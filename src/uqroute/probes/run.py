@@ -12,6 +12,11 @@ Out-of-domain (``ood_probe``, paper §3.1 (8)): same network, lr 1e-4, trained o
 
 One-class training labels give a constant score (the training base rate) with a warning
 (scheme ``constant``).
+
+Rule ``proxy_probe`` (:func:`run_proxy_probe`): the same OOD probe with *two* datasets held out,
+scoring both. The proxy study (paper §4.2) scores source S of target T's proxy pool with the
+probe trained without S and without T, because the leave-one-dataset-out probe of S was trained
+on T and would carry the target's labels into its own proxy data.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import numpy as np
 import polars as pl
 
 from ..io import write_parquet
+from ..schema import ARTIFACTS
 from ..settings import section
 from .inputs import ProbeInputError, ProbeInputs, load_probe_inputs
 from .train import crossfit_predict, derive_seed, fit_probe
 from .weights import save_probe
 
-__all__ = ["run_probes", "in_domain_scores", "ood_scores", "probe_settings"]
+__all__ = ["run_probes", "run_proxy_probe", "in_domain_scores", "ood_scores", "leak_free_scores", "probe_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,76 @@ def ood_scores(t: ProbeInputs, others: Sequence[ProbeInputs], cfg: dict, seed: i
     probe = fit_probe(x, y, hidden_sizes=cfg["hidden_sizes"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                       lr=cfg["ood_lr"], seed=derive_seed(seed, "ood_probe"), label=f"ood_probe[{t.dataset}]")
     return probe.predict(t.x[t.eval_mask]), probe
+
+
+def leak_free_scores(held: Sequence[ProbeInputs], others: Sequence[ProbeInputs], cfg: dict, seed: int):
+    """({dataset: scores of its eval rows} for every dataset of ``held``, fitted probe): one OOD probe
+    trained on every labelled row of ``others`` (never on ``held``), lr ``ood_lr``. The seed is
+    derived from the held-out names in sorted order, so the pair (a, b) and (b, a) give one probe."""
+    names = sorted(h.dataset for h in held)
+    clash = [o.dataset for o in others if o.dataset in names]
+    if clash:
+        raise ValueError(f"proxy_probe[{'+'.join(names)}]: held-out dataset(s) {clash} are among its training datasets")
+    label = f"proxy_probe[without {' and '.join(names)}]"
+    if not others:
+        raise ProbeInputError(f"{label}: no dataset is left to train on; a leak-free probe needs a third dataset in the run")
+    x = np.concatenate([o.x[o.labelled] for o in others])
+    y = np.concatenate([o.y[o.labelled] for o in others])
+    if len(y) == 0:
+        raise ProbeInputError(f"{label}: the training datasets {[o.dataset for o in others]} have no labelled rows")
+    probe = fit_probe(x, y, hidden_sizes=cfg["hidden_sizes"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                      lr=cfg["ood_lr"], seed=derive_seed(seed, "proxy_probe", *names), label=label)
+    return {h.dataset: probe.predict(h.x[h.eval_mask]) for h in held}, probe
+
+
+def run_proxy_probe(
+    held_out: Sequence[str],
+    datasets: Sequence[str],
+    data_paths: Sequence,
+    hidden_paths: Sequence,
+    correctness_paths: Sequence,
+    out_path,
+    weights_path,
+    cfg: dict | None,
+    seed: int,
+    provenance: dict | None = None,
+) -> pl.DataFrame:
+    """Rule ``proxy_probe``: the OOD probe trained without the two datasets of ``held_out``.
+
+    Trains on every labelled row (train and eval) of the run's other datasets, scores the eval
+    rows of both held-out datasets, and writes the ``proxy_probe`` artifact (rows of
+    ``held_out[0]`` then ``held_out[1]``, each in data order) and the probe's weights. The held-out
+    datasets' hidden states are read only to be scored, and their correctness labels are never
+    read at all. Paths are aligned with ``datasets`` (every dataset of the run).
+    """
+    datasets, held_out = list(datasets), list(held_out)
+    for name, paths in {"data_paths": data_paths, "hidden_paths": hidden_paths, "correctness_paths": correctness_paths}.items():
+        if len(paths) != len(datasets):
+            raise ValueError(f"run_proxy_probe: {name} has {len(paths)} entries for {len(datasets)} datasets")
+    if len(held_out) != 2 or held_out[0] == held_out[1] or not set(held_out) <= set(datasets):
+        raise ValueError(f"run_proxy_probe: held_out must be two different datasets of the run {datasets}, got {held_out}")
+    cfg = probe_settings(cfg)
+    others = [d for d in datasets if d not in held_out]
+    idx = {d: i for i, d in enumerate(datasets)}
+    held = [load_probe_inputs(d, data_paths[idx[d]], hidden_paths[idx[d]], None) for d in held_out]
+    train = [load_probe_inputs(d, data_paths[idx[d]], hidden_paths[idx[d]], correctness_paths[idx[d]]) for d in others]
+    dims = {i.dataset: i.x.shape[1] for i in held + train}
+    if len(set(dims.values())) > 1:
+        raise ProbeInputError(f"run_proxy_probe: hidden sizes differ across datasets {dims}")
+    scores, probe = leak_free_scores(held, train, cfg, seed)
+    save_probe(weights_path, probe, scheme="leave_two_datasets_out" if probe.kind == "mlp" else "constant",
+               lr=cfg["ood_lr"], epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=int(seed),
+               held_out=sorted(held_out), training_datasets=others)
+    parts = []
+    for h, other in zip(held, reversed(held_out)):
+        ids = [i for i, e in zip(h.ids, h.eval_mask) if e]
+        parts.append(pl.DataFrame({"dataset": [h.dataset] * len(ids), "other": [other] * len(ids), "id": ids,
+                                   "ood_probe": np.asarray(scores[h.dataset], dtype=np.float64)},
+                                  schema=ARTIFACTS["proxy_probe"].polars_schema()))
+    table = pl.concat(parts)
+    write_parquet(table, out_path, "proxy_probe", provenance=provenance)
+    log.info("proxy_probe[without %s]: trained on %s, %d rows scored", "+".join(held_out), others, table.height)
+    return table
 
 
 def run_probes(

@@ -143,11 +143,17 @@ def prediction_rejection_area(conf, slm_correct) -> float:
     queries kept after rejecting the j least confident, averaged over j (rejected queries are
     discarded). Ties in ``conf`` are averaged (LM-Polygraph breaks them by ``numpy.argsort``
     order), so the two agree exactly when no confidences tie.
+
+    One-class labels give 0.5, as LM-Polygraph does: its ``normalize`` min–max scales the target
+    and, when min = max, widens the range to [min − 1, max + 1], which maps every label to 0.5
+    (whatever the class). Empty input gives NaN.
     """
     s = np.asarray(slm_correct, dtype=np.float64)
     n = s.size
     if n == 0:
         return float("nan")
+    if _one_class(s):
+        return 0.5
     rejected = np.arange(n)
     kept_sum = s.sum() - expected_routed_sum(conf, s, rejected)
     return float(np.mean(kept_sum / (n - rejected)))
@@ -158,7 +164,10 @@ def prr_polygraph(conf, slm_correct) -> float:
 
     PRA_oracle is the area of the confidence c = s; PRA_random is its exact expectation over
     random orders, mean(s) (LM-Polygraph: the mean of 1000 shuffles with seed 42). NaN for
-    one-class labels (LM-Polygraph then returns the unnormalised area).
+    one-class labels, where oracle, random and every confidence give the same area: LM-Polygraph's
+    ``normalize_metric`` then skips the normalisation and returns the unnormalised area, 0.5
+    (:func:`prediction_rejection_area`); a normalised ratio of 0.5 would read as "halfway to the
+    oracle", so we keep it undefined.
     """
     s = np.asarray(slm_correct, dtype=np.float64)
     if _one_class(s):

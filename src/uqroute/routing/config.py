@@ -18,17 +18,28 @@ from .curves import ratio_grid
 
 __all__ = [
     "DEFAULTS",
+    "LEAK_FREE_METHODS",
+    "OUT_OF_DOMAIN",
     "PARTIAL_IN_DOMAIN",
     "RoutingConfigError",
     "Scenario",
     "check_config",
     "config_problems",
+    "proxy_probe_pairs",
     "resolve",
     "scenarios",
 ]
 
 #: The partially in-domain setting: every other dataset of the run is a source (paper §4.2).
 PARTIAL_IN_DOMAIN = "partial_in_domain"
+#: The generic (fully) out-of-domain setting, on with ``routing.out_of_domain``: the sources are the
+#: datasets of the run whose domain differs from the target's (paper §4.2: "proxy routing data
+#: derived from source datasets with no domain overlap").
+OUT_OF_DOMAIN = "out_of_domain"
+#: Proxy methods whose per-dataset confidences were trained on other datasets of the run, the
+#: target included: in a proxy pool, source S of target T is scored instead by the probe trained
+#: without S and T (rule ``proxy_probe``), so that the pool holds no information from T (§4.2).
+LEAK_FREE_METHODS = ("ood_probe",)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _ASSEMBLE = ("all", "available")
 _RESERVED = {"tables", "figures"}  # folders under results/routing/ beside the per-SLM ones
@@ -45,7 +56,7 @@ class RoutingConfigError(ValueError):
 class Scenario:
     """One proxy-routing evaluation: a target dataset and the source datasets pooled for it.
 
-    ``setting`` is ``partial_in_domain`` or the name of a shift from ``routing.shifts``.
+    ``setting`` is ``partial_in_domain``, ``out_of_domain`` or the name of a shift from ``routing.shifts``.
     """
 
     setting: str
@@ -134,8 +145,8 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
         where = f"shifts.{name}"
         if not isinstance(name, str) or not _NAME.match(name):
             raise _err(where, "shift names use lower-case letters, digits and underscores (they become file names)")
-        if name == PARTIAL_IN_DOMAIN:
-            raise _err(where, f"{PARTIAL_IN_DOMAIN!r} is the name of the partially in-domain setting; choose another name")
+        if name in (PARTIAL_IN_DOMAIN, OUT_OF_DOMAIN):
+            raise _err(where, f"{name!r} is the name of a built-in setting (partially in-domain, generic out-of-domain); choose another name")
         if not isinstance(shift, Mapping) or set(shift) != {"sources", "targets"}:
             raise _err(where, f"must have exactly the keys sources and targets, got {shift!r}")
         for part in ("sources", "targets"):
@@ -169,16 +180,28 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
     if clash:
         raise RoutingConfigError(f"slms: {clash} would share results/routing/<name>/ with the routing "
                                  f"{' and '.join(sorted(_RESERVED))} folders; rename the model")
+    if not isinstance(p["out_of_domain"], bool):
+        raise _err("out_of_domain", f"must be true or false, got {p['out_of_domain']!r}")
     if p["assemble"] not in _ASSEMBLE:
         raise _err("assemble", f"must be one of {list(_ASSEMBLE)}, got {p['assemble']!r}")
     return p
 
 
-def scenarios(datasets: Sequence[str], shifts: Mapping | None) -> list[Scenario]:
+def scenarios(datasets: Sequence[str], shifts: Mapping | None, domains: Mapping[str, str] | None = None) -> list[Scenario]:
     """Every proxy evaluation of the run: ``partial_in_domain`` for each dataset (sources: all
-    other datasets), then each named shift's targets (sources: the shift's sources)."""
+    other datasets); with ``domains`` (dataset → domain, given when ``routing.out_of_domain`` is on)
+    ``out_of_domain`` for each dataset that has a dataset of another domain in the run (sources:
+    every such dataset, in run order); then each named shift's targets (sources: the shift's sources)."""
     datasets = list(datasets)
     out = [Scenario(PARTIAL_IN_DOMAIN, t, tuple(d for d in datasets if d != t)) for t in datasets if len(datasets) > 1]
+    if domains is not None:
+        missing = [d for d in datasets if d not in domains]
+        if missing:
+            raise RoutingConfigError(f"routing.out_of_domain: no domain known for dataset(s) {missing}")
+        for t in datasets:
+            sources = tuple(d for d in datasets if domains[d] != domains[t])
+            if sources:
+                out.append(Scenario(OUT_OF_DOMAIN, t, sources))
     for name, shift in (shifts or {}).items():
         out += [Scenario(name, t, tuple(shift["sources"])) for t in shift["targets"]]
     return out
@@ -194,3 +217,14 @@ def config_problems(config: Mapping) -> list[str]:
     except ValueError as err:
         return [str(err)]
     return []
+
+
+def proxy_probe_pairs(scs: Sequence[Scenario], datasets: Sequence[str]) -> list[tuple[str, str]]:
+    """The dataset pairs whose leak-free probe the proxy study needs: one per (source, target) of
+    ``scs``, in run order within the pair (the probe is the same for (S, T) and (T, S)), in run
+    order overall. A pair needs a third dataset to train on, so a two-dataset run needs none."""
+    rank = {d: i for i, d in enumerate(datasets)}
+    if len(rank) < 3:
+        return []
+    pairs = {tuple(sorted((s, sc.target), key=rank.__getitem__)) for sc in scs for s in sc.sources}
+    return sorted(pairs, key=lambda p: (rank[p[0]], rank[p[1]]))

@@ -27,7 +27,7 @@ import polars as pl
 
 from ..schema import ARTIFACTS
 from .alignment import alignment, bootstrap_weights
-from .config import RoutingConfigError, Scenario, check_config, scenarios
+from .config import LEAK_FREE_METHODS, OUT_OF_DOMAIN, RoutingConfigError, Scenario, check_config, scenarios
 from .curves import (
     oracle_curve,
     random_curve,
@@ -45,8 +45,8 @@ from .summary import CURVE_SUMMARIES
 
 log = logging.getLogger("uqroute.routing")
 
-__all__ = ["evaluate", "params", "PROXY_METRICS", "TABLES", "MethodCell", "method_cell", "alignment_step", "curve_step", "proxy_step",
-           "holdout_pool", "holdout_frame"]
+__all__ = ["evaluate", "params", "leak_free_missing", "PROXY_METRICS", "TABLES", "MethodCell", "method_cell", "alignment_step",
+           "curve_step", "proxy_step", "holdout_pool", "holdout_frame"]
 
 #: The tables :func:`evaluate` returns → their artifact names in ``uqroute.schema``.
 TABLES = {
@@ -216,6 +216,7 @@ def curve_step(mc: MethodCell, llms: list[str], lmat_all: np.ndarray, grid: np.n
     excl = grid[grid < 1]
     excl = excl[routed_counts(excl, s.size) < s.size]  # keep at least one query
     kept, sacc, lacc = relative_accuracy(c, s, lmat, excl)
+    realised = routed_counts(grid, s.size) / s.size  # the fraction each grid ratio actually routes
     nan = np.full(grid.size, np.nan)
     for j, llm in enumerate(llms):
         key = (mc.slm, llm, mc.dataset, mc.method)
@@ -229,7 +230,7 @@ def curve_step(mc: MethodCell, llms: list[str], lmat_all: np.ndarray, grid: np.n
         out.rel.add(key, excluded=excl, n_kept=kept, slm_accuracy=sacc, llm_accuracy=lacc[:, j], relative_accuracy=ra)
         out.summary.append({"slm": mc.slm, "llm": llm, "dataset": mc.dataset, "method": mc.method,
                             "slm_accuracy": float(uq[0, j]), "llm_accuracy": float(uq[-1, j]),
-                            **{name: fn(uq[:, j], grid) for name, fn in CURVE_SUMMARIES.items()}})
+                            **{name: fn(uq[:, j], grid, realised) for name, fn in CURVE_SUMMARIES.items()}})
     return CurveGroup(llms, mask, c, s, lmat, uq, rnd)
 
 
@@ -263,17 +264,39 @@ class _Pool:
     label: np.ndarray
 
 
-def holdout_pool(inputs: RoutingInputs, slm: str, method: str, sources: tuple[str, ...], bins: int, label: str) -> _Pool | None:
+def leak_free_missing(inputs: RoutingInputs, slm: str, method: str, sc: Scenario) -> list[str]:
+    """The sources of ``sc`` that lack a leak-free score for ``method`` (:data:`LEAK_FREE_METHODS`):
+    no probe trained without both the source and the target. Empty for every other method."""
+    if method not in LEAK_FREE_METHODS:
+        return []
+    have = inputs.leak_free or {}
+    return [d for d in sc.sources if method in inputs.cells[(slm, d)].conf and (slm, d, sc.target) not in have]
+
+
+def _source_conf(inputs: RoutingInputs, slm: str, method: str, d: str, target: str | None) -> np.ndarray:
+    """Source ``d``'s confidences as they enter ``target``'s pool: the method's own, or for a
+    :data:`LEAK_FREE_METHODS` method the scores of the probe trained without ``d`` and ``target``
+    (``target`` None: a pool for no target, as the router's, which takes the method's own scores)."""
+    if method in LEAK_FREE_METHODS and target is not None:
+        return inputs.leak_free[(slm, d, target)]
+    return inputs.cells[(slm, d)].conf[method]
+
+
+def holdout_pool(inputs: RoutingInputs, slm: str, method: str, sources: tuple[str, ...], bins: int, label: str,
+                 target: str | None = None) -> _Pool | None:
     """The confidences of ``method`` pooled from the ``sources`` datasets of ``slm`` (unscored rows
     dropped) with ``bins`` equal-width bins, from which hold-out sets are drawn; None when no source
-    has a scored query. The routing evaluation and the router's pooled hold-out draw from it."""
+    has a scored query. For a ``target``, a :data:`LEAK_FREE_METHODS` method's sources are scored by
+    the probe trained without them and without the target (paper §4.2: no information from the
+    target). The routing evaluation and the router's pooled hold-out (no target) draw from it."""
     parts = []
     for d in sources:
         cell = inputs.cells[(slm, d)]
         if method not in cell.conf:
             continue
-        keep = ~np.isnan(cell.conf[method])
-        parts.append((np.full(int(keep.sum()), d, dtype=object), cell.ids[keep], cell.conf[method][keep], cell.labels[label][keep]))
+        conf = _source_conf(inputs, slm, method, d, target)
+        keep = ~np.isnan(conf)
+        parts.append((np.full(int(keep.sum()), d, dtype=object), cell.ids[keep], conf[keep], cell.labels[label][keep]))
     if not parts or sum(p[2].size for p in parts) == 0:
         return None
     ds, ids, conf, lab = (np.concatenate([p[i] for p in parts]) for i in range(4))
@@ -375,21 +398,35 @@ def evaluate(inputs: RoutingInputs, params_: Mapping | None = None, seed: int = 
 
 def _proxy_study(inputs: RoutingInputs, p: dict, grid: np.ndarray, methods: list[str], targets: dict, out: _Out) -> None:
     ks = sorted({float(p["k"]), *map(float, p["k_sweep"])})
-    scs = scenarios(inputs.datasets, p["shifts"])
+    scs = scenarios(inputs.datasets, p["shifts"], inputs.domains if p["out_of_domain"] else None)
     if len(inputs.datasets) < 2:
         for slm in inputs.slms:
             out.warn(slm, None, None, "partial_in_domain", "no_sources", "partially in-domain proxy skipped: the run has a single dataset")
+    if p["out_of_domain"]:
+        covered = {sc.target for sc in scs if sc.setting == OUT_OF_DOMAIN}
+        for slm, d in itertools.product(inputs.slms, inputs.datasets):
+            if d not in covered:
+                out.warn(slm, d, None, OUT_OF_DOMAIN, "no_sources", f"{slm}: generic out-of-domain proxy for {d!r} skipped: "
+                         f"the run has no dataset outside its domain {inputs.domains[d]!r}")
     for slm, method in itertools.product(inputs.slms, methods):
-        pools: dict[tuple[str, ...], _Pool | None] = {}
+        pools: dict[tuple, _Pool | None] = {}
         for sc in scs:
             what = f"{slm}/{method}: proxy {sc.setting} → {sc.target}"
 
             def step(o: _Out, slm=slm, method=method, sc=sc, what=what, pools=pools):
-                if sc.sources not in pools:
-                    pools[sc.sources] = holdout_pool(inputs, slm, method, sc.sources, p["bins"], inputs.label_of[method])
-                    if pools[sc.sources] is not None and pools[sc.sources].pool.note:
-                        o.warn(slm, None, method, sc.setting, "degenerate_pool", f"{slm}/{method}: proxy pool of {list(sc.sources)}: {pools[sc.sources].pool.note}")
-                pool = pools[sc.sources]
+                missing = leak_free_missing(inputs, slm, method, sc)
+                if missing:
+                    o.warn(slm, sc.target, method, sc.setting, "no_sources",
+                           f"{what}: skipped, no leak-free {method} scores for sources {missing} (a probe trained without each "
+                           f"source and without {sc.target!r}: rule proxy_probe, which needs a third dataset)")
+                    return
+                # a leak-free method's pool depends on the target (each source is scored by a probe trained without it)
+                key = (sc.sources, sc.target) if method in LEAK_FREE_METHODS else (sc.sources,)
+                if key not in pools:
+                    pools[key] = holdout_pool(inputs, slm, method, sc.sources, p["bins"], inputs.label_of[method], sc.target)
+                    if pools[key] is not None and pools[key].pool.note:
+                        o.warn(slm, None, method, sc.setting, "degenerate_pool", f"{slm}/{method}: proxy pool of {list(sc.sources)}: {pools[key].pool.note}")
+                pool = pools[key]
                 if pool is None:
                     o.warn(slm, sc.target, method, sc.setting, "no_scores", f"{what}: skipped, no scored source rows")
                     return

@@ -65,6 +65,9 @@ class RoutingInputs:
     methods: list[str]
     cells: dict[tuple[str, str], Cell]
     label_of: dict[str, str] = field(default_factory=dict)  # method → correctness column
+    #: leak-free OOD-probe scores for the proxy pools: (slm, dataset, other held-out dataset) → scores of
+    #: ``dataset``'s eval rows in the cell's id order (``proxy_probe`` artifacts); None when none were given
+    leak_free: dict[tuple[str, str, str], np.ndarray] | None = None
 
 
 def _match(paths: Sequence[str], keys: list[tuple[str, ...]], what: str) -> dict[tuple[str, ...], str]:
@@ -85,12 +88,14 @@ def _bools(df: pl.DataFrame, col: str) -> np.ndarray:
     return df[col].cast(pl.Float64).to_numpy().astype(np.float64)
 
 
-def load_inputs(uq_paths, correctness_paths, data_paths, *, slms, llms, datasets) -> RoutingInputs:
+def load_inputs(uq_paths, correctness_paths, data_paths, *, slms, llms, datasets, proxy_probe_paths=None) -> RoutingInputs:
     """Read and align every input; paths are lists in ``expand()`` order (model outer, dataset inner).
 
     The uq table of (SLM, dataset) must hold exactly the dataset's eval ids; every correctness
     table must cover them. Methods are the uq tables' columns; each must be a registered UQ
-    method (its label column is looked up in the registry).
+    method (its label column is looked up in the registry). ``proxy_probe_paths`` are
+    ``proxy_probe`` artifacts (``results/probes/{slm}/proxy/{a}+{b}.parquet``): each must hold
+    exactly the eval ids of both its datasets; None leaves ``leak_free`` unset.
     """
     slms, llms, datasets = list(slms), list(llms), list(datasets)
     uq = _match(uq_paths, list(itertools.product(slms, datasets)), "uq")
@@ -131,7 +136,24 @@ def load_inputs(uq_paths, correctness_paths, data_paths, *, slms, llms, datasets
             c = _align(eval_ids[d], _read(corr[(llm, d)], "correctness", ["correct"]), corr[(llm, d)], "correctness")
             cell.llm[llm] = _bools(c, "correct")
         cells[(slm, d)] = cell
-    return RoutingInputs(slms, llms, datasets, domains, methods, cells, label_of)
+    leak_free = None if proxy_probe_paths is None else _leak_free(proxy_probe_paths, slms, datasets, eval_ids)
+    return RoutingInputs(slms, llms, datasets, domains, methods, cells, label_of, leak_free)
+
+
+def _leak_free(paths, slms, datasets, eval_ids) -> dict[tuple[str, str, str], np.ndarray]:
+    """Read ``proxy_probe`` artifacts: (slm, dataset, other) → scores in ``eval_ids[dataset]`` order."""
+    out = {}
+    for path in map(str, paths):
+        slm = Path(path).parent.parent.name  # results/probes/{slm}/proxy/{a}+{b}.parquet
+        if slm not in slms:
+            raise RoutingInputError(f"{STAGE}: proxy-probe file {path} belongs to no SLM of this job ({slms})")
+        df = _read(path, "proxy_probe")
+        for (d, other), part in df.group_by(["dataset", "other"], maintain_order=True):
+            if d not in datasets or other not in datasets:
+                raise RoutingInputError(f"{STAGE}: proxy-probe file {path} holds datasets {d!r}/{other!r}, not both of the run ({datasets})")
+            rows = _align(eval_ids[d], part.select("id", "ood_probe"), path, "proxy_probe", exact=True)
+            out[(slm, d, other)] = rows["ood_probe"].cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64)
+    return out
 
 
 def _read(path: str, artifact: str, columns: list[str] | None = None) -> pl.DataFrame:

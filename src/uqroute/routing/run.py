@@ -32,13 +32,17 @@ ASSEMBLY_KEYS = tuple(TABLE_FILES)
 
 
 def run_routing(*, uq_paths, correctness_paths, data_paths, slms, llms, datasets, outputs: Mapping[str, str],
-                params: Mapping | None = None, seed: int = 0, provenance: dict | None = None) -> dict[str, pl.DataFrame]:
+                params: Mapping | None = None, seed: int = 0, provenance: dict | None = None,
+                proxy_probe_paths=None) -> dict[str, pl.DataFrame]:
     """Rule `routing`: evaluate ``slms`` (the rule passes one) and write each table of
-    :data:`OUTPUT_KEYS` to ``outputs[key]``. Nothing is written unless every table was computed."""
+    :data:`OUTPUT_KEYS` to ``outputs[key]``. Nothing is written unless every table was computed.
+    ``proxy_probe_paths``: the SLM's ``proxy_probe`` artifacts, the leak-free ``ood_probe`` scores of
+    the proxy pools (without them an ``ood_probe`` proxy scenario is skipped and recorded)."""
     missing = [k for k in OUTPUT_KEYS if k not in outputs]
     if missing:
         raise RoutingInputError(f"routing: outputs lack {missing}")
-    inputs = load_inputs(uq_paths, correctness_paths, data_paths, slms=slms, llms=llms, datasets=datasets)
+    inputs = load_inputs(uq_paths, correctness_paths, data_paths, slms=slms, llms=llms, datasets=datasets,
+                         proxy_probe_paths=proxy_probe_paths)
     tables = evaluate(inputs, params, seed)
     for key, name in TABLES.items():  # check everything before writing anything
         check_frame(tables[key], name, where=str(outputs[key]))

@@ -20,7 +20,7 @@ import polars as pl
 from .. import io
 from ..schema import ARTIFACTS
 
-__all__ = ["write_synthetic", "synthetic_paths", "DOMAINS"]
+__all__ = ["write_synthetic", "write_synthetic_proxy_probes", "synthetic_paths", "DOMAINS"]
 
 DOMAINS = {
     "gsm8k": "math", "aqua": "math", "multiarith": "math", "svamp": "math", "math500": "math",
@@ -108,3 +108,19 @@ def write_synthetic(root, *, slms, llms, datasets, methods, n: int = 200, seed: 
                 cols[m] = pl.Series(c).fill_nan(None)
             io.write_parquet(_shuffled(pl.DataFrame(cols), seed, "uq", slm, d), Path(root) / ARTIFACTS["uq"].path.format(slm=slm, dataset=d), "uq")
     return uq_paths, corr_paths, data_paths
+
+
+def write_synthetic_proxy_probes(root, *, slms, pairs, n: int = 200, seed: int = 0) -> list[str]:
+    """Write a ``proxy_probe`` artifact per SLM and dataset pair (random leak-free ``ood_probe`` scores for the
+    ``n`` eval ids of both datasets, as :func:`write_synthetic` names them); return their paths."""
+    paths = []
+    for slm in slms:
+        for a, b in pairs:
+            rng = np.random.default_rng(_seed(seed, "proxy_probe", slm, a, b))
+            parts = [pl.DataFrame({"dataset": [d] * n, "other": [o] * n, "id": [f"{d}/test/{i}" for i in range(n)],
+                                   "ood_probe": rng.random(n)}, schema=ARTIFACTS["proxy_probe"].polars_schema())
+                     for d, o in ((a, b), (b, a))]
+            path = Path(root) / ARTIFACTS["proxy_probe"].path.format(slm=slm, dataset=a, other=b)
+            io.write_parquet(_shuffled(pl.concat(parts), seed, "proxy_probe", slm, a, b), path, "proxy_probe")
+            paths.append(str(path))
+    return paths

@@ -4,7 +4,8 @@
 Table 4 in the paper's layout: one target (HellaSwag), one LLM (GPT-4.1 mini), one UQ method
 (perplexity), partially in-domain proxy data; rows: proxy vs random routing; columns: SLMs.
 Table 5 in the paper's layout: the named out-of-domain shifts (``routing.table5.shifts``) for
-one LLM and method; rows: shift × {proxy, random}; columns: SLMs. Each is written beside the
+one LLM and each proxy method (the paper does not name Table 5's method; ``routing.table5.method``
+picks one); rows: shift × method × {proxy, random}; columns: SLMs. Each is written beside the
 full grid (every LLM, target and method). Values are RMS distances to the oracle curve, mean
 over sampling seeds at ``routing.k``, in both readings: ``proxy`` (at the requested ratio) and
 ``proxy_realised`` (along the realised ratio); ``random`` is expected random routing.
@@ -17,7 +18,7 @@ from typing import Mapping, Sequence
 import polars as pl
 
 from .. import io
-from .config import PARTIAL_IN_DOMAIN
+from .config import OUT_OF_DOMAIN, PARTIAL_IN_DOMAIN
 
 __all__ = ["READINGS", "TABLE_FILES", "table4", "table5", "to_markdown", "write_tables", "status_markdown"]
 
@@ -71,18 +72,25 @@ def table4(proxy: pl.DataFrame, p: Mapping, *, slms: Sequence[str], llms: Sequen
 
 
 def table5(proxy: pl.DataFrame, p: Mapping, *, slms: Sequence[str], llms: Sequence[str], methods: Sequence[str]):
-    """(paper layout, full grid, selection) for Table 5 (the named out-of-domain shifts)."""
+    """(paper layout, full grid, selection) for Table 5 (the named out-of-domain shifts).
+
+    The paper does not name Table 5's UQ method: with ``table5.method`` null the paper layout has
+    one block per proxy method (``methods``, in that order); the ``method`` column says which.
+    The full grid also holds the generic ``out_of_domain`` setting when it ran."""
     shifts = list(p["shifts"])
     sel = dict(p["table5"])
-    sel = {"shifts": list(sel["shifts"] or shifts), "llm": _first(sel["llm"], llms), "method": _first(sel["method"], methods),
-           "slms": list(sel["slms"] or slms)}
-    ood = proxy.filter(pl.col("setting").is_in(shifts)).rename({"setting": "shift"})
+    sel = {"shifts": list(sel["shifts"] or shifts), "llm": _first(sel["llm"], llms),
+           "methods": [sel["method"]] if sel["method"] is not None else list(methods), "slms": list(sel["slms"] or slms)}
+    ood = proxy.filter(pl.col("setting").is_in(shifts + [OUT_OF_DOMAIN])).rename({"setting": "shift"})
     k = float(p["k"])
-    paper = _wide(ood.filter(pl.col("shift").is_in(sel["shifts"]) & (pl.col("llm") == sel["llm"]) & (pl.col("method") == sel["method"])),
-                  ["shift", "target"], sel["slms"], k)
-    if paper.height:  # shifts in the configured order, as the paper lists them
+    paper = _wide(ood.filter(pl.col("shift").is_in(sel["shifts"]) & (pl.col("llm") == sel["llm"]) & pl.col("method").is_in(sel["methods"])),
+                  ["shift", "target", "method"], sel["slms"], k)
+    if paper.height:  # shifts in the configured order, as the paper lists them; methods in the configured order
         rank = {s: i for i, s in enumerate(sel["shifts"])}
-        paper = paper.with_columns(pl.col("shift").replace_strict(rank, return_dtype=pl.Int64).alias("_s")).sort("_s", maintain_order=True).drop("_s")
+        mrank = {m: i for i, m in enumerate(sel["methods"])}
+        paper = (paper.with_columns(pl.col("shift").replace_strict(rank, return_dtype=pl.Int64).alias("_s"),
+                                    pl.col("method").replace_strict(mrank, return_dtype=pl.Int64).alias("_m"))
+                 .sort(["_s", "target", "_m"], maintain_order=True).drop("_s", "_m"))
     full = _wide(ood, ["shift", "llm", "target", "method"], list(slms), k)
     return paper, full, sel
 
@@ -126,11 +134,13 @@ def write_tables(proxy: pl.DataFrame, p: Mapping, outputs: Mapping[str, str], *,
            + "\n## Full grid (every LLM, target and proxy method)\n\n" + to_markdown(f4, empty="No partially in-domain results.")
            + _missing_note(missing, slms))
     shifts = ", ".join(f"{n} ({' + '.join(p['shifts'][n]['sources'])} → {' + '.join(p['shifts'][n]['targets'])})" for n in s5["shifts"]) or "none configured"
-    md5 = (f"Table 5: Routing with proxy routing data vs. random routing under out-of-domain shifts ({s5['method']}, routing to "
-           f"{s5['llm']}; k = {k}, mean over seeds {seeds}). Shifts (routing.shifts): {shifts}.\n\n{_READINGS_MD}\n\n"
+    unnamed = ("The paper does not name Table 5's UQ method; it is shown for each proxy method of §4.2 (column `method`)."
+               if p["table5"]["method"] is None else f"UQ method: {s5['methods'][0]} (routing.table5.method; the paper does not name one).")
+    md5 = (f"Table 5: Routing with proxy routing data vs. random routing under out-of-domain shifts ({', '.join(s5['methods'])}, routing to "
+           f"{s5['llm']}; k = {k}, mean over seeds {seeds}). Shifts (routing.shifts): {shifts}. {unnamed}\n\n{_READINGS_MD}\n\n"
            + to_markdown(p5, empty="No out-of-domain results (no shifts configured, or none scored).")
            + _missing_note(missing, s5["slms"])
-           + "\n## Full grid (every shift, LLM, target and proxy method)\n\n" + to_markdown(f5, empty="No out-of-domain results.")
+           + "\n## Full grid (every shift, the generic out-of-domain setting when on, every LLM, target and proxy method)\n\n" + to_markdown(f5, empty="No out-of-domain results.")
            + _missing_note(missing, slms))
     for df, key in ((p4, "table4_csv"), (f4, "table4_full_csv"), (p5, "table5_csv"), (f5, "table5_full_csv")):
         with io.atomic_path(outputs[key], suffix=".csv") as tmp:

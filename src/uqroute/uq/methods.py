@@ -9,7 +9,12 @@ Conventions (docs/uq.md has the full table):
 - the token-level methods score the tokens of the final answer only, ``tokens[answer_start:]``,
   when the frame has an ``answer_start`` column (generations of a reasoning model hold a
   ``<think>`` trace before the answer); without the column (older artifacts) every generated
-  token is scored, and a row whose ``answer_start`` is null is scored on all its tokens.
+  token is scored, and a row whose ``answer_start`` is null is scored on all its tokens;
+- the end-of-sequence token is not among the scored tokens: the paper's "all generated tokens"
+  are read as the tokens of the response y_1..y_N, and the EOS token that ends it is not one of
+  them (nor is it recorded: inference stops on it, and API backends return no log-probability
+  for it). LM-Polygraph scores it; docs/uq.md, "Differences from LM-Polygraph", says what that
+  changes.
 """
 
 from __future__ import annotations
@@ -207,7 +212,11 @@ def max_token_entropy(frame: pl.DataFrame) -> np.ndarray:
 )
 def ptrue(frame: pl.DataFrame) -> np.ndarray:
     """P(True) (Kadavath et al. 2022): after its answer the model is asked whether the answer
-    is correct; p(True) / (p(True) + p(False)) of the next token, as computed by inference."""
+    is correct; p(True) / (p(True) + p(False)) of the next token, as computed by inference.
+
+    Normalised over the two answer tokens, as Kadavath et al. read it. LM-Polygraph's ``PTrue``
+    reports the uncertainty −ln p(True) over the whole vocabulary instead; the two rank queries
+    alike only when p(True) + p(False) is the same for every query (docs/uq.md)."""
     return _column(frame, "ptrue")
 
 

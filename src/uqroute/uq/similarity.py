@@ -7,9 +7,18 @@ similarity (here: Jaccard similarity of word sets, W_ii = 1), and read uncertain
 the graph: the degree matrix (``U_Deg``), the eigenvalues of the graph Laplacian
 (``U_EigV``), and the eccentricity of the spectral embedding (``U_Ecc``).
 
-These functions return the *uncertainties* exactly as defined there (and as in
-LM-Polygraph's ``DegMat``, ``EigValLaplacian`` and ``Eccentricity`` estimators); the
-UQ methods in :mod:`uqroute.uq.methods` turn them into confidences.
+These functions return the *uncertainties* as defined there; the UQ methods in
+:mod:`uqroute.uq.methods` turn them into confidences. Given the same similarity matrix W, they
+equal LM-Polygraph's ``DegMat``, ``EigValLaplacian`` and ``Eccentricity`` estimators (Fadeeva et
+al. 2023) to machine precision. W itself is *not* always LM-Polygraph's; two choices differ
+(docs/uq.md, "Differences from LM-Polygraph"):
+
+* **two empty answers**: :func:`jaccard` gives 1.0 (two identical, empty replies agree);
+  LM-Polygraph's Jaccard similarity gives 0.0 for them;
+* **reasoning traces**: samples are compared by their text after ``<think>…</think>``
+  (:func:`visible_text`); LM-Polygraph compares the raw generated text.
+
+Without empty samples and without ``<think>`` tags, W is the same in both.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ def word_set(text: str | None) -> frozenset[str]:
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    """|a ∩ b| / |a ∪ b|; two empty sets are identical (1.0)."""
+    """|a ∩ b| / |a ∪ b|; two empty sets are identical (1.0: our choice; LM-Polygraph gives 0.0)."""
     union = len(a | b)
     return 1.0 if union == 0 else len(a & b) / union
 
