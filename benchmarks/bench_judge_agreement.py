@@ -50,14 +50,23 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     dirs = {m: fetch_model(m, models[m], work / "models" / m) for m in (args.answerer, args.judge)}
     data = work / "truthfulqa.parquet"
-    build_dataset("truthfulqa", data, seed=0, source="slices", slices_dir=str(REPO / "data" / "slices"),
-                  eval_limit=args.limit, train_limit=0)
+    build_dataset(
+        "truthfulqa",
+        data,
+        seed=0,
+        source="slices",
+        slices_dir=str(REPO / "data" / "slices"),
+        eval_limit=args.limit,
+        train_limit=0,
+    )
     gens = work / f"{args.answerer}.truthfulqa.gen.parquet"
     if not gens.exists():
         from uqroute.inference import run_inference
 
         t0 = time.perf_counter()
-        run_inference(args.answerer, models[args.answerer], dirs[args.answerer], str(data), str(gens), None, "llm", {}, 0)
+        run_inference(
+            args.answerer, models[args.answerer], dirs[args.answerer], str(data), str(gens), None, "llm", {}, 0
+        )
         print(f"answers by {args.answerer}: {time.perf_counter() - t0:.0f} s")
 
     cfg = {"model": args.judge, "scope": "text"}
@@ -67,12 +76,25 @@ def main() -> None:
         out = work / f"{method}.correct.parquet"
         backend_of = judge_run.judge_backend
         if method == "text":  # the same judge, its replies read as text (the fallback)
-            judge_run.judge_backend = lambda *a, **k: backend_of(*a, **k).text  # a CachedBackend: no token choice
+            judge_run.judge_backend = lambda *a, _of=backend_of, **k: (
+                _of(*a, **k).text
+            )  # a CachedBackend: no token choice
         try:
             t0 = time.perf_counter()
-            table = run_judge(args.answerer, "truthfulqa", str(data), str(gens), out, work / f"{method}.agree.parquet",
-                              cfg, spec, dirs[args.judge], {}, quality_path=work / f"{method}.quality.parquet",
-                              cache_dir=work / "judge-cache")
+            table = run_judge(
+                args.answerer,
+                "truthfulqa",
+                str(data),
+                str(gens),
+                out,
+                work / f"{method}.agree.parquet",
+                cfg,
+                spec,
+                dirs[args.judge],
+                {},
+                quality_path=work / f"{method}.quality.parquet",
+                cache_dir=work / "judge-cache",
+            )
             seconds = time.perf_counter() - t0
         finally:
             judge_run.judge_backend = backend_of
@@ -83,18 +105,24 @@ def main() -> None:
     n = results["token_choice"][0].height
     print(f"\nTruthfulQA slice, {n} rows; answers by {args.answerer}, judge {args.judge}")
     print(f"rule says correct on {results['token_choice'][0]['rule_correct'].sum()} of {n}")
-    print(f"{'method':<13} {'n_both':>6} {'agreement':>9} {'kappa':>7} {'unparsable':>10} {'fallbacks':>9} "
-          f"{'unsure':>6} {'judge yes':>9} {'seconds':>7}")
+    print(
+        f"{'method':<13} {'n_both':>6} {'agreement':>9} {'kappa':>7} {'unparsable':>10} {'fallbacks':>9} "
+        f"{'unsure':>6} {'judge yes':>9} {'seconds':>7}"
+    )
     for method, (table, agree, q, seconds) in results.items():
         kappa = "n/a" if agree["cohen_kappa"] is None else f"{agree['cohen_kappa']:.3f}"
         ag = "n/a" if agree["agreement"] is None else f"{agree['agreement']:.3f}"
         unsure = "-" if q["n_judge_unsure"] is None else str(q["n_judge_unsure"])
-        print(f"{method:<13} {agree['n_both']:>6} {ag:>9} {kappa:>7} {q['n_unparsable_verdicts']:>10} "
-              f"{q['n_verdict_fallbacks']:>9} {unsure:>6} {table['judge_correct'].sum():>9} {seconds:>7.1f}")
+        print(
+            f"{method:<13} {agree['n_both']:>6} {ag:>9} {kappa:>7} {q['n_unparsable_verdicts']:>10} "
+            f"{q['n_verdict_fallbacks']:>9} {unsure:>6} {table['judge_correct'].sum():>9} {seconds:>7.1f}"
+        )
     p = results["token_choice"][0]["judge_p_correct"].drop_nulls()
     if p.len():
-        print(f"p(correct): min {p.min():.3f}, median {p.median():.3f}, max {p.max():.3f}; "
-              f"quartiles {p.quantile(0.25):.3f} / {p.quantile(0.75):.3f}")
+        print(
+            f"p(correct): min {p.min():.3f}, median {p.median():.3f}, max {p.max():.3f}; "
+            f"quartiles {p.quantile(0.25):.3f} / {p.quantile(0.75):.3f}"
+        )
     print(f"(artifacts under {work})")
 
 

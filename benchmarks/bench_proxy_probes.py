@@ -31,14 +31,24 @@ def _time_fit(n_rows: int, dim: int, seed: int) -> tuple[float, float]:
     y = (rng.random(n_rows) < 0.5).astype(np.float64)
     cfg = defaults("probe")
     t0, c0 = time.perf_counter(), time.process_time()
-    fit_probe(x, y, hidden_sizes=cfg["hidden_sizes"], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["ood_lr"], seed=seed)
+    fit_probe(
+        x,
+        y,
+        hidden_sizes=cfg["hidden_sizes"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["ood_lr"],
+        seed=seed,
+    )
     return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", type=int, default=15, help="datasets in the run (paper: 15)")
-    ap.add_argument("--rows", type=int, default=1500, help="labelled rows per dataset (paper preset: ~500 eval + 1000 train)")
+    ap.add_argument(
+        "--rows", type=int, default=1500, help="labelled rows per dataset (paper preset: ~500 eval + 1000 train)"
+    )
     ap.add_argument("--dim", type=int, default=4096, help="hidden size (Llama-3.1-8B: 4096)")
     ap.add_argument("--slms", type=int, default=15, help="SLMs in the grid (paper: 15)")
     ap.add_argument("--repeat", type=int, default=1, help="timings per probe kind; the fastest is printed")
@@ -52,10 +62,17 @@ def main() -> None:
     print(f"shape: {n} datasets × {a.rows} rows, hidden size {a.dim}, probe settings {defaults('probe')}")
     print(f"load average at start (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
     print(f"one pair probe (trained on {(n - 2) * a.rows} rows): {pair[0]:.1f} s wall, {pair[1]:.1f} s CPU")
-    print(f"one leave-one-dataset-out probe (trained on {(n - 1) * a.rows} rows): {lodo[0]:.1f} s wall, {lodo[1]:.1f} s CPU"
-          f"  (pair/LODO CPU ratio {pair[1] / lodo[1]:.2f})")
-    print(f"pair probes per SLM: {pairs} ({pairs / n:.1f}× the {n} LODO probes): {pairs * pair[1] / 60:.1f} CPU-min per SLM")
-    print(f"grid of {a.slms} SLMs: {a.slms * pairs} pair probes, {a.slms * pairs * pair[1] / 3600:.1f} CPU-hours (jobs are independent)")
+    print(
+        f"one leave-one-dataset-out probe (trained on {(n - 1) * a.rows} rows): {lodo[0]:.1f} s wall, {lodo[1]:.1f} s CPU"
+        f"  (pair/LODO CPU ratio {pair[1] / lodo[1]:.2f})"
+    )
+    print(
+        f"pair probes per SLM: {pairs} ({pairs / n:.1f}× the {n} LODO probes): {pairs * pair[1] / 60:.1f} CPU-min per SLM"
+    )
+    print(
+        f"grid of {a.slms} SLMs: {a.slms * pairs} pair probes, {a.slms * pairs * pair[1] / 3600:.1f} CPU-hours (jobs are independent)"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -67,7 +67,11 @@ def _vllm_module():
 def prompts_of(dataset: str, n: int, seed: int, mirror_dir: str | None = None) -> list[str]:
     from uqroute.data.build import load_rows
 
-    src = {"source": "mirror", "mirror_dir": mirror_dir} if mirror_dir else {"source": "slices", "slices_dir": str(REPO / "data" / "slices")}
+    src = (
+        {"source": "mirror", "mirror_dir": mirror_dir}
+        if mirror_dir
+        else {"source": "slices", "slices_dir": str(REPO / "data" / "slices")}
+    )
     df = load_rows(dataset, seed=seed, eval_limit=n, train_limit=0, **src)
     return df.filter(df["role"] == "eval")["prompt"].to_list()[:n]
 
@@ -79,7 +83,9 @@ def replay(base_url: str, model: str, prompts: list[str], concurrency: int, max_
 
     def one(p):
         t0 = time.perf_counter()
-        r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": p}], max_tokens=max_tokens, temperature=0)
+        r = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": p}], max_tokens=max_tokens, temperature=0
+        )
         return time.perf_counter() - t0, r.model_extra.get("uqroute")
 
     t0 = time.perf_counter()
@@ -87,8 +93,13 @@ def replay(base_url: str, model: str, prompts: list[str], concurrency: int, max_
         out = list(ex.map(one, prompts))
     wall = time.perf_counter() - t0
     lat = np.array([x[0] for x in out])
-    return {"wall": wall, "throughput": len(prompts) / wall, "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
-            "info": [x[1] for x in out]}
+    return {
+        "wall": wall,
+        "throughput": len(prompts) / wall,
+        "p50": float(np.percentile(lat, 50)),
+        "p95": float(np.percentile(lat, 95)),
+        "info": [x[1] for x in out],
+    }
 
 
 class Router:
@@ -96,8 +107,26 @@ class Router:
         vm = _vllm_module()
         self.port = vm.free_port()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-        cmd = [sys.executable, "-m", "uqroute.cli", "serve", "--router", str(router_path), "--llm-base-url", llm_url, "--llm-model",
-               llm_model, "--port", str(self.port), "--mode", mode, "--log-level", "warning", "--min-samples", "file"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uqroute.cli",
+            "serve",
+            "--router",
+            str(router_path),
+            "--llm-base-url",
+            llm_url,
+            "--llm-model",
+            llm_model,
+            "--port",
+            str(self.port),
+            "--mode",
+            mode,
+            "--log-level",
+            "warning",
+            "--min-samples",
+            "file",
+        ]
         if slm_dir:
             cmd += ["--slm-dir", str(slm_dir)]
         self.log = open(log, "wb")
@@ -138,20 +167,58 @@ def prefill_saving(slm_dir: Path, prompts: list[str], budget: int, seed: int) ->
     hidden = int(json.loads((slm_dir / "config.json").read_text())["hidden_size"])
     work = Path(tempfile.mkdtemp(prefix="bench-prefill-"))
     rng = np.random.default_rng(seed)
-    probe = fit_probe(rng.normal(size=(64, hidden)).astype(np.float32), (rng.random(64) < 0.5).astype(float), hidden_sizes=[16],
-                      epochs=1, batch_size=16, lr=1e-3, seed=seed, label="bench")
+    probe = fit_probe(
+        rng.normal(size=(64, hidden)).astype(np.float32),
+        (rng.random(64) < 0.5).astype(float),
+        hidden_sizes=[16],
+        epochs=1,
+        batch_size=16,
+        lr=1e-3,
+        seed=seed,
+        label="bench",
+    )
     save_probe(work / "ood_probe.safetensors", probe, training_datasets=["x"])
     conf, grid = np.linspace(0, 1, 20), np.linspace(0, 1, 11)
     t, q = tie_aware_thresholds(conf, grid)
-    row = {"slm": "slm", "method": "ood_probe", "setting": "pooled", "target": None, "sources": ["x"], "k": 1.0, "seed": 50, "bins": 1,
-           "pool_size": 20, "pool_note": None, "source_dataset": ["x"] * 20, "id": [f"x/{i}" for i in range(20)], "confidence": list(conf),
-           "slm_correct": [bool(i % 2) for i in range(20)], "ratio": list(grid), "threshold": list(t), "q": list(q)}
+    row = {
+        "slm": "slm",
+        "method": "ood_probe",
+        "setting": "pooled",
+        "target": None,
+        "sources": ["x"],
+        "k": 1.0,
+        "seed": 50,
+        "bins": 1,
+        "pool_size": 20,
+        "pool_note": None,
+        "source_dataset": ["x"] * 20,
+        "id": [f"x/{i}" for i in range(20)],
+        "confidence": list(conf),
+        "slm_correct": [bool(i % 2) for i in range(20)],
+        "ratio": list(grid),
+        "threshold": list(t),
+        "q": list(q),
+    }
     cal = calibrate([row], operating_point={"llm_fraction": 0.3}, llm_accuracy=0.8)
-    doc = router_document(cal, slm="slm", method="ood_probe", llm=None, created_by="bench", model_dir=str(slm_dir), weights=None,
-                          inference={}, max_tokens=budget, seed=seed,
-                          probe={"path": "ood_probe.safetensors", "sha256": file_sha256(work / "ood_probe.safetensors"),
-                                 "training_datasets": ["x"]},
-                          holdout_file=None, serving={"mode": "fixed", "window": 50, "min_samples": 5, "drift_margin": 0.1})
+    doc = router_document(
+        cal,
+        slm="slm",
+        method="ood_probe",
+        llm=None,
+        created_by="bench",
+        model_dir=str(slm_dir),
+        weights=None,
+        inference={},
+        max_tokens=budget,
+        seed=seed,
+        probe={
+            "path": "ood_probe.safetensors",
+            "sha256": file_sha256(work / "ood_probe.safetensors"),
+            "training_datasets": ["x"],
+        },
+        holdout_file=None,
+        serving={"mode": "fixed", "window": 50, "min_samples": 5, "drift_margin": 0.1},
+    )
     scorer = SLMScorer(doc, slm_dir, router_dir=work)
     try:
         msgs = [[{"role": "user", "content": p}] for p in prompts]
@@ -170,21 +237,36 @@ def prefill_saving(slm_dir: Path, prompts: list[str], budget: int, seed: int) ->
     finally:
         scorer.close()
     full, pre = np.array(full), np.array(pre)
-    print(f"ood_probe on {slm_dir.name}, {len(prompts)} prompts one at a time, answer budget {budget} "
-          f"(answers: {np.mean(toks):.1f} tokens mean, {sum(t >= budget for t in toks)} cut off by the budget):")
-    print(f"  to the confidence with the answer decoded: {np.mean(full):.3f} s mean, p50 {np.median(full):.3f} s, p95 {np.percentile(full, 95):.3f} s")
-    print(f"  to the confidence at prefill:             {np.mean(pre):.3f} s mean, p50 {np.median(pre):.3f} s, p95 {np.percentile(pre, 95):.3f} s")
-    print(f"  saved per routed request: {np.mean(full - pre):.3f} s mean ({np.mean(full) / np.mean(pre):.1f}x faster to the decision); "
-          f"same confidence on {same}/{len(prompts)} prompts")
+    print(
+        f"ood_probe on {slm_dir.name}, {len(prompts)} prompts one at a time, answer budget {budget} "
+        f"(answers: {np.mean(toks):.1f} tokens mean, {sum(t >= budget for t in toks)} cut off by the budget):"
+    )
+    print(
+        f"  to the confidence with the answer decoded: {np.mean(full):.3f} s mean, p50 {np.median(full):.3f} s, p95 {np.percentile(full, 95):.3f} s"
+    )
+    print(
+        f"  to the confidence at prefill:             {np.mean(pre):.3f} s mean, p50 {np.median(pre):.3f} s, p95 {np.percentile(pre, 95):.3f} s"
+    )
+    print(
+        f"  saved per routed request: {np.mean(full - pre):.3f} s mean ({np.mean(full) / np.mean(pre):.1f}x faster to the decision); "
+        f"same confidence on {same}/{len(prompts)} prompts"
+    )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--router", help="router file (results/routers/{slm}/{method}.json); required unless --prefill-saving")
-    ap.add_argument("--prefill-saving", action="store_true", help="measure what deciding at prefill saves (ood_probe), in-process")
-    ap.add_argument("--dataset", required=True, help="a dataset NOT among the router's hold-out sources (read from data/slices, "
-                    "40 rows each, or --mirror-dir)")
+    ap.add_argument(
+        "--router", help="router file (results/routers/{slm}/{method}.json); required unless --prefill-saving"
+    )
+    ap.add_argument(
+        "--prefill-saving", action="store_true", help="measure what deciding at prefill saves (ood_probe), in-process"
+    )
+    ap.add_argument(
+        "--dataset",
+        required=True,
+        help="a dataset NOT among the router's hold-out sources (read from data/slices, 40 rows each, or --mirror-dir)",
+    )
     ap.add_argument("--mirror-dir", help="a hub mirror (data.mirror_dir layout) for more rows than the shipped slices")
     ap.add_argument("--n", type=int, default=64, help="rows replayed per run")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
@@ -211,7 +293,9 @@ def main(argv=None) -> int:
 
     doc = read_router_file(a.router)
     if a.dataset in doc["holdout"]["sources"]:
-        raise SystemExit(f"{a.dataset} is one of the hold-out set's sources {doc['holdout']['sources']}: choose a dataset it did not include")
+        raise SystemExit(
+            f"{a.dataset} is one of the hold-out set's sources {doc['holdout']['sources']}: choose a dataset it did not include"
+        )
     slm_dir = Path(a.slm_dir or doc["slm_model"]["model_dir"])
     work = Path(tempfile.mkdtemp(prefix="bench-router-"))
     bench = copy.deepcopy(doc)
@@ -227,10 +311,14 @@ def main(argv=None) -> int:
     n = len(prompts)
     target = doc["operating_point"]["llm_fraction"]
     la = os.getloadavg()
-    print(f"router {a.router}: SLM {doc['slm']}, method {doc['method']}, target LLM-call fraction {target:.3f} "
-          f"(hold-out sources {', '.join(doc['holdout']['sources'])})")
-    print(f"replay: {n} eval rows of {a.dataset} (not in the hold-out set), max_tokens {a.max_tokens}, greedy; concurrency {a.concurrency}; "
-          f"tracking window {a.window}, min_samples {a.min_samples}")
+    print(
+        f"router {a.router}: SLM {doc['slm']}, method {doc['method']}, target LLM-call fraction {target:.3f} "
+        f"(hold-out sources {', '.join(doc['holdout']['sources'])})"
+    )
+    print(
+        f"replay: {n} eval rows of {a.dataset} (not in the hold-out set), max_tokens {a.max_tokens}, greedy; concurrency {a.concurrency}; "
+        f"tracking window {a.window}, min_samples {a.min_samples}"
+    )
     print(f"load average at start (1, 5, 15 min): {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores")
     vm = _vllm_module()
 
@@ -247,7 +335,9 @@ def main(argv=None) -> int:
         for mode in ("fixed", "tracking"):
             r = Router(router_copy, llm.base_url, a.llm_model, mode, a.slm_dir, work / f"router-{mode}.log")
             try:
-                replay(r.base_url, r.name, prompts[:2], 1, a.max_tokens)  # warm-up (counted in the window: restarted below)
+                replay(
+                    r.base_url, r.name, prompts[:2], 1, a.max_tokens
+                )  # warm-up (counted in the window: restarted below)
             finally:
                 r.stop()
             for c in a.concurrency:
@@ -258,32 +348,42 @@ def main(argv=None) -> int:
                     r.stop()
 
     sd = math.sqrt(target * (1 - target) / n)
-    print(f"\nrealised LLM-call fraction (target {target:.3f}; binomial ±2 sd over n={n}: ±{2 * sd:.3f}; "
-          f"after warm-up: the last {n - a.min_samples} requests, ±{2 * math.sqrt(target * (1 - target) / max(1, n - a.min_samples)):.3f}):")
+    print(
+        f"\nrealised LLM-call fraction (target {target:.3f}; binomial ±2 sd over n={n}: ±{2 * sd:.3f}; "
+        f"after warm-up: the last {n - a.min_samples} requests, ±{2 * math.sqrt(target * (1 - target) / max(1, n - a.min_samples)):.3f}):"
+    )
     print(f"{'mode':9} {'conc':>4} {'realised':>9} {'inside':>7} {'after warm-up':>14} {'inside':>7} {'W1':>7}")
     for (mode, c), res in rows.items():
         routed = np.array([x["routed"] for x in res["info"]], dtype=float)
-        real, tail = routed.mean(), routed[a.min_samples:].mean()
+        real, tail = routed.mean(), routed[a.min_samples :].mean()
         sd_t = math.sqrt(target * (1 - target) / max(1, n - a.min_samples))
         conf = np.array([np.nan if x["confidence"] is None else x["confidence"] for x in res["info"]])
         from scipy.stats import wasserstein_distance
 
         w1 = wasserstein_distance(conf[~np.isnan(conf)], doc["holdout"]["confidence"])
-        print(f"{mode:9} {c:>4} {real:>9.3f} {str(abs(real - target) <= 2 * sd):>7} {tail:>14.3f} {str(abs(tail - target) <= 2 * sd_t):>7} "
-              f"{w1:>7.4f}")
+        print(
+            f"{mode:9} {c:>4} {real:>9.3f} {str(abs(real - target) <= 2 * sd):>7} {tail:>14.3f} {str(abs(tail - target) <= 2 * sd_t):>7} "
+            f"{w1:>7.4f}"
+        )
     print("\nthroughput and latency (router: fixed mode; the SLM alone: vLLM):")
-    print(f"{'conc':>4} {'router req/s':>12} {'p50 s':>7} {'p95 s':>7} {'vLLM SLM req/s':>15} {'p50 s':>7} {'p95 s':>7} {'LLM share':>9}")
+    print(
+        f"{'conc':>4} {'router req/s':>12} {'p50 s':>7} {'p95 s':>7} {'vLLM SLM req/s':>15} {'p50 s':>7} {'p95 s':>7} {'LLM share':>9}"
+    )
     for c in a.concurrency:
         r, b = rows[("fixed", c)], base[c]
         share = np.mean([x["routed"] for x in r["info"]])
-        print(f"{c:>4} {r['throughput']:>12.2f} {r['p50']:>7.2f} {r['p95']:>7.2f} {b['throughput']:>15.2f} {b['p50']:>7.2f} {b['p95']:>7.2f} "
-              f"{share:>9.2f}")
+        print(
+            f"{c:>4} {r['throughput']:>12.2f} {r['p50']:>7.2f} {r['p95']:>7.2f} {b['throughput']:>15.2f} {b['p50']:>7.2f} {b['p95']:>7.2f} "
+            f"{share:>9.2f}"
+        )
     conf_s = [x["latency"]["confidence_s"] for res in rows.values() for x in res["info"]]
     slm_s = [x["latency"]["slm_s"] for res in rows.values() for x in res["info"]]
-    print(f"\nconfidence overhead: {1e3 * np.mean(conf_s):.2f} ms per request (p95 {1e3 * np.percentile(conf_s, 95):.2f} ms) = "
-          f"{100 * np.sum(conf_s) / np.sum(slm_s):.2f} % of the SLM's serving time (answer + confidence, {np.mean(slm_s):.2f} s mean); "
-          f"statistics computed: {[x for x in doc['inference']['statistics'] if x != 'hidden' or doc['probe'] is not None]} "
-          f"({'no engine work beyond the answer pass' if set(doc['inference']['statistics']) <= {'greedy', 'hidden'} else 'see docs/router.md'})")
+    print(
+        f"\nconfidence overhead: {1e3 * np.mean(conf_s):.2f} ms per request (p95 {1e3 * np.percentile(conf_s, 95):.2f} ms) = "
+        f"{100 * np.sum(conf_s) / np.sum(slm_s):.2f} % of the SLM's serving time (answer + confidence, {np.mean(slm_s):.2f} s mean); "
+        f"statistics computed: {[x for x in doc['inference']['statistics'] if x != 'hidden' or doc['probe'] is not None]} "
+        f"({'no engine work beyond the answer pass' if set(doc['inference']['statistics']) <= {'greedy', 'hidden'} else 'see docs/router.md'})"
+    )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs in {work}")
     return 0
 

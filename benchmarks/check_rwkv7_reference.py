@@ -27,9 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 def to_blinkdl(sd: dict, n_layers: int) -> dict:
     """fla's RWKV-7 state dict → BlinkDL's ``.pth`` names (the ``rwkv`` package transposes and squeezes on load)."""
-    z = {"emb.weight": sd["model.embeddings.weight"], "blocks.0.ln0.weight": sd["model.layers.0.pre_norm.weight"],
-         "blocks.0.ln0.bias": sd["model.layers.0.pre_norm.bias"], "ln_out.weight": sd["model.norm.weight"],
-         "ln_out.bias": sd["model.norm.bias"], "head.weight": sd["lm_head.weight"]}
+    z = {
+        "emb.weight": sd["model.embeddings.weight"],
+        "blocks.0.ln0.weight": sd["model.layers.0.pre_norm.weight"],
+        "blocks.0.ln0.bias": sd["model.layers.0.pre_norm.bias"],
+        "ln_out.weight": sd["model.norm.weight"],
+        "ln_out.bias": sd["model.norm.bias"],
+        "head.weight": sd["lm_head.weight"],
+    }
     for i in range(n_layers):
         p, q, a = f"model.layers.{i}.", f"blocks.{i}.", f"model.layers.{i}.attn."
         for src, dst in (("attn_norm", "ln1"), ("ffn_norm", "ln2")):
@@ -60,9 +65,18 @@ def main() -> None:
 
     fla_cpu.install()
     torch.manual_seed(0)
-    cfg = RWKV7Config(hidden_size=128, num_hidden_layers=3, head_dim=64, vocab_size=300, intermediate_size=256,
-                      decay_low_rank_dim=8, gate_low_rank_dim=16, a_low_rank_dim=8, v_low_rank_dim=8,
-                      **fla_cpu.LOAD_KWARGS)
+    cfg = RWKV7Config(
+        hidden_size=128,
+        num_hidden_layers=3,
+        head_dim=64,
+        vocab_size=300,
+        intermediate_size=256,
+        decay_low_rank_dim=8,
+        gate_low_rank_dim=16,
+        a_low_rank_dim=8,
+        v_low_rank_dim=8,
+        **fla_cpu.LOAD_KWARGS,
+    )
     model = RWKV7ForCausalLM(cfg).eval()
     fla_cpu.install(model)
     with torch.no_grad():
@@ -77,8 +91,10 @@ def main() -> None:
     with torch.inference_mode():
         ours = model(torch.tensor([ids]), use_cache=True)
         theirs, state = ref.forward(ids, None, full_output=True)
-        print(f"prefill: max |Δ logits| {(ours.logits[0] - theirs).abs().max().item():.2e} "
-              f"(logits up to {theirs.abs().max().item():.2f})")
+        print(
+            f"prefill: max |Δ logits| {(ours.logits[0] - theirs).abs().max().item():.2e} "
+            f"(logits up to {theirs.abs().max().item():.2f})"
+        )
         cache, a, b, diffs = ours.past_key_values, [int(ours.logits[0, -1].argmax())], [int(theirs[-1].argmax())], []
         for _ in range(10):
             out = model(torch.tensor([[a[-1]]]), past_key_values=cache, use_cache=True)

@@ -31,7 +31,6 @@ Figures from a GPU are recorded in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -44,12 +43,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 #: TinyLlama-1.1B's shape (vocabulary: that of the tokenizer trained here)
-SHAPE_1B = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                num_key_value_heads=4)
-SHAPE_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2)
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SHAPE_1B = dict(
+    hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4
+)
+SHAPE_TINY = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+)
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def load_frames(n_csqa: int, n_gsm8k: int):
@@ -58,8 +61,10 @@ def load_frames(n_csqa: int, n_gsm8k: int):
     from uqroute.data import load_rows
 
     kw = dict(seed=0, source="slices", slices_dir=str(REPO / "data" / "slices"))
-    return [load_rows(d, eval_limit=n, train_limit=0, **kw).filter(pl.col("role") == "eval")
-            for d, n in (("commonsenseqa", n_csqa), ("gsm8k", n_gsm8k))]
+    return [
+        load_rows(d, eval_limit=n, train_limit=0, **kw).filter(pl.col("role") == "eval")
+        for d, n in (("commonsenseqa", n_csqa), ("gsm8k", n_gsm8k))
+    ]
 
 
 def make_tokenizer(texts: list[str], vocab_size: int):
@@ -71,14 +76,21 @@ def make_tokenizer(texts: list[str], vocab_size: int):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   bos_token=None, unk_token=None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None, unk_token=None
+    )
     fast.chat_template = CHAT_TEMPLATE
     # True / False as single tokens, as p(True) needs
-    fast.add_tokens([t for t in ("True", " True", "False", " False") if len(fast(t, add_special_tokens=False)["input_ids"]) != 1])
+    fast.add_tokens(
+        [t for t in ("True", " True", "False", " False") if len(fast(t, add_special_tokens=False)["input_ids"]) != 1]
+    )
     return fast
 
 
@@ -87,9 +99,15 @@ def build_model(model_dir: Path, tokenizer, shape: dict, device: str, dtype):
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    conf = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=4096, tie_word_embeddings=False,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-                       **shape)
+    conf = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        **shape,
+    )
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(conf).to(dtype).eval()
@@ -192,17 +210,28 @@ def main(argv=None) -> None:
         weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         bw = bandwidth(device, 0.05 if tiny else 2.0)
         floor_step = weight_bytes / bw
-        prompt_ids = [list(tok.apply_chat_template(answer_conversation(r["prompt"]), tokenize=True,
-                                                   add_generation_prompt=True, return_dict=False)) for r in queries]
+        prompt_ids = [
+            list(
+                tok.apply_chat_template(
+                    answer_conversation(r["prompt"]), tokenize=True, add_generation_prompt=True, return_dict=False
+                )
+            )
+            for r in queries
+        ]
         budgets = [math_tokens if r["task_type"] == "FF" else mcq_tokens for r in queries]
         eos = {tok.eos_token_id}
-        print(f"device {device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}); model: random "
-              f"Llama, {n_params / 1e9:.3f}B parameters, {weight_bytes / 2**30:.2f} GiB in {str(dtype).split('.')[-1]}; "
-              f"vocabulary {len(tok)}; {len(queries)} prompts ({n_csqa} commonsenseqa, {n_gsm8k} gsm8k), "
-              f"mean prompt {sum(map(len, prompt_ids)) / len(prompt_ids):.0f} tokens; budgets MCQ {mcq_tokens} / "
-              f"math {math_tokens}", flush=True)
-        print(f"bandwidth {bw / 1e9:.1f} GB/s; floor of one decoding step (weights read once) "
-              f"{floor_step * 1e3:.3f} ms", flush=True)
+        print(
+            f"device {device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}); model: random "
+            f"Llama, {n_params / 1e9:.3f}B parameters, {weight_bytes / 2**30:.2f} GiB in {str(dtype).split('.')[-1]}; "
+            f"vocabulary {len(tok)}; {len(queries)} prompts ({n_csqa} commonsenseqa, {n_gsm8k} gsm8k), "
+            f"mean prompt {sum(map(len, prompt_ids)) / len(prompt_ids):.0f} tokens; budgets MCQ {mcq_tokens} / "
+            f"math {math_tokens}",
+            flush=True,
+        )
+        print(
+            f"bandwidth {bw / 1e9:.1f} GB/s; floor of one decoding step (weights read once) {floor_step * 1e3:.3f} ms",
+            flush=True,
+        )
         rows = []  # (name, tokens, seconds, decoding steps or None, peak GiB, note)
 
         # ---- naive generate loop (batch 1)
@@ -216,7 +245,7 @@ def main(argv=None) -> None:
             for ids, m in zip(prompt_ids, budgets):
                 x = torch.tensor([ids], device=device)
                 y = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=m, do_sample=False)
-                out = y[0, len(ids):].tolist()
+                out = y[0, len(ids) :].tolist()
                 naive_ids.append(out[: count_new(out, eos)])
                 tokens += len(naive_ids[-1])
                 steps += len(out)
@@ -227,8 +256,15 @@ def main(argv=None) -> None:
         reset_peak(device)
 
         # ---- ours, greedy only
-        be = TransformersBackend(model_dir, batch_size=16, max_batch_rows=args.max_batch_rows, device=device,
-                                 progress=False, pack_weights=False, name="random-llama")
+        be = TransformersBackend(
+            model_dir,
+            batch_size=16,
+            max_batch_rows=args.max_batch_rows,
+            device=device,
+            progress=False,
+            pack_weights=False,
+            name="random-llama",
+        )
         jobs = [Job(ids, [Branch(m)]) for ids, m in zip(prompt_ids, budgets)]
         be.run_jobs(jobs[:2])  # warm-up
         reset_peak(device)
@@ -240,18 +276,34 @@ def main(argv=None) -> None:
         secs = time.perf_counter() - t0
         ours_ids = [r.branches[0].token_ids[: count_new(r.branches[0].token_ids, eos)] for r in res]
         same = sum(a == b for a, b in zip(ours_ids, naive_ids))
-        rows.append(("ours: greedy only", sum(map(len, ours_ids)), secs, be.stats["forward_passes"] - passes0,
-                     peak_gib(device), f"log-probs + entropies; identical to naive: {same}/{len(jobs)}"))
+        rows.append(
+            (
+                "ours: greedy only",
+                sum(map(len, ours_ids)),
+                secs,
+                be.stats["forward_passes"] - passes0,
+                peak_gib(device),
+                f"log-probs + entropies; identical to naive: {same}/{len(jobs)}",
+            )
+        )
         print(f"ours greedy: {rows[-1][1]} tokens in {secs:.1f}s", flush=True)
         be.close()
         del be
         reset_peak(device)
 
         # ---- ours, the full SLM stage
-        cfg = {"batch_size": 16, "max_batch_rows": args.max_batch_rows, "pack_weights": False,
-               "max_new_tokens": {"MCQ": mcq_tokens, "TF": 8, "FF": 64, "math": math_tokens},
-               "num_samples": 5, "sample_temperature": 1.0, "sample_max_new_tokens": 32, "verbal_max_new_tokens": 24,
-               "hidden_layer": -1 if tiny else -8, "shard_size": 1024}
+        cfg = {
+            "batch_size": 16,
+            "max_batch_rows": args.max_batch_rows,
+            "pack_weights": False,
+            "max_new_tokens": {"MCQ": mcq_tokens, "TF": 8, "FF": 64, "math": math_tokens},
+            "num_samples": 5,
+            "sample_temperature": 1.0,
+            "sample_max_new_tokens": 32,
+            "verbal_max_new_tokens": 24,
+            "hidden_layer": -1 if tiny else -8,
+            "shard_size": 1024,
+        }
         captured = {}
         real_load = run_mod.load_backend
 
@@ -270,25 +322,46 @@ def main(argv=None) -> None:
                 f.write_parquet(data)
                 sync(device)
                 t0 = time.perf_counter()
-                run_mod.run_inference("random-llama", spec, str(model_dir), str(data), str(work / f"gen-{d}.parquet"),
-                                      str(work / f"gen-{d}.hidden.safetensors"), "slm", cfg, 0)
+                run_mod.run_inference(
+                    "random-llama",
+                    spec,
+                    str(model_dir),
+                    str(data),
+                    str(work / f"gen-{d}.parquet"),
+                    str(work / f"gen-{d}.hidden.safetensors"),
+                    "slm",
+                    cfg,
+                    0,
+                )
                 sync(device)
                 secs += time.perf_counter() - t0
                 tokens += captured["be"].stats["generated_tokens"]
                 passes += captured["be"].stats["forward_passes"]
         finally:
             run_mod.load_backend = real_load
-        rows.append(("ours: full SLM stage", tokens, secs, passes, peak_gib(device),
-                     "greedy + 5 samples + verbal-1s + p(True) + verbal-2s + hidden states + artifacts; incl. model load"))
+        rows.append(
+            (
+                "ours: full SLM stage",
+                tokens,
+                secs,
+                passes,
+                peak_gib(device),
+                "greedy + 5 samples + verbal-1s + p(True) + verbal-2s + hidden states + artifacts; incl. model load",
+            )
+        )
         print(f"full stage: {tokens} tokens in {secs:.1f}s", flush=True)
 
         print()
-        print("| run | generated tokens | seconds | tokens/s | forward passes | ms / pass | × floor | peak GiB | notes |")
+        print(
+            "| run | generated tokens | seconds | tokens/s | forward passes | ms / pass | × floor | peak GiB | notes |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for name, tok_n, s, steps, peak, note in rows:
             ms = 1e3 * s / steps
-            print(f"| {name} | {tok_n} | {s:.2f} | {tok_n / s:.1f} | {steps} | {ms:.3f} | {ms / (floor_step * 1e3):.1f} | "
-                  f"{peak:.2f} | {note} |")
+            print(
+                f"| {name} | {tok_n} | {s:.2f} | {tok_n / s:.1f} | {steps} | {ms:.3f} | {ms / (floor_step * 1e3):.1f} | "
+                f"{peak:.2f} | {note} |"
+            )
         rate = {name: tok_n / s for name, tok_n, s, *_ in rows}
         naive = rate["naive generate loop"]
         print()

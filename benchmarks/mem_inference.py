@@ -67,38 +67,63 @@ def main() -> None:
     p.add_argument("--dataset", default="svamp", help="the demo's longest replies (math budget)")
     p.add_argument("--jobs", nargs="*", help="model:role pairs (default: every demo SLM as slm, every LLM as llm)")
     p.add_argument("--no-pack", action="store_true", help="inference.pack_weights false")
-    p.add_argument("--load-only", action="store_true", help="only load the model (and prepack its weights), as the job does first")
+    p.add_argument(
+        "--load-only", action="store_true", help="only load the model (and prepack its weights), as the job does first"
+    )
     args = p.parse_args()
 
     config = yaml.safe_load(Path(args.config).read_text())
-    jobs = [tuple(j.split(":")) for j in args.jobs] if args.jobs else (
-        [(m, "slm") for m in config["slms"]] + [(m, "llm") for m in config["llms"]])
+    jobs = (
+        [tuple(j.split(":")) for j in args.jobs]
+        if args.jobs
+        else ([(m, "slm") for m in config["slms"]] + [(m, "llm") for m in config["llms"]])
+    )
     cfg = {**defaults("inference"), **config.get("inference", {})}
     if args.no_pack:
         cfg["pack_weights"] = False
     data_cfg = {**config.get("data", {})}
     data_cfg["slices_dir"] = str(ROOT / (data_cfg.get("slices_dir") or "data/slices"))
-    print(f"dataset {args.dataset}; data {data_cfg.get('eval_limit')} eval + {data_cfg.get('train_limit')} train rows; "
-          f"pack_weights {cfg.get('pack_weights', True)}{'; loading the model only' if args.load_only else ''}", flush=True)
+    print(
+        f"dataset {args.dataset}; data {data_cfg.get('eval_limit')} eval + {data_cfg.get('train_limit')} train rows; "
+        f"pack_weights {cfg.get('pack_weights', True)}{'; loading the model only' if args.load_only else ''}",
+        flush=True,
+    )
     print(f"{'model':<22}{'role':<6}{'peak RSS MB':>12}{'declared mem_mb':>17}{'peak/declared':>15}{'seconds':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.parquet"
         build_dataset(args.dataset, data, seed=config.get("seed", 0), **data_cfg)
         for model, role in jobs:
             spec = config["models"][model]
-            a = {"model": model, "spec": spec, "model_dir": str(cached_model_dir(model, spec)), "data": str(data),
-                 "out": str(Path(tmp) / f"{model}.parquet"), "hidden": str(Path(tmp) / f"{model}.hidden") if role == "slm" else None,
-                 "role": role, "cfg": cfg, "seed": config.get("seed", 0), "statistics": None, "load_only": args.load_only}
+            a = {
+                "model": model,
+                "spec": spec,
+                "model_dir": str(cached_model_dir(model, spec)),
+                "data": str(data),
+                "out": str(Path(tmp) / f"{model}.parquet"),
+                "hidden": str(Path(tmp) / f"{model}.hidden") if role == "slm" else None,
+                "role": role,
+                "cfg": cfg,
+                "seed": config.get("seed", 0),
+                "statistics": None,
+                "load_only": args.load_only,
+            }
             t0 = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(a)], env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", CHILD, json.dumps(a)],
+                env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             _, status, usage = os.wait4(proc.pid, 0)
             err = proc.stderr.read().decode()
             if status:
                 sys.exit(f"{model} ({role}) failed:\n{err[-3000:]}")
             peak = usage.ru_maxrss / 1024  # kB on Linux
             declared = declared_mem_mb(config, model)
-            print(f"{model:<22}{role:<6}{peak:>12.0f}{declared:>17}{peak / declared:>15.2f}{time.perf_counter() - t0:>9.1f}", flush=True)
+            print(
+                f"{model:<22}{role:<6}{peak:>12.0f}{declared:>17}{peak / declared:>15.2f}{time.perf_counter() - t0:>9.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -20,12 +20,11 @@ Run it with the development venv (``make install``), where every package of the 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -120,9 +119,17 @@ def _roots(extras: tuple[str, ...] = ()) -> list[Requirement]:
 
 def _marker_env(extra: str = "") -> dict:
     env = default_environment()
-    env.update(python_version=PYTHON, python_full_version=f"{PYTHON}.0", sys_platform="linux",
-               platform_system="Linux", platform_machine="x86_64", os_name="posix",
-               implementation_name="cpython", platform_python_implementation="CPython", extra=extra)
+    env.update(
+        python_version=PYTHON,
+        python_full_version=f"{PYTHON}.0",
+        sys_platform="linux",
+        platform_system="Linux",
+        platform_machine="x86_64",
+        os_name="posix",
+        implementation_name="cpython",
+        platform_python_implementation="CPython",
+        extra=extra,
+    )
     return env
 
 
@@ -131,7 +138,9 @@ def closure(drop: tuple[str, ...], extras: tuple[str, ...] = ()) -> dict[str, st
     ``extras``) and all theirs, minus ``drop``."""
     pins = _lock()
     dropped = {canonicalize_name(d) for d in drop}
-    names = {canonicalize_name(n): n for n in (l.split("==")[0] for l in (ROOT / "requirements.lock").read_text().split())}
+    names = {
+        canonicalize_name(n): n for n in (l.split("==")[0] for l in (ROOT / "requirements.lock").read_text().split())
+    }
     todo = _roots(extras)
     visited: set[tuple[str, frozenset]] = set()
     while todo:
@@ -147,13 +156,19 @@ def closure(drop: tuple[str, ...], extras: tuple[str, ...] = ()) -> dict[str, st
             pins[name] = metadata.version(req.name)
             names[name] = req.name
         if name not in pins:
-            raise SystemExit(f"envs/make_envs.py: {req.name} (needed by the library) is not pinned in requirements.lock")
+            raise SystemExit(
+                f"envs/make_envs.py: {req.name} (needed by the library) is not pinned in requirements.lock"
+            )
         try:
             dist = metadata.distribution(req.name)
         except metadata.PackageNotFoundError:
-            raise SystemExit(f"envs/make_envs.py: {req.name} is not installed; run it with the development venv (make install)") from None
+            raise SystemExit(
+                f"envs/make_envs.py: {req.name} is not installed; run it with the development venv (make install)"
+            ) from None
         if dist.version.split("+")[0] != pins[name].split("+")[0]:
-            raise SystemExit(f"envs/make_envs.py: installed {req.name} {dist.version} differs from requirements.lock ({pins[name]})")
+            raise SystemExit(
+                f"envs/make_envs.py: installed {req.name} {dist.version} differs from requirements.lock ({pins[name]})"
+            )
         for text in dist.requires or []:
             sub = Requirement(text)
             if sub.marker is None or any(sub.marker.evaluate(_marker_env(e)) for e in ("", *req.extras)):
@@ -165,8 +180,16 @@ def closure(drop: tuple[str, ...], extras: tuple[str, ...] = ()) -> dict[str, st
 def render(env: str) -> str:
     spec = ENVS[env]
     pins = closure(spec["drop"], spec["extras"])
-    lines = [COMMON_HEADER + spec["header"], "channels:", "  - conda-forge", "  - nodefaults", "dependencies:",
-             f"  - python={PYTHON}", "  - pip", "  - pip:"]
+    lines = [
+        COMMON_HEADER + spec["header"],
+        "channels:",
+        "  - conda-forge",
+        "  - nodefaults",
+        "dependencies:",
+        f"  - python={PYTHON}",
+        "  - pip",
+        "  - pip:",
+    ]
     lines += [f"      - {name}=={version}" for name, version in pins.items()]
     lines += [f"      - {req}" for req in spec.get("add", ())]
     return "\n".join(lines) + "\n"

@@ -124,13 +124,21 @@ class VLLMServer:
 
     def command(self) -> list[str]:
         return [
-            str(self.python), "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(self.model_dir),
-            "--served-model-name", self.name,
-            "--host", self.host,
-            "--port", str(self.port),
-            "--dtype", self.dtype,
-            "--max-model-len", str(self.max_model_len),
+            str(self.python),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.model_dir),
+            "--served-model-name",
+            self.name,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--dtype",
+            self.dtype,
+            "--max-model-len",
+            str(self.max_model_len),
             "--enforce-eager",
             *self.extra_args,
         ]
@@ -154,7 +162,7 @@ class VLLMServer:
         if not (self.model_dir / "config.json").is_file():
             raise VLLMServerError(f"model directory {self.model_dir} has no config.json (not a converted model)")
 
-    def start(self) -> "VLLMServer":
+    def start(self) -> VLLMServer:
         """Start the server and wait until ``GET /health`` answers 200."""
         if self.proc is not None:
             raise VLLMServerError(f"server for {self.name!r} is already running (pid {self.proc.pid})")
@@ -248,7 +256,7 @@ class VLLMServer:
         if self._temp_log and not self.failed and self.log_path is not None:
             self.log_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "VLLMServer":
+    def __enter__(self) -> VLLMServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -256,12 +264,16 @@ class VLLMServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model-dir", required=True, help="converted safetensors model directory")
     p.add_argument("--name", required=True, help="served model name (the `model` of requests)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--python", default=None, help="vLLM environment python (default $UQROUTE_VLLM_PYTHON or .venv-vllm/bin/python)")
+    p.add_argument(
+        "--python", default=None, help="vLLM environment python (default $UQROUTE_VLLM_PYTHON or .venv-vllm/bin/python)"
+    )
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--all-cores", action="store_true", help="run the model on every core (none reserved)")
@@ -269,9 +281,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--startup-timeout", type=float, default=300.0)
     args, extra = p.parse_known_args(argv)
     server = VLLMServer(
-        args.model_dir, args.name, port=args.port, host=args.host, python=args.python,
-        max_model_len=args.max_model_len, dtype=args.dtype, all_cores=args.all_cores,
-        log_path=args.log, startup_timeout=args.startup_timeout, extra_args=extra,
+        args.model_dir,
+        args.name,
+        port=args.port,
+        host=args.host,
+        python=args.python,
+        max_model_len=args.max_model_len,
+        dtype=args.dtype,
+        all_cores=args.all_cores,
+        log_path=args.log,
+        startup_timeout=args.startup_timeout,
+        extra_args=extra,
     )
     stop = {"now": False}
 
@@ -285,8 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     except VLLMServerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"ready: {server.base_url} serving {args.name!r} from {args.model_dir} (log {server.log_path}); Ctrl-C stops it",
-          flush=True)
+    print(
+        f"ready: {server.base_url} serving {args.name!r} from {args.model_dir} (log {server.log_path}); Ctrl-C stops it",
+        flush=True,
+    )
     try:
         while not stop["now"]:
             if server.proc is None or server.proc.poll() is not None:

@@ -55,6 +55,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for nodeid, reason in _SKIPPED:
             terminalreporter.line(f"SKIPPED IN CI {nodeid}: {reason}", red=True)
 
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"

@@ -47,13 +47,28 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 __all__ = ["FAULTS", "FaultServer", "Request", "canonical", "default_reply", "is_judge_prompt", "judge_reply"]
 
-FAULTS = ("400", "500", "503", "429", "timeout", "drop", "html", "truncated", "no_choices", "short_choices", "null_logprob",
-          "echo_key", "content_filter", "stream_cut")
+FAULTS = (
+    "400",
+    "500",
+    "503",
+    "429",
+    "timeout",
+    "drop",
+    "html",
+    "truncated",
+    "no_choices",
+    "short_choices",
+    "null_logprob",
+    "echo_key",
+    "content_filter",
+    "stream_cut",
+)
 #: faults answered with HTTP 200 (a real API bills these)
 PAID_FAULTS = ("html", "truncated", "no_choices", "short_choices", "null_logprob")
 
@@ -99,13 +114,19 @@ def completion(body: dict, text: str) -> dict:
             content = []
             for j, tok in enumerate(pieces):
                 lp = -0.125 * (j + 1)
-                top = [{"token": tok, "logprob": lp}] + [{"token": f"alt{k}", "logprob": lp - k - 1} for k in range(top_k - 1)]
+                top = [{"token": tok, "logprob": lp}] + [
+                    {"token": f"alt{k}", "logprob": lp - k - 1} for k in range(top_k - 1)
+                ]
                 content.append({"token": tok, "logprob": lp, "bytes": list(tok.encode()), "top_logprobs": top[:top_k]})
             choice["logprobs"] = {"content": content}
         choices.append(choice)
     prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
     return {
-        "id": "chatcmpl-fault-server", "object": "chat.completion", "created": 0, "model": body["model"], "system_fingerprint": "fp_fault",
+        "id": "chatcmpl-fault-server",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "system_fingerprint": "fp_fault",
         "choices": choices,
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
     }
@@ -121,8 +142,16 @@ class FaultServer:
         hang_s: how long a ``"timeout"`` fault keeps the client waiting.
     """
 
-    def __init__(self, model: str = "fault-model", *, reply: Callable[[dict], str] = default_reply,
-                 delay_s: float = 0.0, hang_s: float = 2.0, stream_delay_s: float = 0.0, max_model_len: int | None = 4096):
+    def __init__(
+        self,
+        model: str = "fault-model",
+        *,
+        reply: Callable[[dict], str] = default_reply,
+        delay_s: float = 0.0,
+        hang_s: float = 2.0,
+        stream_delay_s: float = 0.0,
+        max_model_len: int | None = 4096,
+    ):
         self.model, self.reply, self.delay_s, self.hang_s = model, reply, delay_s, hang_s
         self.stream_delay_s, self.max_model_len = stream_delay_s, max_model_len
         self.keys: list[str] = []  # the bearer key of every request, in arrival order
@@ -135,7 +164,7 @@ class FaultServer:
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- control
-    def fail(self, *faults) -> "FaultServer":
+    def fail(self, *faults) -> FaultServer:
         """Apply these faults to the next requests, one each, in arrival order; then answer normally."""
         for f in faults:
             name = f[0] if isinstance(f, tuple) else f
@@ -144,7 +173,7 @@ class FaultServer:
             self._queue.append(f)
         return self
 
-    def fail_always(self, fault) -> "FaultServer":
+    def fail_always(self, fault) -> FaultServer:
         self.fail(fault)
         self._queue.pop()
         self._always = fault
@@ -182,7 +211,7 @@ class FaultServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -226,13 +255,20 @@ class FaultServer:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
-                base = {"id": "chatcmpl-fault-server", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
-                        "system_fingerprint": "fp_fault"}
+                base = {
+                    "id": "chatcmpl-fault-server",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": body["model"],
+                    "system_fingerprint": "fp_fault",
+                }
                 words = re.findall(r"\s*\S+", reply["choices"][0]["message"]["content"]) or [""]
                 try:
                     for i, w in enumerate(words):
                         delta = {"role": "assistant", "content": w} if i == 0 else {"content": w}
-                        self.wfile.write(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': None}]})}\n\n".encode())
+                        self.wfile.write(
+                            f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': None}]})}\n\n".encode()
+                        )
                         self.wfile.flush()
                         if cut:
                             return
@@ -240,7 +276,9 @@ class FaultServer:
                     last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
                     self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
                     if (body.get("stream_options") or {}).get("include_usage"):
-                        self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': reply['usage']})}\n\n".encode())
+                        self.wfile.write(
+                            f"data: {json.dumps({**base, 'choices': [], 'usage': reply['usage']})}\n\n".encode()
+                        )
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
@@ -262,7 +300,9 @@ class FaultServer:
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 if body.get("model") != server.model:
-                    self._send(404, json.dumps({"error": {"message": f"model {body.get('model')!r} not served"}}).encode())
+                    self._send(
+                        404, json.dumps({"error": {"message": f"model {body.get('model')!r} not served"}}).encode()
+                    )
                     return
                 reply = completion(body, server.reply(body))
                 try:
@@ -272,15 +312,21 @@ class FaultServer:
 
             def _answer(self, name, fault, body, reply):
                 if name == "400":
-                    self._send(400, b'{"error": {"message": "injected: response_format is not supported", '
-                                    b'"type": "invalid_request_error"}}')
+                    self._send(
+                        400,
+                        b'{"error": {"message": "injected: response_format is not supported", '
+                        b'"type": "invalid_request_error"}}',
+                    )
                 elif body.get("stream") and name in (None, "stream_cut"):
                     self._stream(body, reply, cut=name == "stream_cut")
                 elif name in ("500", "503"):
                     self._send(int(name), b'{"error": {"message": "injected server error", "type": "server_error"}}')
                 elif name == "429":
-                    self._send(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}',
-                               headers=[("Retry-After", str(fault[1]))])
+                    self._send(
+                        429,
+                        b'{"error": {"message": "rate limited", "type": "rate_limit"}}',
+                        headers=[("Retry-After", str(fault[1]))],
+                    )
                 elif name == "timeout":
                     time.sleep(server.hang_s)
                     self._send(200, json.dumps(reply).encode())
@@ -309,8 +355,17 @@ class FaultServer:
                         content[0].update(token=key, logprob=None)
                         self._send(200, json.dumps(reply).encode())
                     else:
-                        self._send(int(status), json.dumps({"error": {"message": f"Incorrect API key provided: {key}",
-                                                                         "type": "invalid_request_error"}}).encode())
+                        self._send(
+                            int(status),
+                            json.dumps(
+                                {
+                                    "error": {
+                                        "message": f"Incorrect API key provided: {key}",
+                                        "type": "invalid_request_error",
+                                    }
+                                }
+                            ).encode(),
+                        )
                 elif name == "null_logprob":
                     content = (reply["choices"][0].get("logprobs") or {}).get("content") or []
                     if content:
@@ -340,7 +395,7 @@ class FaultServer:
                 except OSError:
                     pass
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

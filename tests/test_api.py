@@ -10,16 +10,18 @@ import socket
 import time
 
 import pytest
-from vllm_fixture import vllm_server  # noqa: F401  (session-scoped pytest fixture, shared across files)
-from vllm_fixture import vllm_server_module
+from vllm_fixture import (
+    vllm_server,  # noqa: F401  (session-scoped pytest fixture, shared across files)
+    vllm_server_module,
+)
 
 from uqroute.inference.api import (
+    CACHE_FORMAT,
     APIConfigError,
     APIUnreachableError,
-    CACHE_FORMAT,
+    InvalidReply,
     OpenAIChatBackend,
     ResponseCache,
-    InvalidReply,
     cache_key,
     check_api_key_env,
     default_cache_dir,
@@ -87,7 +89,9 @@ def test_api_block_is_checked(tmp_path):
     with pytest.raises(APIConfigError, match="`api` block"):
         OpenAIChatBackend({"hub": "x/y"}, cache_dir=tmp_path)
     with pytest.raises(APIConfigError, match="unknown keys"):
-        OpenAIChatBackend({"api": {"model": "m", "base_url": "http://127.0.0.1:9/v1", "temprature": 0}}, cache_dir=tmp_path)
+        OpenAIChatBackend(
+            {"api": {"model": "m", "base_url": "http://127.0.0.1:9/v1", "temprature": 0}}, cache_dir=tmp_path
+        )
     with pytest.raises(APIConfigError, match="model"):
         OpenAIChatBackend({"api": {"base_url": "http://127.0.0.1:9/v1"}}, cache_dir=tmp_path)
 
@@ -128,9 +132,13 @@ def test_endpoint_normalisation_and_bad_base_urls():
     assert endpoint("http://Node-7.cluster:8001/v1/") == "http://node-7.cluster:8001/v1"
     assert endpoint("https://api.example.com") == "https://api.example.com:443"
     assert endpoint("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
-    for bad, says in (("ftp://host/v1", "not an http"), ("127.0.0.1:8000/v1", "not an http"),
-                      ("http://host:99999/v1", "invalid port"), ("http://host/v1?x=1", "query"),
-                      ("http:///v1", "not an http")):
+    for bad, says in (
+        ("ftp://host/v1", "not an http"),
+        ("127.0.0.1:8000/v1", "not an http"),
+        ("http://host:99999/v1", "invalid port"),
+        ("http://host/v1?x=1", "query"),
+        ("http:///v1", "not an http"),
+    ):
         with pytest.raises(APIConfigError, match=says):
             endpoint(bad)
     with pytest.raises(APIConfigError, match="credentials") as err:
@@ -142,7 +150,10 @@ def test_api_key_env_must_be_a_variable_name(tmp_path, monkeypatch, caplog):
     assert check_api_key_env("OPENAI_API_KEY") == "OPENAI_API_KEY"
     assert check_api_key_env("my_key_2") == "my_key_2"  # case-insensitive
     for pasted in (FAKE_KEY, "sk-ant-api03-AbCdEf", "2KEY", "KEY NAME", "", None):
-        with caplog.at_level(logging.DEBUG), pytest.raises(APIConfigError, match="NAME of an environment variable") as err:
+        with (
+            caplog.at_level(logging.DEBUG),
+            pytest.raises(APIConfigError, match="NAME of an environment variable") as err,
+        ):
             backend("https://api.example.com/v1", "m", tmp_path, api_key_env=pasted)
         if pasted:
             assert pasted not in str(err.value) and pasted not in caplog.text
@@ -183,13 +194,27 @@ def test_response_cache_roundtrip_and_bad_records(tmp_path, caplog):
 def test_generations_from_response_reads_logprobs_and_reasoning():
     response = {
         "choices": [
-            {"index": 1, "finish_reason": "length", "message": {"content": "B", "reasoning_content": "hmm"},
-             "logprobs": None},
-            {"index": 0, "finish_reason": "stop", "message": {"content": "Paris."},
-             "logprobs": {"content": [
-                 {"token": "Paris", "logprob": -0.1, "top_logprobs": [{"token": "Paris", "logprob": -0.1},
-                                                                      {"token": "Lyon", "logprob": -2.5}]},
-                 {"token": ".", "logprob": -0.01, "top_logprobs": [{"token": ".", "logprob": -0.01}]}]}},
+            {
+                "index": 1,
+                "finish_reason": "length",
+                "message": {"content": "B", "reasoning_content": "hmm"},
+                "logprobs": None,
+            },
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"content": "Paris."},
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "Paris",
+                            "logprob": -0.1,
+                            "top_logprobs": [{"token": "Paris", "logprob": -0.1}, {"token": "Lyon", "logprob": -2.5}],
+                        },
+                        {"token": ".", "logprob": -0.01, "top_logprobs": [{"token": ".", "logprob": -0.01}]},
+                    ]
+                },
+            },
         ],
         "usage": {"prompt_tokens": 12},
     }
@@ -202,9 +227,14 @@ def test_generations_from_response_reads_logprobs_and_reasoning():
     assert g.top_logprobs is None
 
 
-GOOD_CHOICE = {"index": 0, "finish_reason": "stop", "message": {"content": "Paris"},
-               "logprobs": {"content": [{"token": "Paris", "logprob": -0.5, "top_logprobs": [
-                   {"token": "Paris", "logprob": -0.5}]}]}}
+GOOD_CHOICE = {
+    "index": 0,
+    "finish_reason": "stop",
+    "message": {"content": "Paris"},
+    "logprobs": {
+        "content": [{"token": "Paris", "logprob": -0.5, "top_logprobs": [{"token": "Paris", "logprob": -0.5}]}]
+    },
+}
 
 
 def _with(path, value, response=None):
@@ -282,8 +312,12 @@ def test_unreachable_server_is_retried_then_named(tmp_path, monkeypatch, caplog)
 
 def test_argument_checks(tmp_path):
     b = backend("http://127.0.0.1:9/v1", "m", tmp_path)
-    for kw in ({"max_new_tokens": 0}, {"max_new_tokens": 4, "n": 0}, {"max_new_tokens": 4, "top_logprobs": 21},
-               {"max_new_tokens": 4, "temperature": -1}):
+    for kw in (
+        {"max_new_tokens": 0},
+        {"max_new_tokens": 4, "n": 0},
+        {"max_new_tokens": 4, "top_logprobs": 21},
+        {"max_new_tokens": 4, "temperature": -1},
+    ):
         with pytest.raises(ValueError):
             b.generate(convs()[:1], **kw)
     with pytest.raises(ValueError, match="conversation 0, message 0"):
@@ -328,7 +362,7 @@ def test_greedy_is_deterministic_across_fresh_caches(vllm_server, tmp_path):
 def test_logprobs_shape(vllm_server, tmp_path):
     url, name, _ = vllm_server
     with backend(url, name, tmp_path) as b:
-        (g,), = b.generate(convs()[:1], max_new_tokens=10, top_logprobs=3)
+        ((g,),) = b.generate(convs()[:1], max_new_tokens=10, top_logprobs=3)
     n = len(g.tokens)
     assert 1 <= n <= 10
     assert len(g.token_logprobs) == n and len(g.top_logprobs) == n

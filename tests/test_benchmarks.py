@@ -14,8 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(script: str, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TOKENIZERS_PARALLELISM": "false"}
-    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return p.stdout
 
@@ -35,8 +41,16 @@ def test_gpu_check_runs_tiny_on_cpu():
     # the greedy-only row decodes the same prompts greedily as the naive loop: its token count is the same
     assert rows["ours: greedy only"][1] == rows["naive generate loop"][1]
     figures = dict(re.findall(r"^(?:figure|ratio) (\w+): ([-\d.e+]+)$", out, flags=re.M))
-    for key in ("weight_gib", "bandwidth_gbps", "floor_step_ms", "floor_tokens_per_s_batch1", "ours_greedy_vs_naive",
-                "ours_full_vs_naive", "naive_step_vs_floor", "ours_greedy_pass_vs_floor"):
+    for key in (
+        "weight_gib",
+        "bandwidth_gbps",
+        "floor_step_ms",
+        "floor_tokens_per_s_batch1",
+        "ours_greedy_vs_naive",
+        "ours_full_vs_naive",
+        "naive_step_vs_floor",
+        "ours_greedy_pass_vs_floor",
+    ):
         assert key in figures, (key, out)
         assert math.isfinite(float(figures[key])) and float(figures[key]) > 0, (key, figures[key])
     # the floor is a floor: no step can read the weights faster than the measured bandwidth allows

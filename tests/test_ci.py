@@ -46,13 +46,15 @@ def test_any_skip_fails_the_run_in_ci_and_names_each_test_and_reason(inner, monk
     monkeypatch.setenv("CI", ci)
     result = inner.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([
-        "*skipped tests fail the run in CI*",
-        "*3 skipped test(s) count as failures*",
-        "SKIPPED IN CI test_inner.py::test_skips_itself: no SLURM cluster here",
-        "SKIPPED IN CI test_inner.py::test_needs_a_server: no vLLM server",
-        "SKIPPED IN CI test_inner.py::test_skipped_by_marker: mirror not found",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*skipped tests fail the run in CI*",
+            "*3 skipped test(s) count as failures*",
+            "SKIPPED IN CI test_inner.py::test_skips_itself: no SLURM cluster here",
+            "SKIPPED IN CI test_inner.py::test_needs_a_server: no vLLM server",
+            "SKIPPED IN CI test_inner.py::test_skipped_by_marker: mirror not found",
+        ]
+    )
 
 
 @pytest.mark.parametrize("ci", [None, "", "0", "false"])
@@ -78,8 +80,12 @@ def test_ci_entry_point_sets_ci():
 def _make(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`make` in the repository with the install targets taken as done (-o)."""
     return subprocess.run(
-        ["make", "-o", "install", "-o", "install-vllm", *args], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=60,
+        ["make", "-o", "install", "-o", "install-vllm", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
     )
 
 

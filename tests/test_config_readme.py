@@ -15,9 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_config_readme_is_fresh():
-    fresh = subprocess.run([sys.executable, "-m", "uqroute.settings", "--readme"], capture_output=True, text=True, check=True).stdout
+    fresh = subprocess.run(
+        [sys.executable, "-m", "uqroute.settings", "--readme"], capture_output=True, text=True, check=True
+    ).stdout
     assert (ROOT / "config" / "README.md").read_text() == fresh, (
-        "config/README.md is stale: python -m uqroute.settings --readme > config/README.md")
+        "config/README.md is stale: python -m uqroute.settings --readme > config/README.md"
+    )
 
 
 def _keys(prefix, sub, root):
@@ -35,7 +38,10 @@ def test_every_config_key_says_what_it_does():
     assert not undocumented, f"config keys without a `description:` in src/uqroute/config_schema.yaml: {undocumented}"
     text = (ROOT / "config" / "README.md").read_text()
     assert all(f"| `{k}` |" in text for k, _ in keys if k != "models")  # `models` is the section heading
-    assert "| `revisions_lock` | string or null | `null` |" in text and "| `models.<name>.gguf_metadata.name` | string |" in text
+    assert (
+        "| `revisions_lock` | string or null | `null` |" in text
+        and "| `models.<name>.gguf_metadata.name` | string |" in text
+    )
 
 
 def test_catalog_metadata_parses_as_the_catalog_reads_it():

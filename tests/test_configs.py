@@ -30,14 +30,28 @@ CONFIGS = sorted(p for p in (ROOT / "config").glob("*.yaml") if p != SCHEMA)
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 PAPER_SLMS = {
-    "meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-3B-Instruct", "microsoft/Phi-3.5-mini-instruct",
-    "mistralai/Mistral-7B-Instruct-v0.3", "Qwen/Qwen2.5-7B-Instruct", "meta-llama/Llama-3.1-8B-Instruct",
-    "ibm-granite/granite-3.1-8b-instruct", "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B",
-    "microsoft/Phi-4-mini-reasoning", "fla-hub/rwkv7-2.9B-world",
+    "meta-llama/Llama-3.2-1B-Instruct",
+    "meta-llama/Llama-3.2-3B-Instruct",
+    "microsoft/Phi-3.5-mini-instruct",
+    "mistralai/Mistral-7B-Instruct-v0.3",
+    "Qwen/Qwen2.5-7B-Instruct",
+    "meta-llama/Llama-3.1-8B-Instruct",
+    "ibm-granite/granite-3.1-8b-instruct",
+    "Qwen/Qwen3-0.6B",
+    "Qwen/Qwen3-1.7B",
+    "Qwen/Qwen3-4B",
+    "microsoft/Phi-4-mini-reasoning",
+    "fla-hub/rwkv7-2.9B-world",
 }
 PAPER_LLMS = {"meta-llama/Llama-3.1-70B-Instruct", "Qwen/Qwen3-32B", "deepseek-ai/DeepSeek-R1", "gpt-4.1-mini"}
-REASONING = {"Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "microsoft/Phi-4-mini-reasoning",
-             "Qwen/Qwen3-32B", "deepseek-ai/DeepSeek-R1"}
+REASONING = {
+    "Qwen/Qwen3-0.6B",
+    "Qwen/Qwen3-1.7B",
+    "Qwen/Qwen3-4B",
+    "microsoft/Phi-4-mini-reasoning",
+    "Qwen/Qwen3-32B",
+    "deepseek-ai/DeepSeek-R1",
+}
 
 
 def load(path: Path) -> dict:
@@ -53,7 +67,9 @@ def model_id(spec: dict) -> str:
 def test_config_validates_against_schema(path):
     config = load(path)
     validate(copy.deepcopy(config), schema=str(SCHEMA))
-    for name in config["slms"] + config["llms"] + ([config["judge"]["model"]] if config.get("judge", {}).get("model") else []):
+    for name in (
+        config["slms"] + config["llms"] + ([config["judge"]["model"]] if config.get("judge", {}).get("model") else [])
+    ):
         assert name in config["models"], f"{path.name}: {name!r} is used but not defined under models"
 
 
@@ -88,9 +104,14 @@ def test_paper_config_is_the_papers_grid():
 #: What each reasoning model's card recommends as output length in thinking mode (tokens): Qwen3
 #: ("Adequate Output Length": 32,768; 38,912 for highly complex math), Phi-4-mini-reasoning (its
 #: example's max_new_tokens=32768), DeepSeek-R1 (maximum generation length 32,768).
-CARD_BUDGETS = {"Qwen/Qwen3-0.6B": (32768, 38912), "Qwen/Qwen3-1.7B": (32768, 38912), "Qwen/Qwen3-4B": (32768, 38912),
-                "Qwen/Qwen3-32B": (32768, 38912), "microsoft/Phi-4-mini-reasoning": (32768, 32768),
-                "deepseek-ai/DeepSeek-R1": (32768, 32768)}
+CARD_BUDGETS = {
+    "Qwen/Qwen3-0.6B": (32768, 38912),
+    "Qwen/Qwen3-1.7B": (32768, 38912),
+    "Qwen/Qwen3-4B": (32768, 38912),
+    "Qwen/Qwen3-32B": (32768, 38912),
+    "microsoft/Phi-4-mini-reasoning": (32768, 32768),
+    "deepseek-ai/DeepSeek-R1": (32768, 32768),
+}
 
 
 def test_paper_reasoning_models_have_their_cards_budgets_on_every_task():
@@ -128,11 +149,22 @@ def test_a_models_own_budget_replaces_the_scaled_one_for_the_tasks_it_names():
     assert budgets(inference, spec, "MCQ", "math") == {"answer": 9000, "sample": 200, "verbal": 64}
     assert budgets(inference, spec, "MCQ", "commonsense") == {"answer": 64, "sample": 64, "verbal": 64}
     assert budgets({**inference, "sample_max_new_tokens": None}, spec, "TF", "commonsense")["sample"] == 5000
-    assert budgets(inference, {"max_new_tokens": {"TF": 3}}, "TF", "commonsense") == {"answer": 3, "sample": 3, "verbal": 32}
+    assert budgets(inference, {"max_new_tokens": {"TF": 3}}, "TF", "commonsense") == {
+        "answer": 3,
+        "sample": 3,
+        "verbal": 32,
+    }
     with pytest.raises(Exception, match="max_new_tokens"):
-        validate({**load(ROOT / "config" / "paper.yaml"),
-                  "models": {**load(ROOT / "config" / "paper.yaml")["models"],
-                             "qwen3-0.6b": {"hub": "Qwen/Qwen3-0.6B", "max_new_tokens": {"Math": 5}}}}, schema=str(SCHEMA))
+        validate(
+            {
+                **load(ROOT / "config" / "paper.yaml"),
+                "models": {
+                    **load(ROOT / "config" / "paper.yaml")["models"],
+                    "qwen3-0.6b": {"hub": "Qwen/Qwen3-0.6B", "max_new_tokens": {"Math": 5}},
+                },
+            },
+            schema=str(SCHEMA),
+        )
 
 
 def test_paper_runs_its_local_slms_on_vllm_but_rwkv7():
@@ -150,7 +182,10 @@ def test_paper_runs_its_local_slms_on_vllm_but_rwkv7():
     for m in engines:
         for d in config["datasets"]:
             spec = get_spec(d)
-            assert budgets(config["inference"], config["models"][m], spec.task_type, spec.domain)["answer"] < v["max_model_len"], (m, d)
+            assert (
+                budgets(config["inference"], config["models"][m], spec.task_type, spec.domain)["answer"]
+                < v["max_model_len"]
+            ), (m, d)
 
 
 def dry_run(configfile: Path, workdir: Path) -> tuple[str, float, float]:
@@ -158,9 +193,19 @@ def dry_run(configfile: Path, workdir: Path) -> tuple[str, float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
-        [str(SNAKEMAKE), "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-         f"--configfile={configfile}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            str(SNAKEMAKE),
+            "-n",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            f"--configfile={configfile}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
     )
     wall = time.perf_counter() - start
@@ -171,14 +216,16 @@ def dry_run(configfile: Path, workdir: Path) -> tuple[str, float, float]:
 
 
 def job_counts(output: str) -> dict[str, int]:
-    table = output[output.rindex("Job stats:"):]
+    table = output[output.rindex("Job stats:") :]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 def job_resources(output: str, rule: str, wildcards: str) -> dict[str, str]:
     """The `resources:` line of the dry-run job of `rule` with exactly these wildcards."""
     for block in re.split(r"^\[.*\]$|^$", output, flags=re.M):
-        if re.search(rf"^rule {rule}:$", block, re.M) and re.search(rf"^\s+wildcards: {re.escape(wildcards)}$", block, re.M):
+        if re.search(rf"^rule {rule}:$", block, re.M) and re.search(
+            rf"^\s+wildcards: {re.escape(wildcards)}$", block, re.M
+        ):
             line = re.search(r"^\s+resources: (.*)$", block, re.M).group(1)
             return dict(kv.split("=", 1) for kv in line.split(", "))
     raise AssertionError(f"no dry-run job of rule {rule} with wildcards {wildcards}")
@@ -192,7 +239,9 @@ def paper_dry_run(tmp_path_factory):
 def test_paper_dag_lists_the_full_grid(paper_dry_run):
     output, wall, cpu = paper_dry_run
     counts = job_counts(output)
-    print(f"\nsnakemake -n --configfile config/paper.yaml: {counts.get('total')} jobs, {wall:.1f} s wall, {cpu:.1f} s CPU")
+    print(
+        f"\nsnakemake -n --configfile config/paper.yaml: {counts.get('total')} jobs, {wall:.1f} s wall, {cpu:.1f} s CPU"
+    )
     n_datasets, n_slms, n_llms = 15, 12, 4
     assert counts["download"] == n_datasets
     assert counts["fetch_model"] == n_slms  # the LLMs and the judge are API models: nothing to fetch
@@ -233,7 +282,11 @@ def test_paper_jobs_start_longest_first(paper_dry_run, math_budget, tmp_path):
     assert fetch and slm and llm
     assert min(fetch.values()) > max(llm.values()) > min(llm.values()) > max(slm.values())
     assert llm["llm=gpt-4.1-mini, dataset=gsm8k"] > llm["llm=gpt-4.1-mini, dataset=boolq"]
-    assert slm["slm=qwen3-0.6b, dataset=gsm8k"] > slm["slm=granite-3.1-8b, dataset=gsm8k"] > slm["slm=granite-3.1-8b, dataset=boolq"]
+    assert (
+        slm["slm=qwen3-0.6b, dataset=gsm8k"]
+        > slm["slm=granite-3.1-8b, dataset=gsm8k"]
+        > slm["slm=granite-3.1-8b, dataset=boolq"]
+    )
 
 
 def test_paper_resources_scale_with_the_model(paper_dry_run):
@@ -268,8 +321,11 @@ class _FakeJob:
 
 @pytest.mark.parametrize(
     ("resources", "flag"),
-    [({"gpu": 1, "gpu_model": "a100"}, " --gpus=a100:1"), ({"gpu": 2, "gpu_model": ""}, " --gpus=2"),
-     ({"gpu": 0, "gpu_model": ""}, "")],
+    [
+        ({"gpu": 1, "gpu_model": "a100"}, " --gpus=a100:1"),
+        ({"gpu": 2, "gpu_model": ""}, " --gpus=2"),
+        ({"gpu": 0, "gpu_model": ""}, ""),
+    ],
 )
 def test_gpu_resources_become_the_slurm_gpu_flag(resources, flag, monkeypatch):
     """The resource names the rules set (gpu, gpu_model) are the ones the SLURM plugin turns into --gpus."""
@@ -312,8 +368,12 @@ def test_defaults_are_the_ones_snakemake_fills_in(snakemake_filled, section):
 
 
 def test_model_defaults_are_the_ones_snakemake_fills_in(snakemake_filled):
-    assert {k: v for k, v in snakemake_filled["models"]["slm"].items() if k not in ("hub", "revision")} == settings.defaults("model")
-    assert {k: v for k, v in snakemake_filled["models"]["big"]["api"].items() if k != "model"} == settings.defaults("model.api")
+    assert {
+        k: v for k, v in snakemake_filled["models"]["slm"].items() if k not in ("hub", "revision")
+    } == settings.defaults("model")
+    assert {k: v for k, v in snakemake_filled["models"]["big"]["api"].items() if k != "model"} == settings.defaults(
+        "model.api"
+    )
 
 
 def test_library_validate_fills_the_same_defaults_as_snakemake(snakemake_filled):
@@ -351,8 +411,11 @@ def _library_defaults():
 def test_library_default_dicts_equal_the_schemas(name):
     library, section = _library_defaults()[name]
     schema = settings.defaults(section)
-    diff = {k: (schema.get(k, "<absent>"), library.get(k, "<absent>")) for k in set(schema) | set(library)
-            if schema.get(k, "<absent>") != library.get(k, "<absent>")}
+    diff = {
+        k: (schema.get(k, "<absent>"), library.get(k, "<absent>"))
+        for k in set(schema) | set(library)
+        if schema.get(k, "<absent>") != library.get(k, "<absent>")
+    }
     assert not diff, f"{name}: (schema, library) defaults differ: {diff}"
 
 
@@ -370,7 +433,9 @@ def test_library_validate_names_the_key():
 def test_load_yaml_names_the_file_and_line(tmp_path):
     path = tmp_path / "my.yaml"
     path.write_text("datasets: [boolq\nslms: x\n")
-    with pytest.raises(ConfigError, match=rf"config file {re.escape(str(path))} is not valid YAML at line \d+, column \d+"):
+    with pytest.raises(
+        ConfigError, match=rf"config file {re.escape(str(path))} is not valid YAML at line \d+, column \d+"
+    ):
         settings.load_yaml(path)
     with pytest.raises(ConfigError, match="cannot be read"):
         settings.load_yaml(tmp_path / "absent.yaml")
@@ -418,19 +483,49 @@ def test_check_config_accepts_the_shipped_configs_and_a_minimal_one(tmp_path):
         ({"llms": ["slm", "nope"]}, r"^llms: model 'nope' is not defined"),
         ({"judge.model": "gpt-judge"}, r"^judge.model: model 'gpt-judge' is not defined under `models`"),
         ({"slms": ["big"]}, r"^slms: 'big' is an API model \(models.big.api\); an SLM must run locally"),
-        ({"models.big": {"hub": "org/big", "backend": "openai"}}, r"^models.big.backend: 'openai' needs an `api` block"),
-        ({"uq.methods": ["perplexity", "semantic_entropy"], "routing.proxy_methods": ["perplexity"]},
-         r"^uq.methods: unknown UQ method\(s\) \['semantic_entropy'\]; known: .*avg_token_prob"),
-        ({"uq.methods": ["perplexity", "trained_probe"]},
-         r"^routing.proxy_methods: \['ood_probe'\] are not in uq.methods \['perplexity', 'trained_probe'\]"),
-        ({"datasets": ["boolq"]}, r"^datasets: \['trained_probe', 'ood_probe'\] \(uq.methods\) need at least two datasets"),
-        ({"data.source": "mirror", "data.mirror_dir": None}, r"^data.mirror_dir: data.source is 'mirror' but data.mirror_dir is not set"),
-        ({"data.source": "mirror", "data.mirror_dir": "no/such/mirror"}, r"^data.mirror_dir: 'no/such/mirror' is not a directory"),
-        ({"models.slm": {"local_dir": "/no/such/model"}}, r"^models.slm.local_dir: '/no/such/model' is not a directory"),
+        (
+            {"models.big": {"hub": "org/big", "backend": "openai"}},
+            r"^models.big.backend: 'openai' needs an `api` block",
+        ),
+        (
+            {"uq.methods": ["perplexity", "semantic_entropy"], "routing.proxy_methods": ["perplexity"]},
+            r"^uq.methods: unknown UQ method\(s\) \['semantic_entropy'\]; known: .*avg_token_prob",
+        ),
+        (
+            {"uq.methods": ["perplexity", "trained_probe"]},
+            r"^routing.proxy_methods: \['ood_probe'\] are not in uq.methods \['perplexity', 'trained_probe'\]",
+        ),
+        (
+            {"datasets": ["boolq"]},
+            r"^datasets: \['trained_probe', 'ood_probe'\] \(uq.methods\) need at least two datasets",
+        ),
+        (
+            {"data.source": "mirror", "data.mirror_dir": None},
+            r"^data.mirror_dir: data.source is 'mirror' but data.mirror_dir is not set",
+        ),
+        (
+            {"data.source": "mirror", "data.mirror_dir": "no/such/mirror"},
+            r"^data.mirror_dir: 'no/such/mirror' is not a directory",
+        ),
+        (
+            {"models.slm": {"local_dir": "/no/such/model"}},
+            r"^models.slm.local_dir: '/no/such/model' is not a directory",
+        ),
     ],
-    ids=["unknown-dataset", "undefined-slm", "undefined-llm", "undefined-judge", "api-slm", "openai-backend-without-api",
-         "unknown-uq-method", "unselected-proxy-method", "probes-one-dataset", "mirror-dir-unset", "mirror-dir-missing",
-         "local-dir-missing"],
+    ids=[
+        "unknown-dataset",
+        "undefined-slm",
+        "undefined-llm",
+        "undefined-judge",
+        "api-slm",
+        "openai-backend-without-api",
+        "unknown-uq-method",
+        "unselected-proxy-method",
+        "probes-one-dataset",
+        "mirror-dir-unset",
+        "mirror-dir-missing",
+        "local-dir-missing",
+    ],
 )
 def test_check_config_names_the_key(tmp_path, changes, expected):
     found = problems(checked(tmp_path, **changes), tmp_path)
@@ -438,17 +533,38 @@ def test_check_config_names_the_key(tmp_path, changes, expected):
 
 
 def test_one_dataset_is_fine_without_probe_methods(tmp_path):
-    assert problems(checked(tmp_path, datasets=["boolq"], **{"uq.methods": ["perplexity"], "routing.proxy_methods": ["perplexity"]}),
-                    tmp_path) == []
+    assert (
+        problems(
+            checked(
+                tmp_path, datasets=["boolq"], **{"uq.methods": ["perplexity"], "routing.proxy_methods": ["perplexity"]}
+            ),
+            tmp_path,
+        )
+        == []
+    )
 
 
 def test_hidden_layer_outside_a_local_models_layers(tmp_path, tiny_model_dir):
     """The tiny model has 4 layers (5 hidden states): -5..4 are valid, -6 and 5 are not."""
     for layer in (-5, -1, 0, 4):
-        assert problems(checked(tmp_path, **{"models.slm": {"local_dir": str(tiny_model_dir)}, "inference.hidden_layer": layer}), tmp_path) == []
+        assert (
+            problems(
+                checked(
+                    tmp_path, **{"models.slm": {"local_dir": str(tiny_model_dir)}, "inference.hidden_layer": layer}
+                ),
+                tmp_path,
+            )
+            == []
+        )
     for layer in (-8, 5):
-        found = problems(checked(tmp_path, **{"models.slm": {"local_dir": str(tiny_model_dir)}, "inference.hidden_layer": layer}), tmp_path)
-        assert len(found) == 1 and re.match(rf"inference.hidden_layer: hidden_layer {layer} is out of range for a model with 4 layers .*SLM 'slm'", found[0]), found
+        found = problems(
+            checked(tmp_path, **{"models.slm": {"local_dir": str(tiny_model_dir)}, "inference.hidden_layer": layer}),
+            tmp_path,
+        )
+        assert len(found) == 1 and re.match(
+            rf"inference.hidden_layer: hidden_layer {layer} is out of range for a model with 4 layers .*SLM 'slm'",
+            found[0],
+        ), found
 
 
 def test_hidden_layer_of_an_already_fetched_model(tmp_path):
@@ -461,7 +577,9 @@ def test_hidden_layer_of_an_already_fetched_model(tmp_path):
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    found = problems(checked(tmp_path, slms=["big"], datasets=["boolq"], **{"uq.methods": ["ood_probe", "nope"]}), tmp_path)
+    found = problems(
+        checked(tmp_path, slms=["big"], datasets=["boolq"], **{"uq.methods": ["ood_probe", "nope"]}), tmp_path
+    )
     assert [p.split(":")[0] for p in found] == ["slms", "uq.methods", "datasets", "routing.proxy_methods"]
 
 
@@ -489,7 +607,10 @@ def test_each_stage_contributes_its_config_problems(tmp_path, monkeypatch, stage
 def snakemake_cmd(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
     )
 
@@ -529,7 +650,10 @@ def test_schema_errors_at_start_name_the_file_and_each_key(tmp_path):
     assert proc.returncode != 0
     assert f"{tmp_path / 'bad.yaml'}: 2 problems:" in out
     assert "- inference.num_samples: 1 is less than the minimum of 2" in out
-    assert "- models.slm: a model needs exactly one source out of ['hub', 'local_dir', 'gguf', 'pypi', 'api'], found ['hub', 'local_dir']" in out
+    assert (
+        "- models.slm: a model needs exactly one source out of ['hub', 'local_dir', 'gguf', 'pypi', 'api'], found ['hub', 'local_dir']"
+        in out
+    )
 
 
 def test_a_broken_default_config_is_named(tmp_path):
@@ -537,7 +661,9 @@ def test_a_broken_default_config_is_named(tmp_path):
     (tmp_path / "config" / "config.yaml").write_text("datasets: [boolq\nslms: [x]\n")
     proc = snakemake_cmd(tmp_path, "-n")
     assert proc.returncode != 0
-    assert re.search(r"config file config/config.yaml .* is not valid YAML at line \d+, column \d+", proc.stdout + proc.stderr)
+    assert re.search(
+        r"config file config/config.yaml .* is not valid YAML at line \d+, column \d+", proc.stdout + proc.stderr
+    )
 
 
 def _checkout(root: Path) -> None:
@@ -576,8 +702,14 @@ def test_a_user_config_means_what_it_says(layout, tmp_path):
     def snakemake(*args):
         if layout == "workdir":
             return snakemake_cmd(tmp_path, *args)
-        return subprocess.run([str(SNAKEMAKE), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+        return subprocess.run(
+            [str(SNAKEMAKE), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+        )
 
     proc = snakemake("-n", "--configfile=my.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -610,8 +742,13 @@ def test_without_probe_methods_no_probe_is_trained_and_one_dataset_is_enough(tmp
 
 def test_snakemake_lint_is_clean():
     """`snakemake --lint` on the default config reports nothing (rules, Snakefile, every .smk file)."""
-    proc = subprocess.run([str(SNAKEMAKE), "--lint", "--snakefile", str(ROOT / "Snakefile")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "--lint", "--snakefile", str(ROOT / "Snakefile")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     remarks = [line.strip() for line in out.splitlines() if line.startswith(("Lints for", "    * "))]
     assert proc.returncode == 0 and "Congratulations" in out, "snakemake --lint remarks:\n" + "\n".join(remarks)
@@ -619,28 +756,48 @@ def test_snakemake_lint_is_clean():
 
 def test_preflight_command_checks_a_config_file(tmp_path):
     """`python -m uqroute.preflight my.yaml` names the file and line of a YAML error (snakemake --configfile does not)."""
+
     def run(path):
-        return subprocess.run([sys.executable, "-m", "uqroute.preflight", str(path), "--workdir", str(tmp_path)],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "uqroute.preflight", str(path), "--workdir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasets: [boolq, gsm8k\nslms: [x]\n")
     proc = run(bad)
-    assert proc.returncode == 1 and re.search(rf"config file {re.escape(str(bad))} is not valid YAML at line 2", proc.stderr)
+    assert proc.returncode == 1 and re.search(
+        rf"config file {re.escape(str(bad))} is not valid YAML at line 2", proc.stderr
+    )
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text(yaml.safe_dump({**MINIMAL, "probe": {"epoch": 3}}))
     proc = run(unknown)
-    assert proc.returncode == 1 and "unknown.yaml: probe: Additional properties are not allowed ('epoch' was unexpected)" in proc.stderr
+    assert (
+        proc.returncode == 1
+        and "unknown.yaml: probe: Additional properties are not allowed ('epoch' was unexpected)" in proc.stderr
+    )
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({**MINIMAL, "data": {"slices_dir": str(ROOT / "data" / "slices")}}))
     proc = run(good)
     assert proc.returncode == 0 and "valid; 2 dataset(s)" in proc.stdout, proc.stderr
     twice = tmp_path / "twice.yaml"
-    twice.write_text(yaml.safe_dump({**MINIMAL, "slms": ["big"], "uq": {"methods": ["perplexity", "nope"]},
-                                     "routing": {"proxy_methods": ["perplexity"]}}))
+    twice.write_text(
+        yaml.safe_dump(
+            {
+                **MINIMAL,
+                "slms": ["big"],
+                "uq": {"methods": ["perplexity", "nope"]},
+                "routing": {"proxy_methods": ["perplexity"]},
+            }
+        )
+    )
     proc = run(twice)
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.startswith(f"{twice}: 2 problem(s) found before any job started:\n  - slms: 'big' is an API model"), proc.stderr
+    assert proc.stderr.startswith(
+        f"{twice}: 2 problem(s) found before any job started:\n  - slms: 'big' is an API model"
+    ), proc.stderr
     assert "\n  - uq.methods: unknown UQ method(s) ['nope']" in proc.stderr
 
 
@@ -650,12 +807,18 @@ def test_preflight_command_checks_a_config_file(tmp_path):
 def test_section_fills_defaults_merges_nested_sections_and_names_unknown_keys():
     assert settings.section("probe", None) == settings.defaults("probe")
     inf = settings.section("inference", {"max_new_tokens": {"MCQ": 3}, "num_samples": 7})
-    assert inf["max_new_tokens"] == {**settings.defaults("inference.max_new_tokens"), "MCQ": 3} and inf["num_samples"] == 7
-    routing = settings.section("routing", {"table4": {"llm": "big"}, "shifts": {"s": {"sources": ["a"], "targets": ["b"]}}})
+    assert (
+        inf["max_new_tokens"] == {**settings.defaults("inference.max_new_tokens"), "MCQ": 3} and inf["num_samples"] == 7
+    )
+    routing = settings.section(
+        "routing", {"table4": {"llm": "big"}, "shifts": {"s": {"sources": ["a"], "targets": ["b"]}}}
+    )
     assert routing["table4"] == {**settings.defaults("routing")["table4"], "llm": "big"}
     assert routing["shifts"] == {"s": {"sources": ["a"], "targets": ["b"]}}
     # a value the schema gives as a whole (oneOf) replaces the default whole: never both operating points
-    assert settings.section("router", {"operating_point": {"llm_accuracy_share": 0.9}})["operating_point"] == {"llm_accuracy_share": 0.9}
+    assert settings.section("router", {"operating_point": {"llm_accuracy_share": 0.9}})["operating_point"] == {
+        "llm_accuracy_share": 0.9
+    }
     # null is a value like any other: the merge does not validate (an API block's api_key_env=None is refused later)
     assert settings.section("routing", {"bins": None})["bins"] is None
     assert settings.section("data", {"eval_limit": None})["eval_limit"] is None
@@ -677,9 +840,18 @@ def test_every_stage_merges_its_section_with_settings_section():
     from uqroute.router.config import resolve as router_resolve
     from uqroute.routing import resolve as routing_resolve
 
-    given = {"inference": {"max_new_tokens": {"FF": 5}}, "probe": {"lr": 0.1}, "data": {"train_limit": 3},
-             "routing": {"table5": {"llm": "x"}, "bins": 4}, "router": {"methods": ["perplexity"], "k": None}}
-    got = {"inference": resolve_settings(given["inference"]), "probe": probe_settings(given["probe"]),
-           "data": data_settings("gsm8k", given["data"]), "routing": routing_resolve(given["routing"]),
-           "router": router_resolve(given["router"])}
+    given = {
+        "inference": {"max_new_tokens": {"FF": 5}},
+        "probe": {"lr": 0.1},
+        "data": {"train_limit": 3},
+        "routing": {"table5": {"llm": "x"}, "bins": 4},
+        "router": {"methods": ["perplexity"], "k": None},
+    }
+    got = {
+        "inference": resolve_settings(given["inference"]),
+        "probe": probe_settings(given["probe"]),
+        "data": data_settings("gsm8k", given["data"]),
+        "routing": routing_resolve(given["routing"]),
+        "router": router_resolve(given["router"]),
+    }
     assert got == {name: settings.section(name, cfg) for name, cfg in given.items()}

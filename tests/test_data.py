@@ -16,8 +16,8 @@ import yaml
 
 from uqroute.data import (
     ADAPTERS,
-    CorruptFileError,
     DATASETS,
+    CorruptFileError,
     DatasetError,
     EmptySplitError,
     MissingColumnError,
@@ -28,18 +28,31 @@ from uqroute.data import (
     canonical_number,
     get_spec,
     load_rows,
+    prompts,
     read_split,
     select_indices,
 )
-from uqroute.data import prompts
 from uqroute.data.adapters import coqa_context, to_rows
 from uqroute.schema import ARTIFACTS, check_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 SLICES = ROOT / "data" / "slices"
 NAMES = [
-    "gsm8k", "aqua", "multiarith", "svamp", "math500", "boolq", "commonsenseqa", "hellaswag",
-    "openbookqa", "piqa", "socialiqa", "truthfulqa", "winogrande", "coqa", "mmlu",
+    "gsm8k",
+    "aqua",
+    "multiarith",
+    "svamp",
+    "math500",
+    "boolq",
+    "commonsenseqa",
+    "hellaswag",
+    "openbookqa",
+    "piqa",
+    "socialiqa",
+    "truthfulqa",
+    "winogrande",
+    "coqa",
+    "mmlu",
 ]
 MIRRORED = [n for n in NAMES if n != "coqa"]
 
@@ -96,7 +109,11 @@ def test_registry_has_the_papers_15_datasets_in_config_schema_order():
 def test_registry_fields_follow_table_2(name, task_type, domain, fmt, eval_split, train_split):
     s = get_spec(name)
     assert (s.task_type, s.domain, s.answer_format, s.eval_split, s.train_split) == (
-        task_type, domain, fmt, eval_split, train_split,
+        task_type,
+        domain,
+        fmt,
+        eval_split,
+        train_split,
     )
 
 
@@ -124,8 +141,19 @@ def test_spec_mirror_paths():
 # ------------------------------------------------------------------ helpers
 @pytest.mark.parametrize(
     "value, expected",
-    [(5.0, "5"), ("1,250", "1250"), (0.5, "0.5"), ("-3", "-3"), ("0.50", "0.5"), (1e-05, "0.00001"),
-     ("  42 ", "42"), (-0.0, "0"), ("3.1400", "3.14"), (100, "100"), ("1e3", "1000")],
+    [
+        (5.0, "5"),
+        ("1,250", "1250"),
+        (0.5, "0.5"),
+        ("-3", "-3"),
+        ("0.50", "0.5"),
+        (1e-05, "0.00001"),
+        ("  42 ", "42"),
+        (-0.0, "0"),
+        ("3.1400", "3.14"),
+        (100, "100"),
+        ("1e3", "1000"),
+    ],
 )
 def test_canonical_number(value, expected):
     assert canonical_number(value) == expected
@@ -290,7 +318,11 @@ COQA_ROWS = [
         "source": "wikipedia",
         "story": "Anna has a red bike. She rides it to school every day.",
         "questions": ["What does Anna have?", "What color is it?", "Where does she ride it?"],
-        "answers": {"input_text": ["a bike", "red", "to school"], "answer_start": [6, 12, 30], "answer_end": [18, 15, 50]},
+        "answers": {
+            "input_text": ["a bike", "red", "to school"],
+            "answer_start": [6, 12, 30],
+            "answer_end": [18, 15, 50],
+        },
     },
     {
         "source": "cnn",
@@ -303,7 +335,12 @@ COQA_ROWS = [
 
 def test_coqa_all_questions_one_row_per_question_with_history():
     rows = to_rows(get_spec("coqa"), "validation", "eval", COQA_ROWS, options={"coqa": {"questions": "all"}})
-    assert [r["id"] for r in rows] == ["coqa/validation/0/0", "coqa/validation/0/1", "coqa/validation/0/2", "coqa/validation/1/0"]
+    assert [r["id"] for r in rows] == [
+        "coqa/validation/0/0",
+        "coqa/validation/0/1",
+        "coqa/validation/0/2",
+        "coqa/validation/1/0",
+    ]
     assert [r["answer"] for r in rows] == ["a bike", "red", "to school", "2-1"]
     assert rows[0]["context"] == COQA_ROWS[0]["story"]
     assert rows[2]["context"] == (
@@ -343,7 +380,9 @@ def test_coqa_every_turn_is_checked_even_when_only_the_last_is_kept():
 
 def test_coqa_mismatched_answers_is_a_row_error():
     bad = dict(COQA_ROWS[0], answers={"input_text": ["a bike"], "answer_start": [0], "answer_end": [1]})
-    with pytest.raises(RowError, match=r"dataset 'coqa', split 'validation', row 0, column 'answers': 3 questions but 1"):
+    with pytest.raises(
+        RowError, match=r"dataset 'coqa', split 'validation', row 0, column 'answers': 3 questions but 1"
+    ):
         to_rows(get_spec("coqa"), "validation", "eval", [bad])
 
 
@@ -357,7 +396,16 @@ COQA_SCHEMA = pa.schema(
         ("source", pa.string()),
         ("story", pa.string()),
         ("questions", pa.list_(pa.string())),
-        ("answers", pa.struct([("input_text", pa.list_(pa.string())), ("answer_start", pa.list_(pa.int32())), ("answer_end", pa.list_(pa.int32()))])),
+        (
+            "answers",
+            pa.struct(
+                [
+                    ("input_text", pa.list_(pa.string())),
+                    ("answer_start", pa.list_(pa.int32())),
+                    ("answer_end", pa.list_(pa.int32())),
+                ]
+            ),
+        ),
     ]
 )
 
@@ -388,10 +436,16 @@ def test_coqa_500_stories_give_500_evaluation_units(tmp_path):
     """A synthetic frame in the hub's exact columns (stanfordnlp/coqa: source, story, questions,
     answers{input_text, answer_start, answer_end}) with the validation split's 500 stories."""
     stories = [
-        {"source": "mctest", "story": f"Story {i}: Tom has {i} apples.",
-         "questions": [f"Who is in story {i}?", "How many apples?", "Does he share them?"][: 1 + i % 3],
-         "answers": {"input_text": ["Tom", str(i), "no"][: 1 + i % 3], "answer_start": [0, 1, 2][: 1 + i % 3],
-                     "answer_end": [3, 4, 5][: 1 + i % 3]}}
+        {
+            "source": "mctest",
+            "story": f"Story {i}: Tom has {i} apples.",
+            "questions": [f"Who is in story {i}?", "How many apples?", "Does he share them?"][: 1 + i % 3],
+            "answers": {
+                "input_text": ["Tom", str(i), "no"][: 1 + i % 3],
+                "answer_start": [0, 1, 2][: 1 + i % 3],
+                "answer_end": [3, 4, 5][: 1 + i % 3],
+            },
+        }
         for i in range(500)
     ]
     table = pa.Table.from_pylist(stories, schema=COQA_SCHEMA)
@@ -401,7 +455,9 @@ def test_coqa_500_stories_give_500_evaluation_units(tmp_path):
     assert df.height == 500 and df["id"].n_unique() == 500
     assert df["id"][7] == "coqa/validation/7/1" and df["question"][7] == "How many apples?" and df["answer"][7] == "7"
     assert df["context"][8] == "Story 8: Tom has 8 apples.\n\nQ: Who is in story 8?\nA: Tom\nQ: How many apples?\nA: 8"
-    assert load_rows("coqa", source="mirror", mirror_dir=tmp_path, seed=0, coqa_questions="all").height == sum(1 + i % 3 for i in range(500))
+    assert load_rows("coqa", source="mirror", mirror_dir=tmp_path, seed=0, coqa_questions="all").height == sum(
+        1 + i % 3 for i in range(500)
+    )
 
 
 # ------------------------------------------------------------------ hub path (datasets.load_dataset stubbed)
@@ -413,10 +469,8 @@ def test_hub_source_calls_load_dataset_with_id_config_split_revision(monkeypatch
     def fake_load_dataset(path, name=None, *, split=None, revision=None, **kw):
         calls.append((path, name, split, revision))
         if split != "test":
-            raise ValueError(f'Unknown split "{split}". Should be one of [\'test\'].')
-        return datasets.Dataset.from_list(
-            [{"question": "What is 1+1?", "answer": "1+1=2\n#### 2", "extra": 1}] * 3
-        )
+            raise ValueError(f"Unknown split \"{split}\". Should be one of ['test'].")
+        return datasets.Dataset.from_list([{"question": "What is 1+1?", "answer": "1+1=2\n#### 2", "extra": 1}] * 3)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     monkeypatch.setattr("uqroute.data.build.resolve_hub_commit", lambda spec, revision: None)  # offline: no commit
@@ -430,7 +484,9 @@ def test_hub_source_missing_column(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_list([{"question": "q"}]))
     monkeypatch.setattr("uqroute.data.build.resolve_hub_commit", lambda spec, revision: None)
-    with pytest.raises(MissingColumnError, match="dataset 'gsm8k', split 'test': hub dataset openai/gsm8k/main has no column 'answer'"):
+    with pytest.raises(
+        MissingColumnError, match="dataset 'gsm8k', split 'test': hub dataset openai/gsm8k/main has no column 'answer'"
+    ):
         load_rows("gsm8k", source="hub")
 
 
@@ -441,7 +497,9 @@ def gsm8k_table(n: int) -> pa.Table:
 
 def test_missing_eval_file_names_dataset_split_file(tmp_path):
     (tmp_path / "other").mkdir()
-    with pytest.raises(SplitNotFoundError, match=r"dataset 'gsm8k', split 'test': file .*openai__gsm8k/main/test\.parquet not found"):
+    with pytest.raises(
+        SplitNotFoundError, match=r"dataset 'gsm8k', split 'test': file .*openai__gsm8k/main/test\.parquet not found"
+    ):
         load_rows("gsm8k", source="mirror", mirror_dir=tmp_path)
 
 
@@ -464,7 +522,9 @@ def test_binary_text_columns_are_decoded_not_turned_into_repr(tmp_path, caplog):
     """A mirror whose text is stored as parquet binary gives the same rows as one with strings."""
     strings = gsm8k_table(3)
     write_split(tmp_path / "s", "gsm8k", "test", strings)
-    binary = pa.table({c: pa.array([v.encode() for v in strings[c].to_pylist()], pa.binary()) for c in strings.column_names})
+    binary = pa.table(
+        {c: pa.array([v.encode() for v in strings[c].to_pylist()], pa.binary()) for c in strings.column_names}
+    )
     write_split(tmp_path / "b", "gsm8k", "test", binary)
     with caplog.at_level(logging.WARNING, logger="uqroute.data"):
         got = load_rows("gsm8k", source="mirror", mirror_dir=tmp_path / "b")
@@ -475,10 +535,18 @@ def test_binary_text_columns_are_decoded_not_turned_into_repr(tmp_path, caplog):
 
 def test_binary_inside_a_struct_is_decoded(tmp_path):
     """Nested binary (CommonsenseQA's choices struct) is decoded too."""
-    row = {"question": b"Where?", "answerKey": b"B",
-           "choices": {"label": [b"A", b"B"], "text": [b"home", b"caf\xc3\xa9"]}}
-    schema = pa.schema([("question", pa.binary()), ("answerKey", pa.binary()),
-                        ("choices", pa.struct([("label", pa.list_(pa.binary())), ("text", pa.list_(pa.binary()))]))])
+    row = {
+        "question": b"Where?",
+        "answerKey": b"B",
+        "choices": {"label": [b"A", b"B"], "text": [b"home", b"caf\xc3\xa9"]},
+    }
+    schema = pa.schema(
+        [
+            ("question", pa.binary()),
+            ("answerKey", pa.binary()),
+            ("choices", pa.struct([("label", pa.list_(pa.binary())), ("text", pa.list_(pa.binary()))])),
+        ]
+    )
     write_split(tmp_path, "commonsenseqa", "validation", pa.Table.from_pylist([row], schema=schema))
     df = load_rows("commonsenseqa", source="mirror", mirror_dir=tmp_path)
     assert df["choices"][0].to_list() == [{"label": "A", "text": "home"}, {"label": "B", "text": "café"}]
@@ -492,7 +560,10 @@ def test_invalid_utf8_names_dataset_split_row_column_and_file(tmp_path, kind):
     if kind == "string":  # a string column whose bytes are not UTF-8 (written by a careless tool)
         arr = pa.Array.from_buffers(pa.string(), len(values), arr.buffers())
     path = write_split(tmp_path, "gsm8k", "test", pa.table({"question": arr, "answer": ["#### 1"] * 3}))
-    with pytest.raises(RowError, match=rf"dataset 'gsm8k', split 'test', row 2, column 'question': .*not valid UTF-8.*{re.escape(str(path))}"):
+    with pytest.raises(
+        RowError,
+        match=rf"dataset 'gsm8k', split 'test', row 2, column 'question': .*not valid UTF-8.*{re.escape(str(path))}",
+    ):
         load_rows("gsm8k", source="mirror", mirror_dir=tmp_path)
 
 
@@ -502,7 +573,10 @@ def test_corrupt_parquet_names_dataset_split_and_file(tmp_path, damage):
     blob = path.read_bytes()
     path.write_bytes({"truncate": blob[: len(blob) // 2], "garbage": b"<html>404</html>", "empty": b""}[damage])
     out = tmp_path / "results" / "data" / "gsm8k.parquet"
-    with pytest.raises(CorruptFileError, match=rf"dataset 'gsm8k', split 'test': mirror file {re.escape(str(path))} cannot be read as parquet"):
+    with pytest.raises(
+        CorruptFileError,
+        match=rf"dataset 'gsm8k', split 'test': mirror file {re.escape(str(path))} cannot be read as parquet",
+    ):
         build_dataset("gsm8k", out, source="mirror", mirror_dir=tmp_path)
     assert not out.exists()
 
@@ -530,15 +604,41 @@ def _boolq_table(**answer) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-@pytest.mark.parametrize("name, split, table, row, column, problem", [
-    ("gsm8k", "test", pa.table({"question": ["q0?", "  "], "answer": ["#### 1", "#### 2"]}), 1, "question", "empty or missing"),
-    ("boolq", "validation", _boolq_table(answer=None), 1, "answer", "expected a boolean, got None"),
-    ("boolq", "validation", pa.table({"question": ["a", "b"], "answer": ["yes", "no"], "passage": ["p", "q"]}), 0, "answer",
-     "expected a boolean, got 'yes'"),
-    ("svamp", "test", pa.table({"question_concat": ["q"], "Answer": [None]}, schema=pa.schema([("question_concat", pa.string()), ("Answer", pa.float64())])),
-     0, "Answer", "expected a number, got None"),
-    ("gsm8k", "test", gsm8k_table(0), None, None, "the split has no rows"),
-], ids=["empty-question", "null-answer", "wrong-type-answer", "null-number", "zero-rows"])
+@pytest.mark.parametrize(
+    "name, split, table, row, column, problem",
+    [
+        (
+            "gsm8k",
+            "test",
+            pa.table({"question": ["q0?", "  "], "answer": ["#### 1", "#### 2"]}),
+            1,
+            "question",
+            "empty or missing",
+        ),
+        ("boolq", "validation", _boolq_table(answer=None), 1, "answer", "expected a boolean, got None"),
+        (
+            "boolq",
+            "validation",
+            pa.table({"question": ["a", "b"], "answer": ["yes", "no"], "passage": ["p", "q"]}),
+            0,
+            "answer",
+            "expected a boolean, got 'yes'",
+        ),
+        (
+            "svamp",
+            "test",
+            pa.table(
+                {"question_concat": ["q"], "Answer": [None]},
+                schema=pa.schema([("question_concat", pa.string()), ("Answer", pa.float64())]),
+            ),
+            0,
+            "Answer",
+            "expected a number, got None",
+        ),
+        ("gsm8k", "test", gsm8k_table(0), None, None, "the split has no rows"),
+    ],
+    ids=["empty-question", "null-answer", "wrong-type-answer", "null-number", "zero-rows"],
+)
 @pytest.mark.parametrize("source", ["mirror", "slices"])
 def test_row_errors_name_dataset_split_row_column_and_file(source, name, split, table, row, column, problem, tmp_path):
     """A bad row (or a file without rows) is named by dataset, split, row, column and the file it is in."""
@@ -576,11 +676,14 @@ def test_limits_and_roles(tmp_path, caplog):
     assert df["role"].to_list() == ["eval"] * 4 + ["train"] * 6
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"eval_limit": 0}, "eval_limit must be an integer ≥ 1"),
-    ({"train_limit": -1}, "train_limit must be an integer ≥ 0"),
-    ({"source": "ftp"}, "unknown data.source 'ftp'"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"eval_limit": 0}, "eval_limit must be an integer ≥ 1"),
+        ({"train_limit": -1}, "train_limit must be an integer ≥ 0"),
+        ({"source": "ftp"}, "unknown data.source 'ftp'"),
+    ],
+)
 def test_bad_arguments(kw, match):
     with pytest.raises(DatasetError, match=match):
         load_rows("gsm8k", **kw)
@@ -592,8 +695,16 @@ def test_failed_build_leaves_no_partial_artifact(tmp_path):
     write_split(tmp_path / "m", "gsm8k", "test", bad)
     out = tmp_path / "results" / "data" / "gsm8k.parquet"
     with pytest.raises(RowError, match=r"dataset 'gsm8k', split 'test', row 4, column 'answer'"):
-        build_dataset("gsm8k", out, seed=0, source="mirror", mirror_dir=tmp_path / "m", slices_dir=None,
-                      eval_limit=None, train_limit=0)
+        build_dataset(
+            "gsm8k",
+            out,
+            seed=0,
+            source="mirror",
+            mirror_dir=tmp_path / "m",
+            slices_dir=None,
+            eval_limit=None,
+            train_limit=0,
+        )
     assert not out.exists()
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
@@ -670,14 +781,32 @@ def test_truthfulqa_registry_holds_out_164_of_the_validation_split():
     assert spec.eval_share == (164, 817) and spec.train_split is None and spec.eval_split == "validation"
 
 
-TQA_SCHEMA = pa.schema([("type", pa.string()), ("category", pa.string()), ("question", pa.string()),
-                        ("best_answer", pa.string()), ("correct_answers", pa.list_(pa.string())),
-                        ("incorrect_answers", pa.list_(pa.string())), ("source", pa.string())])
+TQA_SCHEMA = pa.schema(
+    [
+        ("type", pa.string()),
+        ("category", pa.string()),
+        ("question", pa.string()),
+        ("best_answer", pa.string()),
+        ("correct_answers", pa.list_(pa.string())),
+        ("incorrect_answers", pa.list_(pa.string())),
+        ("source", pa.string()),
+    ]
+)
 
 
 def test_truthfulqa_164_evaluated_653_train_the_probe_whatever_the_run_seed(tmp_path):
-    rows = [{"type": "Adversarial", "category": "Misc", "question": f"Question {i}?", "best_answer": f"answer {i}",
-             "correct_answers": [f"answer {i}"], "incorrect_answers": ["no"], "source": "x"} for i in range(817)]
+    rows = [
+        {
+            "type": "Adversarial",
+            "category": "Misc",
+            "question": f"Question {i}?",
+            "best_answer": f"answer {i}",
+            "correct_answers": [f"answer {i}"],
+            "incorrect_answers": ["no"],
+            "source": "x",
+        }
+        for i in range(817)
+    ]
     write_split(tmp_path, "truthfulqa", "validation", pa.Table.from_pylist(rows, schema=TQA_SCHEMA))
     df = load_rows("truthfulqa", source="mirror", mirror_dir=tmp_path, train_limit=1000, seed=0)
     check_frame(df, "data")

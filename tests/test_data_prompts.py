@@ -18,16 +18,30 @@ SLICES = ROOT / "data" / "slices"
 
 #: The paper's Table 2: dataset → (type, domain).
 TABLE_2 = {
-    "gsm8k": ("FF", "math"), "aqua": ("MCQ", "math"), "multiarith": ("FF", "math"), "svamp": ("FF", "math"),
-    "math500": ("FF", "math"), "boolq": ("TF", "commonsense"), "commonsenseqa": ("MCQ", "commonsense"),
-    "hellaswag": ("MCQ", "commonsense"), "openbookqa": ("MCQ", "commonsense"), "piqa": ("MCQ", "commonsense"),
-    "socialiqa": ("MCQ", "commonsense"), "truthfulqa": ("FF", "commonsense"), "winogrande": ("MCQ", "commonsense"),
-    "coqa": ("FF", "conversational"), "mmlu": ("MCQ", "problem_solving"),
+    "gsm8k": ("FF", "math"),
+    "aqua": ("MCQ", "math"),
+    "multiarith": ("FF", "math"),
+    "svamp": ("FF", "math"),
+    "math500": ("FF", "math"),
+    "boolq": ("TF", "commonsense"),
+    "commonsenseqa": ("MCQ", "commonsense"),
+    "hellaswag": ("MCQ", "commonsense"),
+    "openbookqa": ("MCQ", "commonsense"),
+    "piqa": ("MCQ", "commonsense"),
+    "socialiqa": ("MCQ", "commonsense"),
+    "truthfulqa": ("FF", "commonsense"),
+    "winogrande": ("MCQ", "commonsense"),
+    "coqa": ("FF", "conversational"),
+    "mmlu": ("MCQ", "problem_solving"),
 }
 CFG = {"max_new_tokens": {"MCQ": 32, "TF": 16, "FF": 128, "math": 512}}
 AQUA_CHOICES = [{"label": lab, "text": t} for lab, t in zip("ABCDE", ["10", "20", "30", "40", "50"])]
-COQA_ROW = {"source": "wikipedia", "story": "Anna has a red bike.", "questions": ["What does Anna have?", "What color?"],
-            "answers": {"input_text": ["a bike", "red"], "answer_start": [0, 0], "answer_end": [1, 1]}}
+COQA_ROW = {
+    "source": "wikipedia",
+    "story": "Anna has a red bike.",
+    "questions": ["What does Anna have?", "What color?"],
+    "answers": {"input_text": ["a bike", "red"], "answer_start": [0, 0], "answer_end": [1, 1]},
+}
 
 
 def first_prompt(name: str) -> str:
@@ -99,7 +113,7 @@ def test_verbal_1s_keeps_the_dataset_instruction_and_asks_for_answer_and_confide
     (msg,) = verbal_1s_conversation(prompt)
     text = msg["content"]
     assert text == f"{prompt}\n\n{VERBAL_1S_INSTRUCTIONS}"  # the dataset's own instruction, unchanged
-    tail = text[len(prompt):]
+    tail = text[len(prompt) :]
     assert "without any explanation" not in tail and "only these two lines" not in tail
     assert "End your reply with your final answer and your confidence" in tail
     assert tail.rstrip().endswith("The confidence is how likely you think your answer is correct.")

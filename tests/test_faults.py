@@ -71,8 +71,17 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 def spec(server, **api) -> dict:
     """The api block for ``server``; a short ``timeout_s`` only where a test makes the server hang."""
-    return {"api": {"model": server.model, "base_url": server.base_url, "api_key_env": KEY_ENV, "max_retries": 2,
-                    "timeout_s": 10, "concurrency": 1, **api}}
+    return {
+        "api": {
+            "model": server.model,
+            "base_url": server.base_url,
+            "api_key_env": KEY_ENV,
+            "max_retries": 2,
+            "timeout_s": 10,
+            "concurrency": 1,
+            **api,
+        }
+    }
 
 
 def timeout_for(fault) -> dict:
@@ -92,13 +101,22 @@ def data_file(tmp_path, dataset: str, n: int = N_ROWS) -> Path:
     rows = []
     for i in range(n):
         mcq = spec_.task_type == "MCQ"
-        rows.append({
-            "id": f"{dataset}/{spec_.eval_split}/{i}", "dataset": dataset, "domain": spec_.domain,
-            "task_type": spec_.task_type, "split": spec_.eval_split, "role": "eval",
-            "question": f"Question number {i}?", "context": None, "choices": choices if mcq else [],
-            "answer": "A" if mcq else f"answer {i}", "references": ["A"] if mcq else [f"answer {i}"],
-            "prompt": f"Question number {i}?" + ("\nA. Paris\nB. Rome\nAnswer with the letter." if mcq else ""),
-        })
+        rows.append(
+            {
+                "id": f"{dataset}/{spec_.eval_split}/{i}",
+                "dataset": dataset,
+                "domain": spec_.domain,
+                "task_type": spec_.task_type,
+                "split": spec_.eval_split,
+                "role": "eval",
+                "question": f"Question number {i}?",
+                "context": None,
+                "choices": choices if mcq else [],
+                "answer": "A" if mcq else f"answer {i}",
+                "references": ["A"] if mcq else [f"answer {i}"],
+                "prompt": f"Question number {i}?" + ("\nA. Paris\nB. Rome\nAnswer with the letter." if mcq else ""),
+            }
+        )
     path = tmp_path / f"{dataset}.data.parquet"
     if not path.exists():
         write_parquet(pl.DataFrame(rows, schema=ARTIFACTS["data"].polars_schema()), path, "data")
@@ -110,9 +128,14 @@ def generations_file(tmp_path, data: Path) -> Path:
     ids = pl.read_parquet(data)["id"].to_list()
     schema = ARTIFACTS["generations"].polars_schema()
     cols = {c: [None] * len(ids) for c in schema}
-    cols.update(id=ids, response=[f"my answer {i}" for i in range(len(ids))],
-                parsed_answer=[f"my answer {i}" for i in range(len(ids))], tokens=[[]] * len(ids),
-                n_prompt_tokens=[5] * len(ids), finish_reason=["stop"] * len(ids))
+    cols.update(
+        id=ids,
+        response=[f"my answer {i}" for i in range(len(ids))],
+        parsed_answer=[f"my answer {i}" for i in range(len(ids))],
+        tokens=[[]] * len(ids),
+        n_prompt_tokens=[5] * len(ids),
+        finish_reason=["stop"] * len(ids),
+    )
     path = tmp_path / "truthfulqa.gen.parquet"
     if not path.exists():
         write_parquet(pl.DataFrame(cols, schema=schema), path, "generations")
@@ -123,14 +146,32 @@ def run_stage(stage: str, tmp_path, api_spec: dict, tag: str = "out") -> tuple[p
     """Run the LLM stage (run_inference, role llm) or the judge stage (run_judge, api judge); the artifact + its path."""
     if stage == "llm":
         out = tmp_path / f"llm-{tag}.parquet"
-        run_inference("served-llm", api_spec, None, str(data_file(tmp_path, "commonsenseqa")), str(out), None, "llm",
-                      {"shard_size": 2, "max_new_tokens": {"MCQ": 4}}, 0)
+        run_inference(
+            "served-llm",
+            api_spec,
+            None,
+            str(data_file(tmp_path, "commonsenseqa")),
+            str(out),
+            None,
+            "llm",
+            {"shard_size": 2, "max_new_tokens": {"MCQ": 4}},
+            0,
+        )
         return pl.read_parquet(out), out
     data = data_file(tmp_path, "truthfulqa")
     out = tmp_path / f"judge-{tag}.parquet"
-    table = run_judge("served-llm", "truthfulqa", data, generations_file(tmp_path, data), out,
-                      tmp_path / f"agree-{tag}.parquet", {"model": "api-judge", "max_new_tokens": 4}, api_spec,
-                      None, {})
+    table = run_judge(
+        "served-llm",
+        "truthfulqa",
+        data,
+        generations_file(tmp_path, data),
+        out,
+        tmp_path / f"agree-{tag}.parquet",
+        {"model": "api-judge", "max_new_tokens": 4},
+        api_spec,
+        None,
+        {},
+    )
     return table, out
 
 
@@ -177,8 +218,12 @@ def test_one_fault_is_retried_and_nothing_is_paid_twice(stage, fault, server, ca
     assert len(server.sent()) == N_ROWS + 1
 
 
-REASONS = {"html": "not JSON", "truncated": "not JSON", "no_choices": "0 choices, but n=1",
-           "null_logprob": "logprob is None"}
+REASONS = {
+    "html": "not JSON",
+    "truncated": "not JSON",
+    "no_choices": "0 choices, but n=1",
+    "null_logprob": "logprob is None",
+}
 
 
 @pytest.mark.parametrize("fault", sorted(REASONS))
@@ -189,8 +234,14 @@ def test_a_server_that_keeps_answering_invalid_replies(stage, fault, server, cac
     with pytest.raises(APIReplyError) as err:
         run_stage(stage, tmp_path, spec(server))
     message = str(err.value)
-    for part in (server.base_url, repr(server.model), "HTTP 200", "after 2 retries", "nothing was cached",
-                 REASONS[fault]):
+    for part in (
+        server.base_url,
+        repr(server.model),
+        "HTTP 200",
+        "after 2 retries",
+        "nothing was cached",
+        REASONS[fault],
+    ):
         assert part in message
     assert FAKE_KEY not in message
     sent = server.sent()
@@ -270,13 +321,17 @@ def test_a_429_with_a_long_retry_after_is_reported_as_not_retried(stage, server,
 
 @pytest.mark.parametrize(
     "fault, error, says",
-    [("500", APIRequestError, "HTTP 500, after 2 retries"), ("503", APIRequestError, "HTTP 503, after 2 retries"),
-     ("timeout", APIUnreachableError, "timed out (timeout 0.5 s), after 2 retries"),
-     ("drop", APIUnreachableError, "connection failed, after 2 retries")],
+    [
+        ("500", APIRequestError, "HTTP 500, after 2 retries"),
+        ("503", APIRequestError, "HTTP 503, after 2 retries"),
+        ("timeout", APIUnreachableError, "timed out (timeout 0.5 s), after 2 retries"),
+        ("drop", APIUnreachableError, "connection failed, after 2 retries"),
+    ],
 )
 @pytest.mark.parametrize("stage", STAGES)
-def test_errors_that_outlast_the_retries_name_server_model_and_tries(stage, fault, error, says, server, cache,
-                                                                     tmp_path, caplog):
+def test_errors_that_outlast_the_retries_name_server_model_and_tries(
+    stage, fault, error, says, server, cache, tmp_path, caplog
+):
     server.fail_always(fault)
     with caplog.at_level(logging.DEBUG), pytest.raises(error) as err:
         run_stage(stage, tmp_path, spec(server, **timeout_for(fault)))
@@ -342,11 +397,24 @@ def test_a_content_filtered_reply_is_stored_as_such_and_counted(server, cache, t
     assert again.equals(table) and len(server.sent()) == N_ROWS
     data = data_file(tmp_path, "commonsenseqa")
     quality_path = tmp_path / "quality.parquet"
-    run_judge("served-llm", "commonsenseqa", data, out, tmp_path / "correct.parquet", tmp_path / "agree.parquet",
-              {"model": None, "quality_warn_fraction": 0.2}, None, None, {}, quality_path=quality_path)
+    run_judge(
+        "served-llm",
+        "commonsenseqa",
+        data,
+        out,
+        tmp_path / "correct.parquet",
+        tmp_path / "agree.parquet",
+        {"model": None, "quality_warn_fraction": 0.2},
+        None,
+        None,
+        {},
+        quality_path=quality_path,
+    )
     q = pl.read_parquet(quality_path).row(0, named=True)
     assert q["n_content_filtered"] == 1 and q["n_truncated"] == 0
-    assert any("1 of 4 (25%) greedy replies were stopped by the API provider's content filter" in w for w in q["warnings"])
+    assert any(
+        "1 of 4 (25%) greedy replies were stopped by the API provider's content filter" in w for w in q["warnings"]
+    )
 
 
 # ------------------------------------------------------------------ where requests and keys go
@@ -355,7 +423,10 @@ def test_a_content_filtered_reply_is_stored_as_such_and_counted(server, cache, t
 @pytest.mark.parametrize("stage", STAGES)
 def test_another_server_is_asked_not_answered_from_the_cache(stage, cache, tmp_path):
     """The cache key includes the endpoint: a second server (other port, other weights) gets its own requests."""
-    with FaultServer() as first, FaultServer(reply=lambda body: judge_reply(body, False) if is_judge_prompt(body) else "B") as other:
+    with (
+        FaultServer() as first,
+        FaultServer(reply=lambda body: judge_reply(body, False) if is_judge_prompt(body) else "B") as other,
+    ):
         table, out = run_stage(stage, tmp_path, spec(first))
         check_answers(stage, table, "A")
         out.unlink()
@@ -395,10 +466,11 @@ def test_base_url_null_goes_to_openai_not_to_OPENAI_BASE_URL(server, cache, monk
 
 def test_redirects_are_not_followed(cache, tmp_path):
     """A server that redirects elsewhere: the key is not sent on; the error says why."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     with FaultServer() as target:
+
         class Redirect(BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
@@ -413,11 +485,17 @@ def test_redirects_are_not_followed(cache, tmp_path):
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         try:
-            api = {"model": target.model, "base_url": f"http://127.0.0.1:{httpd.server_address[1]}/v1",
-                   "api_key_env": KEY_ENV, "max_retries": 0, "timeout_s": 2}
+            api = {
+                "model": target.model,
+                "base_url": f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+                "api_key_env": KEY_ENV,
+                "max_retries": 0,
+                "timeout_s": 2,
+            }
             with pytest.raises(APIRequestError, match="HTTP 307.*redirects are not followed"):
                 OpenAIChatBackend({"api": api}, cache_dir=cache / "r").generate(
-                    [[{"role": "user", "content": "hi"}]], max_new_tokens=2)
+                    [[{"role": "user", "content": "hi"}]], max_new_tokens=2
+                )
         finally:
             httpd.shutdown()
             httpd.server_close()
@@ -516,8 +594,9 @@ def test_cached_backend_checks_before_storing_and_after_reading(tmp_path, caplog
     assert path.stem in caplog.text and str(path) in caplog.text and "token_logprobs[0] is None" in caplog.text
     assert len(inner.calls[-1]) == 1 and again == got
     # too few generations for n
-    short = CachedBackend(type("Short", (Scripted,), {"generate": lambda self, c, **k: [[] for _ in c]})(),
-                          tmp_path / "s", {"m": 1})
+    short = CachedBackend(
+        type("Short", (Scripted,), {"generate": lambda self, c, **k: [[] for _ in c]})(), tmp_path / "s", {"m": 1}
+    )
     with pytest.raises(RuntimeError, match="0 generations where n=1"):
         short.generate(convs[:1], max_new_tokens=2)
     assert not list((tmp_path / "s").rglob("*.json"))
@@ -537,16 +616,34 @@ def _interrupt_setup(tmp_path, server, n=16):
     data = data_file(tmp_path, "commonsenseqa", n=n)
     api = spec(server, concurrency=2)
     cfg = {"shard_size": n, "max_new_tokens": {"MCQ": 4}}
-    args = dict(model="served-llm", spec=api, model_dir=None, data_path=str(data), out_path=str(tmp_path / "out.parquet"),
-                hidden_path=None, role="llm", cfg=cfg, seed=0)
+    args = dict(
+        model="served-llm",
+        spec=api,
+        model_dir=None,
+        data_path=str(data),
+        out_path=str(tmp_path / "out.parquet"),
+        hidden_path=None,
+        role="llm",
+        cfg=cfg,
+        seed=0,
+    )
     return args
 
 
 def _child(args, cache: Path) -> subprocess.Popen:
-    env = {**os.environ, "UQROUTE_CACHE_DIR": str(cache), KEY_ENV: FAKE_KEY,
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "UQROUTE_CACHE_DIR": str(cache),
+        KEY_ENV: FAKE_KEY,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for(predicate, timeout=60.0):
@@ -558,8 +655,9 @@ def _wait_for(predicate, timeout=60.0):
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
-def test_interrupted_api_inference_keeps_finished_requests_and_the_rerun_pays_only_the_rest(how, tmp_path, cache,
-                                                                                             monkeypatch):
+def test_interrupted_api_inference_keeps_finished_requests_and_the_rerun_pays_only_the_rest(
+    how, tmp_path, cache, monkeypatch
+):
     n = 16
     with FaultServer(delay_s=0.15) as server:
         args = _interrupt_setup(tmp_path, server, n)
@@ -589,7 +687,7 @@ def test_interrupted_api_inference_keeps_finished_requests_and_the_rerun_pays_on
         assert not Path(args["out_path"]).exists()
 
         run_inference(**args)  # the rerun, in this process
-        rerun = [canonical(b) for b in server.answered()][len(sent_by_first):]
+        rerun = [canonical(b) for b in server.answered()][len(sent_by_first) :]
         assert not set(rerun) & cached  # nothing cached is paid for again
         assert len(rerun) == n - len(cached) and len(set(rerun)) == len(rerun)
         assert pl.read_parquet(args["out_path"]).equals(reference)

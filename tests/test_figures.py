@@ -14,10 +14,28 @@ from uqroute.schema import ARTIFACTS
 
 SLMS, LLMS, DATASETS = ["slm-a", "slm-b"], ["llm-x"], ["gsm8k", "boolq", "piqa"]
 METHODS = ["perplexity", "ood_probe", "verbal_2s"]
-PARAMS = {"ratio_step": 0.1, "bins": 8, "k": 0.2, "seeds": [50], "k_sweep": [0.1, 0.3], "bootstrap": 10, "random_mc": 5,
-          "proxy_methods": ["perplexity", "ood_probe"], "shifts": {"m2c": {"sources": ["gsm8k"], "targets": ["boolq", "piqa"]}}}
+PARAMS = {
+    "ratio_step": 0.1,
+    "bins": 8,
+    "k": 0.2,
+    "seeds": [50],
+    "k_sweep": [0.1, 0.3],
+    "bootstrap": 10,
+    "random_mc": 5,
+    "proxy_methods": ["perplexity", "ood_probe"],
+    "shifts": {"m2c": {"sources": ["gsm8k"], "targets": ["boolq", "piqa"]}},
+}
 PNG = b"\x89PNG\r\n\x1a\n"
-NAMES = ["auc", "curves", "proxy", "routing_summary", "relative_accuracy", "proxy_curves", "holdout", "routing_warnings"]
+NAMES = [
+    "auc",
+    "curves",
+    "proxy",
+    "routing_summary",
+    "relative_accuracy",
+    "proxy_curves",
+    "holdout",
+    "routing_warnings",
+]
 
 
 def outs(root, slm):
@@ -31,19 +49,44 @@ def tables(tmp_path_factory):
     for slm in SLMS:
         uq = [p for p in paths[0] if f"/{slm}/" in p]
         corr = [p for p in paths[1] if f"/{slm}/" in p or "/llm-x/" in p]
-        run_routing(uq_paths=uq, correctness_paths=corr, data_paths=paths[2], slms=[slm], llms=LLMS, datasets=DATASETS,
-                    outputs=outs(root, slm), params=PARAMS)
+        run_routing(
+            uq_paths=uq,
+            correctness_paths=corr,
+            data_paths=paths[2],
+            slms=[slm],
+            llms=LLMS,
+            datasets=DATASETS,
+            outputs=outs(root, slm),
+            params=PARAMS,
+        )
     return root
 
 
 CASES = {
-    "auc_heatmap": (lambda r: {"auc": [outs(r, "slm-a")["auc"]]}, {"slm": "slm-a", "datasets": DATASETS, "methods": METHODS}),
-    "routing_curves": (lambda r: {"curves": outs(r, "slm-a")["curves"], "auc": outs(r, "slm-a")["auc"]},
-                       {"slm": "slm-a", "llm": "llm-x", "datasets": DATASETS, "methods": METHODS}),
-    "relative_accuracy": (lambda r: {"relative_accuracy": outs(r, "slm-b")["relative_accuracy"]}, {"slm": "slm-b", "llm": "llm-x", "datasets": DATASETS}),
-    "confidence": (lambda r: {"results": r / "results"}, {"slm": "slm-a", "datasets": DATASETS, "methods": ["perplexity", "ood_probe"], "bins": 8}),
-    "proxy_curves": (lambda r: {"proxy_curves": outs(r, "slm-a")["proxy_curves"]}, {"slm": "slm-a", "llm": "llm-x", "setting": "m2c", "methods": ["perplexity", "ood_probe"]}),
-    "rms_vs_k": (lambda r: {"proxy": outs(r, "slm-a")["proxy"]}, {"slm": "slm-a", "llm": "llm-x", "methods": ["perplexity", "ood_probe"]}),
+    "auc_heatmap": (
+        lambda r: {"auc": [outs(r, "slm-a")["auc"]]},
+        {"slm": "slm-a", "datasets": DATASETS, "methods": METHODS},
+    ),
+    "routing_curves": (
+        lambda r: {"curves": outs(r, "slm-a")["curves"], "auc": outs(r, "slm-a")["auc"]},
+        {"slm": "slm-a", "llm": "llm-x", "datasets": DATASETS, "methods": METHODS},
+    ),
+    "relative_accuracy": (
+        lambda r: {"relative_accuracy": outs(r, "slm-b")["relative_accuracy"]},
+        {"slm": "slm-b", "llm": "llm-x", "datasets": DATASETS},
+    ),
+    "confidence": (
+        lambda r: {"results": r / "results"},
+        {"slm": "slm-a", "datasets": DATASETS, "methods": ["perplexity", "ood_probe"], "bins": 8},
+    ),
+    "proxy_curves": (
+        lambda r: {"proxy_curves": outs(r, "slm-a")["proxy_curves"]},
+        {"slm": "slm-a", "llm": "llm-x", "setting": "m2c", "methods": ["perplexity", "ood_probe"]},
+    ),
+    "rms_vs_k": (
+        lambda r: {"proxy": outs(r, "slm-a")["proxy"]},
+        {"slm": "slm-a", "llm": "llm-x", "methods": ["perplexity", "ood_probe"]},
+    ),
 }
 
 
@@ -91,7 +134,9 @@ def test_a_method_without_scores_is_named_not_dropped(tables):
     fig = auc_heatmap(auc, "slm-a", datasets=DATASETS + ["gone"], methods=METHODS)
     text = _texts(fig)
     assert "no scores" in text and "no results for datasets: gone" in text
-    curves = io.read_artifact(outs(tables, "slm-a")["curves"], "curves").filter(~((pl.col("method") == "ood_probe") & (pl.col("dataset") == "boolq")))
+    curves = io.read_artifact(outs(tables, "slm-a")["curves"], "curves").filter(
+        ~((pl.col("method") == "ood_probe") & (pl.col("dataset") == "boolq"))
+    )
     fig = routing_curves(curves, "slm-a", "llm-x", datasets=DATASETS, methods=METHODS)
     assert "no scores: ood_probe" in _texts(fig)
     assert "ood_probe" in fig.legends[0].texts[0].get_text() + " ".join(t.get_text() for t in fig.legends[0].texts)
@@ -99,7 +144,14 @@ def test_a_method_without_scores_is_named_not_dropped(tables):
 
 def test_missing_selection_renders_an_explanatory_figure(tables):
     out = tables / "fig" / "empty.png"
-    make_figure("proxy_curves", {"proxy_curves": outs(tables, "slm-a")["proxy_curves"]}, out, slm="slm-a", llm="absent", setting="m2c")
+    make_figure(
+        "proxy_curves",
+        {"proxy_curves": outs(tables, "slm-a")["proxy_curves"]},
+        out,
+        slm="slm-a",
+        llm="absent",
+        setting="m2c",
+    )
     assert out.read_bytes().startswith(PNG)
 
 
@@ -117,11 +169,20 @@ def test_unknown_figure_is_an_error(tables):
 
 
 def test_relative_accuracy_with_llm_never_correct_draws_explanation(tmp_path):
-    rel = pl.DataFrame({
-        "slm": ["s"] * 3, "llm": ["l"] * 3, "dataset": ["d"] * 3, "method": ["perplexity"] * 3,
-        "excluded": [0.0, 0.5, 0.9], "n_kept": [6, 3, 1], "slm_accuracy": [0.5, 0.3, 0.0],
-        "llm_accuracy": [0.0, 0.0, 0.0], "relative_accuracy": [None, None, None],
-    }, schema_overrides={"relative_accuracy": pl.Float64})
+    rel = pl.DataFrame(
+        {
+            "slm": ["s"] * 3,
+            "llm": ["l"] * 3,
+            "dataset": ["d"] * 3,
+            "method": ["perplexity"] * 3,
+            "excluded": [0.0, 0.5, 0.9],
+            "n_kept": [6, 3, 1],
+            "slm_accuracy": [0.5, 0.3, 0.0],
+            "llm_accuracy": [0.0, 0.0, 0.0],
+            "relative_accuracy": [None, None, None],
+        },
+        schema_overrides={"relative_accuracy": pl.Float64},
+    )
     fig = relative_accuracy_plot(rel, "s", "l")
     fig.savefig(tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 0

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from uqroute.inference import load_backend, run_inference
+from uqroute.inference.prefill import common_prefix_len
 from uqroute.inference.run import budgets
 from uqroute.inference.seeding import branch_seed
-from uqroute.inference.prefill import common_prefix_len
 from uqroute.inference.transformers_backend import (
     Branch,
     Job,
@@ -26,8 +26,13 @@ from uqroute.schema import check_frame
 
 CONVS = [
     [{"role": "user", "content": "Is the proposed answer True or False?"}],
-    [{"role": "user", "content": "Question: What is the capital of France? Options: A. Paris B. Rome C. Oslo D. Bern. "
-                                 "Answer with the letter of the correct option only."}],
+    [
+        {
+            "role": "user",
+            "content": "Question: What is the capital of France? Options: A. Paris B. Rome C. Oslo D. Bern. "
+            "Answer with the letter of the correct option only.",
+        }
+    ],
     [{"role": "user", "content": "Answer: 42"}],
 ]
 
@@ -60,7 +65,7 @@ def _forward_logprobs(be, prompt_ids, gen_ids, layer=None, steps=False):
     lps = [lp[P - 1 + k, t].item() for k, t in enumerate(gen_ids)]
     ents = [float(-(lp[P - 1 + k].exp() * lp[P - 1 + k]).sum()) for k in range(len(gen_ids))]
     hidden = out.hidden_states[layer][0, P - 1].numpy() if layer is not None else None
-    return lps, ents, (lp[P - 1:P - 1 + len(gen_ids)] if steps else lp[P - 1]), hidden
+    return lps, ents, (lp[P - 1 : P - 1 + len(gen_ids)] if steps else lp[P - 1]), hidden
 
 
 def _check_greedy(step_lp, token_ids):
@@ -92,7 +97,10 @@ def test_greedy_logprobs_entropies_hidden_match_plain_forward(backend):
 
 def test_sampled_logprobs_match_log_softmax_at_temperature_one(backend):
     """At T = 1 a sample's recorded log-probs are log_softmax of the plain forward at each sampled token."""
-    jobs = [Job(backend.encode(c), [Branch(10, 1.0, branch_seed(3, f"q{i}", k)) for k in range(3)]) for i, c in enumerate(CONVS)]
+    jobs = [
+        Job(backend.encode(c), [Branch(10, 1.0, branch_seed(3, f"q{i}", k)) for k in range(3)])
+        for i, c in enumerate(CONVS)
+    ]
     for job, r in zip(jobs, backend.run_jobs(jobs)):
         for b in r.branches:
             assert b.token_ids and len(b.logprobs) == len(b.token_ids) == len(b.entropies)
@@ -122,14 +130,17 @@ def test_batching_and_padding_do_not_change_results(backend):
 
 def test_shared_prefix_prefill_matches_separate_runs(backend):
     stem = "Solve the following math problem. Reason briefly, then give the final answer on its own last line. "
-    convs = [[{"role": "user", "content": stem + q}] for q in ("Problem: 2+2?", "Problem: what is 40 plus 2 in all?", "x")]
+    convs = [
+        [{"role": "user", "content": stem + q}] for q in ("Problem: 2+2?", "Problem: what is 40 plus 2 in all?", "x")
+    ]
     jobs = [Job(backend.encode(c), [Branch(8)], want_hidden=True) for c in convs]
     n0 = common_prefix_len([j.prompt_ids for j in jobs])
     assert n0 > 10
     before = backend.stats["prompt_tokens"]
     together = backend.run_jobs(jobs, hidden_layer=-1)
     assert backend.stats["prompt_tokens"] - before == sum(len(j.prompt_ids) for j in jobs) - 2 * min(
-        n0, min(len(j.prompt_ids) for j in jobs) - 1)
+        n0, min(len(j.prompt_ids) for j in jobs) - 1
+    )
     for job, t in zip(jobs, together):
         alone = backend.run_jobs([job], hidden_layer=-1)[0]
         assert alone.branches[0].token_ids == t.branches[0].token_ids
@@ -169,8 +180,10 @@ def test_continuous_batching_matches_jobs_run_alone(tiny_model_dir):
     be.min_shared_prefix = 1
     convs = CONVS + [[{"role": "user", "content": "word " * k}] for k in (1, 30, 3, 12)]
     budgets = [3, 12, 5, 9, 2, 15, 7]
-    jobs = [Job(be.encode(c), [Branch(m)] + ([Branch(4, 1.0, 11 + i, entropy=False)] if i % 2 else []), want_hidden=True)
-            for i, (c, m) in enumerate(zip(convs, budgets))]
+    jobs = [
+        Job(be.encode(c), [Branch(m)] + ([Branch(4, 1.0, 11 + i, entropy=False)] if i % 2 else []), want_hidden=True)
+        for i, (c, m) in enumerate(zip(convs, budgets))
+    ]
     together = be.run_jobs(jobs, hidden_layer=-1)
     assert be.stats["pool_joins"] >= 3  # new rows really joined a running pool
     for job, t in zip(jobs, together):
@@ -184,8 +197,10 @@ def test_continuous_batching_matches_jobs_run_alone(tiny_model_dir):
 
 def test_group_prefix_is_prefilled_once(backend):
     stem = "Question: which of these cities is the capital of France? Options: A. Paris B. Rome C. Oslo. "
-    convs = [[{"role": "user", "content": stem + "Answer with the letter."}],
-             [{"role": "user", "content": stem + "Give your answer and a confidence from 0 to 100."}]]
+    convs = [
+        [{"role": "user", "content": stem + "Answer with the letter."}],
+        [{"role": "user", "content": stem + "Give your answer and a confidence from 0 to 100."}],
+    ]
     jobs = [Job(backend.encode(c), [Branch(6)], group="q1") for c in convs]
     solo = [Job(j.prompt_ids, [Branch(6)]) for j in jobs]
     g = common_prefix_len([jobs[0].prompt_ids, jobs[1].prompt_ids])
@@ -207,10 +222,16 @@ def test_follow_up_jobs_start_from_the_parent_cache(backend):
         shown = backend.decode(res.branches[0].token_ids)
         turn = [*conv, {"role": "assistant", "content": shown}]
         return [
-            Job(backend.encode([*turn, {"role": "user", "content": "Is your answer True or False?"}]),
-                next_token_groups=[t_ids, f_ids], group="q"),
-            Job(backend.encode([*turn, {"role": "user", "content": "How confident are you, 0 to 100?"}]), [Branch(6)],
-                group="q"),
+            Job(
+                backend.encode([*turn, {"role": "user", "content": "Is your answer True or False?"}]),
+                next_token_groups=[t_ids, f_ids],
+                group="q",
+            ),
+            Job(
+                backend.encode([*turn, {"role": "user", "content": "How confident are you, 0 to 100?"}]),
+                [Branch(6)],
+                group="q",
+            ),
         ]
 
     parent = Job(backend.encode(conv), [Branch(10), Branch(5, 1.0, 3, entropy=False)], follow_up=follow)
@@ -222,7 +243,9 @@ def test_follow_up_jobs_start_from_the_parent_cache(backend):
     fu = res[0].follow_ups
     assert len(fu) == 2 and fu[0].branches == [] and len(fu[1].branches) == 1
     # the same follow-up prompts run from scratch give the same answers
-    fresh = backend.run_jobs([Job(j.prompt_ids, j.branches, next_token_groups=j.next_token_groups) for j in follow(res[0])])
+    fresh = backend.run_jobs(
+        [Job(j.prompt_ids, j.branches, next_token_groups=j.next_token_groups) for j in follow(res[0])]
+    )
     np.testing.assert_allclose(fu[0].group_probs, fresh[0].group_probs, atol=1e-5)
     assert fu[1].branches[0].token_ids == fresh[1].branches[0].token_ids
     np.testing.assert_allclose(fu[1].branches[0].logprobs, fresh[1].branches[0].logprobs, atol=1e-4)
@@ -347,13 +370,24 @@ def test_bad_inputs(backend, tmp_path):
 
 # ------------------------------------------------------------------ helpers of run_inference
 def test_budgets():
-    cfg = {"max_new_tokens": {"MCQ": 12, "TF": 8, "FF": 48, "math": 96}, "sample_max_new_tokens": None,
-           "verbal_max_new_tokens": 24}
+    cfg = {
+        "max_new_tokens": {"MCQ": 12, "TF": 8, "FF": 48, "math": 96},
+        "sample_max_new_tokens": None,
+        "verbal_max_new_tokens": 24,
+    }
     assert budgets(cfg, {}, "FF", "math") == {"answer": 96, "sample": 96, "verbal": 24}
     assert budgets(cfg, {}, "FF", "commonsense")["answer"] == 48
-    assert budgets({**cfg, "sample_max_new_tokens": 32}, {}, "MCQ", "commonsense") == {"answer": 12, "sample": 12, "verbal": 24}
+    assert budgets({**cfg, "sample_max_new_tokens": 32}, {}, "MCQ", "commonsense") == {
+        "answer": 12,
+        "sample": 12,
+        "verbal": 24,
+    }
     assert budgets({**cfg, "sample_max_new_tokens": 32}, {}, "FF", "math") == {"answer": 96, "sample": 32, "verbal": 24}
-    assert budgets(cfg, {"max_new_tokens_scale": 2.5}, "TF", "commonsense") == {"answer": 20, "sample": 20, "verbal": 60}
+    assert budgets(cfg, {"max_new_tokens_scale": 2.5}, "TF", "commonsense") == {
+        "answer": 20,
+        "sample": 20,
+        "verbal": 60,
+    }
 
 
 # ------------------------------------------------------------------ run_inference end to end
@@ -361,27 +395,56 @@ def _data(tmp_path, n=5, dataset="commonsenseqa"):
     choices = [{"label": l, "text": t} for l, t in zip("ABCDE", ["Paris", "Rome", "Oslo", "Bern", "Nice"])]
     rows = []
     for i in range(n):
-        rows.append({
-            "id": f"{dataset}/validation/{i}", "dataset": dataset, "domain": "commonsense", "task_type": "MCQ",
-            "split": "validation", "role": "eval", "question": f"Which city number {i}?" + " very" * i,
-            "context": None, "choices": choices, "answer": "A", "references": ["A"],
-            "prompt": f"Question: Which city number {i}?" + " very" * i + "\nOptions:\nA. Paris\nB. Rome\nAnswer with the letter.",
-        })
+        rows.append(
+            {
+                "id": f"{dataset}/validation/{i}",
+                "dataset": dataset,
+                "domain": "commonsense",
+                "task_type": "MCQ",
+                "split": "validation",
+                "role": "eval",
+                "question": f"Which city number {i}?" + " very" * i,
+                "context": None,
+                "choices": choices,
+                "answer": "A",
+                "references": ["A"],
+                "prompt": f"Question: Which city number {i}?"
+                + " very" * i
+                + "\nOptions:\nA. Paris\nB. Rome\nAnswer with the letter.",
+            }
+        )
     p = tmp_path / f"{dataset}.parquet"
     pl.DataFrame(rows).write_parquet(p)
     return p
 
 
-CFG = {"batch_size": 3, "max_new_tokens": {"MCQ": 6, "TF": 4, "FF": 8, "math": 8}, "num_samples": 3,
-       "sample_temperature": 1.0, "sample_max_new_tokens": 5, "verbal_max_new_tokens": 6, "hidden_layer": -2,
-       "shard_size": 2, "dtype": "float32"}
+CFG = {
+    "batch_size": 3,
+    "max_new_tokens": {"MCQ": 6, "TF": 4, "FF": 8, "math": 8},
+    "num_samples": 3,
+    "sample_temperature": 1.0,
+    "sample_max_new_tokens": 5,
+    "verbal_max_new_tokens": 6,
+    "hidden_layer": -2,
+    "shard_size": 2,
+    "dtype": "float32",
+}
 
 
 def _run(tiny_model_dir, tmp_path, data, role="slm", cfg=CFG, name="out"):
     out = tmp_path / f"{name}.parquet"
     hidden = tmp_path / f"{name}.hidden.safetensors" if role == "slm" else None
-    run_inference("tiny", {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), str(data), str(out),
-                  str(hidden) if hidden else None, role, cfg, 0)
+    run_inference(
+        "tiny",
+        {"local_dir": str(tiny_model_dir)},
+        str(tiny_model_dir),
+        str(data),
+        str(out),
+        str(hidden) if hidden else None,
+        role,
+        cfg,
+        0,
+    )
     return out, hidden
 
 
@@ -483,22 +546,32 @@ def test_a_changed_seed_config_or_model_discards_old_shards(tiny_model_dir, tmp_
     monkeypatch.setattr(run_mod, "_slm_shard", flaky)
     out = tmp_path / "g.parquet"
     with pytest.raises(Killed):
-        run_inference("tiny", spec, str(model), str(data), str(out), str(tmp_path / "g.hidden.safetensors"), "slm", CFG, 0)
+        run_inference(
+            "tiny", spec, str(model), str(data), str(out), str(tmp_path / "g.hidden.safetensors"), "slm", CFG, 0
+        )
     assert (tmp_path / "g.parquet.shards" / "shard-00000.parquet").is_file()  # one shard of the old run survives
-    seed, cfg = (1, CFG) if change == "seed" else (0, {**CFG, "sample_temperature": 0.7}) if change == "config" else (0, CFG)
+    seed, cfg = (
+        (1, CFG) if change == "seed" else (0, {**CFG, "sample_temperature": 0.7}) if change == "config" else (0, CFG)
+    )
     if change == "weights":  # the same directory, other weights (a user replaced the files of a local model)
         other = build_tiny_model_dir(tmp_path / "other", seed=1)
         shutil.copy(other / "model.safetensors", model / "model.safetensors")
     calls.clear()
     kill[0] = False
-    run_inference("tiny", spec, str(model), str(data), str(out), str(tmp_path / "g.hidden.safetensors"), "slm", cfg, seed)
+    run_inference(
+        "tiny", spec, str(model), str(data), str(out), str(tmp_path / "g.hidden.safetensors"), "slm", cfg, seed
+    )
     assert len(calls) == 3  # every shard computed anew: the old run's shard was discarded
     monkeypatch.setattr(run_mod, "_slm_shard", real)
     fresh = tmp_path / "fresh.parquet"
-    run_inference("tiny", spec, str(model), str(data), str(fresh), str(tmp_path / "fresh.hidden.safetensors"), "slm", cfg, seed)
+    run_inference(
+        "tiny", spec, str(model), str(data), str(fresh), str(tmp_path / "fresh.hidden.safetensors"), "slm", cfg, seed
+    )
     assert pl.read_parquet(out).equals(pl.read_parquet(fresh))
     col = "response" if change == "weights" else "samples"
-    assert not pl.read_parquet(out)[col].equals(pl.read_parquet(_run(tiny_model_dir, tmp_path, data, name="old")[0])[col])
+    assert not pl.read_parquet(out)[col].equals(
+        pl.read_parquet(_run(tiny_model_dir, tmp_path, data, name="old")[0])[col]
+    )
 
 
 def test_stale_shards_are_discarded(tiny_model_dir, tmp_path):
@@ -516,8 +589,17 @@ def test_run_inference_bad_inputs(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="role"):
         _run(tiny_model_dir, tmp_path, data, role="judge")
     with pytest.raises(ValueError, match="cannot be an SLM"):
-        run_inference("gpt", {"api": {"model": "gpt-4.1-mini"}}, None, str(data), str(tmp_path / "o.parquet"),
-                      str(tmp_path / "h.safetensors"), "slm", CFG, 0)
+        run_inference(
+            "gpt",
+            {"api": {"model": "gpt-4.1-mini"}},
+            None,
+            str(data),
+            str(tmp_path / "o.parquet"),
+            str(tmp_path / "h.safetensors"),
+            "slm",
+            CFG,
+            0,
+        )
     bad = tmp_path / "bad.parquet"
     pl.read_parquet(data).drop("prompt").write_parquet(bad)
     with pytest.raises(ValueError, match="prompt"):
@@ -548,14 +630,17 @@ def test_load_backend(tiny_model_dir):
     # stop_tokens: a reply ends where the stop token would have been written (the same greedy path, cut there)
     job = Job(be.encode(CONVS[1]), [Branch(12)])
     full = be.run_jobs([job])[0].branches[0]
-    k, text = next((k, be.token_text(t)) for k, t in enumerate(full.token_ids)
-                   if k > 0 and be.tokenizer(be.token_text(t), add_special_tokens=False)["input_ids"] == [t])
+    k, text = next(
+        (k, be.token_text(t))
+        for k, t in enumerate(full.token_ids)
+        if k > 0 and be.tokenizer(be.token_text(t), add_special_tokens=False)["input_ids"] == [t]
+    )
     assert full.token_ids[k] not in be.eos_ids
     spec = {"local_dir": str(tiny_model_dir), "stop_tokens": [text]}
     st = load_backend(spec, str(tiny_model_dir), {"dtype": "float32"})
     assert st.eos_ids == be.eos_ids | {full.token_ids[k]}
     cut = st.run_jobs([job])[0].branches[0]
-    assert cut.token_ids == full.token_ids[:full.token_ids.index(full.token_ids[k])] and cut.finish_reason == "stop"
+    assert cut.token_ids == full.token_ids[: full.token_ids.index(full.token_ids[k])] and cut.finish_reason == "stop"
     with pytest.raises(ValueError, match="stop token 'Paris is' is 3 tokens of its tokenizer, not one"):
         load_backend({**spec, "stop_tokens": ["Paris is"]}, str(tiny_model_dir), {})
     with pytest.raises(ValueError, match="fetched directory"):
@@ -566,16 +651,35 @@ def test_load_backend(tiny_model_dir):
 @pytest.mark.slow
 def test_real_smollm2_inference(smollm2_dir, tmp_path):
     rows = [
-        {"id": "boolq/validation/0", "dataset": "boolq", "domain": "commonsense", "task_type": "TF",
-         "split": "validation", "role": "eval", "question": "is the sky blue on a clear day",
-         "context": "On a clear day the sky looks blue because of Rayleigh scattering.", "choices": [],
-         "answer": "True", "references": ["True"],
-         "prompt": "Passage: On a clear day the sky looks blue because of Rayleigh scattering.\n\n"
-                   "Question: Is the sky blue on a clear day?\n\nAnswer with True or False only, without any explanation."},
-        {"id": "boolq/validation/1", "dataset": "boolq", "domain": "commonsense", "task_type": "TF",
-         "split": "validation", "role": "eval", "question": "is water dry", "context": None, "choices": [],
-         "answer": "False", "references": ["False"],
-         "prompt": "Question: Is water dry?\n\nAnswer with True or False only, without any explanation."},
+        {
+            "id": "boolq/validation/0",
+            "dataset": "boolq",
+            "domain": "commonsense",
+            "task_type": "TF",
+            "split": "validation",
+            "role": "eval",
+            "question": "is the sky blue on a clear day",
+            "context": "On a clear day the sky looks blue because of Rayleigh scattering.",
+            "choices": [],
+            "answer": "True",
+            "references": ["True"],
+            "prompt": "Passage: On a clear day the sky looks blue because of Rayleigh scattering.\n\n"
+            "Question: Is the sky blue on a clear day?\n\nAnswer with True or False only, without any explanation.",
+        },
+        {
+            "id": "boolq/validation/1",
+            "dataset": "boolq",
+            "domain": "commonsense",
+            "task_type": "TF",
+            "split": "validation",
+            "role": "eval",
+            "question": "is water dry",
+            "context": None,
+            "choices": [],
+            "answer": "False",
+            "references": ["False"],
+            "prompt": "Question: Is water dry?\n\nAnswer with True or False only, without any explanation.",
+        },
     ]
     data = tmp_path / "boolq.parquet"
     pl.DataFrame(rows).write_parquet(data)
@@ -624,13 +728,30 @@ def test_cheap_methods_do_not_pay_for_samples_or_follow_ups(tiny_model_dir, tmp_
     monkeypatch.setattr(run_mod, "load_backend", load)
     full, _ = _run(tiny_model_dir, tmp_path, data, name="full")
     out = tmp_path / "cheap.parquet"
-    run_inference("tiny", {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), str(data), str(out),
-                  str(tmp_path / "cheap.hidden.safetensors"), "slm", CFG, 0, methods=["perplexity", "ood_probe"])
+    run_inference(
+        "tiny",
+        {"local_dir": str(tiny_model_dir)},
+        str(tiny_model_dir),
+        str(data),
+        str(out),
+        str(tmp_path / "cheap.hidden.safetensors"),
+        "slm",
+        CFG,
+        0,
+        methods=["perplexity", "ood_probe"],
+    )
     cheap_stats, full_stats = seen[1].stats, seen[0].stats
     df = pl.read_parquet(out)
     check_frame(df, "generations")
-    for col in ("samples", "sample_answers", "ptrue", "verbal_1s_response", "verbal_1s_confidence",
-                "verbal_2s_response", "verbal_2s_confidence"):
+    for col in (
+        "samples",
+        "sample_answers",
+        "ptrue",
+        "verbal_1s_response",
+        "verbal_1s_confidence",
+        "verbal_2s_response",
+        "verbal_2s_confidence",
+    ):
         assert df[col].null_count() == df.height, col
     assert df["tokens"].null_count() == 0 and df["token_logprobs"].null_count() == 0
     # only the answer prompts were prefilled, only greedy tokens decoded, no follow-up reused a cache
@@ -663,8 +784,9 @@ def test_jobs_added_to_a_running_loop_match_a_batch_run(backend):
 
 def test_family_callback_waits_for_follow_ups(backend):
     """on_done fires once the job and the follow-up turns it spawned are all done."""
-    parent = Job(backend.encode(CONVS[0]), [Branch(4)],
-                 follow_up=lambda res: [Job(backend.encode(CONVS[1]), [Branch(3)])])
+    parent = Job(
+        backend.encode(CONVS[0]), [Branch(4)], follow_up=lambda res: [Job(backend.encode(CONVS[1]), [Branch(3)])]
+    )
     run = backend.engine().start()
     fired = []
     run.add([parent], on_done=fired.append)
@@ -693,7 +815,10 @@ def test_prompts_longer_than_the_context_are_refused(tiny_model_dir, tmp_path):
     fits = Job([5] * 1000, [Branch(24)])
     over = Job([5] * 1000, [Branch(8), Branch(25)])
     assert be.run_jobs([fits])[0].branches[0].token_ids
-    with pytest.raises(ValueError, match=r"job 1: its prompt \(1000 tokens\) and budget \(25 new tokens\) exceed the model's context of 1024"):
+    with pytest.raises(
+        ValueError,
+        match=r"job 1: its prompt \(1000 tokens\) and budget \(25 new tokens\) exceed the model's context of 1024",
+    ):
         be.run_jobs([fits, over])
     with pytest.raises(ValueError, match="context of 1024"):
         be.run_jobs([Job([5] * 1100)])  # a prompt alone
@@ -701,9 +826,14 @@ def test_prompts_longer_than_the_context_are_refused(tiny_model_dir, tmp_path):
     data = _data(tmp_path, n=4)
     df = pl.read_parquet(data)
     long_prompt = df["prompt"][2] + " very" * 1100
-    df = df.with_columns(pl.when(pl.col("id") == df["id"][2]).then(pl.lit(long_prompt)).otherwise(pl.col("prompt")).alias("prompt"))
+    df = df.with_columns(
+        pl.when(pl.col("id") == df["id"][2]).then(pl.lit(long_prompt)).otherwise(pl.col("prompt")).alias("prompt")
+    )
     df.write_parquet(data)
-    with pytest.raises(ValueError, match=r"1 of 4 prompt\(s\) do not fit model tiny's context of 1024 tokens.*commonsenseqa/validation/2 \(\d+\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 of 4 prompt\(s\) do not fit model tiny's context of 1024 tokens.*commonsenseqa/validation/2 \(\d+\)",
+    ):
         _run(tiny_model_dir, tmp_path, data)
     assert not (tmp_path / "out.parquet").exists()
     assert not list((tmp_path / "out.parquet.shards").glob("shard-*"))  # nothing was generated
@@ -721,8 +851,13 @@ def test_truncated_replies_are_never_parsed_for_an_answer(backend):
     from uqroute.inference.jobs import JobResult
     from uqroute.inference.statistics import STATISTICS, QueryResult, ShardContext
 
-    row = {"id": "q", "prompt": "Question?", "question": "Which?", "context": None,
-           "choices": [{"label": l, "text": t} for l, t in zip("ABCD", ["Paris", "Rome", "Oslo", "Bern"])]}
+    row = {
+        "id": "q",
+        "prompt": "Question?",
+        "question": "Which?",
+        "context": None,
+        "choices": [{"label": l, "text": t} for l, t in zip("ABCD", ["Paris", "Rome", "Oslo", "Bern"])],
+    }
     ctx = ShardContext(backend, "letter", "MCQ", {"answer": 8, "sample": 8, "verbal": 8}, dict(CFG), 0, {})
     for finish, want in (("stop", "B"), ("length", None)):
         answer = _branch(backend, "The answer is B", finish)
@@ -730,7 +865,10 @@ def test_truncated_replies_are_never_parsed_for_an_answer(backend):
         g = STATISTICS["greedy"].fill(ctx, row, qr)
         assert g["parsed_answer"] == want and g["finish_reason"] == finish
         assert (g["option_prob"] is None) == (want is None)  # no answer, no option token
-        qr.branches["samples"] = [_branch(backend, "The answer is C", "stop"), _branch(backend, "The answer is B", finish)]
+        qr.branches["samples"] = [
+            _branch(backend, "The answer is C", "stop"),
+            _branch(backend, "The answer is B", finish),
+        ]
         s = STATISTICS["samples"].fill(ctx, row, qr)
         assert s["sample_answers"] == ["C", want] and s["samples_truncated"] == (finish == "length")
         qr.jobs["verbal_1s"] = [JobResult([_branch(backend, "Answer: B\nConfidence: 90%", finish)], 10)]
@@ -746,8 +884,10 @@ def test_llm_truncated_reply_has_no_answer():
 
     class Fake:
         def generate(self, convs, **kw):
-            return [[Generation("Steps: 1. add 2 and 3", ["Steps"], [-0.1], None, None, "length", 5)],
-                    [Generation("The answer is 5", ["The"], [-0.1], None, None, "stop", 5)]]
+            return [
+                [Generation("Steps: 1. add 2 and 3", ["Steps"], [-0.1], None, None, "length", 5)],
+                [Generation("The answer is 5", ["The"], [-0.1], None, None, "stop", 5)],
+            ]
 
     rows = [{"id": "a", "prompt": "p", "choices": []}, {"id": "b", "prompt": "p", "choices": []}]
     out = _llm_shard(Fake(), rows, fmt="number", task_type="FF", b={"answer": 4})
@@ -758,8 +898,12 @@ def test_llm_truncated_reply_has_no_answer():
 
 def test_run_inference_records_truncations(tiny_model_dir, tmp_path):
     data = _data(tmp_path, n=4)
-    cfg = {**CFG, "max_new_tokens": {"MCQ": 2, "TF": 2, "FF": 2, "math": 2}, "sample_max_new_tokens": 2,
-           "verbal_max_new_tokens": 1}
+    cfg = {
+        **CFG,
+        "max_new_tokens": {"MCQ": 2, "TF": 2, "FF": 2, "math": 2},
+        "sample_max_new_tokens": 2,
+        "verbal_max_new_tokens": 1,
+    }
     out, _ = _run(tiny_model_dir, tmp_path, data, cfg=cfg)
     df = pl.read_parquet(out)
     check_frame(df, "generations")
@@ -787,14 +931,17 @@ R1_STYLE_TEMPLATE = (  # DeepSeek-R1 distills: the prompt opens the reasoning, w
 
 @pytest.mark.parametrize("template", ["qwen3", "ignores_flag", "r1"])
 def test_follow_up_turns_of_reasoning_models_start_after_an_empty_think_block(tiny_model_dir, template):
+    from conftest import CHATML_TEMPLATE
+
     from uqroute.inference.statistics import STATISTICS, ShardContext
     from uqroute.parsing import EMPTY_THINK
 
-    from conftest import CHATML_TEMPLATE
-
     be = TransformersBackend(tiny_model_dir, progress=False)
-    be.tokenizer.chat_template = {"qwen3": QWEN3_STYLE_TEMPLATE, "ignores_flag": CHATML_TEMPLATE,
-                                  "r1": R1_STYLE_TEMPLATE}[template]
+    be.tokenizer.chat_template = {
+        "qwen3": QWEN3_STYLE_TEMPLATE,
+        "ignores_flag": CHATML_TEMPLATE,
+        "r1": R1_STYLE_TEMPLATE,
+    }[template]
     conv = [{"role": "user", "content": "Is 2 + 2 = 4?"}]
     text = be.render(conv, thinking=False)
     assert text.endswith("<|im_start|>assistant\n" + EMPTY_THINK) and text.count("<think>") == 1
@@ -806,7 +953,7 @@ def test_follow_up_turns_of_reasoning_models_start_after_an_empty_think_block(ti
     tail = be.tokenizer("assistant\n" + EMPTY_THINK, add_special_tokens=False)["input_ids"]
     for name in ("ptrue", "verbal_2s"):
         job = STATISTICS[name].follow_ups(reasoning, row, "True")[0]
-        assert job.prompt_ids[-len(tail):] == tail, name  # the reply starts after the think block: the answer token
+        assert job.prompt_ids[-len(tail) :] == tail, name  # the reply starts after the think block: the answer token
         normal = STATISTICS[name].follow_ups(plain, row, "True")[0]  # not a reasoning model: the template as it is
         assert "</think>" not in be.tokenizer.decode(normal.prompt_ids)
     # the three templates differ only in their generation prompt: with thinking off they give the same tokens
@@ -822,15 +969,25 @@ def test_follow_up_turns_of_reasoning_models_start_after_an_empty_think_block(ti
 def tiny_rwkv7_dir(tmp_path_factory):
     """A tiny randomly initialised RWKV-7 (fla's RWKV7ForCausalLM: 4 layers, hidden 64, head size 16) with the tiny tokenizer."""
     pytest.importorskip("fla.models", reason="RWKV-7 needs flash-linear-attention (pip install 'uqroute[rwkv]')")
+    from conftest import build_tiny_tokenizer
     from fla.models import RWKV7Config, RWKV7ForCausalLM
 
-    from conftest import build_tiny_tokenizer
-
     tok = build_tiny_tokenizer()
-    config = RWKV7Config(hidden_size=64, num_hidden_layers=4, head_dim=16, intermediate_size=128, vocab_size=len(tok),
-                         decay_low_rank_dim=8, gate_low_rank_dim=16, a_low_rank_dim=8, v_low_rank_dim=8,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         tie_word_embeddings=False)
+    config = RWKV7Config(
+        hidden_size=64,
+        num_hidden_layers=4,
+        head_dim=16,
+        intermediate_size=128,
+        vocab_size=len(tok),
+        decay_low_rank_dim=8,
+        gate_low_rank_dim=16,
+        a_low_rank_dim=8,
+        v_low_rank_dim=8,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     model = RWKV7ForCausalLM(config)
     with torch.no_grad():  # RWKV-7's init zeroes several matrices: perturb all, so every path carries signal
@@ -854,8 +1011,15 @@ def rwkv_backend(tiny_rwkv7_dir):
 def test_recurrent_engine_matches_plain_forward(rwkv_backend):
     be = rwkv_backend
     t_ids, f_ids = be.single_token_ids(["True", " True"]), be.single_token_ids(["False", " False"])
-    jobs = [Job(be.encode(c), [Branch(10), Branch(8, 1.0, branch_seed(0, f"q{i}", 0)), Branch(3)],
-                want_hidden=True, next_token_groups=[t_ids, f_ids]) for i, c in enumerate(CONVS)]
+    jobs = [
+        Job(
+            be.encode(c),
+            [Branch(10), Branch(8, 1.0, branch_seed(0, f"q{i}", 0)), Branch(3)],
+            want_hidden=True,
+            next_token_groups=[t_ids, f_ids],
+        )
+        for i, c in enumerate(CONVS)
+    ]
     res = be.run_jobs(jobs, hidden_layer=-2)
     layer = resolve_layer(-2, be.n_layers)
     for job, r in zip(jobs, res):
@@ -882,8 +1046,11 @@ def test_recurrent_engine_follow_ups_and_bad_inputs(rwkv_backend):
     conv = CONVS[1]
 
     def follow(res):
-        turn = [*conv, {"role": "assistant", "content": be.decode(res.branches[0].token_ids)},
-                {"role": "user", "content": "How confident are you, 0 to 100?"}]
+        turn = [
+            *conv,
+            {"role": "assistant", "content": be.decode(res.branches[0].token_ids)},
+            {"role": "user", "content": "How confident are you, 0 to 100?"},
+        ]
         return [Job(be.encode(turn), [Branch(5)])]
 
     res = be.run_jobs([Job(be.encode(conv), [Branch(6)], follow_up=follow), Job(be.encode(CONVS[0]), [Branch(4)])])
@@ -902,13 +1069,33 @@ def test_run_inference_rwkv7_end_to_end(tiny_rwkv7_dir, tmp_path):
     outs = []
     for name in ("a", "b"):
         out, hidden = tmp_path / f"{name}.parquet", tmp_path / f"{name}.hidden.safetensors"
-        run_inference("rwkv7", {"local_dir": str(tiny_rwkv7_dir)}, str(tiny_rwkv7_dir), str(data), str(out), str(hidden),
-                      "slm", CFG, 0)
+        run_inference(
+            "rwkv7",
+            {"local_dir": str(tiny_rwkv7_dir)},
+            str(tiny_rwkv7_dir),
+            str(data),
+            str(out),
+            str(hidden),
+            "slm",
+            CFG,
+            0,
+        )
         outs.append((pl.read_parquet(out), read_hidden_states(hidden)))
     df, (ids, arr, meta) = outs[0]
     check_frame(df, "generations")
-    for col in ("response", "tokens", "token_logprobs", "token_entropies", "samples", "sample_answers", "ptrue",
-                "verbal_1s_response", "verbal_1s_finish_reason", "verbal_2s_response", "samples_truncated"):
+    for col in (
+        "response",
+        "tokens",
+        "token_logprobs",
+        "token_entropies",
+        "samples",
+        "sample_answers",
+        "ptrue",
+        "verbal_1s_response",
+        "verbal_1s_finish_reason",
+        "verbal_2s_response",
+        "samples_truncated",
+    ):
         assert df[col].null_count() == 0, col
     assert all(len(s) == 3 for s in df["samples"].to_list())
     assert all(0.0 <= p <= 1.0 for p in df["ptrue"].to_list())
@@ -923,8 +1110,10 @@ def test_recurrent_pool_matches_jobs_run_alone(tiny_rwkv7_dir):
     be = TransformersBackend(tiny_rwkv7_dir, progress=False, max_batch_rows=4)
     convs = CONVS + [[{"role": "user", "content": "word " * k}] for k in (1, 9, 3)]
     budgets_ = [3, 12, 5, 9, 2, 7]
-    jobs = [Job(be.encode(c), [Branch(m)] + ([Branch(4, 1.0, 11 + i, entropy=False)] if i % 2 else []), want_hidden=True)
-            for i, (c, m) in enumerate(zip(convs, budgets_))]
+    jobs = [
+        Job(be.encode(c), [Branch(m)] + ([Branch(4, 1.0, 11 + i, entropy=False)] if i % 2 else []), want_hidden=True)
+        for i, (c, m) in enumerate(zip(convs, budgets_))
+    ]
     together = be.run_jobs(jobs, hidden_layer=-1)
     assert be.stats["pool_joins"] >= 3  # jobs really joined a decoding pool
     for job, t in zip(jobs, together):
@@ -952,7 +1141,11 @@ def test_greedy_columns_read_the_answer_after_the_trace():
     opened = toks[1:]
     g2 = Generation(text="".join(opened), tokens=opened, token_logprobs=lps[1:], finish_reason="stop")
     cols2 = greedy_columns(g2, "letter", "MCQ", choices, think_open=True)
-    assert cols2["parsed_answer"] == "B" and cols2["answer_start"] == 7 and cols2["option_prob"] == pytest.approx(math.exp(-0.7))
+    assert (
+        cols2["parsed_answer"] == "B"
+        and cols2["answer_start"] == 7
+        and cols2["option_prob"] == pytest.approx(math.exp(-0.7))
+    )
     # an unfinished trace cut by the budget: no answer, no option token, answer_start at the end
     cut = Generation(text="".join(toks[:5]), tokens=toks[:5], token_logprobs=lps[:5], finish_reason="length")
     cols3 = greedy_columns(cut, "letter", "MCQ", choices)

@@ -28,15 +28,23 @@ def be(tiny_model_dir):
     return TransformersBackend(tiny_model_dir, batch_size=4, progress=False)
 
 
-PROMPTS = ["Solve the following math problem. Reason briefly.", "Is the proposed answer True or False?",
-           "Question: What is the capital of France?"]
+PROMPTS = [
+    "Solve the following math problem. Reason briefly.",
+    "Is the proposed answer True or False?",
+    "Question: What is the capital of France?",
+]
 BUDGET, THINK = 24, 4
 
 
 def _forced(be, thinking_budget=THINK, *, in_prompt=True, close=None, budget=BUDGET, **kw):
-    return Branch(budget, thinking_budget=thinking_budget, think_open_ids=tuple(be.text_ids("<think>")),
-                  think_close_ids=tuple(close if close is not None else be.text_ids("</think>")),
-                  think_in_prompt=in_prompt, **kw)
+    return Branch(
+        budget,
+        thinking_budget=thinking_budget,
+        think_open_ids=tuple(be.text_ids("<think>")),
+        think_close_ids=tuple(close if close is not None else be.text_ids("</think>")),
+        think_in_prompt=in_prompt,
+        **kw,
+    )
 
 
 def _prompts(be):
@@ -61,7 +69,7 @@ def test_an_open_trace_is_closed_at_the_thinking_budget_and_the_reply_goes_on(be
         assert plain.token_ids == f.token_ids  # the unforced branch is untouched
         ids = forced.token_ids
         assert ids[:THINK] == f.token_ids[:THINK]  # the trace before the budget is the model's own
-        assert ids[THINK:THINK + len(close)] == close  # then </think>
+        assert ids[THINK : THINK + len(close)] == close  # then </think>
         assert len(ids) <= BUDGET and (forced.finish_reason == "stop" or len(ids) == BUDGET)
         assert len(ids) > THINK + len(close) or forced.finish_reason == "stop"  # it answers after the tag
         # the forced tokens carry the model's own log-probabilities of them (teacher-forced forward pass)
@@ -92,7 +100,7 @@ def test_forcing_at_zero_and_a_tag_cut_by_the_budget(be):
     close = be.text_ids("</think>")
     p = _prompts(be)[0]
     at0 = be.run_jobs([Job(p, [_forced(be, thinking_budget=0)])])[0].branches[0]
-    assert at0.token_ids[:len(close)] == close
+    assert at0.token_ids[: len(close)] == close
     cut = be.run_jobs([Job(p, [_forced(be, budget=THINK + 2)])])[0].branches[0]
     assert cut.token_ids[THINK:] == close[:2] and cut.finish_reason == "length"
 
@@ -100,10 +108,15 @@ def test_forcing_at_zero_and_a_tag_cut_by_the_budget(be):
 @pytest.mark.parametrize(
     "toks, in_prompt, want",
     [
-        ([], False, False), ([], True, True),
+        ([], False, False),
+        ([], True, True),
         ([1, 2, 7, 8], False, False),  # no <think> (5) in the reply, none in the prompt
-        ([5, 1, 2], False, True), ([5, 1, 6, 2], False, False), ([5, 6, 5, 3], False, True),
-        ([1, 6, 2], True, False), ([1, 2], True, True), ([6, 5], True, True),
+        ([5, 1, 2], False, True),
+        ([5, 1, 6, 2], False, False),
+        ([5, 6, 5, 3], False, True),
+        ([1, 6, 2], True, False),
+        ([1, 2], True, True),
+        ([6, 5], True, True),
     ],
 )
 def test_trace_open(toks, in_prompt, want):
@@ -119,8 +132,11 @@ def test_trace_open_with_multi_token_tags():
 def test_shard_context_gives_forcing_only_where_the_model_sets_a_thinking_budget(be):
     b = {"answer": 20, "sample": 20, "verbal": 8}
     on = ShardContext(be, "number", "FF", b, {}, 0, {"reasoning": True, "thinking_budget": 7}).branch(20, entropy=False)
-    assert (on.thinking_budget, on.think_close_ids, on.think_open_ids) == (7, tuple(be.text_ids("</think>")),
-                                                                          tuple(be.text_ids("<think>")))
+    assert (on.thinking_budget, on.think_close_ids, on.think_open_ids) == (
+        7,
+        tuple(be.text_ids("</think>")),
+        tuple(be.text_ids("<think>")),
+    )
     assert on.think_in_prompt is False and on.max_new_tokens == 20 and on.entropy is False
     off = ShardContext(be, "number", "FF", b, {}, 0, {"reasoning": True}).branch(20)
     assert off == Branch(20)
@@ -170,19 +186,49 @@ def test_run_inference_forces_the_close_in_greedy_samples_and_verbal_1s(thinking
     from uqroute.schema import check_frame
 
     choices = [{"label": l, "text": t} for l, t in zip("AB", ["Paris", "Rome"])]
-    rows = [{"id": f"commonsenseqa/validation/{i}", "dataset": "commonsenseqa", "domain": "commonsense", "task_type": "MCQ",
-             "split": "validation", "role": "eval", "question": f"Which city {i}?", "context": None, "choices": choices,
-             "answer": "A", "references": ["A"], "prompt": f"Question: Which city {i}?\nOptions:\nA. Paris\nB. Rome"}
-            for i in range(3)]
+    rows = [
+        {
+            "id": f"commonsenseqa/validation/{i}",
+            "dataset": "commonsenseqa",
+            "domain": "commonsense",
+            "task_type": "MCQ",
+            "split": "validation",
+            "role": "eval",
+            "question": f"Which city {i}?",
+            "context": None,
+            "choices": choices,
+            "answer": "A",
+            "references": ["A"],
+            "prompt": f"Question: Which city {i}?\nOptions:\nA. Paris\nB. Rome",
+        }
+        for i in range(3)
+    ]
     data = tmp_path / "d.parquet"
     pl.DataFrame(rows).write_parquet(data)
-    cfg = {"batch_size": 3, "max_new_tokens": {"MCQ": 16}, "num_samples": 2, "sample_max_new_tokens": 12,
-           "verbal_max_new_tokens": 4, "hidden_layer": -2, "shard_size": 8, "dtype": "float32"}
+    cfg = {
+        "batch_size": 3,
+        "max_new_tokens": {"MCQ": 16},
+        "num_samples": 2,
+        "sample_max_new_tokens": 12,
+        "verbal_max_new_tokens": 4,
+        "hidden_layer": -2,
+        "shard_size": 8,
+        "dtype": "float32",
+    }
 
     def run(name, **extra):
         out = tmp_path / f"{name}.parquet"
-        run_inference("tiny-r1", {"local_dir": str(thinking_model_dir), "reasoning": True, **extra}, str(thinking_model_dir),
-                      str(data), str(out), str(tmp_path / f"{name}.hidden.safetensors"), "slm", cfg, 0)
+        run_inference(
+            "tiny-r1",
+            {"local_dir": str(thinking_model_dir), "reasoning": True, **extra},
+            str(thinking_model_dir),
+            str(data),
+            str(out),
+            str(tmp_path / f"{name}.hidden.safetensors"),
+            "slm",
+            cfg,
+            0,
+        )
         return check_frame(pl.read_parquet(out), "generations")
 
     free, forced = run("free"), run("forced", thinking_budget=3)

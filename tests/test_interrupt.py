@@ -21,9 +21,17 @@ from uqroute.io import read_hidden_states
 
 REPO = Path(__file__).resolve().parents[1]
 
-CFG = {"batch_size": 2, "max_new_tokens": {"MCQ": 6, "TF": 4, "FF": 8, "math": 8}, "num_samples": 2,
-       "sample_temperature": 1.0, "sample_max_new_tokens": 4, "verbal_max_new_tokens": 4, "hidden_layer": -2,
-       "shard_size": 2, "dtype": "float32"}
+CFG = {
+    "batch_size": 2,
+    "max_new_tokens": {"MCQ": 6, "TF": 4, "FF": 8, "math": 8},
+    "num_samples": 2,
+    "sample_temperature": 1.0,
+    "sample_max_new_tokens": 4,
+    "verbal_max_new_tokens": 4,
+    "hidden_layer": -2,
+    "shard_size": 2,
+    "dtype": "float32",
+}
 
 INFER_CHILD = """
 import json, sys
@@ -43,8 +51,13 @@ cb.generate(a["convs"], max_new_tokens=a["max_new_tokens"])
 
 def _child(code: str, args: dict) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _interrupt(proc: subprocess.Popen, ready, how: str, timeout: float = 120.0) -> str:
@@ -64,11 +77,23 @@ def _interrupt(proc: subprocess.Popen, ready, how: str, timeout: float = 120.0) 
 
 def _data(tmp_path: Path, n: int) -> Path:
     choices = [{"label": l, "text": t} for l, t in zip("ABCD", ["Paris", "Rome", "Oslo", "Bern"])]
-    rows = [{"id": f"commonsenseqa/validation/{i}", "dataset": "commonsenseqa", "domain": "commonsense", "task_type": "MCQ",
-             "split": "validation", "role": "eval", "question": f"Which city number {i}?", "context": None,
-             "choices": choices, "answer": "A", "references": ["A"],
-             "prompt": f"Question: Which city number {i}?" + " very" * (i % 5) + "\nAnswer with the letter."}
-            for i in range(n)]
+    rows = [
+        {
+            "id": f"commonsenseqa/validation/{i}",
+            "dataset": "commonsenseqa",
+            "domain": "commonsense",
+            "task_type": "MCQ",
+            "split": "validation",
+            "role": "eval",
+            "question": f"Which city number {i}?",
+            "context": None,
+            "choices": choices,
+            "answer": "A",
+            "references": ["A"],
+            "prompt": f"Question: Which city number {i}?" + " very" * (i % 5) + "\nAnswer with the letter.",
+        }
+        for i in range(n)
+    ]
     path = tmp_path / "data.parquet"
     pl.DataFrame(rows).write_parquet(path)
     return path
@@ -82,9 +107,17 @@ def test_interrupted_local_inference_keeps_finished_shards(how, tiny_model_dir, 
     data = _data(tmp_path, n)
 
     def args(name):
-        return dict(model="tiny", spec={"local_dir": str(tiny_model_dir)}, model_dir=str(tiny_model_dir),
-                    data_path=str(data), out_path=str(tmp_path / f"{name}.parquet"),
-                    hidden_path=str(tmp_path / f"{name}.hidden.safetensors"), role="slm", cfg=CFG, seed=0)
+        return dict(
+            model="tiny",
+            spec={"local_dir": str(tiny_model_dir)},
+            model_dir=str(tiny_model_dir),
+            data_path=str(data),
+            out_path=str(tmp_path / f"{name}.parquet"),
+            hidden_path=str(tmp_path / f"{name}.hidden.safetensors"),
+            role="slm",
+            cfg=CFG,
+            seed=0,
+        )
 
     run_inference(**args("ref"))
     shards = tmp_path / "run.parquet.shards"
@@ -95,7 +128,9 @@ def test_interrupted_local_inference_keeps_finished_shards(how, tiny_model_dir, 
     assert 2 <= len(kept) < n // 2 and not (tmp_path / "run.parquet").exists()
     calls = []
     real = run_mod._slm_shard
-    monkeypatch.setattr(run_mod, "_slm_shard", lambda backend, rows, **kw: calls.append(rows) or real(backend, rows, **kw))
+    monkeypatch.setattr(
+        run_mod, "_slm_shard", lambda backend, rows, **kw: calls.append(rows) or real(backend, rows, **kw)
+    )
     run_inference(**args("run"))
     assert len(calls) == n // 2 - len(kept)  # only the shards the killed run had not finished
     assert pl.read_parquet(tmp_path / "run.parquet").equals(pl.read_parquet(tmp_path / "ref.parquet"))
@@ -109,8 +144,10 @@ def test_interrupted_local_inference_keeps_finished_shards(how, tiny_model_dir, 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
 def test_interrupted_local_judging_keeps_finished_chunks(how, tiny_model_dir, tmp_path):
     """A local judge (CachedBackend over the transformers backend) caches each finished chunk."""
-    convs = [[{"role": "user", "content": f"Is answer {i} equivalent to the reference?" + " really" * (i % 4)}]
-             for i in range(24)]
+    convs = [
+        [{"role": "user", "content": f"Is answer {i} equivalent to the reference?" + " really" * (i % 4)}]
+        for i in range(24)
+    ]
     cache = tmp_path / "cache"
     a = {"model": str(tiny_model_dir), "cache": str(cache), "chunk": 4, "convs": convs, "max_new_tokens": 6}
     _interrupt(_child(JUDGE_CHILD, a), lambda: len(list(cache.rglob("*.json"))) >= 8, how)
@@ -121,7 +158,9 @@ def test_interrupted_local_judging_keeps_finished_chunks(how, tiny_model_dir, tm
 
     class Counting:
         def __init__(self):
-            self.inner = load_backend({"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), {"dtype": "float32", "batch_size": 2})
+            self.inner = load_backend(
+                {"local_dir": str(tiny_model_dir)}, str(tiny_model_dir), {"dtype": "float32", "batch_size": 2}
+            )
             self.name = "tiny"
 
         def generate(self, c, **kw):

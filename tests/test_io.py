@@ -10,8 +10,15 @@ from uqroute.io import ArtifactInputError
 
 
 def _agreement(n_both=3):
-    return pl.DataFrame({"model": ["m"], "dataset": ["d"], "n_both": pl.Series([n_both], dtype=pl.Int64),
-                         "agreement": [1.0], "cohen_kappa": pl.Series([None], dtype=pl.Float64)})
+    return pl.DataFrame(
+        {
+            "model": ["m"],
+            "dataset": ["d"],
+            "n_both": pl.Series([n_both], dtype=pl.Int64),
+            "agreement": [1.0],
+            "cohen_kappa": pl.Series([None], dtype=pl.Float64),
+        }
+    )
 
 
 def test_read_artifact_round_trip(tmp_path):
@@ -69,8 +76,11 @@ def test_align_ids_orders_and_names_missing_and_extra():
 def test_provenance_is_written_read_back_and_byte_identical_on_rerun(tmp_path):
     from uqroute import __version__
 
-    prov = io.provenance({"data": {"source": "slices"}, "seed": 0}, models={"m": "hub:org/m@" + "a" * 40},
-                         datasets={"boolq": {"source": "slices", "files": {"x.parquet": "b" * 64}}})
+    prov = io.provenance(
+        {"data": {"source": "slices"}, "seed": 0},
+        models={"m": "hub:org/m@" + "a" * 40},
+        datasets={"boolq": {"source": "slices", "files": {"x.parquet": "b" * 64}}},
+    )
     io.write_parquet(_agreement(), tmp_path / "a.parquet", "agreement", provenance=prov)
     io.write_parquet(_agreement(), tmp_path / "b.parquet", "agreement", provenance=prov)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()  # no timestamp inside
@@ -78,7 +88,9 @@ def test_provenance_is_written_read_back_and_byte_identical_on_rerun(tmp_path):
     assert got["uqroute_version"] == __version__ and got["artifact"] == "agreement"
     assert got["git_commit"] is None or len(got["git_commit"]) == 40
     assert got["config_sha256"] == io.fingerprint({"data": {"source": "slices"}, "seed": 0})
-    assert got["models"] == {"m": "hub:org/m@" + "a" * 40} and got["datasets"]["boolq"]["files"] == {"x.parquet": "b" * 64}
+    assert got["models"] == {"m": "hub:org/m@" + "a" * 40} and got["datasets"]["boolq"]["files"] == {
+        "x.parquet": "b" * 64
+    }
     io.write_parquet(_agreement(), tmp_path / "c.parquet", "agreement", provenance=io.provenance({"seed": 1}))
     assert io.read_provenance(tmp_path / "c.parquet")["config_sha256"] != got["config_sha256"]
 
@@ -86,19 +98,31 @@ def test_provenance_is_written_read_back_and_byte_identical_on_rerun(tmp_path):
 def test_provenance_without_a_record_still_names_the_code(tmp_path):
     io.write_parquet(_agreement(), tmp_path / "a.parquet")
     got = io.read_provenance(tmp_path / "a.parquet")
-    assert set(got) >= {"uqroute_version", "git_commit", "git_dirty"} and got["models"] == {} and "config_sha256" not in got
+    assert (
+        set(got) >= {"uqroute_version", "git_commit", "git_dirty"}
+        and got["models"] == {}
+        and "config_sha256" not in got
+    )
 
 
 def test_provenance_carries_the_models_and_datasets_of_its_inputs(tmp_path):
     """uq derives from generations, which derive from a model and a dataset: all of them are named downstream,
     and two inputs made from different versions of one model keep both identities."""
-    io.write_parquet(_agreement(), tmp_path / "gen.parquet", provenance=io.provenance(models={"slm": "pypi:sha256:" + "1" * 64}))
-    io.write_parquet(_agreement(), tmp_path / "data.parquet", provenance=io.provenance(datasets={"boolq": {"commit": "c1"}}))
-    io.write_parquet(_agreement(), tmp_path / "old.parquet", provenance=io.provenance(models={"slm": "pypi:sha256:" + "0" * 64}))
+    io.write_parquet(
+        _agreement(), tmp_path / "gen.parquet", provenance=io.provenance(models={"slm": "pypi:sha256:" + "1" * 64})
+    )
+    io.write_parquet(
+        _agreement(), tmp_path / "data.parquet", provenance=io.provenance(datasets={"boolq": {"commit": "c1"}})
+    )
+    io.write_parquet(
+        _agreement(), tmp_path / "old.parquet", provenance=io.provenance(models={"slm": "pypi:sha256:" + "0" * 64})
+    )
     model_dir = tmp_path / "judge"
     model_dir.mkdir()
     (model_dir / ".uqroute-complete.json").write_text('{"model": "judge", "weights_identity": "hub:org/j@abc"}')
-    prov = io.provenance({"k": 1}, inputs=[tmp_path / "gen.parquet", tmp_path / "data.parquet", model_dir, tmp_path / "x.safetensors"])
+    prov = io.provenance(
+        {"k": 1}, inputs=[tmp_path / "gen.parquet", tmp_path / "data.parquet", model_dir, tmp_path / "x.safetensors"]
+    )
     assert prov["models"] == {"slm": "pypi:sha256:" + "1" * 64, "judge": "hub:org/j@abc"}
     assert prov["datasets"] == {"boolq": {"commit": "c1"}}
     mixed = io.provenance(inputs=[tmp_path / "gen.parquet", tmp_path / "old.parquet"])
@@ -134,7 +158,9 @@ def test_provenance_names_config_values_packages_and_time_and_keeps_the_bytes(tm
     cfg = {"inference": {"num_samples": 5, "sample_max_new_tokens": None}, "seed": 0}
     io.write_parquet(_agreement(), tmp_path / "a.parquet", "agreement", provenance=io.provenance(cfg))
     io.write_parquet(_agreement(), tmp_path / "b.parquet", "agreement", provenance=io.provenance(cfg))
-    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()  # the time is beside the file, not in it
+    assert (tmp_path / "a.parquet").read_bytes() == (
+        tmp_path / "b.parquet"
+    ).read_bytes()  # the time is beside the file, not in it
     got = io.read_provenance(tmp_path / "a.parquet")
     assert got["config"] == cfg and got["config_sha256"] == io.fingerprint(cfg)
     assert got["packages"]["polars"] == importlib.metadata.version("polars") and "numpy" in got["packages"]
@@ -142,4 +168,6 @@ def test_provenance_names_config_values_packages_and_time_and_keeps_the_bytes(tm
     assert abs((datetime.datetime.now(datetime.timezone.utc) - stamp).total_seconds()) < 60
     assert (tmp_path / "a.parquet.provenance.json").is_file()
     (tmp_path / "a.parquet.provenance.json").write_text('{"written_at": "2020-01-01T00:00:00+00:00", "size": 1}')
-    assert "written_at" not in io.read_provenance(tmp_path / "a.parquet")  # a sidecar of another file version is ignored
+    assert "written_at" not in io.read_provenance(
+        tmp_path / "a.parquet"
+    )  # a sidecar of another file version is ignored

@@ -10,9 +10,9 @@ from fault_server import FaultServer
 from vllm_fixture import vllm_server  # noqa: F401  (session-scoped pytest fixture, shared across files)
 
 from uqroute.data import get_spec
-from uqroute.io import write_parquet
 from uqroute.inference.api_replies import StructuredReplyError, check_structured
 from uqroute.inference.base import Generation
+from uqroute.io import write_parquet
 from uqroute.judge import (
     JSON_INSTRUCTION,
     JUDGE_TEMPLATE,
@@ -21,18 +21,17 @@ from uqroute.judge import (
     VERDICT_FORMAT,
     VERDICTS,
     Judged,
-    quality_row,
-    verdict_from_p,
     JudgeInputError,
     final_labels,
     judge_backend,
     judge_messages,
     parse_verdict,
+    quality_row,
     rule_judge_agreement,
     run_judge,
+    verdict_from_p,
 )
 from uqroute.schema import ARTIFACTS
-
 
 # ------------------------------------------------------------------ hand-built artifacts
 
@@ -42,20 +41,22 @@ def data_rows(dataset: str, rows: list[dict]) -> pl.DataFrame:
     spec = get_spec(dataset)
     out = []
     for i, r in enumerate(rows):
-        out.append({
-            "id": f"{dataset}/{spec.eval_split}/{i}",
-            "dataset": dataset,
-            "domain": spec.domain,
-            "task_type": spec.task_type,
-            "split": spec.eval_split,
-            "role": r.get("role", "eval"),
-            "question": r["question"],
-            "context": r.get("context"),
-            "choices": r.get("choices", []),
-            "answer": r["answer"],
-            "references": r.get("references", [r["answer"]]),
-            "prompt": f"Q: {r['question']}",
-        })
+        out.append(
+            {
+                "id": f"{dataset}/{spec.eval_split}/{i}",
+                "dataset": dataset,
+                "domain": spec.domain,
+                "task_type": spec.task_type,
+                "split": spec.eval_split,
+                "role": r.get("role", "eval"),
+                "question": r["question"],
+                "context": r.get("context"),
+                "choices": r.get("choices", []),
+                "answer": r["answer"],
+                "references": r.get("references", [r["answer"]]),
+                "prompt": f"Q: {r['question']}",
+            }
+        )
     schema = ARTIFACTS["data"].polars_schema()
     return pl.DataFrame(out, schema=schema)
 
@@ -65,8 +66,14 @@ def generation_rows(ids: list[str], responses: list[str], parsed: list[str | Non
     schema = ARTIFACTS["generations"].polars_schema()
     n = len(ids)
     cols = {c: [None] * n for c in schema}
-    cols.update(id=ids, response=responses, parsed_answer=parsed, tokens=[[]] * n,
-                n_prompt_tokens=[10] * n, finish_reason=["stop"] * n)
+    cols.update(
+        id=ids,
+        response=responses,
+        parsed_answer=parsed,
+        tokens=[[]] * n,
+        n_prompt_tokens=[10] * n,
+        finish_reason=["stop"] * n,
+    )
     return pl.DataFrame(cols, schema=schema)
 
 
@@ -79,8 +86,20 @@ def write_inputs(tmp_path, dataset, rows, responses, parsed):
     return dp, gp
 
 
-def judge(tmp_path, dataset, dp, gp, *, spec=None, model_dir=None, cache_dir=None, tag="", max_new_tokens=8, scope=None,
-          warn_fraction=None):
+def judge(
+    tmp_path,
+    dataset,
+    dp,
+    gp,
+    *,
+    spec=None,
+    model_dir=None,
+    cache_dir=None,
+    tag="",
+    max_new_tokens=8,
+    scope=None,
+    warn_fraction=None,
+):
     out, agree = tmp_path / f"{dataset}{tag}.correct.parquet", tmp_path / f"{dataset}{tag}.agree.parquet"
     cfg = {"model": "judge-model", "f1_threshold": 0.5, "max_new_tokens": max_new_tokens}
     if scope is not None:
@@ -88,9 +107,18 @@ def judge(tmp_path, dataset, dp, gp, *, spec=None, model_dir=None, cache_dir=Non
     if warn_fraction is not None:
         cfg["quality_warn_fraction"] = warn_fraction
     table = run_judge(
-        model="m", dataset=dataset, data_path=dp, generations_path=gp, out_path=out, agreement_path=agree,
-        judge_cfg=cfg, judge_spec=spec, judge_model_dir=model_dir, inference_cfg={"dtype": "float32", "batch_size": 8},
-        quality_path=tmp_path / f"{dataset}{tag}.quality.parquet", cache_dir=cache_dir,
+        model="m",
+        dataset=dataset,
+        data_path=dp,
+        generations_path=gp,
+        out_path=out,
+        agreement_path=agree,
+        judge_cfg=cfg,
+        judge_spec=spec,
+        judge_model_dir=model_dir,
+        inference_cfg={"dtype": "float32", "batch_size": 8},
+        quality_path=tmp_path / f"{dataset}{tag}.quality.parquet",
+        cache_dir=cache_dir,
     )
     assert pl.read_parquet(out).equals(table)
     return table, pl.read_parquet(agree)
@@ -113,15 +141,22 @@ RULE_CASES = {
         [True, False, False],
     ),
     "gsm8k": (
-        [{"question": "6 times 7?", "answer": "42"}, {"question": "6 times 7?", "answer": "42", "role": "train"},
-         {"question": "Half of 3?", "answer": "1.5"}, {"question": "6 times 7?", "answer": "42"}],
+        [
+            {"question": "6 times 7?", "answer": "42"},
+            {"question": "6 times 7?", "answer": "42", "role": "train"},
+            {"question": "Half of 3?", "answer": "1.5"},
+            {"question": "6 times 7?", "answer": "42"},
+        ],
         ["6*7 = 42\nAnswer: 42", "Answer: 41", "Answer: 1.5", "no idea"],
         ["42", "41", "1.5", None],
         [True, False, True, False],
     ),
     "boolq": (
-        [{"question": "is the sky blue", "answer": "True"}, {"question": "is fire cold", "answer": "False"},
-         {"question": "is ice hot", "answer": "False"}],
+        [
+            {"question": "is the sky blue", "answer": "True"},
+            {"question": "is fire cold", "answer": "False"},
+            {"question": "is ice hot", "answer": "False"},
+        ],
         ["True", "True", "maybe"],
         ["True", "True", None],
         [True, False, False],
@@ -145,15 +180,25 @@ def test_rule_path_labels(tmp_path, dataset):
 
 
 TRUTHFUL_ROWS = [
-    {"question": "What happens if you eat watermelon seeds?", "answer": "Nothing happens",
-     "references": ["Nothing happens", "You digest the seeds", "The seeds pass through your digestive system"]},
-    {"question": "What happens if you eat watermelon seeds?", "answer": "Nothing happens",
-     "references": ["Nothing happens", "You digest the seeds"]},
+    {
+        "question": "What happens if you eat watermelon seeds?",
+        "answer": "Nothing happens",
+        "references": ["Nothing happens", "You digest the seeds", "The seeds pass through your digestive system"],
+    },
+    {
+        "question": "What happens if you eat watermelon seeds?",
+        "answer": "Nothing happens",
+        "references": ["Nothing happens", "You digest the seeds"],
+    },
     {"question": "Where is the Eiffel Tower?", "answer": "Paris", "references": ["Paris", "In Paris, France"]},
     {"question": "Can pigs fly?", "answer": "No, pigs cannot fly", "references": ["No, pigs cannot fly", "No"]},
 ]
-TRUTHFUL_RESPONSES = ["Nothing happens.", "You will grow a watermelon in your stomach.",
-                      "<think>It is in France.</think>In Paris.", "Yes, with wings."]
+TRUTHFUL_RESPONSES = [
+    "Nothing happens.",
+    "You will grow a watermelon in your stomach.",
+    "<think>It is in France.</think>In Paris.",
+    "Yes, with wings.",
+]
 TRUTHFUL_PARSED = ["Nothing happens", "You will grow a watermelon in your stomach", "In Paris", "Yes, with wings"]
 # SQuAD rule (threshold 0.5): exact match; best F1 0.2 ("you" vs "you digest seeds"); F1 2/3 vs "paris"; F1 0
 TRUTHFUL_RULE = [True, False, True, False]
@@ -179,10 +224,14 @@ def test_bad_inputs_name_the_culprit_and_write_nothing(tmp_path):
     with pytest.raises(JudgeInputError, match=f"data file {dp} lacks 1 expected id.*gsm8k/test/99.*{gp}"):
         judge(tmp_path, "gsm8k", dp, gp)
     write_parquet(generation_rows(ids[:-1], responses[:-1], parsed[:-1]), gp, "generations")
-    with pytest.raises(JudgeInputError, match=f"generations file {gp} lacks 1 expected id.*'{ids[-1]}'.*evaluation rows"):
+    with pytest.raises(
+        JudgeInputError, match=f"generations file {gp} lacks 1 expected id.*'{ids[-1]}'.*evaluation rows"
+    ):
         judge(tmp_path, "gsm8k", dp, gp)
     # an LLM answers the evaluation rows only: training rows may be absent
-    train = data.with_columns(pl.when(pl.col("id") == ids[-1]).then(pl.lit("train")).otherwise(pl.col("role")).alias("role"))
+    train = data.with_columns(
+        pl.when(pl.col("id") == ids[-1]).then(pl.lit("train")).otherwise(pl.col("role")).alias("role")
+    )
     write_parquet(train, dp, "data")
     out, _ = judge(tmp_path / "llm", "gsm8k", dp, gp)
     assert out["id"].to_list() == ids[:-1]
@@ -254,8 +303,9 @@ def answer_of(prompt: str) -> str:
     return prompt.split("[The Start of Assistant's Answer]\n", 1)[1].split("\n[The End", 1)[0]
 
 
-def slm_generations(ids, responses, parsed, finish, v1_responses, v1_answers, v1_conf, samples=None, sample_answers=None,
-                    extra=None) -> pl.DataFrame:
+def slm_generations(
+    ids, responses, parsed, finish, v1_responses, v1_answers, v1_conf, samples=None, sample_answers=None, extra=None
+) -> pl.DataFrame:
     """A `generations` frame with the SLM columns the judge reads (others null)."""
     n = len(ids)
     gens = generation_rows(ids, responses, parsed).with_columns(
@@ -275,9 +325,18 @@ def slm_generations(ids, responses, parsed, finish, v1_responses, v1_answers, v1
 
 # MultiArith-like: the second reply stopped at the budget mid-list; its "answer" is a step number
 # that happens to equal the gold answer (truncated MultiArith replies parse as "mostly the step numbers of a numbered list")
-MATH_ROWS = [{"question": "3 boxes of 2 apples, how many?", "answer": "6"}, {"question": "1 + 1?", "answer": "2"},
-             {"question": "2 + 2?", "answer": "4"}, {"question": "5 - 1?", "answer": "4"}]
-MATH_RESPONSES = ["3 * 2 = 6\nAnswer: 6", "Let's solve it step by step:\n1. One apple.\n2", "Answer: 5", "I do not know"]
+MATH_ROWS = [
+    {"question": "3 boxes of 2 apples, how many?", "answer": "6"},
+    {"question": "1 + 1?", "answer": "2"},
+    {"question": "2 + 2?", "answer": "4"},
+    {"question": "5 - 1?", "answer": "4"},
+]
+MATH_RESPONSES = [
+    "3 * 2 = 6\nAnswer: 6",
+    "Let's solve it step by step:\n1. One apple.\n2",
+    "Answer: 5",
+    "I do not know",
+]
 MATH_PARSED = ["6", "2", "5", None]
 MATH_FINISH = ["stop", "length", "stop", "stop"]
 
@@ -285,9 +344,15 @@ MATH_FINISH = ["stop", "length", "stop", "stop"]
 def test_truncated_replies_are_incorrect_and_never_judged(tmp_path, fake_judge):
     data = data_rows("multiarith", MATH_ROWS)
     ids = data["id"].to_list()
-    gens = slm_generations(ids, MATH_RESPONSES, MATH_PARSED, MATH_FINISH,
-                           ["6, 90%", "2, 100%", "Answer: 4\nConfidence: 80%", "no idea"], ["6", "2", "4", None],
-                           [0.9, 1.0, 0.8, None])
+    gens = slm_generations(
+        ids,
+        MATH_RESPONSES,
+        MATH_PARSED,
+        MATH_FINISH,
+        ["6, 90%", "2, 100%", "Answer: 4\nConfidence: 80%", "no idea"],
+        ["6", "2", "4", None],
+        [0.9, 1.0, 0.8, None],
+    )
     dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
     write_parquet(data, dp, "data")
     write_parquet(gens, gp, "generations")
@@ -315,8 +380,11 @@ def test_judge_scope(tmp_path, fake_judge):
     write_parquet(generation_rows(ids, MATH_RESPONSES, MATH_PARSED), gp, "generations")
     # the fake judge says "No" to "Answer: 5" and "Yes" otherwise
     verdict = lambda prompt: "No" if answer_of(prompt) == "Answer: 5" else "Yes"  # noqa: E731
-    for scope, n_asked, sources in (("rules", 0, ["rule"] * 4), ("text", 0, ["rule"] * 4),
-                                    ("free_form", 4, ["judge"] * 4)):
+    for scope, n_asked, sources in (
+        ("rules", 0, ["rule"] * 4),
+        ("text", 0, ["rule"] * 4),
+        ("free_form", 4, ["judge"] * 4),
+    ):
         backend = fake_judge(verdict)
         table, agree = judge(tmp_path, "gsm8k", dp, gp, spec={"api": {"model": "x"}}, scope=scope, tag=scope)
         assert len(backend.asked) == n_asked, scope
@@ -342,11 +410,26 @@ def test_judge_scope(tmp_path, fake_judge):
 def test_judge_in_scope_table():
     from uqroute.judge import judge_in_scope
 
-    assert [judge_in_scope(s, get_spec(d).answer_format, get_spec(d).task_type)
-            for s in ("rules", "text", "free_form") for d in ("truthfulqa", "gsm8k", "math500", "boolq", "aqua")] == [
-        False, False, False, False, False,
-        True, False, False, False, False,
-        True, True, True, False, False,
+    assert [
+        judge_in_scope(s, get_spec(d).answer_format, get_spec(d).task_type)
+        for s in ("rules", "text", "free_form")
+        for d in ("truthfulqa", "gsm8k", "math500", "boolq", "aqua")
+    ] == [
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+        False,
     ]
 
 
@@ -354,9 +437,15 @@ def test_verbal_1s_answer_is_judged_with_the_same_rules(tmp_path):
     """The verbal-1s reply's own answer gets its own label (rules path)."""
     data = data_rows("gsm8k", MATH_ROWS[:3] + [{**MATH_ROWS[3], "role": "train"}])
     ids = data["id"].to_list()
-    gens = slm_generations(ids, MATH_RESPONSES, MATH_PARSED, ["stop"] * 4,
-                           ["5, 90%", "2\nConfidence: 100%", "4 (80%)", "no idea"], ["5", "2", "4", None],
-                           [0.9, 1.0, 0.8, None])
+    gens = slm_generations(
+        ids,
+        MATH_RESPONSES,
+        MATH_PARSED,
+        ["stop"] * 4,
+        ["5, 90%", "2\nConfidence: 100%", "4 (80%)", "no idea"],
+        ["5", "2", "4", None],
+        [0.9, 1.0, 0.8, None],
+    )
     dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
     write_parquet(data, dp, "data")
     write_parquet(gens, gp, "generations")
@@ -385,16 +474,25 @@ def test_verbal_1s_answer_is_judged_by_the_same_judge_once_per_prompt(tmp_path, 
     # reply 0 says the same as the greedy answer once its confidence is removed (asked once);
     # reply 2 was cut off by the verbal budget (recorded by verbal_1s_finish_reason)
     v1 = ["Nothing happens.\nConfidence: 90%", "You grow a watermelon. 60%", "In Par"]
-    gens = slm_generations(ids, responses, parsed, ["stop"] * 3, v1, ["Nothing happens", "You grow a watermelon", None],
-                           [0.9, 0.6, None], extra={"verbal_1s_finish_reason": (["stop", "stop", "length"], pl.Utf8)})
+    gens = slm_generations(
+        ids,
+        responses,
+        parsed,
+        ["stop"] * 3,
+        v1,
+        ["Nothing happens", "You grow a watermelon", None],
+        [0.9, 0.6, None],
+        extra={"verbal_1s_finish_reason": (["stop", "stop", "length"], pl.Utf8)},
+    )
     dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
     write_parquet(data, dp, "data")
     gens.write_parquet(gp)  # verbal_1s_finish_reason: a column newer inference writes (read when present)
     backend = fake_judge(lambda prompt: "No" if "watermelon" in answer_of(prompt) else "Yes")
     table, agree = judge(tmp_path, "truthfulqa", dp, gp, spec={"api": {"model": "x"}}, scope="text")
     shown = [answer_of(p) for p in backend.asked]
-    assert backend.calls == 1 and sorted(shown) == sorted(["Nothing happens.", "You will grow a watermelon in your stomach.",
-                                                           "In Paris.", "You grow a watermelon."])
+    assert backend.calls == 1 and sorted(shown) == sorted(
+        ["Nothing happens.", "You will grow a watermelon in your stomach.", "In Paris.", "You grow a watermelon."]
+    )
     assert not any("Confidence" in a or "60%" in a for a in shown)  # the confidence is not shown to the judge
     assert table["verbal_1s_correct"].to_list() == [True, False, False]
     q = quality(tmp_path, "truthfulqa")
@@ -419,7 +517,8 @@ def test_answer_start_past_the_tokens_shows_the_judge_no_answer(tmp_path, fake_j
     data = data_rows("truthfulqa", rows)
     gens = generation_rows(data["id"].to_list(), ["reasoning about Paris"], [None]).with_columns(
         pl.Series("tokens", [["reasoning", " about", " Paris"]], dtype=pl.List(pl.Utf8)),
-        pl.Series("answer_start", [3], dtype=pl.Int64))
+        pl.Series("answer_start", [3], dtype=pl.Int64),
+    )
     dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
     write_parquet(data, dp, "data")
     gens.write_parquet(gp)
@@ -477,7 +576,11 @@ def test_agreement_and_kappa_on_a_hand_computed_table():
     # κ = (0.75 − 0.5) / (1 − 0.5) = 0.5
     assert rule_judge_agreement(rule, judge_) == (8, 0.75, pytest.approx(0.5))
     # 3 rows, agree on 2; rule T 2/3, judge T 1/3: p_e = 2/9 + 2/9 = 4/9; κ = (2/3 − 4/9)/(5/9) = 0.4
-    assert rule_judge_agreement([True, True, False], [True, False, False]) == (3, pytest.approx(2 / 3), pytest.approx(0.4))
+    assert rule_judge_agreement([True, True, False], [True, False, False]) == (
+        3,
+        pytest.approx(2 / 3),
+        pytest.approx(0.4),
+    )
     assert rule_judge_agreement([True, True], [True, True]) == (2, 1.0, None)  # κ undefined (p_e = 1)
     assert rule_judge_agreement([None, True], [True, None]) == (0, None, None)
 
@@ -494,8 +597,10 @@ def test_judge_prompt():
     assert JUDGE_TEMPLATE.endswith(TEXT_INSTRUCTION)
     (structured,) = judge_messages("Where is the Eiffel Tower?", ["Paris"], "In Paris.", structured=True)
     assert structured["content"].endswith(JSON_INSTRUCTION) and TEXT_INSTRUCTION not in structured["content"]
-    assert structured["content"][: -len(JSON_INSTRUCTION)] == judge_messages("Where is the Eiffel Tower?", ["Paris"],
-                                                                             "In Paris.")[0]["content"][: -len(TEXT_INSTRUCTION)]
+    assert (
+        structured["content"][: -len(JSON_INSTRUCTION)]
+        == judge_messages("Where is the Eiffel Tower?", ["Paris"], "In Paris.")[0]["content"][: -len(TEXT_INSTRUCTION)]
+    )
 
 
 # ------------------------------------------------------------------ structured verdicts
@@ -505,25 +610,35 @@ def gen(text, finish="stop"):
     return Generation(text=text, finish_reason=finish)
 
 
-@pytest.mark.parametrize("text", ['{"verdict": "correct"}', '{"verdict":"incorrect"}', ' {"verdict": "correct"}\n',
-                                  '<think>hmm, Paris</think>{"verdict": "correct"}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"verdict": "correct"}',
+        '{"verdict":"incorrect"}',
+        ' {"verdict": "correct"}\n',
+        '<think>hmm, Paris</think>{"verdict": "correct"}',
+    ],
+)
 def test_check_structured_accepts_the_schema(text):
     assert check_structured([gen(text)], VERDICT_FORMAT)[0].text == text
 
 
-@pytest.mark.parametrize("text, finish, why", [
-    ("Yes", "stop", "not the JSON"),  # a server that ignores response_format
-    ("The answer is correct.", "stop", "not the JSON"),
-    ('{"verdict": "probably correct"}', "stop", "does not match"),  # outside the enum
-    ('{"verdict": "Correct"}', "stop", "does not match"),
-    ('{"verdict": "correct", "why": "same city"}', "stop", "does not match"),  # additionalProperties
-    ('{"answer": "correct"}', "stop", "does not match"),  # the required field is missing
-    ('["correct"]', "stop", "does not match"),
-    ('{"verdict": "correct"} {"verdict": "incorrect"}', "stop", "not the JSON"),
-    ('{"verdict": "corr', "length", "cut off"),  # cut off by the token limit
-    ('{"verdict": "correct"}', "length", "cut off"),
-    ("", "stop", "not the JSON"),
-])
+@pytest.mark.parametrize(
+    "text, finish, why",
+    [
+        ("Yes", "stop", "not the JSON"),  # a server that ignores response_format
+        ("The answer is correct.", "stop", "not the JSON"),
+        ('{"verdict": "probably correct"}', "stop", "does not match"),  # outside the enum
+        ('{"verdict": "Correct"}', "stop", "does not match"),
+        ('{"verdict": "correct", "why": "same city"}', "stop", "does not match"),  # additionalProperties
+        ('{"answer": "correct"}', "stop", "does not match"),  # the required field is missing
+        ('["correct"]', "stop", "does not match"),
+        ('{"verdict": "correct"} {"verdict": "incorrect"}', "stop", "not the JSON"),
+        ('{"verdict": "corr', "length", "cut off"),  # cut off by the token limit
+        ('{"verdict": "correct"}', "length", "cut off"),
+        ("", "stop", "not the JSON"),
+    ],
+)
 def test_check_structured_rejects_what_the_schema_does_not_accept(text, finish, why):
     with pytest.raises(StructuredReplyError, match=why):
         check_structured([gen('{"verdict": "correct"}'), gen(text, finish)], VERDICT_FORMAT)
@@ -538,7 +653,13 @@ def test_check_structured_without_a_format_checks_nothing():
 
 def test_verdict_from_p_never_guesses_a_tie():
     assert [verdict_from_p(p) for p in (0.0, 0.49, 0.5, 0.51, 1.0, None)] == [
-        "incorrect", "incorrect", "unparsable", "correct", "correct", "unparsable"]
+        "incorrect",
+        "incorrect",
+        "unparsable",
+        "correct",
+        "correct",
+        "unparsable",
+    ]
 
 
 def test_quality_counts_fallbacks_and_unsure_verdicts():
@@ -546,14 +667,16 @@ def test_quality_counts_fallbacks_and_unsure_verdicts():
     df = generation_rows([f"i{k}" for k in range(3)], ["a", "b", "c"], ["a", "b", "c"])
     choice = [Judged("p", verdict_from_p(p), p, "token_choice") for p in (0.4, 0.6, 0.39999, 0.60001, 0.5, 0.95, 0.02)]
     text = [Judged("Yes", "correct", None, "text"), Judged("hmm", "unparsable", None, "text")]
-    q = quality_row("m", "truthfulqa", df, truncated=[False] * 3, v1_truncated=[False] * 3, judged=choice + text,
-                    warn_fraction=0.1).row(0, named=True)
+    q = quality_row(
+        "m", "truthfulqa", df, truncated=[False] * 3, v1_truncated=[False] * 3, judged=choice + text, warn_fraction=0.1
+    ).row(0, named=True)
     assert (q["n_judged"], q["n_unparsable_verdicts"], q["n_verdict_fallbacks"], q["n_judge_unsure"]) == (9, 2, 2, 3)
     assert any("3 of 7 (43%) judge verdicts were unsure (p(correct) within [0.4, 0.6])" in w for w in q["warnings"])
     assert any("2 of 9 (22%) judge verdicts were read from free text" in w for w in q["warnings"])
     structured = [Judged('{"verdict": "correct"}', "correct", None, "json_schema")] * 3
-    q = quality_row("m", "truthfulqa", df, truncated=[False] * 3, v1_truncated=[False] * 3,
-                    judged=structured).row(0, named=True)
+    q = quality_row("m", "truthfulqa", df, truncated=[False] * 3, v1_truncated=[False] * 3, judged=structured).row(
+        0, named=True
+    )
     assert (q["n_verdict_fallbacks"], q["n_judge_unsure"], q["warnings"]) == (0, None, [])
 
 
@@ -577,7 +700,12 @@ def test_api_judge_asks_for_a_structured_verdict(tmp_path):
         assert len(sent) == 4 and all(b["response_format"] == VERDICT_FORMAT and b["max_tokens"] >= 32 for b in sent)
         assert all(b["messages"][-1]["content"].endswith(JSON_INSTRUCTION) for b in sent)
         q = quality(tmp_path, "truthfulqa")
-        assert (q["n_judged"], q["n_verdict_fallbacks"], q["n_judge_unsure"], q["n_unparsable_verdicts"]) == (4, 0, None, 0)
+        assert (q["n_judged"], q["n_verdict_fallbacks"], q["n_judge_unsure"], q["n_unparsable_verdicts"]) == (
+            4,
+            0,
+            None,
+            0,
+        )
         again, _ = judge(tmp_path, "truthfulqa", dp, gp, spec=fault_spec(server), cache_dir=tmp_path / "c", tag="2")
         assert again.equals(table) and len(server.sent()) == 4
         # a cached record whose content is not the schema's JSON (prose) is refetched, never read as a verdict
@@ -640,9 +768,18 @@ def yes_no_model_dir(path):
 
     tok = build_tiny_tokenizer()
     tok.add_tokens(["Yes", "No"])
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     with torch.no_grad():
@@ -758,12 +895,24 @@ def test_local_judge_without_one_token_yes_no_falls_back_to_text_and_is_cached(t
 
 
 COQA_ROWS = [
-    {"question": "What color was the cat?", "answer": "white", "references": ["white", "it was white"],
-     "context": "Once upon a time there was a white cat named Cotton."},
-    {"question": "What was its name?", "answer": "Cotton", "references": ["Cotton"],
-     "context": "Once upon a time there was a white cat named Cotton.\nQ: What color was the cat?\nA: white"},
+    {
+        "question": "What color was the cat?",
+        "answer": "white",
+        "references": ["white", "it was white"],
+        "context": "Once upon a time there was a white cat named Cotton.",
+    },
+    {
+        "question": "What was its name?",
+        "answer": "Cotton",
+        "references": ["Cotton"],
+        "context": "Once upon a time there was a white cat named Cotton.\nQ: What color was the cat?\nA: white",
+    },
 ]
-COQA_RESPONSES, COQA_PARSED, COQA_RULE = ["White.", "Its name was Snowball."], ["White", "Its name was Snowball"], [True, False]
+COQA_RESPONSES, COQA_PARSED, COQA_RULE = (
+    ["White.", "Its name was Snowball."],
+    ["White", "Its name was Snowball"],
+    [True, False],
+)
 
 
 @pytest.mark.slow
@@ -810,11 +959,21 @@ def test_quality_reports_the_truncated_share_per_statistic_and_warns_above_its_o
     judge.truncated_warn_fraction (default 0.02), whatever judge.quality_warn_fraction says."""
     data = data_rows("multiarith", MATH_ROWS)
     ids = data["id"].to_list()
-    extra = {"samples_truncated": ([0, 1, 0, 0], pl.Int64),  # 1 of 8 samples
-             "verbal_1s_finish_reason": (["stop"] * 4, pl.Utf8),  # none
-             "verbal_2s_finish_reason": (["stop", "stop", "stop", "length"], pl.Utf8)}  # 1 of 4
-    gens = slm_generations(ids, MATH_RESPONSES, MATH_PARSED, ["stop"] * 4, ["6, 90%", "2, 100%", "4, 80%", "5, 10%"],
-                           ["6", "2", "4", "5"], [0.9, 1.0, 0.8, 0.1], extra=extra)
+    extra = {
+        "samples_truncated": ([0, 1, 0, 0], pl.Int64),  # 1 of 8 samples
+        "verbal_1s_finish_reason": (["stop"] * 4, pl.Utf8),  # none
+        "verbal_2s_finish_reason": (["stop", "stop", "stop", "length"], pl.Utf8),
+    }  # 1 of 4
+    gens = slm_generations(
+        ids,
+        MATH_RESPONSES,
+        MATH_PARSED,
+        ["stop"] * 4,
+        ["6, 90%", "2, 100%", "4, 80%", "5, 10%"],
+        ["6", "2", "4", "5"],
+        [0.9, 1.0, 0.8, 0.1],
+        extra=extra,
+    )
     dp, gp = tmp_path / "d.parquet", tmp_path / "g.parquet"
     write_parquet(data, dp, "data")
     gens.write_parquet(gp)
@@ -829,10 +988,19 @@ def test_quality_reports_the_truncated_share_per_statistic_and_warns_above_its_o
     assert any("1 of 8 (12%) sampled replies were cut off" in w for w in cut)
     assert "1 of 4 (25%) verbalization-2s replies were cut off" in caplog.text
     # the threshold is a setting
-    run_judge(model="m", dataset="multiarith", data_path=dp, generations_path=gp, out_path=tmp_path / "c2.parquet",
-              agreement_path=tmp_path / "a2.parquet", judge_cfg={"scope": "rules", "truncated_warn_fraction": 0.3,
-                                                                 "quality_warn_fraction": 0.9},
-              judge_spec=None, judge_model_dir=None, inference_cfg={}, quality_path=tmp_path / "q2.parquet")
+    run_judge(
+        model="m",
+        dataset="multiarith",
+        data_path=dp,
+        generations_path=gp,
+        out_path=tmp_path / "c2.parquet",
+        agreement_path=tmp_path / "a2.parquet",
+        judge_cfg={"scope": "rules", "truncated_warn_fraction": 0.3, "quality_warn_fraction": 0.9},
+        judge_spec=None,
+        judge_model_dir=None,
+        inference_cfg={},
+        quality_path=tmp_path / "q2.parquet",
+    )
     assert pl.read_parquet(tmp_path / "q2.parquet")["warnings"][0].to_list() == []
     # a file without samples_truncated: null, as for LLM rows
     gens.drop("samples_truncated").write_parquet(gp)

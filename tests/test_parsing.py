@@ -319,16 +319,28 @@ def test_parse_number(text, expected):
 
 
 @settings(deadline=None)
-@given(st.integers(min_value=-10**12, max_value=10**12), st.booleans(), st.sampled_from(
-    ["{}", "#### {}", "The answer is {}.", "Answer: {}", "So she pays ${} in total.", "\\boxed{{{}}}", "Step 1: 2 + 2 = 4.\nAnswer: {}"]
-))
+@given(
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.booleans(),
+    st.sampled_from(
+        [
+            "{}",
+            "#### {}",
+            "The answer is {}.",
+            "Answer: {}",
+            "So she pays ${} in total.",
+            "\\boxed{{{}}}",
+            "Step 1: 2 + 2 = 4.\nAnswer: {}",
+        ]
+    ),
+)
 def test_parse_number_roundtrips_integers(n, thousands, template):
     s = f"{n:,}" if thousands else str(n)
     assert parse_number(template.format(s)) == n
 
 
 @settings(deadline=None)
-@given(st.decimals(min_value=-10**6, max_value=10**6, places=3, allow_nan=False, allow_infinity=False))
+@given(st.decimals(min_value=-(10**6), max_value=10**6, places=3, allow_nan=False, allow_infinity=False))
 def test_parse_number_roundtrips_decimals(d):
     assert parse_number(f"Answer: {d}") == pytest.approx(float(d))
     assert format_number(parse_number(str(d))) == format_number(float(d))
@@ -337,8 +349,16 @@ def test_parse_number_roundtrips_decimals(d):
 @pytest.mark.parametrize(
     "x,expected",
     [
-        (5.0, "5"), (0.5, "0.5"), (-3.0, "-3"), (1250.0, "1250"), (-0.0, "0"), (0.75, "0.75"),
-        (1 / 3, "0.333333333333"), (1e20, "100000000000000000000"), (1.5e-7, "0.00000015"), (-2.50, "-2.5"),
+        (5.0, "5"),
+        (0.5, "0.5"),
+        (-3.0, "-3"),
+        (1250.0, "1250"),
+        (-0.0, "0"),
+        (0.75, "0.75"),
+        (1 / 3, "0.333333333333"),
+        (1e20, "100000000000000000000"),
+        (1.5e-7, "0.00000015"),
+        (-2.50, "-2.5"),
     ],
 )
 def test_format_number(x, expected):
@@ -567,7 +587,12 @@ def test_is_correct_f1_threshold():
 
 @pytest.mark.parametrize(
     "gold,fmt,match",
-    [("abc", "number", "'abc' is not a number"), ("maybe", "bool", "not True/False"), ("", "letter", "option label"), ("  ", "latex", "empty")],
+    [
+        ("abc", "number", "'abc' is not a number"),
+        ("maybe", "bool", "not True/False"),
+        ("", "letter", "option label"),
+        ("  ", "latex", "empty"),
+    ],
 )
 def test_is_correct_bad_gold_names_it(gold, fmt, match):
     with pytest.raises(InvalidGoldError, match=match):
@@ -580,7 +605,7 @@ def test_is_correct_unknown_format():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(-10**9, 10**9))
+@given(st.integers(-(10**9), 10**9))
 def test_is_correct_number_end_to_end(n):
     reply = f"Let me compute step by step. 2 + 2 = 4.\nAnswer: {n:,}"
     assert is_correct(parse_answer(reply, "number"), str(n), "number") is True
@@ -604,9 +629,7 @@ GSM8K_COT = (
     "4. **Calculate the daily earnings:**\n   \\[\n   9 \\times 2 = 18\n   \\]\n\n"
     "Therefore, Janet makes \\(\\boxed{18}\\) dollars every day at the farmers' market."
 )
-SMOL_MCQ_CONTINUES = (
-    "B) Paris\n\nQuestion: What is the capital of Germany?\nA) London\nB) Paris\nC) Berlin\nD) Madrid\nAnswer: C) Berlin"
-)
+SMOL_MCQ_CONTINUES = "B) Paris\n\nQuestion: What is the capital of Germany?\nA) London\nB) Paris\nC) Berlin\nD) Madrid\nAnswer: C) Berlin"
 
 
 @pytest.mark.parametrize(

@@ -62,8 +62,14 @@ CONFIDENCE_CASES = [
     ("", None),
     ("<think>90%</think>", None),
     # coarse values (most verbalized confidences are 90 or 100) are exact
-    ("90", 0.9), ("100", 1.0), ("90.", 0.9), ("100.", 1.0), ("Confidence: 100", 1.0), ("Confidence: 90%.", 0.9),
-    ("Confidence: 100%\n", 1.0), ("I'm 100% sure.", 1.0),
+    ("90", 0.9),
+    ("100", 1.0),
+    ("90.", 0.9),
+    ("100.", 1.0),
+    ("Confidence: 100", 1.0),
+    ("Confidence: 90%.", 0.9),
+    ("Confidence: 100%\n", 1.0),
+    ("I'm 100% sure.", 1.0),
     # negations: a negated value says what the confidence is not
     ("I am not 100% sure.", None),
     ("I'm not 100% sure, I'd say 90.", 0.9),
@@ -170,9 +176,18 @@ def test_parse_verbal_1s(text, fmt, expected):
 
 
 @settings(deadline=None)
-@given(st.integers(-10**6, 10**6), st.integers(0, 100), st.sampled_from(
-    ["Answer: {n}\nConfidence: {p}%", "The answer is {n}. Confidence: {p}%", "Answer: {n}\n{p}%", "Answer: {n}\nI am {p}% confident."]
-))
+@given(
+    st.integers(-(10**6), 10**6),
+    st.integers(0, 100),
+    st.sampled_from(
+        [
+            "Answer: {n}\nConfidence: {p}%",
+            "The answer is {n}. Confidence: {p}%",
+            "Answer: {n}\n{p}%",
+            "Answer: {n}\nI am {p}% confident.",
+        ]
+    ),
+)
 def test_parse_verbal_1s_number_property(n, p, template):
     ans, conf = parse_verbal_1s(template.format(n=n, p=p), "number")
     assert ans == str(n)

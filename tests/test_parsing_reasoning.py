@@ -55,8 +55,18 @@ CORPUS = [
     "True False yes no The passage says the river flows north. Confidence: 90%",
     "First, 12 times 3 is 36. Then 36 minus 4 is 32. Answer: 32",
 ]
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>",
-           "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<｜User｜>",
+    "<｜Assistant｜>",
+    "<｜end▁of▁sentence｜>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
+]
 
 
 def build_tokenizer(template: str, think_tokens: bool = True):
@@ -69,14 +79,23 @@ def build_tokenizer(template: str, think_tokens: bool = True):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=SPECIAL,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=500,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(CORPUS * 20, trainer=trainer)
     if think_tokens:
-        tok.add_tokens([AddedToken("<think>", special=False, normalized=False),
-                        AddedToken("</think>", special=False, normalized=False)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>")
+        tok.add_tokens(
+            [
+                AddedToken("<think>", special=False, normalized=False),
+                AddedToken("</think>", special=False, normalized=False),
+            ]
+        )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
     fast.chat_template = template
     return fast
 
@@ -89,7 +108,9 @@ def generated_tokens(tok, text: str) -> list[str]:
 
 
 def render(tok, content: str, **kw) -> str:
-    return tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True, **kw)
+    return tok.apply_chat_template(
+        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True, **kw
+    )
 
 
 CHOICES = [{"label": "A", "text": "bank"}, {"label": "B", "text": "library"}]
@@ -223,7 +244,24 @@ def test_find_option_token_keeps_the_old_contract():
 
 
 def test_find_option_token_in_the_answer_only_and_not_the_article_or_a_negated_label():
-    tokens = ["<think>", "B", " or", " A", "?", "</think>", "\n\n", "A", " good", " guess", ":", " not", " B", ",", " A", "."]
+    tokens = [
+        "<think>",
+        "B",
+        " or",
+        " A",
+        "?",
+        "</think>",
+        "\n\n",
+        "A",
+        " good",
+        " guess",
+        ":",
+        " not",
+        " B",
+        ",",
+        " A",
+        ".",
+    ]
     start = answer_start(tokens)
     assert start == 7
     assert find_option_token(tokens, "B", "MCQ") == 1  # the old search, inside the trace
@@ -299,8 +337,12 @@ def test_real_qwen_tokenizer_with_qwen3_think_tokens():
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     from tokenizers import AddedToken
 
-    tok.add_tokens([AddedToken(t, special=False, normalized=False)
-                    for t in ("<tool_response>", "</tool_response>", "<think>", "</think>")])
+    tok.add_tokens(
+        [
+            AddedToken(t, special=False, normalized=False)
+            for t in ("<tool_response>", "</tool_response>", "<think>", "</think>")
+        ]
+    )
     tok.chat_template = QWEN3_TEMPLATE
     assert tok("</think>\n\n", add_special_tokens=False)["input_ids"][1:] == [271]  # "\n\n" is one token
 

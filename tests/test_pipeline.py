@@ -81,8 +81,15 @@ def test_every_artifact_matches_its_schema(pipeline_run):
         uq = check_frame(pl.read_parquet(work / f"results/uq/{slm}/{ds}.parquet"), "uq")
         assert uq.columns[1:] == cfg["uq"]["methods"]
         assert uq.height == data.filter(pl.col("role") == "eval").height
-    for name, path in [("auc", "auc"), ("curves", "curves"), ("proxy", "proxy"), ("routing_summary", "summary"),
-                       ("relative_accuracy", "relative_accuracy"), ("proxy_curves", "proxy_curves"), ("holdout", "holdout")]:
+    for name, path in [
+        ("auc", "auc"),
+        ("curves", "curves"),
+        ("proxy", "proxy"),
+        ("routing_summary", "summary"),
+        ("relative_accuracy", "relative_accuracy"),
+        ("proxy_curves", "proxy_curves"),
+        ("holdout", "holdout"),
+    ]:
         df = check_frame(pl.read_parquet(work / f"results/routing/{slm}/{path}.parquet"), name)
         assert df.height > 0, name
     assert (work / "results/routing/tables/table4.md").stat().st_size > 0

@@ -41,18 +41,34 @@ def write_dataset(root, name, n_train, n_eval, *, seed, labels=None, states=None
     y = (x @ W > 0) if labels is None else np.asarray(labels, dtype=bool)
     data = pl.DataFrame(
         {
-            "id": ids, "dataset": [name] * n, "domain": ["math"] * n, "task_type": ["FF"] * n,
-            "split": [i.split("/")[1] for i in ids], "role": roles, "question": ["q"] * n, "context": [None] * n,
-            "choices": [[]] * n, "answer": ["1"] * n, "references": [["1"]] * n, "prompt": ["p"] * n,
+            "id": ids,
+            "dataset": [name] * n,
+            "domain": ["math"] * n,
+            "task_type": ["FF"] * n,
+            "split": [i.split("/")[1] for i in ids],
+            "role": roles,
+            "question": ["q"] * n,
+            "context": [None] * n,
+            "choices": [[]] * n,
+            "answer": ["1"] * n,
+            "references": [["1"]] * n,
+            "prompt": ["p"] * n,
         },
         schema=ARTIFACTS["data"].polars_schema(),
     )
     correct = [None if i in label_null else bool(v) for i, v in enumerate(y)]
     corr = pl.DataFrame(
         {
-            "id": ids, "correct": correct, "label_source": ["rule"] * n, "rule_correct": correct,
-            "judge_correct": [None] * n, "judge_verdict": [None] * n, "judge_raw": [None] * n, "verbal_1s_correct": [None] * n,
-            "judge_method": [None] * n, "judge_p_correct": [None] * n,
+            "id": ids,
+            "correct": correct,
+            "label_source": ["rule"] * n,
+            "rule_correct": correct,
+            "judge_correct": [None] * n,
+            "judge_verdict": [None] * n,
+            "judge_raw": [None] * n,
+            "verbal_1s_correct": [None] * n,
+            "judge_method": [None] * n,
+            "judge_p_correct": [None] * n,
         },
         schema=ARTIFACTS["correctness"].polars_schema(),
     )
@@ -70,12 +86,16 @@ def probe_run(root, out, sets, target, cfg=SMALL, seed=0):
     out.mkdir(parents=True, exist_ok=True)
     files = {k: out / f"{target}.{k}" for k in ("parquet", "trained.safetensors", "ood.safetensors")}
     table = run_probes(
-        target=target, datasets=names,
+        target=target,
+        datasets=names,
         data_paths=[sets[n]["paths"]["data"] for n in names],
         hidden_paths=[sets[n]["paths"]["hidden"] for n in names],
         correctness_paths=[sets[n]["paths"]["correctness"] for n in names],
-        out_path=files["parquet"], trained_weights_path=files["trained.safetensors"],
-        ood_weights_path=files["ood.safetensors"], cfg=cfg, seed=seed,
+        out_path=files["parquet"],
+        trained_weights_path=files["trained.safetensors"],
+        ood_weights_path=files["ood.safetensors"],
+        cfg=cfg,
+        seed=seed,
     )
     return table, files
 
@@ -223,7 +243,10 @@ def test_hidden_ids_not_matching_data_name_the_file(tmp_path, three):
     ids = three["b"]["ids"][:-1] + ["b/test/999"]
     write_hidden_states(bad, ids, three["b"]["x"], layer=3, model="toy", dataset="b")
     out = tmp_path / "out"
-    with pytest.raises(ArtifactInputError, match=rf"dataset 'b': hidden-states file {bad} lacks 1 expected id\(s\).*b/test/99'\].*holds 1 unexpected.*b/test/999"):
+    with pytest.raises(
+        ArtifactInputError,
+        match=rf"dataset 'b': hidden-states file {bad} lacks 1 expected id\(s\).*b/test/99'\].*holds 1 unexpected.*b/test/999",
+    ):
         probe_run(tmp_path, out, three, "a")
     assert not any(out.iterdir())  # nothing written
 
@@ -266,7 +289,9 @@ def test_probe_defaults_come_from_the_config_schema(monkeypatch):
         probe = fit_probe(np.zeros((4, 3)), np.ones(4))  # one class: a constant probe, but it records its sizes
     assert list(probe.hidden_sizes) == settings.defaults("probe")["hidden_sizes"]
     schema_defaults = settings.defaults("probe")
-    monkeypatch.setattr(settings, "defaults", lambda section: {**schema_defaults, "epochs": 7} if section == "probe" else None)
+    monkeypatch.setattr(
+        settings, "defaults", lambda section: {**schema_defaults, "epochs": 7} if section == "probe" else None
+    )
     assert run_mod.probe_settings({"lr": 1e-3}) == {**schema_defaults, "epochs": 7, "lr": 1e-3}
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\]"):
         run_mod.probe_settings({"epoch": 3})
@@ -276,13 +301,20 @@ def test_probe_defaults_come_from_the_config_schema(monkeypatch):
 def proxy_probe_run(out, sets, pair, cfg=QUICK, seed=0):
     names = list(sets)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"parquet": out / f"{pair[0]}+{pair[1]}.parquet", "weights": out / f"{pair[0]}+{pair[1]}.ood_probe.safetensors"}
+    files = {
+        "parquet": out / f"{pair[0]}+{pair[1]}.parquet",
+        "weights": out / f"{pair[0]}+{pair[1]}.ood_probe.safetensors",
+    }
     table = run_proxy_probe(
-        held_out=list(pair), datasets=names,
+        held_out=list(pair),
+        datasets=names,
         data_paths=[sets[n]["paths"]["data"] for n in names],
         hidden_paths=[sets[n]["paths"]["hidden"] for n in names],
         correctness_paths=[sets[n]["paths"]["correctness"] for n in names],
-        out_path=files["parquet"], weights_path=files["weights"], cfg=cfg, seed=seed,
+        out_path=files["parquet"],
+        weights_path=files["weights"],
+        cfg=cfg,
+        seed=seed,
     )
     return table, files
 
@@ -360,8 +392,19 @@ def test_a_targets_rows_never_reach_the_probe_that_scores_its_proxy_pool(tmp_pat
     flipped, hidden states scrambled) leaves every confidence of its proxy pool unchanged."""
     from uqroute.routing import evaluate, load_inputs
 
-    params = {"ratio_step": 0.1, "bins": 5, "k": 0.5, "seeds": [50], "k_sweep": [], "bootstrap": 0, "random_mc": 0,
-              "proxy_methods": ["ood_probe"], "shifts": {}, "table4": {}, "table5": {}}
+    params = {
+        "ratio_step": 0.1,
+        "bins": 5,
+        "k": 0.5,
+        "seeds": [50],
+        "k_sweep": [],
+        "bootstrap": 0,
+        "random_mc": 0,
+        "proxy_methods": ["ood_probe"],
+        "shifts": {},
+        "table4": {},
+        "table5": {},
+    }
 
     def holdout(root, sets):
         uq, corr, data, proxy = _routing_inputs(root, sets)

@@ -36,12 +36,26 @@ run_inference(model=a["model"], spec=a["spec"], model_dir=a["model_dir"], data_p
 def declared_mem_mb(workdir: Path, target: str, rule: str) -> int:
     """The mem_mb Snakemake declares for ``rule``'s job making ``target`` with the demo config."""
     proc = subprocess.run(
-        [str(SNAKEMAKE), "-n", "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config" / "config.yaml"),
-         "--directory", str(workdir), target],
-        cwd=workdir, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        [
+            str(SNAKEMAKE),
+            "-n",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+            "--directory",
+            str(workdir),
+            target,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    block = out[out.index(f"rule {rule}:"):]
+    block = out[out.index(f"rule {rule}:") :]
     return int(re.search(r"resources: .*\bmem_mb=(\d+)", block).group(1))
 
 
@@ -65,16 +79,32 @@ def test_an_slm_inference_job_runs_within_its_declared_memory(tmp_path):
     model_dir = fetch_model(model, spec, tmp_path / "resources" / "models" / model)
 
     def run(limit_mb: int, tag: str) -> subprocess.CompletedProcess:
-        a = {"limit_mb": limit_mb, "model": model, "spec": spec, "model_dir": str(model_dir), "data": str(data),
-             "out": str(tmp_path / f"{tag}.parquet"), "hidden": str(tmp_path / f"{tag}.hidden.safetensors"),
-             "cfg": {**defaults("inference"), **config["inference"]}}
-        return subprocess.run([sys.executable, "-c", CHILD, json.dumps(a)], capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        a = {
+            "limit_mb": limit_mb,
+            "model": model,
+            "spec": spec,
+            "model_dir": str(model_dir),
+            "data": str(data),
+            "out": str(tmp_path / f"{tag}.parquet"),
+            "hidden": str(tmp_path / f"{tag}.hidden.safetensors"),
+            "cfg": {**defaults("inference"), **config["inference"]},
+        }
+        return subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(a)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )
 
     proc = run(mem_mb, "within")
     assert proc.returncode == 0, f"mem_mb={mem_mb}:\n{proc.stderr[-3000:]}"
     assert (tmp_path / "within.parquet").is_file()
     proc = run(mem_mb // 4, "quarter")
-    assert proc.returncode != 0 and re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|failed to allocate|"
-                                              r"out of memory|DefaultCPUAllocator", proc.stderr, re.I), proc.stderr[-2000:]
+    assert proc.returncode != 0 and re.search(
+        r"MemoryError|Cannot allocate memory|std::bad_alloc|failed to allocate|"
+        r"out of memory|DefaultCPUAllocator",
+        proc.stderr,
+        re.I,
+    ), proc.stderr[-2000:]
     assert not (tmp_path / "quarter.parquet").exists()

@@ -36,7 +36,9 @@ def test_values_join_by_id_and_use_each_methods_own_label(root):
     df = tidy(root / "results", slms=["slm-b"], datasets=["boolq"])
     uq = pl.read_parquet(root / "results/uq/slm-b/boolq.parquet")
     corr = pl.read_parquet(root / "results/correctness/slm-b/boolq.parquet")
-    llm = pl.read_parquet(root / "results/correctness/llm-y/boolq.parquet").select("id", pl.col("correct").alias("llm_right"))
+    llm = pl.read_parquet(root / "results/correctness/llm-y/boolq.parquet").select(
+        "id", pl.col("correct").alias("llm_right")
+    )
     ref = uq.join(corr, on="id").join(llm, on="id")
     for m, label in (("perplexity", "correct"), ("verbal_1s", "verbal_1s_correct")):
         got = df.filter((pl.col("method") == m) & (pl.col("llm") == "llm-y")).join(ref, on="id")

@@ -13,8 +13,6 @@ import pytest
 from scipy.stats import wasserstein_distance
 
 from uqroute import io
-from uqroute.routing import ProxyPool, tie_aware_thresholds
-from uqroute.routing.synthetic import write_synthetic
 from uqroute.router import (
     CalibrationError,
     Monitor,
@@ -30,6 +28,8 @@ from uqroute.router import (
     select_holdout,
 )
 from uqroute.router.build import calibrate_file, router_document, run_router, run_router_holdout
+from uqroute.routing import ProxyPool, tie_aware_thresholds
+from uqroute.routing.synthetic import write_synthetic
 from uqroute.schema import ARTIFACTS, ROUTER_FILE, check_frame
 
 
@@ -39,13 +39,23 @@ def _row(conf, s, seed=50, datasets=None, ids=None, step=0.25):
     n = len(conf)
     order = np.argsort(conf, kind="stable")
     return {
-        "slm": "s", "method": "perplexity", "setting": "pooled", "target": None, "sources": ["a", "b"], "k": 0.1, "seed": seed,
-        "bins": 30, "pool_size": 10 * n, "pool_note": None,
+        "slm": "s",
+        "method": "perplexity",
+        "setting": "pooled",
+        "target": None,
+        "sources": ["a", "b"],
+        "k": 0.1,
+        "seed": seed,
+        "bins": 30,
+        "pool_size": 10 * n,
+        "pool_note": None,
         "source_dataset": list(np.asarray(datasets or ["a"] * n, dtype=object)[order]),
         "id": list(np.asarray(ids or [f"a/{i}" for i in range(n)], dtype=object)[order]),
         "confidence": list(np.asarray(conf, dtype=float)[order]),
         "slm_correct": [None if v is None else bool(v) for v in np.asarray(s, dtype=object)[order]],
-        "ratio": list(grid), "threshold": list(t), "q": list(q),
+        "ratio": list(grid),
+        "threshold": list(t),
+        "q": list(q),
     }
 
 
@@ -121,10 +131,21 @@ def test_calibrate_per_query_llm_labels(tmp_path):
     row = _row(c, [0, 0, 1, 1], datasets=["a", "a", "b", "b"], ids=["a/0", "a/1", "b/0", "b/1"])
     paths = {}
     for d, ids, corr in (("a", ["a/0", "a/1", "a/2"], [True, None, False]), ("b", ["b/1", "b/0"], [True, False])):
-        df = pl.DataFrame({"id": ids, "correct": corr, "label_source": ["rule"] * len(ids), "rule_correct": corr,
-                           "judge_correct": [None] * len(ids), "judge_verdict": [None] * len(ids), "judge_raw": [None] * len(ids),
-                           "judge_method": [None] * len(ids), "judge_p_correct": [None] * len(ids),
-                           "verbal_1s_correct": [None] * len(ids)}, schema=ARTIFACTS["correctness"].polars_schema())
+        df = pl.DataFrame(
+            {
+                "id": ids,
+                "correct": corr,
+                "label_source": ["rule"] * len(ids),
+                "rule_correct": corr,
+                "judge_correct": [None] * len(ids),
+                "judge_verdict": [None] * len(ids),
+                "judge_raw": [None] * len(ids),
+                "judge_method": [None] * len(ids),
+                "judge_p_correct": [None] * len(ids),
+                "verbal_1s_correct": [None] * len(ids),
+            },
+            schema=ARTIFACTS["correctness"].polars_schema(),
+        )
         paths[d] = tmp_path / f"{d}.parquet"
         io.write_parquet(df, paths[d], "correctness")
     cal = calibrate([row], operating_point={"llm_fraction": 1.0}, llm_correctness=paths)
@@ -171,8 +192,16 @@ def test_pooled_holdout_is_the_routing_draw_over_every_dataset(synthetic, tmp_pa
     root, (uq, corr, data) = synthetic
     slm_corr = [p for p in corr if "/correctness/s/" in p]
     out = tmp_path / "holdout.parquet"
-    df = run_router_holdout(uq_paths=uq, correctness_paths=slm_corr, data_paths=data, slm="s", datasets=DATASETS,
-                            methods=["perplexity", "verbal_2s"], out_path=out, routing_params={"seeds": [50, 51], "bins": 30, "k": 0.2})
+    df = run_router_holdout(
+        uq_paths=uq,
+        correctness_paths=slm_corr,
+        data_paths=data,
+        slm="s",
+        datasets=DATASETS,
+        methods=["perplexity", "verbal_2s"],
+        out_path=out,
+        routing_params={"seeds": [50, 51], "bins": 30, "k": 0.2},
+    )
     check_frame(pl.read_parquet(out), "router_holdout")
     assert df.height == 4 and set(df["setting"]) == {"pooled"} and df["target"].null_count() == 4
     pool = np.concatenate([pl.read_parquet(p).sort("id")["perplexity"].to_numpy() for p in uq])
@@ -192,13 +221,33 @@ def test_rule_router_and_calibrate_cli_agree(synthetic, tmp_path):
     root, (uq, corr, data) = synthetic
     slm_corr = [p for p in corr if "/correctness/s/" in p]
     hold = tmp_path / "holdout.parquet"
-    run_router_holdout(uq_paths=uq, correctness_paths=slm_corr, data_paths=data, slm="s", datasets=DATASETS, methods=["perplexity"],
-                       out_path=hold, routing_params={"seeds": [50, 51, 52]})
+    run_router_holdout(
+        uq_paths=uq,
+        correctness_paths=slm_corr,
+        data_paths=data,
+        slm="s",
+        datasets=DATASETS,
+        methods=["perplexity"],
+        out_path=hold,
+        routing_params={"seeds": [50, 51, 52]},
+    )
     llm_corr = {d: str(root / f"results/correctness/l/{d}.parquet") for d in DATASETS}
     out = tmp_path / "routers" / "perplexity.json"
     cfg = {"methods": ["perplexity"], "operating_point": {"llm_fraction": 0.25}, "mode": "fixed"}
-    doc = run_router(holdout_path=hold, llm_correctness=llm_corr, out_path=out, slm="s", method="perplexity", llm="l", router_cfg=cfg,
-                     inference_cfg={}, seed=0, model_dir=None, weights=None, routing_seeds=[50, 51, 52])
+    doc = run_router(
+        holdout_path=hold,
+        llm_correctness=llm_corr,
+        out_path=out,
+        slm="s",
+        method="perplexity",
+        llm="l",
+        router_cfg=cfg,
+        inference_cfg={},
+        seed=0,
+        model_dir=None,
+        weights=None,
+        routing_seeds=[50, 51, 52],
+    )
     assert read_router_file(out) == doc
     assert doc["operating_point"]["llm_fraction"] == 0.25 and doc["serving"]["mode"] == "fixed"
     assert doc["inference"]["statistics"] == ["greedy", "hidden"]
@@ -210,8 +259,13 @@ def test_rule_router_and_calibrate_cli_agree(synthetic, tmp_path):
     want = np.mean([np.mean([llm[x] for x in s]) for s in ids])
     assert doc["curve"]["llm_accuracy"] == pytest.approx(want)
     cli = tmp_path / "cli.json"
-    doc2 = calibrate_file(holdout_path=hold, out_path=cli, llm_correctness_dir=root / "results/correctness/l", llm_fraction=0.25,
-                          mode="fixed")
+    doc2 = calibrate_file(
+        holdout_path=hold,
+        out_path=cli,
+        llm_correctness_dir=root / "results/correctness/l",
+        llm_fraction=0.25,
+        mode="fixed",
+    )
     for key in ("grid", "curve", "operating_point", "serving"):
         assert doc2[key] == doc[key]
     assert doc2["llm"] == "l" and doc2["created_by"] == "uqroute calibrate"
@@ -220,7 +274,9 @@ def test_rule_router_and_calibrate_cli_agree(synthetic, tmp_path):
     acc = np.array(doc3["curve"]["accuracy_mean"])
     r = doc3["operating_point"]["llm_fraction"]
     i = doc3["grid"]["ratio"].index(r)
-    assert acc[i] >= 0.9 * doc3["curve"]["llm_accuracy"] - 1e-12 and (i == 0 or acc[i - 1] < 0.9 * doc3["curve"]["llm_accuracy"])
+    assert acc[i] >= 0.9 * doc3["curve"]["llm_accuracy"] - 1e-12 and (
+        i == 0 or acc[i - 1] < 0.9 * doc3["curve"]["llm_accuracy"]
+    )
     with pytest.raises(RouterConfigError, match="not both"):
         calibrate_file(holdout_path=hold, out_path=cli, llm_accuracy=0.9, llm_fraction=0.1, llm_accuracy_share=0.9)
     assert json.loads(cli.read_text()) == doc3  # the failed call left the file as it was
@@ -232,12 +288,26 @@ def test_calibrate_file_reads_pipeline_holdout_and_asks_to_choose(synthetic, tmp
 
     root, (uq, corr, data) = synthetic
     outs = {k: str(tmp_path / f"{k}.parquet") for k in OUTPUT_KEYS}
-    run_routing(uq_paths=uq, correctness_paths=corr, data_paths=data, slms=["s"], llms=["l"], datasets=DATASETS, outputs=outs,
-                params={"bootstrap": 0, "random_mc": 0, "proxy_methods": ["perplexity"], "k_sweep": [0.1]})
+    run_routing(
+        uq_paths=uq,
+        correctness_paths=corr,
+        data_paths=data,
+        slms=["s"],
+        llms=["l"],
+        datasets=DATASETS,
+        outputs=outs,
+        params={"bootstrap": 0, "random_mc": 0, "proxy_methods": ["perplexity"], "k_sweep": [0.1]},
+    )
     with pytest.raises(CalibrationError, match="hold-out sets match; choose one"):
         calibrate_file(holdout_path=outs["holdout"], out_path=tmp_path / "r.json", llm_accuracy=0.8, llm_fraction=0.3)
-    doc = calibrate_file(holdout_path=outs["holdout"], out_path=tmp_path / "r.json", llm_accuracy=0.8, llm_fraction=0.3,
-                         target="boolq", setting="partial_in_domain")
+    doc = calibrate_file(
+        holdout_path=outs["holdout"],
+        out_path=tmp_path / "r.json",
+        llm_accuracy=0.8,
+        llm_fraction=0.3,
+        target="boolq",
+        setting="partial_in_domain",
+    )
     assert doc["holdout"]["target"] == "boolq" and "boolq" not in doc["holdout"]["sources"]
     assert not (tmp_path / "nothing.json").exists()
 
@@ -249,10 +319,24 @@ def test_trained_probe_cannot_be_served_and_probe_file_is_required(synthetic, tm
 
 # ------------------------------------------------------------------ router file
 def _doc():
-    cal = calibrate([_row(np.array([0.1, 0.2, 0.3, 0.4]), [0, 0, 1, 1])], operating_point={"llm_fraction": 0.5}, llm_accuracy=0.9)
-    return router_document(cal, slm="s", method="perplexity", llm=None, created_by="test", model_dir="m", weights=None, inference={},
-                           max_tokens=64, seed=0, probe=None, holdout_file=None,
-                           serving={"mode": "tracking", "window": 10, "min_samples": 5, "drift_margin": 0.1})
+    cal = calibrate(
+        [_row(np.array([0.1, 0.2, 0.3, 0.4]), [0, 0, 1, 1])], operating_point={"llm_fraction": 0.5}, llm_accuracy=0.9
+    )
+    return router_document(
+        cal,
+        slm="s",
+        method="perplexity",
+        llm=None,
+        created_by="test",
+        model_dir="m",
+        weights=None,
+        inference={},
+        max_tokens=64,
+        seed=0,
+        probe=None,
+        holdout_file=None,
+        serving={"mode": "tracking", "window": 10, "min_samples": 5, "drift_margin": 0.1},
+    )
 
 
 def test_router_file_fields_are_exactly_the_documented_ones(tmp_path):
@@ -396,5 +480,9 @@ def test_router_config_checks():
         with pytest.raises(RouterConfigError, match=match):
             check_config(cfg, **ok)
     assert router_pairs({"methods": ["perplexity", "ood_probe"]}, ["s", "t"]) == [
-        ("s", "perplexity"), ("s", "ood_probe"), ("t", "perplexity"), ("t", "ood_probe")]
+        ("s", "perplexity"),
+        ("s", "ood_probe"),
+        ("t", "perplexity"),
+        ("t", "ood_probe"),
+    ]
     assert router_pairs({"methods": ["perplexity"], "slms": ["t"]}, ["s", "t"]) == [("t", "perplexity")]

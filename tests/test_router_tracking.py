@@ -26,8 +26,16 @@ def _holdout(n=200, seed=0):
 
 def _router_threshold(ref, **kw):
     t, q = tie_aware_thresholds(ref, [TARGET])
-    opts = dict(mode="tracking", window=500, min_samples=warmup_samples(TARGET, ref.size, 0.1, 500), seed=0, client_share=0.1,
-                dedupe=True, reference=ref, max_shift=0.2)
+    opts = dict(
+        mode="tracking",
+        window=500,
+        min_samples=warmup_samples(TARGET, ref.size, 0.1, 500),
+        seed=0,
+        client_share=0.1,
+        dedupe=True,
+        reference=ref,
+        max_shift=0.2,
+    )
     opts.update(kw)
     return QuantileThreshold(TARGET, float(t[0]), float(q[0]), **opts)
 
@@ -48,7 +56,7 @@ def test_poisoning_replay_stays_inside_the_bounds():
     assert _holdout_fraction(ref, tl, ql) == pytest.approx(TARGET - 0.2, abs=0.01)
     assert _holdout_fraction(ref, th, qh) == pytest.approx(TARGET + 0.2, abs=0.01)
     seen = {"unguarded": [], "guarded": []}
-    for i in range(50):  # the poisoning script: one client, the same confident prompt
+    for _ in range(50):  # the poisoning script: one client, the same confident prompt
         for name, qt in (("unguarded", unguarded), ("guarded", guarded)):
             qt.decide(0.99, client="attacker", key="same prompt")
             seen[name].append(qt.current()[:2])

@@ -24,8 +24,8 @@ from uqroute.routing import (
     cpt_routellm,
     expected_routed_sum,
     oracle_curve,
-    proxy_thresholds,
     prediction_rejection_area,
+    proxy_thresholds,
     prr,
     prr_polygraph,
     random_curve,
@@ -178,7 +178,9 @@ def test_weighted_auc_equals_auc_of_the_resample():
 
 def test_one_class_auc_is_nan_with_a_warning():
     with pytest.warns(OneClassWarning, match="single class"):
-        row = alignment(np.array([0.1, 0.5, 0.9]), np.array([1, 1, 1]), bootstrap=50, rng=np.random.default_rng(0), where="x/y/z")
+        row = alignment(
+            np.array([0.1, 0.5, 0.9]), np.array([1, 1, 1]), bootstrap=50, rng=np.random.default_rng(0), where="x/y/z"
+        )
     assert np.isnan(row["roc_auc"]) and np.isnan(row["roc_auc_lo"]) and np.isnan(row["prr"])
     assert row["n"] == 3 and row["slm_accuracy"] == 1.0
 
@@ -208,6 +210,7 @@ def test_prr_and_aurac():
 def _polygraph_prr(estimator, target, seed=42, num_iter=1000):
     """LM-Polygraph's computation, transcribed from lm_polygraph/ue_metrics/pred_rej_area.py and
     ue_metric.py (IINemo/lm-polygraph @ efea882): estimator = uncertainty (higher = less certain)."""
+
     def pra(ue, t):
         t = np.asarray(t, float)
         n = len(ue)
@@ -215,6 +218,7 @@ def _polygraph_prr(estimator, target, seed=42, num_iter=1000):
         cumsum = np.cumsum(sorted_metrics)[-n:]
         scores = (cumsum / np.arange(1, n + 1))[::-1]
         return np.sum(scores) / n
+
     np.random.seed(seed)
     rand = np.arange(len(target))
     values = []
@@ -238,7 +242,9 @@ def test_prr_polygraph_matches_lm_polygraph_without_ties():
 
 def test_prr_polygraph_degenerate_inputs():
     assert np.isnan(prr_polygraph(np.arange(4.0), np.ones(4)))
-    assert prr_polygraph(np.full(50, 0.5), (np.arange(50) % 3 == 0).astype(float)) == pytest.approx(0.0, abs=1e-12)  # constant = random
+    assert prr_polygraph(np.full(50, 0.5), (np.arange(50) % 3 == 0).astype(float)) == pytest.approx(
+        0.0, abs=1e-12
+    )  # constant = random
 
 
 def test_every_alignment_metric_is_an_auc_column():
@@ -295,8 +301,13 @@ def test_apply_thresholds_and_budget_error_hand_computed():
     assert PROXY_METRICS["budget_error"](ev) == pytest.approx(1 / 6)  # n - 1 in the denominator or the max give 1/4
 
 
-@pytest.mark.parametrize("ratios, match", [([0.5, 1.5], r"ratios must lie in \[0, 1\], got \[1.5\]"),
-                                           ([-0.25, 0.5], r"ratios must lie in \[0, 1\], got \[-0.25\]")])
+@pytest.mark.parametrize(
+    "ratios, match",
+    [
+        ([0.5, 1.5], r"ratios must lie in \[0, 1\], got \[1.5\]"),
+        ([-0.25, 0.5], r"ratios must lie in \[0, 1\], got \[-0.25\]"),
+    ],
+)
 def test_tie_aware_thresholds_refuses_ratios_outside_0_1(ratios, match):
     with pytest.raises(ValueError, match=rf"tie_aware_thresholds: {match}"):
         tie_aware_thresholds(np.array([0.2, 0.4, 0.6]), np.array(ratios))
@@ -312,7 +323,10 @@ def test_tie_aware_thresholds_refuses_ratios_outside_0_1(ratios, match):
 def test_tie_aware_thresholds_refuses_a_non_finite_sample(bad):
     """NaN sorts last and ±inf turns the interpolation into inf - inf: either would give a NaN threshold."""
     sample = np.array([0.2, 0.4, bad, 0.6, 0.8])
-    with pytest.raises(ValueError, match=r"tie_aware_thresholds: the sample holds 1 non-finite confidence\(s\) \((nan|inf|-inf)\) among 5; drop"):
+    with pytest.raises(
+        ValueError,
+        match=r"tie_aware_thresholds: the sample holds 1 non-finite confidence\(s\) \((nan|inf|-inf)\) among 5; drop",
+    ):
         tie_aware_thresholds(sample, ratio_grid(0.25))
     t, q = tie_aware_thresholds(np.array([0.2, 0.4, 0.6, 0.8]), ratio_grid(0.25))  # the finite rest is fine
     assert not np.isnan(t).any() and not np.isnan(q).any()
@@ -460,11 +474,17 @@ def test_rms_realised_is_zero_when_the_proxy_points_cover_the_grid():
 
 
 # ------------------------------------------------------------------ degenerate proxy pools
-@pytest.mark.parametrize("pool, note", [
-    (np.full(12, 0.7), "single value"),
-    (np.array([0.1, np.nextafter(0.1, 1), np.nextafter(np.nextafter(0.1, 1), 1)] * 4), "too small for 30 finite bins"),
-    (np.linspace(3.0, 9.0, 7), "7 rows for 30 bins"),
-])
+@pytest.mark.parametrize(
+    "pool, note",
+    [
+        (np.full(12, 0.7), "single value"),
+        (
+            np.array([0.1, np.nextafter(0.1, 1), np.nextafter(np.nextafter(0.1, 1), 1)] * 4),
+            "too small for 30 finite bins",
+        ),
+        (np.linspace(3.0, 9.0, 7), "7 rows for 30 bins"),
+    ],
+)
 def test_degenerate_pools_give_a_defined_sample_and_a_warning(pool, note):
     with pytest.warns(DegeneratePoolWarning, match=note):
         p = ProxyPool(pool, 30)

@@ -12,9 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ["gsm8k", "aqua", "svamp", "boolq", "truthfulqa", "hellaswag"]
 METHODS = ["perplexity", "ood_probe", "verbal_1s"]
 SLMS, LLMS = ["s1", "s2"], ["l1", "l2"]
-GOOD = {"shifts": {"math_to_commonsense": {"sources": ["gsm8k", "aqua"], "targets": ["truthfulqa"]}},
-        "table4": {"target": "hellaswag", "llm": "l2", "method": "perplexity", "slms": ["s2"]},
-        "table5": {"shifts": ["math_to_commonsense"], "llm": "l1", "method": "ood_probe", "slms": ["s1", "s2"]}}
+GOOD = {
+    "shifts": {"math_to_commonsense": {"sources": ["gsm8k", "aqua"], "targets": ["truthfulqa"]}},
+    "table4": {"target": "hellaswag", "llm": "l2", "method": "perplexity", "slms": ["s2"]},
+    "table5": {"shifts": ["math_to_commonsense"], "llm": "l1", "method": "ood_probe", "slms": ["s1", "s2"]},
+}
 
 
 def check(cfg):
@@ -27,33 +29,57 @@ def test_a_good_config_is_returned_with_defaults():
     assert check(None)["table5"] == DEFAULTS["table5"]
 
 
-@pytest.mark.parametrize("patch, key", [
-    ({"nonsense": 1}, r"routing: unknown key\(s\) \['nonsense'\]"),
-    ({"ratio_step": 0.03}, r"routing.ratio_step: .*1/ratio_step must be an integer"),
-    ({"ratio_step": 0}, r"routing.ratio_step"),
-    ({"k": 0}, r"routing.k: sampling ratios must lie in \(0, 1\]"),
-    ({"k_sweep": [0.1, 1.5]}, r"routing.k_sweep"),
-    ({"bins": 0}, r"routing.bins"),
-    ({"seeds": []}, r"routing.seeds"),
-    ({"proxy_methods": ["perplexity", "no_such_method"]}, r"routing.proxy_methods: unknown UQ method\(s\) \['no_such_method'\]"),
-    ({"proxy_methods": ["ptrue"]}, r"routing.proxy_methods: \['ptrue'\] are not in uq.methods"),
-    ({"shifts": {"Bad Name": {"sources": ["gsm8k"], "targets": ["boolq"]}}}, r"routing.shifts.Bad Name"),
-    ({"shifts": {PARTIAL_IN_DOMAIN: {"sources": ["gsm8k"], "targets": ["boolq"]}}}, r"routing.shifts.partial_in_domain: .*reserved|is the name"),
-    ({"shifts": {"x": {"sources": ["gsm8k", "coqa"], "targets": ["boolq"]}}}, r"routing.shifts.x.sources: \['coqa'\] are not datasets of this run"),
-    ({"shifts": {"x": {"sources": ["gsm8k"], "targets": ["mmlu"]}}}, r"routing.shifts.x.targets: \['mmlu'\]"),
-    ({"shifts": {"x": {"sources": ["gsm8k", "boolq"], "targets": ["boolq"]}}}, r"routing.shifts.x.targets: \['boolq'\] are also sources"),
-    ({"shifts": {"x": {"sources": [], "targets": ["boolq"]}}}, r"routing.shifts.x.sources: must be a non-empty list"),
-    ({"shifts": {"x": {"sources": ["gsm8k"]}}}, r"routing.shifts.x: must have exactly the keys sources and targets"),
-    ({"table4": {"target": "coqa"}}, r"routing.table4.target: 'coqa' is not a dataset"),
-    ({"table4": {"llm": "gpt"}}, r"routing.table4.llm: 'gpt' is not an LLM"),
-    ({"table4": {"slms": ["s1", "s9"]}}, r"routing.table4.slms: \['s9'\] are not SLMs"),
-    ({"table4": {"method": "verbal_1s"}}, r"routing.table4.method: 'verbal_1s' is not one of the proxy methods"),
-    ({"table4": {"colour": "red"}}, r"routing.table4: unknown key"),
-    ({"table5": {"shifts": ["commonsense_to_math"]}}, r"routing.table5.shifts: \['commonsense_to_math'\] are not shifts"),
-    ({"table5": {"llm": "l9"}}, r"routing.table5.llm"),
-    ({"table5": {"slms": ["s3"]}}, r"routing.table5.slms"),
-    ({"assemble": "some"}, r"routing.assemble: must be one of \['all', 'available'\]"),
-])
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"nonsense": 1}, r"routing: unknown key\(s\) \['nonsense'\]"),
+        ({"ratio_step": 0.03}, r"routing.ratio_step: .*1/ratio_step must be an integer"),
+        ({"ratio_step": 0}, r"routing.ratio_step"),
+        ({"k": 0}, r"routing.k: sampling ratios must lie in \(0, 1\]"),
+        ({"k_sweep": [0.1, 1.5]}, r"routing.k_sweep"),
+        ({"bins": 0}, r"routing.bins"),
+        ({"seeds": []}, r"routing.seeds"),
+        (
+            {"proxy_methods": ["perplexity", "no_such_method"]},
+            r"routing.proxy_methods: unknown UQ method\(s\) \['no_such_method'\]",
+        ),
+        ({"proxy_methods": ["ptrue"]}, r"routing.proxy_methods: \['ptrue'\] are not in uq.methods"),
+        ({"shifts": {"Bad Name": {"sources": ["gsm8k"], "targets": ["boolq"]}}}, r"routing.shifts.Bad Name"),
+        (
+            {"shifts": {PARTIAL_IN_DOMAIN: {"sources": ["gsm8k"], "targets": ["boolq"]}}},
+            r"routing.shifts.partial_in_domain: .*reserved|is the name",
+        ),
+        (
+            {"shifts": {"x": {"sources": ["gsm8k", "coqa"], "targets": ["boolq"]}}},
+            r"routing.shifts.x.sources: \['coqa'\] are not datasets of this run",
+        ),
+        ({"shifts": {"x": {"sources": ["gsm8k"], "targets": ["mmlu"]}}}, r"routing.shifts.x.targets: \['mmlu'\]"),
+        (
+            {"shifts": {"x": {"sources": ["gsm8k", "boolq"], "targets": ["boolq"]}}},
+            r"routing.shifts.x.targets: \['boolq'\] are also sources",
+        ),
+        (
+            {"shifts": {"x": {"sources": [], "targets": ["boolq"]}}},
+            r"routing.shifts.x.sources: must be a non-empty list",
+        ),
+        (
+            {"shifts": {"x": {"sources": ["gsm8k"]}}},
+            r"routing.shifts.x: must have exactly the keys sources and targets",
+        ),
+        ({"table4": {"target": "coqa"}}, r"routing.table4.target: 'coqa' is not a dataset"),
+        ({"table4": {"llm": "gpt"}}, r"routing.table4.llm: 'gpt' is not an LLM"),
+        ({"table4": {"slms": ["s1", "s9"]}}, r"routing.table4.slms: \['s9'\] are not SLMs"),
+        ({"table4": {"method": "verbal_1s"}}, r"routing.table4.method: 'verbal_1s' is not one of the proxy methods"),
+        ({"table4": {"colour": "red"}}, r"routing.table4: unknown key"),
+        (
+            {"table5": {"shifts": ["commonsense_to_math"]}},
+            r"routing.table5.shifts: \['commonsense_to_math'\] are not shifts",
+        ),
+        ({"table5": {"llm": "l9"}}, r"routing.table5.llm"),
+        ({"table5": {"slms": ["s3"]}}, r"routing.table5.slms"),
+        ({"assemble": "some"}, r"routing.assemble: must be one of \['all', 'available'\]"),
+    ],
+)
 def test_each_mistake_names_its_key(patch, key):
     cfg = copy.deepcopy(GOOD)
     for k, v in patch.items():
@@ -93,11 +119,23 @@ def test_the_paper_preset_carries_the_papers_shifts_and_tables():
     """App. G and Figure 7, exactly as the paper names them."""
     r = yaml.safe_load((ROOT / "config/paper.yaml").read_text())["routing"]
     commonsense = ["boolq", "commonsenseqa", "hellaswag", "openbookqa", "piqa", "socialiqa", "truthfulqa", "winogrande"]
-    assert r["shifts"]["math_to_commonsense"] == {"sources": ["gsm8k", "aqua", "multiarith", "svamp"], "targets": ["truthfulqa"]}
+    assert r["shifts"]["math_to_commonsense"] == {
+        "sources": ["gsm8k", "aqua", "multiarith", "svamp"],
+        "targets": ["truthfulqa"],
+    }
     assert r["shifts"]["commonsense_to_math"] == {"sources": commonsense, "targets": ["aqua"]}
     assert r["shifts"]["commonsense_conversational_to_math"] == {"sources": commonsense + ["coqa"], "targets": ["aqua"]}
-    assert r["table4"] == {"target": "hellaswag", "llm": "gpt-4.1-mini", "method": "perplexity", "slms": ["llama-3.2-3b", "mistral-7b", "llama-3.1-8b"]}
-    assert r["table5"]["llm"] == "llama-3.1-70b" and r["table5"]["slms"] == ["phi-3.5-mini", "mistral-7b", "llama-3.1-8b"]
+    assert r["table4"] == {
+        "target": "hellaswag",
+        "llm": "gpt-4.1-mini",
+        "method": "perplexity",
+        "slms": ["llama-3.2-3b", "mistral-7b", "llama-3.1-8b"],
+    }
+    assert r["table5"]["llm"] == "llama-3.1-70b" and r["table5"]["slms"] == [
+        "phi-3.5-mini",
+        "mistral-7b",
+        "llama-3.1-8b",
+    ]
     assert r["table5"]["shifts"] == ["math_to_commonsense", "commonsense_to_math"]
     assert r["proxy_methods"] == ["perplexity", "ood_probe"] and r["bins"] == 30 and r["k"] == 0.1 and 50 in r["seeds"]
 
@@ -115,8 +153,12 @@ def test_the_demo_shifts_fit_its_datasets():
 def test_scenarios():
     sc = scenarios(["a", "b", "c"], {"s": {"sources": ["a"], "targets": ["b", "c"]}})
     assert [(x.setting, x.target, x.sources) for x in sc] == [
-        (PARTIAL_IN_DOMAIN, "a", ("b", "c")), (PARTIAL_IN_DOMAIN, "b", ("a", "c")), (PARTIAL_IN_DOMAIN, "c", ("a", "b")),
-        ("s", "b", ("a",)), ("s", "c", ("a",))]
+        (PARTIAL_IN_DOMAIN, "a", ("b", "c")),
+        (PARTIAL_IN_DOMAIN, "b", ("a", "c")),
+        (PARTIAL_IN_DOMAIN, "c", ("a", "b")),
+        ("s", "b", ("a",)),
+        ("s", "c", ("a",)),
+    ]
     assert scenarios(["a"], {}) == []
 
 
@@ -125,8 +167,15 @@ def test_the_generic_out_of_domain_setting_pools_the_other_domains():
 
     domains = {"a": "math", "b": "math", "c": "commonsense", "d": "conversational"}
     sc = [x for x in scenarios(list(domains), {}, domains) if x.setting == OUT_OF_DOMAIN]
-    assert [(x.target, x.sources) for x in sc] == [("a", ("c", "d")), ("b", ("c", "d")), ("c", ("a", "b", "d")), ("d", ("a", "b", "c"))]
-    assert not [x for x in scenarios(["a", "b"], {}, {"a": "math", "b": "math"}) if x.setting == OUT_OF_DOMAIN]  # no other domain
+    assert [(x.target, x.sources) for x in sc] == [
+        ("a", ("c", "d")),
+        ("b", ("c", "d")),
+        ("c", ("a", "b", "d")),
+        ("d", ("a", "b", "c")),
+    ]
+    assert not [
+        x for x in scenarios(["a", "b"], {}, {"a": "math", "b": "math"}) if x.setting == OUT_OF_DOMAIN
+    ]  # no other domain
     assert all(x.setting != OUT_OF_DOMAIN for x in scenarios(list(domains), {}))  # off without domains
     with pytest.raises(RoutingConfigError, match="out_of_domain"):
         check(GOOD | {"shifts": {OUT_OF_DOMAIN: {"sources": ["gsm8k"], "targets": ["boolq"]}}})

@@ -27,18 +27,48 @@ from uqroute.schema import ARTIFACTS, check_frame
 SLMS, LLMS = ["slm-a", "slm-b"], ["llm-x", "llm-y"]
 DATASETS = ["gsm8k", "svamp", "boolq", "commonsenseqa"]
 METHODS = ["perplexity", "ood_probe", "verbal_1s"]
-SHIFTS = {"math_to_commonsense": {"sources": ["gsm8k", "svamp"], "targets": ["boolq"]},
-          "commonsense_to_math": {"sources": ["boolq", "commonsenseqa"], "targets": ["gsm8k", "svamp"]}}
-PARAMS = {"ratio_step": 0.05, "bins": 10, "k": 0.2, "seeds": [50, 51], "k_sweep": [0.1, 0.5], "bootstrap": 50, "random_mc": 20,
-          "proxy_methods": ["perplexity", "verbal_1s"], "shifts": SHIFTS,
-          "table4": {"target": "boolq", "llm": "llm-y", "method": "perplexity"},
-          "table5": {"shifts": ["math_to_commonsense", "commonsense_to_math"], "llm": "llm-x", "method": "perplexity", "slms": ["slm-b", "slm-a"]}}
+SHIFTS = {
+    "math_to_commonsense": {"sources": ["gsm8k", "svamp"], "targets": ["boolq"]},
+    "commonsense_to_math": {"sources": ["boolq", "commonsenseqa"], "targets": ["gsm8k", "svamp"]},
+}
+PARAMS = {
+    "ratio_step": 0.05,
+    "bins": 10,
+    "k": 0.2,
+    "seeds": [50, 51],
+    "k_sweep": [0.1, 0.5],
+    "bootstrap": 50,
+    "random_mc": 20,
+    "proxy_methods": ["perplexity", "verbal_1s"],
+    "shifts": SHIFTS,
+    "table4": {"target": "boolq", "llm": "llm-y", "method": "perplexity"},
+    "table5": {
+        "shifts": ["math_to_commonsense", "commonsense_to_math"],
+        "llm": "llm-x",
+        "method": "perplexity",
+        "slms": ["slm-b", "slm-a"],
+    },
+}
 N_SCENARIOS = len(DATASETS) + 1 + 2  # partially in-domain per target + the shifts' targets
 
 
 def slm_outputs(root, slm) -> dict:
-    return {k: str(Path(root) / ARTIFACTS[name].path.format(slm=slm)) for k, name in
-            zip(OUTPUT_KEYS, ["auc", "curves", "proxy", "routing_summary", "relative_accuracy", "proxy_curves", "holdout", "routing_warnings"])}
+    return {
+        k: str(Path(root) / ARTIFACTS[name].path.format(slm=slm))
+        for k, name in zip(
+            OUTPUT_KEYS,
+            [
+                "auc",
+                "curves",
+                "proxy",
+                "routing_summary",
+                "relative_accuracy",
+                "proxy_curves",
+                "holdout",
+                "routing_warnings",
+            ],
+        )
+    }
 
 
 def table_outputs(root) -> dict:
@@ -49,8 +79,17 @@ def run_slm(root, paths, slm, params=PARAMS, datasets=DATASETS, llms=LLMS):
     uq, corr, data = paths
     uq_s = [p for p in uq if f"/uq/{slm}/" in p]
     corr_s = [p for p in corr if f"/correctness/{slm}/" in p or any(f"/correctness/{m}/" in p for m in llms)]
-    return run_routing(uq_paths=uq_s, correctness_paths=corr_s, data_paths=data, slms=[slm], llms=llms, datasets=datasets,
-                       outputs=slm_outputs(root, slm), params=params, seed=0)
+    return run_routing(
+        uq_paths=uq_s,
+        correctness_paths=corr_s,
+        data_paths=data,
+        slms=[slm],
+        llms=llms,
+        datasets=datasets,
+        outputs=slm_outputs(root, slm),
+        params=params,
+        seed=0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +103,17 @@ def synthetic(tmp_path_factory):
 def written(synthetic):
     root, paths = synthetic
     tables = {slm: run_slm(root, paths, slm) for slm in SLMS}
-    assemble_routing(proxy_paths=[slm_outputs(root, s)["proxy"] for s in SLMS], warnings_paths=[slm_outputs(root, s)["warnings"] for s in SLMS],
-                     slms=SLMS, assembled=SLMS, llms=LLMS, datasets=DATASETS, methods=METHODS, outputs=table_outputs(root), params=PARAMS)
+    assemble_routing(
+        proxy_paths=[slm_outputs(root, s)["proxy"] for s in SLMS],
+        warnings_paths=[slm_outputs(root, s)["warnings"] for s in SLMS],
+        slms=SLMS,
+        assembled=SLMS,
+        llms=LLMS,
+        datasets=DATASETS,
+        methods=METHODS,
+        outputs=table_outputs(root),
+        params=PARAMS,
+    )
     merged = {k: pl.concat([tables[s][k] for s in SLMS]) for k in OUTPUT_KEYS}
     return root, merged
 
@@ -74,8 +122,24 @@ def test_artifacts_match_the_schema(written):
     root, _ = written
     for slm in SLMS:
         for key, path in slm_outputs(root, slm).items():
-            df = io.read_artifact(path, dict(zip(OUTPUT_KEYS, ["auc", "curves", "proxy", "routing_summary", "relative_accuracy",
-                                                               "proxy_curves", "holdout", "routing_warnings"]))[key])
+            df = io.read_artifact(
+                path,
+                dict(
+                    zip(
+                        OUTPUT_KEYS,
+                        [
+                            "auc",
+                            "curves",
+                            "proxy",
+                            "routing_summary",
+                            "relative_accuracy",
+                            "proxy_curves",
+                            "holdout",
+                            "routing_warnings",
+                        ],
+                    )
+                )[key],
+            )
             assert df.height > 0 and set(df["slm"]) == {slm}, key
     for key in TABLE_FILES:
         assert Path(table_outputs(root)[key]).stat().st_size > 0
@@ -85,9 +149,15 @@ def test_table_contents(written):
     _, t = written
     auc = t["auc"]
     assert auc.height == len(SLMS) * len(DATASETS) * len(METHODS)
-    assert (auc.filter(pl.col("method") == "verbal_1s")["n"] < 60).all()  # null confidences dropped for that method only
+    assert (
+        auc.filter(pl.col("method") == "verbal_1s")["n"] < 60
+    ).all()  # null confidences dropped for that method only
     assert (auc.filter(pl.col("method") != "verbal_1s")["n"] == 60).all()
-    assert set(zip(auc["method"], auc["label"])) == {("perplexity", "correct"), ("ood_probe", "correct"), ("verbal_1s", "verbal_1s_correct")}
+    assert set(zip(auc["method"], auc["label"])) == {
+        ("perplexity", "correct"),
+        ("ood_probe", "correct"),
+        ("verbal_1s", "verbal_1s_correct"),
+    }
     curves = t["curves"]
     assert set(curves["curve"].unique()) == {"uq", "upper", "random", "random_mc"}
     assert curves.height == len(SLMS) * len(LLMS) * len(DATASETS) * len(METHODS) * 4 * 21
@@ -102,23 +172,34 @@ def test_table_contents(written):
     assert (proxy["budget_error"] >= 0).all() and (proxy["w1"] >= 0).all() and (proxy["rms_realised"] >= 0).all()
     # budget_error is the mean over the grid of |realised ratio - r|, read back from the proxy curves
     keys = ["slm", "llm", "target", "method", "setting", "k", "seed"]
-    per_curve = t["proxy_curves"].group_by(keys).agg((pl.col("realised_ratio") - pl.col("ratio")).abs().mean().alias("want"))
+    per_curve = (
+        t["proxy_curves"].group_by(keys).agg((pl.col("realised_ratio") - pl.col("ratio")).abs().mean().alias("want"))
+    )
     both = proxy.join(per_curve, on=keys)
     assert both.height > 0 and (both["want"] > 0).any()
     np.testing.assert_allclose(both["budget_error"].to_numpy(), both["want"].to_numpy(), rtol=1e-12)
     assert t["holdout"].height == len(SLMS) * 2 * N_SCENARIOS * 3 * 2
     summ = t["summary"]
     row = summ.row(0, named=True)
-    c = curves.filter((pl.col("slm") == row["slm"]) & (pl.col("llm") == row["llm"]) & (pl.col("dataset") == row["dataset"])
-                      & (pl.col("method") == row["method"]) & (pl.col("curve") == "uq")).sort("ratio")["accuracy"]
+    c = curves.filter(
+        (pl.col("slm") == row["slm"])
+        & (pl.col("llm") == row["llm"])
+        & (pl.col("dataset") == row["dataset"])
+        & (pl.col("method") == row["method"])
+        & (pl.col("curve") == "uq")
+    ).sort("ratio")["accuracy"]
     assert row["slm_accuracy"] == pytest.approx(c[0]) and row["llm_accuracy"] == pytest.approx(c[-1])
 
 
 def _joined(root, slm, d, llm):
     """An independent reading of the shuffled parquet files: join by id with polars."""
     uq = pl.read_parquet(Path(root) / f"results/uq/{slm}/{d}.parquet")
-    s = pl.read_parquet(Path(root) / f"results/correctness/{slm}/{d}.parquet").select("id", "correct", "verbal_1s_correct")
-    l_ = pl.read_parquet(Path(root) / f"results/correctness/{llm}/{d}.parquet").select("id", pl.col("correct").alias("llm_correct"))
+    s = pl.read_parquet(Path(root) / f"results/correctness/{slm}/{d}.parquet").select(
+        "id", "correct", "verbal_1s_correct"
+    )
+    l_ = pl.read_parquet(Path(root) / f"results/correctness/{llm}/{d}.parquet").select(
+        "id", pl.col("correct").alias("llm_correct")
+    )
     return uq.join(s, on="id").join(l_, on="id")
 
 
@@ -136,11 +217,24 @@ def test_auc_and_accuracies_recomputed_independently_by_id(synthetic, written):
             for m in METHODS:
                 label = "verbal_1s_correct" if m == "verbal_1s" else "correct"
                 sub = df.filter(pl.col(m).is_not_null() & pl.col(label).is_not_null())
-                row = t["auc"].filter((pl.col("slm") == slm) & (pl.col("dataset") == d) & (pl.col("method") == m)).row(0, named=True)
+                row = (
+                    t["auc"]
+                    .filter((pl.col("slm") == slm) & (pl.col("dataset") == d) & (pl.col("method") == m))
+                    .row(0, named=True)
+                )
                 assert row["n"] == sub.height
                 assert row["slm_accuracy"] == pytest.approx(sub[label].cast(float).mean())
                 assert row["roc_auc"] == pytest.approx(roc_auc_score(sub[label].to_numpy(), sub[m].to_numpy()))
-                summ = t["summary"].filter((pl.col("slm") == slm) & (pl.col("dataset") == d) & (pl.col("method") == m) & (pl.col("llm") == "llm-x")).row(0, named=True)
+                summ = (
+                    t["summary"]
+                    .filter(
+                        (pl.col("slm") == slm)
+                        & (pl.col("dataset") == d)
+                        & (pl.col("method") == m)
+                        & (pl.col("llm") == "llm-x")
+                    )
+                    .row(0, named=True)
+                )
                 assert summ["llm_accuracy"] == pytest.approx(sub["llm_correct"].cast(float).mean())
                 if m == "verbal_1s":  # the greedy label gives a different number: the test can tell them apart
                     assert row["roc_auc"] != pytest.approx(roc_auc_score(sub["correct"].to_numpy(), sub[m].to_numpy()))
@@ -159,10 +253,20 @@ def test_tables_4_and_5_in_the_papers_layout(written):
     sel = full4.filter((pl.col("llm") == "llm-y") & (pl.col("target") == "boolq") & (pl.col("method") == "perplexity"))
     np.testing.assert_allclose(sel.select(SLMS).to_numpy(), t4.select(SLMS).to_numpy())
     t5 = pl.read_csv(out["table5_csv"])
-    assert t5.columns == ["shift", "target", "method", "routing", "slm-b", "slm-a"]  # the selected SLMs, in the selected order
+    assert t5.columns == [
+        "shift",
+        "target",
+        "method",
+        "routing",
+        "slm-b",
+        "slm-a",
+    ]  # the selected SLMs, in the selected order
     assert set(t5["method"]) == {"perplexity"}  # routing.table5.method names one
     assert t5.select("shift", "target").unique(maintain_order=True).rows() == [
-        ("math_to_commonsense", "boolq"), ("commonsense_to_math", "gsm8k"), ("commonsense_to_math", "svamp")]
+        ("math_to_commonsense", "boolq"),
+        ("commonsense_to_math", "gsm8k"),
+        ("commonsense_to_math", "svamp"),
+    ]
     md = Path(out["table5_md"]).read_text()
     assert md.startswith("Table 5") and "## Full grid" in md and "math_to_commonsense (gsm8k + svamp → boolq)" in md
     assert "No SLM is missing." in Path(out["status"]).read_text()
@@ -174,15 +278,29 @@ def test_table5_shows_every_proxy_method_when_none_is_named(written, tmp_path):
     root, t = written
     params = PARAMS | {"table5": {**PARAMS["table5"], "method": None}}
     out = table_outputs(tmp_path)
-    assemble_routing(proxy_paths=[slm_outputs(root, s)["proxy"] for s in SLMS], warnings_paths=[slm_outputs(root, s)["warnings"] for s in SLMS],
-                     slms=SLMS, assembled=SLMS, llms=LLMS, datasets=DATASETS, methods=METHODS, outputs=out, params=params)
+    assemble_routing(
+        proxy_paths=[slm_outputs(root, s)["proxy"] for s in SLMS],
+        warnings_paths=[slm_outputs(root, s)["warnings"] for s in SLMS],
+        slms=SLMS,
+        assembled=SLMS,
+        llms=LLMS,
+        datasets=DATASETS,
+        methods=METHODS,
+        outputs=out,
+        params=params,
+    )
     t5 = pl.read_csv(out["table5_csv"])
     assert t5.columns == ["shift", "target", "method", "routing", "slm-b", "slm-a"]
     blocks = t5.select("shift", "target", "method").unique(maintain_order=True).rows()
     assert blocks[:2] == [("math_to_commonsense", "boolq", "perplexity"), ("math_to_commonsense", "boolq", "verbal_1s")]
     assert len(blocks) == 3 * 2
-    p = t["proxy"].filter((pl.col("setting") == "math_to_commonsense") & (pl.col("llm") == "llm-x") & (pl.col("method") == "verbal_1s")
-                          & (pl.col("k") == 0.2) & (pl.col("slm") == "slm-a"))
+    p = t["proxy"].filter(
+        (pl.col("setting") == "math_to_commonsense")
+        & (pl.col("llm") == "llm-x")
+        & (pl.col("method") == "verbal_1s")
+        & (pl.col("k") == 0.2)
+        & (pl.col("slm") == "slm-a")
+    )
     row = t5.filter((pl.col("method") == "verbal_1s") & (pl.col("routing") == "proxy"))
     assert row["slm-a"][0] == pytest.approx(p["rms"].mean())
     assert "does not name Table 5's UQ method" in Path(out["table5_md"]).read_text()
@@ -191,18 +309,37 @@ def test_table5_shows_every_proxy_method_when_none_is_named(written, tmp_path):
 def test_table4_mean_over_seeds_is_recomputed(written):
     root, t = written
     t4 = pl.read_csv(table_outputs(root)["table4_csv"])
-    p = t["proxy"].filter((pl.col("setting") == "partial_in_domain") & (pl.col("target") == "boolq") & (pl.col("llm") == "llm-y")
-                          & (pl.col("method") == "perplexity") & (pl.col("k") == 0.2))
+    p = t["proxy"].filter(
+        (pl.col("setting") == "partial_in_domain")
+        & (pl.col("target") == "boolq")
+        & (pl.col("llm") == "llm-y")
+        & (pl.col("method") == "perplexity")
+        & (pl.col("k") == 0.2)
+    )
     for slm in SLMS:
-        assert t4.filter(pl.col("routing") == "proxy")[slm][0] == pytest.approx(p.filter(pl.col("slm") == slm)["rms"].mean())
-        assert t4.filter(pl.col("routing") == "random")[slm][0] == pytest.approx(p.filter(pl.col("slm") == slm)["rms_random"].mean())
+        assert t4.filter(pl.col("routing") == "proxy")[slm][0] == pytest.approx(
+            p.filter(pl.col("slm") == slm)["rms"].mean()
+        )
+        assert t4.filter(pl.col("routing") == "random")[slm][0] == pytest.approx(
+            p.filter(pl.col("slm") == slm)["rms_random"].mean()
+        )
 
 
 def test_holdout_is_self_contained(written, synthetic):
     root, paths = synthetic
     _, t = written
-    h = t["holdout"].filter((pl.col("method") == "verbal_1s") & (pl.col("setting") == "commonsense_to_math") & (pl.col("target") == "svamp")
-                            & (pl.col("k") == 0.2) & (pl.col("seed") == 50) & (pl.col("slm") == "slm-a")).row(0, named=True)
+    h = (
+        t["holdout"]
+        .filter(
+            (pl.col("method") == "verbal_1s")
+            & (pl.col("setting") == "commonsense_to_math")
+            & (pl.col("target") == "svamp")
+            & (pl.col("k") == 0.2)
+            & (pl.col("seed") == 50)
+            & (pl.col("slm") == "slm-a")
+        )
+        .row(0, named=True)
+    )
     assert h["sources"] == ["boolq", "commonsenseqa"] and set(h["source_dataset"]) <= set(h["sources"])
     assert len(set(h["id"])) == len(h["id"]) == len(h["confidence"]) == len(h["slm_correct"])
     t_, q = tie_aware_thresholds(np.array(h["confidence"]), np.array(h["ratio"]))
@@ -215,8 +352,18 @@ def test_holdout_is_self_contained(written, synthetic):
         assert mine.join(uq, on="id").filter(pl.col("c") != pl.col("verbal_1s")).height == 0 and mine.height > 0
     # routing the target with route_fraction reproduces the proxy curve's realised ratio
     target = pl.read_parquet(Path(root) / "results/uq/slm-a/svamp.parquet")["verbal_1s"].drop_nulls().to_numpy()
-    curve = t["proxy_curves"].filter((pl.col("slm") == "slm-a") & (pl.col("method") == "verbal_1s") & (pl.col("setting") == "commonsense_to_math")
-                                     & (pl.col("target") == "svamp") & (pl.col("seed") == 50) & (pl.col("llm") == "llm-x")).sort("ratio")
+    curve = (
+        t["proxy_curves"]
+        .filter(
+            (pl.col("slm") == "slm-a")
+            & (pl.col("method") == "verbal_1s")
+            & (pl.col("setting") == "commonsense_to_math")
+            & (pl.col("target") == "svamp")
+            & (pl.col("seed") == 50)
+            & (pl.col("llm") == "llm-x")
+        )
+        .sort("ratio")
+    )
     realised = [route_fraction(target, ti, qi).mean() for ti, qi in zip(h["threshold"], h["q"])]
     np.testing.assert_allclose(curve["realised_ratio"].to_numpy(), realised, atol=1e-12)
 
@@ -244,7 +391,9 @@ def test_proxy_never_sees_the_target(synthetic):
     a, b = (t["proxy_curves"].sort(key) for t in (base, poisoned))
     same = pl.col("target") == "boolq"
     np.testing.assert_array_equal(a.filter(same)["threshold"].to_numpy(), b.filter(same)["threshold"].to_numpy())
-    np.testing.assert_allclose(a.filter(same)["oracle_accuracy"].to_numpy(), b.filter(same)["oracle_accuracy"].to_numpy())
+    np.testing.assert_allclose(
+        a.filter(same)["oracle_accuracy"].to_numpy(), b.filter(same)["oracle_accuracy"].to_numpy()
+    )
     other = ~same & (pl.col("setting") == "partial_in_domain")
     assert not np.allclose(a.filter(other)["threshold"].to_numpy(), b.filter(other)["threshold"].to_numpy())
 
@@ -262,11 +411,18 @@ def test_null_correctness_rows_are_dropped_and_recorded(tmp_path, caplog):
     paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity"], n=30)
     corr_path = paths[1][0]  # s/gsm8k
     df = pl.read_parquet(corr_path)
-    df = df.with_columns(pl.when(pl.col("id").str.extract(r"(\d+)$").cast(int) < 4).then(None).otherwise(pl.col("correct")).alias("correct"))
+    df = df.with_columns(
+        pl.when(pl.col("id").str.extract(r"(\d+)$").cast(int) < 4)
+        .then(None)
+        .otherwise(pl.col("correct"))
+        .alias("correct")
+    )
     io.write_parquet(df, corr_path, "correctness")
     inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
     with caplog.at_level(logging.WARNING, logger="uqroute.routing"):
-        t = evaluate(inputs, PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}}, seed=0)
+        t = evaluate(
+            inputs, PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}}, seed=0
+        )
     assert "s/gsm8k/perplexity: dropped 4 queries with null SLM correctness (correct)" in caplog.text
     assert t["auc"].filter(pl.col("dataset") == "gsm8k")["n"][0] == 26
     w = t["warnings"].filter(pl.col("kind") == "dropped_rows")
@@ -280,7 +436,9 @@ def test_one_class_dataset_gives_null_auc_not_a_crash(tmp_path):
     io.write_parquet(df, paths[1][0], "correctness")
     inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
     with pytest.warns(UserWarning, match="single class"):
-        t = evaluate(inputs, PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}}, seed=0)
+        t = evaluate(
+            inputs, PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}}, seed=0
+        )
     row = t["auc"].filter(pl.col("dataset") == "gsm8k").row(0, named=True)
     assert row["roc_auc"] is None and row["prr"] is None and row["prr_polygraph"] is None and row["slm_accuracy"] == 1.0
     check_frame(t["auc"], "auc")
@@ -304,8 +462,17 @@ def test_degenerate_pool_gives_results_and_a_record_not_a_crash(tmp_path, kind):
         n = pl.read_parquet(p).height
         _set_method(p, "verbal_1s", [base] * n if kind == "one value" else [vals[i % 3] for i in range(n)])
     outs = slm_outputs(tmp_path, "s")
-    t = run_routing(uq_paths=paths[0], correctness_paths=paths[1], data_paths=paths[2], slms=["s"], llms=["l"], datasets=ds, outputs=outs,
-                    params=PARAMS | {"bins": 30, "proxy_methods": ["perplexity", "verbal_1s"], "shifts": {}, "table4": {}, "table5": {}})
+    t = run_routing(
+        uq_paths=paths[0],
+        correctness_paths=paths[1],
+        data_paths=paths[2],
+        slms=["s"],
+        llms=["l"],
+        datasets=ds,
+        outputs=outs,
+        params=PARAMS
+        | {"bins": 30, "proxy_methods": ["perplexity", "verbal_1s"], "shifts": {}, "table4": {}, "table5": {}},
+    )
     v = t["proxy"].filter(pl.col("method") == "verbal_1s")
     assert v.height == len(ds) * 3 * 2 and v["pool_note"].is_not_null().all()
     assert ("single value" if kind == "one value" else "too small for 30 finite bins") in v["pool_note"][0]
@@ -313,7 +480,10 @@ def test_degenerate_pool_gives_results_and_a_record_not_a_crash(tmp_path, kind):
     assert "degenerate_pool" in t["warnings"]["kind"].to_list()
     assert (t["holdout"].filter(pl.col("method") == "verbal_1s")["bins"] == 1).all()
     pc = t["proxy_curves"].filter(pl.col("method") == "verbal_1s")
-    assert pc.filter(pl.col("ratio") == 1.0)["realised_ratio"].to_list() == [1.0] * pc.filter(pl.col("ratio") == 1.0).height
+    assert (
+        pc.filter(pl.col("ratio") == 1.0)["realised_ratio"].to_list()
+        == [1.0] * pc.filter(pl.col("ratio") == 1.0).height
+    )
     assert all(Path(p).exists() for p in outs.values())
 
 
@@ -321,7 +491,9 @@ def test_one_methods_failure_leaves_the_other_methods_complete(tmp_path, monkeyp
     import uqroute.routing.evaluation as ev
 
     ds = ["gsm8k", "boolq"]
-    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity", "ptrue"], n=30)  # two datasets: no leak-free ood_probe pool exists
+    paths = write_synthetic(
+        tmp_path, slms=["s"], llms=["l"], datasets=ds, methods=["perplexity", "ptrue"], n=30
+    )  # two datasets: no leak-free ood_probe pool exists
     inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
     p = PARAMS | {"proxy_methods": ["perplexity", "ptrue"], "shifts": {}, "table4": {}, "table5": {}}
     clean = evaluate(inputs, p, seed=0)
@@ -341,12 +513,18 @@ def test_one_methods_failure_leaves_the_other_methods_complete(tmp_path, monkeyp
     monkeypatch.setattr(ev, "proxy_step", bad_proxy)
     t = evaluate(inputs, p, seed=0)
     failed = t["warnings"].filter(pl.col("kind") == "failed")
-    assert failed.height == 2 and "injected" in failed["message"][0] and "FloatingPointError" in " ".join(failed["message"])
+    assert (
+        failed.height == 2
+        and "injected" in failed["message"][0]
+        and "FloatingPointError" in " ".join(failed["message"])
+    )
     for name in ("auc", "curves", "relative_accuracy", "summary"):
         keep = ~((pl.col("method") == "ptrue") & (pl.col("dataset") == "boolq"))
         assert t[name].equals(clean[name].filter(keep)), name  # nothing half-written for the failed cell
     keep = ~((pl.col("method") == "perplexity") & (pl.col("target") == "gsm8k"))
-    keep &= ~((pl.col("method") == "ptrue") & (pl.col("target") == "boolq"))  # its target curve failed: hold-out set only
+    keep &= ~(
+        (pl.col("method") == "ptrue") & (pl.col("target") == "boolq")
+    )  # its target curve failed: hold-out set only
     assert t["proxy"].equals(clean["proxy"].filter(keep))
     assert t["holdout"].filter((pl.col("method") == "ptrue") & (pl.col("target") == "boolq")).height == 6
     assert t["proxy"].filter(pl.col("method") == "ptrue").height > 0
@@ -361,7 +539,16 @@ def test_bad_inputs_name_the_culprit_and_write_nothing(tmp_path):
     llm_corr = paths[1][2]
     io.write_parquet(pl.read_parquet(llm_corr).slice(1), llm_corr, "correctness")
     with pytest.raises(RoutingInputError, match=r"correctness file .*l/gsm8k.parquet lacks 1 expected id"):
-        run_routing(uq_paths=paths[0], correctness_paths=paths[1], data_paths=paths[2], slms=["s"], llms=["l"], datasets=ds, outputs=outs, params=p)
+        run_routing(
+            uq_paths=paths[0],
+            correctness_paths=paths[1],
+            data_paths=paths[2],
+            slms=["s"],
+            llms=["l"],
+            datasets=ds,
+            outputs=outs,
+            params=p,
+        )
     assert not any(Path(x).exists() for x in outs.values())
     # inputs out of expand() order
     with pytest.raises(RoutingInputError, match="does not belong to s/gsm8k"):
@@ -372,7 +559,9 @@ def test_bad_inputs_name_the_culprit_and_write_nothing(tmp_path):
     with pytest.raises(RoutingConfigError, match=r"routing.proxy_methods: \['ood_probe'\] are not in uq.methods"):
         evaluate(inputs, p | {"proxy_methods": ["ood_probe"]})
     # an infinite confidence
-    uq = pl.read_parquet(paths[0][0]).with_columns(pl.when(pl.col("id") == "gsm8k/test/3").then(float("inf")).otherwise(pl.col("perplexity")).alias("perplexity"))
+    uq = pl.read_parquet(paths[0][0]).with_columns(
+        pl.when(pl.col("id") == "gsm8k/test/3").then(float("inf")).otherwise(pl.col("perplexity")).alias("perplexity")
+    )
     io.write_parquet(uq, paths[0][0], "uq")
     with pytest.raises(RoutingInputError, match=r"'perplexity' is infinite for id 'gsm8k/test/3'"):
         load_inputs(*paths, slms=["s"], llms=["l"], datasets=ds)
@@ -387,8 +576,16 @@ def test_a_corrupted_input_artifact_names_the_file(tmp_path, which):
     Path(victim).write_bytes(blob[: len(blob) // 2])  # truncated parquet
     outs = slm_outputs(tmp_path, "s")
     with pytest.raises(RoutingInputError, match=rf"{which} file {victim} cannot be read as parquet"):
-        run_routing(uq_paths=paths[0], correctness_paths=paths[1], data_paths=paths[2], slms=["s"], llms=["l"], datasets=ds, outputs=outs,
-                    params=PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}})
+        run_routing(
+            uq_paths=paths[0],
+            correctness_paths=paths[1],
+            data_paths=paths[2],
+            slms=["s"],
+            llms=["l"],
+            datasets=ds,
+            outputs=outs,
+            params=PARAMS | {"proxy_methods": ["perplexity"], "shifts": {}, "table4": {}, "table5": {}},
+        )
     assert not any(Path(x).exists() for x in outs.values())
 
 
@@ -403,9 +600,17 @@ def test_an_unregistered_uq_column_is_an_error(tmp_path):
 def test_assembly_names_missing_slms(written, tmp_path):
     root, _ = written
     out = table_outputs(tmp_path)
-    assemble_routing(proxy_paths=[slm_outputs(root, "slm-a")["proxy"]], warnings_paths=[slm_outputs(root, "slm-a")["warnings"]],
-                     slms=SLMS, assembled=["slm-a"], llms=LLMS, datasets=DATASETS, methods=METHODS, outputs=out,
-                     params=PARAMS | {"assemble": "available"})
+    assemble_routing(
+        proxy_paths=[slm_outputs(root, "slm-a")["proxy"]],
+        warnings_paths=[slm_outputs(root, "slm-a")["warnings"]],
+        slms=SLMS,
+        assembled=["slm-a"],
+        llms=LLMS,
+        datasets=DATASETS,
+        methods=METHODS,
+        outputs=out,
+        params=PARAMS | {"assemble": "available"},
+    )
     status = Path(out["status"]).read_text()
     assert "**Missing SLMs: slm-b.**" in status and "| slm-b | missing |" in status and "1 of 2 SLMs" in status
     t4 = pl.read_csv(out["table4_csv"])
@@ -433,16 +638,27 @@ def test_generic_out_of_domain_setting_and_leak_free_ood_probe_pools(synthetic):
     inputs = load_inputs(*paths, slms=SLMS, llms=LLMS, datasets=DATASETS)
     p = PARAMS | {"out_of_domain": True, "proxy_methods": ["perplexity", "ood_probe"], "k_sweep": []}
     t = evaluate(inputs, p, seed=0)
-    ood = t["holdout"].filter((pl.col("setting") == "out_of_domain") & (pl.col("method") == "perplexity") & (pl.col("slm") == "slm-a"))
+    ood = t["holdout"].filter(
+        (pl.col("setting") == "out_of_domain") & (pl.col("method") == "perplexity") & (pl.col("slm") == "slm-a")
+    )
     got = {r["target"]: r["sources"] for r in ood.unique("target").iter_rows(named=True)}
-    assert got == {"gsm8k": ["boolq", "commonsenseqa"], "svamp": ["boolq", "commonsenseqa"],
-                   "boolq": ["gsm8k", "svamp"], "commonsenseqa": ["gsm8k", "svamp"]}
+    assert got == {
+        "gsm8k": ["boolq", "commonsenseqa"],
+        "svamp": ["boolq", "commonsenseqa"],
+        "boolq": ["gsm8k", "svamp"],
+        "commonsenseqa": ["gsm8k", "svamp"],
+    }
     assert t["holdout"].filter(pl.col("method") == "ood_probe").height == 0  # no leak-free scores given
     skipped = t["warnings"].filter((pl.col("kind") == "no_sources") & (pl.col("method") == "ood_probe"))
     assert skipped.height == len(SLMS) * (N_SCENARIOS + len(DATASETS)) and "leak-free" in skipped["message"][0]
     # with leak-free scores (a distinct, recognisable value per (source, target)), the pool holds exactly them
-    inputs.leak_free = {(s, d, o): np.full(inputs.cells[(s, d)].ids.size, 0.1 * (1 + DATASETS.index(d)) + 0.01 * DATASETS.index(o))
-                        for s in SLMS for d in DATASETS for o in DATASETS if d != o}
+    inputs.leak_free = {
+        (s, d, o): np.full(inputs.cells[(s, d)].ids.size, 0.1 * (1 + DATASETS.index(d)) + 0.01 * DATASETS.index(o))
+        for s in SLMS
+        for d in DATASETS
+        for o in DATASETS
+        if d != o
+    }
     t = evaluate(inputs, p, seed=0)
     for r in t["holdout"].filter(pl.col("method") == "ood_probe").iter_rows(named=True):
         expect = {0.1 * (1 + DATASETS.index(d)) + 0.01 * DATASETS.index(r["target"]) for d in r["source_dataset"]}

@@ -14,15 +14,22 @@ import pytest
 import yaml
 
 from uqroute.figures import FIGURES
-from uqroute.routing import TABLES
-from uqroute.routing import proxy_probe_pairs, scenarios
+from uqroute.routing import TABLES, proxy_probe_pairs, scenarios
 from uqroute.routing.synthetic import write_synthetic, write_synthetic_proxy_probes
 from uqroute.routing.tables import TABLE_FILES
 from uqroute.schema import ARTIFACTS, check_frame
 
 REPO = Path(__file__).resolve().parents[1]
-RULES = ["routing", "routing_tables", "figure_auc_heatmap", "figure_routing_curves", "figure_relative_accuracy", "figure_confidence",
-         "figure_proxy_curves", "figure_rms_vs_k"]
+RULES = [
+    "routing",
+    "routing_tables",
+    "figure_auc_heatmap",
+    "figure_routing_curves",
+    "figure_relative_accuracy",
+    "figure_confidence",
+    "figure_proxy_curves",
+    "figure_rms_vs_k",
+]
 DATASETS = ["gsm8k", "svamp", "boolq"]
 GOOD, BROKEN = ["smollm2-135m", "slm-b"], "slm-c"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -49,15 +56,33 @@ def test_a_broken_slm_leaves_the_others_and_the_report_names_it(tmp_path):
     for name in ("slm-b", BROKEN):
         cfg["models"][name] = cfg["models"]["smollm2-135m"]
     cfg["slms"] = GOOD + [BROKEN]
-    cfg["routing"].update(bootstrap=20, random_mc=20, k_sweep=[0.05, 0.2], seeds=[50, 51],
-                          shifts={"math_to_commonsense": {"sources": ["gsm8k", "svamp"], "targets": ["boolq"]}},
-                          table4={"target": "boolq", "llm": cfg["llms"][0], "method": "perplexity"},
-                          table5={"shifts": ["math_to_commonsense"], "llm": cfg["llms"][0], "method": "perplexity"})
+    cfg["routing"].update(
+        bootstrap=20,
+        random_mc=20,
+        k_sweep=[0.05, 0.2],
+        seeds=[50, 51],
+        shifts={"math_to_commonsense": {"sources": ["gsm8k", "svamp"], "targets": ["boolq"]}},
+        table4={"target": "boolq", "llm": cfg["llms"][0], "method": "perplexity"},
+        table5={"shifts": ["math_to_commonsense"], "llm": cfg["llms"][0], "method": "perplexity"},
+    )
     (tmp_path / "config").mkdir()
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(cfg))
-    write_synthetic(tmp_path, slms=cfg["slms"], llms=cfg["llms"], datasets=DATASETS, methods=cfg["uq"]["methods"], n=20, null_confidence=0.2)
+    write_synthetic(
+        tmp_path,
+        slms=cfg["slms"],
+        llms=cfg["llms"],
+        datasets=DATASETS,
+        methods=cfg["uq"]["methods"],
+        n=20,
+        null_confidence=0.2,
+    )
     # the leak-free ood_probe scores of the proxy pools (rule proxy_probe needs hidden states, which this test has not)
-    write_synthetic_proxy_probes(tmp_path, slms=cfg["slms"], pairs=proxy_probe_pairs(scenarios(DATASETS, cfg["routing"]["shifts"]), DATASETS), n=20)
+    write_synthetic_proxy_probes(
+        tmp_path,
+        slms=cfg["slms"],
+        pairs=proxy_probe_pairs(scenarios(DATASETS, cfg["routing"]["shifts"]), DATASETS),
+        n=20,
+    )
     bad = tmp_path / ARTIFACTS["uq"].path.format(slm=BROKEN, dataset="boolq")
     bad.write_bytes(bad.read_bytes()[:100])
     llms, settings = cfg["llms"], ["partial_in_domain", "math_to_commonsense"]
@@ -91,11 +116,23 @@ def test_a_broken_slm_leaves_the_others_and_the_report_names_it(tmp_path):
         assert (tmp_path / FIGURES["auc_heatmap"].path.format(slm=s)).stat().st_size > 0
 
     # 3. the report builds from the assembled results and carries the status page
-    rep = subprocess.run(base + ["--cores", "1", *targets, "--report", str(tmp_path / "report.html"), *available],
-                         capture_output=True, text=True, timeout=300)
+    rep = subprocess.run(
+        base + ["--cores", "1", *targets, "--report", str(tmp_path / "report.html"), *available],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert rep.returncode == 0, rep.stderr[-3000:]
     html = (tmp_path / "report.html").read_text()
-    for needle in ("status.md", "table4.md", "table5.csv", "auc_heatmap", "rms_vs_k", "Confidence distributions", "Proxy routing data"):
+    for needle in (
+        "status.md",
+        "table4.md",
+        "table5.csv",
+        "auc_heatmap",
+        "rms_vs_k",
+        "Confidence distributions",
+        "Proxy routing data",
+    ):
         assert needle in html, needle
 
 
@@ -103,23 +140,51 @@ def test_a_broken_slm_leaves_the_others_and_the_report_names_it(tmp_path):
 def test_assemble_available_without_any_results_stops_with_a_message(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config/config.yaml").write_text((REPO / "config/config.yaml").read_text())
-    run = subprocess.run([SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--config", "routing={assemble: available}"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode != 0 and "routing.assemble: 'available'" in run.stdout + run.stderr and "none has any yet" in run.stdout + run.stderr
+    run = subprocess.run(
+        [
+            SNAKEMAKE,
+            "-n",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--config",
+            "routing={assemble: available}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        run.returncode != 0
+        and "routing.assemble: 'available'" in run.stdout + run.stderr
+        and "none has any yet" in run.stdout + run.stderr
+    )
 
 
 @pytest.mark.slow
 def test_paper_preset_dry_run_lists_per_slm_routing_jobs_and_the_shifts():
-    run = subprocess.run([SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "--directory", str(REPO), "--configfile", "config/paper.yaml"],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "--directory", str(REPO), "--configfile", "config/paper.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     slms = yaml.safe_load((REPO / "config/paper.yaml").read_text())["slms"]
-    stats = dict(line.split()[:2] for line in out.splitlines()
-                 if line.strip() and line.split()[0] in ("routing", "routing_tables", "figure_proxy_curves", "proxy_probe"))
+    stats = dict(
+        line.split()[:2]
+        for line in out.splitlines()
+        if line.strip() and line.split()[0] in ("routing", "routing_tables", "figure_proxy_curves", "proxy_probe")
+    )
     # settings: partially in-domain, generic out-of-domain and the three named shifts; one leak-free probe per dataset pair
-    assert stats == {"routing": str(len(slms)), "routing_tables": "1", "figure_proxy_curves": str(len(slms) * 4 * 5),
-                     "proxy_probe": str(len(slms) * 15 * 14 // 2)}
+    assert stats == {
+        "routing": str(len(slms)),
+        "routing_tables": "1",
+        "figure_proxy_curves": str(len(slms) * 4 * 5),
+        "proxy_probe": str(len(slms) * 15 * 14 // 2),
+    }
     assert f"results/probes/{slms[0]}/proxy/gsm8k+aqua.parquet" in out and "/out_of_domain.png" in out
     for slm in slms:
         assert f"results/routing/{slm}/holdout.parquet" in out
@@ -129,7 +194,12 @@ def test_paper_preset_dry_run_lists_per_slm_routing_jobs_and_the_shifts():
 
 @pytest.mark.slow
 def test_lint_reports_nothing_for_the_routing_rules():
-    run = subprocess.run([SNAKEMAKE, "--lint", "-s", str(REPO / "Snakefile"), "--directory", str(REPO)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [SNAKEMAKE, "--lint", "-s", str(REPO / "Snakefile"), "--directory", str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     text = run.stdout + run.stderr
     assert "routing.smk" not in text and "routing_common.smk" not in text, text[-3000:]
     for rule in RULES:

@@ -117,6 +117,10 @@ def test_rules_restate_no_artifact_path():
 
     rules = Path(__file__).resolve().parents[1] / "workflow" / "rules"
     literal = re.compile(r"[\"'](?:results|resources)/")
-    found = [f"{p.name}:{i}" for p in sorted(rules.glob("*.smk")) for i, line in enumerate(p.read_text().splitlines(), 1)
-             if literal.search(line)]
+    found = [
+        f"{p.name}:{i}"
+        for p in sorted(rules.glob("*.smk"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if literal.search(line)
+    ]
     assert not found, f"rules restate artifact paths: {found}"

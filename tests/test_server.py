@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from vllm_fixture import REPO, vllm_server_module
 
 pytestmark = pytest.mark.slow
@@ -92,19 +91,47 @@ def router_file(smollm2_dir, tmp_path_factory):
 
 
 def _doc(conf, grid, model_dir):
-    from uqroute.routing import tie_aware_thresholds
     from uqroute.router import calibrate
     from uqroute.router.build import router_document
+    from uqroute.routing import tie_aware_thresholds
 
     t, q = tie_aware_thresholds(conf, grid)
     n = conf.size
-    row = {"slm": "smollm2-135m", "method": "perplexity", "setting": "pooled", "target": None, "sources": ["x"], "k": 1.0, "seed": 50,
-           "bins": 1, "pool_size": n, "pool_note": None, "source_dataset": ["x"] * n, "id": [f"x/{i}" for i in range(n)],
-           "confidence": list(np.sort(conf)), "slm_correct": [True] * n, "ratio": list(grid), "threshold": list(t), "q": list(q)}
+    row = {
+        "slm": "smollm2-135m",
+        "method": "perplexity",
+        "setting": "pooled",
+        "target": None,
+        "sources": ["x"],
+        "k": 1.0,
+        "seed": 50,
+        "bins": 1,
+        "pool_size": n,
+        "pool_note": None,
+        "source_dataset": ["x"] * n,
+        "id": [f"x/{i}" for i in range(n)],
+        "confidence": list(np.sort(conf)),
+        "slm_correct": [True] * n,
+        "ratio": list(grid),
+        "threshold": list(t),
+        "q": list(q),
+    }
     cal = calibrate([row], operating_point={"llm_fraction": 0.5}, llm_accuracy=0.9)
-    return router_document(cal, slm="smollm2-135m", method="perplexity", llm=LLM, created_by="test", model_dir=str(model_dir), weights=None,
-                           inference={}, max_tokens=MAX_TOKENS, seed=0, probe=None, holdout_file=None,
-                           serving={"mode": "fixed", "window": 50, "min_samples": 5, "drift_margin": 0.3})
+    return router_document(
+        cal,
+        slm="smollm2-135m",
+        method="perplexity",
+        llm=LLM,
+        created_by="test",
+        model_dir=str(model_dir),
+        weights=None,
+        inference={},
+        max_tokens=MAX_TOKENS,
+        seed=0,
+        probe=None,
+        holdout_file=None,
+        serving={"mode": "fixed", "window": 50, "min_samples": 5, "drift_margin": 0.3},
+    )
 
 
 def post_json(url: str, data: bytes) -> tuple[int, dict]:
@@ -121,10 +148,34 @@ class RouterProcess:
     def __init__(self, router_path, base_url, log_dir: Path, *extra):
         self.port = vllm_server_module.free_port()
         self.log_file, self.out_file = log_dir / f"router-{self.port}.jsonl", log_dir / f"router-{self.port}.out"
-        env = {**os.environ, KEY_ENV: KEY, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-        cmd = [sys.executable, "-m", "uqroute.cli", "serve", "--router", str(router_path), "--llm-base-url", base_url, "--llm-model", LLM,
-               "--api-key-env", KEY_ENV, "--port", str(self.port), "--max-retries", "1", "--timeout", "60", "--log-file", str(self.log_file),
-               *extra]
+        env = {
+            **os.environ,
+            KEY_ENV: KEY,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "uqroute.cli",
+            "serve",
+            "--router",
+            str(router_path),
+            "--llm-base-url",
+            base_url,
+            "--llm-model",
+            LLM,
+            "--api-key-env",
+            KEY_ENV,
+            "--port",
+            str(self.port),
+            "--max-retries",
+            "1",
+            "--timeout",
+            "60",
+            "--log-file",
+            str(self.log_file),
+            *extra,
+        ]
         self.out = open(self.out_file, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + 300
@@ -162,7 +213,9 @@ class RouterProcess:
     def logs(self) -> str:
         if not self.out.closed:
             self.out.flush()
-        return self.out_file.read_text(errors="replace") + (self.log_file.read_text(errors="replace") if self.log_file.exists() else "")
+        return self.out_file.read_text(errors="replace") + (
+            self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -195,14 +248,18 @@ def test_models_health_and_both_branches(server, router_file, upstream):
     assert [m.id for m in models] == ["uqroute-smollm2-135m-perplexity"]
     client = server.client()
     for prompt, want_routed in routed.items():
-        raw = client.chat.completions.with_raw_response.create(model=_name(server), messages=[{"role": "user", "content": prompt}],
-                                                               max_tokens=MAX_TOKENS, temperature=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model=_name(server), messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, temperature=0
+        )
         resp = raw.parse()
         info = resp.model_extra["uqroute"]
         assert info["routed"] is want_routed, (prompt, info)
         assert info["answered_by"] == ("llm" if want_routed else "slm")
         assert resp.model == (LLM if want_routed else "smollm2-135m") == info["model"]
-        assert raw.headers["x-uqroute-model"] == info["model"] and raw.headers["x-uqroute-answered-by"] == info["answered_by"]
+        assert (
+            raw.headers["x-uqroute-model"] == info["model"]
+            and raw.headers["x-uqroute-answered-by"] == info["answered_by"]
+        )
         assert float(raw.headers["x-uqroute-confidence"]) == pytest.approx(info["confidence"])
         assert float(raw.headers["x-uqroute-threshold"]) == pytest.approx(info["threshold"])
         assert resp.choices[0].message.content
@@ -213,9 +270,11 @@ def test_models_health_and_both_branches(server, router_file, upstream):
 
         prompt = next(p for p, r in routed.items() if r)
         direct = openai.OpenAI(base_url=upstream.base_url, api_key=KEY, max_retries=0).chat.completions.create(
-            model=LLM, messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, temperature=0)
-        via = client.chat.completions.create(model=_name(server), messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS,
-                                             temperature=0)
+            model=LLM, messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, temperature=0
+        )
+        via = client.chat.completions.create(
+            model=_name(server), messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, temperature=0
+        )
         assert via.choices[0].message.content == direct.choices[0].message.content
 
 
@@ -228,8 +287,12 @@ def test_concurrent_clients_share_the_engine(server, router_file):
     def ask(i, p):
         try:
             barrier.wait()
-            r = server.client().chat.completions.create(model="uqroute-smollm2-135m-perplexity", messages=[{"role": "user", "content": p}],
-                                                        max_tokens=MAX_TOKENS, temperature=0)
+            r = server.client().chat.completions.create(
+                model="uqroute-smollm2-135m-perplexity",
+                messages=[{"role": "user", "content": p}],
+                max_tokens=MAX_TOKENS,
+                temperature=0,
+            )
             results[i] = (p, r)
         except Exception as err:  # noqa: BLE001
             errors.append(err)
@@ -244,7 +307,9 @@ def test_concurrent_clients_share_the_engine(server, router_file):
         assert r.model_extra["uqroute"]["routed"] is routed[p]
     status, text = server.get("/metrics")
     text = text.decode()
-    peak = next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("uqroute_router_engine_requests_peak{"))
+    peak = next(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith("uqroute_router_engine_requests_peak{")
+    )
     assert peak >= 4, text  # several requests decoded in the pool together, not one at a time
 
 
@@ -252,23 +317,35 @@ def test_streaming_both_branches(server, router_file):
     _, routed = router_file
     client = server.client()
     for prompt in (next(p for p, r in routed.items() if r), next(p for p, r in routed.items() if not r)):
-        whole = client.chat.completions.create(model=_name(server), messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS,
-                                               temperature=0)
-        stream = client.chat.completions.create(model=_name(server), messages=[{"role": "user", "content": prompt}],
-                                                max_tokens=MAX_TOKENS, temperature=0, stream=True)
+        whole = client.chat.completions.create(
+            model=_name(server), messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, temperature=0
+        )
+        stream = client.chat.completions.create(
+            model=_name(server),
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+            stream=True,
+        )
         chunks = list(stream)
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == whole.choices[0].message.content
         assert chunks[0].model_extra["uqroute"]["routed"] is routed[prompt]
         if routed[prompt]:
-            assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1  # the LLM's tokens as they come
+            assert (
+                len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1
+            )  # the LLM's tokens as they come
 
 
 def test_malformed_requests_get_4xx(server):
     import openai
 
     status, body = server.post("/v1/chat/completions", b"{not json")
-    assert status == 400 and "not valid JSON" in body["error"]["message"] and body["error"]["type"] == "invalid_request_error"
+    assert (
+        status == 400
+        and "not valid JSON" in body["error"]["message"]
+        and body["error"]["type"] == "invalid_request_error"
+    )
     status, body = server.post("/v1/chat/completions", json.dumps({"model": _name(server), "messages": "hi"}).encode())
     assert status == 400 and body["error"]["param"] == "messages"
     client = server.client()
@@ -277,7 +354,9 @@ def test_malformed_requests_get_4xx(server):
     with pytest.raises(openai.BadRequestError, match="n must be 1"):
         client.chat.completions.create(model=_name(server), messages=[{"role": "user", "content": "hi"}], n=2)
     with pytest.raises(openai.BadRequestError, match="context"):  # longer than SmolLM2's 8192-token context
-        client.chat.completions.create(model=_name(server), messages=[{"role": "user", "content": "word " * 9000}], max_tokens=4)
+        client.chat.completions.create(
+            model=_name(server), messages=[{"role": "user", "content": "word " * 9000}], max_tokens=4
+        )
     assert server.get("/health")[0] == 200  # still serving
 
 
@@ -285,12 +364,22 @@ def test_metrics_and_request_log(server):
     status, text = server.get("/metrics")
     text = text.decode()
     assert status == 200
-    for name in ("uqroute_router_llm_fraction_realised", "uqroute_router_llm_fraction_target", "uqroute_router_w1_holdout",
-                 "uqroute_router_drift", "uqroute_router_requests_total", "uqroute_router_request_seconds_bucket",
-                 "uqroute_router_confidence_seconds_bucket", "uqroute_router_rejected_requests_total"):
+    for name in (
+        "uqroute_router_llm_fraction_realised",
+        "uqroute_router_llm_fraction_target",
+        "uqroute_router_w1_holdout",
+        "uqroute_router_drift",
+        "uqroute_router_requests_total",
+        "uqroute_router_request_seconds_bucket",
+        "uqroute_router_confidence_seconds_bucket",
+        "uqroute_router_rejected_requests_total",
+    ):
         assert name in text, name
-    lines = [json.loads(line.split(" INFO ", 1)[1]) for line in server.logs().splitlines()
-             if "uqroute.router.requests INFO" in line and line.endswith("}")]
+    lines = [
+        json.loads(line.split(" INFO ", 1)[1])
+        for line in server.logs().splitlines()
+        if "uqroute.router.requests INFO" in line and line.endswith("}")
+    ]
     ok = [r for r in lines if r["status"] == "ok"]
     assert ok and all({"confidence", "routed", "answered_by", "total_s", "slm_s"} <= set(r) for r in ok)
     assert any(r["status"] == "rejected" for r in lines)
@@ -309,14 +398,24 @@ def test_upstream_down_error_then_fallback(router_file, tmp_path_factory):
             client = proc.client()
             if not fallback:
                 with pytest.raises(openai.APIStatusError) as e:
-                    client.chat.completions.create(model=_name(proc), messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS)
+                    client.chat.completions.create(
+                        model=_name(proc), messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS
+                    )
                 assert e.value.status_code == 502 and "could not be reached" in str(e.value)
                 assert e.value.body["code"] == "upstream_unreachable"
                 with pytest.raises(openai.APIStatusError):  # streaming: the error comes before any chunk
-                    list(client.chat.completions.create(model=_name(proc), messages=[{"role": "user", "content": prompt}],
-                                                        max_tokens=MAX_TOKENS, stream=True))
+                    list(
+                        client.chat.completions.create(
+                            model=_name(proc),
+                            messages=[{"role": "user", "content": prompt}],
+                            max_tokens=MAX_TOKENS,
+                            stream=True,
+                        )
+                    )
             else:
-                r = client.chat.completions.create(model=_name(proc), messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS)
+                r = client.chat.completions.create(
+                    model=_name(proc), messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS
+                )
                 info = r.model_extra["uqroute"]
                 assert info["answered_by"] == "slm_fallback" and info["routed"] and r.model == "smollm2-135m"
                 assert "could not be reached" in info["upstream_error"] and r.choices[0].message.content

@@ -50,8 +50,16 @@ class Served:
     def __init__(self, url: str, proc, log: Path, reqlog: Path):
         self.url, self.proc, self.log, self.reqlog = url, proc, log, reqlog
 
-    def request(self, method: str, path: str, body: bytes | None = None, *, key: str | None = CLIENT_KEY, headers=None,
-                timeout: float = 60):
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        key: str | None = CLIENT_KEY,
+        headers=None,
+        timeout: float = 60,
+    ):
         """(status, headers, decoded JSON body or raw bytes)."""
         h = {"Content-Type": "application/json", **(headers or {})}
         if key:
@@ -71,8 +79,11 @@ class Served:
         return self.request("POST", "/v1/chat/completions", json.dumps(body).encode(), **kw)
 
     def lines(self) -> list[dict]:
-        return [json.loads(line.split(" INFO ", 1)[1]) for line in self.reqlog.read_text().splitlines()
-                if "uqroute.router.requests INFO" in line]
+        return [
+            json.loads(line.split(" INFO ", 1)[1])
+            for line in self.reqlog.read_text().splitlines()
+            if "uqroute.router.requests INFO" in line
+        ]
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") + self.reqlog.read_text(errors="replace")
@@ -80,7 +91,9 @@ class Served:
 
 @pytest.fixture(scope="module")
 def upstream():
-    with FaultServer(model="big", reply=lambda body: "The answer is forty two indeed", stream_delay_s=0.3, max_model_len=512) as s:
+    with FaultServer(
+        model="big", reply=lambda body: "The answer is forty two indeed", stream_delay_s=0.3, max_model_len=512
+    ) as s:
         yield s
 
 
@@ -98,12 +111,35 @@ def start(tmp_path_factory):
             args += ["--router", str(path), "--name", name]
         port = _free_port()
         log, reqlog = tmp / f"out{i}.log", tmp / f"req{i}.jsonl"
-        env = {**os.environ, "HARD_KEY": UPSTREAM_KEY,
-               "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "HARD_KEY": UPSTREAM_KEY,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        }
         env.pop("UQROUTE_API_KEY", None)
-        cmd = [sys.executable, "-m", "uqroute.cli", "serve", *args, "--llm-base-url", base_url, "--llm-model", "big",
-               "--api-key-env", "HARD_KEY", "--port", str(port), "--max-retries", "0", "--timeout", "5", "--log-file", str(reqlog),
-               *[a for k in keys for a in ("--api-key", k)], *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uqroute.cli",
+            "serve",
+            *args,
+            "--llm-base-url",
+            base_url,
+            "--llm-model",
+            "big",
+            "--api-key-env",
+            "HARD_KEY",
+            "--port",
+            str(port),
+            "--max-retries",
+            "0",
+            "--timeout",
+            "5",
+            "--log-file",
+            str(reqlog),
+            *[a for k in keys for a in ("--api-key", k)],
+            *extra,
+        ]
         fh = open(log, "wb")
         p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         procs.append((p, fh))
@@ -129,8 +165,15 @@ def start(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two(start, upstream, tiny_model_dir):
     """One process, two routers: `none` routes nothing (its cut-off answers served, marked) and `all` routes everything."""
-    return start({"none": _doc(tiny_model_dir, fraction=0.0), "all": _doc(tiny_model_dir, fraction=1.0)}, upstream.base_url,
-                 "--on-truncated", "mark", "--no-docs", "--max-body-bytes", "1000000")
+    return start(
+        {"none": _doc(tiny_model_dir, fraction=0.0), "all": _doc(tiny_model_dir, fraction=1.0)},
+        upstream.base_url,
+        "--on-truncated",
+        "mark",
+        "--no-docs",
+        "--max-body-bytes",
+        "1000000",
+    )
 
 
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
@@ -229,7 +272,10 @@ def test_client_key_docs_and_request_ids(two):
     import re
 
     assert len(re.findall(r"^# TYPE uqroute_router_requests(?:_total)? counter$", metrics, re.MULTILINE)) == 1, metrics
-    assert 'answered_by="slm",router="none",status="ok"' in metrics and 'answered_by="llm",router="all",status="ok"' in metrics
+    assert (
+        'answered_by="slm",router="none",status="ok"' in metrics
+        and 'answered_by="llm",router="all",status="ok"' in metrics
+    )
 
 
 def test_client_max_tokens_does_not_change_the_decision(two):
@@ -247,14 +293,22 @@ def test_client_max_tokens_does_not_change_the_decision(two):
     full = out[None]["choices"][0]["message"]["content"]
     stop = full[3:6]
     status, _, cut = two.chat({"model": "none", "messages": MSGS, "stop": [stop]})
-    assert cut["choices"][0]["message"]["content"] == full[:full.find(stop)] and cut["choices"][0]["finish_reason"] == "stop"
+    assert (
+        cut["choices"][0]["message"]["content"] == full[: full.find(stop)]
+        and cut["choices"][0]["finish_reason"] == "stop"
+    )
 
 
 def test_limits_and_parameters_are_the_same_on_both_branches(two, upstream):
     for model in ("none", "all"):
-        for extra, param in (({"max_tokens": 6000}, "max_tokens"), ({"presence_penalty": 1000}, "presence_penalty"),
-                             ({"logprobs": True}, "logprobs"), ({"response_format": {"type": "json_object"}}, "response_format"),
-                             ({"stream_options": {"include_usage": True}}, "stream_options"), ({"logit_bias": {"1": 5}}, "logit_bias")):
+        for extra, param in (
+            ({"max_tokens": 6000}, "max_tokens"),
+            ({"presence_penalty": 1000}, "presence_penalty"),
+            ({"logprobs": True}, "logprobs"),
+            ({"response_format": {"type": "json_object"}}, "response_format"),
+            ({"stream_options": {"include_usage": True}}, "stream_options"),
+            ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ):
             _assert_error(*two.chat({"model": model, "messages": MSGS, **extra}), 400, param=param)
     # refused on both branches because the upstream says max_model_len 512 (/v1/models, as vLLM's)
     for model in ("none", "all"):
@@ -262,7 +316,11 @@ def test_limits_and_parameters_are_the_same_on_both_branches(two, upstream):
         assert status == 400 and "512" in body["error"]["message"], body
         assert two.chat({"model": model, "messages": MSGS, "max_tokens": 100})[0] == 200
     status, _, ready = two.request("GET", "/ready", key=None)
-    assert status == 200 and ready["routers"]["all"]["upstream"] == "ready" and ready["routers"]["all"]["llm_max_model_len"] == 512
+    assert (
+        status == 200
+        and ready["routers"]["all"]["upstream"] == "ready"
+        and ready["routers"]["all"]["llm_max_model_len"] == 512
+    )
 
 
 def _sse(raw: bytes) -> list:
@@ -271,15 +329,21 @@ def _sse(raw: bytes) -> list:
 
 def test_routed_streams_usage_cut_and_disconnect(two, upstream):
     n0 = len(upstream.sent())
-    status, hdrs, raw = two.chat({"model": "all", "messages": MSGS, "stream": True, "stream_options": {"include_usage": True}})
+    status, hdrs, raw = two.chat(
+        {"model": "all", "messages": MSGS, "stream": True, "stream_options": {"include_usage": True}}
+    )
     events = _sse(raw)
     assert status == 200 and upstream.sent()[n0]["stream_options"] == {"include_usage": True}
     assert events[-1]["usage"]["total_tokens"] > 0 and all(e["id"] == hdrs["x-request-id"] for e in events)
     assert all("system_fingerprint" not in e for e in events)
     # the SLM's stream sends usage only when asked for
     assert "usage" not in _sse(two.chat({"model": "none", "messages": MSGS, "stream": True})[2])[-1]
-    assert _sse(two.chat({"model": "none", "messages": MSGS, "stream": True,
-                          "stream_options": {"include_usage": True}})[2])[-1]["usage"]["completion_tokens"] == 8
+    assert (
+        _sse(
+            two.chat({"model": "none", "messages": MSGS, "stream": True, "stream_options": {"include_usage": True}})[2]
+        )[-1]["usage"]["completion_tokens"]
+        == 8
+    )
     # an upstream stream that ends without finish_reason: an error event that says it broke off, logged as an error
     upstream.fail("stream_cut")
     status, hdrs, raw = two.chat({"model": "all", "messages": MSGS, "stream": True})
@@ -290,8 +354,12 @@ def test_routed_streams_usage_cut_and_disconnect(two, upstream):
     # a client that leaves a routed stream is counted and logged
     port = int(two.url.rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("POST", "/v1/chat/completions", json.dumps({"model": "all", "messages": MSGS, "stream": True}),
-                 {"Content-Type": "application/json", "Authorization": f"Bearer {CLIENT_KEY}"})
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps({"model": "all", "messages": MSGS, "stream": True}),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {CLIENT_KEY}"},
+    )
     r = conn.getresponse()
     rid = r.headers["x-request-id"]
     r.fp.readline()  # the first event, then leave (the upstream sends a word every 0.3 s)
@@ -315,7 +383,11 @@ def test_upstream_words_and_key_never_reach_the_client(two, upstream):
     assert UPSTREAM_KEY not in json.dumps(body) and "Incorrect API key" not in body["error"]["message"]
     assert upstream.base_url not in body["error"]["message"] and "127.0.0.1" not in body["error"]["message"]
     line = next(x for x in two.lines() if x["request_id"] == hdrs["x-request-id"])
-    assert line["status"] == "error" and "HTTP 401" in line["detail"] and "Incorrect API key provided: [redacted]" in line["detail"]
+    assert (
+        line["status"] == "error"
+        and "HTTP 401" in line["detail"]
+        and "Incorrect API key provided: [redacted]" in line["detail"]
+    )
     assert UPSTREAM_KEY not in two.text() and UPSTREAM_KEY[10:] not in two.text()  # ... which is in no log
 
 
@@ -328,7 +400,11 @@ def test_truncated_reply_is_routed_and_readiness_reports_a_down_upstream(start, 
         assert body["uqroute"]["threshold_source"] == "truncated" and body["uqroute"]["truncated"] is True
         assert s.request("GET", "/ready", key=None)[0] == 200
     status, _, ready = s.request("GET", "/ready", key=None)
-    assert status == 503 and ready["routers"]["r"]["upstream"] == "unreachable" and s.request("GET", "/health", key=None)[0] == 200
+    assert (
+        status == 503
+        and ready["routers"]["r"]["upstream"] == "unreachable"
+        and s.request("GET", "/health", key=None)[0] == 200
+    )
     # the openapi docs are on unless --no-docs
     assert s.request("GET", "/openapi.json", key=None)[0] == 200
 
@@ -342,8 +418,16 @@ def test_ood_probe_decides_at_prefill_and_skips_the_decode(start, upstream, tiny
     from uqroute.router.file import file_sha256
 
     rng = np.random.default_rng(0)
-    probe = fit_probe(rng.normal(size=(40, 32)).astype(np.float32), (rng.random(40) < 0.5).astype(float), hidden_sizes=[8, 4],
-                      epochs=2, batch_size=8, lr=1e-3, seed=0, label="test")
+    probe = fit_probe(
+        rng.normal(size=(40, 32)).astype(np.float32),
+        (rng.random(40) < 0.5).astype(float),
+        hidden_sizes=[8, 4],
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        seed=0,
+        label="test",
+    )
     path = tmp_path / "ood_probe.safetensors"
     save_probe(path, probe, training_datasets=["a"])
     docs = {}

@@ -43,11 +43,35 @@ def serve(tmp_path):
         write_router_file(doc, path)
         port, dead = _free_port(), _free_port()
         log = tmp_path / f"out{len(procs)}.log"
-        env = {**os.environ, "TINY_KEY": KEY, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "TINY_KEY": KEY,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        }
         # the upstream is on 127.0.0.2 (not a "local" host for the key rule, so the key is required and used)
-        cmd = [sys.executable, "-m", "uqroute.cli", "serve", "--router", str(path), "--llm-base-url", f"http://127.0.0.2:{dead}/v1",
-               "--llm-model", "big", "--api-key-env", "TINY_KEY", "--port", str(port), "--max-retries", "1", "--timeout", "5",
-               "--log-file", str(tmp_path / f"req{len(procs)}.jsonl"), *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uqroute.cli",
+            "serve",
+            "--router",
+            str(path),
+            "--llm-base-url",
+            f"http://127.0.0.2:{dead}/v1",
+            "--llm-model",
+            "big",
+            "--api-key-env",
+            "TINY_KEY",
+            "--port",
+            str(port),
+            "--max-retries",
+            "1",
+            "--timeout",
+            "5",
+            "--log-file",
+            str(tmp_path / f"req{len(procs)}.jsonl"),
+            *extra,
+        ]
         fh = open(log, "wb")
         p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         procs.append((p, fh, log))
@@ -95,19 +119,31 @@ def test_http_layer(serve, tiny_model_dir):
         client.chat.completions.create(model=name, messages=[{"role": "user", "content": "True " * 1100}], max_tokens=4)
     with urllib.request.urlopen(f"{url}/metrics") as r:
         metrics = r.read().decode()
-    assert 'uqroute_router_upstream_errors_total{code="upstream_unreachable",router="uqroute-tiny-perplexity"} 2.0' in metrics
+    assert (
+        'uqroute_router_upstream_errors_total{code="upstream_unreachable",router="uqroute-tiny-perplexity"} 2.0'
+        in metrics
+    )
     assert 'uqroute_router_rejected_requests_total{code="404",router="uqroute-tiny-perplexity"} 1.0' in metrics
     # with --fallback: the SLM's answer, marked; and a router that routes nothing streams the SLM's answer
     url, _ = serve(_doc(tiny_model_dir, fraction=1.0), "--fallback")
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     r = client.chat.completions.with_raw_response.create(model=name, messages=msgs, max_tokens=4)
     out = r.parse()
-    assert out.model_extra["uqroute"]["answered_by"] == "slm_fallback" == r.headers["x-uqroute-answered-by"] and out.model == "tiny"
+    assert (
+        out.model_extra["uqroute"]["answered_by"] == "slm_fallback" == r.headers["x-uqroute-answered-by"]
+        and out.model == "tiny"
+    )
     # (the tiny random model never ends within its 8-token budget: --on-truncated mark serves its cut-off answers, marked)
     url, _ = serve(_doc(tiny_model_dir, fraction=0.0), "--on-truncated", "mark")
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     whole = client.chat.completions.create(model=name, messages=msgs, max_tokens=6)
     chunks = list(client.chat.completions.create(model=name, messages=msgs, max_tokens=6, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole.choices[0].message.content
-    assert chunks[0].model_extra["uqroute"]["answered_by"] == "slm" and chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
-    assert chunks[0].model_extra["uqroute"]["truncated"] is True and chunks[0].model_extra["uqroute"]["threshold_source"] == "truncated"
+    assert (
+        chunks[0].model_extra["uqroute"]["answered_by"] == "slm"
+        and chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    )
+    assert (
+        chunks[0].model_extra["uqroute"]["truncated"] is True
+        and chunks[0].model_extra["uqroute"]["threshold_source"] == "truncated"
+    )

@@ -44,7 +44,9 @@ JOBNAME_PREFIX = f"uqroutetest{os.getpid()}"
 
 def targets(config: dict) -> list[str]:
     """Everything from the raw slices to the UQ scores of each SLM on each dataset, and the revisions lock."""
-    return [f"results/uq/{slm}/{ds}.parquet" for slm in config["slms"] for ds in config["datasets"]] + ["results/revisions.lock.yaml"]
+    return [f"results/uq/{slm}/{ds}.parquet" for slm in config["slms"] for ds in config["datasets"]] + [
+        "results/revisions.lock.yaml"
+    ]
 
 
 def node_state() -> str:
@@ -70,8 +72,10 @@ def ensure_slurm() -> str | None:
     state = node_state()
     if state in ("idle", "mixed", "allocated"):
         return None
-    return (f"scripts/slurm-up.sh exited {proc.returncode}, sinfo node state {state!r}:\n"
-            f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return (
+        f"scripts/slurm-up.sh exited {proc.returncode}, sinfo node state {state!r}:\n"
+        f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    )
 
 
 def require_slurm() -> None:
@@ -110,10 +114,20 @@ def write_config(workdir: Path) -> tuple[Path, dict]:
     return path, config
 
 
-def run_snakemake(workdir: Path, extra: list[str], env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+def run_snakemake(
+    workdir: Path, extra: list[str], env_extra: dict | None = None
+) -> tuple[subprocess.CompletedProcess, float]:
     configfile, config = write_config(workdir)
-    cmd = [str(SNAKEMAKE), *targets(config), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           f"--configfile={configfile}", *extra]
+    cmd = [
+        str(SNAKEMAKE),
+        *targets(config),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        f"--configfile={configfile}",
+        *extra,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONHASHSEED": "0", **(env_extra or {})}
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
@@ -127,7 +141,11 @@ def cancel_our_jobs() -> None:
     if not shutil.which("squeue"):
         return
     listing = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True).stdout
-    ids = [line.split()[0] for line in listing.splitlines() if line.split()[1:2] and line.split()[1].startswith(JOBNAME_PREFIX)]
+    ids = [
+        line.split()[0]
+        for line in listing.splitlines()
+        if line.split()[1:2] and line.split()[1].startswith(JOBNAME_PREFIX)
+    ]
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True)
 
@@ -156,13 +174,27 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path):
     slurm_dir.mkdir()
     local_dir.mkdir()
     profile = [
-        "--profile", str(ROOT / "profiles" / "slurm"),
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
         # this cluster has no accounting database (sacct) and no accounts
-        "--slurm-status-command", "squeue", "--slurm-no-account",
-        "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-        "--slurm-jobname-prefix", JOBNAME_PREFIX,
-        "--jobs", "2", "--retries", "0", "--latency-wait", "10",
-        "--default-resources", "mem_mb=1000", "runtime=10",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "1",
+        "--slurm-jobname-prefix",
+        JOBNAME_PREFIX,
+        "--jobs",
+        "2",
+        "--retries",
+        "0",
+        "--latency-wait",
+        "10",
+        "--default-resources",
+        "mem_mb=1000",
+        "runtime=10",
     ]
     try:
         # 1. prefetch where the internet is (README, "Run on a SLURM cluster")
@@ -171,7 +203,9 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path):
         assert "has been submitted with SLURM jobid" not in log, f"the prefetch submitted jobs:\n{log[-3000:]}"
         for rule, n in (("download", 2), ("download_model", 2)):  # the LLM's too: the lock records it
             assert log.count(f"localrule {rule}:") == n, f"prefetch: expected {n} local {rule} jobs:\n{log[-3000:]}"
-        assert (slurm_dir / "resources/downloads/smollm2-135m.json").is_file() and not (slurm_dir / "resources/models").exists()
+        assert (slurm_dir / "resources/downloads/smollm2-135m.json").is_file() and not (
+            slurm_dir / "resources/models"
+        ).exists()
         # 2. the run: no job may reach an index or the hub
         slurm, slurm_s = run_snakemake(slurm_dir, profile, {"PIP_NO_INDEX": "1"})
     finally:

@@ -24,8 +24,19 @@ from uqroute.uq import (
 )
 
 CONFIG_METHODS = [
-    "avg_token_prob", "perplexity", "ptrue", "jaccard_degree", "verbal_1s", "verbal_2s", "trained_probe",
-    "ood_probe", "mean_token_entropy", "max_token_entropy", "eccentricity", "eigv", "num_sets",
+    "avg_token_prob",
+    "perplexity",
+    "ptrue",
+    "jaccard_degree",
+    "verbal_1s",
+    "verbal_2s",
+    "trained_probe",
+    "ood_probe",
+    "mean_token_entropy",
+    "max_token_entropy",
+    "eccentricity",
+    "eigv",
+    "num_sets",
 ]
 
 
@@ -33,11 +44,15 @@ def frame(**cols) -> pl.DataFrame:
     """A joined frame with just the given columns (plus ids)."""
     n = len(next(iter(cols.values())))
     schema = {
-        "token_logprobs": pl.List(pl.Float64), "token_entropies": pl.List(pl.Float64),
-        "samples": pl.List(pl.Utf8), "sample_answers": pl.List(pl.Utf8),
+        "token_logprobs": pl.List(pl.Float64),
+        "token_entropies": pl.List(pl.Float64),
+        "samples": pl.List(pl.Utf8),
+        "sample_answers": pl.List(pl.Utf8),
     }
-    return pl.DataFrame({"id": [f"d/test/{i}" for i in range(n)], **cols},
-                        schema_overrides={k: v for k, v in schema.items() if k in cols})
+    return pl.DataFrame(
+        {"id": [f"d/test/{i}" for i in range(n)], **cols},
+        schema_overrides={k: v for k, v in schema.items() if k in cols},
+    )
 
 
 def run(name, f):
@@ -47,8 +62,7 @@ def run(name, f):
 # ------------------------------------------------------------------ token probabilities
 def test_avg_token_prob_uses_option_prob_for_mcq_tf_and_mean_prob_for_ff():
     lp = [math.log(0.5), math.log(0.25)]
-    f = frame(task_type=["MCQ", "TF", "FF", "MCQ"], option_prob=[0.9, 0.7, None, None],
-              token_logprobs=[lp, lp, lp, lp])
+    f = frame(task_type=["MCQ", "TF", "FF", "MCQ"], option_prob=[0.9, 0.7, None, None], token_logprobs=[lp, lp, lp, lp])
     out = run("avg_token_prob", f)
     # MCQ/TF: the option token's probability; FF (and MCQ without an option token): mean of exp(logp)
     np.testing.assert_allclose(out, [0.9, 0.7, 0.375, 0.375])
@@ -92,8 +106,14 @@ def test_entropy_methods_are_negated_so_lower_entropy_is_more_confident():
     assert np.isnan(mean[2]) and np.isnan(mx[2])
 
 
-TOKEN_METHODS = ("avg_token_prob", "perplexity", "min_token_prob", "sequence_logprob", "mean_token_entropy",
-                 "max_token_entropy")
+TOKEN_METHODS = (
+    "avg_token_prob",
+    "perplexity",
+    "min_token_prob",
+    "sequence_logprob",
+    "mean_token_entropy",
+    "max_token_entropy",
+)
 
 
 def test_token_methods_score_only_the_final_answer_after_a_trace():
@@ -101,7 +121,23 @@ def test_token_methods_score_only_the_final_answer_after_a_trace():
     the token methods see only the answer's tokens; without the column, every token (old artifacts)."""
     from uqroute.parsing import answer_start
 
-    tokens = ["<think>", "\n", "Hmm", ",", " maybe", " A", "?", "\n", "</think>", "\n\n", "The", " answer", " is", " B", "."]
+    tokens = [
+        "<think>",
+        "\n",
+        "Hmm",
+        ",",
+        " maybe",
+        " A",
+        "?",
+        "\n",
+        "</think>",
+        "\n\n",
+        "The",
+        " answer",
+        " is",
+        " B",
+        ".",
+    ]
     start = answer_start(tokens)
     assert tokens[start:] == ["The", " answer", " is", " B", "."]
     trace_p, answer_p = 0.1, 0.8  # an uncertain trace, a confident answer
@@ -111,8 +147,12 @@ def test_token_methods_score_only_the_final_answer_after_a_trace():
     with_start = frame(**base, answer_start=[start])
     n_ans = len(tokens) - start
     expected = {
-        "avg_token_prob": answer_p, "perplexity": answer_p, "min_token_prob": answer_p,
-        "sequence_logprob": n_ans * math.log(answer_p), "mean_token_entropy": -0.5, "max_token_entropy": -0.5,
+        "avg_token_prob": answer_p,
+        "perplexity": answer_p,
+        "min_token_prob": answer_p,
+        "sequence_logprob": n_ans * math.log(answer_p),
+        "mean_token_entropy": -0.5,
+        "max_token_entropy": -0.5,
     }
     for name in TOKEN_METHODS:
         np.testing.assert_allclose(run(name, with_start), [expected[name]], err_msg=name)
@@ -125,8 +165,14 @@ def test_token_methods_score_only_the_final_answer_after_a_trace():
 
 def test_token_methods_on_degenerate_answer_starts():
     lp = [math.log(0.5), math.log(0.25)]
-    f = frame(id=["d/test/0", "d/test/1", "d/test/2"], task_type=["FF"] * 3, option_prob=[None] * 3,
-              token_logprobs=[lp, lp, lp], token_entropies=[[1.0, 2.0]] * 3, answer_start=[0, 2, None])
+    f = frame(
+        id=["d/test/0", "d/test/1", "d/test/2"],
+        task_type=["FF"] * 3,
+        option_prob=[None] * 3,
+        token_logprobs=[lp, lp, lp],
+        token_entropies=[[1.0, 2.0]] * 3,
+        answer_start=[0, 2, None],
+    )
     for name in TOKEN_METHODS:
         out = run(name, f)
         assert not np.isnan(out[0]) and out[0] == pytest.approx(out[2]), name  # 0 and null: every token
@@ -137,8 +183,13 @@ def test_token_methods_on_degenerate_answer_starts():
 
 
 def test_column_methods_pass_values_and_keep_nulls():
-    f = frame(ptrue=[0.8, None], verbal_1s_confidence=[None, 0.9], verbal_2s_confidence=[0.3, None],
-              trained_probe=[0.1, 0.2], ood_probe=[0.6, 0.4])
+    f = frame(
+        ptrue=[0.8, None],
+        verbal_1s_confidence=[None, 0.9],
+        verbal_2s_confidence=[0.3, None],
+        trained_probe=[0.1, 0.2],
+        ood_probe=[0.6, 0.4],
+    )
     np.testing.assert_equal(run("ptrue", f), [0.8, np.nan])
     np.testing.assert_equal(run("verbal_1s", f), [np.nan, 0.9])
     np.testing.assert_equal(run("verbal_2s", f), [0.3, np.nan])
@@ -241,11 +292,18 @@ def data_frame(ids_roles, task_type="MCQ") -> pl.DataFrame:
     n = len(ids_roles)
     return pl.DataFrame(
         {
-            "id": [i for i, _ in ids_roles], "dataset": ["toy"] * n, "domain": ["commonsense"] * n,
-            "task_type": [task_type] * n, "split": ["test"] * n, "role": [r for _, r in ids_roles],
-            "question": ["q"] * n, "context": [None] * n,
+            "id": [i for i, _ in ids_roles],
+            "dataset": ["toy"] * n,
+            "domain": ["commonsense"] * n,
+            "task_type": [task_type] * n,
+            "split": ["test"] * n,
+            "role": [r for _, r in ids_roles],
+            "question": ["q"] * n,
+            "context": [None] * n,
             "choices": [[{"label": "A", "text": "x"}, {"label": "B", "text": "y"}]] * n,
-            "answer": ["A"] * n, "references": [["A"]] * n, "prompt": ["p"] * n,
+            "answer": ["A"] * n,
+            "references": [["A"]] * n,
+            "prompt": ["p"] * n,
         },
         schema=ARTIFACTS["data"].polars_schema(),
     )
@@ -255,17 +313,27 @@ def generations_frame(ids, rng) -> pl.DataFrame:
     n = len(ids)
     return pl.DataFrame(
         {
-            "id": ids, "response": ["A"] * n, "parsed_answer": ["A"] * n, "tokens": [["A", "."]] * n,
+            "id": ids,
+            "response": ["A"] * n,
+            "parsed_answer": ["A"] * n,
+            "tokens": [["A", "."]] * n,
             "token_logprobs": [list(np.log(rng.uniform(0.1, 1, 2))) for _ in ids],
-            "token_entropies": [list(rng.uniform(0, 2, 2)) for _ in ids], "answer_start": [0] * n,
-            "option_prob": list(rng.uniform(0, 1, n)), "n_prompt_tokens": [10] * n, "finish_reason": ["stop"] * n,
+            "token_entropies": [list(rng.uniform(0, 2, 2)) for _ in ids],
+            "answer_start": [0] * n,
+            "option_prob": list(rng.uniform(0, 1, n)),
+            "n_prompt_tokens": [10] * n,
+            "finish_reason": ["stop"] * n,
             "samples": [list(rng.choice(["A", "B", "A b"], 5)) for _ in ids],
-            "sample_answers": [list(rng.choice(["A", "B"], 5)) for _ in ids], "samples_truncated": [0] * n,
-            "ptrue": list(rng.uniform(0, 1, n)), "verbal_1s_response": ["A, 80%"] * n,
+            "sample_answers": [list(rng.choice(["A", "B"], 5)) for _ in ids],
+            "samples_truncated": [0] * n,
+            "ptrue": list(rng.uniform(0, 1, n)),
+            "verbal_1s_response": ["A, 80%"] * n,
             "verbal_1s_answer": ["A"] * n,
             "verbal_1s_confidence": [None if i % 3 == 0 else 0.8 for i in range(n)],
             "verbal_1s_finish_reason": ["stop"] * n,
-            "verbal_2s_response": ["90%"] * n, "verbal_2s_confidence": [0.9] * n, "verbal_2s_finish_reason": ["stop"] * n,
+            "verbal_2s_response": ["90%"] * n,
+            "verbal_2s_confidence": [0.9] * n,
+            "verbal_2s_finish_reason": ["stop"] * n,
         },
         schema=ARTIFACTS["generations"].polars_schema(),
     )
@@ -278,8 +346,14 @@ def artifacts(tmp_path):
     data = data_frame(rows)
     gens = generations_frame(data["id"].to_list()[::-1], rng)  # different order than data
     evals = [i for i, r in rows if r == "eval"]
-    probes = pl.DataFrame({"id": evals, "trained_probe": rng.uniform(0, 1, 6),
-                           "trained_probe_scheme": ["train_split"] * 6, "ood_probe": rng.uniform(0, 1, 6)})
+    probes = pl.DataFrame(
+        {
+            "id": evals,
+            "trained_probe": rng.uniform(0, 1, 6),
+            "trained_probe_scheme": ["train_split"] * 6,
+            "ood_probe": rng.uniform(0, 1, 6),
+        }
+    )
     paths = {k: tmp_path / f"{k}.parquet" for k in ("data", "generations", "probes")}
     write_parquet(data, paths["data"], "data")
     write_parquet(gens, paths["generations"], "generations")

@@ -36,10 +36,25 @@ MAX_DIFFERING = 1
 LOGPROB_TOL = 1e-3
 HIDDEN_RTOL = 2e-3
 AUC_TOL = 1e-3
-NON_SAMPLING = ["avg_token_prob", "perplexity", "min_token_prob", "sequence_logprob", "mean_token_entropy",
-                "max_token_entropy", "ptrue", "verbal_1s", "verbal_2s"]
-CFG = {"max_new_tokens": {"MCQ": 16, "math": 64}, "num_samples": 3, "sample_max_new_tokens": 16,
-       "verbal_max_new_tokens": 16, "shard_size": 64, "vllm": {"max_model_len": 2048}}
+NON_SAMPLING = [
+    "avg_token_prob",
+    "perplexity",
+    "min_token_prob",
+    "sequence_logprob",
+    "mean_token_entropy",
+    "max_token_entropy",
+    "ptrue",
+    "verbal_1s",
+    "verbal_2s",
+]
+CFG = {
+    "max_new_tokens": {"MCQ": 16, "math": 64},
+    "num_samples": 3,
+    "sample_max_new_tokens": 16,
+    "verbal_max_new_tokens": 16,
+    "shard_size": 64,
+    "vllm": {"max_model_len": 2048},
+}
 SIZES = {"commonsenseqa": 10, "gsm8k": 4}
 
 
@@ -66,15 +81,25 @@ def runs(smollm2_dir, tmp_path_factory):
     try:
         for d, n in SIZES.items():
             data = work / f"{d}.parquet"
-            load_rows(d, seed=0, source="slices", slices_dir=str(REPO / "data" / "slices"), eval_limit=n,
-                      train_limit=0).write_parquet(data)
+            load_rows(
+                d, seed=0, source="slices", slices_dir=str(REPO / "data" / "slices"), eval_limit=n, train_limit=0
+            ).write_parquet(data)
             out[d] = {"data": data}
             for engine in ("ours", "vllm"):
                 cfg = {**CFG, "backend": "transformers" if engine == "ours" else "vllm", "dtype": "float32"}
                 gen = work / engine / f"{d}.parquet"
                 gen.parent.mkdir(exist_ok=True)
-                run_inference("smollm2-135m", spec, str(smollm2_dir), str(data), str(gen),
-                              str(gen.with_suffix(".hidden.safetensors")), "slm", cfg, 0)
+                run_inference(
+                    "smollm2-135m",
+                    spec,
+                    str(smollm2_dir),
+                    str(data),
+                    str(gen),
+                    str(gen.with_suffix(".hidden.safetensors")),
+                    "slm",
+                    cfg,
+                    0,
+                )
                 out[d][engine] = gen
         yield out, spec, work
     finally:
@@ -108,8 +133,12 @@ def test_greedy_answers_and_scores_match_our_engine(runs, dataset):
             continue
         assert a["finish_reason"] == b["finish_reason"] and a["answer_start"] == b["answer_start"], a["id"]
         assert a["parsed_answer"] == b["parsed_answer"], a["id"]
-        worst["logprob"] = max([worst["logprob"]] + [abs(x - y) for x, y in zip(a["token_logprobs"], b["token_logprobs"])])
-        worst["entropy"] = max([worst["entropy"]] + [abs(x - y) for x, y in zip(a["token_entropies"], b["token_entropies"])])
+        worst["logprob"] = max(
+            [worst["logprob"]] + [abs(x - y) for x, y in zip(a["token_logprobs"], b["token_logprobs"])]
+        )
+        worst["entropy"] = max(
+            [worst["entropy"]] + [abs(x - y) for x, y in zip(a["token_entropies"], b["token_entropies"])]
+        )
         assert len(a["token_entropies"]) == len(b["token_entropies"]) == len(b["tokens"])
         assert (a["option_prob"] is None) == (b["option_prob"] is None), a["id"]
         if a["option_prob"] is not None:
@@ -184,14 +213,21 @@ def test_samples_seeded_and_statistically_alike(runs, smollm2_dir):
     from uqroute.inference.prompts import answer_conversation
     from uqroute.inference.seeding import branch_seed
 
-    be = load_backend(spec, smollm2_dir, {**CFG, "backend": "vllm", "dtype": "float32"}, cache_dir=work / "cache-2",
-                      name="smollm2-135m")
+    be = load_backend(
+        spec,
+        smollm2_dir,
+        {**CFG, "backend": "vllm", "dtype": "float32"},
+        cache_dir=work / "cache-2",
+        name="smollm2-135m",
+    )
     data = pl.read_parquet(out["commonsenseqa"]["data"]).filter(pl.col("role") == "eval").head(2)
     stored = _gen(out["commonsenseqa"]["vllm"]).head(2)
     for row, samples in zip(data.iter_rows(named=True), stored["samples"]):
         prompt = be.encode(answer_conversation(row["prompt"]))
-        reqs = [{"prompt": prompt, "max_tokens": 16, "temperature": 1.0, "seed": branch_seed(0, row["id"], k)}
-                for k in range(3)]
+        reqs = [
+            {"prompt": prompt, "max_tokens": 16, "temperature": 1.0, "seed": branch_seed(0, row["id"], k)}
+            for k in range(3)
+        ]
         again = [be.decode(be._branch_result(g).token_ids) for g in be.worker.generate(reqs)]
         assert again == list(samples), row["id"]
     be.close()
@@ -223,9 +259,17 @@ def test_rerun_with_other_uq_settings_generates_nothing(runs, smollm2_dir):
         gen = work / "rerun" / f"{d}.parquet"
         gen.parent.mkdir(exist_ok=True)
         os.environ["UQROUTE_CACHE_DIR"] = str(work / "cache")
-        run_mod.run_inference("smollm2-135m", spec, str(smollm2_dir), str(out[d]["data"]), str(gen),
-                              str(gen.with_suffix(".hidden.safetensors")), "slm",
-                              {**CFG, "backend": "vllm", "dtype": "float32", "hidden_layer": -2}, 0)
+        run_mod.run_inference(
+            "smollm2-135m",
+            spec,
+            str(smollm2_dir),
+            str(out[d]["data"]),
+            str(gen),
+            str(gen.with_suffix(".hidden.safetensors")),
+            "slm",
+            {**CFG, "backend": "vllm", "dtype": "float32", "hidden_layer": -2},
+            0,
+        )
     finally:
         run_mod.load_backend = real
     st = captured["be"].stats

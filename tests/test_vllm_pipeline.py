@@ -44,8 +44,13 @@ def test_small_config_end_to_end_on_vllm(tmp_path):
     targets = [f"results/uq/{slm}/{d}.parquet" for d in DATASETS]
     exe = str(Path(sys.executable).with_name("snakemake"))
     env = {**os.environ, "UQROUTE_VLLM_PYTHON": str(python), "UQROUTE_CACHE_DIR": str(tmp_path / "cache")}
-    run = subprocess.run([exe, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1", *targets],
-                         capture_output=True, text=True, timeout=1500, env=env)
+    run = subprocess.run(
+        [exe, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1", *targets],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=env,
+    )
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-6000:])
     for d in DATASETS:
         gen = next((tmp_path / "results").rglob(f"generations/{slm}/{d}.parquet"))

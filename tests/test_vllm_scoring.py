@@ -18,21 +18,38 @@ from uqroute.inference.jobs import Branch, Job
 
 
 def _jobs(be, follow_ups: bool = True):
-    from uqroute.inference.prompts import answer_conversation, ptrue_conversation, verbal_1s_conversation, \
-        verbal_2s_conversation
+    from uqroute.inference.prompts import (
+        answer_conversation,
+        ptrue_conversation,
+        verbal_1s_conversation,
+        verbal_2s_conversation,
+    )
 
     t_ids, f_ids = be.single_token_ids(["True", " True"]), be.single_token_ids(["False", " False"])
     jobs = []
-    for q, text in enumerate(["What is the capital of France? Options: A. Paris B. Rome",
-                              "Solve: 2 + 40 = ? Reason briefly.", "Is the answer True or False?"]):
+    for q, text in enumerate(
+        [
+            "What is the capital of France? Options: A. Paris B. Rome",
+            "Solve: 2 + 40 = ? Reason briefly.",
+            "Is the answer True or False?",
+        ]
+    ):
+
         def turns(res, text=text):
             shown = be.decode(res.branches[0].token_ids)
-            return [Job(be.encode(ptrue_conversation(text, shown, text, [], None)), next_token_groups=[t_ids, f_ids]),
-                    Job(be.encode(verbal_2s_conversation(text, shown)), [Branch(6, entropy=False)])]
+            return [
+                Job(be.encode(ptrue_conversation(text, shown, text, [], None)), next_token_groups=[t_ids, f_ids]),
+                Job(be.encode(verbal_2s_conversation(text, shown)), [Branch(6, entropy=False)]),
+            ]
 
-        jobs.append(Job(be.encode(answer_conversation(text)),
-                        [Branch(12), Branch(8, 1.0, seed=100 + q, entropy=False), Branch(8, 1.0, seed=200 + q, entropy=False)],
-                        want_hidden=True, follow_up=turns if follow_ups else None))
+        jobs.append(
+            Job(
+                be.encode(answer_conversation(text)),
+                [Branch(12), Branch(8, 1.0, seed=100 + q, entropy=False), Branch(8, 1.0, seed=200 + q, entropy=False)],
+                want_hidden=True,
+                follow_up=turns if follow_ups else None,
+            )
+        )
         jobs.append(Job(be.encode(verbal_1s_conversation(text)), [Branch(10, entropy=False)]))
     return jobs
 
@@ -51,9 +68,15 @@ def backends(tiny_model_dir, tmp_path):
     from uqroute.inference.vllm_backend import VLLMBackend
 
     ours = TransformersBackend(tiny_model_dir, dtype="float32", progress=False, pack_weights=False)
-    theirs = VLLMBackend(tiny_model_dir, dtype="float32", progress=False, pack_weights=False,
-                         vllm={"python": str(tmp_path / "no-vllm" / "python")}, store=tmp_path / "gen.sqlite",
-                         identity="tiny")
+    theirs = VLLMBackend(
+        tiny_model_dir,
+        dtype="float32",
+        progress=False,
+        pack_weights=False,
+        vllm={"python": str(tmp_path / "no-vllm" / "python")},
+        store=tmp_path / "gen.sqlite",
+        identity="tiny",
+    )
     yield ours, theirs
     theirs.close()
 
@@ -65,7 +88,9 @@ def _fill_store(ours_jobs, ours_res, vb):
             stop = r.finish_reason == "stop"
             items[vb._key(vb._request(job, b))] = {
                 "token_ids": r.token_ids + ([min(vb.eos_ids)] if stop else []),
-                "logprobs": r.logprobs + ([-0.5] if stop else []), "finish_reason": r.finish_reason}
+                "logprobs": r.logprobs + ([-0.5] if stop else []),
+                "finish_reason": r.finish_reason,
+            }
     vb.store.put(items)
 
 
@@ -103,10 +128,19 @@ def test_scoring_handles_an_empty_reply_and_prompt_only_jobs(backends):
     """A reply that stops at once has no tokens (empty entropies); a job with no branches is prefill only."""
     ours, vb = backends
     t_ids = vb.single_token_ids(["True"])
-    jobs = [Job(ours.encode([{"role": "user", "content": "Hi"}]), [Branch(4)], want_hidden=True),
-            Job(ours.encode([{"role": "user", "content": "True or False?"}]), next_token_groups=[t_ids])]
-    vb.store.put({vb._key(vb._request(jobs[0], jobs[0].branches[0])):
-                  {"token_ids": [min(vb.eos_ids)], "logprobs": [-0.1], "finish_reason": "stop"}})
+    jobs = [
+        Job(ours.encode([{"role": "user", "content": "Hi"}]), [Branch(4)], want_hidden=True),
+        Job(ours.encode([{"role": "user", "content": "True or False?"}]), next_token_groups=[t_ids]),
+    ]
+    vb.store.put(
+        {
+            vb._key(vb._request(jobs[0], jobs[0].branches[0])): {
+                "token_ids": [min(vb.eos_ids)],
+                "logprobs": [-0.1],
+                "finish_reason": "stop",
+            }
+        }
+    )
     res = vb.run_jobs(jobs, hidden_layer=-1)
     ref = ours.run_jobs([Job(jobs[0].prompt_ids, [], want_hidden=True), jobs[1]], hidden_layer=-1)
     assert res[0].branches[0].token_ids == [] and res[0].branches[0].entropies == []
@@ -126,13 +160,23 @@ def test_load_backend_picks_vllm_per_model(tiny_model_dir, tmp_path):
     from uqroute.inference import load_backend
     from uqroute.inference.vllm_backend import VLLMBackend
 
-    be = load_backend({"backend": "vllm"}, tiny_model_dir, {"dtype": "float32", "pack_weights": False},
-                      cache_dir=tmp_path, name="tiny")
+    be = load_backend(
+        {"backend": "vllm"},
+        tiny_model_dir,
+        {"dtype": "float32", "pack_weights": False},
+        cache_dir=tmp_path,
+        name="tiny",
+    )
     assert isinstance(be, VLLMBackend) and be.store.path == tmp_path / "generations.sqlite"
     assert be.worker_settings["max_model_len"] == 1024  # capped at the model's context
     be.close()
-    other = load_backend({}, tiny_model_dir, {"dtype": "float32", "pack_weights": False, "backend": "vllm",
-                                              "vllm": {"max_model_len": 256}}, cache_dir=tmp_path, name="tiny")
+    other = load_backend(
+        {},
+        tiny_model_dir,
+        {"dtype": "float32", "pack_weights": False, "backend": "vllm", "vllm": {"max_model_len": 256}},
+        cache_dir=tmp_path,
+        name="tiny",
+    )
     assert other.worker_settings["max_model_len"] == 256 and other.worker_settings["dtype"] == "float32"
     other.close()
     assert not isinstance(load_backend({"backend": "transformers"}, tiny_model_dir, {"backend": "vllm"}), VLLMBackend)
@@ -144,7 +188,12 @@ def test_a_local_judge_stays_on_our_engine(tiny_model_dir, tmp_path):
     from uqroute.inference.vllm_backend import VLLMBackend
     from uqroute.judge.run import judge_backend
 
-    be = judge_backend({"model": "tiny"}, {"backend": "vllm"}, tiny_model_dir,
-                       {"backend": "vllm", "dtype": "float32", "pack_weights": False}, cache_dir=tmp_path)
+    be = judge_backend(
+        {"model": "tiny"},
+        {"backend": "vllm"},
+        tiny_model_dir,
+        {"backend": "vllm", "dtype": "float32", "pack_weights": False},
+        cache_dir=tmp_path,
+    )
     inner = be._backend()  # the judge's model, loaded on first use
     assert isinstance(inner, TransformersBackend) and not isinstance(inner, VLLMBackend)

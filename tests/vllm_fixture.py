@@ -69,8 +69,12 @@ def _warm_up(base_url: str) -> None:
 
     with openai.OpenAI(api_key="EMPTY", base_url=base_url, max_retries=2, timeout=300) as client:
         client.chat.completions.create(
-            model=SERVED_NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=2, temperature=0.0,
-            logprobs=True, top_logprobs=2,
+            model=SERVED_NAME,
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=2,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=2,
         )
 
 

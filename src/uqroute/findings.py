@@ -63,7 +63,11 @@ STAGE = "findings"
 
 def _slms(root: Path) -> list[str]:
     folder = root / "routing"
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "auc.parquet").is_file()) if folder.is_dir() else []
+    return (
+        sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "auc.parquet").is_file())
+        if folder.is_dir()
+        else []
+    )
 
 
 def _round(df: pl.DataFrame) -> pl.DataFrame:
@@ -98,9 +102,15 @@ def accuracy_table(root: str | Path) -> pl.DataFrame:
             eval_ids = data.filter(pl.col("role") == "eval")["id"]
             corr = io.read_artifact(path, "correctness", columns=["correct", "label_source"], stage=STAGE)
             corr = io.align_ids(eval_ids.to_list(), corr, path, what="correctness", stage=STAGE)
-            rows.append({"model": model, "dataset": dataset, "n": corr.height,
-                         "accuracy": corr["correct"].cast(pl.Float64).mean(),
-                         "truncated": float((corr["label_source"] == "truncated").mean()) if corr.height else None})
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "n": corr.height,
+                    "accuracy": corr["correct"].cast(pl.Float64).mean(),
+                    "truncated": float((corr["label_source"] == "truncated").mean()) if corr.height else None,
+                }
+            )
     schema = {"model": pl.Utf8, "dataset": pl.Utf8, "n": pl.Int64, "accuracy": pl.Float64, "truncated": pl.Float64}
     return _round(pl.DataFrame(rows, schema=schema))
 
@@ -135,8 +145,13 @@ def cut_at_budgets(root: str | Path, budgets=BUDGETS) -> pl.DataFrame:
             for b in budgets:
                 row[f"cut_{b}"] = float(np.mean((n > b) | cut_by_run)) if len(n) else None
             rows.append(row)
-    schema = {"model": pl.Utf8, "dataset": pl.Utf8, "n": pl.Int64, "run_budget": pl.Int64,
-              **{f"cut_{b}": pl.Float64 for b in budgets}}
+    schema = {
+        "model": pl.Utf8,
+        "dataset": pl.Utf8,
+        "n": pl.Int64,
+        "run_budget": pl.Int64,
+        **{f"cut_{b}": pl.Float64 for b in budgets},
+    }
     return _round(pl.DataFrame(rows, schema=schema))
 
 
@@ -147,22 +162,29 @@ def auc_table(root: str | Path) -> pl.DataFrame:
     """ROC-AUC with its 95 % bootstrap CI per (SLM, dataset, method), from every SLM's ``auc`` table."""
     root = Path(root)
     auc = _concat(root, "auc", _slms(root))
-    return _round(auc.select("slm", "dataset", "method", "n", "slm_accuracy", "roc_auc", "roc_auc_lo", "roc_auc_hi")
-                  .sort("slm", "dataset", "method"))
+    return _round(
+        auc.select("slm", "dataset", "method", "n", "slm_accuracy", "roc_auc", "roc_auc_lo", "roc_auc_hi").sort(
+            "slm", "dataset", "method"
+        )
+    )
 
 
 def alignment_by_method(auc: pl.DataFrame) -> pl.DataFrame:
     """Per (SLM, method): datasets with an AUC, its mean / min / max, and how many datasets have a
     95 % CI entirely above 0.5 (``n_above``: aligned) or entirely below (``n_below``: inverted)."""
     scored = auc.filter(pl.col("roc_auc").is_not_null())
-    return _round(scored.group_by("slm", "method").agg(
-        pl.len().alias("n_datasets"),
-        pl.col("roc_auc").mean().alias("mean_auc"),
-        pl.col("roc_auc").min().alias("min_auc"),
-        pl.col("roc_auc").max().alias("max_auc"),
-        (pl.col("roc_auc_lo") > 0.5).sum().cast(pl.Int64).alias("n_above"),
-        (pl.col("roc_auc_hi") < 0.5).sum().cast(pl.Int64).alias("n_below"),
-    ).sort("slm", "mean_auc", "method", descending=[False, True, False]))
+    return _round(
+        scored.group_by("slm", "method")
+        .agg(
+            pl.len().alias("n_datasets"),
+            pl.col("roc_auc").mean().alias("mean_auc"),
+            pl.col("roc_auc").min().alias("min_auc"),
+            pl.col("roc_auc").max().alias("max_auc"),
+            (pl.col("roc_auc_lo") > 0.5).sum().cast(pl.Int64).alias("n_above"),
+            (pl.col("roc_auc_hi") < 0.5).sum().cast(pl.Int64).alias("n_below"),
+        )
+        .sort("slm", "mean_auc", "method", descending=[False, True, False])
+    )
 
 
 def method_effect(auc: pl.DataFrame) -> pl.DataFrame:
@@ -177,8 +199,9 @@ def method_effect(auc: pl.DataFrame) -> pl.DataFrame:
 
     rows = []
     for slm in sorted(auc["slm"].unique().to_list()):
-        wide = (auc.filter((pl.col("slm") == slm) & pl.col("roc_auc").is_not_null())
-                .pivot(on="method", index="dataset", values="roc_auc"))
+        wide = auc.filter((pl.col("slm") == slm) & pl.col("roc_auc").is_not_null()).pivot(
+            on="method", index="dataset", values="roc_auc"
+        )
         sparse = [c for c in wide.columns if c != "dataset" and wide[c].is_not_null().sum() * 2 <= wide.height]
         wide = wide.drop(sparse).drop_nulls()
         methods = [c for c in wide.columns if c != "dataset"]
@@ -187,7 +210,13 @@ def method_effect(auc: pl.DataFrame) -> pl.DataFrame:
             res = friedmanchisquare(*[wide[m].to_numpy() for m in methods])
             stat, p = float(res.statistic), float(res.pvalue)
         rows.append({"slm": slm, "n_datasets": wide.height, "n_methods": len(methods), "statistic": stat, "p_value": p})
-    schema = {"slm": pl.Utf8, "n_datasets": pl.Int64, "n_methods": pl.Int64, "statistic": pl.Float64, "p_value": pl.Float64}
+    schema = {
+        "slm": pl.Utf8,
+        "n_datasets": pl.Int64,
+        "n_methods": pl.Int64,
+        "statistic": pl.Float64,
+        "p_value": pl.Float64,
+    }
     return _round(pl.DataFrame(rows, schema=schema))
 
 
@@ -203,8 +232,11 @@ def gain_vs_alignment(auc: pl.DataFrame, summary: pl.DataFrame) -> pl.DataFrame:
     from scipy.stats import spearmanr
 
     joined = summary.join(auc.select("slm", "dataset", "method", "roc_auc"), on=["slm", "dataset", "method"])
-    joined = joined.filter(pl.col("roc_auc").is_not_null() & pl.col("apgr").is_not_null()
-                           & (pl.col("llm_accuracy") > pl.col("slm_accuracy")))
+    joined = joined.filter(
+        pl.col("roc_auc").is_not_null()
+        & pl.col("apgr").is_not_null()
+        & (pl.col("llm_accuracy") > pl.col("slm_accuracy"))
+    )
     rows = []
     for (slm, llm), g in sorted(joined.group_by("slm", "llm"), key=lambda t: t[0]):
         rho = p = None
@@ -236,19 +268,38 @@ def distribution_shift(confidences: pl.DataFrame) -> pl.DataFrame:
     datasets = sorted({k[1] for k in groups})
     rows = []
     for method in sorted({k[2] for k in groups}):
-        between_d = [ks_2samp(groups[(s, a, method)], groups[(s, b, method)]).statistic
-                     for s in slms for a, b in itertools.combinations(datasets, 2)
-                     if (s, a, method) in groups and (s, b, method) in groups]
-        between_s = [ks_2samp(groups[(a, d, method)], groups[(b, d, method)]).statistic
-                     for d in datasets for a, b in itertools.combinations(slms, 2)
-                     if (a, d, method) in groups and (b, d, method) in groups]
+        between_d = [
+            ks_2samp(groups[(s, a, method)], groups[(s, b, method)]).statistic
+            for s in slms
+            for a, b in itertools.combinations(datasets, 2)
+            if (s, a, method) in groups and (s, b, method) in groups
+        ]
+        between_s = [
+            ks_2samp(groups[(a, d, method)], groups[(b, d, method)]).statistic
+            for d in datasets
+            for a, b in itertools.combinations(slms, 2)
+            if (a, d, method) in groups and (b, d, method) in groups
+        ]
         kd = float(np.mean(between_d)) if between_d else None
         ks = float(np.mean(between_s)) if between_s else None
-        rows.append({"method": method, "n_dataset_pairs": len(between_d), "ks_datasets": kd,
-                     "n_slm_pairs": len(between_s), "ks_slms": ks,
-                     "ratio": kd / ks if kd is not None and ks else None})
-    schema = {"method": pl.Utf8, "n_dataset_pairs": pl.Int64, "ks_datasets": pl.Float64, "n_slm_pairs": pl.Int64,
-              "ks_slms": pl.Float64, "ratio": pl.Float64}
+        rows.append(
+            {
+                "method": method,
+                "n_dataset_pairs": len(between_d),
+                "ks_datasets": kd,
+                "n_slm_pairs": len(between_s),
+                "ks_slms": ks,
+                "ratio": kd / ks if kd is not None and ks else None,
+            }
+        )
+    schema = {
+        "method": pl.Utf8,
+        "n_dataset_pairs": pl.Int64,
+        "ks_datasets": pl.Float64,
+        "n_slm_pairs": pl.Int64,
+        "ks_slms": pl.Float64,
+        "ratio": pl.Float64,
+    }
     return _round(pl.DataFrame(rows, schema=schema))
 
 
@@ -265,18 +316,27 @@ def proxy_vs_random(proxy: pl.DataFrame, k: float) -> pl.DataFrame:
     """
     at_k = proxy.filter((pl.col("k") - k).abs() < 1e-9)
     per_target = at_k.group_by("slm", "llm", "setting", "method", "target").agg(
-        pl.col("rms").mean(), pl.col("rms_realised").mean(), pl.col("rms_random").mean(),
-        pl.col("budget_error").mean(), pl.col("w1").mean())
-    out = per_target.group_by("slm", "llm", "setting", "method").agg(
-        pl.len().alias("n_targets"),
-        (pl.col("rms") < pl.col("rms_random")).mean().alias("better_requested"),
-        (pl.col("rms_realised") < pl.col("rms_random")).mean().alias("better_realised"),
-        pl.col("rms").median().alias("median_rms"),
-        pl.col("rms_realised").median().alias("median_rms_realised"),
-        pl.col("rms_random").median().alias("median_rms_random"),
-        pl.col("budget_error").median().alias("median_budget_error"),
-        pl.col("w1").median().alias("median_w1"),
-    ).rename({"setting": "scenario"}).sort("slm", "llm", "scenario", "method")
+        pl.col("rms").mean(),
+        pl.col("rms_realised").mean(),
+        pl.col("rms_random").mean(),
+        pl.col("budget_error").mean(),
+        pl.col("w1").mean(),
+    )
+    out = (
+        per_target.group_by("slm", "llm", "setting", "method")
+        .agg(
+            pl.len().alias("n_targets"),
+            (pl.col("rms") < pl.col("rms_random")).mean().alias("better_requested"),
+            (pl.col("rms_realised") < pl.col("rms_random")).mean().alias("better_realised"),
+            pl.col("rms").median().alias("median_rms"),
+            pl.col("rms_realised").median().alias("median_rms_realised"),
+            pl.col("rms_random").median().alias("median_rms_random"),
+            pl.col("budget_error").median().alias("median_budget_error"),
+            pl.col("w1").median().alias("median_w1"),
+        )
+        .rename({"setting": "scenario"})
+        .sort("slm", "llm", "scenario", "method")
+    )
     return _round(out)
 
 
@@ -318,6 +378,7 @@ def write_tables(tables: dict[str, pl.DataFrame], out_dir: str | Path) -> list[P
 
 def markdown(df: pl.DataFrame) -> str:
     """A GitHub markdown table of ``df`` as written in the CSV (nulls as ``–``)."""
+
     def fmt(v):
         if v is None:
             return "–"
@@ -350,6 +411,7 @@ def select(df: pl.DataFrame, spec: str) -> pl.DataFrame:
 def refresh_doc(text: str, tables: dict[str, pl.DataFrame]) -> str:
     """``text`` with every table block's body rewritten from ``tables`` (a block naming a table that
     is not there raises ``KeyError``)."""
+
     def body(m):
         name = m["name"]
         if name not in tables:

@@ -27,8 +27,8 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 
@@ -37,6 +37,7 @@ from .schema import ARTIFACTS, ArtifactSchemaError, check_frame
 #: The file a finished directory artifact (a fetched model directory, ``uqroute.models.sources``) holds:
 #: written last, so a directory without it is unfinished. Its JSON names the model and its weights' identity.
 DIR_MARKER = ".uqroute-complete.json"
+
 
 class ArtifactInputError(ValueError):
     """An input artifact that is missing, unreadable, off its documented schema, or that does not
@@ -70,8 +71,9 @@ def _umask() -> int:
     return mask
 
 
-def write_parquet(df: pl.DataFrame, path: str | os.PathLike, artifact: str | None = None, *,
-                  provenance: dict | None = None) -> None:
+def write_parquet(
+    df: pl.DataFrame, path: str | os.PathLike, artifact: str | None = None, *, provenance: dict | None = None
+) -> None:
     """Check ``df`` against ``artifact``'s documented schema (if given), then write it atomically.
 
     The file's metadata holds the provenance record (:func:`read_provenance`): ``provenance`` as
@@ -108,8 +110,23 @@ PROVENANCE_KEY = "uqroute.provenance"
 #: suffix of the sidecar file that records when an artifact was written
 SIDECAR_SUFFIX = ".provenance.json"
 #: the distributions whose installed versions every provenance record names (those not installed are left out)
-PACKAGES = ("polars", "pyarrow", "numpy", "scipy", "scikit-learn", "torch", "transformers", "accelerate", "safetensors", "gguf",
-            "datasets", "openai", "math-verify", "vllm", "snakemake")
+PACKAGES = (
+    "polars",
+    "pyarrow",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "torch",
+    "transformers",
+    "accelerate",
+    "safetensors",
+    "gguf",
+    "datasets",
+    "openai",
+    "math-verify",
+    "vllm",
+    "snakemake",
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -142,11 +159,29 @@ def code_version() -> dict:
     commit = dirty = None
     if (root / ".git").exists():
         try:
-            head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+            head = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30
+            )
             if head.returncode == 0:
                 commit = head.stdout.strip()
-                status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
-                                         "src", "workflow", "envs", "Snakefile"], capture_output=True, text=True, timeout=60)
+                status = subprocess.run(
+                    [
+                        "git",
+                        "-C",
+                        str(root),
+                        "status",
+                        "--porcelain",
+                        "--untracked-files=no",
+                        "--",
+                        "src",
+                        "workflow",
+                        "envs",
+                        "Snakefile",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
         except (OSError, subprocess.SubprocessError):
             pass
@@ -238,12 +273,14 @@ def read_provenance(path: str | os.PathLike) -> dict:
             stamp = json.loads(side.read_text())
         except ValueError:
             stamp = {}
-        if stamp.get("size") == p.stat().st_size and stamp.get("written_at"):  # a sidecar of another version of the file is ignored
+        if stamp.get("size") == p.stat().st_size and stamp.get(
+            "written_at"
+        ):  # a sidecar of another version of the file is ignored
             record["written_at"] = stamp["written_at"]
     return record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _artifact_patterns() -> list[tuple[str, re.Pattern]]:
 
     out = []
@@ -337,7 +374,9 @@ def read_hidden_states(path, *, stage: str = ""):
     except Exception as err:  # safetensors raises its own error type (and OSError) for truncated/garbage files
         raise ArtifactInputError(f"{label} cannot be read as safetensors ({type(err).__name__}: {err})") from None
     if arr is None or "ids" not in meta:
-        raise ArtifactInputError(f"{label} is not a uqroute hidden-states file (no `hidden_states` tensor or `ids` metadata)")
+        raise ArtifactInputError(
+            f"{label} is not a uqroute hidden-states file (no `hidden_states` tensor or `ids` metadata)"
+        )
     try:
         ids = json.loads(meta["ids"])
     except ValueError as err:
@@ -414,7 +453,7 @@ def _check_columns(df: pl.DataFrame, art, label: str) -> None:
             raise ArtifactInputError(f"{label}: column {name!r} is null in row {row} but may not be")
     if df.height and df.select(list(art.key)).is_duplicated().any():
         dup = df.filter(df.select(list(art.key)).is_duplicated()).row(0)
-        raise ArtifactInputError(f"{label}: key {art.key} is not unique (e.g. {dup[:len(art.key)]})")
+        raise ArtifactInputError(f"{label}: key {art.key} is not unique (e.g. {dup[: len(art.key)]})")
 
 
 def align_ids(ids, df: pl.DataFrame, path, *, what: str, stage: str = "", exact: bool = False) -> pl.DataFrame:
@@ -441,4 +480,6 @@ def align_ids(ids, df: pl.DataFrame, path, *, what: str, stage: str = "", exact:
         if extra:
             parts.append(f"holds {len(extra)} unexpected id(s), e.g. {extra[:3]}")
         raise ArtifactInputError(f"{label} " + "; ".join(parts))
-    return pl.DataFrame({"id": ids}, schema={"id": df.schema["id"]}).join(df, on="id", how="left", maintain_order="left")
+    return pl.DataFrame({"id": ids}, schema={"id": df.schema["id"]}).join(
+        df, on="id", how="left", maintain_order="left"
+    )

@@ -17,16 +17,26 @@ query id, never by position.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import polars as pl
 
 from . import io
 from .schema import ARTIFACTS
 
-__all__ = ["tidy", "TIDY_COLUMNS", "artifact_path", "correctness", "CORRECTNESS_COLUMNS", "per_query", "PER_QUERY_COLUMNS", "holdout_rows",
-           "HOLDOUT_ROW_COLUMNS", "common_rows"]
+__all__ = [
+    "tidy",
+    "TIDY_COLUMNS",
+    "artifact_path",
+    "correctness",
+    "CORRECTNESS_COLUMNS",
+    "per_query",
+    "PER_QUERY_COLUMNS",
+    "holdout_rows",
+    "HOLDOUT_ROW_COLUMNS",
+    "common_rows",
+]
 
 #: The columns of :func:`tidy`'s table.
 TIDY_COLUMNS = {
@@ -64,11 +74,20 @@ def _llms(root: Path, slms: list[str], llms) -> list[str]:
 
 def _eval_data(root: Path, dataset: str, columns=("domain", "role")) -> pl.DataFrame:
     path = artifact_path(root, "data", dataset=dataset)
-    return io.read_artifact(path, "data", columns=list(columns), stage=STAGE).filter(pl.col("role") == "eval").sort("id")
+    return (
+        io.read_artifact(path, "data", columns=list(columns), stage=STAGE).filter(pl.col("role") == "eval").sort("id")
+    )
 
 
-def tidy(results_dir: str | Path = "results", *, slms: Sequence[str] | None = None, llms: Sequence[str] | None = None,
-         datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None, rows: str = "per_method") -> pl.DataFrame:
+def tidy(
+    results_dir: str | Path = "results",
+    *,
+    slms: Sequence[str] | None = None,
+    llms: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    rows: str = "per_method",
+) -> pl.DataFrame:
     """One row per (SLM, dataset, query, method, LLM) with confidence, SLM correctness and the LLM's correctness.
 
     Args:
@@ -99,8 +118,13 @@ def tidy(results_dir: str | Path = "results", *, slms: Sequence[str] | None = No
     root = Path(results_dir)
     slms = list(slms) if slms is not None else _models(root, "uq")
     llms = _llms(root, slms, llms)
-    schema = {**{c: pl.Utf8 for c in ("slm", "dataset", "domain", "id", "method", "label")}, "confidence": pl.Float64,
-              "slm_correct": pl.Boolean, "llm": pl.Utf8, "llm_correct": pl.Boolean}
+    schema = {
+        **{c: pl.Utf8 for c in ("slm", "dataset", "domain", "id", "method", "label")},
+        "confidence": pl.Float64,
+        "slm_correct": pl.Boolean,
+        "llm": pl.Utf8,
+        "llm_correct": pl.Boolean,
+    }
     frames = []
     for slm in slms:
         ds = list(datasets) if datasets is not None else _stems(root / "uq" / slm)
@@ -109,27 +133,58 @@ def tidy(results_dir: str | Path = "results", *, slms: Sequence[str] | None = No
             ids = data["id"].to_list()
             domain = data["domain"].to_list()
             uq_path = artifact_path(root, "uq", slm=slm, dataset=d)
-            uq = io.align_ids(ids, io.read_artifact(uq_path, "uq", stage=STAGE), uq_path, what="uq", stage=STAGE, exact=True)
+            uq = io.align_ids(
+                ids, io.read_artifact(uq_path, "uq", stage=STAGE), uq_path, what="uq", stage=STAGE, exact=True
+            )
             ms = [m for m in (methods or uq.columns[1:])]
             absent = [m for m in ms if m not in uq.columns]
             if absent:
-                raise io.ArtifactInputError(f"{STAGE}: uq file {uq_path} has no column(s) {absent} (has {uq.columns[1:]})")
+                raise io.ArtifactInputError(
+                    f"{STAGE}: uq file {uq_path} has no column(s) {absent} (has {uq.columns[1:]})"
+                )
             labels = {m: label_column(m) for m in ms}
             corr_path = artifact_path(root, "correctness", model=slm, dataset=d)
             want = sorted(set(labels.values()))
-            corr = io.align_ids(ids, io.read_artifact(corr_path, "correctness", columns=want, stage=STAGE), corr_path,
-                                what="correctness", stage=STAGE)
+            corr = io.align_ids(
+                ids,
+                io.read_artifact(corr_path, "correctness", columns=want, stage=STAGE),
+                corr_path,
+                what="correctness",
+                stage=STAGE,
+            )
             llm_correct = {}
             for llm in llms:
                 path = artifact_path(root, "correctness", model=llm, dataset=d)
-                c = io.align_ids(ids, io.read_artifact(path, "correctness", columns=["correct"], stage=STAGE), path, what="correctness", stage=STAGE)
+                c = io.align_ids(
+                    ids,
+                    io.read_artifact(path, "correctness", columns=["correct"], stage=STAGE),
+                    path,
+                    what="correctness",
+                    stage=STAGE,
+                )
                 llm_correct[llm] = c["correct"]
             for m in ms:
-                base = {"slm": [slm] * len(ids), "dataset": [d] * len(ids), "domain": domain, "id": ids, "method": [m] * len(ids),
-                        "label": [labels[m]] * len(ids), "confidence": uq[m].cast(pl.Float64).fill_nan(None), "slm_correct": corr[labels[m]]}
-                for llm in (llms or [None]):
-                    frames.append(pl.DataFrame({**base, "llm": [llm] * len(ids),
-                                                "llm_correct": llm_correct[llm] if llm is not None else [None] * len(ids)}, schema=schema))
+                base = {
+                    "slm": [slm] * len(ids),
+                    "dataset": [d] * len(ids),
+                    "domain": domain,
+                    "id": ids,
+                    "method": [m] * len(ids),
+                    "label": [labels[m]] * len(ids),
+                    "confidence": uq[m].cast(pl.Float64).fill_nan(None),
+                    "slm_correct": corr[labels[m]],
+                }
+                for llm in llms or [None]:
+                    frames.append(
+                        pl.DataFrame(
+                            {
+                                **base,
+                                "llm": [llm] * len(ids),
+                                "llm_correct": llm_correct[llm] if llm is not None else [None] * len(ids),
+                            },
+                            schema=schema,
+                        )
+                    )
     df = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     return common_rows(df) if rows == "common" else df
 
@@ -140,9 +195,16 @@ def common_rows(df: pl.DataFrame) -> pl.DataFrame:
     the method that could not score it (the default of :func:`tidy` and of the routing stage); this
     is the stricter comparison, our addition. A method that scored nothing empties its dataset."""
     n_methods = df.group_by("slm", "dataset").agg(pl.col("method").n_unique().alias("_m"))
-    scored = (df.filter(pl.col("confidence").is_not_null()).group_by("slm", "dataset", "id")
-              .agg(pl.col("method").n_unique().alias("_s")))
-    keep = scored.join(n_methods, on=["slm", "dataset"]).filter(pl.col("_s") == pl.col("_m")).select("slm", "dataset", "id")
+    scored = (
+        df.filter(pl.col("confidence").is_not_null())
+        .group_by("slm", "dataset", "id")
+        .agg(pl.col("method").n_unique().alias("_s"))
+    )
+    keep = (
+        scored.join(n_methods, on=["slm", "dataset"])
+        .filter(pl.col("_s") == pl.col("_m"))
+        .select("slm", "dataset", "id")
+    )
     return df.join(keep, on=["slm", "dataset", "id"], how="semi", maintain_order="left")
 
 
@@ -157,8 +219,9 @@ CORRECTNESS_COLUMNS = {
 }
 
 
-def correctness(results_dir: str | Path = "results", *, models: Sequence[str] | None = None,
-                datasets: Sequence[str] | None = None) -> pl.DataFrame:
+def correctness(
+    results_dir: str | Path = "results", *, models: Sequence[str] | None = None, datasets: Sequence[str] | None = None
+) -> pl.DataFrame:
     """Every model's correctness rows with their ``split`` (``eval``/``train``, from the data file's
     ``role``): ``correctness(...).filter(pl.col("split") == "eval")`` is what the routing stage
     scores; a mean over all rows would mix in the SLM's training rows.
@@ -167,21 +230,37 @@ def correctness(results_dir: str | Path = "results", *, models: Sequence[str] | 
     """
     root = Path(results_dir)
     models = list(models) if models is not None else _models(root, "correctness")
-    schema = {"model": pl.Utf8, "dataset": pl.Utf8, "id": pl.Utf8, "split": pl.Utf8, "correct": pl.Boolean, "label_source": pl.Utf8}
+    schema = {
+        "model": pl.Utf8,
+        "dataset": pl.Utf8,
+        "id": pl.Utf8,
+        "split": pl.Utf8,
+        "correct": pl.Boolean,
+        "label_source": pl.Utf8,
+    }
     frames = []
     for model in models:
         ds = list(datasets) if datasets is not None else _stems(root / "correctness" / model)
         for d in ds:
             data_path = artifact_path(root, "data", dataset=d)
-            role = io.read_artifact(data_path, "data", columns=["role"], stage=STAGE).select("id", pl.col("role").alias("split"))
+            role = io.read_artifact(data_path, "data", columns=["role"], stage=STAGE).select(
+                "id", pl.col("role").alias("split")
+            )
             path = artifact_path(root, "correctness", model=model, dataset=d)
             corr = io.read_artifact(path, "correctness", columns=["correct", "label_source"], stage=STAGE)
             got = corr.join(role, on="id", how="left")
             if got["split"].null_count():
                 bad = got.filter(pl.col("split").is_null())["id"].head(5).to_list()
-                raise io.ArtifactInputError(f"{STAGE}: correctness file {path} has ids that the data file {data_path} lacks, e.g. {bad}")
-            frames.append(got.select(pl.lit(model).alias("model"), pl.lit(d).alias("dataset"), "id", "split", "correct", "label_source")
-                          .sort("id").cast(schema))
+                raise io.ArtifactInputError(
+                    f"{STAGE}: correctness file {path} has ids that the data file {data_path} lacks, e.g. {bad}"
+                )
+            frames.append(
+                got.select(
+                    pl.lit(model).alias("model"), pl.lit(d).alias("dataset"), "id", "split", "correct", "label_source"
+                )
+                .sort("id")
+                .cast(schema)
+            )
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
@@ -201,8 +280,14 @@ PER_QUERY_COLUMNS = {
 }
 
 
-def per_query(results_dir: str | Path = "results", *, models: Sequence[str] | None = None, slms: Sequence[str] | None = None,
-              datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None) -> pl.DataFrame:
+def per_query(
+    results_dir: str | Path = "results",
+    *,
+    models: Sequence[str] | None = None,
+    slms: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+) -> pl.DataFrame:
     """One row per (model, dataset, evaluation query): what lm-evaluation-harness's ``--log_samples``
     gives, for every model of the run, plus every UQ method's confidence for SLM rows.
 
@@ -220,18 +305,43 @@ def per_query(results_dir: str | Path = "results", *, models: Sequence[str] | No
     for model in models:
         ds = list(datasets) if datasets is not None else _stems(root / "correctness" / model)
         for d in ds:
-            data = _eval_data(root, d, columns=("role", "prompt", "answer")).select("id", "prompt", pl.col("answer").alias("gold"))
+            data = _eval_data(root, d, columns=("role", "prompt", "answer")).select(
+                "id", "prompt", pl.col("answer").alias("gold")
+            )
             ids = data["id"].to_list()
             gpath = artifact_path(root, "generations", model=model, dataset=d)
-            gen = io.align_ids(ids, io.read_artifact(gpath, "generations", columns=["response", "parsed_answer", "finish_reason"], stage=STAGE),
-                               gpath, what="generations", stage=STAGE)
+            gen = io.align_ids(
+                ids,
+                io.read_artifact(
+                    gpath, "generations", columns=["response", "parsed_answer", "finish_reason"], stage=STAGE
+                ),
+                gpath,
+                what="generations",
+                stage=STAGE,
+            )
             cpath = artifact_path(root, "correctness", model=model, dataset=d)
-            corr = io.align_ids(ids, io.read_artifact(cpath, "correctness", columns=["correct", "label_source"], stage=STAGE),
-                                cpath, what="correctness", stage=STAGE)
-            df = pl.DataFrame({"model": [model] * len(ids), "role": ["slm" if model in slms else "llm"] * len(ids), "dataset": [d] * len(ids),
-                               "id": ids, "prompt": data["prompt"], "gold": data["gold"], "response": gen["response"],
-                               "answer": gen["parsed_answer"], "finish_reason": gen["finish_reason"], "correct": corr["correct"],
-                               "label_source": corr["label_source"]})
+            corr = io.align_ids(
+                ids,
+                io.read_artifact(cpath, "correctness", columns=["correct", "label_source"], stage=STAGE),
+                cpath,
+                what="correctness",
+                stage=STAGE,
+            )
+            df = pl.DataFrame(
+                {
+                    "model": [model] * len(ids),
+                    "role": ["slm" if model in slms else "llm"] * len(ids),
+                    "dataset": [d] * len(ids),
+                    "id": ids,
+                    "prompt": data["prompt"],
+                    "gold": data["gold"],
+                    "response": gen["response"],
+                    "answer": gen["parsed_answer"],
+                    "finish_reason": gen["finish_reason"],
+                    "correct": corr["correct"],
+                    "label_source": corr["label_source"],
+                }
+            )
             if model in slms:
                 upath = artifact_path(root, "uq", slm=model, dataset=d)
                 uq = io.align_ids(ids, io.read_artifact(upath, "uq", stage=STAGE), upath, what="uq", stage=STAGE)
@@ -242,11 +352,24 @@ def per_query(results_dir: str | Path = "results", *, models: Sequence[str] | No
     if not frames:
         return pl.DataFrame(schema={c: (pl.Boolean if c == "correct" else pl.Utf8) for c in PER_QUERY_COLUMNS})
     out = pl.concat(frames, how="diagonal_relaxed")
-    return out.select(*PER_QUERY_COLUMNS, *[pl.col(c) if c in out.columns else pl.lit(None, pl.Float64).alias(c) for c in method_cols])
+    return out.select(
+        *PER_QUERY_COLUMNS, *[pl.col(c) if c in out.columns else pl.lit(None, pl.Float64).alias(c) for c in method_cols]
+    )
 
 
 #: The columns of :func:`holdout_rows`'s table.
-HOLDOUT_ROW_COLUMNS = ("slm", "method", "setting", "target", "k", "seed", "source_dataset", "id", "confidence", "slm_correct")
+HOLDOUT_ROW_COLUMNS = (
+    "slm",
+    "method",
+    "setting",
+    "target",
+    "k",
+    "seed",
+    "source_dataset",
+    "id",
+    "confidence",
+    "slm_correct",
+)
 
 
 def holdout_rows(path: str | Path) -> pl.DataFrame:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .settings import ConfigError
 
@@ -37,8 +37,12 @@ class RevisionsLockError(ConfigError):
     """A revisions lock that cannot be read or does not fit the config; the message names the file and entry."""
 
 
-def write_lock(out: str | os.PathLike, *, model_records: Mapping[str, str | os.PathLike],
-               data_paths: Mapping[str, str | os.PathLike]) -> dict:
+def write_lock(
+    out: str | os.PathLike,
+    *,
+    model_records: Mapping[str, str | os.PathLike],
+    data_paths: Mapping[str, str | os.PathLike],
+) -> dict:
     """Write the revisions lock ``out`` (YAML) from download records and ``data`` artifacts; return it."""
     import yaml
 
@@ -53,12 +57,16 @@ def write_lock(out: str | os.PathLike, *, model_records: Mapping[str, str | os.P
     for name, path in sorted(data_paths.items()):
         entry = (read_provenance(path).get("datasets") or {}).get(name)
         if not isinstance(entry, dict):
-            raise RevisionsLockError(f"revisions lock: data artifact {path} does not record where dataset {name!r} came from "
-                                     "(written by an older uqroute?); rerun its download job")
+            raise RevisionsLockError(
+                f"revisions lock: data artifact {path} does not record where dataset {name!r} came from "
+                "(written by an older uqroute?); rerun its download job"
+            )
         datasets[name] = entry
     lock = {"version": LOCK_VERSION, "models": models, "datasets": datasets}
-    header = ("# Revisions lock written by uqroute (rule revisions_lock): every model and dataset revision this run used.\n"
-              "# Set the config key `revisions_lock` to (a copy of) this file to make a later run use exactly these.\n")
+    header = (
+        "# Revisions lock written by uqroute (rule revisions_lock): every model and dataset revision this run used.\n"
+        "# Set the config key `revisions_lock` to (a copy of) this file to make a later run use exactly these.\n"
+    )
     write_text(header + yaml.safe_dump(lock, sort_keys=True), out)
     return lock
 
@@ -70,8 +78,10 @@ def read_lock(path: str | os.PathLike) -> dict:
     lock = load_yaml(path)
     label = f"revisions lock {path}"
     if not isinstance(lock, dict) or lock.get("version") != LOCK_VERSION:
-        raise RevisionsLockError(f"{label}: not a uqroute revisions lock of version {LOCK_VERSION} "
-                                 f"(got {type(lock).__name__}{' version ' + repr(lock.get('version')) if isinstance(lock, dict) else ''})")
+        raise RevisionsLockError(
+            f"{label}: not a uqroute revisions lock of version {LOCK_VERSION} "
+            f"(got {type(lock).__name__}{' version ' + repr(lock.get('version')) if isinstance(lock, dict) else ''})"
+        )
     for section in ("models", "datasets"):
         entries = lock.get(section) or {}
         if not isinstance(entries, dict):
@@ -81,8 +91,10 @@ def read_lock(path: str | os.PathLike) -> dict:
                 raise RevisionsLockError(f"{label}: {section}.{name} has no `source`")
             key = "commit" if entry["source"] == "hub" else ("sha256" if section == "models" else "files")
             if not entry.get(key):
-                raise RevisionsLockError(f"{label}: {section}.{name} ({entry['source']}) records no `{key}`; "
-                                         "the run that wrote it could not resolve one (offline?)")
+                raise RevisionsLockError(
+                    f"{label}: {section}.{name} ({entry['source']}) records no `{key}`; "
+                    "the run that wrote it could not resolve one (offline?)"
+                )
         lock[section] = entries
     return lock
 
@@ -99,8 +111,15 @@ def apply_lock(config: dict, lock: Mapping, *, where: str = "revisions lock") ->
 
     problems = []
     models = config.get("models") or {}
-    used = list(dict.fromkeys([*config.get("slms", []), *config.get("llms", []),
-                               *([config["judge"]["model"]] if (config.get("judge") or {}).get("model") else [])]))
+    used = list(
+        dict.fromkeys(
+            [
+                *config.get("slms", []),
+                *config.get("llms", []),
+                *([config["judge"]["model"]] if (config.get("judge") or {}).get("model") else []),
+            ]
+        )
+    )
     for name in used:
         spec = models.get(name)
         if not isinstance(spec, dict) or "api" in spec:
@@ -110,13 +129,17 @@ def apply_lock(config: dict, lock: Mapping, *, where: str = "revisions lock") ->
         if entry is None:
             problems.append(f"models.{name}: not in the {where}; run once without revisions_lock to record it")
         elif entry["source"] != kind:
-            problems.append(f"models.{name}: the {where} records a {entry['source']} source, the config a {kind} source")
+            problems.append(
+                f"models.{name}: the {where} records a {entry['source']} source, the config a {kind} source"
+            )
         elif kind == "hub":
             if entry.get("hub") != spec["hub"]:
                 problems.append(f"models.{name}.hub: {spec['hub']!r}, the {where} records {entry.get('hub')!r}")
             spec["revision"] = entry["commit"]
         elif kind in ("pypi", "gguf") and spec[kind].get("sha256") != entry.get("sha256"):
-            problems.append(f"models.{name}.{kind}.sha256: {spec[kind].get('sha256')}, the {where} records {entry.get('sha256')}")
+            problems.append(
+                f"models.{name}.{kind}.sha256: {spec[kind].get('sha256')}, the {where} records {entry.get('sha256')}"
+            )
     data = config.setdefault("data", {})
     revisions = data.setdefault("revisions", {})
     for name in config.get("datasets", []):

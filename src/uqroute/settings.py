@@ -320,8 +320,11 @@ def config_readme() -> str:
         sub = _resolve(sub, root)
         out.append(f"### `{name}`\n")
         if name == "models":
-            out.append("A mapping of model names (letters, digits, `.`, `_`, `-`) to model entries: "
-                       + " ".join(root["definitions"]["model"]["description"].split()) + "\n")
+            out.append(
+                "A mapping of model names (letters, digits, `.`, `_`, `-`) to model entries: "
+                + " ".join(root["definitions"]["model"]["description"].split())
+                + "\n"
+            )
             out.append("| key | type | default | what it does |\n|---|---|---|---|")
             out += _rows("models.<name>", root["definitions"]["model"], root)[1:]
         else:
@@ -342,13 +345,18 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m uqroute.settings", description=main.__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help=argparse.SUPPRESS)
-    parser.add_argument("--readme", action="store_true", help="print config/README.md (generated from the schema) and exit")
+    parser.add_argument(
+        "--readme", action="store_true", help="print config/README.md (generated from the schema) and exit"
+    )
     args, _ = parser.parse_known_args(argv)
     if args.readme:
         print(config_readme(), end="")
         return 0
-    print("python -m uqroute.settings only prints config/README.md (--readme); "
-          "check a config file with: python -m uqroute.preflight CONFIG.yaml", file=sys.stderr)
+    print(
+        "python -m uqroute.settings only prints config/README.md (--readme); "
+        "check a config file with: python -m uqroute.preflight CONFIG.yaml",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -12,6 +12,7 @@ the library of the checkout whose Snakefile built its DAG. The conda environment
 (envs/*.yaml) hold only the pinned dependencies: Snakemake builds them under ``.snakemake/conda/``
 (or ``--conda-prefix``), from where no relative path leads back to this repository.
 """
+
 import contextlib
 import logging
 import sys

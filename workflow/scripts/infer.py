@@ -1,4 +1,6 @@
-import sys; sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa: E702
+import sys
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa: E702
 from _log import logged
 
 from uqroute.inference import run_inference

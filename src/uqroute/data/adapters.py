@@ -51,7 +51,9 @@ class RowRef:
     where: str = ""  # the file (or hub dataset) the row was read from: ``sources.split_location``
 
     def fail(self, column: str, problem: str) -> RowError:
-        return RowError(self.dataset, self.split, self.index, column, f"{problem}, in {self.where}" if self.where else problem)
+        return RowError(
+            self.dataset, self.split, self.index, column, f"{problem}, in {self.where}" if self.where else problem
+        )
 
 
 # ------------------------------------------------------------------ helpers
@@ -153,7 +155,9 @@ def multiarith(row: dict, ref: RowRef) -> list[Item]:
 
 def svamp(row: dict, ref: RowRef) -> list[Item]:
     """SVAMP (Patel et al. 2021): question = ``question_concat`` (Body + Question); ``Answer`` is a float."""
-    return [Item(str(ref.index), _text(row, "question_concat", ref), canonical_number(row.get("Answer"), ref, "Answer"))]
+    return [
+        Item(str(ref.index), _text(row, "question_concat", ref), canonical_number(row.get("Answer"), ref, "Answer"))
+    ]
 
 
 def math500(row: dict, ref: RowRef) -> list[Item]:
@@ -192,8 +196,12 @@ def hellaswag(row: dict, ref: RowRef) -> list[Item]:
     answer = _index_answer(row.get("label"), len(choices), ref, "label", base=0)
     return [
         Item(
-            str(ref.index), _text(row, "ctx", ref), answer, choices=choices,
-            instruction="Choose the ending that most plausibly continues the text.", question_label="Text",
+            str(ref.index),
+            _text(row, "ctx", ref),
+            answer,
+            choices=choices,
+            instruction="Choose the ending that most plausibly continues the text.",
+            question_label="Text",
         )
     ]
 
@@ -204,8 +212,12 @@ def piqa(row: dict, ref: RowRef) -> list[Item]:
     answer = _index_answer(row.get("label"), 2, ref, "label", base=0)
     return [
         Item(
-            str(ref.index), _text(row, "goal", ref), answer, choices=choices,
-            instruction="Choose the solution that better achieves the goal.", question_label="Goal",
+            str(ref.index),
+            _text(row, "goal", ref),
+            answer,
+            choices=choices,
+            instruction="Choose the solution that better achieves the goal.",
+            question_label="Goal",
         )
     ]
 
@@ -214,7 +226,9 @@ def socialiqa(row: dict, ref: RowRef) -> list[Item]:
     """Social IQa (Sap et al. 2019): ``context`` + ``question``, ``answerA..C``, ``label`` "1".."3"."""
     choices = lettered([row.get("answerA"), row.get("answerB"), row.get("answerC")], ref, "answerA/B/C")
     answer = _index_answer(row.get("label"), 3, ref, "label", base=1)
-    return [Item(str(ref.index), _text(row, "question", ref), answer, context=_text(row, "context", ref), choices=choices)]
+    return [
+        Item(str(ref.index), _text(row, "question", ref), answer, context=_text(row, "context", ref), choices=choices)
+    ]
 
 
 def winogrande(row: dict, ref: RowRef) -> list[Item]:
@@ -227,7 +241,10 @@ def winogrande(row: dict, ref: RowRef) -> list[Item]:
     answer = _index_answer(row.get("answer"), 2, ref, "answer", base=1)
     return [
         Item(
-            str(ref.index), sentence, answer, choices=choices,
+            str(ref.index),
+            sentence,
+            answer,
+            choices=choices,
             instruction="Choose the option that correctly fills the blank (_) in the sentence.",
             question_label="Sentence",
         )
@@ -322,7 +339,10 @@ def make_prompt(spec: DatasetSpec, item: Item) -> str:
         return prompts.math_mcq_prompt(item.question, item.choices)
     if spec.task_type == "MCQ":
         return prompts.mcq_prompt(
-            item.question, item.choices, context=item.context, instruction=item.instruction,
+            item.question,
+            item.choices,
+            context=item.context,
+            instruction=item.instruction,
             question_label=item.question_label,
         )
     if spec.task_type == "TF":
@@ -339,8 +359,9 @@ def adapter_options(data: dict) -> dict[str, dict]:
     return {"coqa": {"questions": data.get("coqa_questions", "last")}}
 
 
-def to_rows(spec: DatasetSpec, split: str, role: str, rows: Sequence[dict], where: str = "", *,
-            options: dict | None = None) -> list[dict]:
+def to_rows(
+    spec: DatasetSpec, split: str, role: str, rows: Sequence[dict], where: str = "", *, options: dict | None = None
+) -> list[dict]:
     """Adapt every source row of one split into unified rows (the `data` artifact's columns).
 
     ``where`` (``sources.split_location``) names the file in a bad row's error. ``options``: per

@@ -51,7 +51,9 @@ def select_indices(n: int, limit: int | None, *, seed: int, dataset: str, role: 
     """Sorted indices of a seeded uniform sample of ``limit`` out of ``n`` rows (all when ``limit`` is None or ≥ n)."""
     if limit is None or limit >= n:
         if limit is not None and limit > n:
-            log.warning("dataset %r: %s limit %d exceeds the %d available rows; using all %d", dataset, role, limit, n, n)
+            log.warning(
+                "dataset %r: %s limit %d exceeds the %d available rows; using all %d", dataset, role, limit, n, n
+            )
         return np.arange(n)
     seq = np.random.SeedSequence([int(seed) % 2**32, zlib.crc32(dataset.encode()), zlib.crc32(role.encode())])
     rng = np.random.default_rng(seq)
@@ -75,10 +77,14 @@ def _unified(spec: DatasetSpec, split: str, role: str, source_kw: dict, options:
     rows = read_split(spec, split, **source_kw)
     where = split_location(spec, split, **source_kw)
     if not rows:
-        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r} ({source_kw['source']}): the split has no rows, in {where}")
+        raise EmptySplitError(
+            f"dataset {spec.name!r}, split {split!r} ({source_kw['source']}): the split has no rows, in {where}"
+        )
     out = to_rows(spec, split, role, rows, where, options=options)
     if not out:
-        raise EmptySplitError(f"dataset {spec.name!r}, split {split!r}: no queries after adapting {len(rows)} rows, in {where}")
+        raise EmptySplitError(
+            f"dataset {spec.name!r}, split {split!r}: no queries after adapting {len(rows)} rows, in {where}"
+        )
     return out
 
 
@@ -131,10 +137,19 @@ def _source_record(spec: DatasetSpec, data: dict, splits: list[str], commit: str
     the sha256 of each mirror/slices file read (keyed by its path relative to the root)."""
     source = data["source"]
     if source == "hub":
-        return {"source": "hub", "hub": spec.hub_id, "config": spec.hub_config,
-                "revision": dataset_revision(spec.name, data), "commit": commit}
+        return {
+            "source": "hub",
+            "hub": spec.hub_id,
+            "config": spec.hub_config,
+            "revision": dataset_revision(spec.name, data),
+            "commit": commit,
+        }
     root = Path(data["slices_dir"] if source == "slices" else data["mirror_dir"])
-    files = {spec.split_file(s): _file_sha256(root / spec.split_file(s)) for s in splits if (root / spec.split_file(s)).is_file()}
+    files = {
+        spec.split_file(s): _file_sha256(root / spec.split_file(s))
+        for s in splits
+        if (root / spec.split_file(s)).is_file()
+    }
     return {"source": source, "hub": spec.hub_id, "config": spec.hub_config, "files": files}
 
 
@@ -192,21 +207,33 @@ def check_locked(name: str, record: dict, locked: dict | None) -> None:
         return
     where = "the revisions lock (config key revisions_lock)"
     if locked.get("source") != record["source"]:
-        raise DatasetError(f"dataset {name!r}: {where} records data.source {locked.get('source')!r}, the config has {record['source']!r}")
+        raise DatasetError(
+            f"dataset {name!r}: {where} records data.source {locked.get('source')!r}, the config has {record['source']!r}"
+        )
     if record["source"] == "hub":
         if locked.get("commit") and record.get("commit") != locked["commit"]:
-            raise DatasetError(f"dataset {name!r}: read hub commit {record.get('commit')!r} of {record['hub']}, "
-                               f"{where} pins {locked['commit']!r}")
+            raise DatasetError(
+                f"dataset {name!r}: read hub commit {record.get('commit')!r} of {record['hub']}, "
+                f"{where} pins {locked['commit']!r}"
+            )
         return
     for rel, sha in (locked.get("files") or {}).items():
         got = record["files"].get(rel)
         if got != sha:
-            raise DatasetError(f"dataset {name!r}: {record['source']} file {rel} has sha256 {got or '(missing)'}, "
-                               f"{where} pins {sha}")
+            raise DatasetError(
+                f"dataset {name!r}: {record['source']} file {rel} has sha256 {got or '(missing)'}, {where} pins {sha}"
+            )
 
 
-def build_dataset(name: str, out: str | Path, *, seed: int | None = None, provenance: dict | None = None,
-                  locked: dict | None = None, **data) -> pl.DataFrame:
+def build_dataset(
+    name: str,
+    out: str | Path,
+    *,
+    seed: int | None = None,
+    provenance: dict | None = None,
+    locked: dict | None = None,
+    **data,
+) -> pl.DataFrame:
     """Write ``results/data/{name}.parquet`` (the ``data`` artifact) atomically; return the frame.
 
     Called by rule ``download`` with the config's ``data:`` section as keyword arguments (a key
@@ -219,8 +246,13 @@ def build_dataset(name: str, out: str | Path, *, seed: int | None = None, proven
     df, record = _load(name, seed, data)
     check_locked(name, record, locked)
     n_eval = int((df["role"] == "eval").sum())
-    log.info("dataset %r: %d eval rows, %d train rows from %s", name, n_eval, df.height - n_eval,
-             data_settings(name, data)["source"])
+    log.info(
+        "dataset %r: %d eval rows, %d train rows from %s",
+        name,
+        n_eval,
+        df.height - n_eval,
+        data_settings(name, data)["source"],
+    )
     prov = dict(provenance or {})
     prov["datasets"] = {**(prov.get("datasets") or {}), name: record}
     write_parquet(df, out, "data", provenance=prov)

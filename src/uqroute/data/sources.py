@@ -52,8 +52,15 @@ def read_split(
     raise DatasetError(f"dataset {spec.name!r}: unknown data source {source!r}; use one of {', '.join(SOURCES)}")
 
 
-def split_location(spec: DatasetSpec, split: str, *, source: str, mirror_dir: str | Path | None = None,
-                   slices_dir: str | Path | None = None, revision: str | None = None) -> str:
+def split_location(
+    spec: DatasetSpec,
+    split: str,
+    *,
+    source: str,
+    mirror_dir: str | Path | None = None,
+    slices_dir: str | Path | None = None,
+    revision: str | None = None,
+) -> str:
     """Where :func:`read_split` reads ``split`` from, for error messages: ``file <path>`` (mirror,
     slices) or ``hub dataset <id>[/<config>] split '<split>' [revision <r>]``."""
     root = {"mirror": mirror_dir, "slices": slices_dir}.get(source)
@@ -124,8 +131,10 @@ def _decode(value, fail):
         try:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError as err:
-            raise fail(f"binary value is not valid UTF-8 ({err.reason} at byte {err.start}: "
-                       f"{bytes(value)[max(0, err.start - 10):err.end + 10]!r})") from None
+            raise fail(
+                f"binary value is not valid UTF-8 ({err.reason} at byte {err.start}: "
+                f"{bytes(value)[max(0, err.start - 10) : err.end + 10]!r})"
+            ) from None
     if isinstance(value, list):
         return [_decode(v, fail) for v in value]
     if isinstance(value, dict):
@@ -135,6 +144,7 @@ def _decode(value, fail):
 
 def _column_values(col, name: str, spec: DatasetSpec, split: str, path: Path) -> list:
     """A column's values as Python objects, text checked to be UTF-8 (errors name the row)."""
+
     def fail_at(row: int):
         return lambda problem: RowError(spec.name, split, row, name, f"{problem}, in file {path}")
 
@@ -148,8 +158,14 @@ def _column_values(col, name: str, spec: DatasetSpec, split: str, path: Path) ->
                 raise fail_at(row)(f"text is not valid UTF-8 ({err.reason} at byte {err.start})") from None
         raise
     if _has_binary(col.type):
-        log.warning("dataset %r, split %r: column %r of %s is binary (%s); decoding it as UTF-8",
-                    spec.name, split, name, path, col.type)
+        log.warning(
+            "dataset %r, split %r: column %r of %s is binary (%s); decoding it as UTF-8",
+            spec.name,
+            split,
+            name,
+            path,
+            col.type,
+        )
         values = [_decode(v, fail_at(row)) for row, v in enumerate(values)]
     return values
 
@@ -167,14 +183,25 @@ def resolve_hub_commit(spec: DatasetSpec, revision: str | None) -> str | None:
     from huggingface_hub import HfApi, constants
 
     if constants.HF_HUB_OFFLINE:
-        log.warning("dataset %r: HF_HUB_OFFLINE is set, so hub revision %r of %s cannot be resolved to a commit; "
-                    "the data artifact will not name one", spec.name, revision or "(default branch)", spec.hub_id)
+        log.warning(
+            "dataset %r: HF_HUB_OFFLINE is set, so hub revision %r of %s cannot be resolved to a commit; "
+            "the data artifact will not name one",
+            spec.name,
+            revision or "(default branch)",
+            spec.hub_id,
+        )
         return None
     try:
         return HfApi().dataset_info(spec.hub_id, revision=revision).sha
     except Exception as err:  # network errors, gated/missing repos: reading the rows reports those properly
-        log.warning("dataset %r: could not resolve hub revision %r of %s to a commit (%s: %s)",
-                    spec.name, revision or "(default branch)", spec.hub_id, type(err).__name__, err)
+        log.warning(
+            "dataset %r: could not resolve hub revision %r of %s to a commit (%s: %s)",
+            spec.name,
+            revision or "(default branch)",
+            spec.hub_id,
+            type(err).__name__,
+            err,
+        )
         return None
 
 

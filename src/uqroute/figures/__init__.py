@@ -4,12 +4,30 @@ function per figure in :mod:`.plots`, registered in :data:`FIGURES` (path, input
 
 from .make import FIGURES, FigureSpec, make_figure, read_tables
 
-_PLOTS = ("auc_heatmap", "confidence_distributions", "empty_figure", "missing_note", "proxy_vs_oracle",
-          "relative_accuracy_plot", "rms_vs_k", "routing_curves")
+_PLOTS = (
+    "auc_heatmap",
+    "confidence_distributions",
+    "empty_figure",
+    "missing_note",
+    "proxy_vs_oracle",
+    "relative_accuracy_plot",
+    "rms_vs_k",
+    "routing_curves",
+)
 
 __all__ = [
-    "FIGURES", "FigureSpec", "make_figure", "read_tables", "auc_heatmap", "confidence_distributions", "empty_figure",
-    "missing_note", "proxy_vs_oracle", "relative_accuracy_plot", "rms_vs_k", "routing_curves",
+    "FIGURES",
+    "FigureSpec",
+    "make_figure",
+    "read_tables",
+    "auc_heatmap",
+    "confidence_distributions",
+    "empty_figure",
+    "missing_note",
+    "proxy_vs_oracle",
+    "relative_accuracy_plot",
+    "rms_vs_k",
+    "routing_curves",
 ]
 
 

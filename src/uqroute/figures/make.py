@@ -5,9 +5,9 @@ figure is one function in :mod:`.plots` plus one :class:`FigureSpec` here (and i
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import polars as pl
 
@@ -53,26 +53,67 @@ def _tidy_confidences(tables, p):
     return plots.confidence_distributions(df, p["slm"], methods=methods, bins=p.get("bins", 30))
 
 
-FIGURES: dict[str, FigureSpec] = {f.name: f for f in (
-    FigureSpec("auc_heatmap", "results/routing/figures/auc_heatmap/{slm}.png", ("auc",),
-               lambda t, p: plots.auc_heatmap(t["auc"], p["slm"], datasets=p.get("datasets"), methods=p.get("methods")),
-               "auc_heatmap.rst", "Figures 1, 8–11"),
-    FigureSpec("routing_curves", "results/routing/figures/routing_curves/{slm}/{llm}.png", ("curves", "auc"),
-               lambda t, p: plots.routing_curves(t["curves"], p["slm"], p["llm"], datasets=p.get("datasets"), methods=p.get("methods"),
-                                                 auc=t.get("auc")),
-               "routing_curves.rst", "Figures 2, 12–15"),
-    FigureSpec("relative_accuracy", "results/routing/figures/relative_accuracy/{slm}/{llm}.png", ("relative_accuracy",),
-               lambda t, p: plots.relative_accuracy_plot(t["relative_accuracy"], p["slm"], p["llm"], datasets=p.get("datasets"), methods=p.get("methods")),
-               "relative_accuracy.rst", "Figure 3"),
-    FigureSpec("confidence", "results/routing/figures/confidence/{slm}.png", ("results",), _tidy_confidences,
-               "confidence.rst", "Figures 4–5"),
-    FigureSpec("proxy_curves", "results/routing/figures/proxy_curves/{slm}/{llm}/{setting}.png", ("proxy_curves",),
-               lambda t, p: plots.proxy_vs_oracle(t["proxy_curves"], p["slm"], p["llm"], p["setting"], methods=p.get("methods"), targets=p.get("targets")),
-               "proxy_curves.rst", "Figures 6–7, 16–19"),
-    FigureSpec("rms_vs_k", "results/routing/figures/rms_vs_k/{slm}/{llm}.png", ("proxy",),
-               lambda t, p: plots.rms_vs_k(t["proxy"], p["slm"], p["llm"], methods=p.get("methods"), settings=p.get("settings")),
-               "rms_vs_k.rst", "Figure 20"),
-)}
+FIGURES: dict[str, FigureSpec] = {
+    f.name: f
+    for f in (
+        FigureSpec(
+            "auc_heatmap",
+            "results/routing/figures/auc_heatmap/{slm}.png",
+            ("auc",),
+            lambda t, p: plots.auc_heatmap(t["auc"], p["slm"], datasets=p.get("datasets"), methods=p.get("methods")),
+            "auc_heatmap.rst",
+            "Figures 1, 8–11",
+        ),
+        FigureSpec(
+            "routing_curves",
+            "results/routing/figures/routing_curves/{slm}/{llm}.png",
+            ("curves", "auc"),
+            lambda t, p: plots.routing_curves(
+                t["curves"], p["slm"], p["llm"], datasets=p.get("datasets"), methods=p.get("methods"), auc=t.get("auc")
+            ),
+            "routing_curves.rst",
+            "Figures 2, 12–15",
+        ),
+        FigureSpec(
+            "relative_accuracy",
+            "results/routing/figures/relative_accuracy/{slm}/{llm}.png",
+            ("relative_accuracy",),
+            lambda t, p: plots.relative_accuracy_plot(
+                t["relative_accuracy"], p["slm"], p["llm"], datasets=p.get("datasets"), methods=p.get("methods")
+            ),
+            "relative_accuracy.rst",
+            "Figure 3",
+        ),
+        FigureSpec(
+            "confidence",
+            "results/routing/figures/confidence/{slm}.png",
+            ("results",),
+            _tidy_confidences,
+            "confidence.rst",
+            "Figures 4–5",
+        ),
+        FigureSpec(
+            "proxy_curves",
+            "results/routing/figures/proxy_curves/{slm}/{llm}/{setting}.png",
+            ("proxy_curves",),
+            lambda t, p: plots.proxy_vs_oracle(
+                t["proxy_curves"], p["slm"], p["llm"], p["setting"], methods=p.get("methods"), targets=p.get("targets")
+            ),
+            "proxy_curves.rst",
+            "Figures 6–7, 16–19",
+        ),
+        FigureSpec(
+            "rms_vs_k",
+            "results/routing/figures/rms_vs_k/{slm}/{llm}.png",
+            ("proxy",),
+            lambda t, p: plots.rms_vs_k(
+                t["proxy"], p["slm"], p["llm"], methods=p.get("methods"), settings=p.get("settings")
+            ),
+            "rms_vs_k.rst",
+            "Figure 20",
+        ),
+    )
+}
 
 
 #: inputs a figure draws without (routing_curves: the n per method comes from `auc`)

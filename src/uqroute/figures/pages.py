@@ -25,21 +25,36 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import polars as pl
 
 from .. import io
 
-__all__ = ["PAGES", "MIN_ROWS", "MISSING_WARN_SHARE", "STATISTIC_WARN_SHARE", "write_pages", "quality_table", "missing_table",
-           "quality_warnings", "accuracy_table", "alignment_table", "router_table", "run_summary", "page_html"]
+__all__ = [
+    "PAGES",
+    "MIN_ROWS",
+    "MISSING_WARN_SHARE",
+    "STATISTIC_WARN_SHARE",
+    "write_pages",
+    "quality_table",
+    "missing_table",
+    "quality_warnings",
+    "accuracy_table",
+    "alignment_table",
+    "router_table",
+    "run_summary",
+    "page_html",
+]
 
 log = logging.getLogger(__name__)
 
 #: Page name -> file written by rule ``report_pages``.
-PAGES = {name: f"results/report/{name}.html" for name in
-         ("overview", "accuracy", "alignment", "table4", "table5", "quality", "routers", "status", "queries")}
+PAGES = {
+    name: f"results/report/{name}.html"
+    for name in ("overview", "accuracy", "alignment", "table4", "table5", "quality", "routers", "status", "queries")
+}
 
 #: Evaluation rows per dataset below which the overview says that AUCs mean little. Our choice (the
 #: paper is silent): at n = 100 with balanced labels the 95 % CI of an AUC of 0.7 is about ±0.1 wide.
@@ -77,7 +92,10 @@ def _rounded(df: pl.DataFrame, digits: int = 3) -> pl.DataFrame:
 
 def _plain(df: pl.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{'' if v is None else html.escape(str(v))}</td>" for v in r) + "</tr>" for r in df.iter_rows())
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{'' if v is None else html.escape(str(v))}</td>" for v in r) + "</tr>"
+        for r in df.iter_rows()
+    )
     return f'<table class="plain"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
@@ -88,10 +106,22 @@ def _table(df: pl.DataFrame, *, search: bool = True, page_length: int = 25) -> s
     df = _rounded(df)
     if df.height == 0:
         return "<p><i>(no rows)</i></p>" + _plain(df)
-    layout = {"topStart": "pageLength" if df.height > page_length else None, "topEnd": "search" if search else None,
-              "bottomStart": "info" if df.height > page_length else None, "bottomEnd": "paging" if df.height > page_length else None}
-    return to_html_datatable(df, connected=False, maxBytes=0, pageLength=page_length, layout=layout, show_dtypes=False,
-                             classes="display compact cell-border", display_logo_when_loading=False)
+    layout = {
+        "topStart": "pageLength" if df.height > page_length else None,
+        "topEnd": "search" if search else None,
+        "bottomStart": "info" if df.height > page_length else None,
+        "bottomEnd": "paging" if df.height > page_length else None,
+    }
+    return to_html_datatable(
+        df,
+        connected=False,
+        maxBytes=0,
+        pageLength=page_length,
+        layout=layout,
+        show_dtypes=False,
+        classes="display compact cell-border",
+        display_logo_when_loading=False,
+    )
 
 
 def page_html(title: str, blocks: Sequence, *, interactive: bool = True) -> str:
@@ -108,7 +138,11 @@ def page_html(title: str, blocks: Sequence, *, interactive: bool = True) -> str:
             parts.append(f'<p class="note">{note[0]}</p>')
         parts.append(_table(df) if interactive else _plain(_rounded(df)))
     head = f'<meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style>'
-    return f"<!DOCTYPE html>\n<html><head>{head}</head><body>\n{_bundle() if interactive else ''}\n" + "\n".join(parts) + "\n</body></html>\n"
+    return (
+        f"<!DOCTYPE html>\n<html><head>{head}</head><body>\n{_bundle() if interactive else ''}\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )
 
 
 def _warn_block(lines: Sequence[str], ok: str) -> str:
@@ -123,7 +157,11 @@ def _read_all(paths, artifact: str, stage: str) -> pl.DataFrame:
     from ..schema import ARTIFACTS
 
     frames = [io.read_artifact(p, artifact, stage=stage) for p in paths]
-    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=ARTIFACTS[artifact].polars_schema())
+    return (
+        pl.concat(frames, how="vertical_relaxed")
+        if frames
+        else pl.DataFrame(schema=ARTIFACTS[artifact].polars_schema())
+    )
 
 
 #: statistic -> (count column, truncated column, unparsable column) of the `quality` artifact
@@ -136,8 +174,13 @@ _STATISTICS = {
 }
 
 
-_REPLIES = {"greedy": "greedy replies", "samples": "sampled replies", "verbal_1s": "verbalization-1s replies",
-            "verbal_2s": "verbalization-2s replies", "judge": "judge verdicts"}
+_REPLIES = {
+    "greedy": "greedy replies",
+    "samples": "sampled replies",
+    "verbal_1s": "verbalization-1s replies",
+    "verbal_2s": "verbalization-2s replies",
+    "judge": "judge verdicts",
+}
 
 
 def quality_table(quality: pl.DataFrame, *, warn_share: float = 0.1) -> pl.DataFrame:
@@ -154,11 +197,35 @@ def quality_table(quality: pl.DataFrame, *, warn_share: float = 0.1) -> pl.DataF
             t = r[t_col] if t_col else None
             u = r[u_col]
             ts, us = (t / n if t is not None else None), (u / n if u is not None else None)
-            over = [f"{what} {s:.0%}" for what, s in (("truncated", ts), ("unparsable", us)) if s is not None and s > warn_share]
-            rows.append({"model": r["model"], "dataset": r["dataset"], "statistic": stat, "n": n, "truncated": t, "truncated_share": ts,
-                         "unparsable": u, "unparsable_share": us, "warning": ("above " + f"{warn_share:g}: " + ", ".join(over)) if over else None})
-    schema = {"model": pl.Utf8, "dataset": pl.Utf8, "statistic": pl.Utf8, "n": pl.Int64, "truncated": pl.Int64, "truncated_share": pl.Float64,
-              "unparsable": pl.Int64, "unparsable_share": pl.Float64, "warning": pl.Utf8}
+            over = [
+                f"{what} {s:.0%}"
+                for what, s in (("truncated", ts), ("unparsable", us))
+                if s is not None and s > warn_share
+            ]
+            rows.append(
+                {
+                    "model": r["model"],
+                    "dataset": r["dataset"],
+                    "statistic": stat,
+                    "n": n,
+                    "truncated": t,
+                    "truncated_share": ts,
+                    "unparsable": u,
+                    "unparsable_share": us,
+                    "warning": ("above " + f"{warn_share:g}: " + ", ".join(over)) if over else None,
+                }
+            )
+    schema = {
+        "model": pl.Utf8,
+        "dataset": pl.Utf8,
+        "statistic": pl.Utf8,
+        "n": pl.Int64,
+        "truncated": pl.Int64,
+        "truncated_share": pl.Float64,
+        "unparsable": pl.Int64,
+        "unparsable_share": pl.Float64,
+        "warning": pl.Utf8,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -174,14 +241,36 @@ def missing_table(uq_paths: Sequence, slms: Sequence[str]) -> pl.DataFrame:
         uq = io.read_artifact(p, "uq", stage="report")
         for m in uq.columns[1:]:
             col = uq[m].cast(pl.Float64).fill_nan(None)
-            rows.append({"slm": slm, "dataset": dataset, "method": m, "n": uq.height, "n_missing": col.null_count(),
-                         "missing_share": col.null_count() / uq.height if uq.height else None})
-    return pl.DataFrame(rows, schema={"slm": pl.Utf8, "dataset": pl.Utf8, "method": pl.Utf8, "n": pl.Int64, "n_missing": pl.Int64,
-                                      "missing_share": pl.Float64})
+            rows.append(
+                {
+                    "slm": slm,
+                    "dataset": dataset,
+                    "method": m,
+                    "n": uq.height,
+                    "n_missing": col.null_count(),
+                    "missing_share": col.null_count() / uq.height if uq.height else None,
+                }
+            )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "slm": pl.Utf8,
+            "dataset": pl.Utf8,
+            "method": pl.Utf8,
+            "n": pl.Int64,
+            "n_missing": pl.Int64,
+            "missing_share": pl.Float64,
+        },
+    )
 
 
-def quality_warnings(quality: pl.DataFrame | None, missing: pl.DataFrame | None, *, missing_share: float = MISSING_WARN_SHARE,
-                     statistic_share: float = STATISTIC_WARN_SHARE) -> list[str]:
+def quality_warnings(
+    quality: pl.DataFrame | None,
+    missing: pl.DataFrame | None,
+    *,
+    missing_share: float = MISSING_WARN_SHARE,
+    statistic_share: float = STATISTIC_WARN_SHARE,
+) -> list[str]:
     """The run's quality warnings, one line each:
 
     * a method whose confidence is missing on more than ``missing_share`` of an SLM's evaluation
@@ -191,22 +280,30 @@ def quality_warnings(quality: pl.DataFrame | None, missing: pl.DataFrame | None,
     """
     out = []
     if missing is not None and missing.height:
-        agg = (missing.group_by("slm", "method", maintain_order=True)
-               .agg(pl.col("n").sum(), pl.col("n_missing").sum(),
-                    pl.format("{} {}/{}", "dataset", "n_missing", "n").alias("per")))
+        agg = missing.group_by("slm", "method", maintain_order=True).agg(
+            pl.col("n").sum(),
+            pl.col("n_missing").sum(),
+            pl.format("{} {}/{}", "dataset", "n_missing", "n").alias("per"),
+        )
         for r in agg.iter_rows(named=True):
             if r["n"] and r["n_missing"] / r["n"] > missing_share:
-                out.append(f"{r['slm']}: {r['method']} has no confidence on {r['n_missing']} of {r['n']} queries "
-                           f"({r['n_missing'] / r['n']:.0%}; {', '.join(r['per'])}); it is evaluated on the rest only")
+                out.append(
+                    f"{r['slm']}: {r['method']} has no confidence on {r['n_missing']} of {r['n']} queries "
+                    f"({r['n_missing'] / r['n']:.0%}; {', '.join(r['per'])}); it is evaluated on the rest only"
+                )
     if quality is not None and quality.height:
         for r in quality_table(quality).iter_rows(named=True):
             bad = (r["unparsable"] or 0) + (r["truncated"] or 0 if r["statistic"] != "samples" else 0)
             # greedy/verbal counts: truncated and unparsable are disjoint (unparsable counts complete replies only)
             if bad / r["n"] > statistic_share:
                 parts = [f"{r['truncated']} truncated"] if r["truncated"] else []
-                parts.append(f"{r['unparsable']} without a parsable {'answer' if r['statistic'] in ('greedy', 'samples') else 'verdict' if r['statistic'] == 'judge' else 'confidence'}")
-                out.append(f"{r['model']} on {r['dataset']}: {bad} of {r['n']} {_REPLIES[r['statistic']]} ({bad / r['n']:.0%}) are "
-                           f"cut off or unparsable ({', '.join(parts)})")
+                parts.append(
+                    f"{r['unparsable']} without a parsable {'answer' if r['statistic'] in ('greedy', 'samples') else 'verdict' if r['statistic'] == 'judge' else 'confidence'}"
+                )
+                out.append(
+                    f"{r['model']} on {r['dataset']}: {bad} of {r['n']} {_REPLIES[r['statistic']]} ({bad / r['n']:.0%}) are "
+                    f"cut off or unparsable ({', '.join(parts)})"
+                )
     return out
 
 
@@ -215,12 +312,22 @@ def accuracy_table(corr: pl.DataFrame, slms: Sequence[str] = ()) -> pl.DataFrame
     ``n`` rows, ``n_labelled`` with a label, ``accuracy`` over those, and how many labels came from
     the rule, the judge, or a truncation."""
     ev = corr.filter(pl.col("split") == "eval")
-    return (ev.group_by("model", "dataset", maintain_order=True)
-            .agg(pl.len().cast(pl.Int64).alias("n"), pl.col("correct").count().cast(pl.Int64).alias("n_labelled"),
-                 pl.col("correct").mean().alias("accuracy"),
-                 *[(pl.col("label_source") == s).sum().cast(pl.Int64).alias(f"n_{s}") for s in ("rule", "judge", "truncated")])
-            .with_columns(pl.when(pl.col("model").is_in(list(slms))).then(pl.lit("slm")).otherwise(pl.lit("llm")).alias("role"))
-            .select("model", "role", "dataset", "n", "n_labelled", "accuracy", "n_rule", "n_judge", "n_truncated"))
+    return (
+        ev.group_by("model", "dataset", maintain_order=True)
+        .agg(
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col("correct").count().cast(pl.Int64).alias("n_labelled"),
+            pl.col("correct").mean().alias("accuracy"),
+            *[
+                (pl.col("label_source") == s).sum().cast(pl.Int64).alias(f"n_{s}")
+                for s in ("rule", "judge", "truncated")
+            ],
+        )
+        .with_columns(
+            pl.when(pl.col("model").is_in(list(slms))).then(pl.lit("slm")).otherwise(pl.lit("llm")).alias("role")
+        )
+        .select("model", "role", "dataset", "n", "n_labelled", "accuracy", "n_rule", "n_judge", "n_truncated")
+    )
 
 
 def _accuracy_wide(acc: pl.DataFrame) -> pl.DataFrame:
@@ -232,10 +339,16 @@ def _accuracy_wide(acc: pl.DataFrame) -> pl.DataFrame:
 
 def alignment_table(auc: pl.DataFrame, missing: pl.DataFrame | None = None) -> pl.DataFrame:
     """The ``auc`` rows with the CI as one column and, where known, the queries each method could not score."""
-    df = auc.with_columns(pl.format("[{}, {}]", pl.col("roc_auc_lo").round(3), pl.col("roc_auc_hi").round(3)).alias("roc_auc_ci"))
+    df = auc.with_columns(
+        pl.format("[{}, {}]", pl.col("roc_auc_lo").round(3), pl.col("roc_auc_hi").round(3)).alias("roc_auc_ci")
+    )
     cols = ["slm", "dataset", "method", "label", "n"]
     if missing is not None and missing.height:
-        df = df.join(missing.select("slm", "dataset", "method", pl.col("n").alias("n_queries"), "n_missing"), on=["slm", "dataset", "method"], how="left")
+        df = df.join(
+            missing.select("slm", "dataset", "method", pl.col("n").alias("n_queries"), "n_missing"),
+            on=["slm", "dataset", "method"],
+            how="left",
+        )
         cols += ["n_queries", "n_missing"]
     return df.select(*cols, "slm_accuracy", "roc_auc", "roc_auc_ci", "prr", "prr_polygraph", "aurac")
 
@@ -247,14 +360,41 @@ def router_table(paths: Sequence) -> pl.DataFrame:
         r = json.loads(Path(p).read_text())
         op, curve, hold = r["operating_point"], r["curve"], r["holdout"]
         frac = op["llm_fraction"]
-        warn = ("routes every request to the LLM" if frac >= 1 else "routes nothing to the LLM" if frac <= 0 else None)
-        rows.append({"file": str(p), "slm": r["slm"], "method": r["method"], "llm": r.get("llm"), "mode": (r.get("serving") or {}).get("mode"), "target": json.dumps(op["target"]), "llm_fraction": frac,
-                     "threshold": op["threshold"], "predicted_accuracy": op["predicted_accuracy"],
-                     "accuracy_share": op.get("predicted_accuracy_share"), "slm_accuracy": curve["slm_accuracy"],
-                     "llm_accuracy": curve["llm_accuracy"], "holdout_n": hold.get("n"), "warning": warn})
-    schema = {"file": pl.Utf8, "slm": pl.Utf8, "method": pl.Utf8, "llm": pl.Utf8, "mode": pl.Utf8, "target": pl.Utf8, "llm_fraction": pl.Float64,
-              "threshold": pl.Float64, "predicted_accuracy": pl.Float64, "accuracy_share": pl.Float64, "slm_accuracy": pl.Float64,
-              "llm_accuracy": pl.Float64, "holdout_n": pl.Int64, "warning": pl.Utf8}
+        warn = "routes every request to the LLM" if frac >= 1 else "routes nothing to the LLM" if frac <= 0 else None
+        rows.append(
+            {
+                "file": str(p),
+                "slm": r["slm"],
+                "method": r["method"],
+                "llm": r.get("llm"),
+                "mode": (r.get("serving") or {}).get("mode"),
+                "target": json.dumps(op["target"]),
+                "llm_fraction": frac,
+                "threshold": op["threshold"],
+                "predicted_accuracy": op["predicted_accuracy"],
+                "accuracy_share": op.get("predicted_accuracy_share"),
+                "slm_accuracy": curve["slm_accuracy"],
+                "llm_accuracy": curve["llm_accuracy"],
+                "holdout_n": hold.get("n"),
+                "warning": warn,
+            }
+        )
+    schema = {
+        "file": pl.Utf8,
+        "slm": pl.Utf8,
+        "method": pl.Utf8,
+        "llm": pl.Utf8,
+        "mode": pl.Utf8,
+        "target": pl.Utf8,
+        "llm_fraction": pl.Float64,
+        "threshold": pl.Float64,
+        "predicted_accuracy": pl.Float64,
+        "accuracy_share": pl.Float64,
+        "slm_accuracy": pl.Float64,
+        "llm_accuracy": pl.Float64,
+        "holdout_n": pl.Int64,
+        "warning": pl.Utf8,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -262,9 +402,20 @@ def _rows_per_dataset(data_paths: Sequence) -> pl.DataFrame:
     frames = []
     for p in data_paths:
         d = io.read_artifact(p, "data", columns=["role"], stage="report")
-        frames.append(pl.DataFrame({"dataset": [Path(p).stem], "eval_rows": [int((d["role"] == "eval").sum())],
-                                    "train_rows": [int((d["role"] == "train").sum())]}))
-    return pl.concat(frames) if frames else pl.DataFrame(schema={"dataset": pl.Utf8, "eval_rows": pl.Int64, "train_rows": pl.Int64})
+        frames.append(
+            pl.DataFrame(
+                {
+                    "dataset": [Path(p).stem],
+                    "eval_rows": [int((d["role"] == "eval").sum())],
+                    "train_rows": [int((d["role"] == "train").sum())],
+                }
+            )
+        )
+    return (
+        pl.concat(frames)
+        if frames
+        else pl.DataFrame(schema={"dataset": pl.Utf8, "eval_rows": pl.Int64, "train_rows": pl.Int64})
+    )
 
 
 def _csv(path) -> pl.DataFrame:
@@ -272,8 +423,18 @@ def _csv(path) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------ the pages
-def write_pages(inputs: Mapping, outputs: Mapping, *, slms: Sequence[str], llms: Sequence[str], datasets: Sequence[str],
-                methods: Sequence[str], results_dir: str | Path = "results", warn_share: float = 0.1, max_query_rows: int = 5000) -> list[str]:
+def write_pages(
+    inputs: Mapping,
+    outputs: Mapping,
+    *,
+    slms: Sequence[str],
+    llms: Sequence[str],
+    datasets: Sequence[str],
+    methods: Sequence[str],
+    results_dir: str | Path = "results",
+    warn_share: float = 0.1,
+    max_query_rows: int = 5000,
+) -> list[str]:
     """Write the report's pages (keys of :data:`PAGES` in ``outputs``) and return the quality warnings.
 
     ``inputs``: ``data``, ``uq``, ``quality``, ``auc``, ``routers`` (lists of paths), ``table4_csv``,
@@ -298,54 +459,123 @@ def write_pages(inputs: Mapping, outputs: Mapping, *, slms: Sequence[str], llms:
 
     n_eval = sizes["eval_rows"].to_list()
     small = bool(n_eval) and min(n_eval) < MIN_ROWS
-    intro = (f"<p><b>SLMs:</b> {html.escape(', '.join(slms))}. <b>LLMs:</b> {html.escape(', '.join(llms))}. "
-             f"<b>Datasets ({len(datasets)}):</b> {html.escape(', '.join(datasets))}. <b>UQ methods ({len(methods)}):</b> "
-             f"{html.escape(', '.join(methods))}.</p>")
-    span = f"{min(n_eval)}" if n_eval and min(n_eval) == max(n_eval) else f"{min(n_eval, default=0)}–{max(n_eval, default=0)}"
-    size_note = (f'<div class="warn"><b>A small run.</b> {span} evaluation rows per dataset: an AUC on so few '
-                 f"queries has a 95 % CI tens of points wide (see the alignment page), and relative accuracy on the few most "
-                 f"confident queries jumps. This run shows that the pipeline works end to end; it does not rank UQ methods "
-                 f"(that takes at least {MIN_ROWS} rows per dataset, e.g. config/cpu-study.yaml).</div>") if small else ""
-    pages["overview"] = page_html("The run", [intro, size_note, ("Rows per dataset", sizes),
-                                             "<h2>Quality</h2>" + _warn_block(warnings, "No quality warnings: every method scored most queries and "
-                                                                                    "no statistic's replies were mostly cut off or unparsable."),
-                                             ("Accuracy per model and dataset (evaluation rows)", _accuracy_wide(acc))], interactive=False)
-    pages["accuracy"] = page_html("Accuracy per model and dataset", [
-        ("Accuracy (n labelled evaluation rows)", _accuracy_wide(acc), "Evaluation rows only (the SLM's training rows feed the in-domain probe)."),
-        ("Per model and dataset", acc, "<code>n_rule</code>, <code>n_judge</code>, <code>n_truncated</code>: which check gave the label "
-                                       "(a truncated reply counts as wrong)."),
-    ])
-    pages["alignment"] = page_html("Uncertainty–correctness alignment", [
-        ("ROC-AUC, PRR and AURAC per SLM, dataset and method", alignment_table(auc, missing),
-         "<code>n</code>: queries with both a confidence and a label, the rows the method is evaluated on (the paper drops a "
-         "query only for the method that cannot score it, so methods can differ in n); <code>n_missing</code>: queries without a "
-         "confidence. CI: 95 % bootstrap. Definitions: docs/routing.md."),
-    ])
+    intro = (
+        f"<p><b>SLMs:</b> {html.escape(', '.join(slms))}. <b>LLMs:</b> {html.escape(', '.join(llms))}. "
+        f"<b>Datasets ({len(datasets)}):</b> {html.escape(', '.join(datasets))}. <b>UQ methods ({len(methods)}):</b> "
+        f"{html.escape(', '.join(methods))}.</p>"
+    )
+    span = (
+        f"{min(n_eval)}"
+        if n_eval and min(n_eval) == max(n_eval)
+        else f"{min(n_eval, default=0)}–{max(n_eval, default=0)}"
+    )
+    size_note = (
+        (
+            f'<div class="warn"><b>A small run.</b> {span} evaluation rows per dataset: an AUC on so few '
+            f"queries has a 95 % CI tens of points wide (see the alignment page), and relative accuracy on the few most "
+            f"confident queries jumps. This run shows that the pipeline works end to end; it does not rank UQ methods "
+            f"(that takes at least {MIN_ROWS} rows per dataset, e.g. config/cpu-study.yaml).</div>"
+        )
+        if small
+        else ""
+    )
+    pages["overview"] = page_html(
+        "The run",
+        [
+            intro,
+            size_note,
+            ("Rows per dataset", sizes),
+            "<h2>Quality</h2>"
+            + _warn_block(
+                warnings,
+                "No quality warnings: every method scored most queries and "
+                "no statistic's replies were mostly cut off or unparsable.",
+            ),
+            ("Accuracy per model and dataset (evaluation rows)", _accuracy_wide(acc)),
+        ],
+        interactive=False,
+    )
+    pages["accuracy"] = page_html(
+        "Accuracy per model and dataset",
+        [
+            (
+                "Accuracy (n labelled evaluation rows)",
+                _accuracy_wide(acc),
+                "Evaluation rows only (the SLM's training rows feed the in-domain probe).",
+            ),
+            (
+                "Per model and dataset",
+                acc,
+                "<code>n_rule</code>, <code>n_judge</code>, <code>n_truncated</code>: which check gave the label "
+                "(a truncated reply counts as wrong).",
+            ),
+        ],
+    )
+    pages["alignment"] = page_html(
+        "Uncertainty–correctness alignment",
+        [
+            (
+                "ROC-AUC, PRR and AURAC per SLM, dataset and method",
+                alignment_table(auc, missing),
+                "<code>n</code>: queries with both a confidence and a label, the rows the method is evaluated on (the paper drops a "
+                "query only for the method that cannot score it, so methods can differ in n); <code>n_missing</code>: queries without a "
+                "confidence. CI: 95 % bootstrap. Definitions: docs/routing.md.",
+            ),
+        ],
+    )
     for t in ("table4", "table5"):
-        pages[t] = page_html(f"Table {t[-1]}: RMS distance to the oracle routing curve", [
-            ("Paper layout", _csv(inputs.get(f"{t}_csv")), "Lower is better; mean over sampling seeds at the configured k."),
-            ("Full grid", _csv(inputs.get(f"{t}_full_csv"))),
-        ])
+        pages[t] = page_html(
+            f"Table {t[-1]}: RMS distance to the oracle routing curve",
+            [
+                (
+                    "Paper layout",
+                    _csv(inputs.get(f"{t}_csv")),
+                    "Lower is better; mean over sampling seeds at the configured k.",
+                ),
+                ("Full grid", _csv(inputs.get(f"{t}_full_csv"))),
+            ],
+        )
     qt = quality_table(quality, warn_share=warn_share)
-    pages["quality"] = page_html("Reply quality", [
-        _warn_block(warnings, "No quality warnings."),
-        ("Truncated and unparsable replies per model, dataset and statistic", qt,
-         f"<code>warning</code>: a share above judge.quality_warn_fraction ({warn_share:g}). Samples: a sample cut off by its "
-         "budget has no answer and counts as unparsable."),
-        ("Missing confidences per SLM, dataset and method", missing),
-    ])
+    pages["quality"] = page_html(
+        "Reply quality",
+        [
+            _warn_block(warnings, "No quality warnings."),
+            (
+                "Truncated and unparsable replies per model, dataset and statistic",
+                qt,
+                f"<code>warning</code>: a share above judge.quality_warn_fraction ({warn_share:g}). Samples: a sample cut off by its "
+                "budget has no answer and counts as unparsable.",
+            ),
+            ("Missing confidences per SLM, dataset and method", missing),
+        ],
+    )
     rt = router_table(inputs.get("routers", []))
-    pages["routers"] = page_html("Routers: operating points", [
-        _warn_block([f"{r['file']}: {r['warning']}" for r in rt.iter_rows(named=True) if r["warning"]], "Every router splits the traffic."),
-        ("One row per router file", rt, "Serve one with <code>uqroute serve --router FILE</code> (docs/router.md)."),
-    ])
+    pages["routers"] = page_html(
+        "Routers: operating points",
+        [
+            _warn_block(
+                [f"{r['file']}: {r['warning']}" for r in rt.iter_rows(named=True) if r["warning"]],
+                "Every router splits the traffic.",
+            ),
+            (
+                "One row per router file",
+                rt,
+                "Serve one with <code>uqroute serve --router FILE</code> (docs/router.md).",
+            ),
+        ],
+    )
     status_path = inputs.get("status")
     status_md = Path(status_path).read_text() if status_path else ""
     pages["status"] = _status_page(status_md)
     pq = per_query(results_dir, models=models, slms=slms, datasets=datasets, methods=methods)
-    note = (f"{pq.height} rows; the first {max_query_rows} are shown (uqroute.results.per_query gives all)." if pq.height > max_query_rows
-            else f"{pq.height} rows. Search across every column; click a header to sort.")
-    pages["queries"] = page_html("Every query", [("One row per model, dataset and evaluation query", pq.head(max_query_rows), note)])
+    note = (
+        f"{pq.height} rows; the first {max_query_rows} are shown (uqroute.results.per_query gives all)."
+        if pq.height > max_query_rows
+        else f"{pq.height} rows. Search across every column; click a header to sort."
+    )
+    pages["queries"] = page_html(
+        "Every query", [("One row per model, dataset and evaluation query", pq.head(max_query_rows), note)]
+    )
     for name, text in pages.items():
         if name in outputs:
             io.write_text(text, outputs[name])
@@ -360,7 +590,14 @@ def _status_page(md: str) -> str:
 
 
 # ------------------------------------------------------------------ end of run
-def run_summary(results_dir: str | Path = "results", *, slms: Sequence[str], llms: Sequence[str], datasets: Sequence[str], top: int = 3) -> str:
+def run_summary(
+    results_dir: str | Path = "results",
+    *,
+    slms: Sequence[str],
+    llms: Sequence[str],
+    datasets: Sequence[str],
+    top: int = 3,
+) -> str:
     """The end-of-run summary as text: accuracy per model (mean over the datasets' evaluation rows),
     the ``top`` best-aligned methods per SLM (mean ROC-AUC over datasets), and the quality warnings.
     Files the run did not make are said to be missing, never an error."""
@@ -375,10 +612,19 @@ def run_summary(results_dir: str | Path = "results", *, slms: Sequence[str], llm
     lines = ["", "uqroute run summary", "==================="]
     try:
         acc = accuracy_table(correctness(root, models=list(dict.fromkeys([*slms, *llms])), datasets=datasets), slms)
-        lines.append("Accuracy (evaluation rows): " + "; ".join(
-            f"{r['model']} {r['accuracy']:.3f} (n={r['n']})" for r in acc.group_by("model", maintain_order=True)
-            .agg(pl.col("n_labelled").sum().alias("n"), ((pl.col("accuracy") * pl.col("n_labelled")).sum() / pl.col("n_labelled").sum()).alias("accuracy"))
-            .iter_rows(named=True) if r["accuracy"] is not None))
+        lines.append(
+            "Accuracy (evaluation rows): "
+            + "; ".join(
+                f"{r['model']} {r['accuracy']:.3f} (n={r['n']})"
+                for r in acc.group_by("model", maintain_order=True)
+                .agg(
+                    pl.col("n_labelled").sum().alias("n"),
+                    ((pl.col("accuracy") * pl.col("n_labelled")).sum() / pl.col("n_labelled").sum()).alias("accuracy"),
+                )
+                .iter_rows(named=True)
+                if r["accuracy"] is not None
+            )
+        )
     except (FileNotFoundError, io.ArtifactInputError) as err:
         lines.append(f"Accuracy: not available ({err})")
     for slm in slms:
@@ -393,8 +639,13 @@ def run_summary(results_dir: str | Path = "results", *, slms: Sequence[str], llm
         per = auc.group_by("method").agg(pl.col("roc_auc").mean().alias("auc"), pl.len().alias("k"), pl.col("n").sum())
         best = per.filter(pl.col("k") == n_ds).sort("auc", "method", descending=[True, False]).head(top)
         partial = per.filter(pl.col("k") < n_ds).sort("method")["method"].to_list()
-        lines.append(f"Best-aligned methods of {slm} (mean ROC-AUC over {n_ds} dataset(s)): " + ("; ".join(
-            f"{r['method']} {r['auc']:.3f} (n={r['n']})" for r in best.iter_rows(named=True)) or "none has an AUC on every dataset"))
+        lines.append(
+            f"Best-aligned methods of {slm} (mean ROC-AUC over {n_ds} dataset(s)): "
+            + (
+                "; ".join(f"{r['method']} {r['auc']:.3f} (n={r['n']})" for r in best.iter_rows(named=True))
+                or "none has an AUC on every dataset"
+            )
+        )
         if partial:
             lines.append(f"  not ranked (an AUC on fewer datasets): {', '.join(partial)}")
         n_min = int(auc["n"].min()) if auc.height else 0

@@ -45,10 +45,36 @@ def empty_figure(title: str, reason: str) -> Figure:
 
 #: 20 colours of maximum contrast (Kelly 1965, without white and black), in an order that keeps the
 #: first ones far apart: up to 20 methods each get their own colour.
-KELLY = ["#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#848482", "#008856", "#E68FAC", "#0067A5",
-         "#F99379", "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600", "#654522", "#E25822", "#2B3D26"]
+KELLY = [
+    "#F3C300",
+    "#875692",
+    "#F38400",
+    "#A1CAF1",
+    "#BE0032",
+    "#C2B280",
+    "#848482",
+    "#008856",
+    "#E68FAC",
+    "#0067A5",
+    "#F99379",
+    "#604E97",
+    "#F6A600",
+    "#B3446C",
+    "#DCD300",
+    "#882D17",
+    "#8DB600",
+    "#654522",
+    "#E25822",
+    "#2B3D26",
+]
 #: line style per UQ method family (paper Table 1), so that methods of one family read as a group
-FAMILY_STYLE = {"token_probability": "-", "consistency": "--", "verbalized": ":", "probe": "-.", "introspection": (0, (5, 1, 1, 1))}
+FAMILY_STYLE = {
+    "token_probability": "-",
+    "consistency": "--",
+    "verbalized": ":",
+    "probe": "-.",
+    "introspection": (0, (5, 1, 1, 1)),
+}
 
 
 def _palette(names: list) -> dict:
@@ -99,8 +125,17 @@ def missing_note(expected, present) -> str:
 
 def _note(ax, text: str) -> None:
     if text:
-        ax.text(0.02, 0.02, text, transform=ax.transAxes, fontsize=7, color="dimgrey", ha="left", va="bottom",
-                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
+        ax.text(
+            0.02,
+            0.02,
+            text,
+            transform=ax.transAxes,
+            fontsize=7,
+            color="dimgrey",
+            ha="left",
+            va="bottom",
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1},
+        )
 
 
 def _grid(n: int, ncol: int, w: float, h: float, sharey=True):
@@ -122,8 +157,15 @@ def _legend(fig, axes) -> None:
         if ax.get_legend():
             ax.get_legend().remove()
     if labels:  # below the panels, never over them
-        fig.legend([handles[lab] for lab in labels], labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
-                   ncol=min(4, len(labels)), fontsize=9)
+        fig.legend(
+            [handles[lab] for lab in labels],
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            frameon=False,
+            ncol=min(4, len(labels)),
+            fontsize=9,
+        )
 
 
 def auc_heatmap(auc: pl.DataFrame, slm: str, *, datasets=None, methods=None) -> Figure:
@@ -142,13 +184,25 @@ def auc_heatmap(auc: pl.DataFrame, slm: str, *, datasets=None, methods=None) -> 
     cols = _order(df["method"].to_list(), methods)
     cols += [m for m in (methods or []) if m not in cols]
     pdf = df.to_pandas()
-    wide = pdf.pivot(index="dataset", columns="method", values="roc_auc").reindex(index=rows, columns=cols).astype(float)
+    wide = (
+        pdf.pivot(index="dataset", columns="method", values="roc_auc").reindex(index=rows, columns=cols).astype(float)
+    )
     ns = pdf.pivot(index="dataset", columns="method", values="n").reindex(index=rows, columns=cols)
     scored = set(zip(df["dataset"].to_list(), df["method"].to_list()))
     sns.set_theme(**_THEME)
     fig, ax = plt.subplots(figsize=(2.0 + 0.95 * len(cols), 1.8 + 0.75 * len(rows)))
-    sns.heatmap(wide, annot=False, vmin=0.0, vmax=1.0, center=0.5, cmap="RdBu_r", cbar_kws={"label": "ROC-AUC", "shrink": 0.9}, ax=ax,
-                linewidths=0.5, linecolor="white")
+    sns.heatmap(
+        wide,
+        annot=False,
+        vmin=0.0,
+        vmax=1.0,
+        center=0.5,
+        cmap="RdBu_r",
+        cbar_kws={"label": "ROC-AUC", "shrink": 0.9},
+        ax=ax,
+        linewidths=0.5,
+        linecolor="white",
+    )
     for i, d in enumerate(rows):
         for j, m in enumerate(cols):
             v, n = wide.iloc[i, j], ns.iloc[i, j]
@@ -156,8 +210,15 @@ def auc_heatmap(auc: pl.DataFrame, slm: str, *, datasets=None, methods=None) -> 
                 why = "one class" if (d, m) in scored else "no scores"
                 ax.text(j + 0.5, i + 0.5, f"–\n{why}", ha="center", va="center", fontsize=7, color="dimgrey")
             else:
-                ax.text(j + 0.5, i + 0.5, f"{v:.2f}\nn={int(n)}", ha="center", va="center", fontsize=8,
-                        color="white" if abs(v - 0.5) > 0.3 else "black")
+                ax.text(
+                    j + 0.5,
+                    i + 0.5,
+                    f"{v:.2f}\nn={int(n)}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if abs(v - 0.5) > 0.3 else "black",
+                )
     ax.set_title(title)
     ax.set_xlabel("UQ method")
     ax.set_ylabel("dataset")
@@ -174,7 +235,9 @@ def auc_heatmap(auc: pl.DataFrame, slm: str, *, datasets=None, methods=None) -> 
     return fig
 
 
-def routing_curves(curves: pl.DataFrame, slm: str, llm: str, *, datasets=None, methods=None, auc: pl.DataFrame | None = None) -> Figure:
+def routing_curves(
+    curves: pl.DataFrame, slm: str, llm: str, *, datasets=None, methods=None, auc: pl.DataFrame | None = None
+) -> Figure:
     """Accuracy vs routing ratio per UQ method, one panel per dataset, with the perfect-confidence
     and random curves (Figures 2, 12–15), for one SLM routed to one LLM. With ``auc`` (the routing
     stage's table) each panel names its n and the methods scored on fewer queries (their curves, and
@@ -205,8 +268,15 @@ def routing_curves(curves: pl.DataFrame, slm: str, llm: str, *, datasets=None, m
             ax.plot(rnd["ratio"], rnd["accuracy"], color="grey", linestyle="--", label="random")
             if len(mc):
                 sd = mc["accuracy_sd"].fillna(0)
-                ax.fill_between(mc["ratio"], mc["accuracy"] - sd, mc["accuracy"] + sd, color="grey", alpha=0.2, linewidth=0)
-        _note(ax, "; ".join(t for t in (missing_note(methods, present) if present else "no scores for any method", n_note) if t))
+                ax.fill_between(
+                    mc["ratio"], mc["accuracy"] - sd, mc["accuracy"] + sd, color="grey", alpha=0.2, linewidth=0
+                )
+        _note(
+            ax,
+            "; ".join(
+                t for t in (missing_note(methods, present) if present else "no scores for any method", n_note) if t
+            ),
+        )
         ax.set_title(d + n_suffix)
         ax.set_xlabel("routing ratio")
         ax.set_ylabel("accuracy")
@@ -282,17 +352,44 @@ def confidence_distributions(tidy: pl.DataFrame, slm: str, *, methods=None, bins
             ax.text(0.5, 0.5, f"{method}: no scores on any dataset", ha="center", va="center", transform=ax.transAxes)
             continue
         lo, hi = pdf["confidence"].min(), pdf["confidence"].max()
-        edges = np.histogram_bin_edges(pdf["confidence"], bins=bins) if hi > lo and np.isfinite(hi - lo) and (hi - lo) > 1e-12 * max(1, abs(hi)) else np.array([lo - 0.5, hi + 0.5])
-        sns.histplot(data=pdf, x="confidence", bins=edges, stat="density", color="lightgrey", edgecolor="white", ax=ax, label="all datasets")
-        sns.histplot(data=pdf, x="confidence", hue="dataset", hue_order=[d for d in all_ds if d in set(pdf["dataset"])], bins=edges, stat="density",
-                     common_norm=False, element="step", fill=False, ax=ax, palette=palette, linewidth=1.0)
+        edges = (
+            np.histogram_bin_edges(pdf["confidence"], bins=bins)
+            if hi > lo and np.isfinite(hi - lo) and (hi - lo) > 1e-12 * max(1, abs(hi))
+            else np.array([lo - 0.5, hi + 0.5])
+        )
+        sns.histplot(
+            data=pdf,
+            x="confidence",
+            bins=edges,
+            stat="density",
+            color="lightgrey",
+            edgecolor="white",
+            ax=ax,
+            label="all datasets",
+        )
+        sns.histplot(
+            data=pdf,
+            x="confidence",
+            hue="dataset",
+            hue_order=[d for d in all_ds if d in set(pdf["dataset"])],
+            bins=edges,
+            stat="density",
+            common_norm=False,
+            element="step",
+            fill=False,
+            ax=ax,
+            palette=palette,
+            linewidth=1.0,
+        )
         _note(ax, missing_note(all_ds, pdf["dataset"]).replace("no scores", "no scores on"))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def proxy_vs_oracle(proxy_curves: pl.DataFrame, slm: str, llm: str, setting: str, *, methods=None, targets=None) -> Figure:
+def proxy_vs_oracle(
+    proxy_curves: pl.DataFrame, slm: str, llm: str, setting: str, *, methods=None, targets=None
+) -> Figure:
     """Target routing curves with proxy-data thresholds vs the oracle curves (Figures 6–7, 16–19),
     one panel per target, one colour per method; solid = oracle, dashed = proxy (mean over seeds)."""
     df = proxy_curves.filter((pl.col("slm") == slm) & (pl.col("llm") == llm) & (pl.col("setting") == setting))
@@ -301,8 +398,12 @@ def proxy_vs_oracle(proxy_curves: pl.DataFrame, slm: str, llm: str, setting: str
         return empty_figure(title, f"no proxy results for {slm} → {llm} in setting {setting}")
     tg = _order(df["target"].to_list(), targets)
     tg += [t for t in (targets or []) if t not in tg]
-    mean = (df.group_by(["target", "method", "ratio"]).agg(pl.col("accuracy").mean().alias("proxy"), pl.col("oracle_accuracy").first().alias("oracle"))
-            .sort(["target", "method", "ratio"]).to_pandas())
+    mean = (
+        df.group_by(["target", "method", "ratio"])
+        .agg(pl.col("accuracy").mean().alias("proxy"), pl.col("oracle_accuracy").first().alias("oracle"))
+        .sort(["target", "method", "ratio"])
+        .to_pandas()
+    )
     method_order = _order(df["method"].to_list(), methods)
     palette = _palette(method_order)
     sns.set_theme(**_THEME)
@@ -332,8 +433,12 @@ def rms_vs_k(proxy: pl.DataFrame, slm: str, llm: str, *, methods=None, settings=
     title = f"RMS to the oracle curve vs sampling ratio k: {slm} routed to {llm}"
     if df.height == 0:
         return empty_figure(title, f"no proxy results for {slm} → {llm}")
-    agg = (df.group_by(["setting", "target", "method", "k"]).agg(pl.col("rms").mean(), pl.col("rms_realised").mean(), pl.col("rms_random").mean())
-           .sort(["setting", "target", "method", "k"]).to_pandas())
+    agg = (
+        df.group_by(["setting", "target", "method", "k"])
+        .agg(pl.col("rms").mean(), pl.col("rms_realised").mean(), pl.col("rms_random").mean())
+        .sort(["setting", "target", "method", "k"])
+        .to_pandas()
+    )
     setting_order = _order(agg["setting"], settings)
     scen = [(s, t) for s in setting_order for t in _order(agg[agg["setting"] == s]["target"])]
     method_order = _order(df["method"].to_list(), methods)
@@ -346,8 +451,18 @@ def rms_vs_k(proxy: pl.DataFrame, slm: str, llm: str, *, methods=None, settings=
         for m in present:
             cur = sub[sub["method"] == m]
             ax.plot(cur["k"], cur["rms"], color=palette[m], marker="o", markersize=3, label=f"{m} (requested r)")
-            ax.plot(cur["k"], cur["rms_realised"], color=palette[m], marker="s", markersize=3, linestyle="--", label=f"{m} (realised r)")
-            ax.axhline(cur["rms_random"].mean(), color=palette[m], linestyle=":", linewidth=0.8, label=f"{m} random routing")
+            ax.plot(
+                cur["k"],
+                cur["rms_realised"],
+                color=palette[m],
+                marker="s",
+                markersize=3,
+                linestyle="--",
+                label=f"{m} (realised r)",
+            )
+            ax.axhline(
+                cur["rms_random"].mean(), color=palette[m], linestyle=":", linewidth=0.8, label=f"{m} random routing"
+            )
         _note(ax, missing_note(methods, present))
         ax.set_title(f"{s.replace('_', ' ')} → {t}", fontsize=9)
         ax.set_xlabel("sampling ratio k")

@@ -42,7 +42,13 @@ from .settings import INFERENCE_DEFAULTS, budgets, resolve_settings
 from .statistics import STATISTICS, QueryResult, ShardContext, statistics_for
 
 __all__ = [
-    "endpoint", "resolve_api_key", "check_job", "answer_conversation", "resolve_settings", "QueryResult", "ShardContext",
+    "endpoint",
+    "resolve_api_key",
+    "check_job",
+    "answer_conversation",
+    "resolve_settings",
+    "QueryResult",
+    "ShardContext",
     "APIReplyError",
     "APIRequestError",
     "INFERENCE_DEFAULTS",

@@ -62,8 +62,9 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Sequence
+from typing import Any
 
 from .api_config import (
     API_DEFAULTS,
@@ -117,6 +118,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
 def _reply(content: bytes, body: dict) -> tuple[dict, list[Generation]]:
     """A raw HTTP 200 body as (parsed JSON, generations), checked against the request ``body``."""
     try:
@@ -143,8 +145,11 @@ def _invalid_reply_error():
     """An exception class the openai client retries like a broken connection (a ``RequestError`` of its httpx)."""
     httpx = _httpx()
     if httpx not in _INVALID_REPLY_ERRORS:
-        _INVALID_REPLY_ERRORS[httpx] = type("InvalidReplyError", (httpx.DecodingError,), {
-            "__doc__": "A 2xx reply that is not a valid chat completion (raised by the response hook)."})
+        _INVALID_REPLY_ERRORS[httpx] = type(
+            "InvalidReplyError",
+            (httpx.DecodingError,),
+            {"__doc__": "A 2xx reply that is not a valid chat completion (raised by the response hook)."},
+        )
     return _INVALID_REPLY_ERRORS[httpx]
 
 
@@ -172,8 +177,9 @@ class OpenAIChatBackend:
         progress: show a tqdm bar over each call's requests.
     """
 
-    def __init__(self, spec: dict, cache_dir: str | os.PathLike | None = None, *, name: str | None = None,
-                 progress: bool = True):
+    def __init__(
+        self, spec: dict, cache_dir: str | os.PathLike | None = None, *, name: str | None = None, progress: bool = True
+    ):
         import openai
 
         api = _api_block(spec)
@@ -188,8 +194,12 @@ class OpenAIChatBackend:
         self.progress = progress
         self._key_label = _env_label(api["api_key_env"])
         if api["base_url"] is None and os.environ.get("OPENAI_BASE_URL"):
-            log.warning("%s: OPENAI_BASE_URL is set in the environment and ignored: base_url is null, which means "
-                        "%s; set base_url in the model's api block to use another server", self.name, OPENAI_BASE_URL)
+            log.warning(
+                "%s: OPENAI_BASE_URL is set in the environment and ignored: base_url is null, which means "
+                "%s; set base_url in the model's api block to use another server",
+                self.name,
+                OPENAI_BASE_URL,
+            )
         self._secret = resolve_api_key(api["api_key_env"], api["base_url"])
         # base_url always explicit: the openai client would otherwise take $OPENAI_BASE_URL. Redirects are
         # not followed, so the key goes to this address only. The response hook checks every 200 reply.
@@ -260,12 +270,19 @@ class OpenAIChatBackend:
         try:
             if record.get("endpoint") != self.endpoint or record.get("request") != json.loads(json.dumps(body)):
                 raise InvalidReply("it was stored for another endpoint or request")
-            gens = generations_from_response(record.get("response"), n=int(body["n"]),
-                                             top_logprobs=int(body.get("top_logprobs") or 0))
+            gens = generations_from_response(
+                record.get("response"), n=int(body["n"]), top_logprobs=int(body.get("top_logprobs") or 0)
+            )
             return check_structured(gens, body.get("response_format"))
         except InvalidReply as err:
-            log.warning("%s: cached reply %s (key %s) is invalid: %s; asking %s again",
-                        self.name, self.cache.path(key), key, self._redact(str(err)), self.where)
+            log.warning(
+                "%s: cached reply %s (key %s) is invalid: %s; asking %s again",
+                self.name,
+                self.cache.path(key),
+                key,
+                self._redact(str(err)),
+                self.where,
+            )
             return None
 
     def generate(
@@ -353,8 +370,11 @@ class OpenAIChatBackend:
                 f.cancel()
             if isinstance(err, KeyboardInterrupt):
                 in_flight = sum(f.running() for f in futures)
-                log.warning("%s: interrupted; queued requests are not sent, the %d in flight finish and are cached",
-                            self.name, in_flight)
+                log.warning(
+                    "%s: interrupted; queued requests are not sent, the %d in flight finish and are cached",
+                    self.name,
+                    in_flight,
+                )
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -369,8 +389,15 @@ class OpenAIChatBackend:
             _reply(response.content, json.loads(response.request.content))
         except InvalidReply as err:
             tries = _tries(response.request)
-            log.warning("%s: %s answered HTTP %d with an invalid reply (attempt %d of at most %d): %s", self.name,
-                        self.where, response.status_code, tries, self.max_retries + 1, self._redact(str(err)))
+            log.warning(
+                "%s: %s answered HTTP %d with an invalid reply (attempt %d of at most %d): %s",
+                self.name,
+                self.where,
+                response.status_code,
+                tries,
+                self.max_retries + 1,
+                self._redact(str(err)),
+            )
             error = _invalid_reply_error()(str(err), request=response.request)
             error.status_code = response.status_code
             error.structured = isinstance(err, StructuredReplyError)
@@ -388,8 +415,10 @@ class OpenAIChatBackend:
             if headers.get("x-should-retry") == "false":
                 text += " (the server sent x-should-retry: false)"
             elif wait:
-                text += (f" (the server asked to wait {wait} (Retry-After), longer than the openai client waits "
-                         "before a retry; try again later)")
+                text += (
+                    f" (the server asked to wait {wait} (Retry-After), longer than the openai client waits "
+                    "before a retry; try again later)"
+                )
         elif not retries and self.max_retries == 0:
             text += " (max_retries is 0)"
         return text
@@ -412,8 +441,11 @@ class OpenAIChatBackend:
                 # a valid completion that does not follow response_format (a server that ignores it)
                 error.structured = getattr(cause, "structured", False)
                 raise error from None
-            what = (f"timed out (timeout {self.timeout_s:g} s)" if isinstance(err, openai.APITimeoutError)
-                    else "connection failed")
+            what = (
+                f"timed out (timeout {self.timeout_s:g} s)"
+                if isinstance(err, openai.APITimeoutError)
+                else "connection failed"
+            )
             detail = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(err).__name__}: {err}"
             raise APIUnreachableError(
                 f"could not reach the OpenAI-compatible server at {self.where} for model {self.model!r}: "
@@ -425,8 +457,10 @@ class OpenAIChatBackend:
             retryable = code in (408, 409, 429) or code >= 500
             hint = ""
             if 300 <= code < 400:
-                hint = (" (redirects are not followed, so that the key goes to base_url only: "
-                        "set base_url to the address the server redirects to)")
+                hint = (
+                    " (redirects are not followed, so that the key goes to base_url only: "
+                    "set base_url to the address the server redirects to)"
+                )
             elif code in (401, 403):
                 hint = f" (check the key in {self._key_label})"
             elif code == 404:
@@ -458,13 +492,18 @@ class OpenAIChatBackend:
 
     def close(self) -> None:
         if self._calls and self.stats["cache_hits"] + self.stats["requests"]:
-            log.info("%s: %d requests in all: %d from the cache, %d new (%s)", self.name,
-                     self.stats["cache_hits"] + self.stats["requests"], self.stats["cache_hits"],
-                     self.stats["requests"], self.where)
+            log.info(
+                "%s: %d requests in all: %d from the cache, %d new (%s)",
+                self.name,
+                self.stats["cache_hits"] + self.stats["requests"],
+                self.stats["cache_hits"],
+                self.stats["requests"],
+                self.where,
+            )
             self._calls = 0
         self._client.close()
 
-    def __enter__(self) -> "OpenAIChatBackend":
+    def __enter__(self) -> OpenAIChatBackend:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -111,8 +111,10 @@ def _env_label(name: str) -> str:
     """
     if re.fullmatch(r"[A-Z_][A-Z0-9_]*", name) and len(name) <= 64 and all(len(w) <= 16 for w in name.split("_")):
         return f"environment variable {name!r} (api_key_env)"
-    return "the environment variable named by api_key_env (its name is not shown: it does not look like " \
-           "an upper-case variable name and might be a key)"
+    return (
+        "the environment variable named by api_key_env (its name is not shown: it does not look like "
+        "an upper-case variable name and might be a key)"
+    )
 
 
 def check_api_key_env(api_key_env, model: str | None = None) -> str:
@@ -180,5 +182,3 @@ def _api_block(spec: dict) -> dict:
     if not api["timeout_s"] or api["timeout_s"] <= 0:
         raise APIConfigError(f"api block of {api['model']!r}: timeout_s must be > 0")
     return api
-
-

@@ -23,6 +23,7 @@ class StructuredReplyError(InvalidReply):
     """A valid chat completion whose content is not what ``response_format`` asked for (a server that
     ignores the field answers this way)."""
 
+
 def _choice_text(message: dict) -> str:
     """The reply text; a reasoning server's separate ``reasoning_content`` is put back as a ``<think>`` block.
 
@@ -135,8 +136,6 @@ def generations_from_response(response, *, n: int | None = None, top_logprobs: i
         raise InvalidReply(str(err)) from None
 
 
-
-
 def structured_content(text: str) -> str:
     """The part of a reply that structured output constrains: the text after a ``<think>`` block."""
     return text.rsplit("</think>", 1)[-1].strip()
@@ -168,10 +167,13 @@ def check_structured(gens: list[Generation], response_format: dict | None) -> li
         try:
             value = json.loads(content)
         except ValueError:
-            raise StructuredReplyError(f"{where}: the reply is not the JSON that response_format asked for: {content[:80]!r}") from None
+            raise StructuredReplyError(
+                f"{where}: the reply is not the JSON that response_format asked for: {content[:80]!r}"
+            ) from None
         try:
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as err:
-            raise StructuredReplyError(f"{where}: the reply {content[:80]!r} does not match the response_format schema: "
-                               f"{err.message}") from None
+            raise StructuredReplyError(
+                f"{where}: the reply {content[:80]!r} does not match the response_format schema: {err.message}"
+            ) from None
     return gens

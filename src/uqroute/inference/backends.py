@@ -20,7 +20,9 @@ def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache
     backend = spec.get("backend") or cfg.get("backend") or "transformers"
     if "api" in spec or backend == "openai":
         if "api" not in spec:
-            raise ValueError(f"model {name or model_dir!r}: backend 'openai' needs an `api` block in the model's config")
+            raise ValueError(
+                f"model {name or model_dir!r}: backend 'openai' needs an `api` block in the model's config"
+            )
         from .api import OpenAIChatBackend
 
         return OpenAIChatBackend(spec, cache_dir=cache_dir, name=name)
@@ -37,9 +39,14 @@ def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache
 
         # vLLM generates (its results kept per request in the generation store), transformers scores
         store = Path(cache_dir) if cache_dir is not None else default_cache_dir("vllm", name or Path(model_dir).name)
-        cls, extra = VLLMBackend, {"vllm": {**resolve_settings({})["vllm"], **(cfg.get("vllm") or {})},
-                                   "store": store / "generations.sqlite",
-                                   "identity": weights_identity(spec, model_dir, name=name or "model")}
+        cls, extra = (
+            VLLMBackend,
+            {
+                "vllm": {**resolve_settings({})["vllm"], **(cfg.get("vllm") or {})},
+                "store": store / "generations.sqlite",
+                "identity": weights_identity(spec, model_dir, name=name or "model"),
+            },
+        )
     return cls(
         model_dir,
         **extra,

@@ -7,8 +7,9 @@ model and a served one are interchangeable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ..parsing import CONTENT_FILTER, TRUNCATED
 

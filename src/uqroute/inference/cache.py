@@ -26,8 +26,8 @@ import math
 import numbers
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..io import atomic_path
 from .base import FINISH_REASONS, Conversation, Generation, check_generation_args, normalise_messages
@@ -95,10 +95,13 @@ def check_generations(gens, n: int) -> list[Generation]:
                 if not isinstance(top, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in top.items()):
                     raise ValueError(f"{where}: top_logprobs[{j}] is not a {{token: log-prob}} dict")
         if g.finish_reason not in FINISH_REASONS:
-            raise ValueError(f"{where}: finish_reason is {g.finish_reason!r}, not one of {', '.join(map(repr, FINISH_REASONS))}")
+            raise ValueError(
+                f"{where}: finish_reason is {g.finish_reason!r}, not one of {', '.join(map(repr, FINISH_REASONS))}"
+            )
         if not isinstance(g.n_prompt_tokens, int) or isinstance(g.n_prompt_tokens, bool) or g.n_prompt_tokens < 0:
             raise ValueError(f"{where}: n_prompt_tokens is {g.n_prompt_tokens!r}")
     return list(gens)
+
 
 def cache_key(payload: dict) -> str:
     """SHA-256 of ``payload`` as canonical JSON (sorted keys, no whitespace)."""
@@ -192,8 +195,9 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool):
     """The tqdm bar of a cached backend's requests: ``initial`` answered from the cache, the rest to come."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="req", leave=False, disable=not enabled,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="req", leave=False, disable=not enabled, dynamic_ncols=True
+    )
 
 
 class CachedBackend:
@@ -226,8 +230,16 @@ class CachedBackend:
     ``stats`` keeps the totals (``cache_hits``, ``requests``).
     """
 
-    def __init__(self, backend, cache_dir: str | os.PathLike, identity: dict, *, name: str | None = None,
-                 progress: bool = True, chunk_size: int = 128):
+    def __init__(
+        self,
+        backend,
+        cache_dir: str | os.PathLike,
+        identity: dict,
+        *,
+        name: str | None = None,
+        progress: bool = True,
+        chunk_size: int = 128,
+    ):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}")
         self.chunk_size = int(chunk_size)
@@ -259,8 +271,13 @@ class CachedBackend:
                 raise ValueError("it holds no list of generations")
             return check_generations([_generation_from_dict(g) for g in stored], n)
         except ValueError as err:
-            log.warning("%s: cache record %s (key %s) is invalid: %s; it is computed again",
-                        self.name, self.cache.path(key), key, err)
+            log.warning(
+                "%s: cache record %s (key %s) is invalid: %s; it is computed again",
+                self.name,
+                self.cache.path(key),
+                key,
+                err,
+            )
             return None
 
     def generate(
@@ -274,11 +291,18 @@ class CachedBackend:
         top_logprobs: int = 0,
     ) -> list[list[Generation]]:
         check_generation_args(max_new_tokens, temperature, n, top_logprobs)
-        params = {"max_new_tokens": max_new_tokens, "temperature": float(temperature), "n": n,
-                  "seed": seed, "top_logprobs": top_logprobs}
+        params = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": float(temperature),
+            "n": n,
+            "seed": seed,
+            "top_logprobs": top_logprobs,
+        }
         msgs = [normalise_messages(c, i) for i, c in enumerate(conversations)]
-        keys = [cache_key({"format": CACHE_FORMAT, "identity": self.identity, "messages": m, "params": params})
-                for m in msgs]
+        keys = [
+            cache_key({"format": CACHE_FORMAT, "identity": self.identity, "messages": m, "params": params})
+            for m in msgs
+        ]
         found: dict[str, list[Generation]] = {}
         todo: dict[str, list[dict]] = {}
         for key, m in zip(keys, msgs):
@@ -296,10 +320,14 @@ class CachedBackend:
                 log.info("%s: generating for %d conversations (%d cached)", self.name, len(todo), hits)
             items = list(todo.items())
             for start in range(0, len(items), self.chunk_size):
-                chunk = items[start:start + self.chunk_size]
+                chunk = items[start : start + self.chunk_size]
                 fresh = self.backend.generate(
-                    [m for _, m in chunk], max_new_tokens=max_new_tokens, temperature=temperature,
-                    n=n, seed=seed, top_logprobs=top_logprobs,
+                    [m for _, m in chunk],
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    n=n,
+                    seed=seed,
+                    top_logprobs=top_logprobs,
                 )
                 if not isinstance(fresh, list) or len(fresh) != len(chunk):
                     raise RuntimeError(
@@ -313,15 +341,23 @@ class CachedBackend:
                     except ValueError as err:
                         bad.append(f"conversation {keys.index(key)}: {err}")
                         continue
-                    self.cache.put(key, {"identity": self.identity, "messages": m, "params": params,
-                                         "generations": [dataclasses.asdict(g) for g in gens]})
+                    self.cache.put(
+                        key,
+                        {
+                            "identity": self.identity,
+                            "messages": m,
+                            "params": params,
+                            "generations": [dataclasses.asdict(g) for g in gens],
+                        },
+                    )
                     found[key] = gens
                     self.stats["requests"] += 1
                     bar.update(1)
                 if bad:
                     raise RuntimeError(
                         f"{self.name}: the backend returned invalid generations, which were not cached: "
-                        + "; ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+                        + "; ".join(bad[:5])
+                        + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
                     )
         log.info("%s: %d conversations: %d from the cache, %d generated", self.name, hits + len(todo), hits, len(todo))
         return [found[k] for k in keys]

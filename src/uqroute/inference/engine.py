@@ -44,9 +44,23 @@ class Engine:
             budget exceed it is refused (:func:`.jobs.check_job`).
     """
 
-    def __init__(self, forward: Callable, *, device, pad_id: int, eos_ids, n_layers: int, batch_size: int,
-                 max_batch_tokens: int, max_batch_rows: int, min_shared_prefix: int, stats: dict, name: str,
-                 progress: bool = True, context: int | None = None):
+    def __init__(
+        self,
+        forward: Callable,
+        *,
+        device,
+        pad_id: int,
+        eos_ids,
+        n_layers: int,
+        batch_size: int,
+        max_batch_tokens: int,
+        max_batch_rows: int,
+        min_shared_prefix: int,
+        stats: dict,
+        name: str,
+        progress: bool = True,
+        context: int | None = None,
+    ):
         self.forward, self.device, self.pad_id, self.eos_ids, self.n_layers = forward, device, pad_id, eos_ids, n_layers
         self.batch_size, self.max_batch_tokens, self.max_batch_rows = batch_size, max_batch_tokens, max_batch_rows
         self.min_shared_prefix, self.stats, self.name, self.progress = min_shared_prefix, stats, name, progress
@@ -120,10 +134,16 @@ class Run:
         self.follow: list[int] = []  # follow-up jobs waiting to be chunked
         self.snaps: dict[int, tuple] = {}  # job -> (prefix source, its tokens) of its parent's first branch
         self.parent_snap: dict[int, Prefix] = {}  # job -> KV snapshot of its finished first branch
-        self.pool = DecodePool(engine.forward, engine.eos_ids, max_rows=engine.max_batch_rows, name=engine.name,
-                               stats=engine.stats)
-        self.prefiller = Prefiller(engine.forward, device=engine.device, pad_id=engine.pad_id, stats=engine.stats,
-                                   min_shared_prefix=engine.min_shared_prefix)
+        self.pool = DecodePool(
+            engine.forward, engine.eos_ids, max_rows=engine.max_batch_rows, name=engine.name, stats=engine.stats
+        )
+        self.prefiller = Prefiller(
+            engine.forward,
+            device=engine.device,
+            pad_id=engine.pad_id,
+            stats=engine.stats,
+            min_shared_prefix=engine.min_shared_prefix,
+        )
         self.bar = tqdm(total=total, desc=desc or engine.name, unit="prompt", disable=not engine.progress, leave=False)
 
     def _append(self, job: Job, root: int | None) -> int:
@@ -204,7 +224,8 @@ class Run:
         pieces, n_new = [], 0
         while self.pending and (
             (not self.pool.rows and not pieces)
-            or len(self.pool.rows) + n_new + sum(len(self.jobs[i].branches) for i in self.pending[0]) <= e.max_batch_rows
+            or len(self.pool.rows) + n_new + sum(len(self.jobs[i].branches) for i in self.pending[0])
+            <= e.max_batch_rows
         ):
             chunk = self.pending.popleft()
             pieces += self.prefiller.prefill(chunk, self.jobs, self.results, self.layer, self.snaps)

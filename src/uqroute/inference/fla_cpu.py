@@ -60,8 +60,16 @@ def _recurrence(r, w, k, v, a, b, initial_state, output_final_state):
         return x.transpose(1, 2).float()
 
     # the reference scales queries by d_k^-0.5; RWKV-7 uses scale 1
-    o, state = dplr_recurrence(heads_first(r) * d_k**0.5, heads_first(k), heads_first(v), heads_first(a),
-                               heads_first(b), heads_first(w), initial_state=initial_state, output_final_state=True)
+    o, state = dplr_recurrence(
+        heads_first(r) * d_k**0.5,
+        heads_first(k),
+        heads_first(v),
+        heads_first(a),
+        heads_first(b),
+        heads_first(w),
+        initial_state=initial_state,
+        output_final_state=True,
+    )
     return o.transpose(1, 2).to(r.dtype), (state if output_final_state else None)
 
 
@@ -71,10 +79,13 @@ def chunk_rwkv7(r, w, k, v, a, b, scale=1.0, initial_state=None, output_final_st
     return _recurrence(r, w, k, v, a, b, initial_state, output_final_state)
 
 
-def fused_mul_recurrent_rwkv7(r, w, k, v, kk, a, scale=1.0, initial_state=None, output_final_state=False,
-                              reverse=False, cu_seqlens=None):
+def fused_mul_recurrent_rwkv7(
+    r, w, k, v, kk, a, scale=1.0, initial_state=None, output_final_state=False, reverse=False, cu_seqlens=None
+):
     if scale != 1.0 or reverse or cu_seqlens is not None:
-        raise NotImplementedError("the CPU path of fused_mul_recurrent_rwkv7 takes scale 1, forward order, no cu_seqlens")
+        raise NotImplementedError(
+            "the CPU path of fused_mul_recurrent_rwkv7 takes scale 1, forward order, no cu_seqlens"
+        )
     return _recurrence(r, w, k, v, -kk, kk * a, initial_state, output_final_state)
 
 
@@ -96,17 +107,30 @@ def install(model=None) -> None:
         from fla.ops.rwkv7.fused_addcmul import torch_addcmul_rwkv7
         from fla.ops.rwkv7.fused_k_update import k_update_ref
         from fla.ops.rwkv7.gate_output_correction import gate_output_correction_ref
+
         importlib.import_module("fla.ops.generalized_delta_rule.dplr.naive")
     except ImportError as e:
-        raise RuntimeError(f"the CPU path for RWKV-7 needs flash-linear-attention 0.6.0 (pip install 'uqroute[rwkv]'): {e}") from e
-    names = ("token_shift", "fused_addcmul_rwkv7", "fused_k_rwkv7", "gate_output_correction", "chunk_rwkv7",
-             "fused_mul_recurrent_rwkv7")
-    missing = [n for n in names if not hasattr(layer, n)] + ([] if hasattr(modeling, "token_shift") else ["token_shift"])
+        raise RuntimeError(
+            f"the CPU path for RWKV-7 needs flash-linear-attention 0.6.0 (pip install 'uqroute[rwkv]'): {e}"
+        ) from e
+    names = (
+        "token_shift",
+        "fused_addcmul_rwkv7",
+        "fused_k_rwkv7",
+        "gate_output_correction",
+        "chunk_rwkv7",
+        "fused_mul_recurrent_rwkv7",
+    )
+    missing = [n for n in names if not hasattr(layer, n)] + (
+        [] if hasattr(modeling, "token_shift") else ["token_shift"]
+    )
     if missing:
         import fla
 
-        raise RuntimeError(f"flash-linear-attention {getattr(fla, '__version__', '?')}: fla.layers.rwkv7 lacks {missing}; "
-                           "the CPU path was written for fla 0.6.0 (pip install 'uqroute[rwkv]')")
+        raise RuntimeError(
+            f"flash-linear-attention {getattr(fla, '__version__', '?')}: fla.layers.rwkv7 lacks {missing}; "
+            "the CPU path was written for fla 0.6.0 (pip install 'uqroute[rwkv]')"
+        )
     if not _PATCHED:
         layer.token_shift = modeling.token_shift = token_shift
         layer.fused_addcmul_rwkv7 = torch_addcmul_rwkv7

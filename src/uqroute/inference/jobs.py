@@ -82,9 +82,13 @@ def check_job(j: int, job: Job, context: int | None = None) -> None:
         if b.max_new_tokens < 1:
             raise ValueError(f"job {j}: max_new_tokens must be ≥ 1, got {b.max_new_tokens}")
         if b.thinking_budget is not None and (b.thinking_budget < 0 or not b.think_close_ids):
-            raise ValueError(f"job {j}: budget forcing needs a thinking_budget ≥ 0 and the closing tag's token ids, "
-                             f"got {b.thinking_budget} and {b.think_close_ids!r}")
+            raise ValueError(
+                f"job {j}: budget forcing needs a thinking_budget ≥ 0 and the closing tag's token ids, "
+                f"got {b.thinking_budget} and {b.think_close_ids!r}"
+            )
     need = len(job.prompt_ids) + max((b.max_new_tokens for b in job.branches), default=0)
     if context is not None and need > context:
-        raise ValueError(f"job {j}: its prompt ({len(job.prompt_ids)} tokens) and budget "
-                         f"({need - len(job.prompt_ids)} new tokens) exceed the model's context of {context} tokens")
+        raise ValueError(
+            f"job {j}: its prompt ({len(job.prompt_ids)} tokens) and budget "
+            f"({need - len(job.prompt_ids)} new tokens) exceed the model's context of {context} tokens"
+        )

@@ -188,11 +188,16 @@ def snapshot(pool, r: int) -> Prefix:
 
     cols = pool.mask[r].nonzero()[:, 0]
     new = copy.copy(pool.cache)
-    new.layers = [plain_layer(lay.keys[r : r + 1].index_select(2, cols), lay.values[r : r + 1].index_select(2, cols))
-                  for lay in layers(pool.cache)]
+    new.layers = [
+        plain_layer(lay.keys[r : r + 1].index_select(2, cols), lay.values[r : r + 1].index_select(2, cols))
+        for lay in layers(pool.cache)
+    ]
     n = int(cols.numel())
-    return Prefix(new, torch.ones((1, n), dtype=pool.mask.dtype, device=pool.mask.device),
-                torch.tensor([n - 1], device=pool.pos.device))
+    return Prefix(
+        new,
+        torch.ones((1, n), dtype=pool.mask.dtype, device=pool.mask.device),
+        torch.tensor([n - 1], device=pool.pos.device),
+    )
 
 
 def truncate_prefix(src: Prefix, n: int) -> Prefix:
@@ -220,7 +225,9 @@ def stack_prefixes(srcs: list[Prefix]) -> Prefix:
 
     for lays in per_layer:
         new.layers.append(plain_layer(torch.cat([pad(x.keys) for x in lays]), torch.cat([pad(x.values) for x in lays])))
-    mask = torch.cat([torch.cat([s.mask.new_zeros((s.mask.shape[0], L - s.mask.shape[1])), s.mask], dim=-1) for s in srcs])
+    mask = torch.cat(
+        [torch.cat([s.mask.new_zeros((s.mask.shape[0], L - s.mask.shape[1])), s.mask], dim=-1) for s in srcs]
+    )
     return Prefix(new, mask, torch.cat([s.pos for s in srcs]))
 
 
@@ -236,4 +243,3 @@ def gather_cache(cache, idx):
             lay.keys, lay.values = layer.keys.index_select(0, idx), layer.values.index_select(0, idx)
         new.layers.append(lay)
     return new
-

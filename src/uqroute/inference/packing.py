@@ -46,13 +46,17 @@ def _packed_linear_class():
             super().__init__()
             self.in_features, self.out_features = linear.in_features, linear.out_features
             w = linear.weight.detach()
-            self.register_buffer("packed_weight", torch.ops.mkldnn._reorder_linear_weight(w, batch_hint), persistent=False)
+            self.register_buffer(
+                "packed_weight", torch.ops.mkldnn._reorder_linear_weight(w, batch_hint), persistent=False
+            )
             b = linear.bias
             self.register_buffer("bias", b.detach() if b is not None else None, persistent=False)
 
         def forward(self, x):
             shape = x.shape
-            y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), self.packed_weight, self.bias, "none", [], "")
+            y = torch.ops.mkldnn._linear_pointwise(
+                x.reshape(-1, shape[-1]), self.packed_weight, self.bias, "none", [], ""
+            )
             return y.reshape(*shape[:-1], self.out_features)
 
         def extra_repr(self) -> str:
@@ -145,8 +149,14 @@ def pack_linear_layers(model) -> int:
         try:
             packed = trial.pop(i) if i in trial else cls(getattr(module, name))
         except (RuntimeError, NotImplementedError) as e:  # the plain weights already dropped cannot come back
-            log.warning("oneDNN weight prepacking failed at layer %d of %d (%s); the other %d keep plain nn.Linear "
-                        "(the results agree to float32 rounding)", i + 1, len(todo), e, len(todo) - i)
+            log.warning(
+                "oneDNN weight prepacking failed at layer %d of %d (%s); the other %d keep plain nn.Linear "
+                "(the results agree to float32 rounding)",
+                i + 1,
+                len(todo),
+                e,
+                len(todo) - i,
+            )
             return i
         plain = getattr(module, name).weight
         setattr(module, name, packed)  # the plain layer (and its weight, unless tied to an embedding) is freed here

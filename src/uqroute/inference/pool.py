@@ -23,8 +23,21 @@ __all__ = ["Row", "Piece", "DecodePool", "choose_tokens", "trace_open"]
 class Row:
     """One branch being decoded."""
 
-    __slots__ = ("_gen", "branch", "ents", "finish", "forced", "forcing_checked", "job", "keep_cache", "lps", "snapshot",
-                 "spec", "toks", "tops")
+    __slots__ = (
+        "_gen",
+        "branch",
+        "ents",
+        "finish",
+        "forced",
+        "forcing_checked",
+        "job",
+        "keep_cache",
+        "lps",
+        "snapshot",
+        "spec",
+        "toks",
+        "tops",
+    )
 
     def __init__(self, job: int, branch: int, spec: Branch, keep_cache: bool = False):
         self.job, self.branch, self.spec = job, branch, spec
@@ -59,8 +72,13 @@ class Row:
         return self._gen
 
     def result(self) -> BranchResult:
-        return BranchResult(self.toks, self.lps, self.ents if self.spec.entropy else None,
-                            self.tops if self.spec.top_logprobs else None, self.finish)
+        return BranchResult(
+            self.toks,
+            self.lps,
+            self.ents if self.spec.entropy else None,
+            self.tops if self.spec.top_logprobs else None,
+            self.finish,
+        )
 
 
 def _last(seq: list[int], sub: tuple[int, ...]) -> int:
@@ -70,7 +88,7 @@ def _last(seq: list[int], sub: tuple[int, ...]) -> int:
         return -1
     first = sub[0]
     for i in range(len(seq) - n, -1, -1):
-        if seq[i] == first and tuple(seq[i:i + n]) == tuple(sub):
+        if seq[i] == first and tuple(seq[i : i + n]) == tuple(sub):
             return i
     return -1
 
@@ -175,7 +193,13 @@ class DecodePool(Piece):
 
     def __init__(self, forward: Callable, eos_ids, *, max_rows: int, name: str, stats: dict):
         super().__init__(None, None, None, None, [])
-        self.forward, self.eos_ids, self.max_rows, self.name, self.stats = forward, sorted(eos_ids), max_rows, name, stats
+        self.forward, self.eos_ids, self.max_rows, self.name, self.stats = (
+            forward,
+            sorted(eos_ids),
+            max_rows,
+            name,
+            stats,
+        )
         self._eos_t = None
 
     def _eos_tensor(self, dev):
@@ -200,7 +224,13 @@ class DecodePool(Piece):
             extra = max(r.spec.max_new_tokens for r in first.rows)
             for i, lay in enumerate(lays):
                 lays[i] = cls(lay.keys, lay.values, self.max_rows, right=extra + 64, left=64)
-            self.cache, self.mask, self.pos, self.logits, self.rows = first.cache, first.mask, first.pos, first.logits, list(first.rows)
+            self.cache, self.mask, self.pos, self.logits, self.rows = (
+                first.cache,
+                first.mask,
+                first.pos,
+                first.logits,
+                list(first.rows),
+            )
         lays = layers(self.cache)
         for p in pieces:
             self.stats["pool_joins"] += 1
@@ -265,8 +295,9 @@ class DecodePool(Piece):
                     lay.trim_left(lead)
         self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype, device=dev)], dim=-1)
         self.pos = self.pos + 1
-        out = self.forward(chosen[:, None], attention_mask=self.mask, position_ids=self.pos[:, None],
-                           past_key_values=self.cache)
+        out = self.forward(
+            chosen[:, None], attention_mask=self.mask, position_ids=self.pos[:, None], past_key_values=self.cache
+        )
         self.logits = out.logits[:, -1, :].float()
         self.cache = out.past_key_values
         return done

@@ -42,8 +42,14 @@ class Prefiller:
         self.forward, self.device, self.pad_id, self.stats = forward, device, pad_id, stats
         self.min_shared_prefix = min_shared_prefix
 
-    def prefill(self, chunk: list[int], jobs: Sequence[Job], results: list[JobResult], layer: int | None,
-                 snaps: dict | None = None) -> list[Piece]:
+    def prefill(
+        self,
+        chunk: list[int],
+        jobs: Sequence[Job],
+        results: list[JobResult],
+        layer: int | None,
+        snaps: dict | None = None,
+    ) -> list[Piece]:
 
         dev = self.device
         prompts = [jobs[i].prompt_ids for i in chunk]
@@ -58,8 +64,12 @@ class Prefiller:
                 by_src.setdefault(id(t[1]), []).append(t)
             for part in by_src.values():
                 src = part[0][1]
-                out_src, out = self._extend(src, [t[2] for t in part], [prompts[t[0]][t[3]:] for t in part],
-                                            want_hidden=layer is not None and any(jobs[chunk[t[0]]].want_hidden for t in part))
+                out_src, out = self._extend(
+                    src,
+                    [t[2] for t in part],
+                    [prompts[t[0]][t[3] :] for t in part],
+                    want_hidden=layer is not None and any(jobs[chunk[t[0]]].want_hidden for t in part),
+                )
                 pieces += self._finish_prefill(out_src, out, [chunk[t[0]] for t in part], jobs, results, layer)
         return [p for p in pieces if p.rows]
 
@@ -76,8 +86,11 @@ class Prefiller:
         src_a = None
         if n0:
             out = self.forward(torch.tensor([prompts[0][:n0]], device=dev))
-            src_a = Prefix(out.past_key_values, torch.ones((1, n0), dtype=torch.long, device=dev),
-                         torch.tensor([n0 - 1], device=dev))
+            src_a = Prefix(
+                out.past_key_values,
+                torch.ones((1, n0), dtype=torch.long, device=dev),
+                torch.tensor([n0 - 1], device=dev),
+            )
             self.stats["prompt_tokens"] += n0
         # level B: the longer prefix shared inside each group (a query's prompt before its different endings)
         groups: dict = {}
@@ -94,7 +107,7 @@ class Prefiller:
         if g_len:
             keys = list(g_len)
             b_row = {k: r for r, k in enumerate(keys)}
-            segs = [prompts[groups[k][0]][n0:g_len[k]] for k in keys]
+            segs = [prompts[groups[k][0]][n0 : g_len[k]] for k in keys]
             src_b = self._extend(src_a, [0] * len(keys), segs)[0]
         todo = []
         for c, i in enumerate(chunk):
@@ -115,7 +128,9 @@ class Prefiller:
         srcs, cover = [], []
         for members in units.values():
             src, toks = snaps[chunk[members[0]]]
-            p = min(min(common_prefix_len([prompts[c], toks]) for c in members), min(len(prompts[c]) for c in members) - 1)
+            p = min(
+                min(common_prefix_len([prompts[c], toks]) for c in members), min(len(prompts[c]) for c in members) - 1
+            )
             if p < self.min_shared_prefix:
                 return None
             srcs.append(truncate_prefix(src, p))
@@ -124,8 +139,7 @@ class Prefiller:
         todo = []
         for r, members in enumerate(units.values()):
             todo += [(c, stacked, r, cover[r]) for c in members]
-        self.stats["prompt_tokens_reused"] += sum(
-            cover[r] * len(m) for r, m in enumerate(units.values()))
+        self.stats["prompt_tokens_reused"] += sum(cover[r] * len(m) for r, m in enumerate(units.values()))
         return todo
 
     def _extend(self, src: Prefix | None, rows: list[int], segs: list[list[int]], want_hidden: bool = False):
@@ -140,8 +154,8 @@ class Prefiller:
         ids = torch.full((len(segs), T), self.pad_id, dtype=torch.long)
         smask = torch.zeros((len(segs), T), dtype=torch.long)
         for r, s in enumerate(segs):
-            ids[r, T - len(s):] = torch.tensor(s)
-            smask[r, T - len(s):] = 1
+            ids[r, T - len(s) :] = torch.tensor(s)
+            smask[r, T - len(s) :] = 1
         smask = smask.to(dev)
         if src is None:
             cache, mask, start = None, smask, torch.zeros(len(segs), dtype=torch.long, device=dev)
@@ -153,8 +167,9 @@ class Prefiller:
         # positions continue after the source; padding sits between source and segment, masked out
         pos = (start[:, None] + smask.cumsum(-1) - 1).clamp(min=0)
         self.stats["prompt_tokens"] += sum(map(len, segs))
-        out = self.forward(ids.to(dev), attention_mask=mask, position_ids=pos, past_key_values=cache,
-                            output_hidden_states=want_hidden)
+        out = self.forward(
+            ids.to(dev), attention_mask=mask, position_ids=pos, past_key_values=cache, output_hidden_states=want_hidden
+        )
         return Prefix(out.past_key_values, mask, pos[:, -1]), out
 
     def _finish_prefill(self, src: Prefix, out, job_ids: list[int], jobs, results, layer) -> list[Piece]:
@@ -176,10 +191,20 @@ class Prefiller:
         if not row_src:
             return []
         idx = torch.tensor(row_src, device=last.device)
-        rows = [Row(i, k, b, keep_cache=k == 0 and jobs[i].follow_up is not None)
-                for i in job_ids for k, b in enumerate(jobs[i].branches)]
-        return [Piece(gather_cache(src.cache, idx), src.mask.index_select(0, idx), src.pos.index_select(0, idx),
-                       last.index_select(0, idx), rows)]
+        rows = [
+            Row(i, k, b, keep_cache=k == 0 and jobs[i].follow_up is not None)
+            for i in job_ids
+            for k, b in enumerate(jobs[i].branches)
+        ]
+        return [
+            Piece(
+                gather_cache(src.cache, idx),
+                src.mask.index_select(0, idx),
+                src.pos.index_select(0, idx),
+                last.index_select(0, idx),
+                rows,
+            )
+        ]
 
 
 def buckets(items: list, length, slack: float = 0.25, min_pad: int = 8) -> list[list]:
@@ -211,5 +236,3 @@ def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
         if any(x[i] != t for x in seqs):
             return i
     return n
-
-

@@ -45,7 +45,9 @@ def is_recurrent_cache(cache) -> bool:
     lays = getattr(cache, "layers", None)
     if lays is not None and lays and all(isinstance(lay, DynamicLayer) for lay in lays):
         return False
-    return callable(getattr(cache, "batch_repeat_interleave", None)) and callable(getattr(cache, "batch_select_indices", None))
+    return callable(getattr(cache, "batch_repeat_interleave", None)) and callable(
+        getattr(cache, "batch_select_indices", None)
+    )
 
 
 def _cat(x, y):
@@ -94,8 +96,19 @@ class RecurrentEngine:
         max_batch_rows: most rows decoded together (a job with more branches still runs, alone).
     """
 
-    def __init__(self, forward: Callable, *, device, eos_ids, n_layers: int, stats: dict, name: str,
-                 progress: bool = True, context: int | None = None, max_batch_rows: int = 128):
+    def __init__(
+        self,
+        forward: Callable,
+        *,
+        device,
+        eos_ids,
+        n_layers: int,
+        stats: dict,
+        name: str,
+        progress: bool = True,
+        context: int | None = None,
+        max_batch_rows: int = 128,
+    ):
         self.forward, self.device, self.eos_ids, self.n_layers = forward, device, sorted(eos_ids), n_layers
         self.stats, self.name, self.progress, self.context = stats, name, progress, context
         self.max_batch_rows = max_batch_rows
@@ -137,7 +150,9 @@ class RecurrentEngine:
                 while queue or rows:
                     # admit jobs while their rows fit (a job's rows are never split; one job at a time where
                     # the cache's states cannot be concatenated)
-                    while queue and (not rows or (merge and len(rows) + len(jobs[queue[0]].branches) <= self.max_batch_rows)):
+                    while queue and (
+                        not rows or (merge and len(rows) + len(jobs[queue[0]].branches) <= self.max_batch_rows)
+                    ):
                         i = queue.popleft()
                         new_cache, new_logits = self._prefill(jobs[i], results[i], layer)
                         if not jobs[i].branches:
@@ -177,8 +192,10 @@ class RecurrentEngine:
             probs = torch.softmax(logits, dim=-1)
             result.group_probs = [float(probs[0, g].sum()) for g in job.next_token_groups]
         if job.branches and not is_recurrent_cache(out.past_key_values):
-            raise TypeError(f"model {self.name}: the recurrent engine needs a cache with batch_repeat_interleave and "
-                            f"batch_select_indices, got {type(out.past_key_values).__name__}")
+            raise TypeError(
+                f"model {self.name}: the recurrent engine needs a cache with batch_repeat_interleave and "
+                f"batch_select_indices, got {type(out.past_key_values).__name__}"
+            )
         return out.past_key_values, logits
 
     def _step(self, cache, logits, rows, results, left, done):

@@ -89,8 +89,19 @@ def _check_data(df: pl.DataFrame, data_path) -> None:
 
 
 # ------------------------------------------------------------------ one shard, local model
-def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, cfg: dict, seed: int, spec: dict,
-               layer: int, stats: list[str] | None = None):
+def _slm_shard(
+    backend,
+    rows: list[dict],
+    *,
+    fmt: str,
+    task_type: str,
+    b: dict,
+    cfg: dict,
+    seed: int,
+    spec: dict,
+    layer: int,
+    stats: list[str] | None = None,
+):
     """Every selected statistic (:mod:`.statistics`; default: all) for ``rows``, in one pass of the engine.
 
     One pool for everything: per query the greedy answer and its samples decode from one prefill;
@@ -131,8 +142,15 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
             branches += new
         branch_spans.append(spans)
         follow_spans.append({})
-        jobs.append(Job(backend.encode(answer_conversation(r["prompt"])), branches, want_hidden=True,
-                        group=r["id"], follow_up=follow_ups(r, follow_spans[-1], turns) if turns else None))
+        jobs.append(
+            Job(
+                backend.encode(answer_conversation(r["prompt"])),
+                branches,
+                want_hidden=True,
+                group=r["id"],
+                follow_up=follow_ups(r, follow_spans[-1], turns) if turns else None,
+            )
+        )
     extra = []  # (query, statistic, first job, number of jobs): separate prompts, after all answer prompts
     for st in chosen:
         for q, r in enumerate(rows):
@@ -146,7 +164,7 @@ def _slm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict, 
         qr.branches = {name: qr.main.branches[a:z] for name, (a, z) in branch_spans[q].items()}
         qr.follow_ups = {name: (qr.main.follow_ups or [])[a:z] for name, (a, z) in follow_spans[q].items()}
     for q, name, start, n in extra:
-        results[q].jobs[name] = res[start:start + n]
+        results[q].jobs[name] = res[start : start + n]
     out = []
     for r, qr in zip(rows, results):
         rec = {c: None for c in ARTIFACTS["generations"].names}
@@ -164,8 +182,13 @@ def _llm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict):
     out = []
     for r, gl in zip(rows, gens):
         # an LLM fills the greedy columns only
-        out.append({**{c: None for c in ARTIFACTS["generations"].names}, "id": r["id"],
-                    **greedy_columns(gl[0], fmt, task_type, _choices(r), think_open=think_open)})
+        out.append(
+            {
+                **{c: None for c in ARTIFACTS["generations"].names},
+                "id": r["id"],
+                **greedy_columns(gl[0], fmt, task_type, _choices(r), think_open=think_open),
+            }
+        )
     return out
 
 
@@ -177,8 +200,20 @@ def _frame(records: list[dict], with_hidden: bool) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------ entry point
-def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role, cfg, seed, methods=None,
-                  statistics=None, provenance: dict | None = None) -> None:
+def run_inference(
+    model,
+    spec,
+    model_dir,
+    data_path,
+    out_path,
+    hidden_path,
+    role,
+    cfg,
+    seed,
+    methods=None,
+    statistics=None,
+    provenance: dict | None = None,
+) -> None:
     """Write the ``generations`` artifact (and, for SLMs, the hidden-states file) for one model × dataset.
 
     Args mirror ``workflow/scripts/infer.py``: ``spec`` is the model's config entry, ``model_dir``
@@ -225,13 +260,30 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
     # the weights are part of what makes a shard reusable: a replaced local model discards its shards
     weights = weights_identity(spec, model_dir, name=model) if model_dir is not None else None
     fp = fingerprint(
-        {"model": model, "spec": spec, "role": role, "cfg": cfg, "seed": seed, "ids": [r["id"] for r in rows],
-         "prompts": fingerprint([r["prompt"] for r in rows]), "statistics": stats, "weights": weights}
+        {
+            "model": model,
+            "spec": spec,
+            "role": role,
+            "cfg": cfg,
+            "seed": seed,
+            "ids": [r["id"] for r in rows],
+            "prompts": fingerprint([r["prompt"] for r in rows]),
+            "statistics": stats,
+            "weights": weights,
+        }
     )
     layer = _layer_index(model, model_dir, int(cfg["hidden_layer"])) if role == "slm" else None
     store = ShardStore(out_path, fp)
-    log.info("%s / %s (%s): %d rows in %d shard(s), budgets %s, statistics %s", model, dataset, role, len(rows),
-             n_shards, b, ", ".join(stats))
+    log.info(
+        "%s / %s (%s): %d rows in %d shard(s), budgets %s, statistics %s",
+        model,
+        dataset,
+        role,
+        len(rows),
+        n_shards,
+        b,
+        ", ".join(stats),
+    )
     backend = None
 
     def compute(i: int) -> pl.DataFrame:
@@ -241,11 +293,21 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
             # not the shard folder, which is removed on success: a rerun must never pay twice.
             backend = load_backend(spec, model_dir, cfg, name=model)
             _check_context(backend, rows, stats, b, model, data_path)  # every row, before any generation
-        part = rows[i * size:(i + 1) * size]
+        part = rows[i * size : (i + 1) * size]
         log.info("%s / %s: shard %d/%d (%d rows)", model, dataset, i + 1, n_shards, len(part))
         if role == "slm":
-            recs = _slm_shard(backend, part, fmt=fmt, task_type=task_type, b=b, cfg=cfg, seed=seed, spec=spec, layer=layer,
-                              stats=stats)
+            recs = _slm_shard(
+                backend,
+                part,
+                fmt=fmt,
+                task_type=task_type,
+                b=b,
+                cfg=cfg,
+                seed=seed,
+                spec=spec,
+                layer=layer,
+                stats=stats,
+            )
         else:
             recs = _llm_shard(backend, part, fmt=fmt, task_type=task_type, b=b)
         return _frame(recs, role == "slm")
@@ -263,8 +325,14 @@ def run_inference(model, spec, model_dir, data_path, out_path, hidden_path, role
         hidden = np.asarray(df["_hidden"].to_list(), dtype=np.float32)
         for st, col in (("verbal_1s", "verbal_1s_confidence"), ("verbal_2s", "verbal_2s_confidence")):
             if st in stats:
-                log.info("%s / %s: unparsable %s: %d/%d (these queries are missing for that method)",
-                         model, dataset, col, df[col].null_count(), df.height)
+                log.info(
+                    "%s / %s: unparsable %s: %d/%d (these queries are missing for that method)",
+                    model,
+                    dataset,
+                    col,
+                    df[col].null_count(),
+                    df.height,
+                )
         write_hidden_states(hidden_path, df["id"].to_list(), hidden, layer=layer, model=model, dataset=dataset)
         df = df.drop("_hidden")
     from ..io import provenance as make_provenance
@@ -285,11 +353,15 @@ def _check_thinking_budget(model: str, spec: dict, role: str, dataset: str, b: d
         return
     engine = spec.get("backend") or (cfg or {}).get("backend") or "transformers"
     if "api" in spec or role != "slm" or engine != "transformers":
-        raise ValueError(f"model {model!r}: thinking_budget (budget forcing) is implemented for SLM inference on the "
-                         "transformers backend only; remove it from this model's config")
+        raise ValueError(
+            f"model {model!r}: thinking_budget (budget forcing) is implemented for SLM inference on the "
+            "transformers backend only; remove it from this model's config"
+        )
     if int(tb) >= b["answer"]:
-        raise ValueError(f"model {model!r}, dataset {dataset!r}: thinking_budget {tb} leaves no room to answer within the "
-                         f"answer budget of {b['answer']} tokens; lower thinking_budget or raise the answer budget")
+        raise ValueError(
+            f"model {model!r}, dataset {dataset!r}: thinking_budget {tb} leaves no room to answer within the "
+            f"answer budget of {b['answer']} tokens; lower thinking_budget or raise the answer budget"
+        )
 
 
 def _engine_record(backend, spec: dict, cfg: dict) -> dict:
@@ -316,7 +388,8 @@ def _check_context(backend, rows: list[dict], stats: list[str], b: dict, model: 
     over = []
     for r in rows:
         need = len(backend.encode(answer_conversation(r["prompt"]))) + max(
-            b["answer"], b["sample"] if "samples" in stats else 0)
+            b["answer"], b["sample"] if "samples" in stats else 0
+        )
         if "verbal_1s" in stats:
             need = max(need, len(backend.encode(verbal_1s_conversation(r["prompt"]))) + b["answer"] + b["verbal"])
         if need > limit:
@@ -332,8 +405,7 @@ def _check_context(backend, rows: list[dict], stats: list[str], b: dict, model: 
 
 def _log_truncations(df: pl.DataFrame, stats: list[str], model: str, dataset: str, b: dict) -> None:
     """Log how many replies hit their token budget (they count as unanswered); warn when many did."""
-    counts = [("greedy answers", int((df["finish_reason"] == TRUNCATED).sum()),
-               df.height, b["answer"])]
+    counts = [("greedy answers", int((df["finish_reason"] == TRUNCATED).sum()), df.height, b["answer"])]
     if "verbal_1s" in stats:
         n = int((df["verbal_1s_finish_reason"] == TRUNCATED).sum())
         counts.append(("verbalization-1s replies", n, df.height, b["answer"] + b["verbal"]))
@@ -341,9 +413,16 @@ def _log_truncations(df: pl.DataFrame, stats: list[str], model: str, dataset: st
         counts.append(("samples", int(df["samples_truncated"].sum()), int(df["samples"].list.len().sum()), b["sample"]))
     for what, n, total, budget in counts:
         if total and n / total > 0.2:
-            log.warning("%s / %s: %d/%d %s were cut off by the token budget (%d tokens) and count as unanswered; "
-                        "raise inference.max_new_tokens (or the model's max_new_tokens_scale)", model, dataset, n, total,
-                        what, budget)
+            log.warning(
+                "%s / %s: %d/%d %s were cut off by the token budget (%d tokens) and count as unanswered; "
+                "raise inference.max_new_tokens (or the model's max_new_tokens_scale)",
+                model,
+                dataset,
+                n,
+                total,
+                what,
+                budget,
+            )
         else:
             log.info("%s / %s: truncated %s: %d/%d", model, dataset, what, n, total)
 

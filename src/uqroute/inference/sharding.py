@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
 from ..io import fingerprint, write_json, write_parquet
 
 __all__ = ["ShardStore", "fingerprint"]
-
-
 
 
 class ShardStore:

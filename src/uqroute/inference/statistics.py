@@ -61,8 +61,16 @@ from .jobs import Branch, Job, JobResult
 from .prompts import answer_conversation, ptrue_conversation, verbal_1s_conversation, verbal_2s_conversation
 from .seeding import branch_seed
 
-__all__ = ["Statistic", "STATISTICS", "ALWAYS", "statistics_for", "ShardContext", "QueryResult",
-           "TRUE_VARIANTS", "FALSE_VARIANTS"]
+__all__ = [
+    "Statistic",
+    "STATISTICS",
+    "ALWAYS",
+    "statistics_for",
+    "ShardContext",
+    "QueryResult",
+    "TRUE_VARIANTS",
+    "FALSE_VARIANTS",
+]
 
 TRUE_VARIANTS = ("True", " True", "true", " true", "TRUE", " TRUE")
 FALSE_VARIANTS = ("False", " False", "false", " false", "FALSE", " FALSE")
@@ -94,8 +102,12 @@ class ShardContext:
                 self._forcing = {}
             else:
                 ids = self.backend.text_ids
-                self._forcing = {"thinking_budget": int(budget), "think_open_ids": tuple(ids(THINK_OPEN)),
-                                 "think_close_ids": tuple(ids(THINK_CLOSE)), "think_in_prompt": self.think_open}
+                self._forcing = {
+                    "thinking_budget": int(budget),
+                    "think_open_ids": tuple(ids(THINK_OPEN)),
+                    "think_close_ids": tuple(ids(THINK_CLOSE)),
+                    "think_in_prompt": self.think_open,
+                }
         return self._forcing
 
     def branch(self, max_new_tokens: int, *args, **kwargs) -> Branch:
@@ -200,10 +212,21 @@ def greedy_columns(g, fmt: str, task_type: str, choices: list[dict], *, think_op
 
 class Greedy(Statistic):
     name = "greedy"
-    columns = ("response", "parsed_answer", "tokens", "token_logprobs", "token_entropies", "answer_start",
-               "option_prob", "n_prompt_tokens", "finish_reason")
-    cost = ("decoding the greedy answer (one prefill of the answer prompt, one step per token); "
-            "log-probs and entropies cost one pass over the vocabulary per step; always computed")
+    columns = (
+        "response",
+        "parsed_answer",
+        "tokens",
+        "token_logprobs",
+        "token_entropies",
+        "answer_start",
+        "option_prob",
+        "n_prompt_tokens",
+        "finish_reason",
+    )
+    cost = (
+        "decoding the greedy answer (one prefill of the answer prompt, one step per token); "
+        "log-probs and entropies cost one pass over the vocabulary per step; always computed"
+    )
 
     def fill(self, ctx, row, res):
         g = ctx.backend.to_generation(res.main.branches[0], res.main.n_prompt_tokens)
@@ -226,15 +249,22 @@ class Samples(Statistic):
 
     def branches(self, ctx, row):
         m, temp = int(ctx.cfg["num_samples"]), float(ctx.cfg["sample_temperature"])
-        return [ctx.branch(ctx.budgets["sample"], temp, branch_seed(ctx.seed, row["id"], k), entropy=False) for k in range(m)]
+        return [
+            ctx.branch(ctx.budgets["sample"], temp, branch_seed(ctx.seed, row["id"], k), entropy=False)
+            for k in range(m)
+        ]
 
     def fill(self, ctx, row, res):
         got = res.branches[self.name]
         samples = [ctx.backend.decode(x.token_ids) for x in got]
-        return {"samples": samples,
-                "sample_answers": [parse_answer(s, ctx.fmt, _choices(row), finish_reason=x.finish_reason,
-                                                think_open=ctx.think_open) for s, x in zip(samples, got)],
-                "samples_truncated": sum(is_truncated(x.finish_reason) for x in got)}
+        return {
+            "samples": samples,
+            "sample_answers": [
+                parse_answer(s, ctx.fmt, _choices(row), finish_reason=x.finish_reason, think_open=ctx.think_open)
+                for s, x in zip(samples, got)
+            ],
+            "samples_truncated": sum(is_truncated(x.finish_reason) for x in got),
+        }
 
 
 class PTrue(Statistic):
@@ -245,8 +275,13 @@ class PTrue(Statistic):
     def follow_ups(self, ctx, row, shown_answer):
         t_ids, f_ids = ctx.true_false_ids()
         conv = ptrue_conversation(row["prompt"], shown_answer, row["question"], _choices(row), row.get("context"))
-        return [Job(ctx.backend.encode(conv, thinking=ctx.follow_up_thinking), next_token_groups=[t_ids, f_ids],
-                    group=row["id"])]
+        return [
+            Job(
+                ctx.backend.encode(conv, thinking=ctx.follow_up_thinking),
+                next_token_groups=[t_ids, f_ids],
+                group=row["id"],
+            )
+        ]
 
     def fill(self, ctx, row, res):
         pT, pF = res.follow_ups[self.name][0].group_probs
@@ -256,20 +291,33 @@ class PTrue(Statistic):
 class Verbal1S(Statistic):
     name = "verbal_1s"
     columns = ("verbal_1s_response", "verbal_1s_answer", "verbal_1s_confidence", "verbal_1s_finish_reason")
-    cost = ("a second prompt (the KV engine prefills its dataset prompt with the answer prompt's, so only its "
-            "format instructions) and its reply of up to answer + verbal budget tokens")
+    cost = (
+        "a second prompt (the KV engine prefills its dataset prompt with the answer prompt's, so only its "
+        "format instructions) and its reply of up to answer + verbal budget tokens"
+    )
 
     def jobs(self, ctx, row):
         conv = verbal_1s_conversation(row["prompt"])
-        return [Job(ctx.backend.encode(conv), [ctx.branch(ctx.budgets["answer"] + ctx.budgets["verbal"], entropy=False)],
-                    group=row["id"])]
+        return [
+            Job(
+                ctx.backend.encode(conv),
+                [ctx.branch(ctx.budgets["answer"] + ctx.budgets["verbal"], entropy=False)],
+                group=row["id"],
+            )
+        ]
 
     def fill(self, ctx, row, res):
         b = res.jobs[self.name][0].branches[0]
         text = ctx.backend.decode(b.token_ids)
-        ans, conf = parse_verbal_1s(text, ctx.fmt, _choices(row), finish_reason=b.finish_reason, think_open=ctx.think_open)
-        return {"verbal_1s_response": text, "verbal_1s_answer": ans, "verbal_1s_confidence": conf,
-                "verbal_1s_finish_reason": b.finish_reason}
+        ans, conf = parse_verbal_1s(
+            text, ctx.fmt, _choices(row), finish_reason=b.finish_reason, think_open=ctx.think_open
+        )
+        return {
+            "verbal_1s_response": text,
+            "verbal_1s_answer": ans,
+            "verbal_1s_confidence": conf,
+            "verbal_1s_finish_reason": b.finish_reason,
+        }
 
 
 class Verbal2S(Statistic):
@@ -279,15 +327,23 @@ class Verbal2S(Statistic):
 
     def follow_ups(self, ctx, row, shown_answer):
         conv = verbal_2s_conversation(row["prompt"], shown_answer)
-        return [Job(ctx.backend.encode(conv, thinking=ctx.follow_up_thinking), [Branch(ctx.budgets["verbal"], entropy=False)],
-                    group=row["id"])]
+        return [
+            Job(
+                ctx.backend.encode(conv, thinking=ctx.follow_up_thinking),
+                [Branch(ctx.budgets["verbal"], entropy=False)],
+                group=row["id"],
+            )
+        ]
 
     def fill(self, ctx, row, res):
         b = res.follow_ups[self.name][0].branches[0]
         text = ctx.backend.decode(b.token_ids)
         # the follow-up turn starts after a closed (empty) think block, so the reply is the answer
-        return {"verbal_2s_response": text, "verbal_2s_confidence": parse_confidence(text, finish_reason=b.finish_reason),
-                "verbal_2s_finish_reason": b.finish_reason}
+        return {
+            "verbal_2s_response": text,
+            "verbal_2s_confidence": parse_confidence(text, finish_reason=b.finish_reason),
+            "verbal_2s_finish_reason": b.finish_reason,
+        }
 
 
 #: Every statistic, in the order their work joins the pass (the order is part of the results:

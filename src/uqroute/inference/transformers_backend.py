@@ -71,7 +71,6 @@ def _pick_dtype(dtype: str, device: str):
         raise ValueError(f"inference.dtype {dtype!r} is not one of auto, float32, bfloat16, float16") from None
 
 
-
 def _load_config(model_dir: Path, trust_remote_code: bool, name: str):
     """The model's config; an architecture that flash-linear-attention registers (RWKV-7) imports it first."""
     import json
@@ -85,8 +84,10 @@ def _load_config(model_dir: Path, trust_remote_code: bool, name: str):
         try:
             import fla.models  # noqa: F401  (registers its architectures with transformers' Auto classes)
         except ImportError:
-            raise ValueError(f"model {name}: transformers does not know the architecture {model_type!r}; RWKV-7 and other "
-                             "linear-attention models need flash-linear-attention (pip install 'uqroute[rwkv]')") from e
+            raise ValueError(
+                f"model {name}: transformers does not know the architecture {model_type!r}; RWKV-7 and other "
+                "linear-attention models need flash-linear-attention (pip install 'uqroute[rwkv]')"
+            ) from e
         return AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
 
 
@@ -159,8 +160,10 @@ class TransformersBackend:
         self.model.eval()
         if on_cpu and is_fla_model(self.model):
             install_fla_cpu(self.model)
-            log.info("%s: flash-linear-attention model on a CPU: fla's PyTorch reference ops replace its Triton kernels",
-                     self.name)
+            log.info(
+                "%s: flash-linear-attention model on a CPU: fla's PyTorch reference ops replace its Triton kernels",
+                self.name,
+            )
         self.packed_layers = 0
         if pack_weights and on_cpu:
             from .packing import pack_linear_layers
@@ -172,20 +175,30 @@ class TransformersBackend:
         for text in stop_tokens or ():
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             if len(ids) != 1:
-                raise ValueError(f"model {self.name}: stop token {text!r} is {len(ids)} tokens of its tokenizer, not one")
+                raise ValueError(
+                    f"model {self.name}: stop token {text!r} is {len(ids)} tokens of its tokenizer, not one"
+                )
             self.eos_ids.add(int(ids[0]))
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         self._decode_cache: dict[int, str] = {}
         # running totals (benchmarks, logs): generated tokens, prompt tokens prefilled, forward passes
-        self.stats = {"generated_tokens": 0, "prompt_tokens": 0, "prompt_tokens_reused": 0, "forward_passes": 0,
-                      "pool_joins": 0}
+        self.stats = {
+            "generated_tokens": 0,
+            "prompt_tokens": 0,
+            "prompt_tokens_reused": 0,
+            "forward_passes": 0,
+            "pool_joins": 0,
+        }
         self.recurrent = self._probe_recurrent()
         # a recurrent state has no positions: its config's max_position_embeddings (fla sets 2048) limits nothing
         self.context_limit = None if self.recurrent else self._context_limit()
         if self.recurrent:
-            log.info("%s: recurrent-state cache (%s): jobs run one at a time on the recurrent engine", self.name,
-                     type(self._probe_cache).__name__)
+            log.info(
+                "%s: recurrent-state cache (%s): jobs run one at a time on the recurrent engine",
+                self.name,
+                type(self._probe_cache).__name__,
+            )
         del self._probe_cache
 
     # ------------------------------------------------------------ tokenization
@@ -270,7 +283,9 @@ class TransformersBackend:
         for i, conv in enumerate(conversations):
             n_run = 1 if temperature == 0 else n
             branches = [
-                Branch(max_new_tokens, temperature, branch_seed(seed, str(i), k) if temperature > 0 else None, top_logprobs)
+                Branch(
+                    max_new_tokens, temperature, branch_seed(seed, str(i), k) if temperature > 0 else None, top_logprobs
+                )
                 for k in range(n_run)
             ]
             jobs.append(Job(self.encode(conv), branches))
@@ -288,7 +303,9 @@ class TransformersBackend:
             token_logprobs=list(b.logprobs),
             token_entropies=list(b.entropies) if b.entropies is not None else None,
             top_logprobs=(
-                [{self.token_text(t): lp for t, lp in d.items()} for d in b.top_logprobs] if b.top_logprobs is not None else None
+                [{self.token_text(t): lp for t, lp in d.items()} for d in b.top_logprobs]
+                if b.top_logprobs is not None
+                else None
             ),
             finish_reason=b.finish_reason,
             n_prompt_tokens=n_prompt_tokens,
@@ -319,7 +336,9 @@ class TransformersBackend:
         import torch
 
         with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([[self.pad_id]], device=self._dev()), use_cache=True, logits_to_keep=1)
+            out = self.model(
+                input_ids=torch.tensor([[self.pad_id]], device=self._dev()), use_cache=True, logits_to_keep=1
+            )
         self._probe_cache = out.past_key_values
         return is_recurrent_cache(out.past_key_values)
 
@@ -327,15 +346,36 @@ class TransformersBackend:
         """The engine over this model, with this backend's current settings: the continuous-batching KV
         engine, or the :class:`.recurrent.RecurrentEngine` for a model whose cache is a recurrent state."""
         if self.recurrent:
-            return RecurrentEngine(self._forward, device=self._dev(), eos_ids=self.eos_ids, n_layers=self.n_layers,
-                                   stats=self.stats, name=self.name, progress=self.progress, context=self.context_limit,
-                                   max_batch_rows=self.max_batch_rows)
-        return Engine(self._forward, device=self._dev(), pad_id=self.pad_id, eos_ids=self.eos_ids,
-                      n_layers=self.n_layers, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
-                      max_batch_rows=self.max_batch_rows, min_shared_prefix=self.min_shared_prefix,
-                      stats=self.stats, name=self.name, progress=self.progress, context=self.context_limit)
+            return RecurrentEngine(
+                self._forward,
+                device=self._dev(),
+                eos_ids=self.eos_ids,
+                n_layers=self.n_layers,
+                stats=self.stats,
+                name=self.name,
+                progress=self.progress,
+                context=self.context_limit,
+                max_batch_rows=self.max_batch_rows,
+            )
+        return Engine(
+            self._forward,
+            device=self._dev(),
+            pad_id=self.pad_id,
+            eos_ids=self.eos_ids,
+            n_layers=self.n_layers,
+            batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            max_batch_rows=self.max_batch_rows,
+            min_shared_prefix=self.min_shared_prefix,
+            stats=self.stats,
+            name=self.name,
+            progress=self.progress,
+            context=self.context_limit,
+        )
 
-    def run_jobs(self, jobs: Sequence[Job], *, hidden_layer: int | None = None, desc: str | None = None) -> list[JobResult]:
+    def run_jobs(
+        self, jobs: Sequence[Job], *, hidden_layer: int | None = None, desc: str | None = None
+    ) -> list[JobResult]:
         """Run every job (and the follow-up jobs they spawn); one :class:`JobResult` per job, in input order
         (see :meth:`.engine.Engine.run`)."""
         return self.engine().run(jobs, hidden_layer=hidden_layer, desc=desc)

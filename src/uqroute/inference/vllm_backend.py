@@ -88,15 +88,21 @@ class VLLMWorker:
 
     def __init__(self, python: Path, settings: dict):
         if not python.exists():
-            raise VLLMError(f"vLLM python {python} does not exist: run `make install-vllm`, create envs/vllm.yaml, or set "
-                            "inference.vllm.python (or $UQROUTE_VLLM_PYTHON)")
+            raise VLLMError(
+                f"vLLM python {python} does not exist: run `make install-vllm`, create envs/vllm.yaml, or set "
+                "inference.vllm.python (or $UQROUTE_VLLM_PYTHON)"
+            )
         self.settings = settings
         fd, self.log_path = tempfile.mkstemp(prefix="uqroute-vllm-", suffix=".log")
         os.close(fd)
         self.dir = Path(tempfile.mkdtemp(prefix="uqroute-vllm-"))
         env = dict(os.environ)
-        for k, v in (("HF_HUB_OFFLINE", "1"), ("VLLM_NO_USAGE_STATS", "1"), ("DO_NOT_TRACK", "1"),
-                     ("VLLM_CPU_KVCACHE_SPACE", str(settings.get("cpu_kvcache_gib", 1)))):
+        for k, v in (
+            ("HF_HUB_OFFLINE", "1"),
+            ("VLLM_NO_USAGE_STATS", "1"),
+            ("DO_NOT_TRACK", "1"),
+            ("VLLM_CPU_KVCACHE_SPACE", str(settings.get("cpu_kvcache_gib", 1))),
+        ):
             env.setdefault(k, v)
         if settings.get("device") == "cpu":  # every core to the model (vLLM keeps one for its scheduler by default)
             env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
@@ -107,9 +113,15 @@ class VLLMWorker:
         # modules (statistics.py) that would shadow the standard library's
         script = self.dir / "uqroute_vllm_worker.py"
         script.write_text(_WORKER_SCRIPT.read_text())
-        self.proc = subprocess.Popen([str(python), str(script), json.dumps(settings)], env=env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(python), str(script), json.dumps(settings)],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+        )
         self.lock = threading.Lock()
         reply = self._read("ready")
         self.version = json.loads(reply)["version"]
@@ -124,8 +136,9 @@ class VLLMWorker:
                     return rest
         self.proc.wait()
         tail = Path(self.log_path).read_text()[-3000:]
-        raise VLLMError(f"vLLM worker exited with status {self.proc.returncode} before '{what}' (log {self.log_path}):\n"
-                        f"{tail}")
+        raise VLLMError(
+            f"vLLM worker exited with status {self.proc.returncode} before '{what}' (log {self.log_path}):\n{tail}"
+        )
 
     def generate(self, requests: list[dict]) -> list[dict]:
         """vLLM's results for ``requests`` (see :mod:`.vllm_worker` for both formats)."""
@@ -143,7 +156,9 @@ class VLLMWorker:
             path.unlink()
             out.unlink()
         if len(res) != len(requests):
-            raise VLLMError(f"vLLM worker returned {len(res)} results for {len(requests)} requests (log {self.log_path})")
+            raise VLLMError(
+                f"vLLM worker returned {len(res)} results for {len(requests)} requests (log {self.log_path})"
+            )
         return res
 
     def close(self) -> None:
@@ -197,15 +212,16 @@ class GenerationStore:
     def get(self, keys: Sequence[str]) -> dict[str, dict]:
         out = {}
         for i in range(0, len(keys), 500):
-            part = list(keys[i:i + 500])
+            part = list(keys[i : i + 500])
             q = f"SELECT key, result FROM generations WHERE key IN ({','.join('?' * len(part))})"
             out.update({k: json.loads(v) for k, v in self.db.execute(q, part)})
         return out
 
     def put(self, items: dict[str, dict]) -> None:
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?)",
-                                [(k, json.dumps(v)) for k, v in items.items()])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO generations VALUES (?, ?)", [(k, json.dumps(v)) for k, v in items.items()]
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -225,12 +241,15 @@ class VLLMBackend(TransformersBackend):
 
     engine_name = "vllm"
 
-    def __init__(self, model_dir, *, vllm: dict | None = None, store=None, identity: str | None = None, seed: int = 0,
-                 **kw):
+    def __init__(
+        self, model_dir, *, vllm: dict | None = None, store=None, identity: str | None = None, seed: int = 0, **kw
+    ):
         super().__init__(model_dir, **kw)
         if self.recurrent:
-            raise ValueError(f"model {self.name}: a recurrent-state model (RWKV-7) runs on our engine, not vLLM; set "
-                             f"models.{self.name}.backend: transformers")
+            raise ValueError(
+                f"model {self.name}: a recurrent-state model (RWKV-7) runs on our engine, not vLLM; set "
+                f"models.{self.name}.backend: transformers"
+            )
         v = dict(vllm or {})
         self.vllm_python = vllm_python(v.get("python"))
         self.max_model_len = int(v.get("max_model_len") or self.context_limit or 4096)
@@ -244,7 +263,9 @@ class VLLMBackend(TransformersBackend):
             "max_model_len": self.max_model_len,
             "tensor_parallel_size": int(v.get("tensor_parallel_size", 1)),
             "gpu_memory_utilization": v.get("gpu_memory_utilization"),
-            "enforce_eager": bool(v["enforce_eager"] if v.get("enforce_eager") is not None else str(self.device) == "cpu"),
+            "enforce_eager": bool(
+                v["enforce_eager"] if v.get("enforce_eager") is not None else str(self.device) == "cpu"
+            ),
             "cpu_kvcache_gib": v.get("cpu_kvcache_gib", 1),
             "device": "cpu" if str(self.device) == "cpu" else "gpu",
             "stop_token_ids": sorted(self.eos_ids),
@@ -263,9 +284,14 @@ class VLLMBackend(TransformersBackend):
 
     def engine_record(self) -> dict:
         """What provenance records about the engine."""
-        return {"name": "vllm", "version": self.engine_version, "scoring": "transformers teacher-forced pass",
-                "dtype": self.worker_settings["dtype"], "max_model_len": self.max_model_len,
-                "tensor_parallel_size": self.worker_settings["tensor_parallel_size"]}
+        return {
+            "name": "vllm",
+            "version": self.engine_version,
+            "scoring": "transformers teacher-forced pass",
+            "dtype": self.worker_settings["dtype"],
+            "max_model_len": self.max_model_len,
+            "tensor_parallel_size": self.worker_settings["tensor_parallel_size"],
+        }
 
     def close(self) -> None:
         if self.store is not None:
@@ -274,12 +300,21 @@ class VLLMBackend(TransformersBackend):
 
     # ------------------------------------------------------------ generation
     def _request(self, job: Job, b) -> dict:
-        return {"prompt": list(job.prompt_ids), "max_tokens": int(b.max_new_tokens), "temperature": float(b.temperature),
-                "seed": int(b.seed) if b.temperature > 0 and b.seed is not None else None}
+        return {
+            "prompt": list(job.prompt_ids),
+            "max_tokens": int(b.max_new_tokens),
+            "temperature": float(b.temperature),
+            "seed": int(b.seed) if b.temperature > 0 and b.seed is not None else None,
+        }
 
     def _key(self, req: dict) -> str:
-        payload = {"engine": "vllm", "model": self.identity, "dtype": self.worker_settings["dtype"],
-                   "stop": self.worker_settings["stop_token_ids"], **req}
+        payload = {
+            "engine": "vllm",
+            "model": self.identity,
+            "dtype": self.worker_settings["dtype"],
+            "stop": self.worker_settings["stop_token_ids"],
+            **req,
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def _generate(self, requests: list[dict]) -> list[dict]:
@@ -305,7 +340,9 @@ class VLLMBackend(TransformersBackend):
         self.stats["generated_tokens"] += len(ids)
         return BranchResult(ids, lps, None, None, finish)
 
-    def run_jobs(self, jobs: Sequence[Job], *, hidden_layer: int | None = None, desc: str | None = None) -> list[JobResult]:
+    def run_jobs(
+        self, jobs: Sequence[Job], *, hidden_layer: int | None = None, desc: str | None = None
+    ) -> list[JobResult]:
         """Every job and the follow-up jobs it spawns, generated by vLLM and scored by the teacher-forced pass;
         one :class:`JobResult` per job, in input order (as :meth:`.engine.Engine.run`)."""
         context = self.max_model_len
@@ -333,7 +370,7 @@ class VLLMBackend(TransformersBackend):
                 new += idx
             pending = new
         self._score(all_jobs, results, hidden_layer)
-        return results[:len(jobs)]
+        return results[: len(jobs)]
 
     # ------------------------------------------------------------ scoring
     def _score(self, jobs: list[Job], results: list[JobResult], layer: int | None) -> None:
@@ -347,7 +384,7 @@ class VLLMBackend(TransformersBackend):
         for i, job in enumerate(jobs):
             at_end = (job.want_hidden and layer is not None) or bool(job.next_token_groups)
             scored = [k for k, b in enumerate(job.branches) if b.entropy or b.top_logprobs]
-            for n, k in enumerate(scored):
+            for k in scored:
                 toks = results[i].branches[k].token_ids
                 if toks:
                     items.append((i, k, list(job.prompt_ids) + toks[:-1], len(job.prompt_ids), at_end))
@@ -367,8 +404,11 @@ class VLLMBackend(TransformersBackend):
         for t in order:  # sorted by length: a batch's padded size is its first (longest) row times its rows
             longest = len(items[cur[0]][2]) if cur else len(items[t][2])
             keep = max([len(items[x][2]) - items[x][3] + 1 for x in cur + [t]])
-            if cur and (longest * (len(cur) + 1) > self.max_batch_tokens or len(cur) >= self.batch_size
-                        or keep * (len(cur) + 1) > SCORE_LOGIT_ROWS):
+            if cur and (
+                longest * (len(cur) + 1) > self.max_batch_tokens
+                or len(cur) >= self.batch_size
+                or keep * (len(cur) + 1) > SCORE_LOGIT_ROWS
+            ):
                 batches.append(cur)
                 cur = []
             cur.append(t)
@@ -383,19 +423,25 @@ class VLLMBackend(TransformersBackend):
                 ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
                 mask = torch.zeros((len(rows), T), dtype=torch.long)
                 for r, (_, _, seq, _, _) in enumerate(rows):
-                    ids[r, T - len(seq):] = torch.tensor(seq)
-                    mask[r, T - len(seq):] = 1
+                    ids[r, T - len(seq) :] = torch.tensor(seq)
+                    mask[r, T - len(seq) :] = 1
                 pos = (mask.cumsum(-1) - 1).clamp(min=0)
                 keep = max(len(seq) - P + 1 for _, _, seq, P, _ in rows)
                 want_h = layer is not None and any(jobs[i].want_hidden and end for i, _, _, _, end in rows)
-                out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                                 use_cache=False, logits_to_keep=keep, output_hidden_states=want_h)
+                out = self.model(
+                    input_ids=ids.to(dev),
+                    attention_mask=mask.to(dev),
+                    position_ids=pos.to(dev),
+                    use_cache=False,
+                    logits_to_keep=keep,
+                    output_hidden_states=want_h,
+                )
                 self.stats["forward_passes"] += 1
                 self.stats["scored_tokens"] += int(mask.sum())
                 logits = out.logits.float()  # (rows, keep, vocab): the last ``keep`` positions of every row
                 for r, (i, k, seq, P, end) in enumerate(rows):
                     n = len(seq) - P + 1  # distributions from the last prompt token on
-                    lp = torch.log_softmax(logits[r, keep - n:], dim=-1)
+                    lp = torch.log_softmax(logits[r, keep - n :], dim=-1)
                     if end:
                         if want_h and jobs[i].want_hidden:
                             results[i].hidden = out.hidden_states[layer][r, T - n].float().cpu().numpy().copy()
@@ -407,8 +453,12 @@ class VLLMBackend(TransformersBackend):
                     br, spec = results[i].branches[k], jobs[i].branches[k]
                     tok = torch.tensor(br.token_ids, device=lp.device)
                     if spec.entropy:  # in slices of positions: a reasoning trace has thousands
-                        br.entropies = [e for a in range(0, n, 1024) for p in [lp[a:a + 1024].exp()]
-                                        for e in (-torch.xlogy(p, p).sum(-1)).cpu().tolist()]
+                        br.entropies = [
+                            e
+                            for a in range(0, n, 1024)
+                            for p in [lp[a : a + 1024].exp()]
+                            for e in (-torch.xlogy(p, p).sum(-1)).cpu().tolist()
+                        ]
                     if spec.top_logprobs:
                         v, ix = lp.topk(spec.top_logprobs, dim=-1)
                         br.top_logprobs = [dict(zip(a, b)) for a, b in zip(ix.cpu().tolist(), v.cpu().tolist())]
@@ -416,8 +466,13 @@ class VLLMBackend(TransformersBackend):
                     worst = max([worst] + [abs(a - b) for a, b in zip(tf, br.logprobs)])
         self.stats["max_logprob_diff"] = max(self.stats["max_logprob_diff"], worst)
         if worst > LOGPROB_WARN:
-            log.warning("%s: a generated token's log-probability differs by %.3g nats between vLLM and the teacher-forced "
-                        "pass (more than %.2g): do both run the same weights and dtype?", self.name, worst, LOGPROB_WARN)
+            log.warning(
+                "%s: a generated token's log-probability differs by %.3g nats between vLLM and the teacher-forced "
+                "pass (more than %.2g): do both run the same weights and dtype?",
+                self.name,
+                worst,
+                LOGPROB_WARN,
+            )
 
 
 def _main() -> None:  # pragma: no cover - a manual check: python -m uqroute.inference.vllm_backend MODEL_DIR

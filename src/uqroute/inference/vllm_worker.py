@@ -39,9 +39,16 @@ def main() -> None:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    kw = dict(model=settings["model_dir"], tokenizer=settings["model_dir"], dtype=settings["dtype"], seed=settings["seed"],
-              max_model_len=settings["max_model_len"], tensor_parallel_size=settings["tensor_parallel_size"],
-              enable_prefix_caching=True, skip_tokenizer_init=False)
+    kw = dict(
+        model=settings["model_dir"],
+        tokenizer=settings["model_dir"],
+        dtype=settings["dtype"],
+        seed=settings["seed"],
+        max_model_len=settings["max_model_len"],
+        tensor_parallel_size=settings["tensor_parallel_size"],
+        enable_prefix_caching=True,
+        skip_tokenizer_init=False,
+    )
     if settings.get("gpu_memory_utilization") is not None:
         kw["gpu_memory_utilization"] = settings["gpu_memory_utilization"]
     if settings.get("enforce_eager"):
@@ -54,10 +61,19 @@ def main() -> None:
         if not path:
             continue
         reqs = json.loads(open(path).read())
-        params = [SamplingParams(n=1, temperature=float(r["temperature"]), max_tokens=int(r["max_tokens"]),
-                                 seed=r.get("seed"), logprobs=0, stop_token_ids=stop, skip_special_tokens=True,
-                                 detokenize=False)
-                  for r in reqs]
+        params = [
+            SamplingParams(
+                n=1,
+                temperature=float(r["temperature"]),
+                max_tokens=int(r["max_tokens"]),
+                seed=r.get("seed"),
+                logprobs=0,
+                stop_token_ids=stop,
+                skip_special_tokens=True,
+                detokenize=False,
+            )
+            for r in reqs
+        ]
         outs = llm.generate([TokensPrompt(prompt_token_ids=list(r["prompt"])) for r in reqs], params, use_tqdm=False)
         res = []
         for o in outs:

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 __all__ = ["rule_judge_agreement"]
 
 
-def rule_judge_agreement(rule: Sequence[bool | None], judge: Sequence[bool | None]) -> tuple[int, float | None, float | None]:
+def rule_judge_agreement(
+    rule: Sequence[bool | None], judge: Sequence[bool | None]
+) -> tuple[int, float | None, float | None]:
     """``(n_both, agreement, cohen_kappa)`` over the positions where neither label is None."""
     if len(rule) != len(judge):
         raise ValueError(f"rule and judge labels differ in length: {len(rule)} vs {len(judge)}")

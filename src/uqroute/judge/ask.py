@@ -134,8 +134,13 @@ def ask_verdicts(backend, items: Sequence[tuple[str, Sequence[str], str]], max_n
         got = _text(backend, todo, max_new_tokens)
     n_text = sum(j.method == TEXT for j in got)
     if n_text:
-        log.warning("judge %s: %d of %d verdicts were read from free text (fallback: the judge gave no structured "
-                    "verdict); quality.n_verdict_fallbacks counts them", getattr(backend, "name", "?"), n_text, len(got))
+        log.warning(
+            "judge %s: %d of %d verdicts were read from free text (fallback: the judge gave no structured "
+            "verdict); quality.n_verdict_fallbacks counts them",
+            getattr(backend, "name", "?"),
+            n_text,
+            len(got),
+        )
     by_key = dict(zip(unique, got))
     return [by_key[k] for k in keys]
 
@@ -151,16 +156,24 @@ def _structured(backend, items, max_new_tokens: int) -> list[Judged]:
 
     convs = [judge_messages(q, r, a, structured=True) for q, r, a in items]
     try:
-        gens = backend.generate(convs, max_new_tokens=max(max_new_tokens, STRUCTURED_MIN_TOKENS), temperature=0.0,
-                                n=1, response_format=VERDICT_FORMAT)
+        gens = backend.generate(
+            convs,
+            max_new_tokens=max(max_new_tokens, STRUCTURED_MIN_TOKENS),
+            temperature=0.0,
+            n=1,
+            response_format=VERDICT_FORMAT,
+        )
     except APIRequestError as err:
         rejected = getattr(err, "status_code", None) in (400, 422)
         ignored = isinstance(err, APIReplyError) and getattr(err, "structured", False)
         if not (rejected or ignored):
             raise
-        log.warning("judge %s: no structured verdict (%s); asking for a text verdict instead (fallback, counted in "
-                    "quality.n_verdict_fallbacks)", getattr(backend, "name", "?"),
-                    "the server rejected response_format" if rejected else f"its replies did not follow it: {err}")
+        log.warning(
+            "judge %s: no structured verdict (%s); asking for a text verdict instead (fallback, counted in "
+            "quality.n_verdict_fallbacks)",
+            getattr(backend, "name", "?"),
+            "the server rejected response_format" if rejected else f"its replies did not follow it: {err}",
+        )
         return _text(backend, items, max_new_tokens)
     return [Judged(g[0].text, _structured_verdict(g[0].text), None, STRUCTURED) for g in gens]
 
@@ -177,8 +190,9 @@ class TokenChoiceJudge:
     directory and the same loaded model.
     """
 
-    def __init__(self, load, cache_dir, identity: dict, *, name: str = "judge", thinking: bool = True,
-                 chunk_size: int = 128):
+    def __init__(
+        self, load, cache_dir, identity: dict, *, name: str = "judge", thinking: bool = True, chunk_size: int = 128
+    ):
         from ..inference import CachedBackend, ResponseCache
 
         self._load = load
@@ -199,8 +213,14 @@ class TokenChoiceJudge:
     def _key(self, messages) -> tuple[str, dict]:
         from ..inference import cache_key
 
-        payload = {"kind": "verdict_choice", "format": _CHOICE_FORMAT, "identity": self.identity,
-                   "messages": messages, "thinking": self.thinking, "choices": [list(YES_VARIANTS), list(NO_VARIANTS)]}
+        payload = {
+            "kind": "verdict_choice",
+            "format": _CHOICE_FORMAT,
+            "identity": self.identity,
+            "messages": messages,
+            "thinking": self.thinking,
+            "choices": [list(YES_VARIANTS), list(NO_VARIANTS)],
+        }
         return cache_key(payload), payload
 
     def _cached(self, key: str, payload: dict) -> tuple[float, float] | None:
@@ -212,13 +232,23 @@ class TokenChoiceJudge:
                 if record.get(field) != json.loads(json.dumps(value)):
                     raise ValueError(f"its {field} differ from this request's")
             p = (record.get("p_yes"), record.get("p_no"))
-            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x <= 1
-                       for x in p) or sum(p) > 1 + 1e-6:
+            if (
+                not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x <= 1
+                    for x in p
+                )
+                or sum(p) > 1 + 1e-6
+            ):
                 raise ValueError(f"p_yes, p_no = {p!r} are not two probabilities")
             return float(p[0]), float(p[1])
         except ValueError as err:
-            log.warning("%s: cached verdict choice %s (key %s) is invalid: %s; it is computed again", self.name,
-                        self.cache.path(key), key, err)
+            log.warning(
+                "%s: cached verdict choice %s (key %s) is invalid: %s; it is computed again",
+                self.name,
+                self.cache.path(key),
+                key,
+                err,
+            )
             return None
 
     def choose_verdicts(self, items, max_new_tokens: int) -> list[Judged]:
@@ -243,8 +273,9 @@ class TokenChoiceJudge:
             if yes and no:
                 self._compute(self._backend(), [(i, keyed[i], convs[i]) for i in todo], yes, no, probs)
             else:
-                log.warning("%s: the tokenizer has no one-token Yes and No; verdicts are read from text replies",
-                            self.name)
+                log.warning(
+                    "%s: the tokenizer has no one-token Yes and No; verdicts are read from text replies", self.name
+                )
                 fallback = todo
         out: list[Judged | None] = [None] * len(items)
         if fallback:
@@ -263,13 +294,20 @@ class TokenChoiceJudge:
         so that a cached run whose verdicts fell back to text does not load the model to learn it again."""
         from ..inference import cache_key
 
-        payload = {"kind": "verdict_tokens", "format": _CHOICE_FORMAT, "identity": self.identity,
-                   "choices": [list(YES_VARIANTS), list(NO_VARIANTS)]}
+        payload = {
+            "kind": "verdict_tokens",
+            "format": _CHOICE_FORMAT,
+            "identity": self.identity,
+            "choices": [list(YES_VARIANTS), list(NO_VARIANTS)],
+        }
         key = cache_key(payload)
         record = self.cache.get(key)
         ids = record.get("ids") if isinstance(record, dict) and record.get("identity") == payload["identity"] else None
-        if not (isinstance(ids, list) and len(ids) == 2
-                and all(isinstance(x, list) and all(isinstance(t, int) for t in x) for x in ids)):
+        if not (
+            isinstance(ids, list)
+            and len(ids) == 2
+            and all(isinstance(x, list) and all(isinstance(t, int) for t in x) for x in ids)
+        ):
             be = self._backend()
             yes, no = be.single_token_ids(YES_VARIANTS), be.single_token_ids(NO_VARIANTS)
             ids = [yes, no] if yes and no and not set(yes) & set(no) else [[], []]
@@ -281,7 +319,7 @@ class TokenChoiceJudge:
 
         log.info("%s: token-choice verdicts for %d answers (%d cached)", self.name, len(todo), self.stats["cache_hits"])
         for start in range(0, len(todo), self.chunk_size):
-            chunk = todo[start:start + self.chunk_size]
+            chunk = todo[start : start + self.chunk_size]
             jobs = [Job(be.encode(conv, thinking=self.thinking), next_token_groups=[yes, no]) for _, _, conv in chunk]
             results = be.run_jobs(jobs, desc=f"{self.name}: verdicts")
             for (_, (key, payload), _), res in zip(chunk, results):

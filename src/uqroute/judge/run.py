@@ -56,7 +56,14 @@ from pathlib import Path
 import polars as pl
 
 from ..io import ArtifactInputError, align_ids, read_artifact, write_parquet
-from ..parsing import CONTENT_FILTER, InvalidGoldError, final_answer_text, is_correct, is_truncated, strip_verbal_confidence
+from ..parsing import (
+    CONTENT_FILTER,
+    InvalidGoldError,
+    final_answer_text,
+    is_correct,
+    is_truncated,
+    strip_verbal_confidence,
+)
 from ..schema import check_frame
 from .agreement import rule_judge_agreement
 from .ask import TEXT, TOKEN_CHOICE, UNSURE, Judged, TokenChoiceJudge, ask_verdicts
@@ -90,11 +97,26 @@ DEFAULT_TRUNCATED_WARN_FRACTION = 0.02
 
 DATA_COLUMNS = ("id", "role", "question", "choices", "answer", "references")
 GENERATION_COLUMNS = (
-    "id", "response", "parsed_answer", "tokens", "finish_reason", "samples", "sample_answers",
-    "verbal_1s_response", "verbal_1s_answer", "verbal_1s_confidence", "verbal_2s_response", "verbal_2s_confidence",
+    "id",
+    "response",
+    "parsed_answer",
+    "tokens",
+    "finish_reason",
+    "samples",
+    "sample_answers",
+    "verbal_1s_response",
+    "verbal_1s_answer",
+    "verbal_1s_confidence",
+    "verbal_2s_response",
+    "verbal_2s_confidence",
 )
 #: Generations columns used when present (added by newer inference; older artifacts lack them).
-OPTIONAL_GENERATION_COLUMNS = ("answer_start", "verbal_1s_finish_reason", "verbal_2s_finish_reason", "samples_truncated")
+OPTIONAL_GENERATION_COLUMNS = (
+    "answer_start",
+    "verbal_1s_finish_reason",
+    "verbal_2s_finish_reason",
+    "samples_truncated",
+)
 
 
 class JudgeInputError(ArtifactInputError):
@@ -136,19 +158,31 @@ def _joined(data_path, generations_path) -> pl.DataFrame:
     try:
         rows = align_ids(gens["id"], data, data_path, what="data", stage="judge")
     except ArtifactInputError as err:
-        raise JudgeInputError(f"{err}: generations file {generations_path} answers queries that the data file does not "
-                              "hold; rerun rule infer for this dataset") from None
+        raise JudgeInputError(
+            f"{err}: generations file {generations_path} answers queries that the data file does not "
+            "hold; rerun rule infer for this dataset"
+        ) from None
     # SLM generations cover every row (training rows feed the probes); LLM generations cover the
     # evaluation rows only. Either way every evaluation query must have been answered.
     try:
-        align_ids(data.filter(pl.col("role") == "eval")["id"], gens, generations_path, what="generations", stage="judge")
+        align_ids(
+            data.filter(pl.col("role") == "eval")["id"], gens, generations_path, what="generations", stage="judge"
+        )
     except ArtifactInputError as err:
         raise JudgeInputError(f"{err} (evaluation rows of {data_path}); rerun rule infer for this dataset") from None
     return pl.concat([gens, rows.drop("id")], how="horizontal")
 
 
-def rule_labels(df: pl.DataFrame, answer_format: str, f1_threshold: float, *, dataset: str, path="",
-                column: str = "parsed_answer", skip=None) -> list[bool | None]:
+def rule_labels(
+    df: pl.DataFrame,
+    answer_format: str,
+    f1_threshold: float,
+    *,
+    dataset: str,
+    path="",
+    column: str = "parsed_answer",
+    skip=None,
+) -> list[bool | None]:
     """``rule_correct`` for each row of ``df`` (columns ``id``, ``column``, ``answer``, ``references``);
     None where ``skip`` (a list of bools) is True."""
     out = []
@@ -195,11 +229,18 @@ def judge_backend(judge_cfg: dict, judge_spec: dict, judge_model_dir, inference_
     # a local judge runs on our engine in the torch env: the vLLM engine is for rules infer / infer_llm only
     local = {**judge_spec, "backend": "transformers"}
     cfg = {**cfg, "backend": "transformers"}
-    return TokenChoiceJudge(lambda: load_backend(local, judge_model_dir, cfg, name=name), cache_dir, identity,
-                            name=name, thinking=not judge_spec.get("reasoning"))
+    return TokenChoiceJudge(
+        lambda: load_backend(local, judge_model_dir, cfg, name=name),
+        cache_dir,
+        identity,
+        name=name,
+        thinking=not judge_spec.get("reasoning"),
+    )
 
 
-def final_labels(rule: list[bool | None], verdict: list[str | None], truncated: list[bool] | None = None) -> tuple[list, list, list]:
+def final_labels(
+    rule: list[bool | None], verdict: list[str | None], truncated: list[bool] | None = None
+) -> tuple[list, list, list]:
     """``(correct, label_source, judge_correct)`` from the rule labels and the judge verdicts.
 
     A truncated reply is incorrect (``label_source`` ``truncated``); otherwise a parsable verdict
@@ -239,7 +280,12 @@ def _shown_greedy(df: pl.DataFrame) -> list[str]:
     out = []
     has_start = "answer_start" in df.columns
     for row in df.iter_rows(named=True):
-        if has_start and row["answer_start"] is not None and row["tokens"] is not None and row["answer_start"] >= len(row["tokens"]):
+        if (
+            has_start
+            and row["answer_start"] is not None
+            and row["tokens"] is not None
+            and row["answer_start"] >= len(row["tokens"])
+        ):
             out.append("")
         else:
             out.append(final_answer_text(row["response"]))
@@ -309,8 +355,15 @@ def run_judge(
     v1_truncated = [h and t for h, t in zip(has_v1, v1_cut)]
 
     rule = rule_labels(df, fmt, f1_threshold, dataset=dataset, path=generations_path, skip=truncated)
-    v1_rule = rule_labels(df, fmt, f1_threshold, dataset=dataset, path=generations_path, column="verbal_1s_answer",
-                          skip=[not h or t for h, t in zip(has_v1, v1_truncated)])
+    v1_rule = rule_labels(
+        df,
+        fmt,
+        f1_threshold,
+        dataset=dataset,
+        path=generations_path,
+        column="verbal_1s_answer",
+        skip=[not h or t for h, t in zip(has_v1, v1_truncated)],
+    )
 
     # judge requests: (which answer, row, (question, references, shown answer))
     requests: list[tuple[str, int, tuple[str, list[str], str]]] = []
@@ -343,12 +396,26 @@ def run_judge(
             if which == "greedy":
                 p_correct[i], method[i] = j.p_correct, j.method
         stats = getattr(backend, "stats", {})
-        log.info("judge %s (scope %s) on %s/%s: %d answers judged (%s cached), %d unparsable verdicts, %d read from "
-                 "text", judge_cfg.get("model"), scope, model, dataset, len(requests), stats.get("cache_hits", "?"),
-                 sum(j.verdict == UNPARSABLE for j in judged), sum(j.method == TEXT for j in judged))
+        log.info(
+            "judge %s (scope %s) on %s/%s: %d answers judged (%s cached), %d unparsable verdicts, %d read from text",
+            judge_cfg.get("model"),
+            scope,
+            model,
+            dataset,
+            len(requests),
+            stats.get("cache_hits", "?"),
+            sum(j.verdict == UNPARSABLE for j in judged),
+            sum(j.method == TEXT for j in judged),
+        )
     elif requests:
-        log.warning("%s/%s: %d answers need the LLM judge (judge.scope %s) but no judge model is configured; "
-                    "using rule labels only", model, dataset, len(requests), scope)
+        log.warning(
+            "%s/%s: %d answers need the LLM judge (judge.scope %s) but no judge model is configured; "
+            "using rule labels only",
+            model,
+            dataset,
+            len(requests),
+            scope,
+        )
         requests = []
 
     correct, source, judge_correct = final_labels(rule, verdict["greedy"], truncated)
@@ -370,12 +437,21 @@ def run_judge(
         }
     )
     n_both, agreement, kappa = rule_judge_agreement(rule, judge_correct)
-    agree = pl.DataFrame([{"model": model, "dataset": dataset, "n_both": n_both, "agreement": agreement,
-                           "cohen_kappa": kappa}], schema=_schema("agreement"))
+    agree = pl.DataFrame(
+        [{"model": model, "dataset": dataset, "n_both": n_both, "agreement": agreement, "cohen_kappa": kappa}],
+        schema=_schema("agreement"),
+    )
     v1_both, v1_agreement, v1_kappa = rule_judge_agreement(v1_rule, v1_judge_correct)
-    quality = quality_row(model, dataset, df, truncated=truncated, v1_truncated=v1_cut,
-                          judged=judged, warn_fraction=warn_fraction,
-                          truncated_warn_fraction=truncated_warn)
+    quality = quality_row(
+        model,
+        dataset,
+        df,
+        truncated=truncated,
+        v1_truncated=v1_cut,
+        judged=judged,
+        warn_fraction=warn_fraction,
+        truncated_warn_fraction=truncated_warn,
+    )
     for message in quality["warnings"][0]:
         log.warning("%s", message)
 
@@ -387,11 +463,28 @@ def run_judge(
     if quality_path is not None:
         write_parquet(quality, quality_path, "quality", provenance=provenance)
     acc = table["correct"].drop_nulls().mean()
-    log.info("%s/%s: %d rows, accuracy %s, %d truncated, rule/judge agreement %s (κ %s, n=%d, scope %s)", model, dataset,
-             table.height, f"{acc:.3f}" if acc is not None else "n/a", sum(truncated), agreement, kappa, n_both, scope)
+    log.info(
+        "%s/%s: %d rows, accuracy %s, %d truncated, rule/judge agreement %s (κ %s, n=%d, scope %s)",
+        model,
+        dataset,
+        table.height,
+        f"{acc:.3f}" if acc is not None else "n/a",
+        sum(truncated),
+        agreement,
+        kappa,
+        n_both,
+        scope,
+    )
     if any(has_v1):
-        log.info("%s/%s: verbalization-1s answers: accuracy %s, rule/judge agreement %s (κ %s, n=%d)", model, dataset,
-                 table["verbal_1s_correct"].drop_nulls().mean(), v1_agreement, v1_kappa, v1_both)
+        log.info(
+            "%s/%s: verbalization-1s answers: accuracy %s, rule/judge agreement %s (κ %s, n=%d)",
+            model,
+            dataset,
+            table["verbal_1s_correct"].drop_nulls().mean(),
+            v1_agreement,
+            v1_kappa,
+            v1_both,
+        )
     return table
 
 
@@ -405,9 +498,17 @@ def _fraction(count, total) -> float | None:
     return None if count is None or not total else count / total
 
 
-def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[bool], v1_truncated: list[bool],
-                judged: list[Judged], warn_fraction: float = DEFAULT_WARN_FRACTION,
-                truncated_warn_fraction: float = DEFAULT_TRUNCATED_WARN_FRACTION) -> pl.DataFrame:
+def quality_row(
+    model: str,
+    dataset: str,
+    df: pl.DataFrame,
+    *,
+    truncated: list[bool],
+    v1_truncated: list[bool],
+    judged: list[Judged],
+    warn_fraction: float = DEFAULT_WARN_FRACTION,
+    truncated_warn_fraction: float = DEFAULT_TRUNCATED_WARN_FRACTION,
+) -> pl.DataFrame:
     """The one-row ``quality`` table: how many replies were truncated or did not parse.
 
     ``df`` holds the generations columns (:data:`GENERATION_COLUMNS`); ``truncated`` /
@@ -429,8 +530,9 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
     samples = [a for a in df["sample_answers"].to_list() if a is not None]
     n_samples = sum(len(a) for a in samples) if samples else None
     n_bad_samples = sum(x is None for a in samples for x in a) if samples else None
-    n_samples_trunc = (int(df["samples_truncated"].fill_null(0).sum())
-                       if n_samples and _recorded(df, "samples_truncated") else None)
+    n_samples_trunc = (
+        int(df["samples_truncated"].fill_null(0).sum()) if n_samples and _recorded(df, "samples_truncated") else None
+    )
 
     has_v1 = [r is not None for r in df["verbal_1s_response"].to_list()]
     n_v1 = sum(has_v1) or None
@@ -438,14 +540,19 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
     n_v1_trunc = sum(v1_truncated) if (n_v1 and v1_known) else None
     ok_v1 = [h and not t for h, t in zip(has_v1, v1_truncated)]
     n_v1_ans = sum(1 for ok, a in zip(ok_v1, df["verbal_1s_answer"].to_list()) if ok and a is None) if n_v1 else None
-    n_v1_conf = sum(1 for ok, c in zip(ok_v1, df["verbal_1s_confidence"].to_list()) if ok and c is None) if n_v1 else None
+    n_v1_conf = (
+        sum(1 for ok, c in zip(ok_v1, df["verbal_1s_confidence"].to_list()) if ok and c is None) if n_v1 else None
+    )
 
     has_v2 = [r is not None for r in df["verbal_2s_response"].to_list()]
     n_v2 = sum(has_v2) or None
     v2_trunc = [h and t for h, t in zip(has_v2, _flags(df, "verbal_2s_finish_reason"))]
     n_v2_trunc = sum(v2_trunc) if (n_v2 and _recorded(df, "verbal_2s_finish_reason")) else None
-    n_v2_conf = (sum(1 for h, t, c in zip(has_v2, v2_trunc, df["verbal_2s_confidence"].to_list()) if h and not t and c is None)
-                 if n_v2 else None)
+    n_v2_conf = (
+        sum(1 for h, t, c in zip(has_v2, v2_trunc, df["verbal_2s_confidence"].to_list()) if h and not t and c is None)
+        if n_v2
+        else None
+    )
 
     n_judged = len(judged)
     n_bad_verdicts = sum(j.verdict == UNPARSABLE for j in judged)
@@ -459,46 +566,99 @@ def quality_row(model: str, dataset: str, df: pl.DataFrame, *, truncated: list[b
     budget = "raise the answer budget (inference.max_new_tokens, or the model's own max_new_tokens)"
     cut = "truncated_warn_fraction"
     checks = [
-        (n_trunc, n, cut, "greedy replies were cut off by the token budget (finish_reason 'length'); they count as "
-                          f"incorrect (label_source 'truncated'): {budget}"),
+        (
+            n_trunc,
+            n,
+            cut,
+            "greedy replies were cut off by the token budget (finish_reason 'length'); they count as "
+            f"incorrect (label_source 'truncated'): {budget}",
+        ),
         (n_unparsable, n - n_trunc, None, "complete greedy replies gave no parsable answer (counted incorrect)"),
-        (n_samples_trunc, n_samples, cut, "sampled replies were cut off by the token budget (no answer): raise "
-                                          "inference.sample_max_new_tokens or the answer budget"),
+        (
+            n_samples_trunc,
+            n_samples,
+            cut,
+            "sampled replies were cut off by the token budget (no answer): raise "
+            "inference.sample_max_new_tokens or the answer budget",
+        ),
         (n_bad_samples, n_samples, None, "sampled replies gave no parsable answer"),
-        (n_v1_trunc, n_v1, cut, "verbalization-1s replies were cut off by the token budget (the answer budget plus "
-                                f"inference.verbal_max_new_tokens): {budget}"),
+        (
+            n_v1_trunc,
+            n_v1,
+            cut,
+            "verbalization-1s replies were cut off by the token budget (the answer budget plus "
+            f"inference.verbal_max_new_tokens): {budget}",
+        ),
         (n_v1_ans, (n_v1 or 0) - (n_v1_trunc or 0), None, "verbalization-1s replies gave no parsable answer"),
-        (n_v1_conf, (n_v1 or 0) - (n_v1_trunc or 0), None, "verbalization-1s replies gave no parsable confidence "
-                                                            "(those queries are dropped for verbal_1s)"),
-        (n_v2_trunc, n_v2, cut, "verbalization-2s replies were cut off by the token budget: raise "
-                                "inference.verbal_max_new_tokens"),
-        (n_v2_conf, (n_v2 or 0) - (n_v2_trunc or 0), None, "verbalization-2s replies gave no parsable confidence "
-                                                            "(those queries are dropped for verbal_2s)"),
+        (
+            n_v1_conf,
+            (n_v1 or 0) - (n_v1_trunc or 0),
+            None,
+            "verbalization-1s replies gave no parsable confidence (those queries are dropped for verbal_1s)",
+        ),
+        (
+            n_v2_trunc,
+            n_v2,
+            cut,
+            "verbalization-2s replies were cut off by the token budget: raise inference.verbal_max_new_tokens",
+        ),
+        (
+            n_v2_conf,
+            (n_v2 or 0) - (n_v2_trunc or 0),
+            None,
+            "verbalization-2s replies gave no parsable confidence (those queries are dropped for verbal_2s)",
+        ),
         (n_bad_verdicts, n_judged, None, "judge verdicts were unparsable (the rule label was used)"),
-        (n_fallbacks, n_judged, None, "judge verdicts were read from free text, a fallback: the judge gave no "
-                                      "structured verdict (JSON schema or Yes/No token choice)"),
+        (
+            n_fallbacks,
+            n_judged,
+            None,
+            "judge verdicts were read from free text, a fallback: the judge gave no "
+            "structured verdict (JSON schema or Yes/No token choice)",
+        ),
         (n_unsure, n_chosen, None, f"judge verdicts were unsure (p(correct) within [{UNSURE[0]:g}, {UNSURE[1]:g}])"),
-        (n_filtered, n, None, "greedy replies were stopped by the API provider's content filter (finish_reason "
-                              "'content_filter')"),
+        (
+            n_filtered,
+            n,
+            None,
+            "greedy replies were stopped by the API provider's content filter (finish_reason 'content_filter')",
+        ),
     ]
     warnings = []
     for count, total, key, what in checks:
         frac = _fraction(count, total)
-        limit, name = ((truncated_warn_fraction, "judge.truncated_warn_fraction") if key
-                       else (warn_fraction, "judge.quality_warn_fraction"))
+        limit, name = (
+            (truncated_warn_fraction, "judge.truncated_warn_fraction")
+            if key
+            else (warn_fraction, "judge.quality_warn_fraction")
+        )
         if frac is not None and frac > limit:
             warnings.append(f"{where}: {count} of {total} ({frac:.0%}) {what} [above {name} {limit:g}]")
     row = {
-        "model": model, "dataset": dataset, "n_rows": n, "n_truncated": n_trunc,
-        "truncated_fraction": _fraction(n_trunc, n), "n_unparsable_answers": n_unparsable,
-        "n_samples": n_samples, "n_samples_truncated": n_samples_trunc,
-        "samples_truncated_fraction": _fraction(n_samples_trunc, n_samples), "n_unparsable_samples": n_bad_samples,
-        "n_verbal_1s": n_v1, "n_verbal_1s_truncated": n_v1_trunc,
-        "verbal_1s_truncated_fraction": _fraction(n_v1_trunc, n_v1), "n_unparsable_verbal_1s_answers": n_v1_ans,
+        "model": model,
+        "dataset": dataset,
+        "n_rows": n,
+        "n_truncated": n_trunc,
+        "truncated_fraction": _fraction(n_trunc, n),
+        "n_unparsable_answers": n_unparsable,
+        "n_samples": n_samples,
+        "n_samples_truncated": n_samples_trunc,
+        "samples_truncated_fraction": _fraction(n_samples_trunc, n_samples),
+        "n_unparsable_samples": n_bad_samples,
+        "n_verbal_1s": n_v1,
+        "n_verbal_1s_truncated": n_v1_trunc,
+        "verbal_1s_truncated_fraction": _fraction(n_v1_trunc, n_v1),
+        "n_unparsable_verbal_1s_answers": n_v1_ans,
         "n_unparsable_verbal_1s_confidences": n_v1_conf,
-        "n_verbal_2s": n_v2, "n_verbal_2s_truncated": n_v2_trunc,
-        "verbal_2s_truncated_fraction": _fraction(n_v2_trunc, n_v2), "n_unparsable_verbal_2s_confidences": n_v2_conf,
-        "n_judged": n_judged, "n_unparsable_verdicts": n_bad_verdicts, "n_verdict_fallbacks": n_fallbacks,
-        "n_judge_unsure": n_unsure, "n_content_filtered": n_filtered, "warnings": warnings,
+        "n_verbal_2s": n_v2,
+        "n_verbal_2s_truncated": n_v2_trunc,
+        "verbal_2s_truncated_fraction": _fraction(n_v2_trunc, n_v2),
+        "n_unparsable_verbal_2s_confidences": n_v2_conf,
+        "n_judged": n_judged,
+        "n_unparsable_verdicts": n_bad_verdicts,
+        "n_verdict_fallbacks": n_fallbacks,
+        "n_judge_unsure": n_unsure,
+        "n_content_filtered": n_filtered,
+        "warnings": warnings,
     }
     return pl.DataFrame([row], schema=_schema("quality"))

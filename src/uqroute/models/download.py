@@ -33,11 +33,29 @@ log = logging.getLogger(__name__)
 __all__ = ["download_model", "hub_snapshot", "gguf_metadata", "check_gguf_metadata", "record_identity", "check_locked"]
 
 #: hub files never needed to load a model with transformers (other formats, original checkpoints)
-HUB_IGNORE = ["original/*", "*.pth", "*.pt", "*.gguf", "*.onnx", "*.onnx_data", "onnx/*", "*.msgpack", "*.h5",
-              "*.ot", "*.tflite", "*.mlmodel", "coreml/*", "openvino/*"]
+HUB_IGNORE = [
+    "original/*",
+    "*.pth",
+    "*.pt",
+    "*.gguf",
+    "*.onnx",
+    "*.onnx_data",
+    "onnx/*",
+    "*.msgpack",
+    "*.h5",
+    "*.ot",
+    "*.tflite",
+    "*.mlmodel",
+    "coreml/*",
+    "openvino/*",
+]
 
 #: gguf_metadata key → the GGUF metadata field it is compared with
-GGUF_FIELDS = {"architecture": "general.architecture", "name": "general.name", "vocab_size": "tokenizer.ggml.tokens (count)"}
+GGUF_FIELDS = {
+    "architecture": "general.architecture",
+    "name": "general.name",
+    "vocab_size": "tokenizer.ggml.tokens (count)",
+}
 
 
 def hub_snapshot(name: str, repo_id: str, revision: str | None = None) -> tuple[Path, str]:
@@ -58,8 +76,10 @@ def hub_snapshot(name: str, repo_id: str, revision: str | None = None) -> tuple[
         try:
             info = HfApi().model_info(repo_id, revision=revision)
         except HfHubHTTPError as err:
-            raise ModelSourceError(f"model {name!r}: {where}: {err} (gated models: accept the licence on the hub "
-                                   "and set HF_TOKEN where download_model runs)") from None
+            raise ModelSourceError(
+                f"model {name!r}: {where}: {err} (gated models: accept the licence on the hub "
+                "and set HF_TOKEN where download_model runs)"
+            ) from None
         target = info.sha
         files = [s.rfilename for s in info.siblings or []]
         if any(f.endswith(".safetensors") for f in files):
@@ -67,8 +87,10 @@ def hub_snapshot(name: str, repo_id: str, revision: str | None = None) -> tuple[
     try:
         path = Path(snapshot_download(repo_id, revision=target, ignore_patterns=ignore))
     except LocalEntryNotFoundError as err:
-        raise ModelSourceError(f"model {name!r}: {where} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
-                               f"and HF_HUB_OFFLINE is set; run download_model where the hub is reachable ({err})") from None
+        raise ModelSourceError(
+            f"model {name!r}: {where} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+            f"and HF_HUB_OFFLINE is set; run download_model where the hub is reachable ({err})"
+        ) from None
     except HfHubHTTPError as err:
         raise ModelSourceError(f"model {name!r}: {where}: {err}") from None
     commit = path.name  # <cache>/models--<owner>--<name>/snapshots/<commit>
@@ -87,11 +109,16 @@ def gguf_metadata(path: str | os.PathLike) -> dict:
 
     def text(key):
         field = reader.fields.get(key)
-        return bytes(field.parts[field.data[0]]).decode("utf-8", "replace") if field is not None and field.data else None
+        return (
+            bytes(field.parts[field.data[0]]).decode("utf-8", "replace") if field is not None and field.data else None
+        )
 
     tokens = reader.fields.get("tokenizer.ggml.tokens")
-    return {"architecture": text("general.architecture"), "name": text("general.name"),
-            "vocab_size": len(tokens.data) if tokens is not None else None}
+    return {
+        "architecture": text("general.architecture"),
+        "name": text("general.name"),
+        "vocab_size": len(tokens.data) if tokens is not None else None,
+    }
 
 
 def check_gguf_metadata(name: str, path: str | os.PathLike, expected: dict | None) -> dict:
@@ -129,13 +156,17 @@ def check_locked(name: str, record: dict, locked: dict | None) -> None:
         return
     where = "the revisions lock (config key revisions_lock)"
     if locked.get("source") != record["source"]:
-        raise ModelSourceError(f"model {name!r}: {where} records source {locked.get('source')!r}, the config has {record['source']!r}")
+        raise ModelSourceError(
+            f"model {name!r}: {where} records source {locked.get('source')!r}, the config has {record['source']!r}"
+        )
     key = "commit" if record["source"] == "hub" else "sha256"
     if locked.get(key) and locked[key] != record.get(key):
         raise ModelSourceError(f"model {name!r}: {key} is {record.get(key)!r}, {where} pins {locked[key]!r}")
 
 
-def download_model(name: str, spec: dict, record_path: str | os.PathLike | None = None, *, locked: dict | None = None) -> dict:
+def download_model(
+    name: str, spec: dict, record_path: str | os.PathLike | None = None, *, locked: dict | None = None
+) -> dict:
     """Download and check model ``name``'s files (no conversion); write and return its record.
 
     ``spec`` is the model's config entry; ``record_path`` (optional) gets the record as JSON;

@@ -85,7 +85,9 @@ def cached_model_dir(name: str, spec: dict, identity: str | None = None) -> Path
         from .download import hub_snapshot
 
         if not spec.get("revision"):
-            log.warning("model %s: hub source %s has no pinned `revision`; results may change upstream", name, spec["hub"])
+            log.warning(
+                "model %s: hub source %s has no pinned `revision`; results may change upstream", name, spec["hub"]
+            )
         return hub_snapshot(name, spec["hub"], spec.get("revision"))[0]
     else:  # gguf / pypi: keyed by the content hash
         key = spec[kind].get("sha256")
@@ -103,8 +105,12 @@ def cached_model_dir(name: str, spec: dict, identity: str | None = None) -> Path
             check_gguf_metadata(name, gguf, spec.get("gguf_metadata"))
             convert_gguf(name, gguf, build, tokenizer_source=spec.get("tokenizer_source", "gguf"))
         else:
-            convert_pretrained(name, str(Path(os.path.expanduser(spec["local_dir"]))), build,
-                               trust_remote_code=bool(spec.get("trust_remote_code")))
+            convert_pretrained(
+                name,
+                str(Path(os.path.expanduser(spec["local_dir"]))),
+                build,
+                trust_remote_code=bool(spec.get("trust_remote_code")),
+            )
         return publish_dir(build, final, {"source": kind, "key": key})
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
@@ -160,7 +166,9 @@ def _hub_source(name: str, spec: dict, record: dict | None) -> tuple[Path, str]:
     return path, f"hub:{spec['hub']}@{commit}"
 
 
-def fetch_model(name: str, spec: dict, out_dir: str | os.PathLike, record: dict | str | os.PathLike | None = None) -> Path:
+def fetch_model(
+    name: str, spec: dict, out_dir: str | os.PathLike, record: dict | str | os.PathLike | None = None
+) -> Path:
     """Make ``out_dir`` a from_pretrained-loadable safetensors directory for model ``name``.
 
     ``spec`` is the model's config entry (``config/schema.yaml``, ``definitions.model``);
@@ -213,8 +221,13 @@ def fetch_model(name: str, spec: dict, out_dir: str | os.PathLike, record: dict 
             _checked_identity(name, {**spec, LOCAL_DIR_IDENTITY: identity})  # raises if they changed while copied
         else:
             _link_tree(src, build)
-        info = {"model": name, "source": source_kind(name, spec), "cache": str(src), "spec_digest": digest,
-                "weights_identity": identity}
+        info = {
+            "model": name,
+            "source": source_kind(name, spec),
+            "cache": str(src),
+            "spec_digest": digest,
+            "weights_identity": identity,
+        }
         if out.exists():
             shutil.rmtree(out)
         return publish_dir(build, out, info)

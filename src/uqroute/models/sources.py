@@ -187,7 +187,9 @@ def checked_gguf(name: str, gguf: dict) -> Path:
         raise ModelSourceError(f"model {name!r}: GGUF file {str(path)!r} does not exist")
     actual = sha256_file(path)
     if actual != gguf.get("sha256"):
-        raise ChecksumError(f"model {name!r}: GGUF file {path} has sha256 {actual}, the config pins {gguf.get('sha256')}")
+        raise ChecksumError(
+            f"model {name!r}: GGUF file {path} has sha256 {actual}, the config pins {gguf.get('sha256')}"
+        )
     return path
 
 
@@ -239,16 +241,16 @@ def convert_gguf(name: str, gguf_path: Path, out: Path, *, tokenizer_source: str
         model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
     except (ValueError, KeyError, OSError, RuntimeError) as e:
         arch = gguf_architecture(gguf_path)
-        raise ModelSourceError(
-            f"model {name!r}: cannot load GGUF file {gguf_path} (architecture {arch!r}): {e}"
-        ) from e
+        raise ModelSourceError(f"model {name!r}: cannot load GGUF file {gguf_path} (architecture {arch!r}): {e}") from e
     _check_causal_lm(name, getattr(model.config, "model_type", None), str(gguf_path))
     _unquantize_for_saving(model)
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
 
-def convert_pretrained(name: str, source: str, out: Path, *, revision: str | None = None, trust_remote_code=False) -> None:
+def convert_pretrained(
+    name: str, source: str, out: Path, *, revision: str | None = None, trust_remote_code=False
+) -> None:
     """``from_pretrained`` (hub id or directory) → ``save_pretrained`` safetensors in ``out``."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -262,7 +264,9 @@ def convert_pretrained(name: str, source: str, out: Path, *, revision: str | Non
         _check_causal_lm(name, getattr(config, "model_type", None), source)
     try:
         tok = AutoTokenizer.from_pretrained(source, **kw)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32 if not _is_half(config) else "auto", **kw)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch.float32 if not _is_half(config) else "auto", **kw
+        )
     except (ValueError, OSError) as e:
         raise ModelSourceError(f"model {name!r}: cannot load {source!r}: {e}") from e
     model.save_pretrained(out)

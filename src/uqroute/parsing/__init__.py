@@ -36,14 +36,14 @@ from .answers import (
 from .boolean import parse_bool
 from .confidence import parse_confidence, parse_verbal_1s, strip_verbal_confidence
 from .mathexpr import extract_math_answer, math_equivalent
+from .negation import normalize_negations, polarities
 from .numbers import format_number, parse_number
 from .options import InvalidChoicesError, normalize_choices, parse_option
 from .text import best_f1, exact_match, normalize_text, token_f1
-from .negation import normalize_negations, polarities
 from .think import (
+    CONTENT_FILTER,
     EMPTY_THINK,
     TRUNCATED,
-    CONTENT_FILTER,
     clean_reply,
     final_answer_text,
     is_truncated,

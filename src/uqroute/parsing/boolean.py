@@ -22,8 +22,17 @@ __all__ = ["parse_bool", "BOOL_WORDS"]
 
 #: Words read as a truth value (lower case).
 BOOL_WORDS: dict[str, bool] = {
-    "true": True, "yes": True, "correct": True, "right": True, "accurate": True,
-    "false": False, "no": False, "incorrect": False, "wrong": False, "untrue": False, "inaccurate": False,
+    "true": True,
+    "yes": True,
+    "correct": True,
+    "right": True,
+    "accurate": True,
+    "false": False,
+    "no": False,
+    "incorrect": False,
+    "wrong": False,
+    "untrue": False,
+    "inaccurate": False,
 }
 _WORDS = "|".join(sorted(BOOL_WORDS, key=len, reverse=True))
 _ALTERNATIVES = re.compile(
@@ -37,13 +46,18 @@ _MARKER = re.compile(
 _WRAPPERS = re.compile(r"\\(?:boxed|text|textbf|mathrm)\s*\{([^{}]*)\}")
 # polar words other than the answer particles (yes/no are particles in uqroute.parsing.negation)
 _LEXICON = {w: v for w, v in BOOL_WORDS.items() if w not in ("yes", "no")}
-_STATEMENT_WORDS = {w: _LEXICON[w] for w in ("true", "false", "correct", "incorrect", "accurate", "inaccurate", "untrue")}
+_STATEMENT_WORDS = {
+    w: _LEXICON[w] for w in ("true", "false", "correct", "incorrect", "accurate", "inaccurate", "untrue")
+}
 _TF_WORDS = {w: _LEXICON[w] for w in ("true", "false", "untrue")}
 # words that may precede the stated value at the start of a reply ("Probably not", "I think yes")
-_LEAD = frozenset(
-    "probably likely most very maybe perhaps definitely certainly absolutely surely well hmm ok okay so "
-    "i think believe guess would say do does the is my final clearly obviously".split()
-) | NEGATORS
+_LEAD = (
+    frozenset(
+        "probably likely most very maybe perhaps definitely certainly absolutely surely well hmm ok okay so "
+        "i think believe guess would say do does the is my final clearly obviously".split()
+    )
+    | NEGATORS
+)
 # "s"/"re": "it's", "they're" after normalisation split at the apostrophe
 _COPULAS = frozenset("is are was were be been being seems seem appears appear sounds s re".split())
 _ADVERBS = frozenset(

@@ -36,8 +36,7 @@ __all__ = ["parse_confidence", "parse_verbal_1s", "strip_verbal_confidence", "to
 
 _NUM = r"(?P<v>\d+(?:\.\d+)?|\.\d+)"
 _VALUE = re.compile(
-    r"(?<![\w.\-−])" + _NUM +
-    r"(?:\s*(?P<pct>%|percent\b|per\s*cent\b)"
+    r"(?<![\w.\-−])" + _NUM + r"(?:\s*(?P<pct>%|percent\b|per\s*cent\b)"
     r"|\s*/\s*(?P<den>\d+(?:\.\d+)?)(?![\d.])"
     r"|\s+out\s+of\s+(?P<den2>\d+(?:\.\d+)?))?"
     r"(?![\w.]\d)",
@@ -46,9 +45,13 @@ _VALUE = re.compile(
 _BOUND = r"(?:0|1)(?:\.0+)?\s*%?\s*(?:-|–|to|,|~|and)\s*(?:1|10|100)(?:\.0+)?\s*%?"
 _RANGES = re.compile(
     r"[(\[]\s*(?:(?:on\s+a\s+)?scale\s+(?:of|from)\s+|from\s+|between\s+)?" + _BOUND + r"\s*[)\]]"
-    r"|\b(?:on\s+a\s+)?scale\s+(?:of|from)\s+" + _BOUND +
-    r"|\b(?:from|between)\s+" + _BOUND +
-    r"|(?<![\d.])" + _BOUND + r"(?=\s*:)",
+    r"|\b(?:on\s+a\s+)?scale\s+(?:of|from)\s+"
+    + _BOUND
+    + r"|\b(?:from|between)\s+"
+    + _BOUND
+    + r"|(?<![\d.])"
+    + _BOUND
+    + r"(?=\s*:)",
     re.IGNORECASE,
 )
 # "Confidence: 80%", "confidence level is 0.8", "Probability: 0.7" (Tian et al.'s format), "Certainty = 9/10"
@@ -179,7 +182,9 @@ def parse_confidence(text: str | None, *, finish_reason: str | None = None, thin
 
 
 _TRAILING = re.compile(r"(?<![\w.\-−/])" + _NUM + r"\s*\)?\s*\.?\s*$")
-_NOT_BEFORE_TRAILING = re.compile(r"(?:\b(?:is|be|was|equals?|of|to|answer|guess)|[:=+\-*/×÷^<>])\s*\(?$", re.IGNORECASE)
+_NOT_BEFORE_TRAILING = re.compile(
+    r"(?:\b(?:is|be|was|equals?|of|to|answer|guess)|[:=+\-*/×÷^<>])\s*\(?$", re.IGNORECASE
+)
 _GUESS = re.compile(r"^\s*guess\s*[:\-]\s*(?P<g>.+)$", re.IGNORECASE | re.MULTILINE)
 
 

@@ -93,7 +93,7 @@ def extract_math_answer(text: str | None) -> str | None:
     for pattern in (_FINAL, _ANSWER):
         hits = list(pattern.finditer(t))
         if hits:
-            got = _clean_answer(_math_span(t[hits[-1].end():]))
+            got = _clean_answer(_math_span(t[hits[-1].end() :]))
             if got:
                 return got
     return None
@@ -106,8 +106,16 @@ def normalize_latex(s: str) -> str:
     ``\\dfrac``/``\\tfrac`` to ``\\frac``.
     """
     s = s.strip()
-    for a, b in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""),
-                 ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("$", "")):
+    for a, b in (
+        ("\\left", ""),
+        ("\\right", ""),
+        ("\\!", ""),
+        ("\\,", ""),
+        ("\\;", ""),
+        ("\\dfrac", "\\frac"),
+        ("\\tfrac", "\\frac"),
+        ("$", ""),
+    ):
         s = s.replace(a, b)
     return re.sub(r"\s+", "", s)
 

@@ -61,9 +61,7 @@ _IRREGULAR = (
 )
 _REGULAR = re.compile(r"\b([a-z]+)n't\b")
 # apostrophe-less forms of the common auxiliaries ("isnt", "dont")
-_BARE = re.compile(
-    r"\b(is|are|was|were|do|does|did|has|have|had|could|would|should|must|need|might)nt\b"
-)
+_BARE = re.compile(r"\b(is|are|was|were|do|does|did|has|have|had|could|would|should|must|need|might)nt\b")
 
 #: Words that negate the next polar word of their clause.
 NEGATORS = frozenset({"not", "no", "never", "neither", "nor", "hardly", "barely", "without"})
@@ -165,7 +163,7 @@ def polarities(text: str | None, lexicon: dict[str, bool], *, normalized: bool =
     for k, (pols, end, n_words) in enumerate(found):
         if "?" in end:
             continue  # a question states nothing ("Correct? No.", "True or false?")
-        if ":" in end and n_words <= _LABEL_WORDS and any(p for p, _, _ in found[k + 1:]):
+        if ":" in end and n_words <= _LABEL_WORDS and any(p for p, _, _ in found[k + 1 :]):
             continue  # a label before the value it names ("Equivalent: No")
         out.extend(pols)
     return out
@@ -214,8 +212,12 @@ def _clause_polarities(ci: int, words: list[str], lexicon: dict[str, bool]) -> l
 
 def _names_an_answer(words: list[str], i: int) -> bool:
     """``words[i]`` is the adjective of "the correct answer (is 42)" at the start of its clause."""
-    return (0 < i < len(words) - 1 and words[i - 1] in ("the", "a", "an") and words[i + 1] in _ANSWER_NOUNS
-            and all(w in _HEDGES or w in _SCOPE_END for w in words[: i - 1]))
+    return (
+        0 < i < len(words) - 1
+        and words[i - 1] in ("the", "a", "an")
+        and words[i + 1] in _ANSWER_NOUNS
+        and all(w in _HEDGES or w in _SCOPE_END for w in words[: i - 1])
+    )
 
 
 def _is_particle(words: list[str], i: int) -> bool:

@@ -55,7 +55,7 @@ def _strip_once(text: str) -> str:
     #    everything before the (last) closing tag is reasoning
     closes = list(_CLOSE.finditer(text))
     if closes:
-        text = text[closes[-1].end():]
+        text = text[closes[-1].end() :]
     # 3. an opening tag that is never closed (generation stopped while reasoning):
     #    everything after it is reasoning
     m = _OPEN.search(text)
@@ -156,9 +156,9 @@ def think_prefill(prompt: str) -> str:
     """
     prompt = "" if prompt is None else str(prompt)
     if prompt_opens_think(prompt):
-        tail = prompt[[m.start() for m in _OPEN.finditer(prompt)][-1]:]
-        return EMPTY_THINK[len(tail):] if EMPTY_THINK.startswith(tail) else "\n</think>\n\n"
+        tail = prompt[[m.start() for m in _OPEN.finditer(prompt)][-1] :]
+        return EMPTY_THINK[len(tail) :] if EMPTY_THINK.startswith(tail) else "\n</think>\n\n"
     closes = list(_CLOSE.finditer(prompt))
-    if closes and not prompt[closes[-1].end():].strip():
+    if closes and not prompt[closes[-1].end() :].strip():
         return ""
     return EMPTY_THINK

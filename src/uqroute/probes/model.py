@@ -9,7 +9,7 @@ Kadavath et al. 2022, as used by Chuang et al. 2025 (hidden sizes 256/128/64 by 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

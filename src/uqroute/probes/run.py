@@ -22,7 +22,7 @@ on T and would carry the target's labels into its own proxy data.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -38,12 +38,11 @@ __all__ = ["run_probes", "run_proxy_probe", "in_domain_scores", "ood_scores", "l
 
 log = logging.getLogger(__name__)
 
+
 def probe_settings(cfg: dict | None) -> dict:
     """The ``probe`` section with the schema's defaults filled in (``uqroute.settings.section("probe", cfg)``);
     an unknown key raises a ``ValueError`` naming it."""
     return section("probe", cfg)
-
-
 
 
 def in_domain_scores(t: ProbeInputs, cfg: dict, seed: int):
@@ -57,8 +56,9 @@ def in_domain_scores(t: ProbeInputs, cfg: dict, seed: int):
         scheme = "train_split" if probe.kind == "mlp" else "constant"
         return probe.predict(t.x[ev]), scheme, probe, {"n_folds": 0}
     log.info("%s: no labelled training rows; cross-fitting on the %d eval rows", label, int(ev.sum()))
-    res = crossfit_predict(t.x[ev], t.y[ev], folds=cfg["crossfit_folds"], seed=derive_seed(seed, "trained_probe"),
-                           label=label, **fit)
+    res = crossfit_predict(
+        t.x[ev], t.y[ev], folds=cfg["crossfit_folds"], seed=derive_seed(seed, "trained_probe"), label=label, **fit
+    )
     return res.scores, res.scheme, res.full, {"n_folds": res.n_folds}
 
 
@@ -73,8 +73,16 @@ def ood_scores(t: ProbeInputs, others: Sequence[ProbeInputs], cfg: dict, seed: i
         raise ProbeInputError(
             f"ood_probe[{t.dataset}]: the other datasets {[o.dataset for o in others]} have no labelled rows"
         )
-    probe = fit_probe(x, y, hidden_sizes=cfg["hidden_sizes"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                      lr=cfg["ood_lr"], seed=derive_seed(seed, "ood_probe"), label=f"ood_probe[{t.dataset}]")
+    probe = fit_probe(
+        x,
+        y,
+        hidden_sizes=cfg["hidden_sizes"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["ood_lr"],
+        seed=derive_seed(seed, "ood_probe"),
+        label=f"ood_probe[{t.dataset}]",
+    )
     return probe.predict(t.x[t.eval_mask]), probe
 
 
@@ -88,13 +96,23 @@ def leak_free_scores(held: Sequence[ProbeInputs], others: Sequence[ProbeInputs],
         raise ValueError(f"proxy_probe[{'+'.join(names)}]: held-out dataset(s) {clash} are among its training datasets")
     label = f"proxy_probe[without {' and '.join(names)}]"
     if not others:
-        raise ProbeInputError(f"{label}: no dataset is left to train on; a leak-free probe needs a third dataset in the run")
+        raise ProbeInputError(
+            f"{label}: no dataset is left to train on; a leak-free probe needs a third dataset in the run"
+        )
     x = np.concatenate([o.x[o.labelled] for o in others])
     y = np.concatenate([o.y[o.labelled] for o in others])
     if len(y) == 0:
         raise ProbeInputError(f"{label}: the training datasets {[o.dataset for o in others]} have no labelled rows")
-    probe = fit_probe(x, y, hidden_sizes=cfg["hidden_sizes"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                      lr=cfg["ood_lr"], seed=derive_seed(seed, "proxy_probe", *names), label=label)
+    probe = fit_probe(
+        x,
+        y,
+        hidden_sizes=cfg["hidden_sizes"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["ood_lr"],
+        seed=derive_seed(seed, "proxy_probe", *names),
+        label=label,
+    )
     return {h.dataset: probe.predict(h.x[h.eval_mask]) for h in held}, probe
 
 
@@ -119,11 +137,17 @@ def run_proxy_probe(
     read at all. Paths are aligned with ``datasets`` (every dataset of the run).
     """
     datasets, held_out = list(datasets), list(held_out)
-    for name, paths in {"data_paths": data_paths, "hidden_paths": hidden_paths, "correctness_paths": correctness_paths}.items():
+    for name, paths in {
+        "data_paths": data_paths,
+        "hidden_paths": hidden_paths,
+        "correctness_paths": correctness_paths,
+    }.items():
         if len(paths) != len(datasets):
             raise ValueError(f"run_proxy_probe: {name} has {len(paths)} entries for {len(datasets)} datasets")
     if len(held_out) != 2 or held_out[0] == held_out[1] or not set(held_out) <= set(datasets):
-        raise ValueError(f"run_proxy_probe: held_out must be two different datasets of the run {datasets}, got {held_out}")
+        raise ValueError(
+            f"run_proxy_probe: held_out must be two different datasets of the run {datasets}, got {held_out}"
+        )
     cfg = probe_settings(cfg)
     others = [d for d in datasets if d not in held_out]
     idx = {d: i for i, d in enumerate(datasets)}
@@ -133,15 +157,31 @@ def run_proxy_probe(
     if len(set(dims.values())) > 1:
         raise ProbeInputError(f"run_proxy_probe: hidden sizes differ across datasets {dims}")
     scores, probe = leak_free_scores(held, train, cfg, seed)
-    save_probe(weights_path, probe, scheme="leave_two_datasets_out" if probe.kind == "mlp" else "constant",
-               lr=cfg["ood_lr"], epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=int(seed),
-               held_out=sorted(held_out), training_datasets=others)
+    save_probe(
+        weights_path,
+        probe,
+        scheme="leave_two_datasets_out" if probe.kind == "mlp" else "constant",
+        lr=cfg["ood_lr"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        seed=int(seed),
+        held_out=sorted(held_out),
+        training_datasets=others,
+    )
     parts = []
     for h, other in zip(held, reversed(held_out)):
         ids = [i for i, e in zip(h.ids, h.eval_mask) if e]
-        parts.append(pl.DataFrame({"dataset": [h.dataset] * len(ids), "other": [other] * len(ids), "id": ids,
-                                   "ood_probe": np.asarray(scores[h.dataset], dtype=np.float64)},
-                                  schema=ARTIFACTS["proxy_probe"].polars_schema()))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "dataset": [h.dataset] * len(ids),
+                    "other": [other] * len(ids),
+                    "id": ids,
+                    "ood_probe": np.asarray(scores[h.dataset], dtype=np.float64),
+                },
+                schema=ARTIFACTS["proxy_probe"].polars_schema(),
+            )
+        )
     table = pl.concat(parts)
     write_parquet(table, out_path, "proxy_probe", provenance=provenance)
     log.info("proxy_probe[without %s]: trained on %s, %d rows scored", "+".join(held_out), others, table.height)
@@ -200,10 +240,17 @@ def run_probes(
     ood, ood_probe = ood_scores(t, [inputs[d] for d in others_names], cfg, seed)
 
     common = dict(epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=int(seed), target=target)
-    save_probe(trained_weights_path, trained_probe, scheme=scheme, lr=cfg["lr"], training_datasets=[target],
-               **extra, **common)
-    save_probe(ood_weights_path, ood_probe, scheme="leave_one_dataset_out" if ood_probe.kind == "mlp" else "constant",
-               lr=cfg["ood_lr"], training_datasets=others_names, **common)
+    save_probe(
+        trained_weights_path, trained_probe, scheme=scheme, lr=cfg["lr"], training_datasets=[target], **extra, **common
+    )
+    save_probe(
+        ood_weights_path,
+        ood_probe,
+        scheme="leave_one_dataset_out" if ood_probe.kind == "mlp" else "constant",
+        lr=cfg["ood_lr"],
+        training_datasets=others_names,
+        **common,
+    )
     table = pl.DataFrame(
         {
             "id": [i for i, e in zip(t.ids, t.eval_mask) if e],

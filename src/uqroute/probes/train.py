@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -110,8 +110,16 @@ def _constant(x: np.ndarray, y: np.ndarray, hidden_sizes, reason: str, label: st
         stacklevel=3,
     )
     mean, std = _standardizer(x)
-    return FittedProbe("constant", x.shape[1], tuple(hidden_sizes), mean, std, base, None,
-                       {"n_train": int(len(y)), "n_positive": int(y.sum()), "reason": reason})
+    return FittedProbe(
+        "constant",
+        x.shape[1],
+        tuple(hidden_sizes),
+        mean,
+        std,
+        base,
+        None,
+        {"n_train": int(len(y)), "n_positive": int(y.sum()), "reason": reason},
+    )
 
 
 def fit_probe(
@@ -173,8 +181,16 @@ def fit_probe(
             epoch_loss = total / len(yt)
             log.debug("%s: epoch %d/%d loss %.4f", label, epoch + 1, epochs, epoch_loss)
     log.info("%s: trained on %d rows (%d positive), final epoch loss %.4f", label, len(y), int(y.sum()), epoch_loss)
-    return FittedProbe("mlp", x.shape[1], tuple(int(h) for h in hidden_sizes), mean, std, float(y.mean()), net,
-                       {"n_train": int(len(y)), "n_positive": int(y.sum()), "final_loss": epoch_loss})
+    return FittedProbe(
+        "mlp",
+        x.shape[1],
+        tuple(int(h) for h in hidden_sizes),
+        mean,
+        std,
+        float(y.mean()),
+        net,
+        {"n_train": int(len(y)), "n_positive": int(y.sum()), "final_loss": epoch_loss},
+    )
 
 
 @dataclass
@@ -223,9 +239,14 @@ def crossfit_predict(
     k = min(int(folds), minority)
     fold = np.full(len(y), -1, dtype=np.int64)
     if k < 2:
-        full = _constant(x[labelled], yl, fit_kwargs.get("hidden_sizes") or defaults("probe")["hidden_sizes"],
-                         f"only {minority} row(s) of the smaller class among {labelled.size} labelled rows, "
-                         f"too few for {folds}-fold cross-fitting", label)
+        full = _constant(
+            x[labelled],
+            yl,
+            fit_kwargs.get("hidden_sizes") or defaults("probe")["hidden_sizes"],
+            f"only {minority} row(s) of the smaller class among {labelled.size} labelled rows, "
+            f"too few for {folds}-fold cross-fitting",
+            label,
+        )
         fold[:] = -2
         return CrossfitResult(full.predict(x), fold, 0, full, "constant")
     if k < folds:
@@ -237,8 +258,13 @@ def crossfit_predict(
     scores = np.full(len(y), np.nan)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=derive_seed(seed, "crossfit-split"))
     for f, (train, test) in enumerate(splitter.split(np.zeros(len(yl)), yl.astype(int))):
-        probe = fit_probe(x[labelled[train]], yl[train], seed=derive_seed(seed, "fold", f),
-                          label=f"{label} fold {f + 1}/{k}", **fit_kwargs)
+        probe = fit_probe(
+            x[labelled[train]],
+            yl[train],
+            seed=derive_seed(seed, "fold", f),
+            label=f"{label} fold {f + 1}/{k}",
+            **fit_kwargs,
+        )
         scores[labelled[test]] = probe.predict(x[labelled[test]])
         fold[labelled[test]] = f
     full = fit_probe(x[labelled], yl, seed=derive_seed(seed, "full"), label=f"{label} (all rows)", **fit_kwargs)

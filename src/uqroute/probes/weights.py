@@ -61,8 +61,8 @@ def save_probe(path, probe: FittedProbe, **metadata) -> None:
 def load_probe(path) -> tuple[FittedProbe, dict]:
     """Read a probe written by :func:`save_probe` → ``(probe, metadata)``; ``probe.predict``
     scores new hidden states exactly as the pipeline did."""
-    from safetensors.torch import load_file
     from safetensors import safe_open
+    from safetensors.torch import load_file
 
     path = Path(path)
     with safe_open(str(path), framework="pt") as f:
@@ -77,8 +77,12 @@ def load_probe(path) -> tuple[FittedProbe, dict]:
         net = build_probe(input_dim, hidden, torch.Generator().manual_seed(0))
         net.load_state_dict({k: v for k, v in tensors.items() if k[0].isdigit()})
     probe = FittedProbe(
-        meta["kind"], input_dim, hidden,
-        tensors["feature_mean"].numpy(), tensors["feature_std"].numpy(),
-        float(tensors["base_rate"][0]), net,
+        meta["kind"],
+        input_dim,
+        hidden,
+        tensors["feature_mean"].numpy(),
+        tensors["feature_std"].numpy(),
+        float(tensors["base_rate"][0]),
+        net,
     )
     return probe, meta

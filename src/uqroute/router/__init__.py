@@ -20,10 +20,27 @@ from .file import RouterFileError, check_router_file, read_router_file, write_ro
 from .tracking import Monitor, QuantileThreshold
 
 __all__ = [
-    "POOLED", "CalibrationError", "calibrate", "pooled_holdout", "predicted_accuracy", "select_holdout",
-    "DEFAULTS", "MODES", "RouterConfigError", "check_config", "config_problems", "router_pairs",
-    "RouterFileError", "check_router_file", "read_router_file", "write_router_file",
-    "Monitor", "QuantileThreshold", "Router", "calibrate_file", "serve",
+    "POOLED",
+    "CalibrationError",
+    "calibrate",
+    "pooled_holdout",
+    "predicted_accuracy",
+    "select_holdout",
+    "DEFAULTS",
+    "MODES",
+    "RouterConfigError",
+    "check_config",
+    "config_problems",
+    "router_pairs",
+    "RouterFileError",
+    "check_router_file",
+    "read_router_file",
+    "write_router_file",
+    "Monitor",
+    "QuantileThreshold",
+    "Router",
+    "calibrate_file",
+    "serve",
 ]
 
 

@@ -26,21 +26,32 @@ accuracy (the reference of ``llm_accuracy_share``) is acc(1).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
 from .. import io
-from ..routing import ratio_grid, route_fraction, tie_aware_thresholds
+from ..routing import ratio_grid, tie_aware_thresholds
 from ..schema import ARTIFACTS
-from .config import RouterConfigError, check_operating_point
+from .config import check_operating_point
 
 log = logging.getLogger("uqroute.router")
 
-__all__ = ["POOLED", "pooled_holdout", "select_holdout", "llm_labels", "llm_accuracy_by_source", "calibrate",
-           "predicted_accuracy", "CalibrationError", "check_identity", "calibration_warnings", "recorded_inference"]
+__all__ = [
+    "POOLED",
+    "pooled_holdout",
+    "select_holdout",
+    "llm_labels",
+    "llm_accuracy_by_source",
+    "calibrate",
+    "predicted_accuracy",
+    "CalibrationError",
+    "check_identity",
+    "calibration_warnings",
+    "recorded_inference",
+]
 
 #: The hold-out setting of a router: every dataset of the run pooled, no target left out.
 POOLED = "pooled"
@@ -51,7 +62,9 @@ class CalibrationError(ValueError):
 
 
 # ------------------------------------------------------------------ the pooled hold-out set
-def pooled_holdout(inputs, slm: str, methods: Sequence[str], routing_params: Mapping, *, k: float | None = None) -> pl.DataFrame:
+def pooled_holdout(
+    inputs, slm: str, methods: Sequence[str], routing_params: Mapping, *, k: float | None = None
+) -> pl.DataFrame:
     """The ``router_holdout`` table of one SLM: for each method and each of ``routing.seeds``, k% of each
     of ``routing.bins`` bins of the confidences pooled from every dataset of ``inputs``
     (:class:`uqroute.routing.RoutingInputs`), with the tie-aware thresholds of the ratio grid.
@@ -59,8 +72,7 @@ def pooled_holdout(inputs, slm: str, methods: Sequence[str], routing_params: Map
     Exactly the routing evaluation's draw (same pool order, bins, allocation and keys per seed), with
     every dataset as a source and no target (``target`` null, ``setting`` :data:`POOLED`).
     """
-    from ..routing import resolve
-    from ..routing import holdout_frame, holdout_pool
+    from ..routing import holdout_frame, holdout_pool, resolve
 
     p = resolve(routing_params)
     k = float(p["k"] if k is None else k)
@@ -69,29 +81,55 @@ def pooled_holdout(inputs, slm: str, methods: Sequence[str], routing_params: Map
     rows = []
     for method in methods:
         if method not in inputs.label_of:
-            raise CalibrationError(f"router hold-out for {slm}: the uq files have no column {method!r} "
-                                   f"(methods found: {inputs.methods})")
+            raise CalibrationError(
+                f"router hold-out for {slm}: the uq files have no column {method!r} (methods found: {inputs.methods})"
+            )
         pool = holdout_pool(inputs, slm, method, sources, int(p["bins"]), inputs.label_of[method])
         if pool is None:
-            raise CalibrationError(f"router hold-out for {slm}/{method}: no dataset has a scored query ({list(sources)})")
+            raise CalibrationError(
+                f"router hold-out for {slm}/{method}: no dataset has a scored query ({list(sources)})"
+            )
         if pool.pool.note:
             log.warning("router hold-out %s/%s: %s", slm, method, pool.pool.note)
         for seed in p["seeds"]:
             idx = pool.pool.sample_index(k, int(seed))
             sample = pool.conf[idx]
             t, q = tie_aware_thresholds(sample, grid)
-            rows.append({
-                "slm": slm, "method": method, "setting": POOLED, "target": None, "sources": list(sources), "k": k,
-                "seed": int(seed), "bins": int(pool.pool.bins), "pool_size": int(pool.conf.size), "pool_note": pool.pool.note,
-                "source_dataset": pool.dataset[idx], "id": pool.ids[idx], "confidence": sample, "slm_correct": pool.label[idx],
-                "ratio": grid, "threshold": t, "q": q,
-            })
+            rows.append(
+                {
+                    "slm": slm,
+                    "method": method,
+                    "setting": POOLED,
+                    "target": None,
+                    "sources": list(sources),
+                    "k": k,
+                    "seed": int(seed),
+                    "bins": int(pool.pool.bins),
+                    "pool_size": int(pool.conf.size),
+                    "pool_note": pool.pool.note,
+                    "source_dataset": pool.dataset[idx],
+                    "id": pool.ids[idx],
+                    "confidence": sample,
+                    "slm_correct": pool.label[idx],
+                    "ratio": grid,
+                    "threshold": t,
+                    "q": q,
+                }
+            )
     df = holdout_frame(rows).with_columns(pl.col("k").round(10))
     return df.select([pl.col(c).cast(t) for c, t in ARTIFACTS["router_holdout"].polars_schema().items()])
 
 
-def select_holdout(df: pl.DataFrame, *, path: str = "", slm: str | None = None, method: str | None = None,
-                   setting: str | None = None, target: str | None = None, k: float | None = None) -> list[dict]:
+def select_holdout(
+    df: pl.DataFrame,
+    *,
+    path: str = "",
+    slm: str | None = None,
+    method: str | None = None,
+    setting: str | None = None,
+    target: str | None = None,
+    k: float | None = None,
+) -> list[dict]:
     """The hold-out rows (one per seed, ascending) of one (slm, method, setting, target, k) of a
     ``holdout`` or ``router_holdout`` table. A selector left None must be unambiguous in ``df``;
     otherwise :class:`CalibrationError` lists the choices."""
@@ -103,18 +141,25 @@ def select_holdout(df: pl.DataFrame, *, path: str = "", slm: str | None = None, 
     if k is not None:
         sel = sel.filter((pl.col("k") - float(k)).abs() < 1e-9)
     if sel.height == 0:
-        raise CalibrationError(f"{where}: no hold-out row has slm={slm!r}, method={method!r}, setting={setting!r}, "
-                               f"target={target!r}, k={k!r}; it has {_choices(df)}")
+        raise CalibrationError(
+            f"{where}: no hold-out row has slm={slm!r}, method={method!r}, setting={setting!r}, "
+            f"target={target!r}, k={k!r}; it has {_choices(df)}"
+        )
     groups = sel.select("slm", "method", "setting", "target", "k").unique()
     if groups.height > 1:
-        raise CalibrationError(f"{where}: {groups.height} hold-out sets match; choose one with --slm/--method/--setting/"
-                               f"--target/--k among {_choices(sel)}")
+        raise CalibrationError(
+            f"{where}: {groups.height} hold-out sets match; choose one with --slm/--method/--setting/"
+            f"--target/--k among {_choices(sel)}"
+        )
     return sel.sort("seed").to_dicts()
 
 
 def _choices(df: pl.DataFrame) -> str:
-    g = df.select("slm", "method", "setting", "target", "k").unique().sort("slm", "method", "setting", "target", "k",
-                                                                        nulls_last=True)
+    g = (
+        df.select("slm", "method", "setting", "target", "k")
+        .unique()
+        .sort("slm", "method", "setting", "target", "k", nulls_last=True)
+    )
     items = [f"({r['slm']}, {r['method']}, {r['setting']}, {r['target']}, k={r['k']})" for r in g.head(12).to_dicts()]
     return ", ".join(items) + (" …" if g.height > 12 else "")
 
@@ -122,7 +167,9 @@ def _choices(df: pl.DataFrame) -> str:
 # ------------------------------------------------------------------ the LLM's labels
 def llm_labels(correctness_paths: Mapping[str, str | Path]) -> dict[str, pl.DataFrame]:
     """Each source dataset's LLM correctness table (``id``, ``correct``), read with the checked reader."""
-    return {d: io.read_artifact(p, "correctness", columns=["correct"], stage="router") for d, p in correctness_paths.items()}
+    return {
+        d: io.read_artifact(p, "correctness", columns=["correct"], stage="router") for d, p in correctness_paths.items()
+    }
 
 
 def llm_accuracy_by_source(labels: Mapping[str, pl.DataFrame]) -> dict[str, float]:
@@ -136,8 +183,9 @@ def llm_accuracy_by_source(labels: Mapping[str, pl.DataFrame]) -> dict[str, floa
     return out
 
 
-def _llm_per_row(row: dict, labels: Mapping[str, pl.DataFrame] | None, constant: float | None,
-                 by_source: Mapping[str, float]) -> np.ndarray:
+def _llm_per_row(
+    row: dict, labels: Mapping[str, pl.DataFrame] | None, constant: float | None, by_source: Mapping[str, float]
+) -> np.ndarray:
     """l_i for each sampled row: the LLM's own label (by source dataset and id), else its accuracy on that dataset,
     else ``constant``."""
     ds, ids = row["source_dataset"], row["id"]
@@ -145,8 +193,10 @@ def _llm_per_row(row: dict, labels: Mapping[str, pl.DataFrame] | None, constant:
     if labels is not None:
         for d in sorted(set(ds)):
             if d not in labels:
-                raise CalibrationError(f"router: hold-out rows come from dataset {d!r}, but no LLM correctness file was given "
-                                       f"for it (given: {sorted(labels)})")
+                raise CalibrationError(
+                    f"router: hold-out rows come from dataset {d!r}, but no LLM correctness file was given "
+                    f"for it (given: {sorted(labels)})"
+                )
             pos = [i for i, x in enumerate(ds) if x == d]
             table = dict(zip(labels[d]["id"].to_list(), labels[d]["correct"].to_list()))
             missing = [ids[i] for i in pos if ids[i] not in table]
@@ -178,8 +228,15 @@ def _finite_or_none(x) -> list:
     return [None if not np.isfinite(v) else float(v) for v in np.asarray(x, dtype=np.float64)]
 
 
-def calibrate(rows: Sequence[dict], *, operating_point: Mapping, llm_correctness: Mapping[str, str | Path] | None = None,
-              llm_accuracy: float | None = None, served_seed: int | None = None, where: str = "") -> dict:
+def calibrate(
+    rows: Sequence[dict],
+    *,
+    operating_point: Mapping,
+    llm_correctness: Mapping[str, str | Path] | None = None,
+    llm_accuracy: float | None = None,
+    served_seed: int | None = None,
+    where: str = "",
+) -> dict:
     """The calibration part of a router file from one hold-out set's rows (one per seed; see
     :func:`select_holdout`).
 
@@ -218,7 +275,9 @@ def calibrate(rows: Sequence[dict], *, operating_point: Mapping, llm_correctness
         t, q = tie_aware_thresholds(c, grid)  # recomputed: the same (t, q) the file holds, checked below
         stored_t = np.asarray(r["threshold"], dtype=np.float64)
         if not np.allclose(t, stored_t, equal_nan=True) or not np.allclose(q, np.asarray(r["q"], dtype=np.float64)):
-            raise CalibrationError(f"{where}: seed {r['seed']}: the stored thresholds do not match the hold-out confidences")
+            raise CalibrationError(
+                f"{where}: seed {r['seed']}: the stored thresholds do not match the hold-out confidences"
+            )
         if np.isnan(s).all():
             raise CalibrationError(f"{where}: seed {r['seed']}: no hold-out row has an SLM label")
         curves.append(predicted_accuracy(c, s, l, t, q))
@@ -235,8 +294,10 @@ def calibrate(rows: Sequence[dict], *, operating_point: Mapping, llm_correctness
         ok = np.flatnonzero(mean >= share * llm_mean - 1e-12)
         if ok.size == 0:
             best = int(np.argmax(mean))
-            raise CalibrationError(f"{where}: no LLM-call fraction reaches {share} of the LLM's predicted accuracy "
-                                   f"{llm_mean:.4f}; the most is {mean[best] / llm_mean:.4f} at fraction {grid[best]:.2f}")
+            raise CalibrationError(
+                f"{where}: no LLM-call fraction reaches {share} of the LLM's predicted accuracy "
+                f"{llm_mean:.4f}; the most is {mean[best] / llm_mean:.4f} at fraction {grid[best]:.2f}"
+            )
         r_op = float(grid[ok[0]])
     else:
         r_op = float(r_fixed)
@@ -253,23 +314,36 @@ def calibrate(rows: Sequence[dict], *, operating_point: Mapping, llm_correctness
     op_acc = float(np.mean(per_seed_op))
     return {
         "holdout": {
-            "slm": served_row["slm"], "method": served_row["method"], "setting": served_row["setting"],
-            "target": served_row["target"], "sources": list(served_row["sources"]), "k": float(served_row["k"]),
-            "bins": int(served_row["bins"]), "pool_size": int(served_row["pool_size"]), "pool_note": served_row["pool_note"],
-            "seeds": seeds, "served_seed": served, "n": int(c_served.size),
+            "slm": served_row["slm"],
+            "method": served_row["method"],
+            "setting": served_row["setting"],
+            "target": served_row["target"],
+            "sources": list(served_row["sources"]),
+            "k": float(served_row["k"]),
+            "bins": int(served_row["bins"]),
+            "pool_size": int(served_row["pool_size"]),
+            "pool_note": served_row["pool_note"],
+            "seeds": seeds,
+            "served_seed": served,
+            "n": int(c_served.size),
             "confidence": [float(x) for x in c_served],
             "source_dataset": list(served_row["source_dataset"]),
         },
         "grid": {"ratio": [float(x) for x in grid], "threshold": _finite_or_none(t_s), "q": [float(x) for x in q_s]},
         "curve": {
-            "accuracy_mean": [float(x) for x in mean], "accuracy_sd": _finite_or_none(sd),
+            "accuracy_mean": [float(x) for x in mean],
+            "accuracy_sd": _finite_or_none(sd),
             "accuracy_by_seed": [[float(x) for x in c] for c in curves],
-            "slm_accuracy": float(np.mean(slm_acc)), "llm_accuracy": llm_mean,
+            "slm_accuracy": float(np.mean(slm_acc)),
+            "llm_accuracy": llm_mean,
             "llm_labels": "per query" if labels is not None else "constant",
             "llm_accuracy_by_source": by_source if labels is not None else None,
         },
         "operating_point": {
-            "target": op, "llm_fraction": r_op, "threshold": None if not np.isfinite(t_op) else t_op, "q": q_op,
+            "target": op,
+            "llm_fraction": r_op,
+            "threshold": None if not np.isfinite(t_op) else t_op,
+            "q": q_op,
             "predicted_accuracy": op_acc,
             "predicted_accuracy_sd": float(np.std(per_seed_op, ddof=1)) if len(per_seed_op) > 1 else None,
             "predicted_accuracy_share": op_acc / llm_mean if llm_mean > 0 else None,
@@ -300,23 +374,31 @@ def check_identity(holdout_path, slm: str, *, model_dir=None, probe_path=None) -
     notes = []
     models = io.read_provenance(holdout_path).get("models") or {}
     if not models:
-        notes.append(f"hold-out file {holdout_path} records no model identities (written by an older uqroute?): "
-                     f"whether its confidences are {slm}'s is not checked")
+        notes.append(
+            f"hold-out file {holdout_path} records no model identities (written by an older uqroute?): "
+            f"whether its confidences are {slm}'s is not checked"
+        )
     elif slm not in models:
-        raise CalibrationError(f"hold-out file {holdout_path}: its rows say SLM {slm!r}, but its provenance says it was computed from "
-                               f"the models {sorted(models)}: the hold-out set is not {slm}'s (relabelled?); calibrate on {slm}'s own hold-out set")
+        raise CalibrationError(
+            f"hold-out file {holdout_path}: its rows say SLM {slm!r}, but its provenance says it was computed from "
+            f"the models {sorted(models)}: the hold-out set is not {slm}'s (relabelled?); calibrate on {slm}'s own hold-out set"
+        )
     if model_dir is not None:
         fetched = io.provenance(inputs=[model_dir])["models"]  # {model: identity} from fetch_model's marker
         if fetched and slm not in fetched:
-            raise CalibrationError(f"--slm-dir {model_dir} holds the model {', '.join(sorted(fetched))}, but the hold-out file {holdout_path} "
-                                   f"says its rows are SLM {slm!r}'s: the router would score requests with another model than it was calibrated on")
+            raise CalibrationError(
+                f"--slm-dir {model_dir} holds the model {', '.join(sorted(fetched))}, but the hold-out file {holdout_path} "
+                f"says its rows are SLM {slm!r}'s: the router would score requests with another model than it was calibrated on"
+            )
     if model_dir is not None and models.get(slm) is not None:
         from ..models import weights_identity
 
         got = weights_identity(None, model_dir, name=slm)
         if got not in _identities(models[slm]):
-            raise CalibrationError(f"--slm-dir {model_dir} holds weights {got}, but the hold-out file {holdout_path} was computed with "
-                                   f"{slm} weights {models[slm]}: the router would score requests with another model than it was calibrated on")
+            raise CalibrationError(
+                f"--slm-dir {model_dir} holds weights {got}, but the hold-out file {holdout_path} was computed with "
+                f"{slm} weights {models[slm]}: the router would score requests with another model than it was calibrated on"
+            )
     if probe_path is not None and model_dir is not None:
         import json
 
@@ -328,8 +410,10 @@ def check_identity(holdout_path, slm: str, *, model_dir=None, probe_path=None) -
             cfg = json.loads(cfg_path.read_text())
             hidden = cfg.get("hidden_size", (cfg.get("text_config") or {}).get("hidden_size"))
             if hidden is not None and int(hidden) != int(probe.input_dim):
-                raise CalibrationError(f"--probe {probe_path} reads {probe.input_dim}-dimensional hidden states, but the SLM in --slm-dir "
-                                       f"{model_dir} has hidden size {hidden}: the probe was trained on another model")
+                raise CalibrationError(
+                    f"--probe {probe_path} reads {probe.input_dim}-dimensional hidden states, but the SLM in --slm-dir "
+                    f"{model_dir} has hidden size {hidden}: the probe was trained on another model"
+                )
         else:
             notes.append(f"--slm-dir {model_dir} has no config.json: the probe's input size is not checked")
     return notes
@@ -342,12 +426,17 @@ def calibration_warnings(doc: Mapping) -> list[str]:
     out = []
     h, op = doc["holdout"], doc["operating_point"]
     if h["n"] < h["bins"]:
-        out.append(f"the hold-out set has {h['n']} rows, fewer than its {h['bins']} bins: its thresholds can only take "
-                   f"{h['n'] + 1} distinct LLM-call fractions")
+        out.append(
+            f"the hold-out set has {h['n']} rows, fewer than its {h['bins']} bins: its thresholds can only take "
+            f"{h['n'] + 1} distinct LLM-call fractions"
+        )
     if op["llm_fraction"] >= 1:
         target = op["target"]
-        why = (f" (no smaller fraction reaches {target['llm_accuracy_share']} of the LLM's predicted accuracy)"
-               if "llm_accuracy_share" in target else "")
+        why = (
+            f" (no smaller fraction reaches {target['llm_accuracy_share']} of the LLM's predicted accuracy)"
+            if "llm_accuracy_share" in target
+            else ""
+        )
         out.append(f"the operating point routes every request to the LLM{why}: the router saves nothing")
     elif op["llm_fraction"] <= 0 and op["target"].get("llm_fraction", 0) > 0:
         out.append("the operating point routes no request to the LLM")
@@ -360,4 +449,6 @@ def recorded_inference(holdout_path) -> tuple[dict | None, int | None]:
 
     cfg = io.read_provenance(holdout_path).get("config") or {}
     inf = cfg.get("inference")
-    return (dict(inf) if isinstance(inf, dict) else None), (int(cfg["seed"]) if isinstance(cfg.get("seed"), int) else None)
+    return (dict(inf) if isinstance(inf, dict) else None), (
+        int(cfg["seed"]) if isinstance(cfg.get("seed"), int) else None
+    )

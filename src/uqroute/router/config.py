@@ -8,12 +8,22 @@ reveal before any job runs; :func:`check_operating_point` / :func:`check_mode` a
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..settings import defaults, section
 
-__all__ = ["DEFAULTS", "MODES", "RouterConfigError", "UNSUPPORTED", "check_config", "config_problems", "resolve", "check_operating_point",
-           "check_mode", "router_pairs"]
+__all__ = [
+    "DEFAULTS",
+    "MODES",
+    "RouterConfigError",
+    "UNSUPPORTED",
+    "check_config",
+    "config_problems",
+    "resolve",
+    "check_operating_point",
+    "check_mode",
+    "router_pairs",
+]
 
 #: Defaults of the section, read from the config schema.
 DEFAULTS: dict = defaults("router")
@@ -52,8 +62,10 @@ def check_operating_point(op, *, key: str = "router.operating_point") -> dict:
     fraction that reaches it is chosen).
     """
     if not isinstance(op, Mapping) or len(op) != 1 or next(iter(op)) not in ("llm_fraction", "llm_accuracy_share"):
-        raise RouterConfigError(f"{key}: must be {{llm_fraction: r}} or {{llm_accuracy_share: s}} (exactly one), got {op!r}")
-    (name, v), = op.items()
+        raise RouterConfigError(
+            f"{key}: must be {{llm_fraction: r}} or {{llm_accuracy_share: s}} (exactly one), got {op!r}"
+        )
+    ((name, v),) = op.items()
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise RouterConfigError(f"{key}.{name}: must be a number, got {v!r}")
     if name == "llm_fraction" and not 0 <= v <= 1:
@@ -73,8 +85,14 @@ def check_mode(mode, window, min_samples, *, prefix: str = "router.") -> None:
         raise RouterConfigError(f"{prefix}min_samples: {min_samples} is larger than {prefix}window ({window})")
 
 
-def check_config(router_cfg: Mapping | None, *, slms: Sequence[str], llms: Sequence[str], uq_methods: Sequence[str],
-                 routing_seeds: Sequence[int] | None = None) -> dict:
+def check_config(
+    router_cfg: Mapping | None,
+    *,
+    slms: Sequence[str],
+    llms: Sequence[str],
+    uq_methods: Sequence[str],
+    routing_seeds: Sequence[int] | None = None,
+) -> dict:
     """Check the `router:` section against the run; return it with defaults filled in.
 
     Raises :class:`RouterConfigError` naming the key for: unknown keys; ``methods`` that are not in
@@ -133,9 +151,13 @@ def config_problems(config: Mapping) -> list[str]:
     against its SLMs, LLMs, ``uq.methods`` and ``routing.seeds``), as start-up problems naming the
     key (called by :mod:`uqroute.preflight`)."""
     try:
-        check_config(config.get("router") or {}, slms=list(config.get("slms") or []), llms=list(config.get("llms") or []),
-                     uq_methods=list((config.get("uq") or {}).get("methods") or []),
-                     routing_seeds=(config.get("routing") or {}).get("seeds"))
+        check_config(
+            config.get("router") or {},
+            slms=list(config.get("slms") or []),
+            llms=list(config.get("llms") or []),
+            uq_methods=list((config.get("uq") or {}).get("methods") or []),
+            routing_seeds=(config.get("routing") or {}).get("seeds"),
+        )
     except ValueError as err:
         return [str(err)]
     return []

@@ -13,8 +13,9 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .file import read_router_file, threshold_value
 from .tracking import Decision, Monitor, QuantileThreshold, fraction_sd, warmup_samples
@@ -70,7 +71,9 @@ def _text(value: str, where: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
-        raise RequestError(f"{where} is not valid Unicode text (a lone surrogate at character {err.start})", param=where) from None
+        raise RequestError(
+            f"{where} is not valid Unicode text (a lone surrogate at character {err.start})", param=where
+        ) from None
     return value
 
 
@@ -113,8 +116,12 @@ def parse_request(body: Any, *, model_names: tuple[str, ...]) -> dict:
     if not isinstance(model, str) or not model:
         raise RequestError("model is required (GET /v1/models lists this router's name)", param="model")
     if model not in model_names:
-        raise RequestError(f"the model {_show(model)} does not exist here; this router serves {list(model_names)}", status=404,
-                           param="model", code="model_not_found")
+        raise RequestError(
+            f"the model {_show(model)} does not exist here; this router serves {list(model_names)}",
+            status=404,
+            param="model",
+            code="model_not_found",
+        )
     req = dict(body)
     req["messages"] = _messages(body.get("messages"))
     for key in ("max_tokens", "max_completion_tokens", "seed"):
@@ -124,17 +131,27 @@ def parse_request(body: Any, *, model_names: tuple[str, ...]) -> dict:
         raise RequestError("n must be 1: the router answers with one completion", param="n")
     if body.get("tools") or body.get("functions"):
         raise RequestError("tools and functions are not supported by the router", param="tools")
-    for key, lo, hi in (("temperature", 0, 2), ("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2)):
+    for key, lo, hi in (
+        ("temperature", 0, 2),
+        ("top_p", 0, 1),
+        ("presence_penalty", -2, 2),
+        ("frequency_penalty", -2, 2),
+    ):
         _number(body, key, lo, hi)
     # parameters the SLM's answer cannot honour are refused on both branches, so a reply never depends on the routing
     if body.get("logprobs") or body.get("top_logprobs"):
         raise RequestError("logprobs are not supported by the router: the SLM's answers carry none", param="logprobs")
     rf = body.get("response_format")
     if rf is not None and rf != {"type": "text"}:
-        raise RequestError("response_format other than {\"type\": \"text\"} is not supported by the router: the SLM's answers "
-                           "are not constrained", param="response_format")
+        raise RequestError(
+            'response_format other than {"type": "text"} is not supported by the router: the SLM\'s answers '
+            "are not constrained",
+            param="response_format",
+        )
     if body.get("logit_bias"):
-        raise RequestError("logit_bias is not supported by the router: the SLM decodes greedily without it", param="logit_bias")
+        raise RequestError(
+            "logit_bias is not supported by the router: the SLM decodes greedily without it", param="logit_bias"
+        )
     stop = body.get("stop")
     if stop is not None:
         stops = [stop] if isinstance(stop, str) else stop
@@ -149,8 +166,12 @@ def parse_request(body: Any, *, model_names: tuple[str, ...]) -> dict:
     if so is not None:
         if not req["stream"]:
             raise RequestError("stream_options is only allowed with stream: true", param="stream_options")
-        if not isinstance(so, dict) or set(so) - {"include_usage"} or not isinstance(so.get("include_usage", False), bool):
-            raise RequestError("stream_options must be {\"include_usage\": true|false}", param="stream_options")
+        if (
+            not isinstance(so, dict)
+            or set(so) - {"include_usage"}
+            or not isinstance(so.get("include_usage", False), bool)
+        ):
+            raise RequestError('stream_options must be {"include_usage": true|false}', param="stream_options")
     req["include_usage"] = bool((so or {}).get("include_usage", False))
     if body.get("user") is not None and not isinstance(body["user"], str):
         raise RequestError("user must be a string", param="user")
@@ -198,10 +219,27 @@ class Router:
         llm_max_model_len: the LLM's context in tokens (None: read from the upstream's ``/models`` when it says).
     """
 
-    def __init__(self, doc: Mapping, *, router_path=None, slm_dir=None, upstream=None, fallback: bool = False, mode: str | None = None,
-                 name: str | None = None, scorer=None, device: str | None = None, batch_size: int = 16, max_batch_rows: int = 128,
-                 min_samples="auto", client_share: float | None = 0.1, dedupe: bool = True, max_shift: float | None = 0.2,
-                 on_truncated: str = "route", llm_max_model_len: int | None = None):
+    def __init__(
+        self,
+        doc: Mapping,
+        *,
+        router_path=None,
+        slm_dir=None,
+        upstream=None,
+        fallback: bool = False,
+        mode: str | None = None,
+        name: str | None = None,
+        scorer=None,
+        device: str | None = None,
+        batch_size: int = 16,
+        max_batch_rows: int = 128,
+        min_samples="auto",
+        client_share: float | None = 0.1,
+        dedupe: bool = True,
+        max_shift: float | None = 0.2,
+        on_truncated: str = "route",
+        llm_max_model_len: int | None = None,
+    ):
         self.doc = dict(doc)
         self.slm, self.method = doc["slm"], doc["method"]
         self.name = name or f"uqroute-{self.slm}-{self.method}"
@@ -220,20 +258,40 @@ class Router:
         else:
             warm = int(min_samples)
         self.warmup = {
-            "min_samples": warm, "source": min_samples if min_samples in ("auto", "file") else "option", "holdout_n": n_holdout,
+            "min_samples": warm,
+            "source": min_samples if min_samples in ("auto", "file") else "option",
+            "holdout_n": n_holdout,
             # the realised LLM-call fraction's sd over the first N requests on hold-out-like traffic (calibrated threshold:
             # the hold-out's own sampling error plus the requests'), and over the window once tracking has started
             "fraction_sd_warmup": _num(math.hypot(fraction_sd(self.target, n_holdout), fraction_sd(self.target, warm))),
             "fraction_sd_tracking": _num(fraction_sd(self.target, window)),
             "max_shift": max_shift,
         }
-        self.threshold = QuantileThreshold(self.target, t, float(op["q"]), mode=self.mode, window=window, min_samples=warm,
-                                           seed=int(doc["inference"]["seed"]), client_share=client_share, dedupe=dedupe,
-                                           reference=doc["holdout"]["confidence"], max_shift=max_shift)
+        self.threshold = QuantileThreshold(
+            self.target,
+            t,
+            float(op["q"]),
+            mode=self.mode,
+            window=window,
+            min_samples=warm,
+            seed=int(doc["inference"]["seed"]),
+            client_share=client_share,
+            dedupe=dedupe,
+            reference=doc["holdout"]["confidence"],
+            max_shift=max_shift,
+        )
         b = self.threshold.bounds()
-        self.warmup["bounds"] = None if b is None else {"low": [_num(b[0][0]), b[0][1]], "high": [_num(b[1][0]), b[1][1]]}
-        self.monitor = Monitor(self.target, doc["holdout"]["confidence"], window=window, min_samples=warm,
-                               drift_margin=serving["drift_margin"], name=self.name)
+        self.warmup["bounds"] = (
+            None if b is None else {"low": [_num(b[0][0]), b[0][1]], "high": [_num(b[1][0]), b[1][1]]}
+        )
+        self.monitor = Monitor(
+            self.target,
+            doc["holdout"]["confidence"],
+            window=window,
+            min_samples=warm,
+            drift_margin=serving["drift_margin"],
+            name=self.name,
+        )
         self.budget = int(doc["inference"]["max_tokens"])
         self.llm_max_model_len = llm_max_model_len
         self.llm_max_model_len_set = llm_max_model_len is not None  # else the server reads it off the upstream
@@ -250,17 +308,36 @@ class Router:
 
             model_dir = slm_dir or doc["slm_model"]["model_dir"]
             if model_dir is None:
-                raise ValueError(f"router {self.name}: the router file names no SLM directory; pass slm_dir (--slm-dir)")
+                raise ValueError(
+                    f"router {self.name}: the router file names no SLM directory; pass slm_dir (--slm-dir)"
+                )
             if not Path(model_dir).is_dir():
-                raise FileNotFoundError(f"router {self.name}: SLM directory {model_dir} does not exist (snakemake fetches it to "
-                                        f"resources/models/{self.slm}; or pass --slm-dir)")
-            scorer = SLMScorer(self.doc, model_dir, router_dir=Path(router_path).parent if router_path else None, device=device,
-                               batch_size=batch_size, max_batch_rows=max_batch_rows)
+                raise FileNotFoundError(
+                    f"router {self.name}: SLM directory {model_dir} does not exist (snakemake fetches it to "
+                    f"resources/models/{self.slm}; or pass --slm-dir)"
+                )
+            scorer = SLMScorer(
+                self.doc,
+                model_dir,
+                router_dir=Path(router_path).parent if router_path else None,
+                device=device,
+                batch_size=batch_size,
+                max_batch_rows=max_batch_rows,
+            )
         self.scorer = scorer
 
     @classmethod
-    def from_file(cls, path, *, llm_base_url: str | None = None, llm_model: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                  max_retries: int = 2, timeout_s: float = 60.0, **kw) -> "Router":
+    def from_file(
+        cls,
+        path,
+        *,
+        llm_base_url: str | None = None,
+        llm_model: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_retries: int = 2,
+        timeout_s: float = 60.0,
+        **kw,
+    ) -> Router:
         """A router from a router file; with ``llm_base_url`` and ``llm_model``, routed requests go there."""
         doc = read_router_file(path)
         upstream = None
@@ -269,7 +346,9 @@ class Router:
                 raise ValueError("give both llm_base_url and llm_model (or neither)")
             from .upstream import Upstream
 
-            upstream = Upstream(llm_base_url, llm_model, api_key_env=api_key_env, max_retries=max_retries, timeout_s=timeout_s)
+            upstream = Upstream(
+                llm_base_url, llm_model, api_key_env=api_key_env, max_retries=max_retries, timeout_s=timeout_s
+            )
         return cls(doc, router_path=path, upstream=upstream, **kw)
 
     # ------------------------------------------------------------ deciding
@@ -282,7 +361,9 @@ class Router:
         of the tracking window); with ``mark`` it is decided by its confidence and marked.
         """
         conf = scored if isinstance(scored, (int, float)) or scored is None else scored.confidence
-        d = self.threshold.decide(conf, client=client, key=key, trusted=not (self.truncated(scored) and self.on_truncated == "route"))
+        d = self.threshold.decide(
+            conf, client=client, key=key, trusted=not (self.truncated(scored) and self.on_truncated == "route")
+        )
         d = self.after_answer(scored, d)
         if record:
             self.record(conf, d.routed)
@@ -311,10 +392,21 @@ class Router:
         """The ``uqroute`` field of a response (JSON-safe: non-finite numbers are null)."""
         llm = self.upstream.model if self.upstream is not None else None
         return {
-            "answered_by": answered_by, "model": llm if answered_by == "llm" else self.slm, "slm": self.slm, "llm": llm,
-            "method": self.method, "confidence": _num(scored.confidence), "threshold": _num(decision.threshold), "q": decision.q,
-            "routed": decision.routed, "threshold_source": decision.source, "mode": self.mode, "llm_fraction_target": self.target,
-            "extra_cost": self.extra_cost, "truncated": self.truncated(scored), "slm_decoded": bool(getattr(scored, "decoded", True)),
+            "answered_by": answered_by,
+            "model": llm if answered_by == "llm" else self.slm,
+            "slm": self.slm,
+            "llm": llm,
+            "method": self.method,
+            "confidence": _num(scored.confidence),
+            "threshold": _num(decision.threshold),
+            "q": decision.q,
+            "routed": decision.routed,
+            "threshold_source": decision.source,
+            "mode": self.mode,
+            "llm_fraction_target": self.target,
+            "extra_cost": self.extra_cost,
+            "truncated": self.truncated(scored),
+            "slm_decoded": bool(getattr(scored, "decoded", True)),
             **extra,
         }
 
@@ -323,18 +415,36 @@ class Router:
         def fmt(x):
             return "null" if x is None else (json.dumps(x) if not isinstance(x, str) else x)
 
-        return {"x-uqroute-model": fmt(info["model"]), "x-uqroute-answered-by": info["answered_by"],
-                "x-uqroute-confidence": fmt(info["confidence"]), "x-uqroute-threshold": fmt(info["threshold"]),
-                "x-uqroute-routed": fmt(info["routed"])}
+        return {
+            "x-uqroute-model": fmt(info["model"]),
+            "x-uqroute-answered-by": info["answered_by"],
+            "x-uqroute-confidence": fmt(info["confidence"]),
+            "x-uqroute-threshold": fmt(info["threshold"]),
+            "x-uqroute-routed": fmt(info["routed"]),
+        }
 
     def slm_completion(self, scored, request_id: str, info: Mapping, max_tokens: int | None = None, stop=None) -> dict:
         """The SLM's answer as an OpenAI chat completion (``model`` is the SLM's name), cut at the client's
         ``max_tokens`` and ``stop`` (:meth:`.slm.SLMScorer.reply`)."""
         text, finish, n = self.scorer.reply(scored, max_tokens, stop)
         return {
-            "id": request_id, "object": "chat.completion", "created": int(time.time()), "model": self.slm,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": scored.prompt_tokens, "completion_tokens": n, "total_tokens": scored.prompt_tokens + n},
+            "id": request_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.slm,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": scored.prompt_tokens,
+                "completion_tokens": n,
+                "total_tokens": scored.prompt_tokens + n,
+            },
             "uqroute": dict(info),
         }
 
@@ -362,7 +472,9 @@ class Router:
 
     def log_request(self, **fields) -> None:
         """One JSON line per request on logger ``uqroute.router.requests`` (never the key: it is not in any field)."""
-        request_log.info(json.dumps({k: (_num(v) if isinstance(v, float) else v) for k, v in fields.items()}, sort_keys=True))
+        request_log.info(
+            json.dumps({k: (_num(v) if isinstance(v, float) else v) for k, v in fields.items()}, sort_keys=True)
+        )
 
     def max_tokens(self, requested: int | None = None) -> int:
         """The SLM's decoding budget: always the router file's (``inference.max_tokens``), whatever the client asks,
@@ -394,7 +506,9 @@ class Router:
             self._account(info, "ok", rid, t0, False)
             return out
         if self.upstream is None:
-            raise RuntimeError(f"router {self.name}: the request is routed to the LLM, but no LLM was given (llm_base_url, llm_model)")
+            raise RuntimeError(
+                f"router {self.name}: the request is routed to the LLM, but no LLM was given (llm_base_url, llm_model)"
+            )
         t1 = time.perf_counter()
         try:
             resp = self.upstream.complete({**params, "messages": msgs, "max_tokens": max_tokens})
@@ -403,10 +517,28 @@ class Router:
             if self.metrics is not None:
                 self.metrics.upstream_errors.labels(router=self.name, code=err.code).inc()
             if not self.fallback:
-                self._account({"answered_by": "llm", "confidence": scored.confidence, "threshold": decision.threshold, "routed": True},
-                              "error", rid, t0, False, error=str(err), detail=err.detail)
+                self._account(
+                    {
+                        "answered_by": "llm",
+                        "confidence": scored.confidence,
+                        "threshold": decision.threshold,
+                        "routed": True,
+                    },
+                    "error",
+                    rid,
+                    t0,
+                    False,
+                    error=str(err),
+                    detail=err.detail,
+                )
                 raise
-            info = self.info(scored, decision, "slm_fallback", upstream_error=str(err), latency={**lat, "total_s": time.perf_counter() - t0})
+            info = self.info(
+                scored,
+                decision,
+                "slm_fallback",
+                upstream_error=str(err),
+                latency={**lat, "total_s": time.perf_counter() - t0},
+            )
             self._account(info, "ok", rid, t0, False, detail=err.detail)
             return self.slm_completion(scored, rid, info, max_tokens, params.get("stop"))
         lat["upstream_s"] = time.perf_counter() - t1
@@ -428,17 +560,29 @@ class Router:
             if "upstream_s" in lat:
                 self.metrics.upstream_latency.labels(router=self.name).observe(lat["upstream_s"])
         lat = info.get("latency") or {}
-        self.log_request(request_id=rid, status=status, answered_by=info["answered_by"], routed=info.get("routed"),
-                         confidence=info.get("confidence"), threshold=info.get("threshold"), q=info.get("q"),
-                         threshold_source=info.get("threshold_source"), stream=stream, total_s=total,
-                         slm_s=lat.get("slm_s"), confidence_s=lat.get("confidence_s"), upstream_s=lat.get("upstream_s"), **extra)
+        self.log_request(
+            request_id=rid,
+            status=status,
+            answered_by=info["answered_by"],
+            routed=info.get("routed"),
+            confidence=info.get("confidence"),
+            threshold=info.get("threshold"),
+            q=info.get("q"),
+            threshold_source=info.get("threshold_source"),
+            stream=stream,
+            total_s=total,
+            slm_s=lat.get("slm_s"),
+            confidence_s=lat.get("confidence_s"),
+            upstream_s=lat.get("upstream_s"),
+            **extra,
+        )
 
     def close(self) -> None:
         self.scorer.close()
         if self.upstream is not None:
             self.upstream.close()
 
-    def __enter__(self) -> "Router":
+    def __enter__(self) -> Router:
         return self
 
     def __exit__(self, *exc) -> None:

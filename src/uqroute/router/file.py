@@ -6,21 +6,44 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .. import io
 from ..schema import ROUTER_FILE
 
-__all__ = ["FORMAT", "VERSION", "RouterFileError", "check_router_file", "read_router_file", "write_router_file",
-           "file_sha256", "threshold_value", "INFERENCE_KEYS"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "RouterFileError",
+    "check_router_file",
+    "read_router_file",
+    "write_router_file",
+    "file_sha256",
+    "threshold_value",
+    "INFERENCE_KEYS",
+]
 
 FORMAT = "uqroute-router"
 VERSION = 1
 #: The keys of the file's ``inference`` section taken from the pipeline's ``inference`` config.
-INFERENCE_KEYS = ("hidden_layer", "num_samples", "sample_temperature", "sample_max_new_tokens", "verbal_max_new_tokens", "dtype")
+INFERENCE_KEYS = (
+    "hidden_layer",
+    "num_samples",
+    "sample_temperature",
+    "sample_max_new_tokens",
+    "verbal_max_new_tokens",
+    "dtype",
+)
 
-_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "array": (list,), "object": (dict,)}
+_TYPES = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
 
 
 class RouterFileError(ValueError):
@@ -65,7 +88,11 @@ def check_router_file(obj, *, where: str = "router file") -> dict:
             path = f"{prefix}{k}"
             if path not in fields:
                 raise RouterFileError(f"{where}: undocumented field {path!r}")
-            if isinstance(v, Mapping) and fields[path].type == "object" and any(p.startswith(path + ".") for p in fields):
+            if (
+                isinstance(v, Mapping)
+                and fields[path].type == "object"
+                and any(p.startswith(path + ".") for p in fields)
+            ):
                 walk(v, path + ".")
 
     walk(obj, "")

@@ -21,39 +21,109 @@ class RouterMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         labels = {"router": router_name}
-        self.requests = Counter("uqroute_router_requests", "Chat requests answered, by the model that answered "
-                                "(slm, llm, slm_fallback) and status (ok, error).", ["router", "answered_by", "status"], registry=r)
-        self.rejected = Counter("uqroute_router_rejected_requests", "Requests refused with a 4xx (malformed, unknown model, too long).",
-                                ["router", "code"], registry=r)
-        self.upstream_errors = Counter("uqroute_router_upstream_errors", "Upstream calls that failed after the client's retries.",
-                                       ["router", "code"], registry=r)
-        self.disconnects = Counter("uqroute_router_client_disconnects", "Routed streams the client left before their end.",
-                                   ["router"], registry=r)
-        self.latency = Histogram("uqroute_router_request_seconds", "End-to-end request latency.", ["router", "answered_by"],
-                                 buckets=_LATENCY_BUCKETS, registry=r)
-        self.slm_latency = Histogram("uqroute_router_slm_seconds", "SLM answer + confidence latency (queueing and the shared engine).",
-                                     ["router"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.confidence_seconds = Histogram("uqroute_router_confidence_seconds", "Time to turn the engine's results into the "
-                                            "confidence (parsing, the UQ method, the probe).", ["router"],
-                                            buckets=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1), registry=r)
-        self.upstream_latency = Histogram("uqroute_router_upstream_seconds", "Upstream LLM latency (to the full answer, or the "
-                                          "stream's end).", ["router"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.confidence = Histogram("uqroute_router_confidence", "Live confidences.", ["router"],
-                                    buckets=tuple(i / 20 for i in range(1, 21)), registry=r)
-        self.realised = Gauge("uqroute_router_llm_fraction_realised", "Realised LLM-call fraction over the live window.", ["router"], registry=r)
-        self.target = Gauge("uqroute_router_llm_fraction_target", "The target LLM-call fraction (the operating point).", ["router"], registry=r)
+        self.requests = Counter(
+            "uqroute_router_requests",
+            "Chat requests answered, by the model that answered (slm, llm, slm_fallback) and status (ok, error).",
+            ["router", "answered_by", "status"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "uqroute_router_rejected_requests",
+            "Requests refused with a 4xx (malformed, unknown model, too long).",
+            ["router", "code"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "uqroute_router_upstream_errors",
+            "Upstream calls that failed after the client's retries.",
+            ["router", "code"],
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "uqroute_router_client_disconnects",
+            "Routed streams the client left before their end.",
+            ["router"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "uqroute_router_request_seconds",
+            "End-to-end request latency.",
+            ["router", "answered_by"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.slm_latency = Histogram(
+            "uqroute_router_slm_seconds",
+            "SLM answer + confidence latency (queueing and the shared engine).",
+            ["router"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.confidence_seconds = Histogram(
+            "uqroute_router_confidence_seconds",
+            "Time to turn the engine's results into the confidence (parsing, the UQ method, the probe).",
+            ["router"],
+            buckets=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1),
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "uqroute_router_upstream_seconds",
+            "Upstream LLM latency (to the full answer, or the stream's end).",
+            ["router"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "uqroute_router_confidence",
+            "Live confidences.",
+            ["router"],
+            buckets=tuple(i / 20 for i in range(1, 21)),
+            registry=r,
+        )
+        self.realised = Gauge(
+            "uqroute_router_llm_fraction_realised",
+            "Realised LLM-call fraction over the live window.",
+            ["router"],
+            registry=r,
+        )
+        self.target = Gauge(
+            "uqroute_router_llm_fraction_target",
+            "The target LLM-call fraction (the operating point).",
+            ["router"],
+            registry=r,
+        )
         self.margin = Gauge("uqroute_router_drift_margin", "Drift margin around the target.", ["router"], registry=r)
-        self.drift = Gauge("uqroute_router_drift", "1 while the realised fraction is farther than the margin from the target.", ["router"], registry=r)
-        self.w1 = Gauge("uqroute_router_w1_holdout", "Wasserstein-1 distance between the live window's confidences and the hold-out set's.",
-                        ["router"], registry=r)
+        self.drift = Gauge(
+            "uqroute_router_drift",
+            "1 while the realised fraction is farther than the margin from the target.",
+            ["router"],
+            registry=r,
+        )
+        self.w1 = Gauge(
+            "uqroute_router_w1_holdout",
+            "Wasserstein-1 distance between the live window's confidences and the hold-out set's.",
+            ["router"],
+            registry=r,
+        )
         self.window = Gauge("uqroute_router_window_requests", "Requests in the live window.", ["router"], registry=r)
-        self.threshold = Gauge("uqroute_router_threshold", "The threshold the next request is decided with.", ["router"], registry=r)
+        self.threshold = Gauge(
+            "uqroute_router_threshold", "The threshold the next request is decided with.", ["router"], registry=r
+        )
         self.q = Gauge("uqroute_router_threshold_q", "Its tied fraction q.", ["router"], registry=r)
         self.in_flight = Gauge("uqroute_router_requests_in_flight", "Requests being answered.", ["router"], registry=r)
-        self.engine_requests = Gauge("uqroute_router_engine_requests", "Requests in the SLM's engine now.", ["router"], registry=r)
-        self.engine_peak = Gauge("uqroute_router_engine_requests_peak", "Most requests in the SLM's engine at once since start "
-                                 "(concurrent requests share its continuous-batching pool).", ["router"], registry=r)
-        self.engine_steps = Gauge("uqroute_router_engine_steps", "Scheduling steps of the SLM's engine since start.", ["router"], registry=r)
+        self.engine_requests = Gauge(
+            "uqroute_router_engine_requests", "Requests in the SLM's engine now.", ["router"], registry=r
+        )
+        self.engine_peak = Gauge(
+            "uqroute_router_engine_requests_peak",
+            "Most requests in the SLM's engine at once since start "
+            "(concurrent requests share its continuous-batching pool).",
+            ["router"],
+            registry=r,
+        )
+        self.engine_steps = Gauge(
+            "uqroute_router_engine_steps", "Scheduling steps of the SLM's engine since start.", ["router"], registry=r
+        )
         self.labels = labels
         self.target.labels(**labels).set(target_fraction)
         self.margin.labels(**labels).set(drift_margin)

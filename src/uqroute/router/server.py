@@ -20,7 +20,6 @@ answer, marked ``slm_fallback``), 503 when the SLM's engine is down. Anything un
 in the same shape, whose message names no exception, logged with its traceback.
 """
 
-
 import asyncio
 import hmac
 import json
@@ -47,11 +46,21 @@ def _payload(status: int, message: str, *, type_: str, rid: str | None, param=No
     return {"error": {"message": message, "type": type_, "param": param, "code": code, "request_id": rid}}
 
 
-def _error(status: int, message: str, *, type_: str, rid: str | None = None, param: str | None = None, code: str | None = None,
-           headers=None):
+def _error(
+    status: int,
+    message: str,
+    *,
+    type_: str,
+    rid: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+    headers=None,
+):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse(_payload(status, message, type_=type_, rid=rid, param=param, code=code), status_code=status, headers=headers)
+    return JSONResponse(
+        _payload(status, message, type_=type_, rid=rid, param=param, code=code), status_code=status, headers=headers
+    )
 
 
 def _sse(obj) -> bytes:
@@ -86,12 +95,25 @@ class _Guard:
         self.client_header = client_header.lower().encode() if client_header else None
 
     async def _reply(self, send, status: int, body: dict, rid: str, extra=()):
-        logging.getLogger("uqroute.router.requests").info(json.dumps(
-            {"request_id": rid, "status": "rejected", "http_status": status, "error": body["error"]["message"]}, sort_keys=True))
+        logging.getLogger("uqroute.router.requests").info(
+            json.dumps(
+                {"request_id": rid, "status": "rejected", "http_status": status, "error": body["error"]["message"]},
+                sort_keys=True,
+            )
+        )
         data = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                                (b"x-request-id", rid.encode()), *extra]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(data)).encode()),
+                    (b"x-request-id", rid.encode()),
+                    *extra,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": data})
 
     async def __call__(self, scope, receive, send):
@@ -104,8 +126,13 @@ class _Guard:
 
         async def send_with_id(msg):
             if msg["type"] == "http.response.start":
-                msg = {**msg, "headers": [*[(k, v) for k, v in msg.get("headers", []) if k.lower() != b"x-request-id"],
-                                          (b"x-request-id", rid.encode())]}
+                msg = {
+                    **msg,
+                    "headers": [
+                        *[(k, v) for k, v in msg.get("headers", []) if k.lower() != b"x-request-id"],
+                        (b"x-request-id", rid.encode()),
+                    ],
+                }
             await send(msg)
 
         if self.keys and scope["path"].startswith("/v1/"):
@@ -114,9 +141,19 @@ class _Guard:
             # compare with every key, always (constant time in the key and in which key matched)
             match = [hmac.compare_digest(got, k) for k in self.keys]
             if not any(match):
-                return await self._reply(send, 401, _payload(401, "a valid API key is required (Authorization: Bearer <key>)",
-                                                             type_="invalid_request_error", rid=rid, code="invalid_api_key"),
-                                         rid, [(b"www-authenticate", b"Bearer")])
+                return await self._reply(
+                    send,
+                    401,
+                    _payload(
+                        401,
+                        "a valid API key is required (Authorization: Bearer <key>)",
+                        type_="invalid_request_error",
+                        rid=rid,
+                        code="invalid_api_key",
+                    ),
+                    rid,
+                    [(b"www-authenticate", b"Bearer")],
+                )
             if len(self.keys) > 1:
                 state["client_id"] = f"key{match.index(True)}"
         if self.client_header is not None and self.client_header in headers:
@@ -144,10 +181,20 @@ class _Guard:
                     break
         if too_big or size > self.max_body:
             shown = declared if declared > self.max_body else size
-            return await self._reply(send, 413, _payload(
-                413, f"the request body ({shown} bytes or more) is larger than the router's limit of {self.max_body} bytes "
-                     "(--max-body-bytes)", type_="invalid_request_error", rid=rid, code="request_too_large"), rid,
-                [(b"connection", b"close")])
+            return await self._reply(
+                send,
+                413,
+                _payload(
+                    413,
+                    f"the request body ({shown} bytes or more) is larger than the router's limit of {self.max_body} bytes "
+                    "(--max-body-bytes)",
+                    type_="invalid_request_error",
+                    rid=rid,
+                    code="request_too_large",
+                ),
+                rid,
+                [(b"connection", b"close")],
+            )
         body, sent = b"".join(chunks), False
 
         async def replay():
@@ -164,16 +211,33 @@ def _slm_chunks(router: Router, text: str, finish: str, n: int, scored, rid: str
     """The SLM's (already complete) answer as chat.completion.chunk events."""
     created = int(time.time())
     base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": router.slm}
-    yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}], "uqroute": info})
+    yield _sse(
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+            "uqroute": info,
+        }
+    )
     yield _sse({**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
     yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     if include_usage:
-        yield _sse({**base, "choices": [], "usage": {"prompt_tokens": scored.prompt_tokens, "completion_tokens": n,
-                                                     "total_tokens": scored.prompt_tokens + n}})
+        yield _sse(
+            {
+                **base,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": scored.prompt_tokens,
+                    "completion_tokens": n,
+                    "total_tokens": scored.prompt_tokens + n,
+                },
+            }
+        )
     yield b"data: [DONE]\n\n"
 
 
-def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs: bool = True, client_header: str | None = None):
+def create_app(
+    routers, *, max_body_bytes: int | None = None, api_keys=(), docs: bool = True, client_header: str | None = None
+):
     """The FastAPI application serving ``routers`` (one :class:`Router` or several, each under its own name).
 
     ``max_body_bytes`` (None: :data:`DEFAULT_MAX_BODY_BYTES_PER_TOKEN` × the largest SLM context, or 1 MiB
@@ -230,10 +294,19 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
-        msg = (f"no route {request.method} {request.url.path} (this server has POST /v1/chat/completions, GET /v1/models, "
-               "/health, /ready, /metrics)" if exc.status_code in (404, 405) else str(exc.detail))
-        return _error(exc.status_code, msg, type_="invalid_request_error", rid=rid_of(request),
-                      code="not_found" if exc.status_code == 404 else None)
+        msg = (
+            f"no route {request.method} {request.url.path} (this server has POST /v1/chat/completions, GET /v1/models, "
+            "/health, /ready, /metrics)"
+            if exc.status_code in (404, 405)
+            else str(exc.detail)
+        )
+        return _error(
+            exc.status_code,
+            msg,
+            type_="invalid_request_error",
+            rid=rid_of(request),
+            code="not_found" if exc.status_code == 404 else None,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc):
@@ -243,14 +316,23 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
     async def internal_error(request, exc):
         rid = rid_of(request)
         log.error("request %s failed", rid, exc_info=exc)
-        return _error(500, f"internal error; the router's log has the details under request id {rid}", type_="server_error", rid=rid)
+        return _error(
+            500,
+            f"internal error; the router's log has the details under request id {rid}",
+            type_="server_error",
+            rid=rid,
+        )
 
     @app.get("/health")
     async def health(request: Request):
         down = [r.name for r in routers if not r.scorer.worker.alive]
         if down:
-            return _error(503, f"the SLM's engine is not running (router {', '.join(down)})", type_="service_unavailable",
-                          rid=rid_of(request))
+            return _error(
+                503,
+                f"the SLM's engine is not running (router {', '.join(down)})",
+                type_="service_unavailable",
+                rid=rid_of(request),
+            )
         return {"status": "ok", "router": names[0] if len(names) == 1 else list(names)}
 
     @app.get("/ready")
@@ -261,8 +343,12 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
             slm = "ok" if r.scorer.worker.alive else "down"
             up = states[r.name]
             ok = ok and slm == "ok" and up["state"] in ("ready", "none")
-            body[r.name] = {"slm": slm, "upstream": up["state"], "upstream_message": up["message"],
-                            "llm_max_model_len": r.llm_max_model_len}
+            body[r.name] = {
+                "slm": slm,
+                "upstream": up["state"],
+                "upstream_message": up["message"],
+                "llm_max_model_len": r.llm_max_model_len,
+            }
         return JSONResponse({"status": "ready" if ok else "not_ready", "routers": body}, status_code=200 if ok else 503)
 
     @app.get("/v1/models")
@@ -270,24 +356,43 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
         data = []
         for r in routers:
             op = r.doc["operating_point"]
-            data.append({"id": r.name, "object": "model", "created": 0, "owned_by": "uqroute",
-                         "uqroute": {"slm": r.slm, "method": r.method, "llm": r.upstream.model if r.upstream else None,
-                                     "mode": r.mode, "llm_fraction": op["llm_fraction"], "threshold": op["threshold"], "q": op["q"],
-                                     "predicted_accuracy": op["predicted_accuracy"], "budget": r.budget, "warmup": r.warmup,
-                                     "on_truncated": r.on_truncated}})
+            data.append(
+                {
+                    "id": r.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "uqroute",
+                    "uqroute": {
+                        "slm": r.slm,
+                        "method": r.method,
+                        "llm": r.upstream.model if r.upstream else None,
+                        "mode": r.mode,
+                        "llm_fraction": op["llm_fraction"],
+                        "threshold": op["threshold"],
+                        "q": op["q"],
+                        "predicted_accuracy": op["predicted_accuracy"],
+                        "budget": r.budget,
+                        "warmup": r.warmup,
+                        "on_truncated": r.on_truncated,
+                    },
+                }
+            )
         return {"object": "list", "data": data}
 
     @app.get("/metrics")
     async def metrics():
         from .metrics import CONTENT_TYPE, render_all
 
-        return Response(render_all((r.metrics, r.scorer.worker) for r in routers if r.metrics is not None), media_type=CONTENT_TYPE)
+        return Response(
+            render_all((r.metrics, r.scorer.worker) for r in routers if r.metrics is not None), media_type=CONTENT_TYPE
+        )
 
     def reject(router, err: RequestError, rid: str, t0: float):
         if router is not None and router.metrics is not None:
             router.metrics.rejected.labels(router=router.name, code=str(err.status)).inc()
-        (router or routers[0]).log_request(request_id=rid, status="rejected", http_status=err.status, error=str(err),
-                                           total_s=time.perf_counter() - t0)
+        (router or routers[0]).log_request(
+            request_id=rid, status="rejected", http_status=err.status, error=str(err), total_s=time.perf_counter() - t0
+        )
         return _error(err.status, str(err), type_="invalid_request_error", rid=rid, param=err.param, code=err.code)
 
     def prepare(raw: bytes):
@@ -319,10 +424,19 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
                     m.in_flight.labels(router=router.name).dec()
         except Exception:  # noqa: BLE001  (never a crash: an OpenAI-format 500, logged with its traceback)
             log.exception("request %s failed", rid)
-            (router or routers[0]).log_request(request_id=rid, status="error", http_status=500, error="internal error",
-                                               total_s=time.perf_counter() - t0)
-            return _error(500, f"internal error; the router's log has the details under request id {rid}", type_="server_error",
-                          rid=rid)
+            (router or routers[0]).log_request(
+                request_id=rid,
+                status="error",
+                http_status=500,
+                error="internal error",
+                total_s=time.perf_counter() - t0,
+            )
+            return _error(
+                500,
+                f"internal error; the router's log has the details under request id {rid}",
+                type_="server_error",
+                rid=rid,
+            )
 
     async def _engine(submit, *args):
         """Run one submission on the SLM's engine: its results, or the RequestError / EngineStopped to answer with."""
@@ -381,7 +495,9 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
         return JSONResponse(resp, headers=router.headers(info))
 
     async def _answer_slm(router, req, scored, decision, rid, t0, lat, answered_by, **extra):
-        if not scored.decoded:  # decided at prefill and routed, but the LLM failed: the fallback needs the SLM's answer now
+        if (
+            not scored.decoded
+        ):  # decided at prefill and routed, but the LLM failed: the fallback needs the SLM's answer now
             try:
                 whole = await _answer(router, req, rid)
             except (RequestError, EngineStopped) as err:
@@ -393,9 +509,14 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
         info.pop("_detail", None)
         router._account(info, "ok", rid, t0, req["stream"], **({"detail": detail} if detail else {}))
         if req["stream"]:
-            text, finish, n = await asyncio.to_thread(router.scorer.reply, scored, req["slm_max_tokens"], req.get("stop"))
-            return StreamingResponse(_slm_chunks(router, text, finish, n, scored, rid, info, req["include_usage"]),
-                                     media_type="text/event-stream", headers=router.headers(info))
+            text, finish, n = await asyncio.to_thread(
+                router.scorer.reply, scored, req["slm_max_tokens"], req.get("stop")
+            )
+            return StreamingResponse(
+                _slm_chunks(router, text, finish, n, scored, rid, info, req["include_usage"]),
+                media_type="text/event-stream",
+                headers=router.headers(info),
+            )
         out = await asyncio.to_thread(router.slm_completion, scored, rid, info, req["slm_max_tokens"], req.get("stop"))
         return JSONResponse(out, headers=router.headers(info))
 
@@ -404,11 +525,16 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
         if router.metrics is not None:
             router.metrics.upstream_errors.labels(router=router.name, code=err.code).inc()
         if router.fallback:
-            return await _answer_slm(router, req, scored, decision, rid, t0, lat, "slm_fallback", upstream_error=str(err),
-                                     _detail=err.detail)
+            return await _answer_slm(
+                router, req, scored, decision, rid, t0, lat, "slm_fallback", upstream_error=str(err), _detail=err.detail
+            )
         info = router.info(scored, decision, "llm", latency={**lat, "total_s": time.perf_counter() - t0})
-        router._account(info, "error", rid, t0, req["stream"], error=str(err), detail=err.detail, http_status=err.status)
-        return _error(err.status, str(err), type_="upstream_error", rid=rid, code=err.code, headers=router.headers(info))
+        router._account(
+            info, "error", rid, t0, req["stream"], error=str(err), detail=err.detail, http_status=err.status
+        )
+        return _error(
+            err.status, str(err), type_="upstream_error", rid=rid, code=err.code, headers=router.headers(info)
+        )
 
     async def _stream_llm(router, req, scored, decision, rid, t0, lat):
         t1 = time.perf_counter()
@@ -431,8 +557,12 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
                         finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or [])
                         yield _sse(chunk)
                     if not finished:  # the upstream closed the stream without saying why: it broke off
-                        raise UpstreamError("the upstream LLM broke off the stream (no finish_reason)", 502, "upstream_broke_off",
-                                            detail="the upstream stream ended without a finish_reason")
+                        raise UpstreamError(
+                            "the upstream LLM broke off the stream (no finish_reason)",
+                            502,
+                            "upstream_broke_off",
+                            detail="the upstream stream ended without a finish_reason",
+                        )
                 except UpstreamError as err:  # mid-stream: the headers are sent, so the error is an event
                     status, error, detail = "error", str(err), err.detail
                     if m is not None:
@@ -447,8 +577,15 @@ def create_app(routers, *, max_body_bytes: int | None = None, api_keys=(), docs:
                     if m is not None:
                         m.disconnects.labels(router=router.name).inc()
                     await chunks.aclose()
-                router._account({**info, "latency": {**lat}}, status, rid, t0, True,
-                                **({"error": error} if error else {}), **({"detail": detail} if detail else {}))
+                router._account(
+                    {**info, "latency": {**lat}},
+                    status,
+                    rid,
+                    t0,
+                    True,
+                    **({"error": error} if error else {}),
+                    **({"detail": detail} if detail else {}),
+                )
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=router.headers(info))
 

@@ -182,7 +182,9 @@ class Scored:
     engine_s: float  # from submission to the last job's result (queueing + the shared engine work)
     confidence_s: float  # turning the engine's results into the confidence (parsing, the UQ method, the probe)
     columns: dict = field(default_factory=dict)  # the joined-frame row the method read (for logs and tests)
-    token_ids: list = field(default_factory=list)  # the greedy answer's tokens (to cut the reply at the client's max_tokens)
+    token_ids: list = field(
+        default_factory=list
+    )  # the greedy answer's tokens (to cut the reply at the client's max_tokens)
     decoded: bool = True  # False: scored at prefill (SLMScorer.submit_prefill), no answer decoded
 
     @property
@@ -194,10 +196,18 @@ class Scored:
 class SLMScorer:
     """The router's SLM: builds a request's jobs, runs them on an :class:`EngineWorker`, computes the confidence."""
 
-    def __init__(self, doc: dict, model_dir, *, router_dir=None, device: str | None = None, batch_size: int = 16,
-                 max_batch_rows: int = 128, max_batch_tokens: int = 8192):
-        from ..inference import STATISTICS, ShardContext
-        from ..inference import TransformersBackend
+    def __init__(
+        self,
+        doc: dict,
+        model_dir,
+        *,
+        router_dir=None,
+        device: str | None = None,
+        batch_size: int = 16,
+        max_batch_rows: int = 128,
+        max_batch_tokens: int = 8192,
+    ):
+        from ..inference import STATISTICS, ShardContext, TransformersBackend
         from ..uq import METHODS
 
         self.doc, self.method = doc, METHODS[doc["method"]]
@@ -206,12 +216,21 @@ class SLMScorer:
         #: the router file's answer budget: every request is scored at it, whatever the client asks (calibration's budget)
         self.budget = int(inf["max_tokens"])
         model_dir = Path(model_dir)
-        self.backend = TransformersBackend(model_dir, dtype=inf["dtype"], batch_size=batch_size, device=device,
-                                           max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens, progress=False,
-                                           name=doc["slm"])
+        self.backend = TransformersBackend(
+            model_dir,
+            dtype=inf["dtype"],
+            batch_size=batch_size,
+            device=device,
+            max_batch_rows=max_batch_rows,
+            max_batch_tokens=max_batch_tokens,
+            progress=False,
+            name=doc["slm"],
+        )
         if self.backend.recurrent:
-            raise NotImplementedError(f"SLM {doc['slm']}: its cache is a recurrent state (RWKV-7); the recurrent engine has no "
-                                      "online run yet, so it cannot serve concurrent requests")
+            raise NotImplementedError(
+                f"SLM {doc['slm']}: its cache is a recurrent state (RWKV-7); the recurrent engine has no "
+                "online run yet, so it cannot serve concurrent requests"
+            )
         self.probe = None
         if doc["probe"] is not None:
             self.probe = self._load_probe(Path(router_dir or ".") / doc["probe"]["path"], doc["probe"]["sha256"])
@@ -254,13 +273,18 @@ class SLMScorer:
 
     def jobs(self, messages: list[dict], max_tokens: int, request_id: str):
         """The engine jobs of one request (answer job first) and what :meth:`collect` needs."""
-        from ..inference import Branch, Job
-        from ..inference import answer_conversation
+        from ..inference import Branch, Job, answer_conversation
         from ..parsing import final_answer_text
 
         ctx = self._ctx(max_tokens)
         users = [m["content"] for m in messages if m["role"] == "user"]
-        row = {"id": request_id, "prompt": messages, "question": users[-1] if users else "", "choices": [], "context": None}
+        row = {
+            "id": request_id,
+            "prompt": messages,
+            "question": users[-1] if users else "",
+            "choices": [],
+            "context": None,
+        }
         spans, follow_spans = {}, {}
         # the next-token entropy costs a pass over the vocabulary per step: only where the method reads it
         branches = [Branch(int(max_tokens), entropy="token_entropies" in self.method.columns)]
@@ -278,8 +302,13 @@ class SLMScorer:
                 out += new
             return out
 
-        main = Job(self.backend.encode(answer_conversation(messages)), branches, want_hidden=self.probe is not None,
-                   group=request_id, follow_up=make if self.turns else None)
+        main = Job(
+            self.backend.encode(answer_conversation(messages)),
+            branches,
+            want_hidden=self.probe is not None,
+            group=request_id,
+            follow_up=make if self.turns else None,
+        )
         jobs, extra = [main], []
         for st in self.stats:
             new = st.jobs(ctx, row)
@@ -300,7 +329,7 @@ class SLMScorer:
         qr.branches = {n: qr.main.branches[a:z] for n, (a, z) in spans.items()}
         qr.follow_ups = {n: (qr.main.follow_ups or [])[a:z] for n, (a, z) in follow_spans.items()}
         for name, start, n in extra:
-            qr.jobs[name] = results[start:start + n]
+            qr.jobs[name] = results[start : start + n]
         rec = {}
         for st in self.stats:
             rec.update(st.fill(ctx, row, qr))
@@ -323,8 +352,7 @@ class SLMScorer:
     def submit_prefill(self, messages: list[dict], request_id: str):
         """Queue the prompt's prefill only (no decoding): for :attr:`at_prefill` methods, the confidence before the
         answer. A prompt that with the budget does not fit the context is refused here already (``ValueError``)."""
-        from ..inference import Branch, Job, check_job
-        from ..inference import answer_conversation
+        from ..inference import Branch, Job, answer_conversation, check_job
 
         if not self.at_prefill:
             raise ValueError(f"{self.doc['method']}: the confidence needs the answer; it cannot be computed at prefill")
@@ -340,21 +368,40 @@ class SLMScorer:
         t1 = time.perf_counter()
         res = results[0]
         value = float(self.probe.predict(np.asarray(res.hidden, dtype=np.float32)[None, :])[0])
-        frame = pl.DataFrame([{"id": request_id, "task_type": "FF", self.method.name: value}],
-                             schema={"id": pl.Utf8, "task_type": pl.Utf8, self.method.name: pl.Float64})
+        frame = pl.DataFrame(
+            [{"id": request_id, "task_type": "FF", self.method.name: value}],
+            schema={"id": pl.Utf8, "task_type": pl.Utf8, self.method.name: pl.Float64},
+        )
         conf = float(self.method(frame)[0])
         t2 = time.perf_counter()
-        return Scored(text="", finish_reason="", prompt_tokens=int(res.n_prompt_tokens), completion_tokens=0,
-                      confidence=conf if math.isfinite(conf) else math.nan, engine_s=t1 - t0, confidence_s=t2 - t1,
-                      columns={self.method.name: value}, token_ids=[], decoded=False)
+        return Scored(
+            text="",
+            finish_reason="",
+            prompt_tokens=int(res.n_prompt_tokens),
+            completion_tokens=0,
+            confidence=conf if math.isfinite(conf) else math.nan,
+            engine_s=t1 - t0,
+            confidence_s=t2 - t1,
+            columns={self.method.name: value},
+            token_ids=[],
+            decoded=False,
+        )
 
     def finish(self, results, plan, t0: float) -> Scored:
         t1 = time.perf_counter()
         values, conf = self.collect(results, plan)
         t2 = time.perf_counter()
-        return Scored(text=values["response"], finish_reason=values["finish_reason"], prompt_tokens=int(values["n_prompt_tokens"]),
-                      completion_tokens=len(values["tokens"]), confidence=conf if math.isfinite(conf) else math.nan,
-                      engine_s=t1 - t0, confidence_s=t2 - t1, columns=values, token_ids=list(results[0].branches[0].token_ids))
+        return Scored(
+            text=values["response"],
+            finish_reason=values["finish_reason"],
+            prompt_tokens=int(values["n_prompt_tokens"]),
+            completion_tokens=len(values["tokens"]),
+            confidence=conf if math.isfinite(conf) else math.nan,
+            engine_s=t1 - t0,
+            confidence_s=t2 - t1,
+            columns=values,
+            token_ids=list(results[0].branches[0].token_ids),
+        )
 
     def reply(self, scored: Scored, max_tokens: int | None = None, stop=None) -> tuple[str, str, int]:
         """What the client gets of the SLM's answer: ``(text, finish_reason, completion_tokens)``.

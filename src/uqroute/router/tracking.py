@@ -160,9 +160,21 @@ class QuantileThreshold:
         max_shift: the live threshold stays between the reference's thresholds of ``fraction ± max_shift``.
     """
 
-    def __init__(self, fraction: float, threshold: float, q: float, *, mode: str = "tracking", window: int = 500,
-                 min_samples: int = 50, seed: int = 0, client_share: float | None = None, dedupe: bool = False,
-                 reference=None, max_shift: float | None = None):
+    def __init__(
+        self,
+        fraction: float,
+        threshold: float,
+        q: float,
+        *,
+        mode: str = "tracking",
+        window: int = 500,
+        min_samples: int = 50,
+        seed: int = 0,
+        client_share: float | None = None,
+        dedupe: bool = False,
+        reference=None,
+        max_shift: float | None = None,
+    ):
         if mode not in ("fixed", "tracking"):
             raise ValueError(f"mode must be 'fixed' or 'tracking', got {mode!r}")
         if not 0 <= fraction <= 1:
@@ -172,7 +184,9 @@ class QuantileThreshold:
         if client_share is not None and not 0 < client_share <= 1:
             raise ValueError(f"client_share must lie in (0, 1], got {client_share!r}")
         if max_shift is not None and (reference is None or not 0 <= max_shift <= 1):
-            raise ValueError(f"max_shift must lie in [0, 1] and needs the reference (hold-out) confidences, got {max_shift!r}")
+            raise ValueError(
+                f"max_shift must lie in [0, 1] and needs the reference (hold-out) confidences, got {max_shift!r}"
+            )
         self.fraction, self.mode, self.min_samples = float(fraction), mode, int(min_samples)
         self.calibrated = (float(threshold), float(q))
         self.window = SortedWindow(window)
@@ -233,7 +247,9 @@ class QuantileThreshold:
                 self.skipped["duplicate"] += 1
             else:
                 if client is not None and self.client_cap is not None and self.window.count(client) >= self.client_cap:
-                    self.skipped["client_share"] += 1  # its newest confidence replaces its oldest: its share stays capped
+                    self.skipped["client_share"] += (
+                        1  # its newest confidence replaces its oldest: its share stays capped
+                    )
                     self.window.drop_oldest_of(client)
                 self.window.add(c, client, key)
             return Decision(routed, t, q, src, p)
@@ -250,9 +266,22 @@ class MonitorState:
 class Monitor:
     """Realised LLM-call fraction, W1 to the hold-out confidences and drift over the last ``window`` decisions."""
 
-    def __init__(self, target_fraction: float, holdout_confidence, *, window: int = 500, min_samples: int = 50,
-                 drift_margin: float = 0.1, name: str = "router"):
-        self.target, self.margin, self.min_samples, self.name = float(target_fraction), float(drift_margin), int(min_samples), name
+    def __init__(
+        self,
+        target_fraction: float,
+        holdout_confidence,
+        *,
+        window: int = 500,
+        min_samples: int = 50,
+        drift_margin: float = 0.1,
+        name: str = "router",
+    ):
+        self.target, self.margin, self.min_samples, self.name = (
+            float(target_fraction),
+            float(drift_margin),
+            int(min_samples),
+            name,
+        )
         self.reference = np.asarray(holdout_confidence, dtype=np.float64)
         if self.reference.size == 0:
             raise ValueError("the monitor needs the hold-out confidences")
@@ -268,12 +297,24 @@ class Monitor:
             self.conf.append(c)
             st = self._state()
             if st.drifting and not self.drifting:
-                log.warning("%s: realised LLM-call fraction %.3f over the last %d requests is farther than %.3f from the target "
-                            "%.3f (W1 to the hold-out confidences %.4f)", self.name, st.realised_fraction, st.n, self.margin,
-                            self.target, st.w1)
+                log.warning(
+                    "%s: realised LLM-call fraction %.3f over the last %d requests is farther than %.3f from the target "
+                    "%.3f (W1 to the hold-out confidences %.4f)",
+                    self.name,
+                    st.realised_fraction,
+                    st.n,
+                    self.margin,
+                    self.target,
+                    st.w1,
+                )
             elif self.drifting and not st.drifting:
-                log.info("%s: realised LLM-call fraction %.3f is back within %.3f of the target %.3f", self.name,
-                         st.realised_fraction, self.margin, self.target)
+                log.info(
+                    "%s: realised LLM-call fraction %.3f is back within %.3f of the target %.3f",
+                    self.name,
+                    st.realised_fraction,
+                    self.margin,
+                    self.target,
+                )
             self.drifting = st.drifting
             return st
 

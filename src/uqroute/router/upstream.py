@@ -17,22 +17,40 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 log = logging.getLogger("uqroute.router")
 
 __all__ = ["Upstream", "UpstreamError", "PASS_THROUGH", "redact"]
 
 #: Request fields forwarded to the LLM as the client sent them (``model`` is replaced by the LLM's name).
-PASS_THROUGH = ("messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty",
-                "frequency_penalty", "logprobs", "top_logprobs", "user", "n", "response_format", "logit_bias", "stream_options")
+PASS_THROUGH = (
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "n",
+    "response_format",
+    "logit_bias",
+    "stream_options",
+)
 
 #: Token-shaped text: ``sk-…``-style keys, bearer tokens, JWTs, and long runs of key characters (hex, base64).
 _TOKENISH = re.compile(
     r"(?i)\bbearer\s+\S+"
     r"|\b(?:sk|pk|rk|api|key|tok|hf|ghp|gho|xox[abp])[-_][A-Za-z0-9_\-]{6,}"
     r"|\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"
-    r"|[A-Za-z0-9_\-+/=]{24,}")
+    r"|[A-Za-z0-9_\-+/=]{24,}"
+)
 
 
 def redact(text: str, *secrets: str | None) -> str:
@@ -59,36 +77,63 @@ def _error(err: Exception, where: str, key: str | None = None, *, mid_stream: bo
     import openai
 
     if mid_stream:
-        return UpstreamError("the upstream LLM broke off the stream", 502, "upstream_broke_off",
-                             detail=redact(f"{where}: {type(err).__name__}: {err}", key))
+        return UpstreamError(
+            "the upstream LLM broke off the stream",
+            502,
+            "upstream_broke_off",
+            detail=redact(f"{where}: {type(err).__name__}: {err}", key),
+        )
     if isinstance(err, openai.APITimeoutError):
-        return UpstreamError("the upstream LLM timed out after the router's retries", 504, "upstream_timeout", detail=f"{where}: timeout")
+        return UpstreamError(
+            "the upstream LLM timed out after the router's retries", 504, "upstream_timeout", detail=f"{where}: timeout"
+        )
     if isinstance(err, openai.APIConnectionError):
-        return UpstreamError("the upstream LLM could not be reached after the router's retries", 502, "upstream_unreachable",
-                             detail=f"{where}: {type(err).__name__}")
+        return UpstreamError(
+            "the upstream LLM could not be reached after the router's retries",
+            502,
+            "upstream_unreachable",
+            detail=f"{where}: {type(err).__name__}",
+        )
     if isinstance(err, openai.APIStatusError):
         code = err.status_code
         detail = redact(getattr(err, "message", "") or "", key)
         # the client's own mistakes (4xx other than auth/rate limits) are passed on with their status;
         # an upstream that rejects our key or stays overloaded is a bad gateway for the client
         status = code if 400 <= code < 500 and code not in (401, 403, 407, 429) else 502
-        msg = (f"the upstream LLM refused the request (HTTP {code})" if status != 502
-               else f"the upstream LLM failed (HTTP {code})")
+        msg = (
+            f"the upstream LLM refused the request (HTTP {code})"
+            if status != 502
+            else f"the upstream LLM failed (HTTP {code})"
+        )
         return UpstreamError(msg, status, "upstream_error", detail=f"{where}: HTTP {code}: {detail}")
-    return UpstreamError("the upstream LLM failed", 502, "upstream_error", detail=redact(f"{where}: {type(err).__name__}: {err}", key))
+    return UpstreamError(
+        "the upstream LLM failed", 502, "upstream_error", detail=redact(f"{where}: {type(err).__name__}: {err}", key)
+    )
 
 
 class Upstream:
     """Sync and async chat-completion clients for one upstream model."""
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", max_retries: int = 2,
-                 timeout_s: float = 60.0):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_retries: int = 2,
+        timeout_s: float = 60.0,
+    ):
         import openai
 
         from ..inference import endpoint, resolve_api_key
 
         endpoint(base_url)  # an http(s) URL without credentials (APIConfigError otherwise)
-        self.base_url, self.model, self.max_retries, self.timeout_s = base_url, model, int(max_retries), float(timeout_s)
+        self.base_url, self.model, self.max_retries, self.timeout_s = (
+            base_url,
+            model,
+            int(max_retries),
+            float(timeout_s),
+        )
         key = resolve_api_key(api_key_env, base_url)
         self._key = key or None
         kw = dict(api_key=key, base_url=base_url, max_retries=self.max_retries, timeout=self.timeout_s)
@@ -141,8 +186,12 @@ class Upstream:
             page = await self._async.with_options(max_retries=0, timeout=timeout_s).models.list()
         except Exception as err:  # noqa: BLE001
             e = _error(err, self.base_url, self._key)
-            return {"state": "unreachable" if e.code in ("upstream_unreachable", "upstream_timeout") else "error",
-                    "max_model_len": None, "message": str(e), "detail": e.detail}
+            return {
+                "state": "unreachable" if e.code in ("upstream_unreachable", "upstream_timeout") else "error",
+                "max_model_len": None,
+                "message": str(e),
+                "detail": e.detail,
+            }
         ids, mml = [], None
         for m in page.data:
             ids.append(m.id)
@@ -150,8 +199,12 @@ class Upstream:
                 v = (m.model_extra or {}).get("max_model_len")
                 mml = int(v) if isinstance(v, int) and not isinstance(v, bool) else None
         if self.model not in ids:
-            return {"state": "error", "max_model_len": None, "message": "the upstream does not serve the configured LLM",
-                    "detail": redact(f"{self.base_url}: models {ids[:20]}", self._key)}
+            return {
+                "state": "error",
+                "max_model_len": None,
+                "message": "the upstream does not serve the configured LLM",
+                "detail": redact(f"{self.base_url}: models {ids[:20]}", self._key),
+            }
         return {"state": "ready", "max_model_len": mml, "message": None, "detail": None}
 
     def close(self) -> None:

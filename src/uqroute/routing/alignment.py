@@ -31,8 +31,18 @@ import numpy as np
 from .curves import expected_routed_sum
 
 __all__ = [
-    "OneClassWarning", "roc_auc", "weighted_auc", "bootstrap_auc_ci", "bootstrap_weights", "rejection_curve", "aurac", "prr",
-    "prediction_rejection_area", "prr_polygraph", "ALIGNMENT_METRICS", "alignment",
+    "OneClassWarning",
+    "roc_auc",
+    "weighted_auc",
+    "bootstrap_auc_ci",
+    "bootstrap_weights",
+    "rejection_curve",
+    "aurac",
+    "prr",
+    "prediction_rejection_area",
+    "prr_polygraph",
+    "ALIGNMENT_METRICS",
+    "alignment",
 ]
 
 
@@ -48,7 +58,11 @@ def roc_auc(conf, slm_correct, *, where: str = "") -> float:
     """ROC-AUC of ``conf`` against ``slm_correct`` (sklearn); NaN with a warning for one-class labels."""
     s = np.asarray(slm_correct, dtype=np.float64)
     if _one_class(s):
-        warnings.warn(f"{where or 'alignment'}: correctness has a single class ({s.size} queries); ROC-AUC is undefined", OneClassWarning, stacklevel=2)
+        warnings.warn(
+            f"{where or 'alignment'}: correctness has a single class ({s.size} queries); ROC-AUC is undefined",
+            OneClassWarning,
+            stacklevel=2,
+        )
         return float("nan")
     from sklearn.metrics import roc_auc_score  # deferred: the start-up checks import this package
 
@@ -83,7 +97,9 @@ def bootstrap_weights(n: int, draws: int, rng: np.random.Generator) -> np.ndarra
     return np.bincount((idx + np.arange(draws)[:, None] * n).ravel(), minlength=draws * n).reshape(draws, n)
 
 
-def bootstrap_auc_ci(conf, slm_correct, draws: int | np.ndarray, rng: np.random.Generator | None = None, level: float = 0.95):
+def bootstrap_auc_ci(
+    conf, slm_correct, draws: int | np.ndarray, rng: np.random.Generator | None = None, level: float = 0.95
+):
     """Percentile bootstrap CI of the ROC-AUC: ``(lo, hi)``, NaN when undefined or without draws.
 
     ``draws`` is a number of resamples drawn from ``rng`` or a ``(draws, n)`` weight matrix
@@ -181,7 +197,9 @@ def prr_polygraph(conf, slm_correct) -> float:
 ALIGNMENT_METRICS = {"prr": prr, "prr_polygraph": prr_polygraph, "aurac": aurac}
 
 
-def alignment(conf, slm_correct, *, bootstrap: int | np.ndarray, rng: np.random.Generator | None = None, where: str = "") -> dict:
+def alignment(
+    conf, slm_correct, *, bootstrap: int | np.ndarray, rng: np.random.Generator | None = None, where: str = ""
+) -> dict:
     """All alignment numbers for one (SLM, dataset, method): the `auc` artifact's value columns.
 
     The point ROC-AUC is the Mann–Whitney statistic of :func:`weighted_auc` with unit

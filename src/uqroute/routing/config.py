@@ -9,11 +9,10 @@ against ``config/schema.yaml`` (which Snakemake uses to fill them in).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..settings import defaults, section
-from typing import Mapping, Sequence
-
 from .curves import ratio_grid
 
 __all__ = [
@@ -83,8 +82,13 @@ def _names(value, key: str) -> list[str]:
     return list(value)
 
 
-def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_methods: Sequence[str],
-                 slms: Sequence[str] | None = None, llms: Sequence[str] | None = None) -> dict:
+def check_config(
+    routing_cfg: Mapping | None,
+    datasets: Sequence[str],
+    uq_methods: Sequence[str],
+    slms: Sequence[str] | None = None,
+    llms: Sequence[str] | None = None,
+) -> dict:
     """Check the `routing:` section against the run; return it with defaults filled in.
 
     Raises :class:`RoutingConfigError` (a ``ValueError``) naming the key for: unknown keys;
@@ -136,7 +140,10 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
             raise _err("proxy_methods", f"unknown UQ method(s) {unknown} (known: {sorted(METHODS)})")
         unselected = [m for m in proxy if m not in uq_methods]
         if unselected:
-            raise _err("proxy_methods", f"{unselected} are not in uq.methods {uq_methods}, so no confidences would exist for them")
+            raise _err(
+                "proxy_methods",
+                f"{unselected} are not in uq.methods {uq_methods}, so no confidences would exist for them",
+            )
     # shifts
     shifts = p["shifts"]
     if not isinstance(shifts, Mapping):
@@ -146,7 +153,10 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
         if not isinstance(name, str) or not _NAME.match(name):
             raise _err(where, "shift names use lower-case letters, digits and underscores (they become file names)")
         if name in (PARTIAL_IN_DOMAIN, OUT_OF_DOMAIN):
-            raise _err(where, f"{name!r} is the name of a built-in setting (partially in-domain, generic out-of-domain); choose another name")
+            raise _err(
+                where,
+                f"{name!r} is the name of a built-in setting (partially in-domain, generic out-of-domain); choose another name",
+            )
         if not isinstance(shift, Mapping) or set(shift) != {"sources", "targets"}:
             raise _err(where, f"must have exactly the keys sources and targets, got {shift!r}")
         for part in ("sources", "targets"):
@@ -156,7 +166,9 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
                 raise _err(f"{where}.{part}", f"{missing} are not datasets of this run ({datasets})")
         both = [d for d in shift["targets"] if d in shift["sources"]]
         if both:
-            raise _err(f"{where}.targets", f"{both} are also sources of the shift: a target may not be in its own proxy data")
+            raise _err(
+                f"{where}.targets", f"{both} are also sources of the shift: a target may not be in its own proxy data"
+            )
     # paper-layout tables
     t4, t5 = p["table4"], p["table5"]
     if t4["target"] is not None and t4["target"] not in datasets:
@@ -178,8 +190,10 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
                     raise _err(f"{sub}.slms", f"{missing} are not SLMs of this run ({list(slms)})")
     clash = sorted(set(slms or ()) & _RESERVED)
     if clash:
-        raise RoutingConfigError(f"slms: {clash} would share results/routing/<name>/ with the routing "
-                                 f"{' and '.join(sorted(_RESERVED))} folders; rename the model")
+        raise RoutingConfigError(
+            f"slms: {clash} would share results/routing/<name>/ with the routing "
+            f"{' and '.join(sorted(_RESERVED))} folders; rename the model"
+        )
     if not isinstance(p["out_of_domain"], bool):
         raise _err("out_of_domain", f"must be true or false, got {p['out_of_domain']!r}")
     if p["assemble"] not in _ASSEMBLE:
@@ -187,7 +201,9 @@ def check_config(routing_cfg: Mapping | None, datasets: Sequence[str], uq_method
     return p
 
 
-def scenarios(datasets: Sequence[str], shifts: Mapping | None, domains: Mapping[str, str] | None = None) -> list[Scenario]:
+def scenarios(
+    datasets: Sequence[str], shifts: Mapping | None, domains: Mapping[str, str] | None = None
+) -> list[Scenario]:
     """Every proxy evaluation of the run: ``partial_in_domain`` for each dataset (sources: all
     other datasets); with ``domains`` (dataset → domain, given when ``routing.out_of_domain`` is on)
     ``out_of_domain`` for each dataset that has a dataset of another domain in the run (sources:
@@ -212,8 +228,11 @@ def config_problems(config: Mapping) -> list[str]:
     against its ``datasets`` and ``uq.methods``), as start-up problems naming the key (called by
     :mod:`uqroute.preflight`)."""
     try:
-        check_config(config.get("routing") or {}, list(config.get("datasets") or []),
-                     list((config.get("uq") or {}).get("methods") or []))
+        check_config(
+            config.get("routing") or {},
+            list(config.get("datasets") or []),
+            list((config.get("uq") or {}).get("methods") or []),
+        )
     except ValueError as err:
         return [str(err)]
     return []

@@ -19,8 +19,8 @@ import itertools
 import logging
 import warnings
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 import polars as pl
@@ -45,13 +45,31 @@ from .summary import CURVE_SUMMARIES
 
 log = logging.getLogger("uqroute.routing")
 
-__all__ = ["evaluate", "params", "leak_free_missing", "PROXY_METRICS", "TABLES", "MethodCell", "method_cell", "alignment_step",
-           "curve_step", "proxy_step", "holdout_pool", "holdout_frame"]
+__all__ = [
+    "evaluate",
+    "params",
+    "leak_free_missing",
+    "PROXY_METRICS",
+    "TABLES",
+    "MethodCell",
+    "method_cell",
+    "alignment_step",
+    "curve_step",
+    "proxy_step",
+    "holdout_pool",
+    "holdout_frame",
+]
 
 #: The tables :func:`evaluate` returns → their artifact names in ``uqroute.schema``.
 TABLES = {
-    "auc": "auc", "curves": "curves", "proxy": "proxy", "summary": "routing_summary", "relative_accuracy": "relative_accuracy",
-    "proxy_curves": "proxy_curves", "holdout": "holdout", "warnings": "routing_warnings",
+    "auc": "auc",
+    "curves": "curves",
+    "proxy": "proxy",
+    "summary": "routing_summary",
+    "relative_accuracy": "relative_accuracy",
+    "proxy_curves": "proxy_curves",
+    "holdout": "holdout",
+    "warnings": "routing_warnings",
 }
 
 
@@ -97,7 +115,7 @@ class _Blocks:
         self.keys.append(key)
         self.data.append(arrays)
 
-    def extend(self, other: "_Blocks"):
+    def extend(self, other: _Blocks):
         self.keys += other.keys
         self.data += other.data
 
@@ -123,13 +141,17 @@ class _Out:
     warnings: list = field(default_factory=list)
     curves: _Blocks = field(default_factory=lambda: _Blocks(["slm", "llm", "dataset", "method", "curve"]))
     rel: _Blocks = field(default_factory=lambda: _Blocks(["slm", "llm", "dataset", "method"]))
-    proxy_curves: _Blocks = field(default_factory=lambda: _Blocks(["slm", "llm", "target", "method", "setting", "k", "seed"]))
+    proxy_curves: _Blocks = field(
+        default_factory=lambda: _Blocks(["slm", "llm", "target", "method", "setting", "k", "seed"])
+    )
 
     def warn(self, slm, dataset, method, setting, kind, message):
         log.warning("routing: %s", message)
-        self.warnings.append({"slm": slm, "dataset": dataset, "method": method, "setting": setting, "kind": kind, "message": message})
+        self.warnings.append(
+            {"slm": slm, "dataset": dataset, "method": method, "setting": setting, "kind": kind, "message": message}
+        )
 
-    def commit(self, other: "_Out"):
+    def commit(self, other: _Out):
         for name in ("auc", "summary", "proxy", "holdout"):
             getattr(self, name).extend(getattr(other, name))
         self.curves.extend(other.curves)
@@ -163,23 +185,49 @@ def method_cell(slm: str, dataset: str, method: str, label: str, cell: Cell, out
     n_label, n_conf = int((~has_label).sum()), int((has_label & ~has_conf).sum())
     where = f"{slm}/{dataset}/{method}"
     if n_label:
-        out.warn(slm, dataset, method, None, "dropped_rows", f"{where}: dropped {n_label} queries with null SLM correctness ({label})")
+        out.warn(
+            slm,
+            dataset,
+            method,
+            None,
+            "dropped_rows",
+            f"{where}: dropped {n_label} queries with null SLM correctness ({label})",
+        )
     if n_conf:
         out.warn(slm, dataset, method, None, "dropped_rows", f"{where}: dropped {n_conf} queries with null confidence")
     mask = has_label & has_conf
     if not mask.any():
-        out.warn(slm, dataset, method, None, "no_scores", f"{where}: no query has both a confidence and a label in {label}; method skipped")
+        out.warn(
+            slm,
+            dataset,
+            method,
+            None,
+            "no_scores",
+            f"{where}: no query has both a confidence and a label in {label}; method skipped",
+        )
         return None
     s = s_all[mask]
     if s.min() == s.max():
-        out.warn(slm, dataset, method, None, "one_class", f"{where}: {label} has a single class on {s.size} queries; ROC-AUC and PRR are undefined")
+        out.warn(
+            slm,
+            dataset,
+            method,
+            None,
+            "one_class",
+            f"{where}: {label} has a single class on {s.size} queries; ROC-AUC and PRR are undefined",
+        )
     return MethodCell(slm, dataset, method, label, mask, c_all[mask], s)
 
 
 def alignment_step(mc: MethodCell, weights: np.ndarray) -> dict:
     """The ``auc`` row of one method cell (bootstrap ``weights`` shared by cells scored on the same rows)."""
-    return {"slm": mc.slm, "dataset": mc.dataset, "method": mc.method, "label": mc.label,
-            **alignment(mc.conf, mc.s, bootstrap=weights, where=mc.where)}
+    return {
+        "slm": mc.slm,
+        "dataset": mc.dataset,
+        "method": mc.method,
+        "label": mc.label,
+        **alignment(mc.conf, mc.s, bootstrap=weights, where=mc.where),
+    }
 
 
 @dataclass
@@ -195,13 +243,22 @@ class CurveGroup:
     random: np.ndarray  # (R, L)
 
 
-def curve_step(mc: MethodCell, llms: list[str], lmat_all: np.ndarray, grid: np.ndarray, perms: np.ndarray | None,
-               mc_cache: dict, out: _Out) -> CurveGroup | None:
+def curve_step(
+    mc: MethodCell,
+    llms: list[str],
+    lmat_all: np.ndarray,
+    grid: np.ndarray,
+    perms: np.ndarray | None,
+    mc_cache: dict,
+    out: _Out,
+) -> CurveGroup | None:
     """Curves, relative accuracy and curve summaries of ``mc`` for the LLMs in ``llms``
     (``lmat_all`` holds their labels on ``mc``'s rows; rows where they are null are dropped)."""
     mask = ~np.isnan(lmat_all[:, 0])
     if not mask.any():
-        out.warn(mc.slm, mc.dataset, mc.method, None, "no_scores", f"{mc.where}: no rows with labels of LLMs {llms}; skipped")
+        out.warn(
+            mc.slm, mc.dataset, mc.method, None, "no_scores", f"{mc.where}: no rows with labels of LLMs {llms}; skipped"
+        )
         return None
     c, s, lmat = mc.conf[mask], mc.s[mask], lmat_all[mask]
     uq = oracle_curve(c, s, lmat, grid)
@@ -211,7 +268,9 @@ def curve_step(mc: MethodCell, llms: list[str], lmat_all: np.ndarray, grid: np.n
     full[np.flatnonzero(mc.mask)[mask]] = True
     mc_key = (_key(full), tuple(llms))  # random routing ignores the confidence: shared by methods on the same rows
     if mc_key not in mc_cache:
-        mc_cache[mc_key] = random_mc_curve(s, lmat, grid, restrict_permutations(perms, full)) if perms is not None else None
+        mc_cache[mc_key] = (
+            random_mc_curve(s, lmat, grid, restrict_permutations(perms, full)) if perms is not None else None
+        )
     mcurve = mc_cache[mc_key]
     excl = grid[grid < 1]
     excl = excl[routed_counts(excl, s.size) < s.size]  # keep at least one query
@@ -228,9 +287,17 @@ def curve_step(mc: MethodCell, llms: list[str], lmat_all: np.ndarray, grid: np.n
         with np.errstate(divide="ignore", invalid="ignore"):
             ra = np.where(lacc[:, j] > 0, sacc / np.where(lacc[:, j] > 0, lacc[:, j], 1), np.nan)
         out.rel.add(key, excluded=excl, n_kept=kept, slm_accuracy=sacc, llm_accuracy=lacc[:, j], relative_accuracy=ra)
-        out.summary.append({"slm": mc.slm, "llm": llm, "dataset": mc.dataset, "method": mc.method,
-                            "slm_accuracy": float(uq[0, j]), "llm_accuracy": float(uq[-1, j]),
-                            **{name: fn(uq[:, j], grid, realised) for name, fn in CURVE_SUMMARIES.items()}})
+        out.summary.append(
+            {
+                "slm": mc.slm,
+                "llm": llm,
+                "dataset": mc.dataset,
+                "method": mc.method,
+                "slm_accuracy": float(uq[0, j]),
+                "llm_accuracy": float(uq[-1, j]),
+                **{name: fn(uq[:, j], grid, realised) for name, fn in CURVE_SUMMARIES.items()},
+            }
+        )
     return CurveGroup(llms, mask, c, s, lmat, uq, rnd)
 
 
@@ -250,8 +317,13 @@ def _targets_of(group: CurveGroup) -> dict[str, _Target]:
     out = {}
     for j, llm in enumerate(group.llms):
         gain = (group.lmat[:, j] - group.s)[order]
-        out[llm] = _Target(group.conf[order], np.concatenate([[0.0], np.cumsum(gain)]), float(group.s.mean()),
-                           group.uq[:, j], rms(group.random[:, j], group.uq[:, j]))
+        out[llm] = _Target(
+            group.conf[order],
+            np.concatenate([[0.0], np.cumsum(gain)]),
+            float(group.s.mean()),
+            group.uq[:, j],
+            rms(group.random[:, j], group.uq[:, j]),
+        )
     return out
 
 
@@ -282,8 +354,15 @@ def _source_conf(inputs: RoutingInputs, slm: str, method: str, d: str, target: s
     return inputs.cells[(slm, d)].conf[method]
 
 
-def holdout_pool(inputs: RoutingInputs, slm: str, method: str, sources: tuple[str, ...], bins: int, label: str,
-                 target: str | None = None) -> _Pool | None:
+def holdout_pool(
+    inputs: RoutingInputs,
+    slm: str,
+    method: str,
+    sources: tuple[str, ...],
+    bins: int,
+    label: str,
+    target: str | None = None,
+) -> _Pool | None:
     """The confidences of ``method`` pooled from the ``sources`` datasets of ``slm`` (unscored rows
     dropped) with ``bins`` equal-width bins, from which hold-out sets are drawn; None when no source
     has a scored query. For a ``target``, a :data:`LEAK_FREE_METHODS` method's sources are scored by
@@ -305,8 +384,18 @@ def holdout_pool(inputs: RoutingInputs, slm: str, method: str, sources: tuple[st
         return _Pool(ProxyPool(conf, bins), ds, ids, conf, lab)
 
 
-def proxy_step(slm: str, method: str, sc: Scenario, pool: _Pool, targets: dict[str, _Target], target_conf: np.ndarray,
-               p: dict, grid: np.ndarray, ks: list[float], out: _Out) -> None:
+def proxy_step(
+    slm: str,
+    method: str,
+    sc: Scenario,
+    pool: _Pool,
+    targets: dict[str, _Target],
+    target_conf: np.ndarray,
+    p: dict,
+    grid: np.ndarray,
+    ks: list[float],
+    out: _Out,
+) -> None:
     """Hold-out sets, proxy curves and distances for one (SLM, method, scenario), every k and seed.
 
     ``targets`` maps each LLM to the target's sorted confidences and oracle curve (empty when the
@@ -319,21 +408,57 @@ def proxy_step(slm: str, method: str, sc: Scenario, pool: _Pool, targets: dict[s
         sample = pool.conf[idx]
         t, q = tie_aware_thresholds(sample, grid)
         lab = pool.label[idx]
-        out.holdout.append({  # list columns as arrays; holdout_frame builds them column-wise
-            "slm": slm, "method": method, "setting": sc.setting, "target": sc.target, "sources": list(sc.sources), "k": k,
-            "seed": int(seed), "bins": int(pool.pool.bins), "pool_size": int(pool.conf.size), "pool_note": pool.pool.note,
-            "source_dataset": pool.dataset[idx], "id": pool.ids[idx], "confidence": sample, "slm_correct": lab,
-            "ratio": grid, "threshold": t, "q": q,
-        })
+        out.holdout.append(
+            {  # list columns as arrays; holdout_frame builds them column-wise
+                "slm": slm,
+                "method": method,
+                "setting": sc.setting,
+                "target": sc.target,
+                "sources": list(sc.sources),
+                "k": k,
+                "seed": int(seed),
+                "bins": int(pool.pool.bins),
+                "pool_size": int(pool.conf.size),
+                "pool_note": pool.pool.note,
+                "source_dataset": pool.dataset[idx],
+                "id": pool.ids[idx],
+                "confidence": sample,
+                "slm_correct": lab,
+                "ratio": grid,
+                "threshold": t,
+                "q": q,
+            }
+        )
         for llm, tg in targets.items():
             realised, acc = apply_thresholds(tg.conf_sorted, tg.cum_gain, tg.slm_mean, t, q)
             ev = ProxyEval(grid, realised, acc, tg.oracle)
-            out.proxy.append({"slm": slm, "llm": llm, "target": sc.target, "method": method, "setting": sc.setting, "sources": list(sc.sources),
-                              "k": k, "seed": int(seed), "n_proxy": int(idx.size), **{name: fn(ev) for name, fn in PROXY_METRICS.items()},
-                              "rms_random": tg.rms_random, "w1": dist, "pool_note": pool.pool.note})
+            out.proxy.append(
+                {
+                    "slm": slm,
+                    "llm": llm,
+                    "target": sc.target,
+                    "method": method,
+                    "setting": sc.setting,
+                    "sources": list(sc.sources),
+                    "k": k,
+                    "seed": int(seed),
+                    "n_proxy": int(idx.size),
+                    **{name: fn(ev) for name, fn in PROXY_METRICS.items()},
+                    "rms_random": tg.rms_random,
+                    "w1": dist,
+                    "pool_note": pool.pool.note,
+                }
+            )
             if abs(k - p["k"]) < 1e-12:
-                out.proxy_curves.add((slm, llm, sc.target, method, sc.setting, float(p["k"]), int(seed)), ratio=grid, threshold=t, q=q,
-                                     realised_ratio=realised, accuracy=acc, oracle_accuracy=tg.oracle)
+                out.proxy_curves.add(
+                    (slm, llm, sc.target, method, sc.setting, float(p["k"]), int(seed)),
+                    ratio=grid,
+                    threshold=t,
+                    q=q,
+                    realised_ratio=realised,
+                    accuracy=acc,
+                    oracle_accuracy=tg.oracle,
+                )
 
 
 # ------------------------------------------------------------------ the whole evaluation
@@ -363,20 +488,36 @@ def evaluate(inputs: RoutingInputs, params_: Mapping | None = None, seed: int = 
     targets: dict[tuple, dict[str, _Target]] = {}  # (slm, dataset, method) → LLM → target state
     for (slm, d), cell in inputs.cells.items():
         # one set of random draws per (SLM, dataset), shared by every method and LLM
-        perms = random_permutations(cell.ids.size, p["random_mc"], _rng(seed, "random_mc", slm, d)) if p["random_mc"] > 0 else None
+        perms = (
+            random_permutations(cell.ids.size, p["random_mc"], _rng(seed, "random_mc", slm, d))
+            if p["random_mc"] > 0
+            else None
+        )
         boot_cache, mc_cache = {}, {}
         for llm in inputs.llms:
             k = int(np.isnan(cell.llm[llm]).sum())
             if k:
-                out.warn(slm, d, None, None, "dropped_rows", f"{slm}/{d}: dropped {k} queries with null correctness of LLM {llm}")
+                out.warn(
+                    slm,
+                    d,
+                    None,
+                    None,
+                    "dropped_rows",
+                    f"{slm}/{d}: dropped {k} queries with null correctness of LLM {llm}",
+                )
         for method in [m for m in inputs.methods if m in cell.conf]:
-            def step(o: _Out, method=method, cell=cell, slm=slm, d=d, perms=perms, boot_cache=boot_cache, mc_cache=mc_cache):
+
+            def step(
+                o: _Out, method=method, cell=cell, slm=slm, d=d, perms=perms, boot_cache=boot_cache, mc_cache=mc_cache
+            ):
                 mc = method_cell(slm, d, method, inputs.label_of[method], cell, o)
                 if mc is None:
                     return None
                 key = _key(mc.mask)
                 if key not in boot_cache:  # methods scored on the same queries share resamples
-                    boot_cache[key] = bootstrap_weights(int(mc.mask.sum()), p["bootstrap"], _rng(seed, "bootstrap", slm, d, str(zlib.crc32(key))))
+                    boot_cache[key] = bootstrap_weights(
+                        int(mc.mask.sum()), p["bootstrap"], _rng(seed, "bootstrap", slm, d, str(zlib.crc32(key)))
+                    )
                 o.auc.append(alignment_step(mc, boot_cache[key]))
                 groups: dict[bytes, list[str]] = {}  # LLMs whose labels are null on the same rows share one pass
                 for llm in inputs.llms:
@@ -396,18 +537,34 @@ def evaluate(inputs: RoutingInputs, params_: Mapping | None = None, seed: int = 
     return _frames(out)
 
 
-def _proxy_study(inputs: RoutingInputs, p: dict, grid: np.ndarray, methods: list[str], targets: dict, out: _Out) -> None:
+def _proxy_study(
+    inputs: RoutingInputs, p: dict, grid: np.ndarray, methods: list[str], targets: dict, out: _Out
+) -> None:
     ks = sorted({float(p["k"]), *map(float, p["k_sweep"])})
     scs = scenarios(inputs.datasets, p["shifts"], inputs.domains if p["out_of_domain"] else None)
     if len(inputs.datasets) < 2:
         for slm in inputs.slms:
-            out.warn(slm, None, None, "partial_in_domain", "no_sources", "partially in-domain proxy skipped: the run has a single dataset")
+            out.warn(
+                slm,
+                None,
+                None,
+                "partial_in_domain",
+                "no_sources",
+                "partially in-domain proxy skipped: the run has a single dataset",
+            )
     if p["out_of_domain"]:
         covered = {sc.target for sc in scs if sc.setting == OUT_OF_DOMAIN}
         for slm, d in itertools.product(inputs.slms, inputs.datasets):
             if d not in covered:
-                out.warn(slm, d, None, OUT_OF_DOMAIN, "no_sources", f"{slm}: generic out-of-domain proxy for {d!r} skipped: "
-                         f"the run has no dataset outside its domain {inputs.domains[d]!r}")
+                out.warn(
+                    slm,
+                    d,
+                    None,
+                    OUT_OF_DOMAIN,
+                    "no_sources",
+                    f"{slm}: generic out-of-domain proxy for {d!r} skipped: "
+                    f"the run has no dataset outside its domain {inputs.domains[d]!r}",
+                )
     for slm, method in itertools.product(inputs.slms, methods):
         pools: dict[tuple, _Pool | None] = {}
         for sc in scs:
@@ -416,23 +573,45 @@ def _proxy_study(inputs: RoutingInputs, p: dict, grid: np.ndarray, methods: list
             def step(o: _Out, slm=slm, method=method, sc=sc, what=what, pools=pools):
                 missing = leak_free_missing(inputs, slm, method, sc)
                 if missing:
-                    o.warn(slm, sc.target, method, sc.setting, "no_sources",
-                           f"{what}: skipped, no leak-free {method} scores for sources {missing} (a probe trained without each "
-                           f"source and without {sc.target!r}: rule proxy_probe, which needs a third dataset)")
+                    o.warn(
+                        slm,
+                        sc.target,
+                        method,
+                        sc.setting,
+                        "no_sources",
+                        f"{what}: skipped, no leak-free {method} scores for sources {missing} (a probe trained without each "
+                        f"source and without {sc.target!r}: rule proxy_probe, which needs a third dataset)",
+                    )
                     return
                 # a leak-free method's pool depends on the target (each source is scored by a probe trained without it)
                 key = (sc.sources, sc.target) if method in LEAK_FREE_METHODS else (sc.sources,)
                 if key not in pools:
-                    pools[key] = holdout_pool(inputs, slm, method, sc.sources, p["bins"], inputs.label_of[method], sc.target)
+                    pools[key] = holdout_pool(
+                        inputs, slm, method, sc.sources, p["bins"], inputs.label_of[method], sc.target
+                    )
                     if pools[key] is not None and pools[key].pool.note:
-                        o.warn(slm, None, method, sc.setting, "degenerate_pool", f"{slm}/{method}: proxy pool of {list(sc.sources)}: {pools[key].pool.note}")
+                        o.warn(
+                            slm,
+                            None,
+                            method,
+                            sc.setting,
+                            "degenerate_pool",
+                            f"{slm}/{method}: proxy pool of {list(sc.sources)}: {pools[key].pool.note}",
+                        )
                 pool = pools[key]
                 if pool is None:
                     o.warn(slm, sc.target, method, sc.setting, "no_scores", f"{what}: skipped, no scored source rows")
                     return
                 tg = targets.get((slm, sc.target, method), {})
                 if not tg:
-                    o.warn(slm, sc.target, method, sc.setting, "no_scores", f"{what}: no scored target rows; hold-out set written, no curves")
+                    o.warn(
+                        slm,
+                        sc.target,
+                        method,
+                        sc.setting,
+                        "no_scores",
+                        f"{what}: no scored target rows; hold-out set written, no curves",
+                    )
                 tconf = inputs.cells[(slm, sc.target)].conf.get(method, np.array([]))
                 proxy_step(slm, method, sc, pool, tg, tconf[~np.isnan(tconf)], p, grid, ks, o)
 

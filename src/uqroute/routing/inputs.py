@@ -9,9 +9,9 @@ Rows are put in ascending id order, so no result depends on the row order of any
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import polars as pl
@@ -77,9 +77,11 @@ def _match(paths: Sequence[str], keys: list[tuple[str, ...]], what: str) -> dict
         raise RoutingInputError(f"{STAGE}: {len(paths)} {what} paths for {len(keys)} expected ({keys[:3]}…)")
     out = {}
     for key, p in zip(keys, paths):
-        parts = Path(p).with_suffix("").parts[-len(key):]
+        parts = Path(p).with_suffix("").parts[-len(key) :]
         if tuple(parts) != tuple(key):
-            raise RoutingInputError(f"{STAGE}: {what} path {p} does not belong to {'/'.join(key)} (inputs must follow expand() order)")
+            raise RoutingInputError(
+                f"{STAGE}: {what} path {p} does not belong to {'/'.join(key)} (inputs must follow expand() order)"
+            )
         out[key] = p
     return out
 
@@ -88,7 +90,9 @@ def _bools(df: pl.DataFrame, col: str) -> np.ndarray:
     return df[col].cast(pl.Float64).to_numpy().astype(np.float64)
 
 
-def load_inputs(uq_paths, correctness_paths, data_paths, *, slms, llms, datasets, proxy_probe_paths=None) -> RoutingInputs:
+def load_inputs(
+    uq_paths, correctness_paths, data_paths, *, slms, llms, datasets, proxy_probe_paths=None
+) -> RoutingInputs:
     """Read and align every input; paths are lists in ``expand()`` order (model outer, dataset inner).
 
     The uq table of (SLM, dataset) must hold exactly the dataset's eval ids; every correctness
@@ -107,7 +111,9 @@ def load_inputs(uq_paths, correctness_paths, data_paths, *, slms, llms, datasets
         df = _read(path, "data", ["domain", "role"]).filter(pl.col("role") == "eval")
         doms = df["domain"].unique().sort().to_list()
         if len(doms) != 1:
-            raise RoutingInputError(f"{STAGE}: data file {path} has {len(doms)} domains {doms} among its eval rows; expected one")
+            raise RoutingInputError(
+                f"{STAGE}: data file {path} has {len(doms)} domains {doms} among its eval rows; expected one"
+            )
         domains[d], eval_ids[d] = doms[0], sorted(df["id"].to_list())
     cells, methods, label_of = {}, [], {}
     for (slm, d), path in uq.items():
@@ -120,8 +126,10 @@ def load_inputs(uq_paths, correctness_paths, data_paths, *, slms, llms, datasets
                 except KeyError:
                     from ..uq import METHODS
 
-                    raise RoutingInputError(f"{STAGE}: uq file {path} has column {m!r}, which is not a registered UQ method "
-                                            f"(known: {sorted(METHODS)})") from None
+                    raise RoutingInputError(
+                        f"{STAGE}: uq file {path} has column {m!r}, which is not a registered UQ method "
+                        f"(known: {sorted(METHODS)})"
+                    ) from None
             x = df[m].cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64)
             if np.isinf(x).any():
                 row = int(np.flatnonzero(np.isinf(x))[0])
@@ -131,7 +139,12 @@ def load_inputs(uq_paths, correctness_paths, data_paths, *, slms, llms, datasets
                 methods.append(m)
         want = sorted({label_of[m] for m in conf} | {"correct"})
         c = _align(eval_ids[d], _read(corr[(slm, d)], "correctness", want), corr[(slm, d)], "correctness")
-        cell = Cell(ids=np.array(eval_ids[d], dtype=object), conf=conf, labels={col: _bools(c, col) for col in want}, paths={"uq": path})
+        cell = Cell(
+            ids=np.array(eval_ids[d], dtype=object),
+            conf=conf,
+            labels={col: _bools(c, col) for col in want},
+            paths={"uq": path},
+        )
         for llm in llms:
             c = _align(eval_ids[d], _read(corr[(llm, d)], "correctness", ["correct"]), corr[(llm, d)], "correctness")
             cell.llm[llm] = _bools(c, "correct")
@@ -150,7 +163,9 @@ def _leak_free(paths, slms, datasets, eval_ids) -> dict[tuple[str, str, str], np
         df = _read(path, "proxy_probe")
         for (d, other), part in df.group_by(["dataset", "other"], maintain_order=True):
             if d not in datasets or other not in datasets:
-                raise RoutingInputError(f"{STAGE}: proxy-probe file {path} holds datasets {d!r}/{other!r}, not both of the run ({datasets})")
+                raise RoutingInputError(
+                    f"{STAGE}: proxy-probe file {path} holds datasets {d!r}/{other!r}, not both of the run ({datasets})"
+                )
             rows = _align(eval_ids[d], part.select("id", "ood_probe"), path, "proxy_probe", exact=True)
             out[(slm, d, other)] = rows["ood_probe"].cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64)
     return out
@@ -161,7 +176,6 @@ def _read(path: str, artifact: str, columns: list[str] | None = None) -> pl.Data
         return io.read_artifact(path, artifact, columns=columns, stage=STAGE)
     except io.ArtifactInputError as err:
         raise RoutingInputError(str(err)) from None
-
 
 
 def _align(ids, df: pl.DataFrame, path: str, what: str, exact: bool = False) -> pl.DataFrame:

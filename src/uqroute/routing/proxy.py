@@ -77,8 +77,10 @@ def _edges(pool_sorted: np.ndarray, bins: int) -> tuple[np.ndarray, str | None]:
     except ValueError:
         ok = False
     if not ok:
-        return np.array([lo, hi]), (f"the pool's range [{float(lo)!r}, {float(hi)!r}] is too small for {bins} finite bins "
-                                    f"({n} rows): one bin, i.e. k% drawn without binning")
+        return np.array([lo, hi]), (
+            f"the pool's range [{float(lo)!r}, {float(hi)!r}] is too small for {bins} finite bins "
+            f"({n} rows): one bin, i.e. k% drawn without binning"
+        )
     if n < bins:
         return edges, f"the pool has {n} rows for {bins} bins: most bins are empty"
     return edges, None
@@ -167,8 +169,10 @@ def tie_aware_thresholds(sample, ratios) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("tie_aware_thresholds: empty sample")
     bad = ~np.isfinite(x)
     if bad.any():  # a NaN sorts last and an inf makes the interpolation inf - inf: either gives a NaN threshold
-        raise ValueError(f"tie_aware_thresholds: the sample holds {int(bad.sum())} non-finite confidence(s) "
-                         f"({', '.join(map(repr, np.unique(x[bad]).tolist()))}) among {x.size}; drop them (or score them) first")
+        raise ValueError(
+            f"tie_aware_thresholds: the sample holds {int(bad.sum())} non-finite confidence(s) "
+            f"({', '.join(map(repr, np.unique(x[bad]).tolist()))}) among {x.size}; drop them (or score them) first"
+        )
     if np.any((r < 0) | (r > 1)):
         raise ValueError(f"tie_aware_thresholds: ratios must lie in [0, 1], got {r[(r < 0) | (r > 1)][:3]}")
     t = proxy_thresholds(x, r)
@@ -188,7 +192,9 @@ def route_fraction(conf, threshold: float, q: float) -> np.ndarray:
     return (c < threshold).astype(np.float64) + q * (c == threshold)
 
 
-def apply_thresholds(conf_sorted: np.ndarray, cum_gain: np.ndarray, slm_mean: float, thresholds: np.ndarray, q: np.ndarray | None = None):
+def apply_thresholds(
+    conf_sorted: np.ndarray, cum_gain: np.ndarray, slm_mean: float, thresholds: np.ndarray, q: np.ndarray | None = None
+):
     """Route the target at each (threshold, q); return ``(realised_ratio, accuracy)`` per ratio.
 
     ``conf_sorted`` is the target's confidence sorted ascending and ``cum_gain`` the cumulative

@@ -9,8 +9,8 @@ failure leaves no partial output.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import polars as pl
 
@@ -31,9 +31,20 @@ OUTPUT_KEYS = tuple(TABLES)
 ASSEMBLY_KEYS = tuple(TABLE_FILES)
 
 
-def run_routing(*, uq_paths, correctness_paths, data_paths, slms, llms, datasets, outputs: Mapping[str, str],
-                params: Mapping | None = None, seed: int = 0, provenance: dict | None = None,
-                proxy_probe_paths=None) -> dict[str, pl.DataFrame]:
+def run_routing(
+    *,
+    uq_paths,
+    correctness_paths,
+    data_paths,
+    slms,
+    llms,
+    datasets,
+    outputs: Mapping[str, str],
+    params: Mapping | None = None,
+    seed: int = 0,
+    provenance: dict | None = None,
+    proxy_probe_paths=None,
+) -> dict[str, pl.DataFrame]:
     """Rule `routing`: evaluate ``slms`` (the rule passes one) and write each table of
     :data:`OUTPUT_KEYS` to ``outputs[key]``. Nothing is written unless every table was computed.
     ``proxy_probe_paths``: the SLM's ``proxy_probe`` artifacts, the leak-free ``ood_probe`` scores of
@@ -41,8 +52,15 @@ def run_routing(*, uq_paths, correctness_paths, data_paths, slms, llms, datasets
     missing = [k for k in OUTPUT_KEYS if k not in outputs]
     if missing:
         raise RoutingInputError(f"routing: outputs lack {missing}")
-    inputs = load_inputs(uq_paths, correctness_paths, data_paths, slms=slms, llms=llms, datasets=datasets,
-                         proxy_probe_paths=proxy_probe_paths)
+    inputs = load_inputs(
+        uq_paths,
+        correctness_paths,
+        data_paths,
+        slms=slms,
+        llms=llms,
+        datasets=datasets,
+        proxy_probe_paths=proxy_probe_paths,
+    )
     tables = evaluate(inputs, params, seed)
     for key, name in TABLES.items():  # check everything before writing anything
         check_frame(tables[key], name, where=str(outputs[key]))
@@ -56,9 +74,18 @@ def available_slms(slms: Sequence[str], paths_of) -> list[str]:
     return [s for s in slms if all(Path(p).is_file() for p in paths_of(s))]
 
 
-def assemble_routing(*, proxy_paths: Sequence[str], warnings_paths: Sequence[str], slms: Sequence[str], assembled: Sequence[str],
-                     llms: Sequence[str], datasets: Sequence[str], methods: Sequence[str], outputs: Mapping[str, str],
-                     params: Mapping | None = None) -> None:
+def assemble_routing(
+    *,
+    proxy_paths: Sequence[str],
+    warnings_paths: Sequence[str],
+    slms: Sequence[str],
+    assembled: Sequence[str],
+    llms: Sequence[str],
+    datasets: Sequence[str],
+    methods: Sequence[str],
+    outputs: Mapping[str, str],
+    params: Mapping | None = None,
+) -> None:
     """Rule `routing_tables`: Tables 4/5 (paper layout + full grid) and ``results/routing/status.md``.
 
     ``assembled`` are the SLMs whose tables are read (``proxy_paths``/``warnings_paths`` in that
@@ -67,7 +94,9 @@ def assemble_routing(*, proxy_paths: Sequence[str], warnings_paths: Sequence[str
     """
     p = resolve(params)
     if len(proxy_paths) != len(assembled) or len(warnings_paths) != len(assembled):
-        raise RoutingInputError(f"routing_tables: {len(proxy_paths)} proxy and {len(warnings_paths)} warnings files for {len(assembled)} SLMs")
+        raise RoutingInputError(
+            f"routing_tables: {len(proxy_paths)} proxy and {len(warnings_paths)} warnings files for {len(assembled)} SLMs"
+        )
     proxy = [io.read_artifact(path, "proxy", stage="routing_tables") for path in proxy_paths]
     warns = [io.read_artifact(path, "routing_warnings", stage="routing_tables") for path in warnings_paths]
     proxy = pl.concat(proxy) if proxy else pl.DataFrame(schema=ARTIFACTS["proxy"].polars_schema())
@@ -76,5 +105,14 @@ def assemble_routing(*, proxy_paths: Sequence[str], warnings_paths: Sequence[str
     missing = [s for s in slms if s not in assembled]
     if missing:
         log.warning("routing_tables: SLMs without routing results: %s", ", ".join(missing))
-    write_tables(proxy, p, outputs, slms=list(slms), llms=list(llms), datasets=list(datasets), methods=proxy_methods, missing=missing)
+    write_tables(
+        proxy,
+        p,
+        outputs,
+        slms=list(slms),
+        llms=list(llms),
+        datasets=list(datasets),
+        methods=proxy_methods,
+        missing=missing,
+    )
     io.write_text(status_markdown(list(slms), list(assembled), warns, p["assemble"]), outputs["status"])

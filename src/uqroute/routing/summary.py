@@ -60,7 +60,9 @@ def _by_calls(curve, realised) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(realised, dtype=np.float64)
     y = np.asarray(curve, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or x.size < 2:
-        raise ValueError(f"a routing curve needs ≥ 2 points with one realised fraction each, got {y.shape} and {x.shape}")
+        raise ValueError(
+            f"a routing curve needs ≥ 2 points with one realised fraction each, got {y.shape} and {x.shape}"
+        )
     order = np.argsort(x, kind="stable")
     return x[order], y[order]
 

@@ -23,10 +23,21 @@ from ..schema import ARTIFACTS
 __all__ = ["write_synthetic", "write_synthetic_proxy_probes", "synthetic_paths", "DOMAINS"]
 
 DOMAINS = {
-    "gsm8k": "math", "aqua": "math", "multiarith": "math", "svamp": "math", "math500": "math",
-    "boolq": "commonsense", "commonsenseqa": "commonsense", "hellaswag": "commonsense", "openbookqa": "commonsense",
-    "piqa": "commonsense", "socialiqa": "commonsense", "truthfulqa": "commonsense", "winogrande": "commonsense",
-    "coqa": "conversational", "mmlu": "problem_solving",
+    "gsm8k": "math",
+    "aqua": "math",
+    "multiarith": "math",
+    "svamp": "math",
+    "math500": "math",
+    "boolq": "commonsense",
+    "commonsenseqa": "commonsense",
+    "hellaswag": "commonsense",
+    "openbookqa": "commonsense",
+    "piqa": "commonsense",
+    "socialiqa": "commonsense",
+    "truthfulqa": "commonsense",
+    "winogrande": "commonsense",
+    "coqa": "conversational",
+    "mmlu": "problem_solving",
 }
 
 
@@ -38,7 +49,11 @@ def synthetic_paths(root, slms, llms, datasets):
     """(uq_paths, correctness_paths, data_paths) in expand() order, as the `routing` rule passes them."""
     root = Path(root)
     uq = [str(root / ARTIFACTS["uq"].path.format(slm=s, dataset=d)) for s in slms for d in datasets]
-    corr = [str(root / ARTIFACTS["correctness"].path.format(model=m, dataset=d)) for m in list(slms) + list(llms) for d in datasets]
+    corr = [
+        str(root / ARTIFACTS["correctness"].path.format(model=m, dataset=d))
+        for m in list(slms) + list(llms)
+        for d in datasets
+    ]
     data = [str(root / ARTIFACTS["data"].path.format(dataset=d)) for d in datasets]
     return uq, corr, data
 
@@ -47,10 +62,18 @@ def _data_frame(dataset: str, ids: list[str], domain: str) -> pl.DataFrame:
     n = len(ids)
     return pl.DataFrame(
         {
-            "id": ids, "dataset": [dataset] * n, "domain": [domain] * n, "task_type": ["MCQ"] * n,
-            "split": ["test"] * n, "role": ["eval"] * n, "question": [f"q{i}" for i in range(n)],
-            "context": [None] * n, "choices": [[{"label": "A", "text": "a"}, {"label": "B", "text": "b"}]] * n,
-            "answer": ["A"] * n, "references": [["A"]] * n, "prompt": [f"q{i}" for i in range(n)],
+            "id": ids,
+            "dataset": [dataset] * n,
+            "domain": [domain] * n,
+            "task_type": ["MCQ"] * n,
+            "split": ["test"] * n,
+            "role": ["eval"] * n,
+            "question": [f"q{i}" for i in range(n)],
+            "context": [None] * n,
+            "choices": [[{"label": "A", "text": "a"}, {"label": "B", "text": "b"}]] * n,
+            "answer": ["A"] * n,
+            "references": [["A"]] * n,
+            "prompt": [f"q{i}" for i in range(n)],
         },
         schema=ARTIFACTS["data"].polars_schema(),
     )
@@ -61,8 +84,19 @@ def _shuffled(df: pl.DataFrame, *seed_parts) -> pl.DataFrame:
     return df[np.random.default_rng(_seed("rows", *seed_parts)).permutation(df.height)]
 
 
-def write_synthetic(root, *, slms, llms, datasets, methods, n: int = 200, seed: int = 0, domains: dict | None = None,
-                    null_confidence: float = 0.0, domain_shift: dict | None = None) -> tuple[list[str], list[str], list[str]]:
+def write_synthetic(
+    root,
+    *,
+    slms,
+    llms,
+    datasets,
+    methods,
+    n: int = 200,
+    seed: int = 0,
+    domains: dict | None = None,
+    null_confidence: float = 0.0,
+    domain_shift: dict | None = None,
+) -> tuple[list[str], list[str], list[str]]:
     """Write data, uq and correctness artifacts under ``root``; return the rule's input path lists.
 
     ``null_confidence`` is the fraction of null confidences in methods whose name starts with
@@ -86,13 +120,26 @@ def write_synthetic(root, *, slms, llms, datasets, methods, n: int = 200, seed: 
             correct = rng.random(n) < acc
             verbal = (rng.random(n) < rng.uniform(0.3, 0.7)) if model in slms else None  # its own answer, its own label
             labels[(model, d)] = {"greedy": correct, "verbal_1s": verbal}
-            df = pl.DataFrame({
-                "id": [f"{d}/test/{i}" for i in range(n)], "correct": correct, "label_source": ["rule"] * n,
-                "rule_correct": correct, "judge_correct": [None] * n, "judge_verdict": [None] * n, "judge_raw": [None] * n,
-                "judge_method": [None] * n, "judge_p_correct": [None] * n,
-                "verbal_1s_correct": verbal if verbal is not None else [None] * n,
-            }, schema=ARTIFACTS["correctness"].polars_schema())
-            io.write_parquet(_shuffled(df, seed, model, d), Path(root) / ARTIFACTS["correctness"].path.format(model=model, dataset=d), "correctness")
+            df = pl.DataFrame(
+                {
+                    "id": [f"{d}/test/{i}" for i in range(n)],
+                    "correct": correct,
+                    "label_source": ["rule"] * n,
+                    "rule_correct": correct,
+                    "judge_correct": [None] * n,
+                    "judge_verdict": [None] * n,
+                    "judge_raw": [None] * n,
+                    "judge_method": [None] * n,
+                    "judge_p_correct": [None] * n,
+                    "verbal_1s_correct": verbal if verbal is not None else [None] * n,
+                },
+                schema=ARTIFACTS["correctness"].polars_schema(),
+            )
+            io.write_parquet(
+                _shuffled(df, seed, model, d),
+                Path(root) / ARTIFACTS["correctness"].path.format(model=model, dataset=d),
+                "correctness",
+            )
     for slm in slms:
         for d in datasets:
             cols = {"id": [f"{d}/test/{i}" for i in range(n)]}
@@ -100,13 +147,22 @@ def write_synthetic(root, *, slms, llms, datasets, methods, n: int = 200, seed: 
                 s = labels[(slm, d)][METHODS[m].answer if m in METHODS else "greedy"]
                 rng = np.random.default_rng(_seed(seed, slm, d, m))
                 offset = np.random.default_rng(_seed(seed, slm, m)).normal(0, 1)
-                z = offset + strength[m] * (2 * s - 1) + rng.normal(0, 1, n) + (domain_shift or {}).get(domains.get(d, "commonsense"), 0.0)
+                z = (
+                    offset
+                    + strength[m] * (2 * s - 1)
+                    + rng.normal(0, 1, n)
+                    + (domain_shift or {}).get(domains.get(d, "commonsense"), 0.0)
+                )
                 c = 1 / (1 + np.exp(-z))
                 if m.startswith("verbal"):
                     c = np.round(c, 1)  # verbalized confidences are coarse: many ties
                     c[rng.random(n) < null_confidence] = np.nan
                 cols[m] = pl.Series(c).fill_nan(None)
-            io.write_parquet(_shuffled(pl.DataFrame(cols), seed, "uq", slm, d), Path(root) / ARTIFACTS["uq"].path.format(slm=slm, dataset=d), "uq")
+            io.write_parquet(
+                _shuffled(pl.DataFrame(cols), seed, "uq", slm, d),
+                Path(root) / ARTIFACTS["uq"].path.format(slm=slm, dataset=d),
+                "uq",
+            )
     return uq_paths, corr_paths, data_paths
 
 
@@ -117,9 +173,18 @@ def write_synthetic_proxy_probes(root, *, slms, pairs, n: int = 200, seed: int =
     for slm in slms:
         for a, b in pairs:
             rng = np.random.default_rng(_seed(seed, "proxy_probe", slm, a, b))
-            parts = [pl.DataFrame({"dataset": [d] * n, "other": [o] * n, "id": [f"{d}/test/{i}" for i in range(n)],
-                                   "ood_probe": rng.random(n)}, schema=ARTIFACTS["proxy_probe"].polars_schema())
-                     for d, o in ((a, b), (b, a))]
+            parts = [
+                pl.DataFrame(
+                    {
+                        "dataset": [d] * n,
+                        "other": [o] * n,
+                        "id": [f"{d}/test/{i}" for i in range(n)],
+                        "ood_probe": rng.random(n),
+                    },
+                    schema=ARTIFACTS["proxy_probe"].polars_schema(),
+                )
+                for d, o in ((a, b), (b, a))
+            ]
             path = Path(root) / ARTIFACTS["proxy_probe"].path.format(slm=slm, dataset=a, other=b)
             io.write_parquet(_shuffled(pl.concat(parts), seed, "proxy_probe", slm, a, b), path, "proxy_probe")
             paths.append(str(path))

@@ -13,7 +13,7 @@ over sampling seeds at ``routing.k``, in both readings: ``proxy`` (at the reques
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
@@ -50,23 +50,45 @@ def _wide(proxy: pl.DataFrame, keys: list[str], slms: Sequence[str], k: float) -
         if s not in wide.columns:
             wide = wide.with_columns(pl.lit(None, pl.Float64).alias(s))
     order = {r: i for i, r in enumerate(READINGS)}
-    return (wide.with_columns(pl.col("routing").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
-            .sort(keys + ["_o"]).select(list(schema)).cast(schema))
+    return (
+        wide.with_columns(pl.col("routing").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
+        .sort(keys + ["_o"])
+        .select(list(schema))
+        .cast(schema)
+    )
 
 
 def _first(value, options: Sequence[str]):
     return value if value is not None else (options[0] if options else None)
 
 
-def table4(proxy: pl.DataFrame, p: Mapping, *, slms: Sequence[str], llms: Sequence[str], datasets: Sequence[str], methods: Sequence[str]):
+def table4(
+    proxy: pl.DataFrame,
+    p: Mapping,
+    *,
+    slms: Sequence[str],
+    llms: Sequence[str],
+    datasets: Sequence[str],
+    methods: Sequence[str],
+):
     """(paper layout, full grid, selection) for Table 4 (partially in-domain proxy data)."""
     sel = dict(p["table4"])
-    sel = {"target": _first(sel["target"], datasets), "llm": _first(sel["llm"], llms), "method": _first(sel["method"], methods),
-           "slms": list(sel["slms"] or slms)}
+    sel = {
+        "target": _first(sel["target"], datasets),
+        "llm": _first(sel["llm"], llms),
+        "method": _first(sel["method"], methods),
+        "slms": list(sel["slms"] or slms),
+    }
     pid = proxy.filter(pl.col("setting") == PARTIAL_IN_DOMAIN)
     k = float(p["k"])
-    paper = _wide(pid.filter((pl.col("target") == sel["target"]) & (pl.col("llm") == sel["llm"]) & (pl.col("method") == sel["method"])),
-                  [], sel["slms"], k)
+    paper = _wide(
+        pid.filter(
+            (pl.col("target") == sel["target"]) & (pl.col("llm") == sel["llm"]) & (pl.col("method") == sel["method"])
+        ),
+        [],
+        sel["slms"],
+        k,
+    )
     full = _wide(pid, ["llm", "target", "method"], list(slms), k)
     return paper, full, sel
 
@@ -79,18 +101,35 @@ def table5(proxy: pl.DataFrame, p: Mapping, *, slms: Sequence[str], llms: Sequen
     The full grid also holds the generic ``out_of_domain`` setting when it ran."""
     shifts = list(p["shifts"])
     sel = dict(p["table5"])
-    sel = {"shifts": list(sel["shifts"] or shifts), "llm": _first(sel["llm"], llms),
-           "methods": [sel["method"]] if sel["method"] is not None else list(methods), "slms": list(sel["slms"] or slms)}
+    sel = {
+        "shifts": list(sel["shifts"] or shifts),
+        "llm": _first(sel["llm"], llms),
+        "methods": [sel["method"]] if sel["method"] is not None else list(methods),
+        "slms": list(sel["slms"] or slms),
+    }
     ood = proxy.filter(pl.col("setting").is_in(shifts + [OUT_OF_DOMAIN])).rename({"setting": "shift"})
     k = float(p["k"])
-    paper = _wide(ood.filter(pl.col("shift").is_in(sel["shifts"]) & (pl.col("llm") == sel["llm"]) & pl.col("method").is_in(sel["methods"])),
-                  ["shift", "target", "method"], sel["slms"], k)
+    paper = _wide(
+        ood.filter(
+            pl.col("shift").is_in(sel["shifts"])
+            & (pl.col("llm") == sel["llm"])
+            & pl.col("method").is_in(sel["methods"])
+        ),
+        ["shift", "target", "method"],
+        sel["slms"],
+        k,
+    )
     if paper.height:  # shifts in the configured order, as the paper lists them; methods in the configured order
         rank = {s: i for i, s in enumerate(sel["shifts"])}
         mrank = {m: i for i, m in enumerate(sel["methods"])}
-        paper = (paper.with_columns(pl.col("shift").replace_strict(rank, return_dtype=pl.Int64).alias("_s"),
-                                    pl.col("method").replace_strict(mrank, return_dtype=pl.Int64).alias("_m"))
-                 .sort(["_s", "target", "_m"], maintain_order=True).drop("_s", "_m"))
+        paper = (
+            paper.with_columns(
+                pl.col("shift").replace_strict(rank, return_dtype=pl.Int64).alias("_s"),
+                pl.col("method").replace_strict(mrank, return_dtype=pl.Int64).alias("_m"),
+            )
+            .sort(["_s", "target", "_m"], maintain_order=True)
+            .drop("_s", "_m")
+        )
     full = _wide(ood, ["shift", "llm", "target", "method"], list(slms), k)
     return paper, full, sel
 
@@ -122,26 +161,43 @@ def _missing_note(missing: Sequence[str], shown: Sequence[str]) -> str:
     return f"\n**Missing SLMs** (no routing results, column shows –): {', '.join(gone)}.\n" if gone else ""
 
 
-def write_tables(proxy: pl.DataFrame, p: Mapping, outputs: Mapping[str, str], *, slms, llms, datasets, methods, missing=()) -> None:
+def write_tables(
+    proxy: pl.DataFrame, p: Mapping, outputs: Mapping[str, str], *, slms, llms, datasets, methods, missing=()
+) -> None:
     """Write Tables 4 and 5 (paper layout CSV, full-grid CSV, and both in one markdown file)."""
     k, seeds = float(p["k"]), ", ".join(map(str, p["seeds"]))
     p4, f4, s4 = table4(proxy, p, slms=slms, llms=llms, datasets=datasets, methods=methods)
     p5, f5, s5 = table5(proxy, p, slms=slms, llms=llms, methods=methods)
-    md4 = (f"Table 4: Routing with proxy routing data vs. random routing on {s4['target']} ({s4['method']}, routing to "
-           f"{s4['llm']}; partially in-domain proxy data: all other datasets; k = {k}, mean over seeds {seeds}).\n\n{_READINGS_MD}\n\n"
-           + to_markdown(p4, empty=f"No partially in-domain results for {s4['target']} / {s4['llm']} / {s4['method']}.")
-           + _missing_note(missing, s4["slms"])
-           + "\n## Full grid (every LLM, target and proxy method)\n\n" + to_markdown(f4, empty="No partially in-domain results.")
-           + _missing_note(missing, slms))
-    shifts = ", ".join(f"{n} ({' + '.join(p['shifts'][n]['sources'])} → {' + '.join(p['shifts'][n]['targets'])})" for n in s5["shifts"]) or "none configured"
-    unnamed = ("The paper does not name Table 5's UQ method; it is shown for each proxy method of §4.2 (column `method`)."
-               if p["table5"]["method"] is None else f"UQ method: {s5['methods'][0]} (routing.table5.method; the paper does not name one).")
-    md5 = (f"Table 5: Routing with proxy routing data vs. random routing under out-of-domain shifts ({', '.join(s5['methods'])}, routing to "
-           f"{s5['llm']}; k = {k}, mean over seeds {seeds}). Shifts (routing.shifts): {shifts}. {unnamed}\n\n{_READINGS_MD}\n\n"
-           + to_markdown(p5, empty="No out-of-domain results (no shifts configured, or none scored).")
-           + _missing_note(missing, s5["slms"])
-           + "\n## Full grid (every shift, the generic out-of-domain setting when on, every LLM, target and proxy method)\n\n" + to_markdown(f5, empty="No out-of-domain results.")
-           + _missing_note(missing, slms))
+    md4 = (
+        f"Table 4: Routing with proxy routing data vs. random routing on {s4['target']} ({s4['method']}, routing to "
+        f"{s4['llm']}; partially in-domain proxy data: all other datasets; k = {k}, mean over seeds {seeds}).\n\n{_READINGS_MD}\n\n"
+        + to_markdown(p4, empty=f"No partially in-domain results for {s4['target']} / {s4['llm']} / {s4['method']}.")
+        + _missing_note(missing, s4["slms"])
+        + "\n## Full grid (every LLM, target and proxy method)\n\n"
+        + to_markdown(f4, empty="No partially in-domain results.")
+        + _missing_note(missing, slms)
+    )
+    shifts = (
+        ", ".join(
+            f"{n} ({' + '.join(p['shifts'][n]['sources'])} → {' + '.join(p['shifts'][n]['targets'])})"
+            for n in s5["shifts"]
+        )
+        or "none configured"
+    )
+    unnamed = (
+        "The paper does not name Table 5's UQ method; it is shown for each proxy method of §4.2 (column `method`)."
+        if p["table5"]["method"] is None
+        else f"UQ method: {s5['methods'][0]} (routing.table5.method; the paper does not name one)."
+    )
+    md5 = (
+        f"Table 5: Routing with proxy routing data vs. random routing under out-of-domain shifts ({', '.join(s5['methods'])}, routing to "
+        f"{s5['llm']}; k = {k}, mean over seeds {seeds}). Shifts (routing.shifts): {shifts}. {unnamed}\n\n{_READINGS_MD}\n\n"
+        + to_markdown(p5, empty="No out-of-domain results (no shifts configured, or none scored).")
+        + _missing_note(missing, s5["slms"])
+        + "\n## Full grid (every shift, the generic out-of-domain setting when on, every LLM, target and proxy method)\n\n"
+        + to_markdown(f5, empty="No out-of-domain results.")
+        + _missing_note(missing, slms)
+    )
     for df, key in ((p4, "table4_csv"), (f4, "table4_full_csv"), (p5, "table5_csv"), (f5, "table5_full_csv")):
         with io.atomic_path(outputs[key], suffix=".csv") as tmp:
             df.write_csv(tmp)
@@ -152,11 +208,18 @@ def write_tables(proxy: pl.DataFrame, p: Mapping, outputs: Mapping[str, str], *,
 def status_markdown(slms: Sequence[str], assembled: Sequence[str], warnings: pl.DataFrame, mode: str) -> str:
     """The routing status page: which SLMs are assembled, which are missing, and what each recorded."""
     missing = [s for s in slms if s not in assembled]
-    lines = ["# Routing status", "",
-             f"`routing.assemble: {mode}`: {len(assembled)} of {len(slms)} SLMs assembled into the tables and figures.", ""]
+    lines = [
+        "# Routing status",
+        "",
+        f"`routing.assemble: {mode}`: {len(assembled)} of {len(slms)} SLMs assembled into the tables and figures.",
+        "",
+    ]
     if missing:
-        lines += [f"**Missing SLMs: {', '.join(missing)}.** They have no routing results (their `routing` job or one of its "
-                  "upstream jobs failed or was not run; see `logs/`). The other SLMs' results are complete.", ""]
+        lines += [
+            f"**Missing SLMs: {', '.join(missing)}.** They have no routing results (their `routing` job or one of its "
+            "upstream jobs failed or was not run; see `logs/`). The other SLMs' results are complete.",
+            "",
+        ]
     else:
         lines += ["No SLM is missing.", ""]
     lines += ["| SLM | status | " + " | ".join(_KINDS) + " |", "|" + "---|" * (2 + len(_KINDS))]

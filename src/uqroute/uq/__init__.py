@@ -7,8 +7,8 @@ with its formula and sign convention.
 """
 
 from . import methods as _methods  # noqa: F401  (registers the methods)
-from .methods import normalize_answer
 from .checks import config_problems
+from .methods import normalize_answer
 from .registry import ANSWER_LABELS, METHODS, UnknownMethodError, UQMethod, get_methods, probe_methods, register
 from .run import UQInputError, join_inputs, run_uq, score_frame
 from .similarity import (

@@ -20,7 +20,7 @@ Conventions (docs/uq.md has the full table):
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -77,7 +77,7 @@ def answer_tokens(frame: pl.DataFrame, name: str) -> list:
             continue
         if not 0 <= int(s) <= len(v):
             raise ValueError(f"{ANSWER_START} = {s} of row {row_id!r} is outside its {len(v)} {name}")
-        out.append(v[int(s):])
+        out.append(v[int(s) :])
     return out
 
 

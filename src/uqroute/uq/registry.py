@@ -16,8 +16,8 @@ Adding a method is one function plus one registration::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -75,7 +75,9 @@ METHODS: dict[str, UQMethod] = {}
 ANSWER_LABELS = {"greedy": "correct", "verbal_1s": "verbal_1s_correct"}
 
 
-def register(name: str, *, columns: tuple[str, ...], family: str, source: str, answer: str = "greedy") -> Callable[[MethodFn], MethodFn]:
+def register(
+    name: str, *, columns: tuple[str, ...], family: str, source: str, answer: str = "greedy"
+) -> Callable[[MethodFn], MethodFn]:
     """Decorator: add ``fn`` to :data:`METHODS` under ``name``."""
 
     def deco(fn: MethodFn) -> MethodFn:

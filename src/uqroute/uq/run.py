@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -53,13 +53,17 @@ def score_frame(frame: pl.DataFrame, methods: Sequence[str]) -> pl.DataFrame:
         if n_null:
             log.warning(
                 "uq: method %s could not score %d of %d queries (null; dropped for this method)",
-                method.name, n_null, frame.height,
+                method.name,
+                n_null,
+                frame.height,
             )
         cols[method.name] = pl.Series(method.name, values, dtype=pl.Float64).fill_nan(None)
     return pl.DataFrame(cols)
 
 
-def run_uq(data_path, generations_path, probes_path, out_path, methods: Sequence[str], *, provenance: dict | None = None) -> pl.DataFrame:
+def run_uq(
+    data_path, generations_path, probes_path, out_path, methods: Sequence[str], *, provenance: dict | None = None
+) -> pl.DataFrame:
     """Rule ``uq``: write ``results/uq/{slm}/{dataset}.parquet`` (artifact ``uq``).
 
     Joins the evaluation rows of ``data_path`` with ``generations_path`` (and

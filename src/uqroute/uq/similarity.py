@@ -24,7 +24,7 @@ Without empty samples and without ``<think>`` tags, W is the same in both.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
