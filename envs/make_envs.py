@@ -60,7 +60,7 @@ ENVS = {
         "extras": tuple(sorted(set(MODEL_EXTRAS.values()))),
         "header": """\
 # Conda environment of the rules that run torch: `fetch_model` (GGUF → safetensors conversion),
-# `infer`, `infer_llm` and `judge` (the models, on a GPU when the job has one), `probe` and
+# `infer`, `infer_llm` and `judge` (the models, on a GPU when the job has one), `probe`, `proxy_probe` and
 # `router_probe` (an MLP) and `router` (loads a probe router's MLP). With the `rwkv` extra
 # (flash-linear-attention, for RWKV-7): the models of the presets need nothing else.
 # torch==2.13.0 from PyPI is its CUDA build on Linux x86_64 (CUDA 12 libraries come as nvidia-*

@@ -39,10 +39,14 @@ KEYS = ["auc", "curves", "proxy", "routing_summary", "relative_accuracy", "proxy
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    from uqroute.routing import OUTPUT_KEYS
+    from uqroute.routing import OUTPUT_KEYS, proxy_probe_pairs, scenarios
+    from uqroute.routing.synthetic import write_synthetic_proxy_probes
 
     root = tmp_path_factory.mktemp("findings")
     uq, corr, data = write_synthetic(root, slms=SLMS, llms=LLMS, datasets=DATASETS, methods=METHODS, n=50)
+    # the leak-free ood_probe scores of its proxy pools (rule proxy_probe's artifacts)
+    pairs = proxy_probe_pairs(scenarios(DATASETS, PARAMS["shifts"]), DATASETS)
+    probes = write_synthetic_proxy_probes(root, slms=SLMS, pairs=pairs, n=50)
     for slm in SLMS:
         outs = {k: str(root / ARTIFACTS[name].path.format(slm=slm)) for k, name in zip(OUTPUT_KEYS, KEYS)}
         run_routing(
@@ -55,6 +59,7 @@ def results(tmp_path_factory):
             outputs=outs,
             params=PARAMS,
             seed=0,
+            proxy_probe_paths=[p for p in probes if f"/{slm}/" in p],
         )
     return root / "results", findings.summary_tables(root / "results", k=0.2)
 
