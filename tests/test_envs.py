@@ -140,7 +140,16 @@ def test_every_rule_names_an_env_of_the_repository():
             continue
         assert rule["env"] is not None and rule["env"].parent == ENVS and rule["env"].is_file(), name
     torch_rules = {n for n, r in found.items() if r["env"] and r["env"].name == "torch.yaml"}
-    assert torch_rules == {"fetch_model", "infer", "infer_llm", "judge", "probe", "proxy_probe", "router_probe", "router"}
+    assert torch_rules == {
+        "fetch_model",
+        "infer",
+        "infer_llm",
+        "judge",
+        "probe",
+        "proxy_probe",
+        "router_probe",
+        "router",
+    }
 
 
 # A job in envs/eval.yaml has only that file's packages (plus the standard library and this
