@@ -342,7 +342,8 @@ def alignment_table(auc: pl.DataFrame, missing: pl.DataFrame | None = None) -> p
     df = auc.with_columns(
         pl.format("[{}, {}]", pl.col("roc_auc_lo").round(3), pl.col("roc_auc_hi").round(3)).alias("roc_auc_ci")
     )
-    cols = ["slm", "dataset", "method", "label", "n"]
+    # what a reader looks for first (the AUC, its CI and n) comes first: the page is narrower than the table
+    cols = ["slm", "dataset", "method", "n", "roc_auc", "roc_auc_ci", "prr", "aurac", "slm_accuracy", "label"]
     if missing is not None and missing.height:
         df = df.join(
             missing.select("slm", "dataset", "method", pl.col("n").alias("n_queries"), "n_missing"),
@@ -350,7 +351,7 @@ def alignment_table(auc: pl.DataFrame, missing: pl.DataFrame | None = None) -> p
             how="left",
         )
         cols += ["n_queries", "n_missing"]
-    return df.select(*cols, "slm_accuracy", "roc_auc", "roc_auc_ci", "prr", "prr_polygraph", "aurac")
+    return df.select(*cols, "prr_polygraph")
 
 
 def router_table(paths: Sequence) -> pl.DataFrame:
