@@ -254,6 +254,83 @@ def run_vllm(args, work, model_dir, be, prompt_ids, budgets, full, queries, cfg,
     return out, {"tokens": tokens, **{k: f[k] for k in ("seconds", "phase1_s", "build_s", "phase2_s")}}
 
 
+def bench_vllm_engine(args, work, model_dir, spec, frames, cfg, run_mod):
+    """``run_inference`` with ``inference.backend: vllm`` on the same queries and budgets as ours.
+
+    vLLM's engine starts once per process (its worker is kept across calls); a two-row warm-up on
+    prompts of their own starts it before the clock. The generation store lives in the benchmark's
+    scratch folder, so every timed request is generated. Returns (generated tokens, seconds incl. the
+    scoring model's loads, start-up seconds, "k/n" greedy answers identical to ours' full stage, note).
+    """
+    import polars as pl
+
+    from uqroute.inference import vllm_backend
+
+    os.environ["UQROUTE_CACHE_DIR"] = str(work / "cache")  # a fresh generation store: nothing is reused
+    os.environ.setdefault("UQROUTE_VLLM_PYTHON", args.vllm_python)
+    vcfg = {**cfg, "backend": "vllm"}
+    captured = {"load_s": 0.0}
+    real_load = run_mod.load_backend
+
+    def load(*a, **k):
+        t = time.perf_counter()
+        captured["be"] = real_load(*a, **k)
+        captured["load_s"] += time.perf_counter() - t
+        captured["be"].progress = False
+        return captured["be"]
+
+    def infer(frame, stem):
+        data = work / f"{stem}.parquet"
+        frame.write_parquet(data)
+        run_mod.run_inference(
+            args.model,
+            spec,
+            str(model_dir),
+            str(data),
+            str(work / f"{stem}.gen.parquet"),
+            str(work / f"{stem}.hidden.safetensors"),
+            "slm",
+            vcfg,
+            0,
+        )
+
+    run_mod.load_backend = load
+    try:
+        warm = (
+            frames[0].head(2).with_columns(pl.col("id") + "-warm-up", ("Warm-up. " + pl.col("prompt")).alias("prompt"))
+        )
+        t0 = time.perf_counter()
+        infer(warm, "vllm-warm-up")  # starts vLLM (and its first compilation) outside the clock
+        startup_s = time.perf_counter() - t0
+        captured["load_s"] = 0.0
+        tok, secs, same, n, stats = 0, 0.0, 0, 0, {}
+        for f in frames:
+            d = f["dataset"][0]
+            t0 = time.perf_counter()
+            infer(f, f"vllm-{d}")
+            secs += time.perf_counter() - t0
+            st = captured["be"].stats
+            tok += st["generated_tokens"]
+            for k in ("vllm_requests", "vllm_requests_stored", "scored_tokens"):
+                stats[k] = stats.get(k, 0) + st[k]
+            stats["max_logprob_diff"] = max(stats.get("max_logprob_diff", 0.0), st["max_logprob_diff"])
+            ours = work / f"gen-{d}.parquet"
+            if ours.exists():
+                a = pl.read_parquet(ours).sort("id")["tokens"].to_list()
+                b = pl.read_parquet(work / f"vllm-{d}.gen.parquet").sort("id")["tokens"].to_list()
+                same += sum(x == y for x, y in zip(a, b))
+                n += len(a)
+    finally:
+        run_mod.load_backend = real_load
+        vllm_backend._close_workers()  # free the engine's memory before the other vLLM rows start theirs
+    note = (
+        f"{stats['vllm_requests']} vLLM requests ({stats['vllm_requests_stored']} from the store), "
+        f"{stats['scored_tokens']} tokens teacher-forced, largest |vLLM − transformers| token log-prob "
+        f"{stats['max_logprob_diff']:.2g}; scoring model loads {captured['load_s']:.1f}s included"
+    )
+    return tok, secs, startup_s, f"{same}/{n}" if n else "– (ours' full stage skipped)", note
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m", help="a model name from config/config.yaml")
@@ -274,6 +351,11 @@ def main() -> None:
     ap.add_argument("--skip-vllm", action="store_true")
     ap.add_argument("--skip-full", action="store_true")
     ap.add_argument("--skip-vllm-full", action="store_true", help="vLLM greedy only, not the full SLM workload")
+    ap.add_argument(
+        "--skip-vllm-engine",
+        action="store_true",
+        help="skip the row of our `inference.backend: vllm` (vLLM generating, one teacher-forced pass scoring)",
+    )
     args = ap.parse_args()
 
     import numpy as np
@@ -393,6 +475,23 @@ def main() -> None:
             flush=True,
         )
 
+    # ---- our vLLM engine (`inference.backend: vllm`): the same stage, vLLM generating, one teacher-forced pass
+    engine_full = None
+    if not args.skip_vllm_engine and Path(args.vllm_python).exists():
+        engine_full = bench_vllm_engine(args, work, model_dir, spec, frames, cfg, run_mod)
+        tok, secs, startup_s, greedy_same, note = engine_full
+        rows.append(
+            (
+                "vLLM engine: full SLM stage",
+                tok,
+                secs,
+                f"`inference.backend: vllm`: vLLM generates, a transformers teacher-forced pass scores (entropies, "
+                f"option probability, hidden states, p(True)), same artifacts; engine start-up {startup_s:.0f}s not "
+                f"timed; greedy answers identical to ours: {greedy_same}; {note}",
+            )
+        )
+        print(f"vLLM engine full stage: {tok} tokens in {secs:.1f}s", flush=True)
+
     # ---- vLLM: greedy only, then (the fair row) the full SLM workload, in one engine
     vllm_full = None
     if not args.skip_vllm:
@@ -439,6 +538,13 @@ def main() -> None:
         xn = f"{r / naive:.2f}" if naive else "–"
         xv = f"{r / vllm:.2f}" if vllm else "–"
         print(f"| {name} | {tok} | {s:.1f} | {r:.1f} | {xn} | {xv} | {note} |")
+    if ours_full and engine_full:
+        tok, secs, load_s = ours_full
+        print(
+            f"\nsame stage, same artifacts: ours {secs:.1f}s, the vLLM engine {engine_full[1]:.1f}s "
+            f"(its start-up of {engine_full[2]:.0f}s not counted); ours / vLLM engine time: "
+            f"{secs / engine_full[1]:.2f}"
+        )
     if ours_full and vllm_full:
         tok, secs, load_s = ours_full
         print(
