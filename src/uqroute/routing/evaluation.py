@@ -5,9 +5,10 @@
 LLMs labelled on the same rows, the curves, relative accuracy and curve summaries
 (:func:`curve_step`); then the proxy study runs per (SLM, method, scenario)
 (:func:`proxy_step`). With ``routing.rows: common`` every method of an (SLM, dataset) is
-restricted to the rows every method scored (:func:`common_mask`). Each step is a small function whose value columns come from a registry
-(``alignment.ALIGNMENT_METRICS``, ``summary.CURVE_SUMMARIES``, :data:`PROXY_METRICS`), so a new
-metric is one function plus one schema column.
+restricted to the rows every method scored (:func:`common_mask`). Each step is a small function
+whose value columns come from a registry (``alignment.ALIGNMENT_METRICS``,
+``summary.CURVE_SUMMARIES``, :data:`PROXY_METRICS`), so a new metric is one function plus one
+schema column.
 
 A method whose evaluation raises is recorded (``routing_warnings`` kind ``failed``, with the
 error) and left out; every other method's rows are complete. Degenerate inputs (one-class
