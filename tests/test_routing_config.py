@@ -78,6 +78,7 @@ def test_a_good_config_is_returned_with_defaults():
         ({"table5": {"llm": "l9"}}, r"routing.table5.llm"),
         ({"table5": {"slms": ["s3"]}}, r"routing.table5.slms"),
         ({"assemble": "some"}, r"routing.assemble: must be one of \['all', 'available'\]"),
+        ({"rows": "intersection"}, r"routing.rows: must be one of \['per_method', 'common'\]"),
     ],
 )
 def test_each_mistake_names_its_key(patch, key):
@@ -138,6 +139,16 @@ def test_the_paper_preset_carries_the_papers_shifts_and_tables():
     ]
     assert r["table5"]["shifts"] == ["math_to_commonsense", "commonsense_to_math"]
     assert r["proxy_methods"] == ["perplexity", "ood_probe"] and r["bins"] == 30 and r["k"] == 0.1 and 50 in r["seeds"]
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "config.yaml"])
+def test_the_paper_preset_and_the_demo_keep_the_papers_per_method_rows(name):
+    """The paper discards a query only for the method that cannot score it (§3.1); `common` is ours."""
+    assert DEFAULTS["rows"] == "per_method"
+    cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+    p = check_config(cfg.get("routing"), cfg["datasets"], cfg["uq"]["methods"], slms=cfg["slms"], llms=cfg["llms"])
+    assert p["rows"] == "per_method"
+    assert check({"rows": "common"})["rows"] == "common"
 
 
 def test_the_demo_shifts_fit_its_datasets():

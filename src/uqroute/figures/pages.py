@@ -153,6 +153,30 @@ def _warn_block(lines: Sequence[str], ok: str) -> str:
 
 
 # ------------------------------------------------------------------ tables
+def _rows_rule(auc_paths) -> str:
+    """What the ``auc`` files' provenance says of ``routing.rows`` (the rows each method was scored on)."""
+    rules = set()
+    for p in auc_paths:
+        cfg = io.read_provenance(p).get("config")
+        if isinstance(cfg, Mapping) and isinstance(cfg.get("routing"), Mapping):
+            rules.add(cfg["routing"].get("rows", "per_method"))  # written before the choice existed: per method
+    if rules == {"common"}:
+        return (
+            "<code>n</code>: the queries every method of the dataset scored (<code>routing.rows: common</code>, our "
+            "addition: every method of a dataset is evaluated on the same rows; a method that scored none is left out); "
+        )
+    if rules == {"per_method"}:
+        return (
+            "<code>n</code>: queries with both a confidence and a label, the rows the method is evaluated on "
+            "(<code>routing.rows: per_method</code>, the paper's rule: a query is dropped only for the method that "
+            "cannot score it, so methods can differ in n); "
+        )
+    return (
+        "<code>n</code>: the rows each method is evaluated on (which rule, <code>routing.rows</code>, is "
+        f"{'mixed across SLMs' if rules else 'not recorded in these files'}); "
+    )
+
+
 def _read_all(paths, artifact: str, stage: str) -> pl.DataFrame:
     from ..schema import ARTIFACTS
 
@@ -518,9 +542,8 @@ def write_pages(
             (
                 "ROC-AUC, PRR and AURAC per SLM, dataset and method",
                 alignment_table(auc, missing),
-                "<code>n</code>: queries with both a confidence and a label, the rows the method is evaluated on (the paper drops a "
-                "query only for the method that cannot score it, so methods can differ in n); <code>n_missing</code>: queries without a "
-                "confidence. CI: 95 % bootstrap. Definitions: docs/routing.md.",
+                _rows_rule(inputs.get("auc", []))
+                + "<code>n_missing</code>: queries without a confidence. CI: 95 % bootstrap. Definitions: docs/routing.md.",
             ),
         ],
     )

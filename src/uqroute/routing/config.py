@@ -20,6 +20,7 @@ __all__ = [
     "LEAK_FREE_METHODS",
     "OUT_OF_DOMAIN",
     "PARTIAL_IN_DOMAIN",
+    "ROWS",
     "RoutingConfigError",
     "Scenario",
     "check_config",
@@ -41,6 +42,9 @@ OUT_OF_DOMAIN = "out_of_domain"
 LEAK_FREE_METHODS = ("ood_probe",)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _ASSEMBLE = ("all", "available")
+#: ``routing.rows``: each method on its own scored rows (the paper's rule, the default) or on the rows
+#: every method scored (the names of ``uqroute.results.tidy(rows=...)``).
+ROWS = ("per_method", "common")
 _RESERVED = {"tables", "figures"}  # folders under results/routing/ beside the per-SLM ones
 
 #: Defaults of the section, read from the config schema (the one source of every default).
@@ -98,7 +102,7 @@ def check_config(
     of the run, or whose target is one of its own sources; ``table4``/``table5`` selections
     naming a dataset, shift, LLM, SLM or proxy method that the run does not have (SLMs and
     LLMs are checked when ``slms``/``llms`` are given); an SLM named ``tables`` or ``figures``
-    (its results folder would clash); an unknown ``assemble`` mode.
+    (its results folder would clash); an unknown ``assemble`` mode or ``rows`` rule.
     """
     datasets, uq_methods = list(datasets), list(uq_methods)
     raw = dict(routing_cfg or {})
@@ -198,6 +202,8 @@ def check_config(
         raise _err("out_of_domain", f"must be true or false, got {p['out_of_domain']!r}")
     if p["assemble"] not in _ASSEMBLE:
         raise _err("assemble", f"must be one of {list(_ASSEMBLE)}, got {p['assemble']!r}")
+    if p["rows"] not in ROWS:
+        raise _err("rows", f"must be one of {list(ROWS)}, got {p['rows']!r}")
     return p
 
 

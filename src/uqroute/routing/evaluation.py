@@ -4,9 +4,11 @@
 (:func:`method_cell`), computes the alignment row (:func:`alignment_step`) and, per group of
 LLMs labelled on the same rows, the curves, relative accuracy and curve summaries
 (:func:`curve_step`); then the proxy study runs per (SLM, method, scenario)
-(:func:`proxy_step`). Each step is a small function whose value columns come from a registry
-(``alignment.ALIGNMENT_METRICS``, ``summary.CURVE_SUMMARIES``, :data:`PROXY_METRICS`), so a new
-metric is one function plus one schema column.
+(:func:`proxy_step`). With ``routing.rows: common`` every method of an (SLM, dataset) is
+restricted to the rows every method scored (:func:`common_mask`). Each step is a small function
+whose value columns come from a registry (``alignment.ALIGNMENT_METRICS``,
+``summary.CURVE_SUMMARIES``, :data:`PROXY_METRICS`), so a new metric is one function plus one
+schema column.
 
 A method whose evaluation raises is recorded (``routing_warnings`` kind ``failed``, with the
 error) and left out; every other method's rows are complete. Degenerate inputs (one-class
@@ -53,6 +55,7 @@ __all__ = [
     "TABLES",
     "MethodCell",
     "method_cell",
+    "common_mask",
     "alignment_step",
     "curve_step",
     "proxy_step",
@@ -177,9 +180,14 @@ class MethodCell:
         return f"{self.slm}/{self.dataset}/{self.method}"
 
 
-def method_cell(slm: str, dataset: str, method: str, label: str, cell: Cell, out: _Out) -> MethodCell | None:
+def method_cell(
+    slm: str, dataset: str, method: str, label: str, cell: Cell, out: _Out, rows: np.ndarray | None = None
+) -> MethodCell | None:
     """Rows with both a confidence and a label (null confidences are dropped for this method
-    only, null labels for every method using that label column); None when no row is left."""
+    only, null labels for every method using that label column); None when no row is left.
+
+    ``rows`` (``routing.rows: common``, :func:`common_mask`): keep only these of the cell's rows as
+    well; the scored rows it drops are counted and recorded (``dropped_rows``)."""
     c_all, s_all = cell.conf[method], cell.labels[label]
     has_label, has_conf = ~np.isnan(s_all), ~np.isnan(c_all)
     n_label, n_conf = int((~has_label).sum()), int((has_label & ~has_conf).sum())
@@ -196,6 +204,29 @@ def method_cell(slm: str, dataset: str, method: str, label: str, cell: Cell, out
     if n_conf:
         out.warn(slm, dataset, method, None, "dropped_rows", f"{where}: dropped {n_conf} queries with null confidence")
     mask = has_label & has_conf
+    if rows is not None:
+        n_common = int((mask & ~rows).sum())
+        if n_common:
+            out.warn(
+                slm,
+                dataset,
+                method,
+                None,
+                "dropped_rows",
+                f"{where}: dropped {n_common} scored queries that not every method scored (routing.rows: common)",
+            )
+        scored_any = bool(mask.any())
+        mask &= rows
+        if scored_any and not mask.any():
+            out.warn(
+                slm,
+                dataset,
+                method,
+                None,
+                "no_scores",
+                f"{where}: none of its scored queries is scored by every method (routing.rows: common); method skipped",
+            )
+            return None
     if not mask.any():
         out.warn(
             slm,
@@ -217,6 +248,45 @@ def method_cell(slm: str, dataset: str, method: str, label: str, cell: Cell, out
             f"{where}: {label} has a single class on {s.size} queries; ROC-AUC and PRR are undefined",
         )
     return MethodCell(slm, dataset, method, label, mask, c_all[mask], s)
+
+
+def common_mask(
+    slm: str, dataset: str, cell: Cell, methods: list[str], label_of: Mapping[str, str], out: _Out
+) -> np.ndarray:
+    """``routing.rows: common``: the cell's rows that every method of ``methods`` scored (a confidence
+    and a value in the method's own label column), so that every method is evaluated on the same
+    queries; recorded (``dropped_rows``, method null) with the size of the intersection.
+
+    A method that scored no row of the cell is left out of the intersection, so that it does not
+    empty the dataset for the others, and recorded (``no_scores``); it has no results there anyway.
+    Our addition: the paper drops a query only for the method that cannot score it (§3.1)."""
+    scored = {m: ~np.isnan(cell.conf[m]) & ~np.isnan(cell.labels[label_of[m]]) for m in methods}
+    keep = np.ones(cell.ids.size, dtype=bool)
+    used = []
+    for m, ok in scored.items():
+        if ok.any():
+            keep &= ok
+            used.append(m)
+        else:
+            out.warn(
+                slm,
+                dataset,
+                m,
+                None,
+                "no_scores",
+                f"{slm}/{dataset}/{m}: no query with a confidence and a label; left out of the common rows of the "
+                "other methods (routing.rows: common)",
+            )
+    out.warn(
+        slm,
+        dataset,
+        None,
+        None,
+        "dropped_rows",
+        f"{slm}/{dataset}: routing.rows common: every method is evaluated on the {int(keep.sum())} of "
+        f"{cell.ids.size} queries that all of {used} scored",
+    )
+    return keep
 
 
 def alignment_step(mc: MethodCell, weights: np.ndarray) -> dict:
@@ -486,6 +556,7 @@ def evaluate(inputs: RoutingInputs, params_: Mapping | None = None, seed: int = 
     proxy_methods = inputs.methods if p["proxy_methods"] == "all" else list(p["proxy_methods"])
     out = _Out()
     targets: dict[tuple, dict[str, _Target]] = {}  # (slm, dataset, method) → LLM → target state
+    common: dict[tuple[str, str], np.ndarray] = {}  # (slm, dataset) → rows every method scored (rows: common)
     for (slm, d), cell in inputs.cells.items():
         # one set of random draws per (SLM, dataset), shared by every method and LLM
         perms = (
@@ -505,12 +576,24 @@ def evaluate(inputs: RoutingInputs, params_: Mapping | None = None, seed: int = 
                     "dropped_rows",
                     f"{slm}/{d}: dropped {k} queries with null correctness of LLM {llm}",
                 )
-        for method in [m for m in inputs.methods if m in cell.conf]:
+        methods = [m for m in inputs.methods if m in cell.conf]
+        rows = None
+        if p["rows"] == "common" and methods:
+            rows = common[(slm, d)] = common_mask(slm, d, cell, methods, inputs.label_of, out)
+        for method in methods:
 
             def step(
-                o: _Out, method=method, cell=cell, slm=slm, d=d, perms=perms, boot_cache=boot_cache, mc_cache=mc_cache
+                o: _Out,
+                method=method,
+                cell=cell,
+                slm=slm,
+                d=d,
+                perms=perms,
+                boot_cache=boot_cache,
+                mc_cache=mc_cache,
+                rows=rows,
             ):
-                mc = method_cell(slm, d, method, inputs.label_of[method], cell, o)
+                mc = method_cell(slm, d, method, inputs.label_of[method], cell, o, rows)
                 if mc is None:
                     return None
                 key = _key(mc.mask)
@@ -533,13 +616,22 @@ def evaluate(inputs: RoutingInputs, params_: Mapping | None = None, seed: int = 
             found = _guarded(out, slm, d, method, None, f"{slm}/{d}/{method}: evaluation", step)
             if found:
                 targets[(slm, d, method)] = found
-    _proxy_study(inputs, p, grid, proxy_methods, targets, out)
+    _proxy_study(inputs, p, grid, proxy_methods, targets, out, common)
     return _frames(out)
 
 
 def _proxy_study(
-    inputs: RoutingInputs, p: dict, grid: np.ndarray, methods: list[str], targets: dict, out: _Out
+    inputs: RoutingInputs,
+    p: dict,
+    grid: np.ndarray,
+    methods: list[str],
+    targets: dict,
+    out: _Out,
+    common: Mapping[tuple[str, str], np.ndarray] | None = None,
 ) -> None:
+    """The proxy study; ``common`` ((SLM, dataset) → rows, ``routing.rows: common``) restricts each
+    target's evaluation rows (its curves in ``targets`` already are; W1 here) to the rows every method
+    scored. The pools keep each source's rows the method scored (the proxy data a deployment has)."""
     ks = sorted({float(p["k"]), *map(float, p["k_sweep"])})
     scs = scenarios(inputs.datasets, p["shifts"], inputs.domains if p["out_of_domain"] else None)
     if len(inputs.datasets) < 2:
@@ -613,7 +705,10 @@ def _proxy_study(
                         f"{what}: no scored target rows; hold-out set written, no curves",
                     )
                 tconf = inputs.cells[(slm, sc.target)].conf.get(method, np.array([]))
-                proxy_step(slm, method, sc, pool, tg, tconf[~np.isnan(tconf)], p, grid, ks, o)
+                keep = ~np.isnan(tconf)
+                if common and (slm, sc.target) in common and tconf.size:
+                    keep &= common[(slm, sc.target)]
+                proxy_step(slm, method, sc, pool, tg, tconf[keep], p, grid, ks, o)
 
             _guarded(out, slm, sc.target, method, sc.setting, what, step)
 
