@@ -5,7 +5,7 @@ import re
 
 from uqroute.figures import FIGURES
 from uqroute.figures.pages import PAGES
-from uqroute.routing import LEAK_FREE_METHODS, OUT_OF_DOMAIN, PARTIAL_IN_DOMAIN, TABLES, available_slms, proxy_probe_pairs, resolve, scenarios
+from uqroute.routing import LEAK_FREE_METHODS, OUT_OF_DOMAIN, PARTIAL_IN_DOMAIN, TABLES, available_slms, proxy_probe_jobs, proxy_probe_pairs, resolve, scenarios
 from uqroute.routing.tables import TABLE_FILES
 from uqroute.schema import ARTIFACTS
 
@@ -57,13 +57,29 @@ def proxy_methods():
     return routing_methods() if m == "all" else list(m)
 
 
-def routing_proxy_probes(wildcards):
-    """The leak-free OOD-probe files of one SLM's proxy pools, written by the proxy_probe jobs, one per
-    (source, target) pair of the proxy scenarios, when a proxy method needs them (uqroute.routing.LEAK_FREE_METHODS)."""
+def proxy_probe_jobs_needed():
+    """{owner dataset: its pairs} of the leak-free OOD probes the proxy pools need (one proxy_probe
+    job per SLM and owner), or {} when no proxy method needs them (uqroute.routing.LEAK_FREE_METHODS)."""
     if not any(m in LEAK_FREE_METHODS for m in proxy_methods()):
-        return []
-    pairs = proxy_probe_pairs(ROUTING_SCENARIOS, DATASETS)
-    return [ARTIFACTS["proxy_probe"].path.format(slm=wildcards.slm, dataset=a, other=b) for a, b in pairs]
+        return {}
+    return proxy_probe_jobs(proxy_probe_pairs(ROUTING_SCENARIOS, DATASETS), DATASETS)
+
+
+PROXY_PROBE_JOBS = proxy_probe_jobs_needed()
+
+
+def proxy_probe_owned(dataset):
+    """The pairs whose probes the proxy_probe job of `dataset` trains (a file no job writes is named)."""
+    if dataset not in PROXY_PROBE_JOBS:
+        raise ValueError(f"{ARTIFACTS['proxy_probe'].path}: dataset {dataset!r} owns no proxy-probe pair this config needs "
+                         f"(owners: {list(PROXY_PROBE_JOBS)})")
+    return [list(p) for p in PROXY_PROBE_JOBS[dataset]]
+
+
+def routing_proxy_probes(wildcards):
+    """The leak-free OOD-probe files of one SLM's proxy pools, written by the proxy_probe jobs (one per
+    owner dataset, holding the pairs it owns), when a proxy method needs them."""
+    return [ARTIFACTS["proxy_probe"].path.format(slm=wildcards.slm, dataset=d) for d in PROXY_PROBE_JOBS]
 
 
 def routing_correctness(wildcards):
