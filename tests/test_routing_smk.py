@@ -24,11 +24,8 @@ RULES = [
     "routing",
     "routing_tables",
     "figure_auc_heatmap",
-    "figure_routing_curves",
-    "figure_relative_accuracy",
     "figure_confidence",
-    "figure_proxy_curves",
-    "figure_rms_vs_k",
+    "figures_slm_llm",
 ]
 DATASETS = ["gsm8k", "svamp", "boolq"]
 GOOD, BROKEN = ["smollm2-135m", "slm-b"], "slm-c"
@@ -177,14 +174,14 @@ def test_paper_preset_dry_run_lists_per_slm_routing_jobs_and_the_shifts():
     stats = dict(
         line.split()[:2]
         for line in out.splitlines()
-        if line.strip() and line.split()[0] in ("routing", "routing_tables", "figure_proxy_curves", "proxy_probe")
+        if line.strip() and line.split()[0] in ("routing", "routing_tables", "figures_slm_llm", "proxy_probe")
     )
     # settings: partially in-domain, generic out-of-domain and the three named shifts; the leak-free probes of
     # the 105 dataset pairs, one job per SLM and dataset (each owns 7 pairs)
     assert stats == {
         "routing": str(len(slms)),
         "routing_tables": "1",
-        "figure_proxy_curves": str(len(slms) * 4 * 5),
+        "figures_slm_llm": str(len(slms) * 4),  # one job per (SLM, LLM) draws its 8 figures
         "proxy_probe": str(len(slms) * 15),
     }
     assert f"results/probes/{slms[0]}/proxy/gsm8k.parquet" in out and "/out_of_domain.png" in out

@@ -1,7 +1,6 @@
 # Routing helpers (included by routing.smk): paths come from the registries in the library
 # (uqroute.schema.ARTIFACTS for tables, uqroute.figures.FIGURES for figures,
 # uqroute.routing.tables.TABLE_FILES for Tables 4/5 and the status page).
-import re
 
 from uqroute.figures import FIGURES
 from uqroute.figures.pages import PAGES
@@ -87,8 +86,27 @@ def routing_correctness(wildcards):
     return expand(ARTIFACTS["correctness"].path, model=[wildcards.slm] + LLMS, dataset=DATASETS)
 
 
-def routing_setting_constraint():
-    return "|".join(map(re.escape, ROUTING_SETTINGS))
+def slm_llm_figures():
+    """The figures of one SLM routed to one LLM, drawn by one figures_slm_llm job, in output order:
+    (path pattern with {slm} and {llm}, its report item's caption, subcategory and labels, its
+    uqroute.figures.make_figure kind and selectors)."""
+    pair = {"SLM": "{slm}", "LLM": "{llm}"}
+    figures = [
+        (FIGURES["routing_curves"].path, dict(caption="../report/routing_curves.rst", subcategory="Routing curves", labels=pair),
+         dict(kind="routing_curves", datasets=DATASETS, methods=routing_methods())),
+        (FIGURES["relative_accuracy"].path, dict(caption="../report/relative_accuracy.rst", subcategory="Relative accuracy", labels=pair),
+         dict(kind="relative_accuracy", datasets=DATASETS, methods=routing_methods())),
+    ]
+    for s in ROUTING_SETTINGS:
+        figures.append((FIGURES["proxy_curves"].path.replace("{setting}", s),
+                        dict(caption="../report/proxy_curves.rst", subcategory="Proxy routing data", labels={**pair, "setting": s, "figure": "proxy vs oracle"}),
+                        dict(kind="proxy_curves", methods=proxy_methods(), setting=s, targets=setting_targets(s))))
+    figures.append((FIGURES["rms_vs_k"].path, dict(caption="../report/rms_vs_k.rst", subcategory="Proxy routing data", labels={**pair, "setting": "every scenario", "figure": "RMS vs k"}),
+                    dict(kind="rms_vs_k", methods=proxy_methods(), settings=ROUTING_SETTINGS)))
+    return figures
+
+
+SLM_LLM_FIGURES = slm_llm_figures()
 
 
 def report_page(name, caption, subcategory):
