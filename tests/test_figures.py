@@ -92,7 +92,11 @@ CASES = {
 
 def test_every_figure_kind_is_covered_and_registered():
     assert set(CASES) == set(FIGURES)
-    rules = Path(__file__).parents[1].joinpath("workflow/rules/routing.smk").read_text()
+    # the rules, and the figures of one SLM and LLM that rule figures_slm_llm draws (routing_common.smk)
+    rules = "".join(
+        Path(__file__).parents[1].joinpath("workflow/rules", f).read_text()
+        for f in ("routing.smk", "routing_common.smk")
+    )
     scripts = sorted(p.name for p in Path(__file__).parents[1].joinpath("workflow/scripts").glob("figure*.py"))
     assert scripts == ["figure.py"]  # one script for every figure
     for name, spec in FIGURES.items():

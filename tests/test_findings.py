@@ -46,7 +46,7 @@ def results(tmp_path_factory):
     uq, corr, data = write_synthetic(root, slms=SLMS, llms=LLMS, datasets=DATASETS, methods=METHODS, n=50)
     # the leak-free ood_probe scores of its proxy pools (rule proxy_probe's artifacts)
     pairs = proxy_probe_pairs(scenarios(DATASETS, PARAMS["shifts"]), DATASETS)
-    probes = write_synthetic_proxy_probes(root, slms=SLMS, pairs=pairs, n=50)
+    probes = write_synthetic_proxy_probes(root, slms=SLMS, pairs=pairs, datasets=DATASETS, n=50)
     for slm in SLMS:
         outs = {k: str(root / ARTIFACTS[name].path.format(slm=slm)) for k, name in zip(OUTPUT_KEYS, KEYS)}
         run_routing(

@@ -21,7 +21,9 @@ from uqroute.probes import (
     fit_probe,
     load_probe,
     run_probes,
-    run_proxy_probe,
+    run_proxy_probes,
+    save_probe,
+    save_probes,
 )
 from uqroute.schema import ARTIFACTS, check_frame
 
@@ -29,6 +31,7 @@ D = 16
 W = np.random.default_rng(123).normal(size=D)  # the planted direction: correct iff x·w > 0
 SMALL = {"hidden_sizes": [32, 16, 8], "epochs": 20, "lr": 5e-3, "ood_lr": 5e-3, "batch_size": 32, "crossfit_folds": 5}
 QUICK = {**SMALL, "epochs": 3}  # for tests of the mechanics, not of accuracy
+QUICK_FIT = {"hidden_sizes": [8, 4], "epochs": 2, "lr": 5e-3, "batch_size": 16}
 
 
 def write_dataset(root, name, n_train, n_eval, *, seed, labels=None, states=None, label_null=()):
@@ -298,15 +301,16 @@ def test_probe_defaults_come_from_the_config_schema(monkeypatch):
 
 
 # ------------------------------------------------------------------ leak-free probes for the proxy pools (rule proxy_probe)
-def proxy_probe_run(out, sets, pair, cfg=QUICK, seed=0):
+def proxy_probe_run(out, sets, pair, cfg=QUICK, seed=0, pairs=None):
+    """Rule proxy_probe for ``pairs`` (default: the one ``pair``), files named after ``pair``."""
     names = list(sets)
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "parquet": out / f"{pair[0]}+{pair[1]}.parquet",
         "weights": out / f"{pair[0]}+{pair[1]}.ood_probe.safetensors",
     }
-    table = run_proxy_probe(
-        held_out=list(pair),
+    table = run_proxy_probes(
+        pairs=[list(pair)] if pairs is None else pairs,
         datasets=names,
         data_paths=[sets[n]["paths"]["data"] for n in names],
         hidden_paths=[sets[n]["paths"]["hidden"] for n in names],
@@ -335,14 +339,18 @@ def test_proxy_probe_trains_without_both_and_scores_both(tmp_path, three):
         rows = table.filter(pl.col("dataset") == name)
         assert rows["id"].to_list() == [i for i, e in zip(three[name]["ids"], three[name]["eval"]) if e]
         assert set(rows["other"]) == {other}
-    probe, meta = load_probe(files["weights"])
+    probe, meta = load_probe(files["weights"], "a+b")
     assert json.loads(meta["training_datasets"]) == ["c"] and json.loads(meta["held_out"]) == ["a", "b"]
     assert json.loads(meta["n_train"]) == 120 and meta["scheme"] == "leave_two_datasets_out"
     a = table.filter(pl.col("dataset") == "a")["ood_probe"].to_numpy()
     np.testing.assert_allclose(probe.predict(three["a"]["x"][three["a"]["eval"]]), a, rtol=1e-6)
-    # one probe per unordered pair
+    # one probe per unordered pair: (b, a) is the same probe (seed from the sorted names)
     again, files2 = proxy_probe_run(tmp_path / "out2", three, ("b", "a"))
-    assert files2["weights"].read_bytes() == files["weights"].read_bytes()
+    probe2, meta2 = load_probe(files2["weights"], "b+a")
+    assert meta2 == meta
+    for name in ("a", "b"):
+        rows = pl.col("dataset") == name
+        assert again.filter(rows)["ood_probe"].to_list() == table.filter(rows)["ood_probe"].to_list()
     with pytest.raises(ProbeInputError, match="needs a third dataset"):
         proxy_probe_run(tmp_path / "out3", {k: three[k] for k in ("a", "b")}, ("a", "b"))
 
@@ -362,10 +370,86 @@ def test_proxy_probe_never_reads_the_held_out_datasets(tmp_path, three):
     assert lodo2["ood_probe"].to_list() != lodo["ood_probe"].to_list()  # the leak the proxy probe removes
 
 
+@pytest.fixture()
+def four(tmp_path, three):
+    return {**three, "d": write_dataset(tmp_path, "d", 60, 80, seed=4)}
+
+
+def test_one_proxy_probe_job_trains_each_pair_as_if_alone(tmp_path, four):
+    """A job of several pairs (one owner's) gives every pair the scores and the probe of a job of
+    that pair alone, byte for byte: each probe keeps its own seed and training datasets."""
+    from uqroute.routing import proxy_probe_jobs, proxy_probe_pairs, scenarios
+
+    names = list(four)
+    jobs = proxy_probe_jobs(proxy_probe_pairs(scenarios(names, {}), names), names)
+    assert jobs == {"a": [("a", "b"), ("a", "c")], "b": [("b", "c"), ("b", "d")], "c": [("c", "d")], "d": [("a", "d")]}
+    table, files = proxy_probe_run(tmp_path / "job", four, ("b", "c"), pairs=jobs["b"])
+    check_frame(table, "proxy_probe")
+    assert table.select("dataset", "other").unique(maintain_order=True).rows() == [
+        ("b", "c"),
+        ("c", "b"),
+        ("b", "d"),
+        ("d", "b"),
+    ]
+    with safe_open(str(files["weights"]), framework="pt") as f:
+        assert json.loads(f.metadata()["probes"]) == ["b+c", "b+d"]
+    for pair in jobs["b"]:
+        alone, alone_files = proxy_probe_run(tmp_path / "+".join(pair), four, pair)
+        for d, o in (pair, pair[::-1]):
+            rows = (pl.col("dataset") == d) & (pl.col("other") == o)
+            assert table.filter(rows).drop("other").equals(alone.filter(pl.col("dataset") == d).drop("other"))
+        (probe, meta), (probe1, meta1) = (
+            load_probe(files["weights"], "+".join(pair)),
+            load_probe(alone_files["weights"], "+".join(pair)),
+        )
+        assert meta == meta1
+        assert json.loads(meta["training_datasets"]) == [d for d in names if d not in pair]
+        for a, b in zip(probe.net.state_dict().values(), probe1.net.state_dict().values()):
+            assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_proxy_probe_job_refuses_bad_pairs(tmp_path, four):
+    for pairs, msg in (
+        ([], "no pair"),
+        ([["a", "a"]], "two different datasets"),
+        ([["a", "x"]], "two different datasets"),
+        ([["a", "b"], ["b", "a"]], r"\['a', 'b'\]\] given more than once"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            proxy_probe_run(tmp_path / "bad", four, ("a", "b"), pairs=pairs)
+        assert (
+            not (tmp_path / "bad" / "a+b.parquet").exists()
+            and not (tmp_path / "bad" / "a+b.ood_probe.safetensors").exists()
+        )
+
+
+def test_several_probes_in_one_file_are_read_by_name(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, D)), rng.random(60) > 0.5
+    one = fit_probe(x, y, seed=1, label="one", **QUICK_FIT)
+    two = fit_probe(x, ~y, seed=2, label="two", **QUICK_FIT)
+    save_probes(tmp_path / "both.safetensors", {"p+q": (one, {"seed": 1}), "p+r": (two, {"seed": 2})})
+    save_probe(tmp_path / "one.safetensors", one, seed=1)
+    got, meta = load_probe(tmp_path / "both.safetensors", "p+q")
+    alone, meta1 = load_probe(tmp_path / "one.safetensors")
+    assert meta == meta1
+    np.testing.assert_array_equal(got.predict(x), alone.predict(x))
+    assert not np.array_equal(load_probe(tmp_path / "both.safetensors", "p+r")[0].predict(x), alone.predict(x))
+    with pytest.raises(ValueError, match=r"holds the probes \['p\+q', 'p\+r'\]; name one of them \(got 'p'\)"):
+        load_probe(tmp_path / "both.safetensors", "p")
+    with pytest.raises(ValueError, match="holds one probe, not several"):
+        load_probe(tmp_path / "one.safetensors", "p+q")
+    with pytest.raises(ValueError, match="may not be empty or hold '/'"):
+        save_probes(tmp_path / "bad.safetensors", {"a/b": (one, {})})
+    with pytest.raises(ValueError, match="no probe to save"):
+        save_probes(tmp_path / "bad.safetensors", {})
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
 def _routing_inputs(root, sets, slm="s", llm="l"):
     """The pipeline from probes to routing inputs on the tiny fixtures: rule probe for every
-    dataset (the uq column ood_probe), rule proxy_probe for every pair, correctness copies."""
-    from uqroute.routing import proxy_probe_pairs, scenarios
+    dataset (the uq column ood_probe), rule proxy_probe for every owner of pairs, correctness copies."""
+    from uqroute.routing import proxy_probe_jobs, proxy_probe_pairs, scenarios
 
     names = list(sets)
     uq, corr, data = [], [], []
@@ -381,8 +465,8 @@ def _routing_inputs(root, sets, slm="s", llm="l"):
             write_parquet(pl.read_parquet(sets[d]["paths"]["correctness"]), path, "correctness")
             corr.append(str(path))
     proxy = []
-    for pair in proxy_probe_pairs(scenarios(names, {}), names):
-        _, files = proxy_probe_run(root / "probes" / slm / "proxy", sets, pair)
+    for owned in proxy_probe_jobs(proxy_probe_pairs(scenarios(names, {}), names), names).values():
+        _, files = proxy_probe_run(root / "probes" / slm / "proxy", sets, owned[0], pairs=owned)
         proxy.append(str(files["parquet"]))
     return uq, corr, data, proxy
 

@@ -211,3 +211,36 @@ def test_proxy_probe_pairs_cover_every_source_target_pair_once():
     only = [x for x in sc if x.setting == "s"]
     assert proxy_probe_pairs(only, ds) == [("a", "d")]  # (d, a) and (a, d) are one probe, in run order
     assert proxy_probe_pairs(scenarios(["a", "b"], {}), ["a", "b"]) == []  # no third dataset to train on
+
+
+def test_proxy_probe_jobs_share_the_pairs_evenly_among_the_datasets():
+    """Each pair has one owner (round-robin over the run order), so each dataset's proxy_probe job
+    trains ⌊(n−1)/2⌋ or ⌈(n−1)/2⌉ probes: 7 of the paper's 105, every pair exactly once."""
+    from uqroute.routing import proxy_probe_jobs, proxy_probe_owner, proxy_probe_pairs
+
+    for n in range(3, 17):
+        ds = [f"d{i}" for i in range(n)]
+        pairs = proxy_probe_pairs(scenarios(ds, {}), ds)
+        jobs = proxy_probe_jobs(pairs, ds)
+        assert sorted(p for owned in jobs.values() for p in owned) == sorted(pairs)
+        assert {len(v) for v in jobs.values()} <= {(n - 1) // 2, n // 2}, n
+        assert list(jobs) == ds  # every dataset owns some pair, owners in run order
+        assert all(d in p for d, owned in jobs.items() for p in owned)  # a job owns pairs of its own dataset
+    ds = ["a", "b", "c", "d"]  # n = 4: pairs at distance 2 go to the earlier dataset
+    assert [proxy_probe_owner(p, ds) for p in (("a", "b"), ("a", "c"), ("a", "d"), ("b", "d"), ("d", "b"))] == [
+        "a",
+        "a",
+        "d",
+        "b",
+        "b",
+    ]
+    assert (
+        len(proxy_probe_jobs(proxy_probe_pairs(scenarios(ds := [f"d{i}" for i in range(15)], {}), ds), ds)["d3"]) == 7
+    )
+    # only the owners of needed pairs get a job
+    assert proxy_probe_jobs([("b", "c")], ["a", "b", "c", "d"]) == {"b": [("b", "c")]}
+    assert proxy_probe_jobs([], ["a", "b", "c"]) == {}
+    with pytest.raises(ValueError, match=r"proxy-probe pair \('a', 'x'\): needs two different datasets"):
+        proxy_probe_owner(("a", "x"), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="needs two different datasets"):
+        proxy_probe_owner(("a", "a"), ["a", "b", "c"])

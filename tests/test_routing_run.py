@@ -663,3 +663,24 @@ def test_generic_out_of_domain_setting_and_leak_free_ood_probe_pools(synthetic):
     for r in t["holdout"].filter(pl.col("method") == "ood_probe").iter_rows(named=True):
         expect = {0.1 * (1 + DATASETS.index(d)) + 0.01 * DATASETS.index(r["target"]) for d in r["source_dataset"]}
         assert set(r["confidence"]) <= {round(e, 12) for e in expect} | expect
+
+
+def test_leak_free_scores_are_read_from_the_owner_files(tmp_path):
+    """Rule proxy_probe writes one file per SLM and owner dataset, holding several pairs: every pair is read
+    back in both directions, in eval-id order; a pair found in two files is an error naming both."""
+    from uqroute.routing import proxy_probe_jobs, proxy_probe_pairs, scenarios
+    from uqroute.routing.synthetic import write_synthetic_proxy_probes
+
+    paths = write_synthetic(tmp_path, slms=["s"], llms=["l"], datasets=DATASETS, methods=["ood_probe"], n=20)
+    pairs = proxy_probe_pairs(scenarios(DATASETS, {}), DATASETS)
+    files = write_synthetic_proxy_probes(tmp_path, slms=["s"], pairs=pairs, datasets=DATASETS, n=20)
+    assert len(files) == len(proxy_probe_jobs(pairs, DATASETS)) == 4 and len(pairs) == 6
+    inputs = load_inputs(*paths, slms=["s"], llms=["l"], datasets=DATASETS, proxy_probe_paths=files)
+    assert sorted(inputs.leak_free) == sorted(("s", d, o) for a, b in pairs for d, o in ((a, b), (b, a)))
+    for (_, d, o), scores in inputs.leak_free.items():
+        owner = next(f for f in files if any({d, o} == set(p) for p in proxy_probe_jobs(pairs, DATASETS)[Path(f).stem]))
+        df = pl.read_parquet(owner).filter((pl.col("dataset") == d) & (pl.col("other") == o))
+        by_id = dict(zip(df["id"], df["ood_probe"]))
+        assert scores.tolist() == [by_id[i] for i in inputs.cells[("s", d)].ids]
+    with pytest.raises(RoutingInputError, match=rf"proxy-probe files {files[0]} and {files[0]} both hold the scores"):
+        load_inputs(*paths, slms=["s"], llms=["l"], datasets=DATASETS, proxy_probe_paths=files + files[:1])

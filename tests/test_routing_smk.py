@@ -24,11 +24,8 @@ RULES = [
     "routing",
     "routing_tables",
     "figure_auc_heatmap",
-    "figure_routing_curves",
-    "figure_relative_accuracy",
     "figure_confidence",
-    "figure_proxy_curves",
-    "figure_rms_vs_k",
+    "figures_slm_llm",
 ]
 DATASETS = ["gsm8k", "svamp", "boolq"]
 GOOD, BROKEN = ["smollm2-135m", "slm-b"], "slm-c"
@@ -81,6 +78,7 @@ def test_a_broken_slm_leaves_the_others_and_the_report_names_it(tmp_path):
         tmp_path,
         slms=cfg["slms"],
         pairs=proxy_probe_pairs(scenarios(DATASETS, cfg["routing"]["shifts"]), DATASETS),
+        datasets=DATASETS,
         n=20,
     )
     bad = tmp_path / ARTIFACTS["uq"].path.format(slm=BROKEN, dataset="boolq")
@@ -176,16 +174,17 @@ def test_paper_preset_dry_run_lists_per_slm_routing_jobs_and_the_shifts():
     stats = dict(
         line.split()[:2]
         for line in out.splitlines()
-        if line.strip() and line.split()[0] in ("routing", "routing_tables", "figure_proxy_curves", "proxy_probe")
+        if line.strip() and line.split()[0] in ("routing", "routing_tables", "figures_slm_llm", "proxy_probe")
     )
-    # settings: partially in-domain, generic out-of-domain and the three named shifts; one leak-free probe per dataset pair
+    # settings: partially in-domain, generic out-of-domain and the three named shifts; the leak-free probes of
+    # the 105 dataset pairs, one job per SLM and dataset (each owns 7 pairs)
     assert stats == {
         "routing": str(len(slms)),
         "routing_tables": "1",
-        "figure_proxy_curves": str(len(slms) * 4 * 5),
-        "proxy_probe": str(len(slms) * 15 * 14 // 2),
+        "figures_slm_llm": str(len(slms) * 4),  # one job per (SLM, LLM) draws its 8 figures
+        "proxy_probe": str(len(slms) * 15),
     }
-    assert f"results/probes/{slms[0]}/proxy/gsm8k+aqua.parquet" in out and "/out_of_domain.png" in out
+    assert f"results/probes/{slms[0]}/proxy/gsm8k.parquet" in out and "/out_of_domain.png" in out
     for slm in slms:
         assert f"results/routing/{slm}/holdout.parquet" in out
     for shift in ("math_to_commonsense", "commonsense_to_math", "commonsense_conversational_to_math"):

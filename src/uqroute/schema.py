@@ -458,15 +458,18 @@ PROBES = Artifact(
 
 PROXY_PROBE = Artifact(
     name="proxy_probe",
-    path="results/probes/{slm}/proxy/{dataset}+{other}.parquet",
+    path="results/probes/{slm}/proxy/{dataset}.parquet",
     doc=(
         "Leak-free OOD-probe confidences for the proxy study (rule `proxy_probe`, paper §4.2): one probe per pair of "
         "datasets, trained on every labelled row of the run's *other* datasets (neither of the two), scoring the "
         "evaluation rows of both. When one of the pair is a routing target, the other's rows enter its proxy pool with "
-        "these scores, so the pool carries no information from the target. Weights: "
-        "`results/probes/{slm}/proxy/{dataset}+{other}.ood_probe.safetensors`."
+        "these scores, so the pool carries no information from the target. One file per SLM and dataset `{dataset}` "
+        "holds the pairs that dataset owns (`uqroute.routing.proxy_probe_owner`, a balanced round-robin: 7 pairs of "
+        "the paper's 15 datasets); a pair is the rows whose `dataset` and `other` are its two datasets. Weights: "
+        "`results/probes/{slm}/proxy/{dataset}.ood_probe.safetensors`, one probe per pair named `{a}+{b}` "
+        "(`uqroute.probes.load_probe(path, name)`)."
     ),
-    key=("dataset", "id"),
+    key=("dataset", "other", "id"),
     columns=(
         Column("dataset", pl.Utf8, "The dataset the row belongs to (one of the pair)."),
         Column("other", pl.Utf8, "The pair's other dataset, also left out of the probe's training."),
@@ -847,7 +850,7 @@ FILES: dict[str, str] = {
     "hidden_states": "results/generations/{model}/{dataset}.hidden.safetensors",
     "trained_probe_weights": "results/probes/{slm}/{dataset}.trained_probe.safetensors",
     "ood_probe_weights": "results/probes/{slm}/{dataset}.ood_probe.safetensors",
-    "proxy_probe_weights": "results/probes/{slm}/proxy/{dataset}+{other}.ood_probe.safetensors",
+    "proxy_probe_weights": "results/probes/{slm}/proxy/{dataset}.ood_probe.safetensors",
     "revisions_lock": "results/revisions.lock.yaml",
     "model_download": "resources/downloads/{model}.json",
     "model_dir": "resources/models/{model}",

@@ -24,10 +24,12 @@ rule probe:
         "../scripts/probe.py"
 
 
-# The leak-free OOD probe of a pair of datasets (paper §4.2, docs/routing.md "Leak-free proxy
-# probes"): trained on every dataset of the run but {dataset} and {other}, it scores both. In the
-# proxy study, source {dataset} of target {other} (and the reverse) is scored by it, so no proxy
-# pool carries its target's labels. Rule `routing` asks only for the pairs its scenarios need.
+# The leak-free OOD probes of pairs of datasets (paper §4.2, docs/routing.md "Leak-free proxy
+# probes"): the probe of a pair is trained on every dataset of the run but the two, and scores both.
+# In the proxy study, source S of target T (and the reverse) is scored by it, so no proxy pool
+# carries its target's labels. One job per SLM and dataset trains the pairs that dataset owns
+# (uqroute.routing.proxy_probe_owner; 7 of the paper's 105 pairs each), among the pairs rule
+# `routing` needs (routing_common.smk: proxy_probe_owned), each pair with its own seed.
 rule proxy_probe:
     input:
         data=expand(path_of("data"), dataset=DATASETS),
@@ -36,17 +38,17 @@ rule proxy_probe:
     output:
         scores=path_of("proxy_probe"),
         weights=path_of("proxy_probe_weights"),
-    wildcard_constraints:
-        other="|".join(map(re.escape, DATASETS)),
     params:
         datasets=DATASETS,
+        pairs=lambda w: proxy_probe_owned(w.dataset),
         probe=lambda w: cfg("probe"),
         seed=config["seed"],
     resources:
         mem_mb=lambda w, attempt: model_mem_mb(None, attempt),
-        runtime=lambda w, attempt: model_runtime_min(None, attempt),
+        # one probe costs about a leave-one-dataset-out probe of rule `probe`: the job trains one per pair
+        runtime=lambda w, attempt: model_runtime_min(None, attempt) * len(proxy_probe_owned(w.dataset)),
     log:
-        "logs/proxy_probe/{slm}/{dataset}+{other}.log",
+        "logs/proxy_probe/{slm}/{dataset}.log",
     conda:
         "../../envs/torch.yaml"
     script:

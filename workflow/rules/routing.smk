@@ -36,11 +36,8 @@ rule routing:
 localrules:
     routing_tables,
     figure_auc_heatmap,
-    figure_routing_curves,
-    figure_relative_accuracy,
     figure_confidence,
-    figure_proxy_curves,
-    figure_rms_vs_k,
+    figures_slm_llm,
     report_pages,
 
 
@@ -89,45 +86,6 @@ rule figure_auc_heatmap:
         "../scripts/figure.py"
 
 
-rule figure_routing_curves:
-    input:
-        curves=ARTIFACTS["curves"].path,
-        auc=ARTIFACTS["auc"].path,
-    output:
-        report(FIGURES["routing_curves"].path, caption="../report/routing_curves.rst", category="Routing", subcategory="Routing curves", labels={"SLM": "{slm}", "LLM": "{llm}"}),
-    params:
-        kind="routing_curves",
-        slm=lambda w: w.slm,
-        llm=lambda w: w.llm,
-        datasets=DATASETS,
-        methods=routing_methods(),
-    log:
-        "logs/routing/figures/routing_curves/{slm}/{llm}.log",
-    conda:
-        "../../envs/eval.yaml"
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_relative_accuracy:
-    input:
-        relative_accuracy=ARTIFACTS["relative_accuracy"].path,
-    output:
-        report(FIGURES["relative_accuracy"].path, caption="../report/relative_accuracy.rst", category="Routing", subcategory="Relative accuracy", labels={"SLM": "{slm}", "LLM": "{llm}"}),
-    params:
-        kind="relative_accuracy",
-        slm=lambda w: w.slm,
-        llm=lambda w: w.llm,
-        datasets=DATASETS,
-        methods=routing_methods(),
-    log:
-        "logs/routing/figures/relative_accuracy/{slm}/{llm}.log",
-    conda:
-        "../../envs/eval.yaml"
-    script:
-        "../scripts/figure.py"
-
-
 rule figure_confidence:
     input:
         uq=expand(ARTIFACTS["uq"].path, dataset=DATASETS, allow_missing=True),
@@ -149,41 +107,26 @@ rule figure_confidence:
         "../scripts/figure.py"
 
 
-rule figure_proxy_curves:
+# The figures of one SLM routed to one LLM (routing_common.smk: SLM_LLM_FIGURES): routing curves,
+# relative accuracy, RMS vs k and the proxy curves of every setting, each its own report item with
+# its caption and labels, drawn by one job (one job per figure made 384 of the paper preset's jobs,
+# for seconds of drawing each).
+rule figures_slm_llm:
     input:
+        curves=ARTIFACTS["curves"].path,
+        auc=ARTIFACTS["auc"].path,
+        relative_accuracy=ARTIFACTS["relative_accuracy"].path,
+        proxy=ARTIFACTS["proxy"].path,
         proxy_curves=ARTIFACTS["proxy_curves"].path,
     output:
-        report(FIGURES["proxy_curves"].path, caption="../report/proxy_curves.rst", category="Routing", subcategory="Proxy routing data", labels={"SLM": "{slm}", "LLM": "{llm}", "setting": "{setting}", "figure": "proxy vs oracle"}),
-    wildcard_constraints:
-        setting=routing_setting_constraint(),
+        *[report(path, category="Routing", **item) for path, item, _ in SLM_LLM_FIGURES],
     params:
-        kind="proxy_curves",
         slm=lambda w: w.slm,
         llm=lambda w: w.llm,
-        setting=lambda w: w.setting,
-        methods=proxy_methods(),
-        targets=lambda w: setting_targets(w.setting),
+        # each output's figure kind and selectors, in output order
+        per_output=[params for _, _, params in SLM_LLM_FIGURES],
     log:
-        "logs/routing/figures/proxy_curves/{slm}/{llm}/{setting}.log",
-    conda:
-        "../../envs/eval.yaml"
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_rms_vs_k:
-    input:
-        proxy=ARTIFACTS["proxy"].path,
-    output:
-        report(FIGURES["rms_vs_k"].path, caption="../report/rms_vs_k.rst", category="Routing", subcategory="Proxy routing data", labels={"SLM": "{slm}", "LLM": "{llm}", "setting": "every scenario", "figure": "RMS vs k"}),
-    params:
-        kind="rms_vs_k",
-        slm=lambda w: w.slm,
-        llm=lambda w: w.llm,
-        methods=proxy_methods(),
-        settings=ROUTING_SETTINGS,
-    log:
-        "logs/routing/figures/rms_vs_k/{slm}/{llm}.log",
+        "logs/routing/figures/{slm}/{llm}.log",
     conda:
         "../../envs/eval.yaml"
     script:

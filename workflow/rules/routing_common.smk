@@ -1,11 +1,10 @@
 # Routing helpers (included by routing.smk): paths come from the registries in the library
 # (uqroute.schema.ARTIFACTS for tables, uqroute.figures.FIGURES for figures,
 # uqroute.routing.tables.TABLE_FILES for Tables 4/5 and the status page).
-import re
 
 from uqroute.figures import FIGURES
 from uqroute.figures.pages import PAGES
-from uqroute.routing import LEAK_FREE_METHODS, OUT_OF_DOMAIN, PARTIAL_IN_DOMAIN, TABLES, available_slms, proxy_probe_pairs, resolve, scenarios
+from uqroute.routing import LEAK_FREE_METHODS, OUT_OF_DOMAIN, PARTIAL_IN_DOMAIN, TABLES, available_slms, proxy_probe_jobs, proxy_probe_pairs, resolve, scenarios
 from uqroute.routing.tables import TABLE_FILES
 from uqroute.schema import ARTIFACTS
 
@@ -57,13 +56,29 @@ def proxy_methods():
     return routing_methods() if m == "all" else list(m)
 
 
-def routing_proxy_probes(wildcards):
-    """The leak-free OOD-probe files of one SLM's proxy pools, written by the proxy_probe jobs, one per
-    (source, target) pair of the proxy scenarios, when a proxy method needs them (uqroute.routing.LEAK_FREE_METHODS)."""
+def proxy_probe_jobs_needed():
+    """{owner dataset: its pairs} of the leak-free OOD probes the proxy pools need (one proxy_probe
+    job per SLM and owner), or {} when no proxy method needs them (uqroute.routing.LEAK_FREE_METHODS)."""
     if not any(m in LEAK_FREE_METHODS for m in proxy_methods()):
-        return []
-    pairs = proxy_probe_pairs(ROUTING_SCENARIOS, DATASETS)
-    return [ARTIFACTS["proxy_probe"].path.format(slm=wildcards.slm, dataset=a, other=b) for a, b in pairs]
+        return {}
+    return proxy_probe_jobs(proxy_probe_pairs(ROUTING_SCENARIOS, DATASETS), DATASETS)
+
+
+PROXY_PROBE_JOBS = proxy_probe_jobs_needed()
+
+
+def proxy_probe_owned(dataset):
+    """The pairs whose probes the proxy_probe job of `dataset` trains (a file no job writes is named)."""
+    if dataset not in PROXY_PROBE_JOBS:
+        raise ValueError(f"{ARTIFACTS['proxy_probe'].path}: dataset {dataset!r} owns no proxy-probe pair this config needs "
+                         f"(owners: {list(PROXY_PROBE_JOBS)})")
+    return [list(p) for p in PROXY_PROBE_JOBS[dataset]]
+
+
+def routing_proxy_probes(wildcards):
+    """The leak-free OOD-probe files of one SLM's proxy pools, written by the proxy_probe jobs (one per
+    owner dataset, holding the pairs it owns), when a proxy method needs them."""
+    return [ARTIFACTS["proxy_probe"].path.format(slm=wildcards.slm, dataset=d) for d in PROXY_PROBE_JOBS]
 
 
 def routing_correctness(wildcards):
@@ -71,8 +86,27 @@ def routing_correctness(wildcards):
     return expand(ARTIFACTS["correctness"].path, model=[wildcards.slm] + LLMS, dataset=DATASETS)
 
 
-def routing_setting_constraint():
-    return "|".join(map(re.escape, ROUTING_SETTINGS))
+def slm_llm_figures():
+    """The figures of one SLM routed to one LLM, drawn by one figures_slm_llm job, in output order:
+    (path pattern with {slm} and {llm}, its report item's caption, subcategory and labels, its
+    uqroute.figures.make_figure kind and selectors)."""
+    pair = {"SLM": "{slm}", "LLM": "{llm}"}
+    figures = [
+        (FIGURES["routing_curves"].path, dict(caption="../report/routing_curves.rst", subcategory="Routing curves", labels=pair),
+         dict(kind="routing_curves", datasets=DATASETS, methods=routing_methods())),
+        (FIGURES["relative_accuracy"].path, dict(caption="../report/relative_accuracy.rst", subcategory="Relative accuracy", labels=pair),
+         dict(kind="relative_accuracy", datasets=DATASETS, methods=routing_methods())),
+    ]
+    for s in ROUTING_SETTINGS:
+        figures.append((FIGURES["proxy_curves"].path.replace("{setting}", s),
+                        dict(caption="../report/proxy_curves.rst", subcategory="Proxy routing data", labels={**pair, "setting": s, "figure": "proxy vs oracle"}),
+                        dict(kind="proxy_curves", methods=proxy_methods(), setting=s, targets=setting_targets(s))))
+    figures.append((FIGURES["rms_vs_k"].path, dict(caption="../report/rms_vs_k.rst", subcategory="Proxy routing data", labels={**pair, "setting": "every scenario", "figure": "RMS vs k"}),
+                    dict(kind="rms_vs_k", methods=proxy_methods(), settings=ROUTING_SETTINGS)))
+    return figures
+
+
+SLM_LLM_FIGURES = slm_llm_figures()
 
 
 def report_page(name, caption, subcategory):

@@ -8,4 +8,7 @@ from uqroute.figures import make_figure
 sm = snakemake  # noqa: F821
 with logged(sm):
     params = dict(sm.params.items())
-    make_figure(params.pop("kind"), dict(sm.input.items()), sm.output[0], **params)
+    # a rule drawing several figures gives each output its own kind and selectors (per_output)
+    for output, extra in zip(sm.output, params.pop("per_output", [{}]), strict=True):
+        figure = {**params, **extra}
+        make_figure(figure.pop("kind"), dict(sm.input.items()), output, **figure)

@@ -4,13 +4,12 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))  # noqa: E702
 from _log import logged
 
 from uqroute.io import provenance
-from uqroute.probes import run_proxy_probe
+from uqroute.probes import run_proxy_probes
 
 sm = snakemake  # noqa: F821
-held_out = [sm.wildcards.dataset, sm.wildcards.other]
 with logged(sm):
-    run_proxy_probe(
-        held_out=held_out,
+    run_proxy_probes(
+        pairs=sm.params.pairs,
         datasets=sm.params.datasets,
         data_paths=list(sm.input.data),
         hidden_paths=list(sm.input.hidden),

@@ -13,8 +13,8 @@ Out-of-domain (``ood_probe``, paper §3.1 (8)): same network, lr 1e-4, trained o
 One-class training labels give a constant score (the training base rate) with a warning
 (scheme ``constant``).
 
-Rule ``proxy_probe`` (:func:`run_proxy_probe`): the same OOD probe with *two* datasets held out,
-scoring both. The proxy study (paper §4.2) scores source S of target T's proxy pool with the
+Rule ``proxy_probe`` (:func:`run_proxy_probes`): the same OOD probe with *two* datasets held out,
+scoring both; one job trains the probes of several pairs. The proxy study (paper §4.2) scores source S of target T's proxy pool with the
 probe trained without S and without T, because the leave-one-dataset-out probe of S was trained
 on T and would carry the target's labels into its own proxy data.
 """
@@ -22,6 +22,7 @@ on T and would carry the target's labels into its own proxy data.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,9 +33,9 @@ from ..schema import ARTIFACTS
 from ..settings import section
 from .inputs import ProbeInputError, ProbeInputs, load_probe_inputs
 from .train import crossfit_predict, derive_seed, fit_probe
-from .weights import save_probe
+from .weights import save_probe, save_probes
 
-__all__ = ["run_probes", "run_proxy_probe", "in_domain_scores", "ood_scores", "leak_free_scores", "probe_settings"]
+__all__ = ["run_probes", "run_proxy_probes", "in_domain_scores", "ood_scores", "leak_free_scores", "probe_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,8 @@ def leak_free_scores(held: Sequence[ProbeInputs], others: Sequence[ProbeInputs],
     return {h.dataset: probe.predict(h.x[h.eval_mask]) for h in held}, probe
 
 
-def run_proxy_probe(
-    held_out: Sequence[str],
+def run_proxy_probes(
+    pairs: Sequence[Sequence[str]],
     datasets: Sequence[str],
     data_paths: Sequence,
     hidden_paths: Sequence,
@@ -128,63 +129,85 @@ def run_proxy_probe(
     seed: int,
     provenance: dict | None = None,
 ) -> pl.DataFrame:
-    """Rule ``proxy_probe``: the OOD probe trained without the two datasets of ``held_out``.
+    """Rule ``proxy_probe``: for each pair of ``pairs``, the OOD probe trained without both datasets
+    of the pair (:func:`leak_free_scores`).
 
-    Trains on every labelled row (train and eval) of the run's other datasets, scores the eval
-    rows of both held-out datasets, and writes the ``proxy_probe`` artifact (rows of
-    ``held_out[0]`` then ``held_out[1]``, each in data order) and the probe's weights. The held-out
-    datasets' hidden states are read only to be scored, and their correctness labels are never
-    read at all. Paths are aligned with ``datasets`` (every dataset of the run).
+    Each probe trains on every labelled row (train and eval) of the run's other datasets and scores
+    the eval rows of both datasets of its pair. One job trains the pairs one dataset owns
+    (``uqroute.routing.proxy_probe_jobs``); each probe keeps the seed of its pair, so the grouping
+    changes no score. Writes the ``proxy_probe`` artifact (per pair in the given order: rows of
+    ``pair[0]`` then ``pair[1]``, each in data order) and one weights file of every pair's probe
+    (:func:`uqroute.probes.save_probes`, named ``{a}+{b}``). A dataset's labels are read only when it
+    trains some probe of the job, and never reach the probes of the pairs it is in. Paths are
+    aligned with ``datasets`` (every dataset of the run).
     """
-    datasets, held_out = list(datasets), list(held_out)
+    datasets, pairs = list(datasets), [tuple(p) for p in pairs]
     for name, paths in {
         "data_paths": data_paths,
         "hidden_paths": hidden_paths,
         "correctness_paths": correctness_paths,
     }.items():
         if len(paths) != len(datasets):
-            raise ValueError(f"run_proxy_probe: {name} has {len(paths)} entries for {len(datasets)} datasets")
-    if len(held_out) != 2 or held_out[0] == held_out[1] or not set(held_out) <= set(datasets):
-        raise ValueError(
-            f"run_proxy_probe: held_out must be two different datasets of the run {datasets}, got {held_out}"
-        )
-    cfg = probe_settings(cfg)
-    others = [d for d in datasets if d not in held_out]
-    idx = {d: i for i, d in enumerate(datasets)}
-    held = [load_probe_inputs(d, data_paths[idx[d]], hidden_paths[idx[d]], None) for d in held_out]
-    train = [load_probe_inputs(d, data_paths[idx[d]], hidden_paths[idx[d]], correctness_paths[idx[d]]) for d in others]
-    dims = {i.dataset: i.x.shape[1] for i in held + train}
-    if len(set(dims.values())) > 1:
-        raise ProbeInputError(f"run_proxy_probe: hidden sizes differ across datasets {dims}")
-    scores, probe = leak_free_scores(held, train, cfg, seed)
-    save_probe(
-        weights_path,
-        probe,
-        scheme="leave_two_datasets_out" if probe.kind == "mlp" else "constant",
-        lr=cfg["ood_lr"],
-        epochs=cfg["epochs"],
-        batch_size=cfg["batch_size"],
-        seed=int(seed),
-        held_out=sorted(held_out),
-        training_datasets=others,
-    )
-    parts = []
-    for h, other in zip(held, reversed(held_out)):
-        ids = [i for i, e in zip(h.ids, h.eval_mask) if e]
-        parts.append(
-            pl.DataFrame(
-                {
-                    "dataset": [h.dataset] * len(ids),
-                    "other": [other] * len(ids),
-                    "id": ids,
-                    "ood_probe": np.asarray(scores[h.dataset], dtype=np.float64),
-                },
-                schema=ARTIFACTS["proxy_probe"].polars_schema(),
+            raise ValueError(f"run_proxy_probes: {name} has {len(paths)} entries for {len(datasets)} datasets")
+    if not pairs:
+        raise ValueError("run_proxy_probes: no pair of datasets to train a probe for")
+    for pair in pairs:
+        if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(datasets):
+            raise ValueError(
+                f"run_proxy_probes: each pair must be two different datasets of the run {datasets}, got {list(pair)}"
             )
+    seen = Counter(tuple(sorted(p)) for p in pairs)
+    twice = [list(p) for p, n in seen.items() if n > 1]
+    if twice:
+        raise ValueError(f"run_proxy_probes: pair(s) {twice} given more than once (a pair's probe is one probe)")
+    cfg = probe_settings(cfg)
+    idx = {d: i for i, d in enumerate(datasets)}
+    trains = {d for pair in pairs for d in datasets if d not in pair}  # datasets some probe trains on
+    needed = [d for d in datasets if d in trains or any(d in p for p in pairs)]
+    inputs = {
+        d: load_probe_inputs(
+            d, data_paths[idx[d]], hidden_paths[idx[d]], correctness_paths[idx[d]] if d in trains else None
         )
+        for d in needed
+    }
+    dims = {d: i.x.shape[1] for d, i in inputs.items()}
+    if len(set(dims.values())) > 1:
+        raise ProbeInputError(f"run_proxy_probes: hidden sizes differ across datasets {dims}")
+    probes, parts = {}, []
+    for pair in pairs:
+        others = [d for d in datasets if d not in pair]
+        held = [inputs[d] for d in pair]
+        scores, probe = leak_free_scores(held, [inputs[d] for d in others], cfg, seed)
+        probes["+".join(pair)] = (
+            probe,
+            dict(
+                scheme="leave_two_datasets_out" if probe.kind == "mlp" else "constant",
+                lr=cfg["ood_lr"],
+                epochs=cfg["epochs"],
+                batch_size=cfg["batch_size"],
+                seed=int(seed),
+                held_out=sorted(pair),
+                training_datasets=others,
+            ),
+        )
+        for h, other in zip(held, reversed(pair)):
+            ids = [i for i, e in zip(h.ids, h.eval_mask) if e]
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "dataset": [h.dataset] * len(ids),
+                        "other": [other] * len(ids),
+                        "id": ids,
+                        "ood_probe": np.asarray(scores[h.dataset], dtype=np.float64),
+                    },
+                    schema=ARTIFACTS["proxy_probe"].polars_schema(),
+                )
+            )
+        log.info("proxy_probe[without %s]: trained on %s", "+".join(pair), others)
     table = pl.concat(parts)
+    save_probes(weights_path, probes)
     write_parquet(table, out_path, "proxy_probe", provenance=provenance)
-    log.info("proxy_probe[without %s]: trained on %s, %d rows scored", "+".join(held_out), others, table.height)
+    log.info("proxy_probe: %d pair probe(s), %d rows scored", len(pairs), table.height)
     return table
 
 

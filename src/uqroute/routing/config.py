@@ -25,6 +25,8 @@ __all__ = [
     "Scenario",
     "check_config",
     "config_problems",
+    "proxy_probe_jobs",
+    "proxy_probe_owner",
     "proxy_probe_pairs",
     "resolve",
     "scenarios",
@@ -253,3 +255,28 @@ def proxy_probe_pairs(scs: Sequence[Scenario], datasets: Sequence[str]) -> list[
         return []
     pairs = {tuple(sorted((s, sc.target), key=rank.__getitem__)) for sc in scs for s in sc.sources}
     return sorted(pairs, key=lambda p: (rank[p[0]], rank[p[1]]))
+
+
+def proxy_probe_owner(pair: Sequence[str], datasets: Sequence[str]) -> str:
+    """The dataset whose ``proxy_probe`` job trains the leak-free probe of ``pair``: a round-robin
+    (balanced) assignment over the run order. With the datasets at positions i < j of the run's
+    n, the pair belongs to i when j − i < n/2 (ties at n/2 to i as well) and to j otherwise, so
+    each dataset owns ⌊(n − 1)/2⌋ or ⌈(n − 1)/2⌉ of the n(n − 1)/2 pairs: 7 each for n = 15.
+    Our choice of grouping (the paper trains these probes but says nothing of how to batch them);
+    it changes only which job trains a probe, never the probe (its seed comes from the pair)."""
+    rank = {d: i for i, d in enumerate(datasets)}
+    missing = [d for d in pair if d not in rank]
+    if len(pair) != 2 or pair[0] == pair[1] or missing:
+        raise ValueError(f"proxy-probe pair {tuple(pair)}: needs two different datasets of the run {list(datasets)}")
+    i, j = sorted(rank[d] for d in pair)
+    return datasets[i] if 2 * (j - i) <= len(rank) else datasets[j]
+
+
+def proxy_probe_jobs(pairs: Sequence[Sequence[str]], datasets: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """The ``proxy_probe`` jobs of ``pairs`` (as :func:`proxy_probe_pairs` gives them): owner dataset
+    (:func:`proxy_probe_owner`) → its pairs in the given order; owners in run order, and only datasets
+    that own at least one pair."""
+    owned: dict[str, list[tuple[str, str]]] = {}
+    for pair in pairs:
+        owned.setdefault(proxy_probe_owner(pair, datasets), []).append(tuple(pair))
+    return {d: owned[d] for d in datasets if d in owned}

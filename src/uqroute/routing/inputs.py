@@ -98,8 +98,9 @@ def load_inputs(
     The uq table of (SLM, dataset) must hold exactly the dataset's eval ids; every correctness
     table must cover them. Methods are the uq tables' columns; each must be a registered UQ
     method (its label column is looked up in the registry). ``proxy_probe_paths`` are
-    ``proxy_probe`` artifacts (``results/probes/{slm}/proxy/{a}+{b}.parquet``): each must hold
-    exactly the eval ids of both its datasets; None leaves ``leak_free`` unset.
+    ``proxy_probe`` artifacts (``results/probes/{slm}/proxy/{dataset}.parquet``, the pairs one dataset
+    owns): each pair must hold exactly the eval ids of both its datasets, and no pair may be in two
+    files; None leaves ``leak_free`` unset.
     """
     slms, llms, datasets = list(slms), list(llms), list(datasets)
     uq = _match(uq_paths, list(itertools.product(slms, datasets)), "uq")
@@ -154,10 +155,11 @@ def load_inputs(
 
 
 def _leak_free(paths, slms, datasets, eval_ids) -> dict[tuple[str, str, str], np.ndarray]:
-    """Read ``proxy_probe`` artifacts: (slm, dataset, other) → scores in ``eval_ids[dataset]`` order."""
-    out = {}
+    """Read ``proxy_probe`` artifacts: (slm, dataset, other) → scores in ``eval_ids[dataset]`` order.
+    A file holds the pairs one dataset owns; a pair found in two files is an error naming both."""
+    out, found_in = {}, {}
     for path in map(str, paths):
-        slm = Path(path).parent.parent.name  # results/probes/{slm}/proxy/{a}+{b}.parquet
+        slm = Path(path).parent.parent.name  # results/probes/{slm}/proxy/{dataset}.parquet
         if slm not in slms:
             raise RoutingInputError(f"{STAGE}: proxy-probe file {path} belongs to no SLM of this job ({slms})")
         df = _read(path, "proxy_probe")
@@ -166,6 +168,12 @@ def _leak_free(paths, slms, datasets, eval_ids) -> dict[tuple[str, str, str], np
                 raise RoutingInputError(
                     f"{STAGE}: proxy-probe file {path} holds datasets {d!r}/{other!r}, not both of the run ({datasets})"
                 )
+            if (slm, d, other) in found_in:
+                raise RoutingInputError(
+                    f"{STAGE}: proxy-probe files {found_in[(slm, d, other)]} and {path} both hold the scores of "
+                    f"{d!r} from the probe without {d!r} and {other!r}"
+                )
+            found_in[(slm, d, other)] = path
             rows = _align(eval_ids[d], part.select("id", "ood_probe"), path, "proxy_probe", exact=True)
             out[(slm, d, other)] = rows["ood_probe"].cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64)
     return out

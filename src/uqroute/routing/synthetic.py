@@ -19,6 +19,7 @@ import polars as pl
 
 from .. import io
 from ..schema import ARTIFACTS
+from .config import proxy_probe_jobs
 
 __all__ = ["write_synthetic", "write_synthetic_proxy_probes", "synthetic_paths", "DOMAINS"]
 
@@ -166,26 +167,31 @@ def write_synthetic(
     return uq_paths, corr_paths, data_paths
 
 
-def write_synthetic_proxy_probes(root, *, slms, pairs, n: int = 200, seed: int = 0) -> list[str]:
-    """Write a ``proxy_probe`` artifact per SLM and dataset pair (random leak-free ``ood_probe`` scores for the
-    ``n`` eval ids of both datasets, as :func:`write_synthetic` names them); return their paths."""
+def write_synthetic_proxy_probes(root, *, slms, pairs, datasets, n: int = 200, seed: int = 0) -> list[str]:
+    """Write the ``proxy_probe`` artifacts of ``pairs`` per SLM, one per owner dataset as rule ``proxy_probe``
+    groups them (:func:`uqroute.routing.proxy_probe_jobs` over the run's ``datasets``): random leak-free
+    ``ood_probe`` scores for the ``n`` eval ids of both datasets of each pair, as :func:`write_synthetic`
+    names them; return their paths."""
     paths = []
     for slm in slms:
-        for a, b in pairs:
-            rng = np.random.default_rng(_seed(seed, "proxy_probe", slm, a, b))
-            parts = [
-                pl.DataFrame(
-                    {
-                        "dataset": [d] * n,
-                        "other": [o] * n,
-                        "id": [f"{d}/test/{i}" for i in range(n)],
-                        "ood_probe": rng.random(n),
-                    },
-                    schema=ARTIFACTS["proxy_probe"].polars_schema(),
-                )
-                for d, o in ((a, b), (b, a))
-            ]
-            path = Path(root) / ARTIFACTS["proxy_probe"].path.format(slm=slm, dataset=a, other=b)
-            io.write_parquet(_shuffled(pl.concat(parts), seed, "proxy_probe", slm, a, b), path, "proxy_probe")
+        for owner, owned in proxy_probe_jobs(pairs, datasets).items():
+            frames = []
+            for a, b in owned:
+                rng = np.random.default_rng(_seed(seed, "proxy_probe", slm, a, b))
+                parts = [
+                    pl.DataFrame(
+                        {
+                            "dataset": [d] * n,
+                            "other": [o] * n,
+                            "id": [f"{d}/test/{i}" for i in range(n)],
+                            "ood_probe": rng.random(n),
+                        },
+                        schema=ARTIFACTS["proxy_probe"].polars_schema(),
+                    )
+                    for d, o in ((a, b), (b, a))
+                ]
+                frames.append(_shuffled(pl.concat(parts), seed, "proxy_probe", slm, a, b))
+            path = Path(root) / ARTIFACTS["proxy_probe"].path.format(slm=slm, dataset=owner)
+            io.write_parquet(pl.concat(frames), path, "proxy_probe")
             paths.append(str(path))
     return paths
