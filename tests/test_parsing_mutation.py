@@ -1,0 +1,150 @@
+"""Tests written for the survivors of the mutation run over ``uqroute.parsing`` (docs/reliability.md,
+"Mutation run"). Each test names the behaviour it pins; each was checked to fail on the mutant it is
+for and to pass on the code.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from uqroute.judge import parse_verdict
+from uqroute.parsing import (
+    InvalidGoldError,
+    is_correct,
+    parse_bool,
+    parse_confidence,
+    parse_number,
+    parse_option,
+    prompt_opens_think,
+    think_prefill,
+)
+from uqroute.parsing.answers import numbers_equal
+from uqroute.parsing.think import EMPTY_THINK
+
+
+# ------------------------------------------------------------------ negation: elliptical negatives
+@pytest.mark.parametrize(
+    ("reply", "value"),
+    [
+        ("I do not really think so", False),  # filler before the verb of "think so" still counts
+        ("I do not really mean so", None),  # "mean" is neither filler nor a verb of "think so"
+        ("I don't think he said so", None),  # not an elliptical negative: "he said" is not filler
+    ],
+)
+def test_elliptical_negative_before_so_needs_filler_and_a_so_verb(reply, value):
+    assert parse_bool(reply) is value
+    assert parse_verdict(reply) == {True: "correct", False: "incorrect", None: "unparsable"}[value]
+
+
+# ------------------------------------------------------------------ options with multi-character labels
+_MULTI = [("a1", "Paris"), ("b2", "London"), ("c3", "New York")]
+
+
+@pytest.mark.parametrize(
+    ("reply", "label"),
+    [
+        ("A1", "a1"),  # the whole reply is a label, in another case: spelled as in the choices
+        ("(B2).", "b2"),
+        ("The answer is B2.", "b2"),  # the token after the last marker, case-insensitive
+        ("The answer is:", None),  # a marker with nothing after it
+        ("I pick paris", "a1"),  # one option's text in the reply
+        ("Paris or London", None),  # two options' texts: no answer
+        ("Rome", None),
+    ],
+)
+def test_multichar_labels(reply, label):
+    assert parse_option(reply, _MULTI) == label
+
+
+def test_multichar_labels_never_pick_among_equal_texts_or_a_lone_wrong_option():
+    assert parse_option("Paris", [("a1", "Paris"), ("b2", "Paris")]) is None
+    assert parse_option("Rome", [("a1", "Paris")]) is None
+    assert parse_option("Paris", [("a1", "Paris")]) == "a1"
+
+
+# ------------------------------------------------------------------ think prefill
+@pytest.mark.parametrize(
+    ("prompt", "prefill"),
+    [
+        (None, EMPTY_THINK),
+        ("", EMPTY_THINK),
+        ("x<think>", "\n\n</think>\n\n"),  # the rest of EMPTY_THINK
+        ("x<think>\n", "\n</think>\n\n"),
+        ("<think>abc", "\n</think>\n\n"),  # an open block with text in it: close it
+        ("<think></think><think>", "\n\n</think>\n\n"),
+        ("<think>\n\n</think>\n\n", ""),
+    ],
+)
+def test_think_prefill_completes_what_the_prompt_opened(prompt, prefill):
+    assert think_prefill(prompt) == prefill
+    assert prompt_opens_think(prompt) is (prefill not in ("", EMPTY_THINK))
+
+
+# ------------------------------------------------------------------ confidence, numbers, correctness
+def test_a_confidence_over_a_denominator_of_one():
+    assert parse_confidence("Confidence: 1/1") == 1.0
+    assert parse_confidence("Confidence: 0.5/1") == 0.5
+
+
+def test_numbers_equal_has_an_absolute_tolerance_near_zero():
+    assert numbers_equal(1e-12, 0.0)
+    assert not numbers_equal(1e-6, 0.0)
+
+
+def test_a_numeric_gold_answer_is_a_number_and_a_bool_is_not():
+    assert is_correct("42", 42, "number") is True
+    assert is_correct("42.5", 42.5, "number") is True
+    with pytest.raises(InvalidGoldError):
+        is_correct("1", True, "number")
+
+
+def test_text_correctness_uses_the_references_and_skips_blank_ones():
+    # the references, not gold, are compared with when given
+    assert is_correct("Paris", "London", "text", references=["Paris", None, " "]) is True
+    # only blank or null references: gold is the reference
+    assert is_correct("Paris", "Paris", "text", references=[" ", None]) is True
+    assert is_correct("Paris", "Paris", "text", references=None) is True
+
+
+@pytest.mark.parametrize(
+    ("reply", "number"),
+    [
+        ("Answer: x = 3 + 2 = 5", 5.0),  # an equation: the number after its last "="
+        ("Answer: 3+2=5", 5.0),
+        ("Answer:\n3 + 2 = 5\nSo x = 9", 5.0),  # the line after an empty marker line, not the rest
+        ("The answer is:\n42\n\n7 apples", 42.0),  # the first non-empty line after the marker
+        ("$-\\frac{-3}{4}$", 0.75),  # two minus signs cancel
+        ("Answer: -\\frac{-3}{4}", 0.75),
+    ],
+)
+def test_numbers_after_a_marker(reply, number):
+    assert parse_number(reply) == number
+
+
+# ------------------------------------------------------------------ true/false copula statements
+@pytest.mark.parametrize(
+    ("reply", "value"),
+    [
+        ("Having read the passage: is completely accurate", True),  # copula opening the clause
+        ("Is entirely inaccurate.", False),
+        ("Looking at it, mostly accurate", None),  # no copula, a hedge: no statement
+    ],
+)
+def test_copula_statements(reply, value):
+    assert parse_bool(reply) is value
+
+
+# ------------------------------------------------------------------ "the correct answer is …" names an answer
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        ("Incorrect. The correct answer", "incorrect"),  # at the end of its clause
+        ("Incorrect. A correct answer would be 42", "incorrect"),
+        ("Incorrect. An accurate answer is 42.", "incorrect"),
+        ("Incorrect; probably the correct answer is 42", "incorrect"),  # after a hedge
+        ("Incorrect, but the correct answer is 42", "incorrect"),  # after a conjunction
+        ("Incorrect; here is the correct answer", "unparsable"),  # not at the start of its clause
+    ],
+)
+def test_the_correct_answer_names_an_answer_and_is_no_verdict(reply, verdict):
+    assert parse_verdict(reply) == verdict
