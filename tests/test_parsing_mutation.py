@@ -148,3 +148,32 @@ def test_copula_statements(reply, value):
 )
 def test_the_correct_answer_names_an_answer_and_is_no_verdict(reply, verdict):
     assert parse_verdict(reply) == verdict
+
+
+# ------------------------------------------------------------------ an option's text after the answer marker
+_TEXTS = [("A", "Paris"), ("B", "London"), ("C", "New"), ("D", "New York")]
+
+
+@pytest.mark.parametrize(
+    ("reply", "label"),
+    [
+        ("The answer is Paris.", "A"),
+        ("The answer is Paris, not London", "A"),  # the text the marker's segment starts with
+        ("The answer is New York, I think", "D"),  # the longest text wins
+        ("The answer is New\nYork\nmaybe", "C"),  # only the marker's own line
+    ],
+)
+def test_option_text_after_the_marker(reply, label):
+    assert parse_option(reply, _TEXTS) == label
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        ("Probably no it is not correct", "incorrect"),  # "no" after a hedge is an answer particle
+        ("Actually no it is not correct", "incorrect"),  # … and after filler
+        ("Probably no it is correct", "unparsable"),
+    ],
+)
+def test_no_after_a_hedge_or_filler_is_an_answer_particle(reply, verdict):
+    assert parse_verdict(reply) == verdict
