@@ -10,6 +10,7 @@ import pytest
 from uqroute.judge import parse_verdict
 from uqroute.parsing import (
     InvalidGoldError,
+    find_option_token,
     is_correct,
     parse_bool,
     parse_confidence,
@@ -177,3 +178,15 @@ def test_option_text_after_the_marker(reply, label):
 )
 def test_no_after_a_hedge_or_filler_is_an_answer_particle(reply, verdict):
     assert parse_verdict(reply) == verdict
+
+
+# ------------------------------------------------------------------ the option token
+def test_option_token_of_a_true_false_word_split_over_tokens():
+    assert find_option_token(["Tr", "ue"], "True", "TF") == 0  # a prefix of two letters states it
+    assert find_option_token(["I", " think", " True"], "True", "TF") == 2  # not the first token
+
+
+def test_option_token_skips_a_negated_label_and_looks_40_characters_back():
+    assert find_option_token(["Not", " A"], "A", "MCQ") is None  # "not" at the very start
+    assert find_option_token(["Not", " A", ".", " A", "."], "A", "MCQ") == 3  # the next mention
+    assert find_option_token(["not" + " " * 38, "A"], "A", "MCQ") == 1  # "not" 41 characters back
