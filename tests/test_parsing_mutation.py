@@ -190,3 +190,37 @@ def test_option_token_skips_a_negated_label_and_looks_40_characters_back():
     assert find_option_token(["Not", " A"], "A", "MCQ") is None  # "not" at the very start
     assert find_option_token(["Not", " A", ".", " A", "."], "A", "MCQ") == 3  # the next mention
     assert find_option_token(["not" + " " * 38, "A"], "A", "MCQ") == 1  # "not" 41 characters back
+
+
+# ------------------------------------------------------------------ LaTeX answers
+def test_math_equivalent_verifies_up_to_the_length_cap_and_not_past_it():
+    from uqroute.parsing.mathexpr import MAX_VERIFY_CHARS, math_equivalent
+
+    at_cap = "0.5" + "0" * (MAX_VERIFY_CHARS - 3)
+    past_cap = at_cap + "0"
+    assert len(at_cap) == MAX_VERIFY_CHARS
+    assert math_equivalent(at_cap, "\\frac{1}{2}") and math_equivalent("\\frac{1}{2}", at_cap)
+    assert not math_equivalent(past_cap, "\\frac{1}{2}") and not math_equivalent("\\frac{1}{2}", past_cap)
+    assert not math_equivalent(None, "None")  # no answer is never equivalent, not even to "None"
+
+
+def test_only_math_verifys_timeout_warning_is_dropped():
+    import logging
+
+    from uqroute.parsing.mathexpr import _NoTimeoutWarning
+
+    def record(msg):
+        return logging.LogRecord("math_verify", logging.WARNING, __file__, 1, msg, None, None)
+
+    f = _NoTimeoutWarning()
+    assert not f.filter(record("Timeout is disabled as we are not in the main thread"))
+    assert f.filter(record("Something else"))
+
+
+def test_balanced_brace():
+    from uqroute.parsing._common import balanced_brace
+
+    assert balanced_brace("{a}b", 0) == ("a", 3)  # the content and the index after "}"
+    assert balanced_brace("{a\\}b}", 0) == ("a\\}b", 6)  # an escaped brace does not close
+    assert balanced_brace("ab", 5) is None and balanced_brace("a", 1) is None  # past the end
+    assert balanced_brace("{a", 0) is None
