@@ -224,3 +224,29 @@ def test_balanced_brace():
     assert balanced_brace("{a\\}b}", 0) == ("a\\}b", 6)  # an escaped brace does not close
     assert balanced_brace("ab", 5) is None and balanced_brace("a", 1) is None  # past the end
     assert balanced_brace("{a", 0) is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("Answer: $x$.", "x"),  # a period after the math span, then the delimiters
+        ("Answer: x.", "x"),  # a sentence period
+        ("Answer: a.b.", "a.b"),
+        ("Answer: $5", "$5"),  # an unclosed delimiter is kept
+        ("\\boxed{$\\(x\\)$}", "x"),  # nested delimiters, all removed
+        ("\\boxed{x .}", "x"),
+        ("\\boxed{$$}", None),  # only delimiters: no answer
+        ("The final answer is $x$ and y", "x"),  # the math span after the marker, not the line
+    ],
+)
+def test_math_answer_cleaning(reply, answer):
+    from uqroute.parsing.mathexpr import extract_math_answer
+
+    assert extract_math_answer(reply) == answer
+
+
+def test_normalize_latex():
+    from uqroute.parsing.mathexpr import normalize_latex
+
+    text = " \\left( \\dfrac{1}{2} \\right)\\!\\,\\; $ + \\tfrac{a}{b}$"
+    assert normalize_latex(text) == "(\\frac{1}{2})+\\frac{a}{b}"
