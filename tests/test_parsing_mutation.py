@@ -16,6 +16,7 @@ from uqroute.parsing import (
     parse_confidence,
     parse_number,
     parse_option,
+    parse_verbal_1s,
     prompt_opens_think,
     think_prefill,
 )
@@ -85,6 +86,15 @@ def test_think_prefill_completes_what_the_prompt_opened(prompt, prefill):
 def test_a_confidence_over_a_denominator_of_one():
     assert parse_confidence("Confidence: 1/1") == 1.0
     assert parse_confidence("Confidence: 0.5/1") == 0.5
+    assert parse_confidence("Confidence: 0/0") is None  # no denominator, no division by zero
+    assert parse_confidence("Confidence: 1.5") == 0.015  # a decimal above 1 is a percentage
+
+
+def test_a_guess_line_gives_the_verbal_1s_answer():
+    choices = [("A", "Paris"), ("B", "London")]
+    assert parse_verbal_1s("I first thought A.\nGuess: B\nProbability: 0.7", "letter", choices) == ("B", 0.7)
+    reply = "I first thought London.\nGuess: Paris\nProbability: 0.7"
+    assert parse_verbal_1s(reply, "letter", choices) == ("A", 0.7)
 
 
 def test_numbers_equal_has_an_absolute_tolerance_near_zero():
