@@ -260,3 +260,33 @@ def test_normalize_latex():
 
     text = " \\left( \\dfrac{1}{2} \\right)\\!\\,\\; $ + \\tfrac{a}{b}$"
     assert normalize_latex(text) == "(\\frac{1}{2})+\\frac{a}{b}"
+
+
+@pytest.mark.parametrize(
+    ("reply", "value"),
+    [
+        # rule 4: no marker, no opening value, no copula: every true/false in the reply, when they agree
+        ("Based on the passage, I'd go with true.", True),
+        ("Based on the passage, I'd go with false.", False),
+        ("Based on the passage, I'd go with true, not false.", True),
+        ("Probably correct", True),  # rule 2 after a hedge, with a word rule 4 does not read
+    ],
+)
+def test_true_false_words_anywhere_in_the_reply(reply, value):
+    assert parse_bool(reply) is value
+
+
+def test_the_opening_value_is_read_from_its_own_clause():
+    assert parse_bool("True. Some would say false.") is True
+    assert parse_bool("Not really. Some would say true.") is False
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        ("Is it equivalent: No", "incorrect"),  # a label of three words, a verdict after it
+        ("No. Equivalent:", "unparsable"),  # a label with no verdict after it counts
+    ],
+)
+def test_a_short_label_before_the_verdict_is_skipped(reply, verdict):
+    assert parse_verdict(reply) == verdict
