@@ -290,3 +290,33 @@ def test_the_opening_value_is_read_from_its_own_clause():
 )
 def test_a_short_label_before_the_verdict_is_skipped(reply, verdict):
     assert parse_verdict(reply) == verdict
+
+
+@pytest.mark.parametrize(
+    ("reply", "number"),
+    [
+        ("Answer: \u20135", -5.0),  # an en dash is a minus
+        ("Answer: -\\$5", -5.0),  # a minus before an escaped dollar
+        ("Answer: \\$5", 5.0),
+        ("Answer: 1\\!000", 1000.0),  # LaTeX's negative thin space inside a number
+        ("Answer: 1\u202f000", 1000.0),  # a narrow no-break space between thousands
+    ],
+)
+def test_numbers_written_with_latex_or_typographic_signs(reply, number):
+    assert parse_number(reply) == number
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("Answer: Paris;", "Paris"),
+        ("Answer: Paris:", "Paris"),
+        ("Answer: Paris...", "Paris..."),  # an ellipsis is kept
+        ("Answer: Paris .", "Paris"),
+        ("XParisX", "XParisX"),
+    ],
+)
+def test_text_answer_trailing_punctuation(reply, answer):
+    from uqroute.parsing.answers import parse_text_answer
+
+    assert parse_text_answer(reply) == answer
