@@ -157,8 +157,8 @@ def full_workload_phase1(be, queries, cfg, spec):
 
     Same prompts (the backend's chat template) and budgets as ``run_inference`` with ``cfg``.
     """
+    from uqroute.inference import budgets as stage_budgets
     from uqroute.inference.prompts import answer_conversation, verbal_1s_conversation
-    from uqroute.inference.settings import budgets as stage_budgets
 
     reqs = []
     for r in queries:
@@ -181,8 +181,8 @@ def full_workload_phase1(be, queries, cfg, spec):
 
 def full_workload_phase2(be, queries, cfg, spec, phase1):
     """The follow-up turns built from phase 1's greedy answers, as the stage's statistics build them."""
+    from uqroute.inference import budgets as stage_budgets
     from uqroute.inference.prompts import ptrue_conversation, verbal_2s_conversation
-    from uqroute.inference.settings import budgets as stage_budgets
     from uqroute.parsing import strip_think
 
     reqs = []

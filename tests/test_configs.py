@@ -119,7 +119,7 @@ def test_paper_reasoning_models_have_their_cards_budgets_on_every_task():
     4,096 tokens on every dataset of the paper (Qwen3-0.6B's 8,192-token scaled math budget cut off
     many traces; multiple choice had 512), and every reasoning model gets its card's output length."""
     from uqroute.data import get_spec
-    from uqroute.inference.settings import budgets
+    from uqroute.inference import budgets
 
     config = load(ROOT / "config" / "paper.yaml")
     models = config["models"]
@@ -141,7 +141,7 @@ def test_paper_reasoning_models_have_their_cards_budgets_on_every_task():
 
 
 def test_a_models_own_budget_replaces_the_scaled_one_for_the_tasks_it_names():
-    from uqroute.inference.settings import budgets
+    from uqroute.inference import budgets
 
     inference = {"max_new_tokens": {"MCQ": 32, "TF": 16, "FF": 128, "math": 512}, "sample_max_new_tokens": 100}
     spec = {"max_new_tokens_scale": 2, "max_new_tokens": {"TF": 5000, "math": 9000}}
@@ -177,7 +177,7 @@ def test_paper_runs_its_local_slms_on_vllm_but_rwkv7():
     assert v["tensor_parallel_size"] == 1 and 0 < v["gpu_memory_utilization"] < 1
     # the longest reply of every vLLM SLM (its own card budget for a reasoning model) fits the planned model length
     from uqroute.data import get_spec
-    from uqroute.inference.settings import budgets
+    from uqroute.inference import budgets
 
     for m in engines:
         for d in config["datasets"]:
@@ -835,7 +835,7 @@ def test_section_fills_defaults_merges_nested_sections_and_names_unknown_keys():
 def test_every_stage_merges_its_section_with_settings_section():
     """The stages' section helpers are settings.section: one merge, the same result."""
     from uqroute.data.build import data_settings
-    from uqroute.inference.settings import resolve_settings
+    from uqroute.inference import resolve_settings
     from uqroute.probes import probe_settings
     from uqroute.router.config import resolve as router_resolve
     from uqroute.routing import resolve as routing_resolve

@@ -9,8 +9,8 @@ import pytest
 
 from uqroute.data import get_spec, load_rows, prompts
 from uqroute.data.adapters import make_prompt, to_rows
+from uqroute.inference import budgets
 from uqroute.inference.prompts import VERBAL_1S_INSTRUCTIONS, verbal_1s_conversation
-from uqroute.inference.settings import budgets
 from uqroute.parsing import find_option_token, parse_answer, parse_verbal_1s
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from uqroute.inference.backends import check_thinking_budget
 from uqroute.inference.jobs import Branch, Job, check_job
 from uqroute.inference.pool import trace_open
-from uqroute.inference.run import _check_thinking_budget
 from uqroute.inference.statistics import ShardContext
 from uqroute.inference.transformers_backend import TransformersBackend
 
@@ -144,16 +144,16 @@ def test_shard_context_gives_forcing_only_where_the_model_sets_a_thinking_budget
 
 def test_thinking_budget_needs_room_to_answer_and_the_local_slm_engine():
     b = {"answer": 100, "sample": 100, "verbal": 8}
-    _check_thinking_budget("m", {"hub": "x", "thinking_budget": 99}, "slm", "gsm8k", b)
-    _check_thinking_budget("m", {"hub": "x"}, "llm", "gsm8k", b)
+    check_thinking_budget("m", {"hub": "x", "thinking_budget": 99}, "slm", "gsm8k", b)
+    check_thinking_budget("m", {"hub": "x"}, "llm", "gsm8k", b)
     with pytest.raises(ValueError, match=r"model 'm', dataset 'gsm8k': thinking_budget 100 leaves no room to answer"):
-        _check_thinking_budget("m", {"hub": "x", "thinking_budget": 100}, "slm", "gsm8k", b)
+        check_thinking_budget("m", {"hub": "x", "thinking_budget": 100}, "slm", "gsm8k", b)
     with pytest.raises(ValueError, match=r"model 'm': thinking_budget \(budget forcing\) is implemented for SLM"):
-        _check_thinking_budget("m", {"api": {"model": "x"}, "thinking_budget": 10}, "llm", "gsm8k", b)
+        check_thinking_budget("m", {"api": {"model": "x"}, "thinking_budget": 10}, "llm", "gsm8k", b)
     with pytest.raises(ValueError, match="transformers backend only"):  # vLLM generates: nothing would force the tag
-        _check_thinking_budget("m", {"hub": "x", "thinking_budget": 10}, "slm", "gsm8k", b, {"backend": "vllm"})
+        check_thinking_budget("m", {"hub": "x", "thinking_budget": 10}, "slm", "gsm8k", b, {"backend": "vllm"})
     with pytest.raises(ValueError, match="transformers backend only"):
-        _check_thinking_budget("m", {"hub": "x", "backend": "vllm", "thinking_budget": 10}, "slm", "gsm8k", b)
+        check_thinking_budget("m", {"hub": "x", "backend": "vllm", "thinking_budget": 10}, "slm", "gsm8k", b)
     with pytest.raises(ValueError, match=r"job 0: budget forcing needs a thinking_budget ≥ 0 and the closing tag"):
         check_job(0, Job([1, 2], [Branch(5, thinking_budget=2)]))
 

@@ -9,11 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from uqroute.inference import TransformersBackend
+from uqroute.inference import EngineWorker, TransformersBackend
 from uqroute.router import Router, calibrate
 from uqroute.router.build import router_document
 from uqroute.router.core import RequestError, parse_request
-from uqroute.router.slm import EngineWorker, SLMScorer
+from uqroute.router.slm import SLMScorer
 from uqroute.router.upstream import UpstreamError
 from uqroute.routing import tie_aware_thresholds
 
@@ -89,8 +89,8 @@ QUESTIONS = [
 )
 def test_served_confidence_is_the_pipelines(tiny_model_dir, method):
     """The same statistics and UQ function as rule `infer` + rule `uq` on a dataset row with the same prompt and id."""
+    from uqroute.inference import resolve_settings
     from uqroute.inference.run import _slm_shard
-    from uqroute.inference.settings import resolve_settings
     from uqroute.inference.statistics import statistics_for
     from uqroute.uq import METHODS
 
@@ -290,8 +290,8 @@ def test_parse_request_refuses_malformed_requests():
 
 def test_probe_router_scores_the_hidden_state_like_the_pipeline(tiny_model_dir, tmp_path):
     """ood_probe: the hidden state of inference.hidden_layer at the last prompt token, scored by the router's probe file."""
+    from uqroute.inference import resolve_settings
     from uqroute.inference.run import _slm_shard
-    from uqroute.inference.settings import resolve_settings
     from uqroute.probes import fit_probe, save_probe
     from uqroute.router.file import file_sha256
 

@@ -197,7 +197,7 @@ def inference_priority(model, dataset, role):
     with b and stays below 1, so no budget (scaled by a reasoning model's max_new_tokens_scale) can lift
     an SLM job above an LLM job.
     """
-    from uqroute.inference.settings import budgets
+    from uqroute.inference import budgets
 
     spec = get_spec(dataset)
     answer = budgets(cfg("inference"), MODELS[model], spec.task_type, spec.domain)["answer"]

@@ -14,7 +14,7 @@ SVAMP, MATH-500) is asked to reason before it answers, whatever its answer forma
 multiple choice (Table 2's type MCQ) but a math word problem, so :func:`math_mcq_prompt` asks for
 brief reasoning and a final ``Answer: <letter>`` line (the parser reads the letter after the
 reasoning: the last answer marker), and it gets the math token budget
-(``uqroute.inference.settings.budgets``). The other domains are answered without explanation.
+(``uqroute.inference.budgets``). The other domains are answered without explanation.
 
 The final-line formats here are what ``uqroute.parsing`` extracts: ``Answer: <n>``
 for numbers, ``\\boxed{...}`` for LaTeX, a single letter (or ``Answer: <letter>`` after

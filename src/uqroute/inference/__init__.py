@@ -12,21 +12,28 @@ The package's public face (other stages, the benchmarks and a server use only th
 * :data:`STATISTICS`, :func:`statistics_for` — the statistics one SLM pass produces and
   which UQ methods need which (:mod:`.statistics`);
 * :class:`Job`, :class:`Branch`, :class:`JobResult` — engine work items (:mod:`.jobs`);
-* :data:`INFERENCE_DEFAULTS`, :func:`budgets`, :func:`resolve_settings` — settings (:mod:`.settings`);
-* :class:`ShardContext`, :class:`QueryResult`, :func:`check_job`, :func:`answer_conversation` — one query's
-  jobs and their results, for the online router (:mod:`.statistics`, :mod:`.jobs`, :mod:`.prompts`);
+* :data:`INFERENCE_DEFAULTS`, :func:`resolve_settings`, :func:`budgets`, :func:`answer_budgets` — the
+  ``inference`` config section and token budgets (:mod:`.config`);
+* :class:`QueryPlan`, :class:`QueryBatch`, :func:`chat_row` — one query's jobs for a set of statistics and its
+  record from their results, the same for the pipeline (a shard's batch) and the router (one chat request)
+  (:mod:`.plan`); :class:`ShardContext` (what a query's statistics share, :mod:`.statistics`);
+* :class:`EngineWorker`, :class:`EngineStopped` — the engine's online face: one thread owns a
+  continuous-batching run that concurrent requests join (:mod:`.online`);
+* :class:`QueryResult`, :func:`check_job`, :func:`answer_conversation` — a query's results, the context check
+  of a job, the answer prompt (:mod:`.statistics`, :mod:`.jobs`, :mod:`.prompts`);
 * :func:`endpoint`, :func:`resolve_api_key` — an OpenAI-compatible endpoint and its key (:mod:`.api_config`);
 * :mod:`.prompts` — the p(True) / verbalized-confidence prompts.
 
-Modules: ``base`` (Generation, ChatBackend), ``settings``, ``backends``, ``jobs`` (jobs, branches,
-results, the context check), ``kvcache`` (buffered KV layers, prefix sources), ``prefill``
-(three-level shared prefill), ``pool`` (continuous-batching decoding pool and the token choice
-both engines share), ``engine`` (scheduler), ``recurrent`` (the engine for recurrent-state
-models such as RWKV-7), ``fla_cpu`` (flash-linear-attention's PyTorch reference ops for a CPU),
-``transformers_backend`` (model, tokenizer, chat templates, which engine), ``cache``, ``api``
-(OpenAI-compatible backend), ``statistics``, ``run``, ``sharding``, ``seeding``, ``packing``,
-``prompts``, ``vllm_backend`` (``inference.backend: vllm``: vLLM generates in ``vllm_worker``, a
-subprocess of the vLLM environment's python, and one teacher-forced transformers pass scores).
+Modules: ``base`` (Generation, ChatBackend), ``config`` (the config section, budgets), ``backends``,
+``jobs`` (jobs, branches, results, the context check), ``plan`` (query plans), ``online``
+(EngineWorker), ``kvcache`` (buffered KV layers, prefix sources), ``prefill`` (three-level shared
+prefill), ``pool`` (continuous-batching decoding pool and the token choice both engines share),
+``engine`` (scheduler), ``recurrent`` (the engine for recurrent-state models such as RWKV-7),
+``fla_cpu`` (flash-linear-attention's PyTorch reference ops for a CPU), ``transformers_backend``
+(model, tokenizer, chat templates, which engine), ``cache``, ``api`` (OpenAI-compatible backend),
+``statistics``, ``run``, ``sharding``, ``seeding``, ``packing``, ``prompts``, ``vllm_backend``
+(``inference.backend: vllm``: vLLM generates in ``vllm_worker``, a subprocess of the vLLM
+environment's python, and one teacher-forced transformers pass scores).
 Importing the package does not import torch.
 """
 
@@ -36,9 +43,11 @@ from .api_config import APIReplyError, APIRequestError, endpoint, resolve_api_ke
 from .backends import load_backend
 from .base import ChatBackend, Conversation, Generation, Message
 from .cache import CachedBackend, ResponseCache, cache_key, default_cache_dir, model_fingerprint
+from .config import INFERENCE_DEFAULTS, answer_budgets, budgets, resolve_settings
 from .jobs import Branch, Job, JobResult, check_job
+from .online import EngineStopped, EngineWorker
+from .plan import QueryBatch, QueryPlan, chat_row
 from .prompts import answer_conversation
-from .settings import INFERENCE_DEFAULTS, budgets, resolve_settings
 from .statistics import STATISTICS, QueryResult, ShardContext, statistics_for
 
 __all__ = [
@@ -47,6 +56,12 @@ __all__ = [
     "check_job",
     "answer_conversation",
     "resolve_settings",
+    "answer_budgets",
+    "QueryPlan",
+    "QueryBatch",
+    "chat_row",
+    "EngineWorker",
+    "EngineStopped",
     "QueryResult",
     "ShardContext",
     "APIReplyError",

@@ -4,9 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .settings import resolve_settings
+from .config import resolve_settings
 
-__all__ = ["load_backend"]
+__all__ = ["load_backend", "engine_name", "check_thinking_budget"]
+
+
+def engine_name(spec: dict, inference_cfg: dict | None = None) -> str:
+    """The engine a local model runs on: its own ``backend``, else ``inference.backend``, else ``transformers``."""
+    return spec.get("backend") or (inference_cfg or {}).get("backend") or "transformers"
+
+
+def check_thinking_budget(
+    model: str, spec: dict, role: str, dataset: str, b: dict, inference_cfg: dict | None = None
+) -> None:
+    """Budget forcing (``models.<name>.thinking_budget``, s1) needs the local engine (it forces tokens while
+    decoding: SLM inference) and room to answer after the trace: a thinking budget below the answer budget."""
+    tb = spec.get("thinking_budget")
+    if tb is None:
+        return
+    if "api" in spec or role != "slm" or engine_name(spec, inference_cfg) != "transformers":
+        raise ValueError(
+            f"model {model!r}: thinking_budget (budget forcing) is implemented for SLM inference on the "
+            "transformers backend only; remove it from this model's config"
+        )
+    if int(tb) >= b["answer"]:
+        raise ValueError(
+            f"model {model!r}, dataset {dataset!r}: thinking_budget {tb} leaves no room to answer within the "
+            f"answer budget of {b['answer']} tokens; lower thinking_budget or raise the answer budget"
+        )
 
 
 def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache_dir=None, *, name: str | None = None):
@@ -17,7 +42,7 @@ def load_backend(spec: dict, model_dir, inference_cfg: dict | None = None, cache
     ``spec.device_map`` is passed to transformers (e.g. ``auto`` for multi-GPU).
     """
     cfg = inference_cfg or {}
-    backend = spec.get("backend") or cfg.get("backend") or "transformers"
+    backend = engine_name(spec, cfg)
     if "api" in spec or backend == "openai":
         if "api" not in spec:
             raise ValueError(

@@ -45,16 +45,16 @@ import polars as pl
 from ..io import read_artifact, write_hidden_states, write_parquet
 from ..parsing import TRUNCATED
 from ..schema import ARTIFACTS
-from .backends import load_backend
+from .backends import check_thinking_budget, engine_name, load_backend
+from .config import INFERENCE_DEFAULTS, budgets, resolve_settings
+from .plan import QueryBatch
 from .prompts import answer_conversation, verbal_1s_conversation
-from .settings import INFERENCE_DEFAULTS, budgets, resolve_settings
 from .sharding import ShardStore, fingerprint
 from .statistics import (
     ALWAYS,
     FALSE_VARIANTS,
     STATISTICS,
     TRUE_VARIANTS,
-    QueryResult,
     ShardContext,
     greedy_columns,
     statistics_for,
@@ -104,75 +104,18 @@ def _slm_shard(
 ):
     """Every selected statistic (:mod:`.statistics`; default: all) for ``rows``, in one pass of the engine.
 
-    One pool for everything: per query the greedy answer and its samples decode from one prefill;
-    the verbal-1s prompt shares that prefill's dataset prompt (same group); once the greedy answer
-    is done, its follow-up turns start from its KV cache (prompt + answer) and join the pool.
+    One pool for everything (:class:`.plan.QueryBatch`): per query the greedy answer and its samples decode
+    from one prefill; the verbal-1s prompt shares that prefill's dataset prompt (same group); once the greedy
+    answer is done, its follow-up turns start from its KV cache (prompt + answer) and join the pool.
     Training rows (``role == "train"``) get the :data:`.statistics.ALWAYS` statistics only: the
     in-domain probe needs their hidden state and correctness, nothing evaluates the rest.
     """
-    from ..parsing import final_answer_text
-    from .jobs import Job
-
     chosen = [STATISTICS[s] for s in (stats or list(STATISTICS))]
-    ctx = ShardContext(backend, fmt, task_type, b, cfg, seed, spec)
-
-    def row_stats(r) -> list:
-        return chosen if r.get("role", "eval") != "train" else [st for st in chosen if st.name in ALWAYS]
-
-    def follow_ups(r, spans, turns):
-        def make(res):  # the follow-up turns after the model's own (think-stripped) answer
-            shown = final_answer_text(backend.decode(res.branches[0].token_ids), think_open=ctx.think_open)
-            out = []
-            for st in turns:
-                new = st.follow_ups(ctx, r, shown)
-                spans[st.name] = (len(out), len(out) + len(new))
-                out += new
-            return out
-
-        return make
-
-    jobs, branch_spans, follow_spans = [], [], []
-    for r in rows:
-        branches, spans = [ctx.branch(b["answer"])], {}
-        mine = row_stats(r)
-        turns = [st for st in mine if st.has_follow_ups]
-        for st in mine:
-            new = st.branches(ctx, r)
-            spans[st.name] = (len(branches), len(branches) + len(new))
-            branches += new
-        branch_spans.append(spans)
-        follow_spans.append({})
-        jobs.append(
-            Job(
-                backend.encode(answer_conversation(r["prompt"])),
-                branches,
-                want_hidden=True,
-                group=r["id"],
-                follow_up=follow_ups(r, follow_spans[-1], turns) if turns else None,
-            )
-        )
-    extra = []  # (query, statistic, first job, number of jobs): separate prompts, after all answer prompts
-    for st in chosen:
-        for q, r in enumerate(rows):
-            new = st.jobs(ctx, r) if st in row_stats(r) else []
-            if new:
-                extra.append((q, st.name, len(jobs), len(new)))
-                jobs += new
-    res = backend.run_jobs(jobs, hidden_layer=layer, desc=f"{backend.name}: {', '.join(st.name for st in chosen)}")
-    results = [QueryResult(main=res[q]) for q in range(len(rows))]
-    for q, qr in enumerate(results):
-        qr.branches = {name: qr.main.branches[a:z] for name, (a, z) in branch_spans[q].items()}
-        qr.follow_ups = {name: (qr.main.follow_ups or [])[a:z] for name, (a, z) in follow_spans[q].items()}
-    for q, name, start, n in extra:
-        results[q].jobs[name] = res[start : start + n]
-    out = []
-    for r, qr in zip(rows, results):
-        rec = {c: None for c in ARTIFACTS["generations"].names}
-        rec["id"] = r["id"]
-        for st in row_stats(r):
-            rec.update(st.fill(ctx, r, qr))
-        out.append(rec)
-    return out
+    batch = QueryBatch(ShardContext(backend, fmt, task_type, b, cfg, seed, spec), rows, chosen)
+    res = backend.run_jobs(
+        batch.jobs, hidden_layer=layer, desc=f"{backend.name}: {', '.join(st.name for st in chosen)}"
+    )
+    return batch.collect(res)
 
 
 def _llm_shard(backend, rows: list[dict], *, fmt: str, task_type: str, b: dict):
@@ -247,7 +190,7 @@ def run_inference(
     dataset, task_type, domain = data["dataset"][0], data["task_type"][0], data["domain"][0]
     fmt = _answer_format(dataset)
     b = budgets(cfg, spec, task_type, domain)
-    _check_thinking_budget(model, spec, role, dataset, b, cfg)
+    check_thinking_budget(model, spec, role, dataset, b, cfg)
     if role == "llm":
         # Routing only ever uses the LLM's answers to evaluation queries; training rows exist
         # for the SLM's in-domain probe.
@@ -345,31 +288,12 @@ def run_inference(
     store.clear()
 
 
-def _check_thinking_budget(model: str, spec: dict, role: str, dataset: str, b: dict, cfg: dict | None = None) -> None:
-    """Budget forcing (``models.<name>.thinking_budget``, s1) needs the local engine (it forces tokens while
-    decoding: SLM inference) and room to answer after the trace: a thinking budget below the answer budget."""
-    tb = spec.get("thinking_budget")
-    if tb is None:
-        return
-    engine = spec.get("backend") or (cfg or {}).get("backend") or "transformers"
-    if "api" in spec or role != "slm" or engine != "transformers":
-        raise ValueError(
-            f"model {model!r}: thinking_budget (budget forcing) is implemented for SLM inference on the "
-            "transformers backend only; remove it from this model's config"
-        )
-    if int(tb) >= b["answer"]:
-        raise ValueError(
-            f"model {model!r}, dataset {dataset!r}: thinking_budget {tb} leaves no room to answer within the "
-            f"answer budget of {b['answer']} tokens; lower thinking_budget or raise the answer budget"
-        )
-
-
 def _engine_record(backend, spec: dict, cfg: dict) -> dict:
     """Which engine generated (provenance): ``{"name": "vllm", "version": …, …}`` (the backend's own record),
     ``{"name": "uqroute"}`` (our engine; the code version is the record's ``uqroute_version``) or an API."""
     if backend is not None and hasattr(backend, "engine_record"):
         return backend.engine_record()
-    name = "openai" if "api" in spec else (spec.get("backend") or cfg.get("backend") or "transformers")
+    name = "openai" if "api" in spec else engine_name(spec, cfg)
     return {"name": "uqroute" if name == "transformers" else name}
 
 

@@ -45,7 +45,7 @@ Adding a method that needs a new statistic touches this module only: declare the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -92,6 +92,11 @@ class ShardContext:
     _tf: tuple | None = None
     _think_open: bool | None = None
     _forcing: dict | None = None
+
+    def with_budgets(self, budgets: dict) -> ShardContext:
+        """The same context with other token budgets (the router scores each request at its own budget),
+        sharing what was already read off the tokenizer (``true_false_ids``, ``think_open``, forcing)."""
+        return replace(self, budgets=budgets)
 
     def forcing(self) -> dict:
         """:class:`~.jobs.Branch` keyword arguments of budget forcing (s1; the model's ``thinking_budget``) for

@@ -5,7 +5,7 @@
 * :mod:`.build` — the rules ``router_holdout``, ``router_probe``, ``router`` and ``uqroute calibrate``;
 * :mod:`.tracking` — the streaming quantile threshold and the live monitor (realised LLM-call
   fraction, W1 to the hold-out confidences, drift warning);
-* :mod:`.slm` — the SLM's online engine worker and the confidence of one request;
+* :mod:`.slm` — the confidence of one request (on the inference engine's online worker);
 * :mod:`.core` — :class:`Router` (``Router.from_file(...)``, ``router.route(messages)``);
 * :mod:`.server` — the OpenAI-compatible HTTP server (``uqroute serve``).
 

@@ -27,8 +27,8 @@ import logging
 import time
 import uuid
 
+from ..inference import EngineStopped
 from .core import RequestError, Router, parse_request, prompt_key
-from .slm import EngineStopped
 from .upstream import UpstreamError
 
 log = logging.getLogger("uqroute.router")

@@ -1,173 +1,34 @@
-"""The SLM side of a router: the online engine worker and the confidence of one request.
+"""The SLM side of a router: the confidence of one request.
 
-:class:`EngineWorker` is the online face of the inference engine: **one thread owns** the engine's
-:class:`uqroute.inference.engine.Run` and steps it (one scheduling iteration per
-:meth:`~uqroute.inference.engine.Run.step`), while any number of request threads submit job
-families through a thread-safe queue and wait on futures. Requests that arrive while others
-decode join the same continuous-batching pool at the next step: concurrent requests share
-prefill chunks and decoding steps instead of waiting for each other.
-
-:class:`SLMScorer` turns one chat conversation into the engine's jobs for the statistics the
-router's UQ method needs (:data:`uqroute.inference.statistics.STATISTICS`, exactly the pipeline's
-statistics, built from the conversation instead of a dataset row), and their results into a
-one-row joined frame on which ``uqroute.uq.METHODS[method]`` computes the confidence exactly as
-the pipeline's ``uq`` rule does. The greedy answer is decoded at temperature 0 whatever the
-request asks (the confidence is calibrated on greedy answers). Chat requests have no task type:
-they are scored as free-form (``task_type`` ``FF``: ``avg_token_prob`` is then the mean token
-probability) and parsed with the ``text`` answer format. Probe methods score the hidden state of
-``inference.hidden_layer`` at the last prompt token (read off the answer prompt's prefill) with
-the router's probe file.
+:class:`SLMScorer` plans one chat conversation with the pipeline's own query plan
+(:class:`uqroute.inference.QueryPlan`: the jobs of the statistics the router's UQ method needs,
+exactly the pipeline's statistics, built from the conversation instead of a dataset row), runs
+them on the inference engine's online face (:class:`uqroute.inference.EngineWorker`, which
+concurrent requests share), and turns the plan's record into a one-row joined frame on which
+``uqroute.uq.METHODS[method]`` computes the confidence exactly as the pipeline's ``uq`` rule
+does. What is the router's own: every request is scored at the router file's answer budget
+(calibration's), whatever the client asks; the greedy answer is decoded at temperature 0
+whatever the request asks (the confidence is calibrated on greedy answers); a probe method
+whose confidence depends on the prompt alone is scored at prefill (:meth:`SLMScorer.submit_prefill`);
+the client's ``max_tokens`` and ``stop`` only cut what is returned (:meth:`SLMScorer.reply`).
+Chat requests have no task type: they are scored as free-form (``task_type`` ``FF``:
+``avg_token_prob`` is then the mean token probability) and parsed with the ``text`` answer
+format. Probe methods score the hidden state of ``inference.hidden_layer`` at the last prompt
+token (read off the answer prompt's prefill) with the router's probe file.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import queue
-import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("uqroute.router")
+from ..inference import EngineWorker
 
-__all__ = ["EngineWorker", "SLMScorer", "Scored", "EngineStopped"]
-
-
-class EngineStopped(RuntimeError):
-    """The engine worker stopped (closed, or its thread failed); the request was not answered."""
-
-
-class EngineWorker:
-    """A thread that owns one engine :class:`Run` and steps it; :meth:`submit` is thread-safe.
-
-    A run whose step raises fails every request in it (their futures get the error) and is replaced
-    by a fresh run, so one bad batch does not stop the server. An idle run that has accumulated
-    ``recycle_after`` jobs is replaced as well (a run keeps every job's result).
-    """
-
-    def __init__(self, engine, *, hidden_layer: int | None, name: str = "slm", recycle_after: int = 2000):
-        self.engine, self.hidden_layer, self.name, self.recycle_after = engine, hidden_layer, name, int(recycle_after)
-        self.inbox: queue.Queue = queue.Queue()
-        self._stopping = threading.Event()
-        self.in_flight = 0
-        self.peak_in_flight = 0  # most requests in the engine at once (concurrent requests share its pool)
-        self.steps = 0
-        self._first_run = self._new_run()  # a bad setting (hidden layer) fails here, in the caller's thread
-        self.thread = threading.Thread(target=self._main, name=f"{name}-engine", daemon=True)
-        self.thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive() and not self._stopping.is_set()
-
-    def submit(self, jobs) -> Future:
-        """Queue a family of jobs (one request's); the future's result is their ``JobResult`` list, in order."""
-        fut: Future = Future()
-        if not self.alive:
-            fut.set_exception(EngineStopped(f"{self.name}: the engine worker is not running"))
-            return fut
-        self.inbox.put((list(jobs), fut))
-        return fut
-
-    def close(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
-        self.inbox.put(None)
-        self.thread.join(timeout)
-
-    def _new_run(self):
-        return self.engine.start(hidden_layer=self.hidden_layer, desc=f"{self.name}: serving")
-
-    def _main(self) -> None:
-        try:
-            self._loop()
-        except BaseException:  # noqa: BLE001  (the thread is gone: refuse new requests, fail the queued ones)
-            log.exception("%s: the engine worker stopped", self.name)
-            self._stopping.set()
-            while True:
-                try:
-                    it = self.inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if it is not None:
-                    it[1].set_exception(EngineStopped(f"{self.name}: the engine worker stopped"))
-            raise
-
-    def _loop(self) -> None:
-        run, self._first_run = self._first_run, None
-        owners: dict[int, tuple[dict, int]] = {}  # id(JobResult) -> (request state, position)
-        requests: list[dict] = []
-
-        def admit(jobs, fut):
-            if not fut.set_running_or_notify_cancel():
-                return
-            state = {"fut": fut, "left": len(jobs), "results": [None] * len(jobs)}
-
-            def done(res, state=state):
-                st, k = owners.pop(id(res))
-                st["results"][k] = res
-                st["left"] -= 1
-                if st["left"] == 0:
-                    requests.remove(st)
-                    self.in_flight -= 1
-                    st["fut"].set_result(st["results"])
-
-            try:
-                idx = run.add(jobs, on_done=done)
-            except Exception as err:  # a prompt that does not fit the context, …: this request only
-                fut.set_exception(err)
-                return
-            for k, i in enumerate(idx):
-                owners[id(run.results[i])] = (state, k)
-            requests.append(state)
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-
-        while not self._stopping.is_set():
-            try:
-                item = self.inbox.get(timeout=0.5) if not run.busy else self.inbox.get_nowait()
-            except queue.Empty:
-                item = ()
-            items = [item] if item != () else []
-            while True:  # everything that has arrived joins this step
-                try:
-                    items.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
-            for it in items:
-                if it is None:
-                    break
-                admit(*it)
-            if not run.busy:
-                if len(run.jobs) >= self.recycle_after and not requests:
-                    run.close()
-                    run, owners = self._new_run(), {}
-                continue
-            try:
-                run.step()
-                self.steps += 1
-            except Exception as err:  # noqa: BLE001  (fail the batch, keep serving)
-                log.exception("%s: engine step failed; failing %d request(s)", self.name, len(requests))
-                for st in requests:
-                    st["fut"].set_exception(err)
-                requests.clear()
-                owners.clear()
-                self.in_flight = 0
-                run.close()
-                run = self._new_run()
-        for st in requests:
-            st["fut"].set_exception(EngineStopped(f"{self.name}: the server is shutting down"))
-        while True:
-            try:
-                it = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if it is not None:
-                it[1].set_exception(EngineStopped(f"{self.name}: the server is shutting down"))
-        run.close()
+__all__ = ["SLMScorer", "Scored"]
 
 
 @dataclass
@@ -240,9 +101,11 @@ class SLMScorer:
         #: the confidence depends on the prompt alone (a probe on the prompt's hidden state): it can be computed at
         #: prefill, and a routed request then skips the SLM's decode (:meth:`submit_prefill`)
         self.at_prefill = self.probe is not None and set(names) <= {"greedy", "hidden"}
-        self.turns = [st for st in self.stats if st.has_follow_ups]
-        self._ctx_proto = ShardContext(self.backend, "text", "FF", {}, dict(inf), int(inf["seed"]), {})
-        self.think_open = self._ctx_proto.think_open
+        # one context for every request (its budgets set per request): what it reads off the tokenizer is read once
+        self._ctx = ShardContext(self.backend, "text", "FF", {}, dict(inf), int(inf["seed"]), {})
+        self.think_open = self._ctx.think_open
+        if "ptrue" in names:
+            self._ctx.true_false_ids()
         layer = int(inf["hidden_layer"]) if self.probe is not None else None
         self.worker = EngineWorker(self.backend.engine(), hidden_layer=layer, name=doc["slm"])
         #: the SLM's context in tokens (None: unknown)
@@ -260,94 +123,43 @@ class SLMScorer:
             raise ValueError(f"router probe file {path}: sha256 {got} is not the {sha256} the router file names")
         return load_probe(path)[0]
 
-    def _ctx(self, max_tokens: int):
-        from ..inference import ShardContext
+    def plan(self, messages: list[dict], max_tokens: int, request_id: str):
+        """One request's :class:`uqroute.inference.QueryPlan`, at an answer budget of ``max_tokens`` tokens (the
+        sample and verbal budgets follow from it as in the pipeline's budgets)."""
+        from ..inference import QueryPlan, answer_budgets, chat_row
 
-        inf = self.inference
-        # as the pipeline's budgets (main, "sample budget capped at the answer budget"): samples never outgrow the answer
-        sample = min(int(max_tokens), int(inf["sample_max_new_tokens"] or max_tokens))
-        b = {"answer": int(max_tokens), "sample": sample, "verbal": int(inf["verbal_max_new_tokens"])}
-        ctx = ShardContext(self.backend, "text", "FF", b, dict(inf), int(inf["seed"]), {}, _think_open=self.think_open)
-        ctx._tf = self._ctx_proto._tf
-        return ctx
-
-    def jobs(self, messages: list[dict], max_tokens: int, request_id: str):
-        """The engine jobs of one request (answer job first) and what :meth:`collect` needs."""
-        from ..inference import Branch, Job, answer_conversation
-        from ..parsing import final_answer_text
-
-        ctx = self._ctx(max_tokens)
-        users = [m["content"] for m in messages if m["role"] == "user"]
-        row = {
-            "id": request_id,
-            "prompt": messages,
-            "question": users[-1] if users else "",
-            "choices": [],
-            "context": None,
-        }
-        spans, follow_spans = {}, {}
-        # the next-token entropy costs a pass over the vocabulary per step: only where the method reads it
-        branches = [Branch(int(max_tokens), entropy="token_entropies" in self.method.columns)]
-        for st in self.stats:
-            new = st.branches(ctx, row)
-            spans[st.name] = (len(branches), len(branches) + len(new))
-            branches += new
-
-        def make(res):
-            shown = final_answer_text(self.backend.decode(res.branches[0].token_ids), think_open=ctx.think_open)
-            out = []
-            for st in self.turns:
-                new = st.follow_ups(ctx, row, shown)
-                follow_spans[st.name] = (len(out), len(out) + len(new))
-                out += new
-            return out
-
-        main = Job(
-            self.backend.encode(answer_conversation(messages)),
-            branches,
-            want_hidden=self.probe is not None,
-            group=request_id,
-            follow_up=make if self.turns else None,
+        ctx = self._ctx.with_budgets(answer_budgets(max_tokens, self.inference))
+        return QueryPlan(
+            ctx,
+            chat_row(messages, request_id),
+            self.stats,
+            # the next-token entropy costs a pass over the vocabulary per step: only where the method reads it
+            answer_entropy="token_entropies" in self.method.columns,
         )
-        jobs, extra = [main], []
-        for st in self.stats:
-            new = st.jobs(ctx, row)
-            if new:
-                extra.append((st.name, len(jobs), len(new)))
-                jobs += new
-        return jobs, (ctx, row, spans, follow_spans, extra)
 
     def collect(self, results, plan) -> tuple[dict, float]:
-        """The joined-frame row of one request from its jobs' results, and its confidence (NaN if unscorable)."""
+        """The joined-frame row of one request from its plan's results, and its confidence (NaN if unscorable)."""
         import polars as pl
 
-        from ..inference import QueryResult
         from ..schema import GENERATIONS
 
-        ctx, row, spans, follow_spans, extra = plan
-        qr = QueryResult(main=results[0])
-        qr.branches = {n: qr.main.branches[a:z] for n, (a, z) in spans.items()}
-        qr.follow_ups = {n: (qr.main.follow_ups or [])[a:z] for n, (a, z) in follow_spans.items()}
-        for name, start, n in extra:
-            qr.jobs[name] = results[start : start + n]
-        rec = {}
-        for st in self.stats:
-            rec.update(st.fill(ctx, row, qr))
-        hidden = rec.pop("_hidden", None)
+        rec = plan.collect(results)
         gen = GENERATIONS.polars_schema()
-        schema = {"id": pl.Utf8, "task_type": pl.Utf8, **{c: gen[c] for c in rec if c in gen}}
-        values = {"id": row["id"], "task_type": "FF", **{c: rec[c] for c in rec if c in gen}}
+        filled = [c for c in plan.columns if c in gen]
+        schema = {"id": pl.Utf8, "task_type": pl.Utf8, **{c: gen[c] for c in filled}}
+        values = {"id": rec["id"], "task_type": "FF", **{c: rec[c] for c in filled}}
         if self.probe is not None:
             schema[self.method.name] = pl.Float64
-            values[self.method.name] = float(self.probe.predict(np.asarray(hidden, dtype=np.float32)[None, :])[0])
+            hidden = np.asarray(rec["_hidden"], dtype=np.float32)
+            values[self.method.name] = float(self.probe.predict(hidden[None, :])[0])
         frame = pl.DataFrame([values], schema=schema)
         conf = float(self.method(frame)[0])
         return values, conf
 
     def submit(self, messages: list[dict], max_tokens: int, request_id: str):
         """Queue one request; returns ``(future, plan, t0)`` for :meth:`finish`."""
-        jobs, plan = self.jobs(messages, max_tokens, request_id)
-        return self.worker.submit(jobs), plan, time.perf_counter()
+        plan = self.plan(messages, max_tokens, request_id)
+        return self.worker.submit(plan.jobs), plan, time.perf_counter()
 
     def submit_prefill(self, messages: list[dict], request_id: str):
         """Queue the prompt's prefill only (no decoding): for :attr:`at_prefill` methods, the confidence before the
