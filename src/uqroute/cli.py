@@ -331,9 +331,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--min-samples",
         default="file",
-        help="tracking warm-up: 'file' (the router file's serving.min_samples where it was set at calibration, "
-        "else as 'auto'), 'auto' (min(hold-out size, window), ended early once the calibrated threshold's "
-        "fraction on live traffic leaves its band), or a number",
+        help="tracking warm-up: 'file' (the router file's serving.min_samples, chosen or set at calibration), "
+        "'auto' (min(hold-out size, window)), or a number; each ends early once the calibrated threshold's "
+        "fraction on live traffic leaves its band",
     )
     s.add_argument(
         "--operating-point",

@@ -212,8 +212,8 @@ class Router:
         scorer: an object with the :class:`.slm.SLMScorer` interface (tests inject one); default builds it.
         device, batch_size, max_batch_rows: the SLM engine's settings.
         min_samples: the tracking warm-up (:func:`.tracking.warmup_plan`): ``"file"`` (the file's
-            ``serving.min_samples`` where the file says it was set, else chosen as ``"auto"``), ``"auto"``
-            (min(hold-out size, window), ended early by the drift test) or a number.
+            ``serving.min_samples``, chosen at calibration or set there), ``"auto"`` (min(hold-out size, window),
+            whatever the file says) or a number; the drift test may end any of them early.
         client_share, dedupe, max_shift: the tracking's guards (:class:`.tracking.QuantileThreshold`).
         on_truncated: ``route`` (a reply cut off by the scoring budget goes to the LLM) or ``mark`` (it is
             served, marked ``truncated``, only where the threshold would not route it anyway).
@@ -277,18 +277,17 @@ class Router:
             raise ValueError(f"router {self.name}: on_truncated must be one of {list(TRUNCATED)}, got {on_truncated!r}")
         self.on_truncated = on_truncated
         window, n_holdout = int(serving["window"]), len(doc["holdout"]["confidence"])
-        # the warm-up (tracking.warmup_plan): "file" keeps a warm-up the file says was set and otherwise chooses it
-        # as calibration does (for this router's fraction: an operating point of the file may differ from its own)
+        # the warm-up (tracking.warmup_plan): "file" serves the file's N (chosen at calibration, or set there), with
+        # the drift test's k_min and the bands of this router's fraction (an operating point may differ from the file's)
         if min_samples == "file":
-            set_n = int(serving["min_samples"]) if serving.get("warmup", {}).get("source") == "set" else None
+            set_n, source = int(serving["min_samples"]), serving.get("warmup", {}).get("source", "set")
         elif min_samples == "auto":
-            set_n = None
+            set_n, source = None, "auto"
         else:
-            set_n = int(min_samples)
+            set_n, source = int(min_samples), "option"
         plan = warmup_plan(self.target, n_holdout, float(serving["drift_margin"]), window, min_samples=set_n)
+        plan["source"] = source
         warm = plan["min_samples"]
-        if min_samples not in ("auto", "file"):
-            plan["source"] = "option"
         self.warmup = {**plan, "max_shift": max_shift}
         self.threshold = QuantileThreshold(
             self.target,
