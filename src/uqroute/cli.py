@@ -110,7 +110,7 @@ def _serve(a) -> int:
                     slm_dir=a.slm_dir,
                     fallback=a.fallback,
                     mode=a.mode,
-                    name=None if name is None or points[0] is None else f"{name}-{points[0]:g}",
+                    name=name if name is None or points[0] is None else f"{name}-{points[0]:g}",
                     llm_fraction=points[0],
                     device=a.device,
                     batch_size=a.batch_size,
