@@ -1,6 +1,7 @@
 """The tracking threshold cannot be steered by one client: the poisoning replay (one client sends
 many confident requests to a fresh tracking router), per-client shares, duplicates, bounds; and the
-warm-up chosen from the calibration's own uncertainty."""
+warm-up chosen from the calibration's own uncertainty: its stated bands hold on replays of
+hold-out-like traffic, and it ends early on traffic the calibrated threshold is far off for."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 from uqroute.router.tracking import (
     QuantileThreshold,
     SortedWindow,
+    calibrated_fraction,
     fraction_sd,
+    warmup_plan,
     warmup_samples,
 )
 from uqroute.routing import tie_aware_thresholds
@@ -134,3 +137,102 @@ def test_warmup_from_the_holdout_size_and_margin():
     assert warmup_samples(0.5, 1, 0.1, 500) == 1
     assert fraction_sd(0.3, 21) <= 0.1 < fraction_sd(0.3, 20)
     assert fraction_sd(0.3, 0) == math.inf
+
+
+def test_warmup_plan_from_the_holdout_size():
+    z = 1.959963984540054
+    p = warmup_plan(0.3, 200, 0.1, 500)
+    # the live quantile is as certain as the hold-out's from k = n_h on; the drift test may end it from k_min = 21
+    assert (p["source"], p["min_samples"], p["drift_min_samples"], p["holdout_n"]) == ("auto", 200, 21, 200)
+    assert p["z"] == pytest.approx(z) and p["alpha"] == 0.05
+    assert p["fraction_sd_warmup"] == pytest.approx(math.sqrt(0.21 * (1 / 200 + 1 / 200)))
+    assert p["band_warmup"] == pytest.approx(z * p["fraction_sd_warmup"])
+    assert p["fraction_sd_tracking"] == pytest.approx(math.sqrt(0.21 / 500)) and p["band_tracking"] == pytest.approx(
+        z * math.sqrt(0.21 / 500)
+    )
+    assert warmup_plan(0.3, 5000, 0.1, 500)["min_samples"] == 500  # never past the window
+    small = warmup_plan(0.3, 10, 0.1, 500)  # a small hold-out: a short warm-up, and k_min no larger
+    assert (small["min_samples"], small["drift_min_samples"]) == (10, 10)
+    set_ = warmup_plan(0.3, 200, 0.1, 500, min_samples=50)  # an explicit setting is kept
+    assert (set_["source"], set_["min_samples"], set_["drift_min_samples"]) == ("set", 50, 21)
+    assert set_["fraction_sd_warmup"] == pytest.approx(math.sqrt(0.21 * (1 / 200 + 1 / 50)))
+    assert warmup_plan(0.3, 200, 0.1, 500, min_samples=5)["drift_min_samples"] == 5
+    for r in (0.0, 1.0):  # r(1 − r) = 0: no error to expect, nothing to wait for beyond one request
+        d = warmup_plan(r, 200, 0.1, 500)
+        assert d["drift_min_samples"] == 1 and d["band_warmup"] == 0 and d["band_tracking"] == 0
+    one = warmup_plan(0.5, 1, 0.1, 500)
+    assert one["min_samples"] == 1 and one["fraction_sd_warmup"] == pytest.approx(math.sqrt(0.25 * 2))
+    assert calibrated_fraction([], 0.5, 0.0) != calibrated_fraction([], 0.5, 0.0)  # NaN on no values
+    assert calibrated_fraction([0.1, 0.5, 0.5, 0.9], 0.5, 0.5) == pytest.approx(0.5)  # ties count q each
+
+
+def _planned(ref, fraction=TARGET, window=500, seed=0, **kw):
+    p = warmup_plan(fraction, ref.size, 0.1, window)
+    t, q = tie_aware_thresholds(ref, [fraction])
+    opts = dict(
+        mode="tracking",
+        window=window,
+        min_samples=p["min_samples"],
+        drift_min_samples=p["drift_min_samples"],
+        holdout_n=ref.size,
+        drift_z=p["z"],
+        seed=seed,
+    )
+    opts.update(kw)
+    return p, QuantileThreshold(fraction, float(t[0]), float(q[0]), **opts)
+
+
+def test_stated_bands_hold_on_holdout_like_replays():
+    """Replays of traffic from the hold-out's distribution (each with its own hold-out sample): the realised
+    LLM-call fraction over the first N requests lies within the file's ± band_warmup, and over a full window
+    after the warm-up within ± band_tracking, about as often as the 95 % level says."""
+    window, runs = 200, 60
+    in_warm = in_track = early = 0
+    for s in range(runs):
+        rng = np.random.default_rng(100 + s)
+        ref = np.sort(rng.beta(5, 3, 200))
+        plan, qt = _planned(ref, window=window, seed=s, reference=ref, max_shift=0.2, dedupe=True)
+        n = plan["min_samples"]
+        live = rng.beta(5, 3, n + 2 * window)
+        routed = [qt.decide(float(c), key=i).routed for i, c in enumerate(live)]
+        early += qt.warmup_ended_by_drift is not None
+        in_warm += abs(np.mean(routed[:n]) - TARGET) <= plan["band_warmup"]
+        in_track += abs(np.mean(routed[n + window :]) - TARGET) <= plan["band_tracking"]
+    assert in_warm / runs >= 0.9 and in_track / runs >= 0.9, (in_warm, in_track)
+    assert early / runs <= 0.35, early  # false alarms of the drift test are the minority (and cost ≤ the margin)
+
+
+def test_warmup_ends_early_when_the_calibrated_threshold_is_far_off():
+    """60 PIQA-like rows: the calibrated threshold (0.504 on the hold-out) routes 1 of 60, while the live
+    30th percentile is about 0.80. With the old constant warm-up of 50 requests, tracking routed 0.067 of the
+    target 0.3; the drift test ends the warm-up at request 21, and the realised fraction gets near the target."""
+    rng = np.random.default_rng(7)
+    ref = np.sort(rng.uniform(0.3, 0.98, 200))  # its 30 % quantile: about 0.504
+    live = np.concatenate([[0.45], rng.uniform(0.74, 0.95, 59)])
+    rng.shuffle(live)
+    fixed, _ = tie_aware_thresholds(ref, [TARGET])
+    assert fixed[0] == pytest.approx(0.504, abs=0.03) and np.mean(live < fixed[0]) == pytest.approx(1 / 60)
+    assert np.quantile(live, TARGET) == pytest.approx(0.80, abs=0.02)
+
+    def replay(qt):
+        return np.mean([qt.decide(float(c), key=i).routed for i, c in enumerate(live)])
+
+    t, q = tie_aware_thresholds(ref, [TARGET])
+    old = QuantileThreshold(TARGET, float(t[0]), float(q[0]), mode="tracking", window=500, min_samples=50, seed=0)
+    old_fraction = replay(old)
+    assert old_fraction < 0.1  # the issue's 0.067
+    plan, new = _planned(ref)
+    assert plan["min_samples"] == 200  # without the drift test it would wait even longer than 50
+    new_fraction = replay(new)
+    assert new.warmup_ended_by_drift["at"] == plan["drift_min_samples"] == 21
+    assert new.warmup_ended_by_drift["calibrated_fraction"] <= 1 / 21
+    assert new_fraction > 0.15 and abs(new_fraction - TARGET) < abs(old_fraction - TARGET) - 0.1
+    # with the bounds on, the early end happens too; the threshold then stops at the bound (an operator's call)
+    _, bounded = _planned(ref, reference=ref, max_shift=0.2)
+    replay(bounded)
+    assert bounded.warmup_ended_by_drift["at"] == 21 and bounded.current()[2] == "bounded"
+    # on hold-out-like traffic the same test does not fire here: the warm-up runs its full length
+    _, calm = _planned(ref, seed=3)
+    for i, c in enumerate(np.random.default_rng(8).uniform(0.3, 0.98, 60)):
+        calm.decide(float(c), key=i)
+    assert calm.warmup_ended_by_drift is None and calm.current()[2] == "calibrated"

@@ -49,7 +49,20 @@ def _calibrate(a) -> int:
         f"q {op['q']:.3f}, predicted accuracy {op['predicted_accuracy']:.4f} (SLM {doc['curve']['slm_accuracy']:.4f}, "
         f"LLM {doc['curve']['llm_accuracy']:.4f}), mode {doc['serving']['mode']}"
     )
+    if doc["serving"]["mode"] == "tracking":
+        print(warmup_summary(doc))
     return 0
+
+
+def warmup_summary(doc) -> str:
+    """One line: the warm-up a router file chose and the budget error to expect (docs/router.md)."""
+    s, w, r = doc["serving"], doc["serving"]["warmup"], doc["operating_point"]["llm_fraction"]
+    return (
+        f"warm-up {s['min_samples']} requests ({w['source']}; hold-out {doc['holdout']['n']}), ended early from request "
+        f"{w['drift_min_samples']} on if the calibrated threshold's live fraction leaves its band; expected LLM-call "
+        f"fraction over the first {s['min_samples']} requests on hold-out-like traffic {r:.3f} ± {w['band_warmup']:.3f} "
+        f"({1 - w['alpha']:.0%}), then ± {w['band_tracking']:.3f} over a full window of {s['window']}"
+    )
 
 
 def _client_keys(a) -> list[str]:
@@ -80,8 +93,12 @@ def _serve(a) -> int:
     min_samples = a.min_samples if a.min_samples in ("auto", "file") else int(a.min_samples)
     keys = _client_keys(a)
     routers = []
+    points = list(a.operating_point or [None])
+    if len(set(points)) != len(points):
+        raise ValueError(f"--operating-point: {points} repeats a fraction")
     try:
         for i, path in enumerate(a.router):
+            name = names[i] if i < len(names) else None
             routers.append(
                 Router.from_file(
                     path,
@@ -93,7 +110,8 @@ def _serve(a) -> int:
                     slm_dir=a.slm_dir,
                     fallback=a.fallback,
                     mode=a.mode,
-                    name=names[i] if i < len(names) else None,
+                    name=name if name is None or points[0] is None else f"{name}-{points[0]:g}",
+                    llm_fraction=points[0],
                     device=a.device,
                     batch_size=a.batch_size,
                     max_batch_rows=a.max_batch_rows,
@@ -105,15 +123,18 @@ def _serve(a) -> int:
                     llm_max_model_len=a.llm_max_model_len,
                 )
             )
+            first = routers[-1]  # the other operating points share its SLM engine and upstream
+            for r in points[1:]:
+                routers.append(first.at_fraction(r, name=None if name is None else f"{name}-{r:g}"))
     except BaseException:
         for r in routers:
             r.close()
         raise
     for router in routers:
-        op = router.doc["operating_point"]
+        op, w = router.doc["operating_point"], router.warmup
         logging.getLogger("uqroute.router").info(
-            "serving %s on http://%s:%d/v1: SLM %s, method %s, LLM %s at %s, LLM-call fraction %.3f, mode %s (warm-up %d), fallback %s, "
-            "client keys %d",
+            "serving %s on http://%s:%d/v1: SLM %s, method %s, LLM %s at %s, LLM-call fraction %.3f (threshold %s), "
+            "mode %s, fallback %s, client keys %d",
             router.name,
             a.host,
             a.port,
@@ -122,11 +143,29 @@ def _serve(a) -> int:
             a.llm_model,
             a.llm_base_url,
             op["llm_fraction"],
+            op["threshold"],
             router.mode,
-            router.warmup["min_samples"],
             a.fallback,
             len(keys),
         )
+        if router.mode == "tracking":
+            logging.getLogger("uqroute.router").info(
+                "%s: warm-up %d requests (%s; hold-out %d), ended early from request %d on if the calibrated "
+                "threshold's live fraction leaves %.3f ± z·sd (z %.2f); expected LLM-call fraction over the first %d "
+                "requests on hold-out-like traffic %.3f ± %.3f (sd %.3f), after the warm-up ± %.3f over a full window",
+                router.name,
+                w["min_samples"],
+                w["source"],
+                w["holdout_n"],
+                w["drift_min_samples"],
+                op["llm_fraction"],
+                w["z"],
+                w["min_samples"],
+                op["llm_fraction"],
+                w["band_warmup"],
+                w["fraction_sd_warmup"],
+                w["band_tracking"],
+            )
     serve(
         routers,
         host=a.host,
@@ -209,14 +248,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--min-samples",
         type=int,
-        default=50,
-        help="requests before the tracking quantile replaces the calibrated threshold",
+        default=None,
+        help="tracking warm-up: requests before the tracking quantile replaces the calibrated threshold "
+        "(default: min(hold-out size, window), ended early once the calibrated threshold is shown wrong on live "
+        "traffic; docs/router.md)",
     )
     c.add_argument(
         "--drift-margin",
         type=float,
         default=0.1,
-        help="W1 distance between live and hold-out confidences that is reported as drift",
+        help="the budget error accepted: warn when the realised LLM-call fraction is farther than this from the "
+        "target (it also sets the earliest end of the warm-up, ceil(r(1-r)/margin^2))",
     )
     c.add_argument("--seed", type=int, help="the hold-out seed whose thresholds are served (default: the first)")
     c.add_argument("--slm-dir", help="the SLM's model directory to record (e.g. resources/models/smollm2-135m)")
@@ -288,9 +330,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=("fixed", "tracking"), help="override the router file's serving.mode")
     s.add_argument(
         "--min-samples",
-        default="auto",
-        help="tracking warm-up: 'auto' (from the target fraction, the hold-out size "
-        "and the drift margin: ceil(r(1-r)/margin^2), at most the hold-out size), 'file' (serving.min_samples), or a number",
+        default="file",
+        help="tracking warm-up: 'file' (the router file's serving.min_samples, chosen or set at calibration), "
+        "'auto' (min(hold-out size, window)), or a number; each ends early once the calibrated threshold's "
+        "fraction on live traffic leaves its band",
+    )
+    s.add_argument(
+        "--operating-point",
+        type=float,
+        nargs="+",
+        metavar="R",
+        help="serve each router file at these LLM-call fractions instead of its own, each under the model name "
+        "{name}-{R} (thresholds from the file's hold-out set; one SLM engine for all of them)",
     )
     s.add_argument(
         "--client-share",

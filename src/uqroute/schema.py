@@ -1056,12 +1056,41 @@ ROUTER_FILE: tuple[Field, ...] = (
         "integer",
         "Live window in requests (tracking quantile, realised LLM-call fraction, W1 to the hold-out confidences).",
     ),
-    Field("serving.min_samples", "integer", "Live confidences needed before tracking and the drift warning start."),
+    Field(
+        "serving.min_samples",
+        "integer",
+        "The tracking warm-up N: live confidences after which the tracking threshold takes over (earlier once the calibrated threshold is shown wrong: `serving.warmup`). Chosen at calibration as min(`holdout.n`, `serving.window`), the size at which the live quantile is as certain as the hold-out's, unless `router.min_samples` / `--min-samples` set it.",
+    ),
     Field(
         "serving.drift_margin",
         "number",
         "Warn when the realised LLM-call fraction over the window is farther than this from `operating_point.llm_fraction`.",
     ),
+    Field(
+        "serving.warmup",
+        "object",
+        'The warm-up\'s choice and the budget error to expect (`uqroute.router.tracking.warmup_plan`; docs/router.md, "The warm-up").',
+    ),
+    Field("serving.warmup.source", "string", "`auto` (N from the hold-out's size) or `set` (N given)."),
+    Field(
+        "serving.warmup.drift_min_samples",
+        "integer",
+        "k_min = ⌈r(1 − r)/`drift_margin`²⌉ (at most N): from this many live confidences on, the warm-up ends as soon as the calibrated threshold's fraction over them lies outside ± `z` · sqrt(r(1 − r)(1/k + 1/`holdout.n`)) of r. Also the decisions the drift warning waits for.",
+    ),
+    Field("serving.warmup.alpha", "number", "Two-sided level of that test and of the bands."),
+    Field("serving.warmup.z", "number", "Its normal quantile (1.96 for 0.05)."),
+    Field(
+        "serving.warmup.fraction_sd_warmup",
+        "number",
+        "Expected standard deviation of the realised LLM-call fraction over the first N requests on hold-out-like traffic: sqrt(r(1 − r)(1/`holdout.n` + 1/N)).",
+    ),
+    Field("serving.warmup.band_warmup", "number", "`z` × `fraction_sd_warmup`: the ± band for the first N requests."),
+    Field(
+        "serving.warmup.fraction_sd_tracking",
+        "number",
+        "After the warm-up, with a full window: sqrt(r(1 − r)/`serving.window`).",
+    ),
+    Field("serving.warmup.band_tracking", "number", "`z` × `fraction_sd_tracking`."),
 )
 
 

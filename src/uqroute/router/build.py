@@ -27,7 +27,8 @@ from .calibrate import (
     select_holdout,
 )
 from .config import UNSUPPORTED, RouterConfigError, check_mode, check_operating_point
-from .file import FORMAT, INFERENCE_KEYS, VERSION, file_sha256, write_router_file
+from .file import FORMAT, INFERENCE_KEYS, VERSION, file_sha256, file_warmup, write_router_file
+from .tracking import warmup_plan
 
 log = logging.getLogger("uqroute.router")
 
@@ -131,6 +132,13 @@ def router_document(
     inf = resolve_settings(dict(inference or {}))
     check_mode(serving["mode"], serving["window"], serving["min_samples"], prefix="serving.")
     holdout = {"file": holdout_file, **cal["holdout"]}
+    plan = warmup_plan(
+        cal["operating_point"]["llm_fraction"],
+        cal["holdout"]["n"],
+        float(serving["drift_margin"]),
+        int(serving["window"]),
+        min_samples=serving["min_samples"],
+    )
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -153,8 +161,9 @@ def router_document(
         "serving": {
             "mode": serving["mode"],
             "window": int(serving["window"]),
-            "min_samples": int(serving["min_samples"]),
+            "min_samples": plan["min_samples"],
             "drift_margin": float(serving["drift_margin"]),
+            "warmup": file_warmup(plan),
         },
     }
 
@@ -234,9 +243,10 @@ def run_router(
         serving=p,
     )
     write_router_file(doc, out_path)
-    op = doc["operating_point"]
+    op, w = doc["operating_point"], doc["serving"]["warmup"]
     log.info(
-        "router %s/%s: LLM-call fraction %.3f, threshold %s, predicted accuracy %.4f (LLM %.4f, SLM %.4f), mode %s",
+        "router %s/%s: LLM-call fraction %.3f, threshold %s, predicted accuracy %.4f (LLM %.4f, SLM %.4f), mode %s, "
+        "warm-up %d (hold-out %d; early from %d), expected fraction over it ± %.3f",
         slm,
         method,
         op["llm_fraction"],
@@ -245,6 +255,10 @@ def run_router(
         doc["curve"]["llm_accuracy"],
         doc["curve"]["slm_accuracy"],
         p["mode"],
+        doc["serving"]["min_samples"],
+        doc["holdout"]["n"],
+        w["drift_min_samples"],
+        w["band_warmup"],
     )
     return doc
 
@@ -265,7 +279,7 @@ def calibrate_file(
     llm_accuracy_share: float | None = None,
     mode: str = "tracking",
     window: int = 500,
-    min_samples: int = 50,
+    min_samples: int | None = None,
     drift_margin: float = 0.1,
     seed: int | None = None,
     model_dir: str | None = None,

@@ -46,6 +46,7 @@ __all__ = [
     "llm_labels",
     "llm_accuracy_by_source",
     "calibrate",
+    "operating_point_at",
     "predicted_accuracy",
     "CalibrationError",
     "check_identity",
@@ -348,6 +349,34 @@ def calibrate(
             "predicted_accuracy_sd": float(np.std(per_seed_op, ddof=1)) if len(per_seed_op) > 1 else None,
             "predicted_accuracy_share": op_acc / llm_mean if llm_mean > 0 else None,
         },
+    }
+
+
+def operating_point_at(doc: Mapping, fraction: float) -> dict:
+    """The ``operating_point`` section of a router file moved to LLM-call fraction ``fraction``: the served
+    seed's tie-aware threshold (the same hold-out confidences and rule as the file's own operating point), and
+    the predicted accuracy (and its spread over seeds) read off the file's curve, linear between grid fractions
+    (exact at them; the curve itself is piecewise linear in r between the hold-out's 1/n steps, so between grid
+    points this is an interpolation). RouteLLM's several operating points of one router, from one file.
+    """
+    op = check_operating_point({"llm_fraction": fraction}, key="operating point")
+    r = op["llm_fraction"]
+    c = np.asarray(doc["holdout"]["confidence"], dtype=np.float64)
+    (t,), (q,) = tie_aware_thresholds(c, [r])
+    grid = np.asarray(doc["grid"]["ratio"], dtype=np.float64)
+    curve = doc["curve"]
+    acc = float(np.interp(r, grid, np.asarray(curve["accuracy_mean"], dtype=np.float64)))
+    sd = curve["accuracy_sd"]
+    acc_sd = None if any(v is None for v in sd) else float(np.interp(r, grid, np.asarray(sd, dtype=np.float64)))
+    llm = float(curve["llm_accuracy"])
+    return {
+        "target": op,
+        "llm_fraction": r,
+        "threshold": None if not np.isfinite(t) else float(t),
+        "q": float(q),
+        "predicted_accuracy": acc,
+        "predicted_accuracy_sd": acc_sd,
+        "predicted_accuracy_share": acc / llm if llm > 0 else None,
     }
 
 

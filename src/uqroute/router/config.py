@@ -79,9 +79,11 @@ def check_mode(mode, window, min_samples, *, prefix: str = "router.") -> None:
     if mode not in MODES:
         raise RouterConfigError(f"{prefix}mode: must be one of {list(MODES)}, got {mode!r}")
     for key, v in (("window", window), ("min_samples", min_samples)):
+        if key == "min_samples" and v is None:  # chosen at calibration from the hold-out's uncertainty
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise RouterConfigError(f"{prefix}{key}: must be an integer ≥ 1, got {v!r}")
-    if min_samples > window:
+    if min_samples is not None and min_samples > window:
         raise RouterConfigError(f"{prefix}min_samples: {min_samples} is larger than {prefix}window ({window})")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .file import read_router_file, threshold_value
-from .tracking import Decision, Monitor, QuantileThreshold, fraction_sd, warmup_samples
+from .tracking import Decision, Monitor, QuantileThreshold, warmup_plan
 
 log = logging.getLogger("uqroute.router")
 request_log = logging.getLogger("uqroute.router.requests")
@@ -211,12 +211,16 @@ class Router:
         name: the model name clients use (default ``uqroute-{slm}-{method}``).
         scorer: an object with the :class:`.slm.SLMScorer` interface (tests inject one); default builds it.
         device, batch_size, max_batch_rows: the SLM engine's settings.
-        min_samples: the tracking warm-up: ``"auto"`` (:func:`.tracking.warmup_samples` of the target, the
-            hold-out size and the drift margin), ``"file"`` (the file's ``serving.min_samples``) or a number.
+        min_samples: the tracking warm-up (:func:`.tracking.warmup_plan`): ``"file"`` (the file's
+            ``serving.min_samples``, chosen at calibration or set there), ``"auto"`` (min(hold-out size, window),
+            whatever the file says) or a number; the drift test may end any of them early.
         client_share, dedupe, max_shift: the tracking's guards (:class:`.tracking.QuantileThreshold`).
         on_truncated: ``route`` (a reply cut off by the scoring budget goes to the LLM) or ``mark`` (it is
             served, marked ``truncated``, only where the threshold would not route it anyway).
         llm_max_model_len: the LLM's context in tokens (None: read from the upstream's ``/models`` when it says).
+        llm_fraction: serve this LLM-call fraction instead of the file's operating point (threshold from the
+            file's hold-out set: :func:`.calibrate.operating_point_at`); the default name then ends in ``-{fraction}``.
+        shared: the scorer and the upstream belong to another router, which closes them (:meth:`at_fraction`).
     """
 
     def __init__(
@@ -233,16 +237,38 @@ class Router:
         device: str | None = None,
         batch_size: int = 16,
         max_batch_rows: int = 128,
-        min_samples="auto",
+        min_samples="file",
         client_share: float | None = 0.1,
         dedupe: bool = True,
         max_shift: float | None = 0.2,
         on_truncated: str = "route",
         llm_max_model_len: int | None = None,
+        shared: bool = False,
+        llm_fraction: float | None = None,
     ):
+        self._options = {
+            "router_path": router_path,
+            "fallback": fallback,
+            "mode": mode,
+            "min_samples": min_samples,
+            "client_share": client_share,
+            "dedupe": dedupe,
+            "max_shift": max_shift,
+            "on_truncated": on_truncated,
+            "llm_max_model_len": llm_max_model_len,
+        }
+        self.shared = bool(shared)  # the SLM engine and the upstream belong to another router (at_fraction)
+        self.file_doc = doc
         self.doc = dict(doc)
         self.slm, self.method = doc["slm"], doc["method"]
         self.name = name or f"uqroute-{self.slm}-{self.method}"
+        if llm_fraction is not None:  # another operating point of the file (RouteLLM: the fraction in the name)
+            from .calibrate import operating_point_at
+
+            self.doc["operating_point"] = operating_point_at(doc, llm_fraction)
+            if name is None:
+                self.name += f"-{float(llm_fraction):g}"
+        doc = self.doc
         op, serving = doc["operating_point"], doc["serving"]
         self.mode = mode or serving["mode"]
         self.target = float(op["llm_fraction"])
@@ -251,22 +277,18 @@ class Router:
             raise ValueError(f"router {self.name}: on_truncated must be one of {list(TRUNCATED)}, got {on_truncated!r}")
         self.on_truncated = on_truncated
         window, n_holdout = int(serving["window"]), len(doc["holdout"]["confidence"])
-        if min_samples == "auto":
-            warm = warmup_samples(self.target, n_holdout, float(serving["drift_margin"]), window)
-        elif min_samples == "file":
-            warm = int(serving["min_samples"])
+        # the warm-up (tracking.warmup_plan): "file" serves the file's N (chosen at calibration, or set there), with
+        # the drift test's k_min and the bands of this router's fraction (an operating point may differ from the file's)
+        if min_samples == "file":
+            set_n, source = int(serving["min_samples"]), serving.get("warmup", {}).get("source", "set")
+        elif min_samples == "auto":
+            set_n, source = None, "auto"
         else:
-            warm = int(min_samples)
-        self.warmup = {
-            "min_samples": warm,
-            "source": min_samples if min_samples in ("auto", "file") else "option",
-            "holdout_n": n_holdout,
-            # the realised LLM-call fraction's sd over the first N requests on hold-out-like traffic (calibrated threshold:
-            # the hold-out's own sampling error plus the requests'), and over the window once tracking has started
-            "fraction_sd_warmup": _num(math.hypot(fraction_sd(self.target, n_holdout), fraction_sd(self.target, warm))),
-            "fraction_sd_tracking": _num(fraction_sd(self.target, window)),
-            "max_shift": max_shift,
-        }
+            set_n, source = int(min_samples), "option"
+        plan = warmup_plan(self.target, n_holdout, float(serving["drift_margin"]), window, min_samples=set_n)
+        plan["source"] = source
+        warm = plan["min_samples"]
+        self.warmup = {**plan, "max_shift": max_shift}
         self.threshold = QuantileThreshold(
             self.target,
             t,
@@ -274,6 +296,9 @@ class Router:
             mode=self.mode,
             window=window,
             min_samples=warm,
+            drift_min_samples=plan["drift_min_samples"],
+            holdout_n=n_holdout,
+            drift_z=plan["z"],
             seed=int(doc["inference"]["seed"]),
             client_share=client_share,
             dedupe=dedupe,
@@ -288,7 +313,7 @@ class Router:
             self.target,
             doc["holdout"]["confidence"],
             window=window,
-            min_samples=warm,
+            min_samples=plan["drift_min_samples"],
             drift_margin=serving["drift_margin"],
             name=self.name,
         )
@@ -350,6 +375,22 @@ class Router:
                 llm_base_url, llm_model, api_key_env=api_key_env, max_retries=max_retries, timeout_s=timeout_s
             )
         return cls(doc, router_path=path, upstream=upstream, **kw)
+
+    def at_fraction(self, fraction: float, name: str | None = None) -> Router:
+        """This router at another operating point of the same file: LLM-call fraction ``fraction``, its
+        threshold from the same hold-out set (:func:`.calibrate.operating_point_at`), its own warm-up, tracking
+        window, monitor and metrics, under its own name (default ``{name}-{fraction}``, RouteLLM's way of
+        putting the operating point in the model name). It shares this router's SLM engine (requests of
+        every operating point join one continuous batch) and upstream; close this router last."""
+        return Router(
+            self.file_doc,
+            **self._options,
+            upstream=self.upstream,
+            scorer=self.scorer,
+            name=name,
+            shared=True,
+            llm_fraction=fraction,
+        )
 
     # ------------------------------------------------------------ deciding
     def decide(self, scored, *, client=None, key=None, record: bool = True) -> Decision:
@@ -578,6 +619,8 @@ class Router:
         )
 
     def close(self) -> None:
+        if self.shared:  # the router it was made from closes the engine and the upstream
+            return
         self.scorer.close()
         if self.upstream is not None:
             self.upstream.close()

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
 from .. import io
 from ..schema import ROUTER_FILE
+
+log = logging.getLogger("uqroute.router")
 
 __all__ = [
     "FORMAT",
@@ -22,6 +25,8 @@ __all__ = [
     "file_sha256",
     "threshold_value",
     "INFERENCE_KEYS",
+    "WARMUP_KEYS",
+    "file_warmup",
 ]
 
 FORMAT = "uqroute-router"
@@ -34,6 +39,19 @@ INFERENCE_KEYS = (
     "sample_max_new_tokens",
     "verbal_max_new_tokens",
     "dtype",
+)
+
+#: The keys of the file's ``serving.warmup`` section (:func:`uqroute.router.tracking.warmup_plan`; its
+#: ``min_samples`` is ``serving.min_samples``, its ``holdout_n`` is ``holdout.n``).
+WARMUP_KEYS = (
+    "source",
+    "drift_min_samples",
+    "alpha",
+    "z",
+    "fraction_sd_warmup",
+    "band_warmup",
+    "fraction_sd_tracking",
+    "band_tracking",
 )
 
 _TYPES = {
@@ -110,6 +128,38 @@ def check_router_file(obj, *, where: str = "router file") -> dict:
     return dict(obj)
 
 
+def file_warmup(plan: Mapping) -> dict:
+    """The ``serving.warmup`` section from a :func:`uqroute.router.tracking.warmup_plan`."""
+    return {k: plan[k] for k in WARMUP_KEYS}
+
+
+def _add_warmup(obj: dict, where: str) -> dict:
+    """A file written before ``serving.warmup`` existed: its warm-up is chosen as calibration now chooses it
+    (from the hold-out's size; the constant ``min_samples`` such files carry is replaced)."""
+    from .tracking import warmup_plan
+
+    serving = obj.get("serving")
+    if not isinstance(serving, dict) or "warmup" in serving:
+        return obj
+    try:
+        plan = warmup_plan(
+            float(obj["operating_point"]["llm_fraction"]),
+            len(obj["holdout"]["confidence"]),
+            float(serving["drift_margin"]),
+            int(serving["window"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return obj  # check_router_file names what is wrong
+    log.info(
+        "%s: written before the warm-up was stored; warm-up chosen from the hold-out's size: %d requests "
+        "(the file's min_samples %s is not used)",
+        where,
+        plan["min_samples"],
+        serving.get("min_samples"),
+    )
+    return {**obj, "serving": {**serving, "min_samples": plan["min_samples"], "warmup": file_warmup(plan)}}
+
+
 def threshold_value(threshold: float | None, fraction: float) -> float:
     """A stored threshold as a float: null means −∞ at fraction 0 (route nothing) and +∞ otherwise (fraction 1)."""
     if threshold is not None:
@@ -132,6 +182,8 @@ def read_router_file(path) -> dict:
         obj = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise RouterFileError(f"router file {path}: not valid JSON ({err})") from None
+    if isinstance(obj, dict):
+        obj = _add_warmup(obj, f"router file {path}")
     return check_router_file(obj, where=f"router file {path}")
 
 

@@ -283,7 +283,7 @@ def create_app(
         await refresh_upstreams()
         yield
         for r in routers:
-            if r.upstream is not None:
+            if r.upstream is not None and not r.shared:
                 await r.upstream.aclose()
 
     kw = {} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
@@ -372,7 +372,7 @@ def create_app(
                         "q": op["q"],
                         "predicted_accuracy": op["predicted_accuracy"],
                         "budget": r.budget,
-                        "warmup": r.warmup,
+                        "warmup": {**r.warmup, "ended_early": r.threshold.warmup_ended_by_drift},
                         "on_truncated": r.on_truncated,
                     },
                 }

@@ -2,7 +2,8 @@
 
 :class:`QuantileThreshold` decides each request. In ``fixed`` mode it applies the calibrated
 tie-aware threshold (t, q) throughout. In ``tracking`` mode it applies the calibrated one until
-``min_samples`` live confidences have been seen, and then the tie-aware ``fraction``-quantile of
+``min_samples`` live confidences have been seen (or earlier, once the warm-up's drift test shows the
+calibrated threshold wrong: :func:`warmup_plan`), and then the tie-aware ``fraction``-quantile of
 the last ``window`` live confidences (:func:`uqroute.routing.tie_aware_thresholds` on the window:
 the same rule the hold-out set's thresholds follow, so a window equal to the hold-out sample gives
 exactly the calibrated threshold). Thresholds calibrated on other datasets miss the budget on new
@@ -32,7 +33,8 @@ guards, each optional in :class:`QuantileThreshold` and on by default in ``uqrou
   threshold routes between ``fraction − max_shift`` and ``fraction + max_shift`` of hold-out-like
   traffic. Moving further needs an operator (a new router file, or a wider ``--max-shift``).
 
-:func:`warmup_samples` chooses the warm-up from the calibration's own uncertainty.
+:func:`warmup_plan` chooses the warm-up from the calibration's own uncertainty and states the budget error to
+expect during it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,18 @@ from ..routing import tie_aware_thresholds
 
 log = logging.getLogger("uqroute.router")
 
-__all__ = ["Decision", "QuantileThreshold", "Monitor", "MonitorState", "SortedWindow", "warmup_samples", "fraction_sd"]
+__all__ = [
+    "Decision",
+    "QuantileThreshold",
+    "Monitor",
+    "MonitorState",
+    "SortedWindow",
+    "warmup_samples",
+    "warmup_plan",
+    "calibrated_fraction",
+    "fraction_sd",
+    "WARMUP_ALPHA",
+]
 
 
 class SortedWindow:
@@ -122,18 +135,92 @@ def fraction_sd(fraction: float, n: int) -> float:
 
 
 def warmup_samples(fraction: float, n_holdout: int, margin: float, window: int) -> int:
-    """How many live confidences the tracking threshold waits for: ⌈r(1 − r)/margin²⌉, at least 1, at most
-    the hold-out size and the window.
+    """The fewest live confidences whose quantile is within ``margin`` of the target: ⌈r(1 − r)/margin²⌉, at
+    least 1, at most the hold-out size and the window.
 
-    After n live confidences the window quantile's LLM-call fraction has a standard deviation of about
-    sqrt(r(1 − r)/n) (:func:`fraction_sd`); this is the smallest n at which that is within ``margin``
-    (the drift margin, the budget error the operator accepts). Waiting longer than the hold-out's own
-    size n_h gains nothing: by then the live estimate is as precise as the calibration's. (r = 0.3,
-    margin 0.1: 21 requests.)
+    After k live confidences the window quantile's LLM-call fraction has a standard deviation of about
+    sqrt(r(1 − r)/k) (:func:`fraction_sd`); this is the smallest k at which that is within ``margin`` (the
+    drift margin, the budget error the operator accepts). It is the earliest the warm-up may end, once the
+    calibrated threshold is shown wrong (:func:`warmup_plan`). (r = 0.3, margin 0.1: 21 requests.)
     """
     r = float(fraction)
     need = math.ceil(r * (1 - r) / float(margin) ** 2) if margin > 0 else int(window)
     return int(max(1, min(need, int(n_holdout), int(window))))
+
+
+#: The two-sided level of the warm-up's drift test and of the stated bands (95 %).
+WARMUP_ALPHA = 0.05
+
+
+def _z(alpha: float) -> float:
+    from statistics import NormalDist
+
+    return float(NormalDist().inv_cdf(1 - alpha / 2))
+
+
+def warmup_plan(
+    fraction: float,
+    n_holdout: int,
+    margin: float,
+    window: int,
+    *,
+    min_samples: int | None = None,
+    alpha: float = WARMUP_ALPHA,
+) -> dict:
+    """The tracking warm-up chosen from the calibration's own uncertainty, and the budget error to expect.
+
+    The calibrated threshold is the r-quantile of n_h hold-out confidences; the live one after k requests is
+    the r-quantile of k live confidences. On traffic like the hold-out set's, the fraction each routes has a
+    standard deviation of about sqrt(r(1 − r)/n_h) and sqrt(r(1 − r)/k) (binomial; :func:`fraction_sd`), so
+    the live threshold is at least as certain as the calibrated one from k = n_h on: the warm-up is
+    **N = min(n_h, window)** (``min_samples``; a number given instead is kept, ``source`` ``set``).
+
+    Under a shift the calibrated threshold is biased, and waiting N requests costs the whole bias. So the
+    warm-up ends earlier, at the first k ≥ k_min = :func:`warmup_samples` (the fewest live confidences whose
+    quantile is within the drift margin) at which the calibrated threshold's own LLM-call fraction over the
+    live window, p̂_k, lies outside the band hold-out-like traffic would give it:
+    |p̂_k − r| > z · sqrt(r(1 − r)(1/k + 1/n_h)) with z the two-sided ``alpha`` quantile (1.96). Then the
+    calibrated threshold is known wrong by more than the live quantile's own error (z sd > sd_live), and
+    tracking it is the better estimate. (Our choice: the test is on the fraction at the threshold, the one
+    quantity the budget depends on, rather than on the W1 distance, which a shift away from the threshold
+    moves too; the paper does not serve routers.)
+
+    The expected budget error in the first N requests, on hold-out-like traffic: the realised fraction has a
+    standard deviation of sqrt(r(1 − r)(1/n_h + 1/N)) (the hold-out's sampling error plus that of N
+    requests), ± z times that at level 1 − ``alpha`` (``band_warmup``). After the warm-up, the live
+    threshold's fraction has a standard deviation of at most sqrt(r(1 − r)/N), and sqrt(r(1 − r)/window)
+    once the window is full (``band_tracking``: ± z times that). On shifted traffic the first k_min requests
+    (at least) are decided by the calibrated threshold, however far off it is.
+    """
+    r, n_h, window = float(fraction), int(n_holdout), int(window)
+    z = _z(alpha)
+    k_min = warmup_samples(r, n_h, margin, window)
+    n = int(min_samples) if min_samples is not None else int(max(1, min(n_h, window)))
+    k_min = min(k_min, n)
+    sd_warm = math.sqrt(max(r * (1 - r), 0.0) * (1 / max(n_h, 1) + 1 / n))
+    sd_track = fraction_sd(r, window)
+    return {
+        "source": "set" if min_samples is not None else "auto",
+        "min_samples": n,
+        "drift_min_samples": int(k_min),
+        "alpha": float(alpha),
+        "z": z,
+        "holdout_n": n_h,
+        "fraction_sd_warmup": sd_warm,
+        "band_warmup": z * sd_warm,
+        "fraction_sd_tracking": sd_track,
+        "band_tracking": z * sd_track,
+    }
+
+
+def calibrated_fraction(values_sorted, threshold: float, q: float) -> float:
+    """The LLM-call fraction (t, q) gives on sorted values: share below t plus q times the share at t."""
+    n = len(values_sorted)
+    if n == 0:
+        return math.nan
+    lo = bisect.bisect_left(values_sorted, threshold)
+    hi = bisect.bisect_right(values_sorted, threshold)
+    return (lo + q * (hi - lo)) / n
 
 
 @dataclass(frozen=True)
@@ -158,6 +245,10 @@ class QuantileThreshold:
         dedupe: keep a prompt key out of the window while the window holds it already.
         reference: the hold-out confidences; with ``max_shift``, they bound the live threshold.
         max_shift: the live threshold stays between the reference's thresholds of ``fraction ± max_shift``.
+        drift_min_samples, holdout_n, drift_z: the warm-up's drift test (:func:`warmup_plan`): from
+            ``drift_min_samples`` live confidences on, the warm-up ends as soon as the calibrated threshold's
+            fraction over the window is farther from ``fraction`` than ``drift_z`` ·
+            sqrt(r(1 − r)(1/k + 1/holdout_n)). None: no early end (``min_samples`` only).
     """
 
     def __init__(
@@ -174,6 +265,9 @@ class QuantileThreshold:
         dedupe: bool = False,
         reference=None,
         max_shift: float | None = None,
+        drift_min_samples: int | None = None,
+        holdout_n: int | None = None,
+        drift_z: float | None = None,
     ):
         if mode not in ("fixed", "tracking"):
             raise ValueError(f"mode must be 'fixed' or 'tracking', got {mode!r}")
@@ -201,6 +295,11 @@ class QuantileThreshold:
             # a lower threshold routes less: the lower bound is the threshold of the smaller fraction
             self._bounds = ((float(t[0]), float(qq[0])), (float(t[1]), float(qq[1])))
         self.skipped = {"client_share": 0, "duplicate": 0}
+        if drift_min_samples is not None and (holdout_n is None or drift_z is None or drift_min_samples < 1):
+            raise ValueError("the warm-up's drift test needs drift_min_samples ≥ 1, holdout_n and drift_z")
+        self.drift_min_samples, self.holdout_n, self.drift_z = drift_min_samples, holdout_n, drift_z
+        #: set when the warm-up ended early: {"at": k, "calibrated_fraction": p̂_k, "band": z·sd}
+        self.warmup_ended_by_drift: dict | None = None
         self._lock = threading.Lock()
 
     def bounds(self) -> tuple[tuple[float, float], tuple[float, float]] | None:
@@ -212,8 +311,31 @@ class QuantileThreshold:
         with self._lock:
             return self._current()
 
+    def warming_up(self) -> bool:
+        """Whether the calibrated threshold still decides (tracking mode, warm-up not over)."""
+        return self.mode == "tracking" and len(self.window) < self.min_samples and self.warmup_ended_by_drift is None
+
+    def _check_drift(self) -> None:
+        """The warm-up's drift test on the window (see :func:`warmup_plan`); latches once it fires."""
+        k = len(self.window)
+        if self.drift_min_samples is None or not self.warming_up() or k < self.drift_min_samples:
+            return
+        r = self.fraction
+        p = calibrated_fraction(self.window.sorted, *self.calibrated)
+        band = self.drift_z * math.sqrt(max(r * (1 - r), 0.0) * (1 / k + 1 / max(int(self.holdout_n), 1)))
+        if abs(p - r) > band:
+            self.warmup_ended_by_drift = {"at": k, "calibrated_fraction": p, "band": band}
+            log.warning(
+                "the calibrated threshold routes %.3f of the first %d live requests, outside %.3f ± %.3f: "
+                "the warm-up ends early and the tracking threshold takes over",
+                p,
+                k,
+                r,
+                band,
+            )
+
     def _current(self) -> tuple[float, float, str]:
-        if self.mode == "fixed" or len(self.window) < self.min_samples:
+        if self.mode == "fixed" or (len(self.window) < self.min_samples and self.warmup_ended_by_drift is None):
             return (*self.calibrated, "calibrated")
         t, q = tie_aware_thresholds(self.window.array(), [self.fraction])
         t, q = float(t[0]), float(q[0])
@@ -252,6 +374,7 @@ class QuantileThreshold:
                     )
                     self.window.drop_oldest_of(client)
                 self.window.add(c, client, key)
+                self._check_drift()
             return Decision(routed, t, q, src, p)
 
 
