@@ -7,7 +7,7 @@ process, each under its own model name.
 
 Request handlers are async and never do CPU work on the event loop: JSON parsing, the request
 check, tokenization (building the engine's jobs) and the confidence run in worker threads; the
-SLM's engine runs in its own thread (:class:`.slm.EngineWorker`), so concurrent requests share its
+SLM's engine runs in its own thread (:class:`uqroute.inference.EngineWorker`), so concurrent requests share its
 continuous-batching pool; the upstream LLM is called with the async openai client.
 
 Every response carries ``x-request-id``, the id of the request's log line (and the ``id`` of the
