@@ -53,6 +53,11 @@ def main() -> None:
         kw["gpu_memory_utilization"] = settings["gpu_memory_utilization"]
     if settings.get("enforce_eager"):
         kw["enforce_eager"] = True
+    if settings.get("device") == "cpu":
+        # vLLM-CPU cannot rewind a CPU torch.Generator ("CPU Generator does not use offset"): a seeded
+        # sample whose prompt chunked prefill splits across steps kills the engine. Whole prompts only.
+        kw["enable_chunked_prefill"] = False
+        kw["max_num_batched_tokens"] = max(int(settings["max_model_len"]), 4096)
     llm = LLM(**kw)
     stop = [int(t) for t in settings["stop_token_ids"]]
     _say("ready", json.dumps({"version": vllm.__version__}))
