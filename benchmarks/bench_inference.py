@@ -34,6 +34,7 @@ Figures are recorded in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -254,6 +255,27 @@ def run_vllm(args, work, model_dir, be, prompt_ids, budgets, full, queries, cfg,
     return out, {"tokens": tokens, **{k: f[k] for k in ("seconds", "phase1_s", "build_s", "phase2_s")}}
 
 
+@contextlib.contextmanager
+def captured_loads(run_mod):
+    """Patch ``run_mod.load_backend`` for the block: each backend it loads is kept (``["be"]``, progress bars
+    off) and its load times summed (``["load_s"]``); the original is restored on exit."""
+    captured = {"load_s": 0.0}
+    real_load = run_mod.load_backend
+
+    def load(*a, **k):
+        t = time.perf_counter()
+        captured["be"] = real_load(*a, **k)
+        captured["load_s"] += time.perf_counter() - t
+        captured["be"].progress = False
+        return captured["be"]
+
+    run_mod.load_backend = load
+    try:
+        yield captured
+    finally:
+        run_mod.load_backend = real_load
+
+
 def bench_vllm_engine(args, work, model_dir, spec, frames, cfg, run_mod):
     """``run_inference`` with ``inference.backend: vllm`` on the same queries and budgets as ours.
 
@@ -269,15 +291,6 @@ def bench_vllm_engine(args, work, model_dir, spec, frames, cfg, run_mod):
     os.environ["UQROUTE_CACHE_DIR"] = str(work / "cache")  # a fresh generation store: nothing is reused
     os.environ.setdefault("UQROUTE_VLLM_PYTHON", args.vllm_python)
     vcfg = {**cfg, "backend": "vllm"}
-    captured = {"load_s": 0.0}
-    real_load = run_mod.load_backend
-
-    def load(*a, **k):
-        t = time.perf_counter()
-        captured["be"] = real_load(*a, **k)
-        captured["load_s"] += time.perf_counter() - t
-        captured["be"].progress = False
-        return captured["be"]
 
     def infer(frame, stem):
         data = work / f"{stem}.parquet"
@@ -294,34 +307,35 @@ def bench_vllm_engine(args, work, model_dir, spec, frames, cfg, run_mod):
             0,
         )
 
-    run_mod.load_backend = load
     try:
-        warm = (
-            frames[0].head(2).with_columns(pl.col("id") + "-warm-up", ("Warm-up. " + pl.col("prompt")).alias("prompt"))
-        )
-        t0 = time.perf_counter()
-        infer(warm, "vllm-warm-up")  # starts vLLM (and its first compilation) outside the clock
-        startup_s = time.perf_counter() - t0
-        captured["load_s"] = 0.0
-        tok, secs, same, n, stats = 0, 0.0, 0, 0, {}
-        for f in frames:
-            d = f["dataset"][0]
+        with captured_loads(run_mod) as captured:
+            warm = (
+                frames[0]
+                .head(2)
+                .with_columns(pl.col("id") + "-warm-up", ("Warm-up. " + pl.col("prompt")).alias("prompt"))
+            )
             t0 = time.perf_counter()
-            infer(f, f"vllm-{d}")
-            secs += time.perf_counter() - t0
-            st = captured["be"].stats
-            tok += st["generated_tokens"]
-            for k in ("vllm_requests", "vllm_requests_stored", "scored_tokens"):
-                stats[k] = stats.get(k, 0) + st[k]
-            stats["max_logprob_diff"] = max(stats.get("max_logprob_diff", 0.0), st["max_logprob_diff"])
-            ours = work / f"gen-{d}.parquet"
-            if ours.exists():
-                a = pl.read_parquet(ours).sort("id")["tokens"].to_list()
-                b = pl.read_parquet(work / f"vllm-{d}.gen.parquet").sort("id")["tokens"].to_list()
-                same += sum(x == y for x, y in zip(a, b))
-                n += len(a)
+            infer(warm, "vllm-warm-up")  # starts vLLM (and its first compilation) outside the clock
+            startup_s = time.perf_counter() - t0
+            captured["load_s"] = 0.0
+            tok, secs, same, n, stats = 0, 0.0, 0, 0, {}
+            for f in frames:
+                d = f["dataset"][0]
+                t0 = time.perf_counter()
+                infer(f, f"vllm-{d}")
+                secs += time.perf_counter() - t0
+                st = captured["be"].stats
+                tok += st["generated_tokens"]
+                for k in ("vllm_requests", "vllm_requests_stored", "scored_tokens"):
+                    stats[k] = stats.get(k, 0) + st[k]
+                stats["max_logprob_diff"] = max(stats.get("max_logprob_diff", 0.0), st["max_logprob_diff"])
+                ours = work / f"gen-{d}.parquet"
+                if ours.exists():
+                    a = pl.read_parquet(ours).sort("id")["tokens"].to_list()
+                    b = pl.read_parquet(work / f"vllm-{d}.gen.parquet").sort("id")["tokens"].to_list()
+                    same += sum(x == y for x, y in zip(a, b))
+                    n += len(a)
     finally:
-        run_mod.load_backend = real_load
         vllm_backend._close_workers()  # free the engine's memory before the other vLLM rows start theirs
     note = (
         f"{stats['vllm_requests']} vLLM requests ({stats['vllm_requests_stored']} from the store), "
@@ -422,41 +436,30 @@ def main() -> None:
     }
     ours_full = None
     if not args.skip_full:
-        captured = {"load_s": 0.0}
-        real_load = run_mod.load_backend
-
-        def load(*a, **k):
-            t = time.perf_counter()
-            captured["be"] = real_load(*a, **k)
-            captured["load_s"] += time.perf_counter() - t
-            captured["be"].progress = False
-            return captured["be"]
-
-        run_mod.load_backend = load
-        total_tok, greedy_tok, secs, extra = 0, 0, 0.0, {}
-        for f in frames:
-            d = f["dataset"][0]
-            data = work / f"{d}.parquet"
-            f.write_parquet(data)
-            t0 = time.perf_counter()
-            run_mod.run_inference(
-                args.model,
-                spec,
-                str(model_dir),
-                str(data),
-                str(work / f"gen-{d}.parquet"),
-                str(work / f"gen-{d}.hidden.safetensors"),
-                "slm",
-                cfg,
-                0,
-            )
-            secs += time.perf_counter() - t0
-            st = captured["be"].stats
-            total_tok += st["generated_tokens"]
-            for k in ("prompt_tokens", "prompt_tokens_reused", "forward_passes"):
-                extra[k] = extra.get(k, 0) + st[k]
-            greedy_tok += int(pl.read_parquet(work / f"gen-{d}.parquet")["tokens"].list.len().sum())
-        run_mod.load_backend = real_load
+        with captured_loads(run_mod) as captured:
+            total_tok, greedy_tok, secs, extra = 0, 0, 0.0, {}
+            for f in frames:
+                d = f["dataset"][0]
+                data = work / f"{d}.parquet"
+                f.write_parquet(data)
+                t0 = time.perf_counter()
+                run_mod.run_inference(
+                    args.model,
+                    spec,
+                    str(model_dir),
+                    str(data),
+                    str(work / f"gen-{d}.parquet"),
+                    str(work / f"gen-{d}.hidden.safetensors"),
+                    "slm",
+                    cfg,
+                    0,
+                )
+                secs += time.perf_counter() - t0
+                st = captured["be"].stats
+                total_tok += st["generated_tokens"]
+                for k in ("prompt_tokens", "prompt_tokens_reused", "forward_passes"):
+                    extra[k] = extra.get(k, 0) + st[k]
+                greedy_tok += int(pl.read_parquet(work / f"gen-{d}.parquet")["tokens"].list.len().sum())
         rows.append(
             (
                 "ours: full SLM stage",
