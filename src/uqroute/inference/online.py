@@ -70,14 +70,18 @@ class EngineWorker:
         except BaseException:  # noqa: BLE001  (the thread is gone: refuse new requests, fail the queued ones)
             log.exception("%s: the engine worker stopped", self.name)
             self._stopping.set()
-            while True:
-                try:
-                    it = self.inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if it is not None:
-                    it[1].set_exception(EngineStopped(f"{self.name}: the engine worker stopped"))
+            self._fail_queued("the engine worker stopped")
             raise
+
+    def _fail_queued(self, why: str) -> None:
+        """Fail every request still in the inbox with :class:`EngineStopped` (``None`` is the stop signal)."""
+        while True:
+            try:
+                it = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if it is not None:
+                it[1].set_exception(EngineStopped(f"{self.name}: {why}"))
 
     def _loop(self) -> None:
         run, self._first_run = self._first_run, None
@@ -143,11 +147,5 @@ class EngineWorker:
                 run = self._new_run()
         for st in requests:
             st["fut"].set_exception(EngineStopped(f"{self.name}: the server is shutting down"))
-        while True:
-            try:
-                it = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if it is not None:
-                it[1].set_exception(EngineStopped(f"{self.name}: the server is shutting down"))
+        self._fail_queued("the server is shutting down")
         run.close()
